@@ -1,0 +1,1 @@
+"""The engine: model zoos, hyper-representation autoencoders, sampling. No Streamlit import anywhere here."""

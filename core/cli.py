@@ -1,0 +1,183 @@
+"""`python -m core ...`: the command-line front end over the same functions the app calls.
+
+Exit codes: 0 success, 2 bad input (one line on stderr saying what and where), 130 interrupted (resumable).
+With --json the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm import tqdm
+
+from core.errors import Interrupted, UserError
+from core.population import INITS
+from core.runtime import DEVICES, resolve_device
+from core.workspace import Workspace
+from core.zoo import ZooConfig, generate_zoo, load_zoo, zoo_info
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+class _ProgressBar:
+    """The engine's on_progress(done, total, info) callback drawn as a tqdm bar with ETA on stderr."""
+
+    def __init__(self, description: str, quiet: bool):
+        self.bar: tqdm | None = None
+        self.description, self.quiet = description, quiet
+
+    def __call__(self, done: int, total: int, info: dict) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.description, unit="step", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in info.items() if k != "elapsed_s"}
+        self.bar.set_postfix(shown, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _emit(result: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(lines))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_zoo_generate(args: argparse.Namespace) -> dict:
+    epochs = args.epochs
+    save_epochs = args.save_epochs or tuple(sorted({0, 1, epochs // 4, epochs // 2, epochs}))
+    config = ZooConfig(
+        dataset=args.dataset,
+        models=args.models,
+        epochs=epochs,
+        save_epochs=save_epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        inits=args.init,
+        lrs=args.lr,
+        weight_decays=args.weight_decay,
+        dropouts=args.dropout,
+        activations=args.activation,
+    )
+    bar = _ProgressBar("training zoo (epochs)", args.quiet)
+    try:
+        zoo = generate_zoo(Workspace(args.workspace), config, resolve_device(args.device), on_progress=bar)
+    finally:
+        bar.close()
+    return zoo_info(zoo)
+
+
+def cmd_zoo_import(args: argparse.Namespace) -> dict:
+    from core.public_zoo import import_public_zoo
+
+    bar = _ProgressBar("importing models", args.quiet)
+    try:
+        report = import_public_zoo(args.source, Workspace(args.workspace), args.dataset, on_progress=bar)
+    finally:
+        bar.close()
+    for problem in report.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return {**zoo_info(report.zoo), "imported_models": report.models, "problems": report.problems}
+
+
+def cmd_zoo_info(args: argparse.Namespace) -> dict:
+    return zoo_info(load_zoo(Workspace(args.workspace)))
+
+
+def _describe_zoo(result: dict) -> list[str]:
+    acc = result["test_acc"]
+    lines = [
+        f"{result['models']} models, {result['checkpoints']} checkpoints of {result['architecture']} "
+        f"({result['n_params']} parameters) on {result['dataset']}",
+        f"epochs saved: {result['epochs']}",
+        f"test accuracy: min {acc['min']:.3f}  mean {acc['mean']:.3f}  max {acc['max']:.3f}",
+    ]
+    lines += [f"skipped: {s}" for s in result.get("skipped", [])]
+    return lines
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_common(parser: argparse.ArgumentParser, device: bool) -> None:
+    parser.add_argument("--workspace", required=True, help="workspace folder (created if needed)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    if device:
+        parser.add_argument("--device", choices=DEVICES, default="auto", help="where to compute (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Hyper-representations of model zoos.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    zoo = commands.add_parser("zoo", help="generate, import or describe a model zoo")
+    zoo_cmds = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+
+    gen = zoo_cmds.add_parser("generate", help="train a zoo of small CNNs, all models at once")
+    _add_common(gen, device=True)
+    gen.add_argument("--dataset", default="digits", help="digits, shapes, or a folder of MNIST-family IDX / CIFAR-10 files")
+    gen.add_argument("--models", type=int, default=256, help="number of models (default 256)")
+    gen.add_argument("--epochs", type=int, default=15, help="training epochs per model (default 15)")
+    gen.add_argument("--save-epochs", type=_int_list, default=None, help="epochs to keep, e.g. 0,1,5,15 (0 = init)")
+    gen.add_argument("--batch-size", type=int, default=32)
+    gen.add_argument("--seed", type=int, default=0, help="zoo seed; model seeds derive from it")
+    gen.add_argument("--init", type=_str_list, default=("kaiming_uniform",), help=f"one or more of {','.join(INITS)}")
+    gen.add_argument("--lr", type=_float_list, default=(3e-3,), help="one or more learning rates (Adam)")
+    gen.add_argument("--weight-decay", type=_float_list, default=(0.0,), help="one or more L2 weight decays")
+    gen.add_argument("--dropout", type=_float_list, default=(0.0,), help="one or more dropout rates")
+    gen.add_argument("--activation", type=_str_list, default=("relu",), help="one or more of relu,tanh,sigmoid,gelu,leakyrelu")
+    gen.set_defaults(run=cmd_zoo_generate, describe=_describe_zoo)
+
+    imp = zoo_cmds.add_parser("import", help="import a zoo in the public model-zoo layout (one folder per model)")
+    _add_common(imp, device=False)
+    imp.add_argument("--from", dest="source", required=True, help="folder holding the model folders")
+    imp.add_argument("--dataset", default=None, help="local dataset folder the zoo was trained on (for fine-tuning)")
+    imp.set_defaults(run=cmd_zoo_import, describe=_describe_zoo)
+
+    info = zoo_cmds.add_parser("info", help="summarise a workspace's zoo")
+    _add_common(info, device=False)
+    info.set_defaults(run=cmd_zoo_info, describe=_describe_zoo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted: progress up to the last finished epoch is kept; run the same command to resume", file=sys.stderr)
+        return 130
+    _emit(result, args.json, args.describe(result))
+    return 0

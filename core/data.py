@@ -1,0 +1,209 @@
+"""Datasets the zoos train on: bundled digits, procedural shapes, and local MNIST-family / CIFAR-10 folders.
+
+Nothing here downloads. Every split is a deterministic function of a seed, and every image tensor is
+float32 [N, C, H, W], standardised per channel with the training split's statistics.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import DataError
+
+BUILTIN = ("digits", "shapes")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+
+def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.1) -> Dataset:
+    """`name` is `digits`, `shapes`, or a folder holding MNIST-family IDX files or CIFAR-10 binary batches."""
+    if name == "digits":
+        x, y = _digits()
+        return _split(name, x, y, seed, val_fraction, test_fraction=0.2)
+    if name == "shapes":
+        x, y = make_shapes(n=1800, seed=seed)
+        return _split(name, x, y, seed, val_fraction, test_fraction=0.2)
+    folder = Path(name).expanduser()
+    if not folder.exists():
+        raise DataError(f"{name}: no such dataset; use one of {', '.join(BUILTIN)} or a folder with IDX or CIFAR-10 files")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: a dataset must be a folder (MNIST-family IDX files or CIFAR-10 binary batches)")
+    cifar = _find_cifar_folder(folder)
+    if cifar is not None:
+        (x_tr, y_tr), (x_te, y_te) = _cifar10(cifar)
+    else:
+        (x_tr, y_tr), (x_te, y_te) = _idx_folder(folder)
+    return _split_with_test(str(folder), x_tr, y_tr, x_te, y_te, seed, val_fraction)
+
+
+# ---------------------------------------------------------------- built-in data
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None] / 16.0
+    return x, bunch.target.astype(np.int64)
+
+
+# The seven tetrominoes plus three more simple shapes, so that `shapes` has ten classes like `digits`.
+_SHAPES = {
+    "I": ["####"],
+    "O": ["##", "##"],
+    "T": ["###", ".#."],
+    "S": [".##", "##."],
+    "Z": ["##.", ".##"],
+    "J": ["#..", "###"],
+    "L": ["..#", "###"],
+    "plus": [".#.", "###", ".#."],
+    "ring": ["###", "#.#", "###"],
+    "diagonal": ["#...", ".#..", "..#.", "...#"],
+}
+SHAPE_NAMES = tuple(_SHAPES)
+
+
+def make_shapes(n: int, seed: int, size: int = 8, noise: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """A procedural 10-class image set: each image is one shape, randomly rotated, placed and shaded, plus noise."""
+    rng = np.random.default_rng(seed)
+    masks = [np.array([[c == "#" for c in row] for row in rows], dtype=np.float32) for rows in _SHAPES.values()]
+    y = np.arange(n) % len(masks)
+    rng.shuffle(y)
+    x = np.zeros((n, 1, size, size), dtype=np.float32)
+    for i, label in enumerate(y):
+        mask = np.rot90(masks[label], k=int(rng.integers(4)))
+        h, w = mask.shape
+        top, left = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+        x[i, 0, top : top + h, left : left + w] = mask * rng.uniform(0.6, 1.0)
+    x += rng.normal(0.0, noise, size=x.shape).astype(np.float32)
+    return np.clip(x, 0.0, 1.0), y.astype(np.int64)
+
+
+# ---------------------------------------------------------------- local folders
+
+_IDX_MAGIC = {0x08: np.uint8}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse one IDX file (optionally gzipped); raise DataError naming the file when it is malformed."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_MAGIC:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: header promises {expected} bytes of data for shape {dims}, file has {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find_idx(folder: Path, prefix: str, kind: str) -> Path:
+    names = [f"{prefix}-{kind}", f"{prefix}-{kind}.gz"]
+    for name in names:
+        for candidate in (folder / name, folder / name.replace("-idx", ".idx")):
+            if candidate.exists():
+                return candidate
+    raise DataError(f"{folder}: missing {names[0]}[.gz] (expected MNIST-family IDX files or CIFAR-10 binary batches)")
+
+
+def _idx_folder(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    splits = []
+    for prefix in ("train", "t10k"):
+        images_path = _find_idx(folder, prefix, "images-idx3-ubyte")
+        labels_path = _find_idx(folder, prefix, "labels-idx1-ubyte")
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3:
+            raise DataError(f"{images_path}: expected 3 dimensions (count, rows, cols), found {images.ndim}")
+        if labels.ndim != 1:
+            raise DataError(f"{labels_path}: expected 1 dimension (count), found {labels.ndim}")
+        if len(images) != len(labels):
+            raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
+        splits.append((images[:, None].astype(np.float32) / 255.0, labels.astype(np.int64)))
+    return splits[0], splits[1]
+
+
+_CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def _find_cifar_folder(folder: Path) -> Path | None:
+    for candidate in (folder, folder / "cifar-10-batches-bin"):
+        if (candidate / "test_batch.bin").exists() or (candidate / "data_batch_1.bin").exists():
+            return candidate
+    return None
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.exists():
+        raise DataError(f"{path}: missing CIFAR-10 batch file")
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    if raw.size == 0 or raw.size % _CIFAR_RECORD:
+        raise DataError(f"{path}: size {raw.size} bytes is not a multiple of the CIFAR-10 record ({_CIFAR_RECORD} bytes)")
+    records = raw.reshape(-1, _CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DataError(f"{path}: label {labels.max()} out of range 0..9")
+    return records[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, labels
+
+
+def _cifar10(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    train = [_read_cifar_batch(folder / f"data_batch_{i}.bin") for i in range(1, 6)]
+    test = _read_cifar_batch(folder / "test_batch.bin")
+    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), test
+
+
+# ---------------------------------------------------------------- splits
+
+
+def _split(name, x, y, seed, val_fraction, test_fraction) -> Dataset:
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(test_fraction * len(x)))
+    test, rest = order[:n_test], order[n_test:]
+    return _split_with_test(name, x[rest], y[rest], x[test], y[test], seed, val_fraction)
+
+
+def _split_with_test(name, x_tr, y_tr, x_te, y_te, seed, val_fraction) -> Dataset:
+    order = np.random.default_rng(seed + 1).permutation(len(x_tr))
+    n_val = int(round(val_fraction * len(x_tr)))
+    val, train = order[:n_val], order[n_val:]
+    mean = x_tr[train].mean(axis=(0, 2, 3), keepdims=True)
+    std = x_tr[train].std(axis=(0, 2, 3), keepdims=True) + 1e-6
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
+
+    n_classes = int(max(y_tr.max(), y_te.max())) + 1
+    return Dataset(
+        name=name,
+        x_train=tensor(x_tr[train]),
+        y_train=torch.from_numpy(y_tr[train].copy()),
+        x_val=tensor(x_tr[val]),
+        y_val=torch.from_numpy(y_tr[val].copy()),
+        x_test=tensor(x_te),
+        y_test=torch.from_numpy(y_te.copy()),
+        n_classes=n_classes,
+    )

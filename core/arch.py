@@ -246,7 +246,9 @@ def flatten(spec: ArchSpec, state_dict: dict[str, torch.Tensor]) -> torch.Tensor
 
 def unflatten(spec: ArchSpec, vector: torch.Tensor) -> dict[str, torch.Tensor]:
     if vector.shape != (spec.n_params,):
-        raise ArchitectureError(f"weight vector of shape {tuple(vector.shape)} does not fit {spec.name} ({spec.n_params})")
+        raise ArchitectureError(
+            f"weight vector of shape {tuple(vector.shape)} does not fit {spec.name} ({spec.n_params})"
+        )
     out, start = {}, 0
     for name, shape in param_names(spec):
         size = math.prod(shape)

@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = zoo_cmds.add_parser("generate", help="train a zoo of small CNNs, all models at once")
     _add_common(gen, device=True)
-    gen.add_argument("--dataset", default="digits", help="digits, shapes, or a folder of MNIST-family IDX / CIFAR-10 files")
+    gen.add_argument(
+        "--dataset", default="digits", help="digits, shapes, or a folder of MNIST-family IDX / CIFAR-10 files"
+    )
     gen.add_argument("--models", type=int, default=256, help="number of models (default 256)")
     gen.add_argument("--epochs", type=int, default=15, help="training epochs per model (default 15)")
     gen.add_argument("--save-epochs", type=_int_list, default=None, help="epochs to keep, e.g. 0,1,5,15 (0 = init)")
@@ -151,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--lr", type=_float_list, default=(3e-3,), help="one or more learning rates (Adam)")
     gen.add_argument("--weight-decay", type=_float_list, default=(0.0,), help="one or more L2 weight decays")
     gen.add_argument("--dropout", type=_float_list, default=(0.0,), help="one or more dropout rates")
-    gen.add_argument("--activation", type=_str_list, default=("relu",), help="one or more of relu,tanh,sigmoid,gelu,leakyrelu")
+    gen.add_argument(
+        "--activation", type=_str_list, default=("relu",), help="one or more of relu,tanh,sigmoid,gelu,leakyrelu"
+    )
     gen.set_defaults(run=cmd_zoo_generate, describe=_describe_zoo)
 
     imp = zoo_cmds.add_parser("import", help="import a zoo in the public model-zoo layout (one folder per model)")
@@ -177,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("interrupted: progress up to the last finished epoch is kept; run the same command to resume", file=sys.stderr)
+        print(
+            "interrupted: progress up to the last finished epoch is kept; run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     _emit(result, args.json, args.describe(result))
     return 0

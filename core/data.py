@@ -7,6 +7,7 @@ float32 [N, C, H, W], standardised per channel with the training split's statist
 from __future__ import annotations
 
 import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.1) -> Dataset
         return _split(name, x, y, seed, val_fraction, test_fraction=0.2)
     folder = Path(name).expanduser()
     if not folder.exists():
-        raise DataError(f"{name}: no such dataset; use one of {', '.join(BUILTIN)} or a folder with IDX or CIFAR-10 files")
+        raise DataError(
+            f"{name}: no such dataset; use one of {', '.join(BUILTIN)} or a folder with IDX or CIFAR-10 files"
+        )
     if not folder.is_dir():
         raise DataError(f"{folder}: a dataset must be a folder (MNIST-family IDX files or CIFAR-10 binary batches)")
     cifar = _find_cifar_folder(folder)
@@ -107,7 +110,7 @@ def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (optionally gzipped); raise DataError naming the file when it is malformed."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:  # zlib.error: corrupt compressed data
         raise DataError(f"{path}: cannot read ({exc})") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_MAGIC:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
@@ -118,7 +121,9 @@ def read_idx(path: Path) -> np.ndarray:
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(dims))
     if len(raw) - header != expected:
-        raise DataError(f"{path}: header promises {expected} bytes of data for shape {dims}, file has {len(raw) - header}")
+        raise DataError(
+            f"{path}: header promises {expected} bytes of data for shape {dims}, file has {len(raw) - header}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -162,7 +167,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: missing CIFAR-10 batch file")
     raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     if raw.size == 0 or raw.size % _CIFAR_RECORD:
-        raise DataError(f"{path}: size {raw.size} bytes is not a multiple of the CIFAR-10 record ({_CIFAR_RECORD} bytes)")
+        raise DataError(
+            f"{path}: size {raw.size} bytes is not a multiple of the CIFAR-10 record ({_CIFAR_RECORD} bytes)"
+        )
     records = raw.reshape(-1, _CIFAR_RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:

@@ -182,7 +182,9 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     models, batch, classes = logits.shape
     if labels.dim() == 1:
         labels = labels.expand(models, batch)
-    return F.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1), reduction="none").view(models, batch).mean(1)
+    return (
+        F.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1), reduction="none").view(models, batch).mean(1)
+    )
 
 
 class Population:

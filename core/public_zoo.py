@@ -9,21 +9,21 @@ A model whose files are missing or broken is reported and skipped; the import go
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
 import torch
 
 from core.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
-from core.errors import UserError
+from core.errors import ArchitectureError, UserError
 from core.workspace import Workspace
-from core.zoo import Progress, Zoo, save_zoo
+from core.zoo import Progress, Zoo, finish_table, save_zoo
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+# The public zoos log the epoch-0 evaluation (before any training) with train_loss = train_acc = -999.
+_NOT_MEASURED = -999.0
 
 
 @dataclass
@@ -60,13 +60,21 @@ def _read_results(path: Path) -> dict[int, dict]:
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable torch state dict ({str(exc).splitlines()[0]})") from exc
+    # The weights-only unpickler rejects foreign bytes with many exception types (UnpicklingError, KeyError for
+    # an unknown opcode, EOFError for an empty file, ...); every one of them means "not a state dict".
+    except Exception as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: not a readable torch state dict ({first_line})") from exc
     if isinstance(state, dict) and "model_state_dict" in state:
         state = state["model_state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: does not hold a state dict of tensors")
     return state
+
+
+def _metric(record: dict, key: str) -> float:
+    value = float(record.get(key, float("nan")))
+    return float("nan") if value == _NOT_MEASURED else value
 
 
 def _model_folders(root: Path) -> list[Path]:
@@ -105,8 +113,7 @@ def import_public_zoo(
         detail = "; ".join(problems[:3])
         raise UserError(f"{root}: no model could be imported ({len(problems)} problems: {detail})")
 
-    table = pl.DataFrame(rows, infer_schema_length=None).with_row_index("checkpoint")
-    table = table.with_columns(pl.col("checkpoint").cast(pl.Int64), (pl.col("train_acc") - pl.col("test_acc")).alias("ggap"))
+    table = finish_table(rows)
     manifest = {
         "architecture": spec.to_json(),
         "dataset": {"name": dataset or "unknown", "n_classes": spec.n_classes},
@@ -156,7 +163,10 @@ def _read_model(folder: Path, expected: ArchSpec | None) -> tuple[ArchSpec, list
         missing = [k for k in ("train_acc", "test_acc", "train_loss", "test_loss") if k not in record]
         if missing:
             raise ValueError(f"result.json epoch {epoch} lacks {missing}")
-        vector = flatten(spec, state)
+        try:
+            vector = flatten(spec, state)
+        except ArchitectureError as exc:
+            raise ValueError(f"{ckpt_dir.name}: {exc}") from exc
         if not torch.isfinite(vector).all():
             raise ValueError(f"checkpoint_{epoch}: non-finite weights")
         vectors.append(vector)
@@ -170,12 +180,12 @@ def _read_model(folder: Path, expected: ArchSpec | None) -> tuple[ArchSpec, list
                 "dropout": float(params.get("model::dropout", 0.0)),
                 "activation": activation,
                 "batch_size": int(params.get("training::batchsize", 0)),
-                "train_loss": float(record["train_loss"]),
-                "train_acc": float(record["train_acc"]),
-                "val_loss": float(record.get("val_loss", float("nan"))),
-                "val_acc": float(record.get("val_acc", float("nan"))),
-                "test_loss": float(record["test_loss"]),
-                "test_acc": float(record["test_acc"]),
+                "train_loss": _metric(record, "train_loss"),
+                "train_acc": _metric(record, "train_acc"),
+                "val_loss": _metric(record, "val_loss"),
+                "val_acc": _metric(record, "val_acc"),
+                "test_loss": _metric(record, "test_loss"),
+                "test_acc": _metric(record, "test_acc"),
             }
         )
     return spec, vectors, rows

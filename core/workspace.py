@@ -159,7 +159,9 @@ class Workspace:
                     if time.monotonic() >= deadline:
                         handle.seek(0)
                         holder = handle.read().strip() or "another process"
-                        raise ZooError(f"{self.root}: busy ({holder} is writing to it); try again when it finishes")
+                        raise ZooError(
+                            f"{self.root}: busy ({holder} is writing to it); try again when it finishes"
+                        ) from None
                     time.sleep(0.2)
             handle.seek(0)
             handle.truncate()

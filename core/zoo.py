@@ -37,6 +37,16 @@ Progress = Callable[[int, int, dict], None]
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 SETTINGS = ("seed", "init", "lr", "weight_decay", "dropout", "activation", "batch_size")
+COLUMNS = ("checkpoint", "model_id", "epoch", *SETTINGS, *METRICS, "ggap")
+
+
+def finish_table(rows: list[dict]) -> pl.DataFrame:
+    """Checkpoint rows (sorted by model and epoch) -> the stored table: numbered, with ggap, columns in order."""
+    table = pl.DataFrame(rows, infer_schema_length=None).with_row_index("checkpoint")
+    table = table.with_columns(
+        pl.col("checkpoint").cast(pl.Int64), (pl.col("train_acc") - pl.col("test_acc")).alias("ggap")
+    )
+    return table.select(COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -185,7 +195,11 @@ def generate_zoo(
 
 def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, list[dict]]:
     metrics = {}
-    for split, x, y in (("train", data.x_train, data.y_train), ("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+    for split, x, y in (
+        ("train", data.x_train, data.y_train),
+        ("val", data.x_val, data.y_val),
+        ("test", data.x_test, data.y_test),
+    ):
         loss, acc = population.evaluate(x, y)
         metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss.tolist(), acc.tolist()
     seeds = population.seeds.tolist()
@@ -195,11 +209,10 @@ def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, l
 
 def _assemble(spec, plan, saved_weights, saved_rows, config: ZooConfig, data) -> Zoo:
     weights = torch.cat(saved_weights)
-    table = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
-    table = table.with_columns((pl.col("train_acc") - pl.col("test_acc")).alias("ggap"))
-    order = table.with_row_index("row").sort(["model_id", "epoch"])
-    weights = weights[torch.from_numpy(order["row"].to_numpy().copy())]
-    table = order.drop("row").with_row_index("checkpoint").with_columns(pl.col("checkpoint").cast(pl.Int64))
+    joined = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
+    order = joined.with_row_index("row").sort(["model_id", "epoch"])
+    weights = weights[torch.from_numpy(order["row"].cast(pl.Int64).to_numpy().copy())]
+    table = finish_table(order.drop("row").to_dicts())
     manifest = {
         "architecture": spec.to_json(),
         "dataset": {"name": config.dataset, "seed": config.data_seed, "n_classes": data.n_classes},
@@ -274,15 +287,21 @@ def load_zoo(workspace: Workspace) -> Zoo:
         raise ZooError(f"{weights_path}: has no tensor named 'weights'")
     weights = tensors["weights"]
     if weights.dtype != torch.float32 or weights.dim() != 2:
-        raise ZooError(f"{weights_path}: expected float32 [checkpoints, params], found {weights.dtype} {list(weights.shape)}")
+        raise ZooError(
+            f"{weights_path}: expected float32 [checkpoints, params], found {weights.dtype} {list(weights.shape)}"
+        )
     if weights.shape[1] != spec.n_params:
-        raise ZooError(f"{weights_path}: rows have {weights.shape[1]} values, architecture {spec.name} has {spec.n_params}")
+        raise ZooError(
+            f"{weights_path}: rows have {weights.shape[1]} values, architecture {spec.name} has {spec.n_params}"
+        )
     table = read_parquet(table_path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ZooError(f"{table_path}: missing columns {missing}")
     if table.height != weights.shape[0]:
-        raise ZooError(f"{table_path}: {table.height} rows, but {weights_path.name} holds {weights.shape[0]} checkpoints")
+        raise ZooError(
+            f"{table_path}: {table.height} rows, but {weights_path.name} holds {weights.shape[0]} checkpoints"
+        )
     if table["checkpoint"].to_list() != list(range(table.height)):
         raise ZooError(f"{table_path}: column 'checkpoint' must number the rows 0..{table.height - 1}")
     finite = torch.isfinite(weights).all(dim=1)

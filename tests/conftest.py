@@ -1,0 +1,18 @@
+"""Shared fixtures: tiny zoos in temporary workspaces, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.workspace import Workspace
+from core.zoo import ZooConfig, generate_zoo
+
+TINY = ZooConfig(models=6, epochs=3, save_epochs=(0, 1, 3), batch_size=32, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo_workspace(tmp_path_factory) -> Workspace:
+    """A 6-model digits zoo (3 epochs, checkpoints at 0, 1, 3). Read it; do not write to it."""
+    workspace = Workspace(tmp_path_factory.mktemp("tiny") / "ws")
+    generate_zoo(workspace, TINY)
+    return workspace

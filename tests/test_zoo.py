@@ -1,0 +1,171 @@
+"""Zoo generation, storage, validation and resumption."""
+
+import dataclasses
+
+import polars as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY
+from safetensors.torch import save_file
+
+from core.arch import build_module
+from core.data import load_dataset
+from core.errors import Interrupted, ZooError
+from core.population import init_vector
+from core.workspace import Workspace
+from core.zoo import ZooConfig, generate_zoo, load_zoo, model_seed, plan_models, zoo_info
+
+
+def test_generated_zoo_layout_and_summary(tiny_zoo_workspace):
+    zoo = load_zoo(tiny_zoo_workspace)
+    assert (tiny_zoo_workspace.root / "zoo" / "weights.safetensors").exists()
+    assert zoo.weights.shape == (6 * 3, zoo.spec.n_params)
+    assert zoo.table["epoch"].to_list() == [0, 1, 3] * 6
+    assert zoo.table["model_id"].to_list() == [m for m in range(6) for _ in range(3)]
+    info = zoo_info(zoo)
+    assert info["models"] == 6 and info["checkpoints"] == 18 and info["n_params"] == 1288
+    assert info["architecture"] == "cnn-small" and info["dataset"] == "digits"
+    assert info["test_acc"]["min"] <= info["test_acc"]["mean"] <= info["test_acc"]["max"]
+    assert not (tiny_zoo_workspace.root / "zoo.partial").exists()
+
+
+def test_epoch_zero_is_the_init_and_training_improves(tiny_zoo_workspace):
+    zoo = load_zoo(tiny_zoo_workspace)
+    first = zoo.table.row(0, named=True)
+    assert first["seed"] == model_seed(TINY.seed, 0)
+    assert torch.equal(zoo.weights[0], init_vector(zoo.spec, first["seed"], first["init"]))
+    by_epoch = zoo.table.group_by("epoch").agg(pl.col("test_acc").mean()).sort("epoch")["test_acc"].to_list()
+    assert by_epoch[-1] > by_epoch[0] + 0.3
+
+
+def test_stored_metrics_are_what_a_plain_module_measures(tiny_zoo_workspace):
+    zoo = load_zoo(tiny_zoo_workspace)
+    data = load_dataset("digits", seed=0)
+    for row in (2, 7, 17):
+        model = build_module(zoo.spec_for(row), zoo.weights[row])
+        logits = model(data.x_test)
+        assert zoo.table["test_acc"][row] == pytest.approx((logits.argmax(1) == data.y_test).float().mean().item())
+        assert zoo.table["test_loss"][row] == pytest.approx(F.cross_entropy(logits, data.y_test).item(), rel=1e-4)
+        assert zoo.table["ggap"][row] == pytest.approx(zoo.table["train_acc"][row] - zoo.table["test_acc"][row])
+
+
+def test_same_seed_same_zoo_and_variations_are_drawn(tmp_path):
+    config = ZooConfig(
+        models=4,
+        epochs=1,
+        save_epochs=(1,),
+        seed=9,
+        inits=("uniform", "xavier_normal"),
+        lrs=(1e-3, 1e-2),
+        activations=("relu", "tanh"),
+    )
+    a = generate_zoo(Workspace(tmp_path / "a"), config)
+    b = generate_zoo(Workspace(tmp_path / "b"), config)
+    c = generate_zoo(Workspace(tmp_path / "c"), dataclasses.replace(config, seed=10))
+    assert torch.equal(a.weights, b.weights)
+    assert not torch.equal(a.weights, c.weights)
+    plan = plan_models(dataclasses.replace(config, models=64))
+    assert set(plan["init"]) == {"uniform", "xavier_normal"}
+    assert set(plan["activation"]) == {"relu", "tanh"}
+    assert set(plan["lr"]) == {1e-3, 1e-2}
+
+
+def test_mixed_activations_keep_each_models_function(tmp_path):
+    config = ZooConfig(models=4, epochs=1, save_epochs=(1,), seed=1, activations=("relu", "tanh"))
+    zoo = generate_zoo(Workspace(tmp_path / "ws"), config)
+    data = load_dataset("digits")
+    assert set(zoo.table["activation"]) == {"relu", "tanh"}
+    for row in range(zoo.table.height):
+        logits = build_module(zoo.spec_for(row), zoo.weights[row])(data.x_test)
+        assert zoo.table["test_acc"][row] == pytest.approx((logits.argmax(1) == data.y_test).float().mean().item())
+
+
+def test_interrupted_generation_resumes_to_the_same_zoo_and_keeps_the_old_one_readable(tmp_path):
+    config = ZooConfig(models=3, epochs=3, save_epochs=(0, 2, 3), seed=4)
+    reference = generate_zoo(Workspace(tmp_path / "reference"), config)
+
+    workspace = Workspace(tmp_path / "ws")
+    old = generate_zoo(workspace, dataclasses.replace(config, epochs=1, save_epochs=(1,)))
+    calls = []
+    with pytest.raises(Interrupted):
+        generate_zoo(workspace, config, should_stop=lambda: calls.append(1) or len(calls) >= 2)
+    assert (workspace.root / "zoo.partial" / "progress.json").exists()
+    still_there = load_zoo(workspace)
+    assert torch.equal(still_there.weights, old.weights)
+
+    seen = []
+    resumed = generate_zoo(workspace, config, on_progress=lambda done, total, info: seen.append(info["epoch"]))
+    assert seen == [2, 3]  # epochs 0 and 1 were not trained again
+    assert torch.equal(resumed.weights, reference.weights)
+    assert resumed.table.drop("ggap").equals(reference.table.drop("ggap"))
+    assert not (workspace.root / "zoo.partial").exists()
+
+
+def test_a_partial_run_of_other_settings_is_not_mixed_in(tmp_path):
+    workspace = Workspace(tmp_path / "ws")
+    config = ZooConfig(models=2, epochs=2, save_epochs=(0, 2), seed=4)
+    with pytest.raises(Interrupted):
+        generate_zoo(workspace, config, should_stop=lambda: True)
+    other = dataclasses.replace(config, seed=5)
+    fresh = generate_zoo(workspace, other)
+    assert torch.equal(fresh.weights, generate_zoo(Workspace(tmp_path / "clean"), other).weights)
+
+
+def test_second_writer_is_told_the_workspace_is_busy(tmp_path):
+    workspace = Workspace(tmp_path / "ws")
+    with workspace.lock(), pytest.raises(ZooError, match="busy"):
+        generate_zoo(workspace, ZooConfig(models=1, epochs=0, save_epochs=(0,)))
+
+
+def _copy_workspace(source: Workspace, target) -> Workspace:
+    import shutil
+
+    shutil.copytree(source.root, target)
+    return Workspace(target)
+
+
+def test_corrupted_weights_file_is_named(tiny_zoo_workspace, tmp_path):
+    workspace = _copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    (workspace.zoo_dir / "weights.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ZooError, match="weights.safetensors"):
+        load_zoo(workspace)
+
+
+def test_row_count_and_shape_mismatches_are_reported(tiny_zoo_workspace, tmp_path):
+    workspace = _copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    weights = load_zoo(workspace).weights
+    save_file({"weights": weights[:-1].contiguous()}, str(workspace.zoo_dir / "weights.safetensors"))
+    with pytest.raises(ZooError, match="models.parquet: 18 rows, but weights.safetensors holds 17"):
+        load_zoo(workspace)
+    save_file({"weights": weights[:, :-1].contiguous()}, str(workspace.zoo_dir / "weights.safetensors"))
+    with pytest.raises(ZooError, match="1287 values"):
+        load_zoo(workspace)
+    save_file({"weights": weights}, str(workspace.zoo_dir / "weights.safetensors"))
+    (workspace.zoo_dir / "models.parquet").write_text("not parquet")
+    with pytest.raises(ZooError, match="models.parquet"):
+        load_zoo(workspace)
+
+
+def test_a_nan_model_is_reported_and_skipped(tiny_zoo_workspace, tmp_path):
+    workspace = _copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    weights = load_zoo(workspace).weights.clone()
+    weights[4, 10] = float("nan")
+    save_file({"weights": weights}, str(workspace.zoo_dir / "weights.safetensors"))
+    zoo = load_zoo(workspace)
+    assert len(zoo.skipped) == 1 and "checkpoint 4" in zoo.skipped[0]
+    assert zoo.weights.shape[0] == 17 and 4 not in zoo.table["checkpoint"].to_list()
+    assert torch.isfinite(zoo.weights).all()
+
+
+def test_missing_workspace_and_empty_manifest(tmp_path):
+    with pytest.raises(ZooError, match="no such workspace"):
+        load_zoo(Workspace(tmp_path / "nowhere"))
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.write_manifest({})
+    with pytest.raises(ZooError, match="holds no zoo yet"):
+        load_zoo(workspace)
+    workspace.manifest_path.write_text("{broken")
+    with pytest.raises(ZooError, match="workspace.json: not valid JSON"):
+        load_zoo(workspace)

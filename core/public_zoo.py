@@ -101,6 +101,8 @@ def import_public_zoo(
             model_spec, model_vectors, model_rows = _read_model(folder, spec)
         except ValueError as exc:
             problems.append(f"{folder.relative_to(root)}: skipped: {exc}")
+        except (TypeError, AttributeError, KeyError) as exc:  # nulls or wrong types in params.json / result.json
+            problems.append(f"{folder.relative_to(root)}: skipped: malformed params.json or result.json ({exc!r})")
         else:
             spec = spec or model_spec
             for row in model_rows:
@@ -147,6 +149,9 @@ def _read_model(folder: Path, expected: ArchSpec | None) -> tuple[ArchSpec, list
     )
     if not checkpoints:
         raise ValueError("no checkpoint_<epoch> folders")
+    epochs = [epoch for epoch, _ in checkpoints]
+    if len(set(epochs)) != len(epochs):
+        raise ValueError("two checkpoint folders name the same epoch (e.g. checkpoint_1 and checkpoint_000001)")
     vectors, rows, spec = [], [], None
     for epoch, ckpt_dir in checkpoints:
         state = _load_state_dict(ckpt_dir / "checkpoints")

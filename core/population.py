@@ -311,3 +311,19 @@ def train_single(
             F.cross_entropy(model(x[index]), y[index]).backward()
             optimizer.step()
     return flatten(spec, model.state_dict())
+
+
+def evaluate_models(
+    spec: ArchSpec, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activations: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and accuracy [N] of N flat weight vectors, evaluated together (one population per activation)."""
+    activations = activations or [spec.activation] * len(vectors)
+    loss, acc = torch.empty(len(vectors)), torch.empty(len(vectors))
+    for activation in sorted(set(activations)):
+        rows = torch.tensor([i for i, a in enumerate(activations) if a == activation])
+        n = len(rows)
+        population = Population(
+            spec.with_activation(activation), vectors[rows], [0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+        )
+        loss[rows], acc[rows] = population.evaluate(x, y)
+    return loss, acc

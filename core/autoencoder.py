@@ -1,0 +1,74 @@
+"""The hyper-representation autoencoder (Schürholt et al., NeurIPS 2021).
+
+A transformer encoder reads a model's per-neuron tokens and compresses them into one latent vector; a
+transformer decoder expands the latent back into tokens; a small projection head feeds the contrastive loss.
+The compression concatenates the encoder's token outputs and maps them linearly to the latent (the decoder
+mirrors it), rather than pooling or reading a CLS token: sequences are short and of fixed length, and this
+keeps which-neuron-is-where information in the bottleneck, which reconstruction needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AEConfig:
+    d_model: int = 128
+    heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    feedforward: int = 256
+    latent_dim: int = 32
+    projection_dim: int = 32
+    dropout: float = 0.1
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _transformer(config: AEConfig, layers: int) -> nn.TransformerEncoder:
+    block = nn.TransformerEncoderLayer(
+        config.d_model, config.heads, config.feedforward, config.dropout, batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+
+
+class HyperRepresentationAE(nn.Module):
+    def __init__(self, n_tokens: int, token_width: int, config: AEConfig):
+        super().__init__()
+        d = config.d_model
+        self.config = config
+        self.embed = nn.Linear(token_width, d)
+        self.encoder_position = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
+        self.encoder = _transformer(config, config.encoder_layers)
+        self.encoder_norm = nn.LayerNorm(d)
+        self.to_latent = nn.Linear(n_tokens * d, config.latent_dim)
+        self.from_latent = nn.Linear(config.latent_dim, n_tokens * d)
+        self.decoder_position = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
+        self.decoder = _transformer(config, config.decoder_layers)
+        self.decoder_norm = nn.LayerNorm(d)
+        self.unembed = nn.Linear(d, token_width)
+        self.projection = nn.Sequential(
+            nn.Linear(config.latent_dim, config.projection_dim),
+            nn.GELU(),
+            nn.Linear(config.projection_dim, config.projection_dim),
+        )
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, tokens, width] (standardised) -> [B, latent]."""
+        h = self.encoder(self.embed(tokens) + self.encoder_position)
+        return self.to_latent(self.encoder_norm(h).flatten(1))
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """[B, latent] -> [B, tokens, width] (standardised)."""
+        h = self.from_latent(latent).view(latent.shape[0], *self.decoder_position.shape)
+        return self.unembed(self.decoder_norm(self.decoder(h + self.decoder_position)))
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Latent, reconstruction and contrastive projection of a batch of token sequences."""
+        latent = self.encode(tokens)
+        return latent, self.decode(latent), self.projection(latent)

@@ -1,0 +1,143 @@
+"""Embeddings of every checkpoint, their 2-D maps, and linear probes of model properties.
+
+The UMAP map is computed once, when training ends, and stored with the run (`embeddings.parquet`). New points
+(generated models) are placed on it by `place_on_map`: the distance-weighted mean of the map positions of
+their nearest zoo embeddings. That needs no pickled reducer in the workspace and no numba compilation at
+sampling time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from core.arch import ArchSpec, layer_slices
+from core.prepare import PreparedZoo
+from core.workspace import Workspace, read_parquet, write_parquet
+
+# numba (under umap-learn) caches its compiled functions here, which saves most of UMAP's start-up cost
+# on every later process.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "hyperrep-numba-cache"))
+
+PROPERTIES = ("test_acc", "epoch", "ggap")
+
+
+@torch.no_grad()
+def encode(model, tokens: torch.Tensor, device: str = "cpu", batch: int = 512) -> np.ndarray:
+    model.eval().to(device)
+    parts = [model.encode(tokens[i : i + batch].to(device)).float().cpu() for i in range(0, len(tokens), batch)]
+    return torch.cat(parts).numpy()
+
+
+@torch.no_grad()
+def reconstruct(model, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    """Aligned weights [rows, params] decoded from the embeddings of the given checkpoints."""
+    from core.tokens import detokenize
+
+    model.eval().to(device)
+    tokens = prepared.tokens(rows).to(device)
+    decoded = model.decode(model.encode(tokens)).float().cpu()
+    return prepared.destandardise(detokenize(prepared.layout, decoded))
+
+
+def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(UMAP, PCA) coordinates [N, 2] each. UMAP's neighbourhood shrinks for tiny zoos."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=seed).fit_transform(embeddings)
+    import umap
+
+    neighbours = max(2, min(15, len(embeddings) - 1))
+    reducer = umap.UMAP(
+        n_neighbors=neighbours, min_dist=0.1, random_state=seed, init="spectral" if len(embeddings) > 10 else "random"
+    )
+    return reducer.fit_transform(embeddings), pca
+
+
+def place_on_map(zoo_embeddings: np.ndarray, zoo_xy: np.ndarray, new_embeddings: np.ndarray, k: int = 8) -> np.ndarray:
+    """Map positions for new embeddings: inverse-distance-weighted mean of their k nearest zoo points."""
+    k = min(k, len(zoo_embeddings))
+    distances = np.linalg.norm(new_embeddings[:, None, :] - zoo_embeddings[None, :, :], axis=2)
+    nearest = np.argsort(distances, axis=1)[:, :k]
+    weights = 1.0 / (np.take_along_axis(distances, nearest, axis=1) + 1e-9)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return (zoo_xy[nearest] * weights[:, :, None]).sum(axis=1)
+
+
+def embeddings_path(workspace: Workspace, run_name: str) -> Path:
+    return workspace.root / "ae" / run_name / "embeddings.parquet"
+
+
+def compute_embeddings(workspace: Workspace, run, zoo, device: str = "cpu") -> pl.DataFrame:
+    """Embed every checkpoint, project to 2-D, and store the table with the run."""
+    prepared = run.prepare(zoo)
+    embeddings = encode(run.model, prepared.tokens(), device)
+    umap_xy, pca_xy = project_2d(embeddings, run.train_config.seed)
+    table = zoo.table.select("checkpoint").with_columns(
+        pl.Series("split", prepared.sides),
+        pl.Series("embedding", embeddings.astype(np.float32)),
+        pl.Series("umap_x", umap_xy[:, 0]),
+        pl.Series("umap_y", umap_xy[:, 1]),
+        pl.Series("pca_x", pca_xy[:, 0]),
+        pl.Series("pca_y", pca_xy[:, 1]),
+    )
+    write_parquet(embeddings_path(workspace, run.name), table)
+    return table
+
+
+def load_embeddings(workspace: Workspace, run_name: str) -> pl.DataFrame:
+    return read_parquet(embeddings_path(workspace, run_name))
+
+
+def embedding_matrix(table: pl.DataFrame) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(table["embedding"].to_numpy()), dtype=np.float32)
+
+
+# ---------------------------------------------------------------- probes
+
+
+def weight_statistics(spec: ArchSpec, weights: torch.Tensor) -> np.ndarray:
+    """s(W) of Unterthiner et al. 2020: per layer, for weights and biases apart, the mean, variance and the
+    1/25/50/75/99 percentiles."""
+    features = []
+    q = torch.tensor([0.01, 0.25, 0.5, 0.75, 0.99])
+    for layer, span in zip(spec.layers, layer_slices(spec)):
+        n_weight = int(np.prod(layer.weight_shape))
+        for part in (weights[:, span][:, :n_weight], weights[:, span][:, n_weight:]):
+            features += [part.mean(1, keepdim=True), part.var(1, keepdim=True), torch.quantile(part, q, dim=1).T]
+    return torch.cat(features, dim=1).numpy()
+
+
+def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
+    denominator = ((truth - truth.mean()) ** 2).sum()
+    return float(1 - ((truth - predicted) ** 2).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def ridge_probe(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> float:
+    """Test R^2 of a closed-form ridge regression fit on the train rows, lambda chosen on the val rows."""
+    known = np.isfinite(target)
+    train, val, test = ((sides == s) & known for s in ("train", "val", "test"))
+    mean, std = features[train].mean(0), features[train].std(0) + 1e-8
+    x = (features - mean) / std
+    y_mean = target[train].mean()
+    xt, yt = x[train].astype(np.float64), target[train] - y_mean
+    gram, xty = xt.T @ xt, xt.T @ yt
+    best = (-np.inf, None)
+    for lam in np.logspace(-3, 5, 17):
+        coef = np.linalg.solve(gram + lam * np.eye(len(gram)), xty)
+        score = _r2(target[val], x[val] @ coef + y_mean)
+        if score > best[0]:
+            best = (score, coef)
+    return _r2(target[test], x[test] @ best[1] + y_mean)
+
+
+def probe_all(features: dict[str, np.ndarray], table: pl.DataFrame, sides: np.ndarray) -> dict[str, dict[str, float]]:
+    return {
+        name: {prop: ridge_probe(x, table[prop].cast(pl.Float64).to_numpy(), sides) for prop in PROPERTIES}
+        for name, x in features.items()
+    }

@@ -1,0 +1,119 @@
+"""A zoo made ready for the autoencoder: split by model, aligned, standardised per layer, tokenised.
+
+Everything here is derived from the zoo and a few saved numbers (split, reference, per-layer statistics),
+so a run stores those numbers and rebuilds the rest exactly when it is loaded again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from core.align import align_zoo
+from core.arch import layer_slices
+from core.errors import UserError
+from core.tokens import TokenLayout, token_layout, tokenize
+from core.zoo import Zoo
+
+STD_FLOOR = 1e-4
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+    def of(self, model_ids: np.ndarray) -> np.ndarray:
+        """'train' / 'val' / 'test' for each checkpoint's model."""
+        names = {**{m: "train" for m in self.train}, **{m: "val" for m in self.val}, **{m: "test" for m in self.test}}
+        return np.array([names[m] for m in model_ids.tolist()])
+
+
+def split_models(model_ids: list[int], fractions: tuple[float, float, float], seed: int) -> Split:
+    """A seeded split by model, never by checkpoint: all epochs of one model sit on one side."""
+    if len(model_ids) < 3:
+        raise UserError(f"the zoo has {len(model_ids)} models; the autoencoder needs at least 3 (train/val/test)")
+    order = np.random.default_rng([seed, 2]).permutation(sorted(model_ids)).tolist()
+    n_test = max(1, round(fractions[2] * len(order)))
+    n_val = max(1, round(fractions[1] * len(order)))
+    return Split(sorted(order[n_test + n_val :]), sorted(order[n_test : n_test + n_val]), sorted(order[:n_test]))
+
+
+@dataclass
+class PreparedZoo:
+    zoo: Zoo
+    layout: TokenLayout
+    split: Split
+    aligned: torch.Tensor  # [checkpoints, params], aligned weights (or the originals with align off)
+    align_index: dict[int, torch.Tensor]  # model id -> gather index (empty with align off)
+    layer_mean: torch.Tensor  # [layers]
+    layer_std: torch.Tensor  # [layers]
+    standardised: torch.Tensor  # [checkpoints, params]
+    sides: np.ndarray  # 'train' / 'val' / 'test' per checkpoint
+
+    @property
+    def token_std(self) -> torch.Tensor:
+        """[tokens, 1]: the std of each token's layer."""
+        return self.layer_std[self.layout.token_layer].unsqueeze(1)
+
+    def rows(self, side: str) -> np.ndarray:
+        return np.flatnonzero(self.sides == side)
+
+    def tokens(self, rows=None) -> torch.Tensor:
+        flat = self.standardised if rows is None else self.standardised[torch.as_tensor(rows)]
+        return tokenize(self.layout, flat)
+
+    def entry_std(self) -> torch.Tensor:
+        """[params]: each weight's layer std, to map standardised vectors back."""
+        return _per_entry(self.zoo, self.layer_std)
+
+    def destandardise(self, standardised: torch.Tensor) -> torch.Tensor:
+        return standardised * self.entry_std() + _per_entry(self.zoo, self.layer_mean)
+
+
+def _per_entry(zoo: Zoo, per_layer: torch.Tensor) -> torch.Tensor:
+    sizes = [s.stop - s.start for s in layer_slices(zoo.spec)]
+    return torch.repeat_interleave(per_layer, torch.tensor(sizes))
+
+
+def best_reference_row(table: pl.DataFrame, models: list[int]) -> int:
+    """The checkpoint with the highest validation accuracy among the last epochs of `models`."""
+    candidates = table.filter(pl.col("model_id").is_in(models))
+    last = candidates.filter(pl.col("epoch") == pl.col("epoch").max().over("model_id"))
+    metric = "val_acc" if last["val_acc"].is_not_nan().all() else "test_acc"
+    return int(last.sort(metric, descending=True)["checkpoint_row"][0])
+
+
+def prepare(
+    zoo: Zoo,
+    split: Split,
+    align: bool,
+    align_iterations: int = 2,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> PreparedZoo:
+    """Align (optional) and standardise; `stats` = saved (layer_mean, layer_std) to reuse a run's numbers."""
+    table = zoo.table.with_row_index("checkpoint_row")
+    model_ids = table["model_id"].to_numpy()
+    if align:
+        reference = best_reference_row(table, split.train)
+        aligned, index = align_zoo(
+            zoo.spec, zoo.weights, model_ids, table["epoch"].to_numpy(), reference, align_iterations
+        )
+    else:
+        aligned, index = zoo.weights, {}
+    sides = split.of(model_ids)
+    if stats is None:
+        train = aligned[torch.from_numpy(np.flatnonzero(sides == "train"))]
+        means, stds = [], []
+        for span in layer_slices(zoo.spec):
+            values = train[:, span]
+            means.append(values.mean())
+            stds.append(values.std().clamp_min(STD_FLOOR))
+        stats = (torch.stack(means), torch.stack(stds))
+    layer_mean, layer_std = stats
+    standardised = (aligned - _per_entry(zoo, layer_mean)) / _per_entry(zoo, layer_std)
+    return PreparedZoo(zoo, token_layout(zoo.spec), split, aligned, index, layer_mean, layer_std, standardised, sides)

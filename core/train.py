@@ -1,0 +1,348 @@
+"""Training the hyper-representation autoencoder: runs on disk, the loop, checkpoints and resumption.
+
+A run lives in `<workspace>/ae/<run>/`: `config.json` (settings, split, status), `stats.safetensors` (per-layer
+statistics), `train_state.pt` (everything needed to resume, written atomically after every epoch),
+`model.safetensors` (the weights with the best validation reconstruction) and `history.parquet`.
+Resuming restores model, optimiser, schedule and random-generator states, so on CPU an interrupted and
+resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from core.autoencoder import AEConfig, HyperRepresentationAE
+from core.errors import Interrupted, UserError, ZooError
+from core.losses import nt_xent, reconstruction_loss
+from core.prepare import PreparedZoo, Split, prepare, split_models
+from core.tokens import add_noise, random_erase, random_permutation_indices, tokenize
+from core.workspace import Workspace, atomic_path, read_json, read_tensors, write_json, write_parquet, write_tensors
+from core.zoo import Progress, Zoo, load_zoo
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 150
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 5
+    gamma: float = 0.05  # weight of the contrastive loss; 1 - gamma weighs reconstruction
+    temperature: float = 0.1
+    noise: float = 0.05  # additive noise, in units of each layer's std
+    erase_probability: float = 0.5
+    erase_area: tuple[float, float] = (0.02, 0.33)
+    permute_probability: float = 0.0
+    layer_norm: bool = True
+    align: bool = True
+    align_iterations: int = 2
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    patience: int = 40
+    clip: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise UserError("autoencoder training needs epochs >= 1 and batch size >= 2")
+        if not 0 <= self.gamma <= 1:
+            raise UserError(f"gamma must lie in [0, 1], got {self.gamma}")
+
+
+@dataclass
+class AERun:
+    folder: Path
+    ae_config: AEConfig
+    train_config: TrainConfig
+    split: Split
+    status: str
+    model: HyperRepresentationAE | None = None
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    history: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def prepare(self, zoo: Zoo) -> PreparedZoo:
+        return prepare(zoo, self.split, self.train_config.align, self.train_config.align_iterations, self.stats)
+
+
+def run_name(ae_config: AEConfig, train_config: TrainConfig) -> str:
+    """Runs are named by their settings, so the same command resumes its own run and other settings get a new one."""
+    digest = hashlib.sha256(json.dumps([asdict(ae_config), asdict(train_config)], sort_keys=True).encode())
+    return f"hyperrep-{digest.hexdigest()[:8]}"
+
+
+def runs_dir(workspace: Workspace) -> Path:
+    return workspace.root / "ae"
+
+
+def list_runs(workspace: Workspace) -> list[str]:
+    folder = runs_dir(workspace)
+    if not folder.exists():
+        return []
+    runs = [p for p in folder.iterdir() if (p / "config.json").exists()]
+    return [p.name for p in sorted(runs, key=lambda p: (p / "config.json").stat().st_mtime)]
+
+
+def load_run(workspace: Workspace, name: str | None = None, with_model: bool = True) -> AERun:
+    """A run by name, or the latest finished one."""
+    if name is None:
+        finished = [
+            r for r in list_runs(workspace) if read_json(runs_dir(workspace) / r / "config.json")["status"] == "done"
+        ]
+        if not finished:
+            raise ZooError(f"{workspace.root}: no finished autoencoder run; train one with `ae train`")
+        name = finished[-1]
+    folder = runs_dir(workspace) / name
+    if not (folder / "config.json").exists():
+        raise ZooError(f"{folder}: no such autoencoder run (have: {', '.join(list_runs(workspace)) or 'none'})")
+    config = read_json(folder / "config.json")
+    train_config = TrainConfig(
+        **{
+            **config["train"],
+            "erase_area": tuple(config["train"]["erase_area"]),
+            "split": tuple(config["train"]["split"]),
+        }
+    )
+    run = AERun(folder, AEConfig(**config["ae"]), train_config, Split(**config["split"]), config["status"])
+    stats = read_tensors(folder / "stats.safetensors")
+    run.stats = (stats["layer_mean"], stats["layer_std"])
+    if with_model:
+        if run.status != "done":
+            raise ZooError(f"{folder}: run is unfinished; run `ae train` again with the same settings to resume it")
+        weights = read_tensors(folder / "model.safetensors")
+        run.model = HyperRepresentationAE(config["n_tokens"], config["token_width"], run.ae_config)
+        run.model.load_state_dict(weights)
+        run.model.eval()
+    if (folder / "history.parquet").exists():
+        run.history = pl.read_parquet(folder / "history.parquet")
+    return run
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class _Augmenter:
+    """Two differently augmented views of a batch, and the clean targets each view must reconstruct."""
+
+    def __init__(self, prepared: PreparedZoo, config: TrainConfig, generator: torch.Generator, device: str):
+        self.prepared, self.config, self.generator, self.device = prepared, config, generator, device
+        self.mask = prepared.layout.mask.to(device)
+        self.scale = torch.ones(
+            prepared.layout.n_tokens, 1, device=device
+        )  # noise is relative: tokens are standardised
+        self.permutations = None
+        if config.permute_probability > 0:
+            cpu = torch.Generator().manual_seed(config.seed)
+            self.permutations = random_permutation_indices(prepared.zoo.spec, 256, cpu).to(device)
+
+    def view(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.permutations is not None:
+            pick = torch.randint(
+                0, len(self.permutations), (flat.shape[0],), generator=self.generator, device=self.device
+            )
+            permute = (
+                torch.rand(flat.shape[0], generator=self.generator, device=self.device)
+                < self.config.permute_probability
+            )
+            gather = torch.where(
+                permute.unsqueeze(1), self.permutations[pick], torch.arange(flat.shape[1], device=self.device)
+            )
+            flat = torch.gather(flat, 1, gather)
+        clean = tokenize(self.prepared.layout, flat)
+        noisy = add_noise(clean, self.mask, self.scale, self.config.noise, self.generator)
+        return random_erase(noisy, self.config.erase_probability, self.config.erase_area, self.generator), clean
+
+
+def _losses(model, augmenter: _Augmenter, flat: torch.Tensor, token_std: torch.Tensor, config: TrainConfig):
+    (view_a, target_a), (view_b, target_b) = augmenter.view(flat), augmenter.view(flat)
+    _, recon_a, proj_a = model(view_a)
+    _, recon_b, proj_b = model(view_b)
+    mask = augmenter.mask
+    # Tokens are standardised; scaling by the layer std gives raw-weight errors, which the loss then
+    # normalises per layer or, in the ablation, leaves as they are.
+    rec = 0.5 * sum(
+        reconstruction_loss(r * token_std, t * token_std, mask, token_std, config.layer_norm)
+        for r, t in ((recon_a, target_a), (recon_b, target_b))
+    )
+    con = nt_xent(proj_a, proj_b, config.temperature) if config.gamma > 0 else torch.zeros((), device=flat.device)
+    return config.gamma * con + (1 - config.gamma) * rec, rec, con
+
+
+@torch.no_grad()
+def validation_loss(model: HyperRepresentationAE, prepared: PreparedZoo, device: str) -> float:
+    """Layer-normalised reconstruction error of clean validation tokens (the model-selection criterion)."""
+    model.eval()
+    tokens = prepared.tokens(prepared.rows("val")).to(device)
+    token_std = prepared.token_std.to(device)
+    mask = prepared.layout.mask.to(device)
+    recon = model.decode(model.encode(tokens))
+    return float(reconstruction_loss(recon * token_std, tokens * token_std, mask, token_std, True))
+
+
+def train_autoencoder(
+    workspace: Workspace,
+    ae_config: AEConfig | None = None,
+    train_config: TrainConfig | None = None,
+    run: str | None = None,
+    device: str = "cpu",
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> AERun:
+    ae_config, train_config = ae_config or AEConfig(), train_config or TrainConfig()
+    zoo = load_zoo(workspace)
+    name = run or run_name(ae_config, train_config)
+    folder = runs_dir(workspace) / name
+    with workspace.lock():
+        state = _resume_state(folder, ae_config, train_config)
+        if state is None:
+            split = split_models(zoo.table["model_id"].unique().sort().to_list(), train_config.split, train_config.seed)
+        else:
+            split = Split(**read_json(folder / "config.json")["split"])
+        prepared = prepare(zoo, split, train_config.align, train_config.align_iterations)
+        layout = prepared.layout
+        config_json = {
+            "kind": "hyperrep",
+            "ae": ae_config.to_json(),
+            "train": asdict(train_config),
+            "split": asdict(split),
+            "n_tokens": layout.n_tokens,
+            "token_width": layout.width,
+            "zoo_created": zoo.manifest.get("zoo", {}).get("created"),
+            "status": "training",
+        }
+        if state is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_tensors(
+                folder / "stats.safetensors", {"layer_mean": prepared.layer_mean, "layer_std": prepared.layer_std}
+            )
+            write_json(folder / "config.json", config_json)
+        result = _fit(folder, prepared, ae_config, train_config, state, device, on_progress, should_stop)
+        write_json(folder / "config.json", {**config_json, "status": "done", "stopped_at_epoch": result})
+    finished = load_run(workspace, name)
+    from core.embed import compute_embeddings
+
+    compute_embeddings(workspace, finished, zoo, device=device)
+    return finished
+
+
+def _resume_state(folder: Path, ae_config: AEConfig, train_config: TrainConfig) -> dict | None:
+    state_path = folder / "train_state.pt"
+    if not state_path.exists():
+        return None
+    config = read_json(folder / "config.json")
+    if config["ae"] != ae_config.to_json() or config["train"] != json.loads(json.dumps(asdict(train_config))):
+        raise UserError(f"{folder}: a run of that name exists with other settings; choose another --run")
+    return torch.load(state_path, map_location="cpu", weights_only=True)
+
+
+def _fit(folder, prepared, ae_config, config: TrainConfig, state, device, on_progress, should_stop) -> int:
+    torch.manual_seed(config.seed)
+    layout = prepared.layout
+    model = HyperRepresentationAE(layout.n_tokens, layout.width, ae_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train_rows = torch.from_numpy(prepared.rows("train"))
+    flat = prepared.standardised[train_rows].to(device)
+    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _schedule(config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
+    )
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    augmenter = _Augmenter(prepared, config, generator, device)
+    token_std = prepared.token_std.to(device)
+    history: list[dict] = []
+    start_epoch, best, best_epoch, best_weights = 1, float("inf"), 0, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        best_weights, history = state["best_model"], state["history"]
+        start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    started = time.monotonic()
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs + 1):
+        if epoch - best_epoch > config.patience:
+            epoch -= 1
+            break
+        model.train()
+        order = torch.randperm(len(train_rows), generator=generator, device=device)
+        sums = torch.zeros(3, device=device)
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            if len(batch) < 2:
+                continue  # the contrastive loss needs a negative
+            with autocast:
+                loss, rec, con = _losses(model, augmenter, flat[batch], token_std, config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            scheduler.step()
+            sums += torch.stack([loss.detach(), rec.detach(), con.detach()]).float()
+        val = validation_loss(model, prepared, device)
+        if not math.isfinite(val):
+            raise UserError(f"{folder}: training diverged at epoch {epoch} (validation loss {val}); try a lower --lr")
+        if val < best:
+            best, best_epoch = val, epoch
+            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        means = (sums / steps_per_epoch).tolist()
+        row = {
+            "epoch": epoch,
+            "loss": means[0],
+            "reconstruction": means[1],
+            "contrastive": means[2],
+            "val_reconstruction": val,
+            "lr": scheduler.get_last_lr()[0],
+            "elapsed_s": time.monotonic() - started,
+        }
+        history.append(row)
+        _save_state(folder, model, optimizer, scheduler, generator, epoch, best, best_epoch, best_weights, history)
+        if on_progress:
+            on_progress(epoch, config.epochs, {k: v for k, v in row.items() if k != "epoch"})
+        if should_stop and should_stop() and epoch < config.epochs:
+            raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
+    write_tensors(folder / "model.safetensors", best_weights)
+    write_parquet(folder / "history.parquet", pl.DataFrame(history))
+    return epoch
+
+
+def _save_state(folder, model, optimizer, scheduler, generator, epoch, best, best_epoch, best_weights, history):
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "epoch": epoch,
+        "best": best,
+        "best_epoch": best_epoch,
+        "best_model": best_weights,
+        "history": history,
+    }
+    with atomic_path(folder / "train_state.pt") as tmp:
+        torch.save(state, tmp)

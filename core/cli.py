@@ -109,6 +109,61 @@ def cmd_zoo_info(args: argparse.Namespace) -> dict:
     return zoo_info(load_zoo(Workspace(args.workspace)))
 
 
+def _ae_configs(args: argparse.Namespace):
+    from core.autoencoder import AEConfig
+    from core.train import TrainConfig
+
+    ae = AEConfig(d_model=args.d_model, latent_dim=args.latent_dim)
+    train = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        gamma=args.gamma,
+        layer_norm=not args.no_layer_norm,
+        align=not args.no_align,
+        permute_probability=args.permute,
+        seed=args.seed,
+    )
+    return ae, train
+
+
+def cmd_ae_train(args: argparse.Namespace) -> dict:
+    from core.evaluate import evaluate_run
+    from core.train import train_autoencoder
+
+    ae, train = _ae_configs(args)
+    device = resolve_device(args.device)
+    bar = _ProgressBar("training autoencoder (epochs)", args.quiet)
+    try:
+        run = train_autoencoder(Workspace(args.workspace), ae, train, args.run, device, on_progress=bar)
+    finally:
+        bar.close()
+    return evaluate_run(Workspace(args.workspace), run.name, device)
+
+
+def cmd_ae_eval(args: argparse.Namespace) -> dict:
+    from core.evaluate import evaluate_run
+
+    return evaluate_run(Workspace(args.workspace), args.run, resolve_device(args.device), refresh=args.refresh)
+
+
+def _describe_eval(result: dict) -> list[str]:
+    lines = [
+        f"run {result['run']}: {result['test_models']} held-out models ({result['test_checkpoints']} checkpoints)",
+        f"reconstruction R^2: {result['recon_r2']:.3f}  "
+        + "  ".join(f"{k}: {v:.3f}" for k, v in result["recon_r2_per_layer"].items()),
+    ]
+    if result.get("recon_acc_ratio") is not None:
+        lines.append(
+            f"reconstructed accuracy / original: {result['recon_acc_ratio']:.3f} "
+            f"(keep >= 90%: {result['recon_keep90_fraction']:.0%} of checkpoints)"
+        )
+    lines.append(f"{'probe R^2':<12}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
+    for name, scores in result["probe_r2"].items():
+        lines.append(f"{name:<12}" + "".join(f"{scores[p]:>10.3f}" for p in ("test_acc", "epoch", "ggap")))
+    return lines
+
+
 def _describe_zoo(result: dict) -> list[str]:
     acc = result["test_acc"]
     lines = [
@@ -156,24 +211,48 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--activation", type=_str_list, default=("relu",), help="one or more of relu,tanh,sigmoid,gelu,leakyrelu"
     )
-    gen.set_defaults(run=cmd_zoo_generate, describe=_describe_zoo)
+    gen.set_defaults(run_command=cmd_zoo_generate, describe=_describe_zoo)
 
     imp = zoo_cmds.add_parser("import", help="import a zoo in the public model-zoo layout (one folder per model)")
     _add_common(imp, device=False)
     imp.add_argument("--from", dest="source", required=True, help="folder holding the model folders")
     imp.add_argument("--dataset", default=None, help="local dataset folder the zoo was trained on (for fine-tuning)")
-    imp.set_defaults(run=cmd_zoo_import, describe=_describe_zoo)
+    imp.set_defaults(run_command=cmd_zoo_import, describe=_describe_zoo)
 
     info = zoo_cmds.add_parser("info", help="summarise a workspace's zoo")
     _add_common(info, device=False)
-    info.set_defaults(run=cmd_zoo_info, describe=_describe_zoo)
+    info.set_defaults(run_command=cmd_zoo_info, describe=_describe_zoo)
+
+    ae = commands.add_parser("ae", help="train or evaluate a hyper-representation autoencoder")
+    ae_cmds = ae.add_subparsers(dest="ae_command", required=True, metavar="ACTION")
+    train = ae_cmds.add_parser("train", help="train the autoencoder on the workspace's zoo, then map and evaluate it")
+    _add_common(train, device=True)
+    train.add_argument("--kind", choices=("hyperrep",), default="hyperrep", help="autoencoder family")
+    train.add_argument("--run", default=None, help="run name (default: derived from the settings, so reruns resume)")
+    train.add_argument("--epochs", type=int, default=150)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--d-model", type=int, default=64, help="transformer width")
+    train.add_argument("--latent-dim", type=int, default=64, help="size of the embedding of one model")
+    train.add_argument("--gamma", type=float, default=0.05, help="weight of the contrastive loss (0..1)")
+    train.add_argument("--permute", type=float, default=0.0, help="probability of a permutation augmentation")
+    train.add_argument("--no-layer-norm", action="store_true", help="plain MSE instead of layer-wise normalised loss")
+    train.add_argument("--no-align", action="store_true", help="skip the canonical alignment of the zoo")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run_command=cmd_ae_train, describe=_describe_eval)
+
+    evaluate = ae_cmds.add_parser("eval", help="held-out reconstruction and property probes of a run")
+    _add_common(evaluate, device=True)
+    evaluate.add_argument("--run", default=None, help="run name (default: the latest finished run)")
+    evaluate.add_argument("--refresh", action="store_true", help="recompute instead of reading the stored figures")
+    evaluate.set_defaults(run_command=cmd_ae_eval, describe=_describe_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = args.run(args)
+        result = args.run_command(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

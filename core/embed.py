@@ -9,6 +9,7 @@ sampling time.
 from __future__ import annotations
 
 import os
+import warnings
 import tempfile
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     pca = PCA(n_components=2, random_state=seed).fit_transform(embeddings)
     import umap
 
+    warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
     neighbours = max(2, min(15, len(embeddings) - 1))
     reducer = umap.UMAP(
         n_neighbors=neighbours, min_dist=0.1, random_state=seed, init="spectral" if len(embeddings) > 10 else "random"

@@ -7,8 +7,8 @@ linear assignment pairs the model's units with the reference's by the similarity
 and bias (with the previous layer's reordering already applied to the inputs), and the reordering is then
 carried to the next layer's inputs. The function of every model is unchanged.
 
-Each model gets one permutation, computed from its last checkpoint and applied to all its checkpoints, so a
-training trajectory stays one trajectory.
+Each family of checkpoints (a model's trajectory, or all models that share an initialisation) gets one
+permutation, computed from its last checkpoints and applied to all of them, so a trajectory stays one.
 """
 
 from __future__ import annotations
@@ -47,24 +47,28 @@ def match_to_reference(spec: ArchSpec, vector: torch.Tensor, reference: torch.Te
 def align_zoo(
     spec: ArchSpec,
     weights: torch.Tensor,
-    model_ids: np.ndarray,
+    families: np.ndarray,
     epochs: np.ndarray,
     reference_row: int,
     iterations: int = 1,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """Aligned weights [checkpoints, params] and each model's gather index.
+    """Aligned weights [checkpoints, params] and each family's gather index.
 
-    The first pass aligns every model to the checkpoint `reference_row`; each further iteration aligns them
-    to the mean of the previous pass's aligned last checkpoints (an "iterated mean" reference).
+    A family is a set of checkpoints that must move together: one model's trajectory, or all models that
+    share an initialisation (they train into the same basin with their units already in corresponding
+    order; aligning them one by one would scatter them). A family is matched through the mean of its
+    last-epoch checkpoints. The first pass aligns every family to the checkpoint `reference_row`; each
+    further iteration aligns them to the mean of the previous pass's aligned family means.
     """
-    last_rows = {}
-    for row, (model, epoch) in enumerate(zip(model_ids.tolist(), epochs.tolist())):
-        if model not in last_rows or epoch > epochs[last_rows[model]]:
-            last_rows[model] = row
+    representatives = {}
+    for family in np.unique(families).tolist():
+        rows = np.flatnonzero(families == family)
+        last = rows[epochs[rows] == epochs[rows].max()]
+        representatives[family] = weights[torch.from_numpy(last)].mean(0)
     reference = weights[reference_row]
     indices: dict[int, torch.Tensor] = {}
     for _ in range(max(1, iterations)):
-        indices = {model: match_to_reference(spec, weights[row], reference) for model, row in last_rows.items()}
-        reference = torch.stack([weights[row][indices[model]] for model, row in last_rows.items()]).mean(0)
-    gather = torch.stack([indices[model] for model in model_ids.tolist()])
+        indices = {f: match_to_reference(spec, vector, reference) for f, vector in representatives.items()}
+        reference = torch.stack([vector[indices[f]] for f, vector in representatives.items()]).mean(0)
+    gather = torch.stack([indices[f] for f in families.tolist()])
     return torch.gather(weights, 1, gather), indices

@@ -83,6 +83,7 @@ def cmd_zoo_generate(args: argparse.Namespace) -> dict:
         weight_decays=args.weight_decay,
         dropouts=args.dropout,
         activations=args.activation,
+        init_seeds=args.init_seeds,
     )
     bar = _ProgressBar("training zoo (epochs)", args.quiet)
     try:
@@ -210,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dropout", type=_float_list, default=(0.0,), help="one or more dropout rates")
     gen.add_argument(
         "--activation", type=_str_list, default=("relu",), help="one or more of relu,tanh,sigmoid,gelu,leakyrelu"
+    )
+    gen.add_argument(
+        "--init-seeds",
+        type=int,
+        default=ZooConfig().init_seeds,
+        help="how many initial weight draws the models share (default 8; 0 = every model its own)",
     )
     gen.set_defaults(run_command=cmd_zoo_generate, describe=_describe_zoo)
 

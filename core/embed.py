@@ -9,8 +9,8 @@ sampling time.
 from __future__ import annotations
 
 import os
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np

@@ -49,7 +49,7 @@ class PreparedZoo:
     layout: TokenLayout
     split: Split
     aligned: torch.Tensor  # [checkpoints, params], aligned weights (or the originals with align off)
-    align_index: dict[int, torch.Tensor]  # model id -> gather index (empty with align off)
+    align_index: dict[int, torch.Tensor]  # family (init seed) -> gather index (empty with align off)
     layer_mean: torch.Tensor  # [layers]
     layer_std: torch.Tensor  # [layers]
     standardised: torch.Tensor  # [checkpoints, params]
@@ -100,8 +100,9 @@ def prepare(
     model_ids = table["model_id"].to_numpy()
     if align:
         reference = best_reference_row(table, split.train)
+        families = table["init_seed"].to_numpy() if "init_seed" in table.columns else model_ids
         aligned, index = align_zoo(
-            zoo.spec, zoo.weights, model_ids, table["epoch"].to_numpy(), reference, align_iterations
+            zoo.spec, zoo.weights, families, table["epoch"].to_numpy(), reference, align_iterations
         )
     else:
         aligned, index = zoo.weights, {}

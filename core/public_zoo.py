@@ -179,6 +179,7 @@ def _read_model(folder: Path, expected: ArchSpec | None) -> tuple[ArchSpec, list
             {
                 "epoch": epoch,
                 "seed": int(params.get("seed", 0)),
+                "init_seed": int(params.get("seed", 0)),
                 "init": str(params.get("model::init_type", "unknown")),
                 "lr": float(params.get("optim::lr", float("nan"))),
                 "weight_decay": float(params.get("optim::wd", 0.0)),

@@ -7,7 +7,7 @@ import pytest
 from core.workspace import Workspace
 from core.zoo import ZooConfig, generate_zoo
 
-TINY = ZooConfig(models=6, epochs=3, save_epochs=(0, 1, 3), batch_size=32, seed=3)
+TINY = ZooConfig(models=6, epochs=3, save_epochs=(0, 1, 3), batch_size=32, seed=3, init_seeds=3)
 
 
 @pytest.fixture(scope="session")

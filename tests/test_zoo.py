@@ -34,7 +34,7 @@ def test_epoch_zero_is_the_init_and_training_improves(tiny_zoo_workspace):
     zoo = load_zoo(tiny_zoo_workspace)
     first = zoo.table.row(0, named=True)
     assert first["seed"] == model_seed(TINY.seed, 0)
-    assert torch.equal(zoo.weights[0], init_vector(zoo.spec, first["seed"], first["init"]))
+    assert torch.equal(zoo.weights[0], init_vector(zoo.spec, first["init_seed"], first["init"]))
     by_epoch = zoo.table.group_by("epoch").agg(pl.col("test_acc").mean()).sort("epoch")["test_acc"].to_list()
     assert by_epoch[-1] > by_epoch[0] + 0.3
 
@@ -69,6 +69,16 @@ def test_same_seed_same_zoo_and_variations_are_drawn(tmp_path):
     assert set(plan["init"]) == {"uniform", "xavier_normal"}
     assert set(plan["activation"]) == {"relu", "tanh"}
     assert set(plan["lr"]) == {1e-3, 1e-2}
+
+
+def test_models_can_share_a_few_inits_and_still_differ(tmp_path):
+    zoo = generate_zoo(Workspace(tmp_path / "ws"), ZooConfig(models=4, epochs=1, save_epochs=(0, 1), init_seeds=2))
+    start = zoo.weights[zoo.table["epoch"].to_numpy() == 0]
+    assert torch.equal(start[0], start[2]) and torch.equal(start[1], start[3])
+    assert not torch.equal(start[0], start[1])
+    trained = zoo.weights[zoo.table["epoch"].to_numpy() == 1]
+    assert not torch.equal(trained[0], trained[2])  # own data order
+    assert zoo.table["init_seed"].n_unique() == 2 and zoo.table["seed"].n_unique() == 4
 
 
 def test_mixed_activations_keep_each_models_function(tmp_path):

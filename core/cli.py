@@ -15,6 +15,7 @@ from tqdm import tqdm
 from core.errors import Interrupted, UserError
 from core.population import INITS
 from core.runtime import DEVICES, resolve_device
+from core.sample import METHODS
 from core.workspace import Workspace
 from core.zoo import ZooConfig, generate_zoo, load_zoo, zoo_info
 
@@ -50,7 +51,10 @@ class _ProgressBar:
         if self.bar is None:
             self.bar = tqdm(total=total, desc=self.description, unit="step", file=sys.stderr, dynamic_ncols=True)
         self.bar.update(done - self.bar.n)
-        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in info.items() if k != "elapsed_s"}
+        shown = {
+            k: round(v, 4) if isinstance(v, float) else v for k, v in info.items() if isinstance(v, (int, float, str))
+        }
+        shown.pop("elapsed_s", None)
         self.bar.set_postfix(shown, refresh=False)
 
     def close(self) -> None:
@@ -165,6 +169,45 @@ def _describe_eval(result: dict) -> list[str]:
     return lines
 
 
+def cmd_sample(args: argparse.Namespace) -> dict:
+    from core.generate import SampleConfig, generate_samples
+
+    config = SampleConfig(
+        method=args.method,
+        anchors=args.anchors,
+        n=args.n,
+        finetune_epochs=args.finetune_epochs,
+        dataset=args.dataset,
+        seed=args.seed,
+        bandwidth=args.bandwidth,
+        baselines=not args.no_baselines,
+    )
+    bar = _ProgressBar("evaluating and fine-tuning (epochs)", args.quiet)
+    try:
+        result = generate_samples(Workspace(args.workspace), config, args.run, resolve_device(args.device), bar)
+    finally:
+        bar.close()
+    return result
+
+
+def _describe_samples(result: dict) -> list[str]:
+    lines = [
+        f"samples run {result['samples_run']}: {result['n']} models by {result['method']} from "
+        f"{result['anchors']['count']} anchors ({result['anchors']['rule']}), evaluated on {result['dataset']}",
+    ]
+    if result["fallback"]:
+        lines.append(f"note: {result['fallback']}")
+    lines.append("mean test accuracy by fine-tuning epoch (0 = as generated):")
+    for group, curve in result["curves"].items():
+        lines.append(f"  {group:<13}" + " ".join(f"{a:.3f}" for a in curve))
+    nov = result["novelty"]
+    lines.append(
+        f"novelty: median min L2 to the zoo {nov['min_l2_median']:.3f} (zoo to itself {nov['zoo_min_l2_median']:.3f}); "
+        f"median max error-IoU {nov['max_iou_median']:.3f} (zoo {nov['zoo_max_iou_median']:.3f})"
+    )
+    return lines
+
+
 def _describe_zoo(result: dict) -> list[str]:
     acc = result["test_acc"]
     lines = [
@@ -253,6 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", default=None, help="run name (default: the latest finished run)")
     evaluate.add_argument("--refresh", action="store_true", help="recompute instead of reading the stored figures")
     evaluate.set_defaults(run_command=cmd_ae_eval, describe=_describe_eval)
+
+    sample = commands.add_parser("sample", help="sample new models from the embedding, evaluate and fine-tune them")
+    _add_common(sample, device=True)
+    sample.add_argument("--run", default=None, help="autoencoder run (default: the latest finished)")
+    sample.add_argument("--method", choices=METHODS, default="kde")
+    sample.add_argument(
+        "--anchors", default="top:0.3", help="top:F (best fraction by val accuracy), epoch:E or ids:a,b,c"
+    )
+    sample.add_argument("--n", type=int, default=16, help="number of models to generate")
+    sample.add_argument("--finetune-epochs", type=int, default=3)
+    sample.add_argument("--dataset", default=None, help="fine-tune on another dataset (transfer), e.g. shapes")
+    sample.add_argument("--bandwidth", default="cv", help="kde bandwidth: cv (default), scott, silverman, or a number")
+    sample.add_argument("--no-baselines", action="store_true", help="skip the simple weight-space baselines")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(run_command=cmd_sample, describe=_describe_samples)
     return parser
 
 

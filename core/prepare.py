@@ -71,6 +71,9 @@ class PreparedZoo:
         """[params]: each weight's layer std, to map standardised vectors back."""
         return _per_entry(self.zoo, self.layer_std)
 
+    def standardise(self, vectors: torch.Tensor) -> torch.Tensor:
+        return (vectors - _per_entry(self.zoo, self.layer_mean)) / self.entry_std()
+
     def destandardise(self, standardised: torch.Tensor) -> torch.Tensor:
         return standardised * self.entry_std() + _per_entry(self.zoo, self.layer_mean)
 
@@ -116,5 +119,6 @@ def prepare(
             stds.append(values.std().clamp_min(STD_FLOOR))
         stats = (torch.stack(means), torch.stack(stds))
     layer_mean, layer_std = stats
-    standardised = (aligned - _per_entry(zoo, layer_mean)) / _per_entry(zoo, layer_std)
-    return PreparedZoo(zoo, token_layout(zoo.spec), split, aligned, index, layer_mean, layer_std, standardised, sides)
+    prepared = PreparedZoo(zoo, token_layout(zoo.spec), split, aligned, index, layer_mean, layer_std, aligned, sides)
+    prepared.standardised = prepared.standardise(aligned)
+    return prepared

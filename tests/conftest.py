@@ -16,3 +16,18 @@ def tiny_zoo_workspace(tmp_path_factory) -> Workspace:
     workspace = Workspace(tmp_path_factory.mktemp("tiny") / "ws")
     generate_zoo(workspace, TINY)
     return workspace
+
+
+@pytest.fixture(scope="session")
+def tiny_ae_workspace(tiny_zoo_workspace, tmp_path_factory) -> Workspace:
+    """The tiny zoo with a small autoencoder trained on it (a few epochs). Read it; do not write to it."""
+    import shutil
+
+    from core.autoencoder import AEConfig
+    from core.train import TrainConfig, train_autoencoder
+
+    workspace = Workspace(tmp_path_factory.mktemp("tiny-ae") / "ws")
+    shutil.copytree(tiny_zoo_workspace.root, workspace.root)
+    ae = AEConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, feedforward=64, latent_dim=8)
+    train_autoencoder(workspace, ae, TrainConfig(epochs=4, batch_size=8, warmup_epochs=1))
+    return workspace

@@ -1,0 +1,73 @@
+"""Evaluate and fine-tune groups of models side by side: generated models against their baselines.
+
+All groups train together as one vectorised population (same recipe, each model its own data order), so
+the curves differ only in where the models started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import torch
+
+from core.arch import ArchSpec, layer_slices
+from core.data import Dataset
+from core.population import Population, init_vector
+
+
+def with_fresh_head(spec: ArchSpec, vectors: torch.Tensor, n_classes: int, seed: int) -> tuple[ArchSpec, torch.Tensor]:
+    """Models for a task with another class count: every layer kept but the output layer, drawn anew."""
+    if n_classes == spec.n_classes:
+        return spec, vectors
+    from dataclasses import replace
+
+    target = replace(spec, n_classes=n_classes)
+    head = layer_slices(target)[-1]
+    fresh = torch.stack([init_vector(target, seed + i, "kaiming_uniform")[head] for i in range(len(vectors))])
+    body = vectors[:, : layer_slices(spec)[-1].start]
+    return target, torch.cat([body, fresh], dim=1)
+
+
+def finetune_groups(
+    spec: ArchSpec,
+    groups: dict[str, torch.Tensor],
+    data: Dataset,
+    epochs: int,
+    seed: int,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    device: str = "cpu",
+    on_epoch: Callable[[int, pl.DataFrame], None] | None = None,
+) -> tuple[pl.DataFrame, dict[str, np.ndarray], torch.Tensor]:
+    """Per-epoch curves (group, epoch, acc/loss mean and std; epoch 0 = before any training), each model's
+    test accuracy per epoch {group: [models, epochs + 1]}, and the final weights of all models in order."""
+    names = list(groups)
+    vectors = torch.cat([groups[name] for name in names])
+    owner = np.concatenate([[name] * len(groups[name]) for name in names])
+    spec, vectors = with_fresh_head(spec, vectors, data.n_classes, seed)
+    n = len(vectors)
+    seeds = [seed * 100_003 + i for i in range(n)]
+    population = Population(spec, vectors, seeds, [lr] * n, [0.0] * n, [0.0] * n, device)
+    accuracies, rows = [], []
+    for epoch in range(epochs + 1):
+        if epoch > 0:
+            population.train_epoch(data.x_train, data.y_train, epoch, batch_size)
+        loss, acc = population.evaluate(data.x_test, data.y_test)
+        accuracies.append(acc.numpy())
+        for name in names:
+            mine = owner == name
+            rows.append(
+                {
+                    "group": name,
+                    "epoch": epoch,
+                    "acc_mean": float(acc[mine].mean()),
+                    "acc_std": float(acc[mine].std()) if mine.sum() > 1 else 0.0,
+                    "loss_mean": float(loss[mine].mean()),
+                }
+            )
+        if on_epoch:
+            on_epoch(epoch, pl.DataFrame(rows))
+    per_model = np.stack(accuracies, axis=1)
+    return pl.DataFrame(rows), {name: per_model[owner == name] for name in names}, population.weights()

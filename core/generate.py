@@ -1,0 +1,207 @@
+"""The generation pipeline: anchors -> sampler -> decoded weights -> evaluated and fine-tuned against baselines,
+with novelty figures, written to `<workspace>/samples/<name>/`.
+
+Baselines, fine-tuned in the same population run: `random_init` (the zoo's init scheme, fresh seeds) and
+`anchors` (the anchor models themselves). With `baselines` on, also the three simple weight-space generators
+of Zeng et al. (2025) that the novelty check compares against: `noise` (an anchor plus Gaussian noise of 10%
+of each layer's std), `average` (the mean of three random aligned anchors) and `weight_gauss` (a per-weight
+Gaussian fitted to the aligned anchors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from core.data import load_dataset
+from core.embed import embedding_matrix, encode, load_embeddings, place_on_map
+from core.errors import UserError
+from core.finetune import finetune_groups
+from core.novelty import error_sets, novelty
+from core.population import INITS, init_vectors
+from core.sample import METHODS, Sampler, select_anchors
+from core.tokens import detokenize, tokenize
+from core.train import load_run
+from core.workspace import Workspace, write_json, write_parquet, write_tensors
+from core.zoo import load_zoo
+
+SIMPLE_BASELINES = ("noise", "average", "weight_gauss")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    method: str = "kde"
+    anchors: str = "top:0.3"
+    n: int = 16
+    finetune_epochs: int = 3
+    dataset: str | None = None  # None: the zoo's own; another dataset is a transfer task
+    seed: int = 0
+    # Cross-validated: in 64 dimensions Scott's rule gives kernels as wide as the anchors' spread, and such
+    # samples decoded to 19% accuracy against 77% with cross-validation (digits, 8-init zoo).
+    bandwidth: str = "cv"
+    covariance: str = "full"
+    baselines: bool = True
+    lr: float = 1e-3
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown sampler {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.n < 1 or self.finetune_epochs < 0:
+            raise UserError("need at least one sample and fine-tune epochs >= 0")
+
+
+def samples_dir(workspace: Workspace):
+    return workspace.root / "samples"
+
+
+@torch.no_grad()
+def decode_latents(run, prepared, latents: np.ndarray) -> torch.Tensor:
+    decoded = run.model.decode(torch.from_numpy(latents)).float()
+    return prepared.destandardise(detokenize(prepared.layout, decoded))
+
+
+@torch.no_grad()
+def embed_weights(run, prepared, vectors: torch.Tensor) -> np.ndarray:
+    """Embeddings of aligned weight vectors (for placing them on the map)."""
+    return encode(run.model, tokenize(prepared.layout, prepared.standardise(vectors)))
+
+
+def _simple_baselines(anchors: torch.Tensor, prepared, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    pick = rng.integers(0, len(anchors), n)
+    noise = torch.from_numpy(rng.normal(size=(n, anchors.shape[1])).astype(np.float32))
+    triples = torch.from_numpy(rng.integers(0, len(anchors), (n, 3)))
+    std = anchors.std(0) if len(anchors) > 1 else torch.zeros(anchors.shape[1])
+    return {
+        "noise": anchors[torch.from_numpy(pick)] + 0.1 * noise * prepared.entry_std(),
+        "average": anchors[triples].mean(1),
+        "weight_gauss": anchors.mean(0) + noise * std,
+    }
+
+
+def generate_samples(
+    workspace: Workspace,
+    config: SampleConfig,
+    run_name: str | None = None,
+    device: str = "cpu",
+    on_progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    run = load_run(workspace, run_name)
+    zoo = load_zoo(workspace)
+    prepared = run.prepare(zoo)
+    rng = np.random.default_rng(config.seed)
+    anchor_ids = select_anchors(zoo.table, config.anchors)
+    row_of = {c: r for r, c in enumerate(zoo.table["checkpoint"].to_list())}
+    anchor_rows = np.array([row_of[c] for c in anchor_ids])
+
+    embeddings_table = load_embeddings(workspace, run.name)
+    zoo_embeddings = embedding_matrix(embeddings_table)
+    sampler = Sampler(config.method, bandwidth=config.bandwidth, covariance=config.covariance)
+    sampler.fit(zoo_embeddings[anchor_rows], zoo_embeddings)
+    latents = sampler.sample(config.n, rng)
+    generated = decode_latents(run, prepared, latents)
+
+    anchors_aligned = prepared.aligned[torch.from_numpy(anchor_rows)]
+    activation = Counter(zoo.table["activation"].to_numpy()[anchor_rows].tolist()).most_common(1)[0][0]
+    spec = zoo.spec.with_activation(activation)
+    init = Counter(zoo.table["init"].to_list()).most_common(1)[0][0]
+    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, config.n)]
+    groups = {
+        "generated": generated,
+        "random_init": init_vectors(spec, seeds, [init if init in INITS else "kaiming_uniform"] * config.n),
+        "anchors": anchors_aligned[
+            torch.from_numpy(rng.choice(len(anchor_rows), min(config.n, len(anchor_rows)), replace=False))
+        ],
+    }
+    if config.baselines:
+        groups.update(_simple_baselines(anchors_aligned, prepared, config.n, rng))
+
+    source = zoo.manifest.get("dataset", {})
+    target_name = config.dataset or source.get("name", "unknown")
+    data = load_dataset(target_name, seed=source.get("seed", 0) if target_name == source.get("name") else 0)
+    total = config.finetune_epochs + 1
+
+    def progress(epoch: int, curves: pl.DataFrame) -> None:
+        if on_progress:
+            on_progress(epoch + 1, total, {"curves": curves})
+
+    curves, per_model, finetuned = finetune_groups(
+        spec, groups, data, config.finetune_epochs, config.seed, config.lr, config.batch_size, device, progress
+    )
+
+    source_data = (
+        data if target_name == source.get("name") else load_dataset(source["name"], seed=source.get("seed", 0))
+    )
+    zoo_errors = error_sets(zoo.spec, prepared.aligned, source_data, zoo.table["activation"].to_list())
+    zoo_models = zoo.table["model_id"].to_numpy()
+    figures = {
+        name: novelty(vectors, error_sets(spec, vectors, source_data), prepared.aligned, zoo_errors, zoo_models)
+        for name, vectors in groups.items()
+        if name != "random_init"
+    }
+
+    map_xy = place_on_map(
+        zoo_embeddings,
+        embeddings_table.select("umap_x", "umap_y").to_numpy(),
+        embed_weights(run, prepared, generated),
+    )
+    name = _run_name(config, run.name)
+    folder = samples_dir(workspace) / name
+    generated_final = finetuned[: config.n]
+    write_tensors(
+        folder / "weights.safetensors",
+        {"generated": generated, "finetuned": generated_final},
+        {"architecture": spec.to_json(), "method": config.method},
+    )
+    write_parquet(
+        folder / "samples.parquet",
+        pl.DataFrame(
+            {
+                "sample": list(range(config.n)),
+                "acc_epoch0": per_model["generated"][:, 0],
+                "acc_final": per_model["generated"][:, -1],
+                "min_l2": figures["generated"]["min_l2"],
+                "max_iou": figures["generated"]["max_iou"],
+                "umap_x": map_xy[:, 0],
+                "umap_y": map_xy[:, 1],
+            }
+        ),
+    )
+    write_parquet(folder / "curves.parquet", curves)
+    result = {
+        "samples_run": name,
+        "ae_run": run.name,
+        "method": config.method,
+        "fallback": sampler.fallback,
+        "anchors": {"rule": config.anchors, "count": len(anchor_ids), "ids": anchor_ids},
+        "n": config.n,
+        "dataset": target_name,
+        "source_dataset": source.get("name"),
+        "activation": activation,
+        "curves": {
+            group: curves.filter(pl.col("group") == group).sort("epoch")["acc_mean"].to_list() for group in groups
+        },
+        "novelty": {k: v for k, v in figures["generated"].items() if k.endswith("median")},
+        "novelty_baselines": {
+            name: {k: v for k, v in f.items() if k.endswith("median")}
+            for name, f in figures.items()
+            if name != "generated"
+        },
+        "config": asdict(config),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(folder / "result.json", result)
+    return result
+
+
+def _run_name(config: SampleConfig, ae_run: str) -> str:
+    digest = hashlib.sha256(json.dumps([asdict(config), ae_run], sort_keys=True).encode()).hexdigest()[:6]
+    return f"{config.method}-{digest}"

@@ -1,0 +1,79 @@
+"""Are generated models new, or copies of the zoo? (Zeng et al. 2025, "Generative Modeling of Weights:
+Generalization or Memorization?")
+
+Two measures per generated model, each next to the same measure among the zoo's own models:
+- the smallest L2 distance to any zoo checkpoint (in the aligned weight space the generator works in);
+- the largest IoU between its set of misclassified test images and any zoo checkpoint's.
+A copy sits at distance ~0 and IoU ~1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.arch import ArchSpec
+from core.data import Dataset
+from core.population import Population
+
+
+@torch.no_grad()
+def error_sets(
+    spec: ArchSpec, vectors: torch.Tensor, data: Dataset, activations: list[str] | None = None
+) -> torch.Tensor:
+    """Bool [models, test images]: which test images each model gets wrong."""
+    activations = activations or [spec.activation] * len(vectors)
+    wrong = torch.zeros(len(vectors), len(data.y_test), dtype=torch.bool)
+    for activation in sorted(set(activations)):
+        rows = torch.tensor([i for i, a in enumerate(activations) if a == activation])
+        n = len(rows)
+        population = Population(
+            spec.with_activation(activation), vectors[rows], [0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+        )
+        for start in range(0, len(data.y_test), 64):
+            x = data.x_test[start : start + 64]
+            index = torch.arange(start, start + len(x)).expand(n, -1)
+            logits = population.net.forward(population.params, population.net.batch_input(data.x_test, index))
+            wrong[rows, start : start + len(x)] = logits.argmax(-1) != data.y_test[start : start + len(x)]
+    return wrong
+
+
+def max_iou(errors: torch.Tensor, reference: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """For each row of `errors`, the largest IoU with any row of `reference` (pairs where `exclude` is True
+    are skipped, e.g. checkpoints of the same model)."""
+    a, b = errors.float(), reference.float()
+    intersection = a @ b.T
+    union = a.sum(1, keepdim=True) + b.sum(1) - intersection
+    iou = torch.where(union > 0, intersection / union.clamp_min(1), torch.ones_like(union))
+    if exclude is not None:
+        iou = iou.masked_fill(exclude, -1.0)
+    return iou.max(dim=1).values
+
+
+def min_l2(vectors: torch.Tensor, reference: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    distance = torch.cdist(vectors, reference)
+    if exclude is not None:
+        distance = distance.masked_fill(exclude, float("inf"))
+    return distance.min(dim=1).values
+
+
+def novelty(
+    generated: torch.Tensor,
+    generated_errors: torch.Tensor,
+    zoo: torch.Tensor,
+    zoo_errors: torch.Tensor,
+    zoo_models: np.ndarray,
+) -> dict:
+    """Per-model figures for the generated models and the medians next to the zoo's own (each zoo checkpoint
+    compared with the checkpoints of the other models)."""
+    same_model = torch.from_numpy(zoo_models[:, None] == zoo_models[None, :])
+    gen_l2, gen_iou = min_l2(generated, zoo), max_iou(generated_errors, zoo_errors)
+    zoo_l2, zoo_iou = min_l2(zoo, zoo, same_model), max_iou(zoo_errors, zoo_errors, same_model)
+    return {
+        "min_l2": gen_l2.numpy(),
+        "max_iou": gen_iou.numpy(),
+        "min_l2_median": float(gen_l2.median()),
+        "zoo_min_l2_median": float(zoo_l2.median()),
+        "max_iou_median": float(gen_iou.median()),
+        "zoo_max_iou_median": float(zoo_iou.median()),
+    }

@@ -5,6 +5,11 @@ transformer decoder expands the latent back into tokens; a small projection head
 The compression concatenates the encoder's token outputs and maps them linearly to the latent (the decoder
 mirrors it), rather than pooling or reading a CLS token: sequences are short and of fixed length, and this
 keeps which-neuron-is-where information in the bottleneck, which reconstruction needs.
+
+Both halves also have a linear path (all tokens <-> latent) beside the transformer. Without it the
+transformer AE reconstructed held-out models of an aligned digits zoo worse than 64 principal components
+(R^2 0.978 vs 0.988; accuracy kept 0.91 vs 0.96): a linear autoencoder spans the principal subspace, so
+with the bypass the transformer only has to learn what is not linear.
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ class HyperRepresentationAE(nn.Module):
         self.encoder = _transformer(config, config.encoder_layers)
         self.encoder_norm = nn.LayerNorm(d)
         self.to_latent = nn.Linear(n_tokens * d, config.latent_dim)
+        self.linear_encoder = nn.Linear(n_tokens * token_width, config.latent_dim, bias=False)
         self.from_latent = nn.Linear(config.latent_dim, n_tokens * d)
+        self.linear_decoder = nn.Linear(config.latent_dim, n_tokens * token_width)
         self.decoder_position = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
         self.decoder = _transformer(config, config.decoder_layers)
         self.decoder_norm = nn.LayerNorm(d)
@@ -61,12 +68,13 @@ class HyperRepresentationAE(nn.Module):
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, tokens, width] (standardised) -> [B, latent]."""
         h = self.encoder(self.embed(tokens) + self.encoder_position)
-        return self.to_latent(self.encoder_norm(h).flatten(1))
+        return self.to_latent(self.encoder_norm(h).flatten(1)) + self.linear_encoder(tokens.flatten(1))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """[B, latent] -> [B, tokens, width] (standardised)."""
         h = self.from_latent(latent).view(latent.shape[0], *self.decoder_position.shape)
-        return self.unembed(self.decoder_norm(self.decoder(h + self.decoder_position)))
+        nonlinear = self.unembed(self.decoder_norm(self.decoder(h + self.decoder_position)))
+        return nonlinear + self.linear_decoder(latent).view(nonlinear.shape)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Latent, reconstruction and contrastive projection of a batch of token sequences."""

@@ -208,6 +208,19 @@ def _describe_samples(result: dict) -> list[str]:
     return lines
 
 
+def cmd_export(args: argparse.Namespace) -> dict:
+    from core.export import export_samples
+
+    return export_samples(Workspace(args.workspace), args.samples, args.format, args.out)
+
+
+def _describe_export(result: dict) -> list[str]:
+    return [
+        f"wrote {result['bundle']}: {result['models']} models ({result['files']} {result['format']} files), "
+        "model.py, card.json, README.md"
+    ]
+
+
 def _describe_zoo(result: dict) -> list[str]:
     acc = result["test_acc"]
     lines = [
@@ -311,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-baselines", action="store_true", help="skip the simple weight-space baselines")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(run_command=cmd_sample, describe=_describe_samples)
+
+    export = commands.add_parser("export", help="bundle a samples run: weight files, model.py and a model card")
+    _add_common(export, device=False)
+    export.add_argument("--samples", required=True, help="samples run name (printed by `sample`)")
+    export.add_argument("--format", choices=("safetensors", "pt"), default="safetensors")
+    export.add_argument("--out", required=True, help="the zip file to write")
+    export.set_defaults(run_command=cmd_export, describe=_describe_export)
     return parser
 
 

@@ -29,6 +29,10 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     n_classes: int
+    # Per-channel statistics of the raw [0, 1] training images, which every split was standardised with;
+    # exported models carry them so that they can preprocess new images the same way.
+    channel_mean: tuple[float, ...] = ()
+    channel_std: tuple[float, ...] = ()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -213,4 +217,6 @@ def _split_with_test(name, x_tr, y_tr, x_te, y_te, seed, val_fraction) -> Datase
         x_test=tensor(x_te),
         y_test=torch.from_numpy(y_te.copy()),
         n_classes=n_classes,
+        channel_mean=tuple(float(v) for v in mean.reshape(-1)),
+        channel_std=tuple(float(v) for v in std.reshape(-1)),
     )

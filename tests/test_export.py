@@ -1,0 +1,97 @@
+"""Export bundles: a fresh folder, plain torch, and the accuracies the card promises."""
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from core.cli import main
+from core.data import load_dataset
+from core.workspace import Workspace
+
+CHECK = """
+import json, sys
+import numpy as np, torch
+import model
+card = json.load(open("card.json"))
+images = torch.from_numpy(np.load(sys.argv[1]))
+labels = torch.from_numpy(np.load(sys.argv[2]))
+out = []
+for entry in card["models"]:
+    net = model.load(entry["generated_file"])
+    with torch.no_grad():
+        out.append((net(model.preprocess(images)).argmax(1) == labels).float().mean().item())
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def samples(tiny_ae_workspace, tmp_path_factory):
+    workspace = Workspace(tmp_path_factory.mktemp("export") / "ws")
+    shutil.copytree(tiny_ae_workspace.root, workspace.root)
+    from core.generate import SampleConfig, generate_samples
+
+    result = generate_samples(workspace, SampleConfig(n=3, finetune_epochs=1, baselines=False, anchors="top:0.5"))
+    return workspace, result["samples_run"]
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_bundle_runs_with_plain_torch_and_matches_its_card(samples, tmp_path, capsys, fmt):
+    workspace, run = samples
+    bundle = tmp_path / f"bundle-{fmt}.zip"
+    code = main(
+        [
+            "export",
+            "--workspace",
+            str(workspace.root),
+            "--samples",
+            run,
+            "--format",
+            fmt,
+            "--out",
+            str(bundle),
+            "--json",
+        ]
+    )
+    assert code == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["models"] == 3
+    unpacked = tmp_path / f"fresh-{fmt}"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(unpacked)
+        names = archive.namelist()
+        text = b"".join(archive.read(n) for n in names if n.endswith((".json", ".md", ".py"))).decode()
+    assert {"model.py", "card.json", "README.md", f"generated/model_000.{fmt}", f"finetuned/model_002.{fmt}"} <= set(
+        names
+    )
+    assert str(workspace.root) not in text and str(tmp_path) not in text  # no paths of this machine
+
+    data = load_dataset("digits")
+    mean, std = np.array(data.channel_mean).reshape(1, -1, 1, 1), np.array(data.channel_std).reshape(1, -1, 1, 1)
+    np.save(unpacked / "images.npy", (data.x_test.numpy() * std + mean).astype(np.float32))
+    np.save(unpacked / "labels.npy", data.y_test.numpy())
+    (unpacked / "check.py").write_text(CHECK)
+    # A fresh interpreter in the bundle's folder: only torch, numpy and (for .safetensors) safetensors.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    done = subprocess.run(
+        [sys.executable, "check.py", "images.npy", "labels.npy"],
+        cwd=unpacked,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    card = json.loads((unpacked / "card.json").read_text())
+    promised = [m["test_acc_as_generated"] for m in card["models"]]
+    assert measured == pytest.approx(promised, abs=1e-6)
+    assert card["sampler"]["method"] == "kde" and card["anchors"]["rule"] == "top:0.5"
+
+
+def test_export_of_an_unknown_run_is_a_clear_error(samples, tmp_path, capsys):
+    workspace, _ = samples
+    code = main(["export", "--workspace", str(workspace.root), "--samples", "nope", "--out", str(tmp_path / "b.zip")])
+    assert code == 2 and "no such samples run" in capsys.readouterr().err
+    assert not (tmp_path / "b.zip").exists()

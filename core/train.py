@@ -215,6 +215,9 @@ def train_autoencoder(
     zoo = load_zoo(workspace)
     name = run or run_name(ae_config, train_config)
     folder = runs_dir(workspace) / name
+    if (folder / "config.json").exists() and read_json(folder / "config.json").get("status") == "done":
+        _resume_state(folder, ae_config, train_config)  # refuses a finished run of other settings
+        return load_run(workspace, name)
     with workspace.lock():
         state = _resume_state(folder, ae_config, train_config)
         if state is None:

@@ -65,6 +65,23 @@ class HyperRepresentationAE(nn.Module):
             nn.Linear(config.projection_dim, config.projection_dim),
         )
 
+    @torch.no_grad()
+    def init_linear_path(self, tokens: torch.Tensor) -> None:
+        """Start as PCA of the training tokens: the linear path encodes onto the top principal directions and
+        decodes back around the mean, and the transformer paths start silent (zero output maps)."""
+        flat = tokens.flatten(1).double()
+        mean = flat.mean(0)
+        _, _, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+        basis = torch.zeros(self.linear_encoder.weight.shape, dtype=torch.float64)
+        rank = min(len(vh), len(basis))
+        basis[:rank] = vh[:rank]
+        self.linear_encoder.weight.copy_(basis.float())
+        self.linear_decoder.weight.copy_(basis.T.float())
+        self.linear_decoder.bias.copy_((mean - basis.T @ (basis @ mean)).float())
+        for layer in (self.to_latent, self.unembed):
+            layer.weight.zero_()
+            layer.bias.zero_()
+
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, tokens, width] (standardised) -> [B, latent]."""
         h = self.encoder(self.embed(tokens) + self.encoder_position)

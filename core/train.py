@@ -42,6 +42,7 @@ class TrainConfig:
     erase_probability: float = 0.5
     erase_area: tuple[float, float] = (0.02, 0.33)
     permute_probability: float = 0.0
+    pca_init: bool = True  # start the AE's linear path at PCA of the training zoo (see autoencoder.py)
     layer_norm: bool = True
     align: bool = True
     align_iterations: int = 2
@@ -277,7 +278,9 @@ def _fit(folder, prepared, ae_config, config: TrainConfig, state, device, on_pro
     token_std = prepared.token_std.to(device)
     history: list[dict] = []
     start_epoch, best, best_epoch, best_weights = 1, float("inf"), 0, None
-    if state is not None:
+    if state is None and config.pca_init:
+        model.init_linear_path(tokenize(layout, flat.cpu()))
+    elif state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

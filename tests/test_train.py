@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -33,12 +34,39 @@ def _copy(workspace: Workspace, target) -> Workspace:
 def test_a_tiny_autoencoder_overfits_a_tiny_zoo(tiny_zoo_workspace, tmp_path):
     workspace = _copy(tiny_zoo_workspace, tmp_path / "ws")
     config = TrainConfig(
-        epochs=120, batch_size=16, lr=3e-3, gamma=0.0, noise=0.0, erase_probability=0.0, warmup_epochs=2, patience=1000
+        epochs=120,
+        batch_size=16,
+        lr=3e-3,
+        gamma=0.0,
+        noise=0.0,
+        erase_probability=0.0,
+        warmup_epochs=2,
+        patience=1000,
+        pca_init=False,
     )
     run = train_autoencoder(workspace, SMALL, config)
     reconstruction = run.history["reconstruction"].to_list()
     assert reconstruction[-1] < reconstruction[0] / 5
     assert (run.folder / "model.safetensors").exists() and (run.folder / "embeddings.parquet").exists()
+
+
+def test_the_linear_path_starts_as_pca(tiny_zoo_workspace):
+    from core.autoencoder import HyperRepresentationAE
+    from core.prepare import prepare, split_models
+    from core.zoo import load_zoo
+
+    zoo = load_zoo(tiny_zoo_workspace)
+    prepared = prepare(zoo, split_models(list(range(6)), (0.5, 0.25, 0.25), 0), align=True)
+    tokens = prepared.tokens(prepared.rows("train"))
+    model = HyperRepresentationAE(prepared.layout.n_tokens, prepared.layout.width, replace(SMALL, latent_dim=3))
+    model.init_linear_path(tokens)
+    flat = tokens.flatten(1)
+    mean = flat.mean(0)
+    _, _, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+    pca = (flat - mean) @ vh[:3].T @ vh[:3] + mean
+    with torch.no_grad():
+        decoded = model.decode(model.encode(tokens)).flatten(1)
+    torch.testing.assert_close(decoded, pca, atol=1e-4, rtol=1e-4)
 
 
 def test_interrupted_training_resumes_bit_identically(tiny_zoo_workspace, tmp_path):
@@ -61,6 +89,9 @@ def test_interrupted_training_resumes_bit_identically(tiny_zoo_workspace, tmp_pa
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
     assert straight.history.drop("elapsed_s").equals(resumed.history.drop("elapsed_s"))
+    again = []
+    finished = train_autoencoder(workspace, SMALL, config, on_progress=lambda d, t, i: again.append(d))
+    assert again == [] and finished.name == resumed.name  # a finished run is returned, not retrained
 
 
 def test_layer_norm_switch_changes_the_objective(tiny_zoo_workspace, tmp_path):

@@ -35,9 +35,13 @@ def main() -> None:
     parser.add_argument("--ae-epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    workspace = Workspace(Path(args.workdir or tempfile.mkdtemp(prefix="generative-")) / "digits")
+    zoo = ZooConfig()
+    # The same folder and run names as bench/ae_quality.py, so that one workdir serves both.
+    workspace = Workspace(
+        Path(args.workdir or tempfile.mkdtemp(prefix="generative-")) / f"zoo-{zoo.models}-k{zoo.init_seeds}"
+    )
     if not workspace.exists():
-        generate_zoo(workspace, ZooConfig())
+        generate_zoo(workspace, zoo)
     train = replace(TrainConfig(), epochs=args.ae_epochs)
     default_run = train_autoencoder(workspace, AEConfig(), train, run="default").name
     plain_run = train_autoencoder(workspace, AEConfig(), replace(train, layer_norm=False), run="no-layer-norm").name

@@ -12,10 +12,12 @@ import sys
 
 from tqdm import tqdm
 
+from core.autoencoder import AEConfig
 from core.errors import Interrupted, UserError
 from core.population import INITS
 from core.runtime import DEVICES, resolve_device
 from core.sample import METHODS
+from core.train import TrainConfig
 from core.workspace import Workspace
 from core.zoo import ZooConfig, generate_zoo, load_zoo, zoo_info
 
@@ -115,9 +117,6 @@ def cmd_zoo_info(args: argparse.Namespace) -> dict:
 
 
 def _ae_configs(args: argparse.Namespace):
-    from core.autoencoder import AEConfig
-    from core.train import TrainConfig
-
     ae = AEConfig(d_model=args.d_model, latent_dim=args.latent_dim)
     train = TrainConfig(
         epochs=args.epochs,
@@ -127,6 +126,7 @@ def _ae_configs(args: argparse.Namespace):
         layer_norm=not args.no_layer_norm,
         align=not args.no_align,
         permute_probability=args.permute,
+        pca_init=not args.no_pca_init,
         seed=args.seed,
     )
     return ae, train
@@ -292,15 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(train, device=True)
     train.add_argument("--kind", choices=("hyperrep",), default="hyperrep", help="autoencoder family")
     train.add_argument("--run", default=None, help="run name (default: derived from the settings, so reruns resume)")
-    train.add_argument("--epochs", type=int, default=150)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--d-model", type=int, default=64, help="transformer width")
-    train.add_argument("--latent-dim", type=int, default=64, help="size of the embedding of one model")
-    train.add_argument("--gamma", type=float, default=0.05, help="weight of the contrastive loss (0..1)")
+    defaults, ae_defaults = TrainConfig(), AEConfig()
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--d-model", type=int, default=ae_defaults.d_model, help="transformer width")
+    train.add_argument("--latent-dim", type=int, default=ae_defaults.latent_dim, help="size of one model's embedding")
+    train.add_argument("--gamma", type=float, default=defaults.gamma, help="weight of the contrastive loss (0..1)")
     train.add_argument("--permute", type=float, default=0.0, help="probability of a permutation augmentation")
     train.add_argument("--no-layer-norm", action="store_true", help="plain MSE instead of layer-wise normalised loss")
     train.add_argument("--no-align", action="store_true", help="skip the canonical alignment of the zoo")
+    train.add_argument("--no-pca-init", action="store_true", help="start the linear path at random, not at PCA")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run_command=cmd_ae_train, describe=_describe_eval)
 

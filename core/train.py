@@ -31,7 +31,7 @@ from core.zoo import Progress, Zoo, load_zoo
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 150
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4

@@ -126,6 +126,7 @@ def _ae_configs(args: argparse.Namespace):
         layer_norm=not args.no_layer_norm,
         align=not args.no_align,
         permute_probability=args.permute,
+        erase_probability=args.erase,
         pca_init=not args.no_pca_init,
         seed=args.seed,
     )
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--latent-dim", type=int, default=ae_defaults.latent_dim, help="size of one model's embedding")
     train.add_argument("--gamma", type=float, default=defaults.gamma, help="weight of the contrastive loss (0..1)")
     train.add_argument("--permute", type=float, default=0.0, help="probability of a permutation augmentation")
+    train.add_argument("--erase", type=float, default=defaults.erase_probability, help="probability of random erasing")
     train.add_argument("--no-layer-norm", action="store_true", help="plain MSE instead of layer-wise normalised loss")
     train.add_argument("--no-align", action="store_true", help="skip the canonical alignment of the zoo")
     train.add_argument("--no-pca-init", action="store_true", help="start the linear path at random, not at PCA")

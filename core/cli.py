@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from core.autoencoder import AEConfig
 from core.errors import Interrupted, UserError
+from core.generate import SampleConfig
 from core.population import INITS
 from core.runtime import DEVICES, resolve_device
 from core.sample import METHODS
@@ -171,7 +172,7 @@ def _describe_eval(result: dict) -> list[str]:
 
 
 def cmd_sample(args: argparse.Namespace) -> dict:
-    from core.generate import SampleConfig, generate_samples
+    from core.generate import generate_samples
 
     config = SampleConfig(
         method=args.method,
@@ -317,14 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="sample new models from the embedding, evaluate and fine-tune them")
     _add_common(sample, device=True)
     sample.add_argument("--run", default=None, help="autoencoder run (default: the latest finished)")
-    sample.add_argument("--method", choices=METHODS, default="kde")
+    sampling = SampleConfig()
+    sample.add_argument("--method", choices=METHODS, default=sampling.method)
     sample.add_argument(
-        "--anchors", default="top:0.3", help="top:F (best fraction by val accuracy), epoch:E or ids:a,b,c"
+        "--anchors", default=sampling.anchors, help="top:F (best fraction by val accuracy), epoch:E or ids:a,b,c"
     )
-    sample.add_argument("--n", type=int, default=16, help="number of models to generate")
-    sample.add_argument("--finetune-epochs", type=int, default=3)
+    sample.add_argument("--n", type=int, default=sampling.n, help="number of models to generate")
+    sample.add_argument("--finetune-epochs", type=int, default=sampling.finetune_epochs)
     sample.add_argument("--dataset", default=None, help="fine-tune on another dataset (transfer), e.g. shapes")
-    sample.add_argument("--bandwidth", default="cv", help="kde bandwidth: cv (default), scott, silverman, or a number")
+    sample.add_argument(
+        "--bandwidth", default=sampling.bandwidth, help="kde bandwidth: cv, scott, silverman, or a number"
+    )
     sample.add_argument("--no-baselines", action="store_true", help="skip the simple weight-space baselines")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(run_command=cmd_sample, describe=_describe_samples)

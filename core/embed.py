@@ -64,7 +64,9 @@ def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
 def place_on_map(zoo_embeddings: np.ndarray, zoo_xy: np.ndarray, new_embeddings: np.ndarray, k: int = 8) -> np.ndarray:
     """Map positions for new embeddings: inverse-distance-weighted mean of their k nearest zoo points."""
     k = min(k, len(zoo_embeddings))
-    distances = np.linalg.norm(new_embeddings[:, None, :] - zoo_embeddings[None, :, :], axis=2)
+    from scipy.spatial.distance import cdist
+
+    distances = cdist(new_embeddings, zoo_embeddings)
     nearest = np.argsort(distances, axis=1)[:, :k]
     weights = 1.0 / (np.take_along_axis(distances, nearest, axis=1) + 1e-9)
     weights /= weights.sum(axis=1, keepdims=True)

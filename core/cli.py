@@ -182,6 +182,7 @@ def cmd_sample(args: argparse.Namespace) -> dict:
         dataset=args.dataset,
         seed=args.seed,
         bandwidth=args.bandwidth,
+        covariance=args.covariance,
         baselines=not args.no_baselines,
     )
     bar = _ProgressBar("evaluating and fine-tuning (epochs)", args.quiet)
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--bandwidth", default=sampling.bandwidth, help="kde bandwidth: cv, scott, silverman, or a number"
     )
+    sample.add_argument("--covariance", choices=("full", "diag"), default=sampling.covariance, help="gauss covariance")
     sample.add_argument("--no-baselines", action="store_true", help="skip the simple weight-space baselines")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(run_command=cmd_sample, describe=_describe_samples)

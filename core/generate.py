@@ -176,6 +176,23 @@ def generate_samples(
         ),
     )
     write_parquet(folder / "curves.parquet", curves)
+    # The accuracy-vs-similarity plane of Zeng et al.: every generated and baseline model, as generated.
+    write_parquet(
+        folder / "novelty.parquet",
+        pl.concat(
+            [
+                pl.DataFrame(
+                    {
+                        "group": [name] * len(f["min_l2"]),
+                        "acc_epoch0": per_model[name][:, 0],
+                        "min_l2": f["min_l2"],
+                        "max_iou": f["max_iou"],
+                    }
+                )
+                for name, f in figures.items()
+            ]
+        ),
+    )
     result = {
         "samples_run": name,
         "ae_run": run.name,

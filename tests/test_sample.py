@@ -148,9 +148,12 @@ def test_sample_command_writes_a_run_and_the_contract_json(tiny_ae_workspace, tm
     assert all(len(curve) == 2 for curve in result["curves"].values())
     assert set(result["novelty"]) == {"min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median"}
     folder = workspace.root / "samples" / result["samples_run"]
-    for name in ("weights.safetensors", "samples.parquet", "curves.parquet", "result.json"):
+    for name in ("weights.safetensors", "samples.parquet", "curves.parquet", "novelty.parquet", "result.json"):
         assert (folder / name).exists(), name
     assert pl.read_parquet(folder / "samples.parquet").height == 4
+    plane = pl.read_parquet(folder / "novelty.parquet")
+    assert set(plane["group"]) == {"generated", "anchors", "noise", "average", "weight_gauss"}
+    assert plane.filter(pl.col("group") == "anchors")["max_iou"].min() == pytest.approx(1.0)  # anchors are the zoo
     assert main(argv) == 0  # the same seed gives the same samples
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["curves"] == result["curves"]

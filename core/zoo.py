@@ -130,9 +130,7 @@ def plan_models(config: ZooConfig) -> pl.DataFrame:
             "model_id": list(range(config.models)),
             "seed": [model_seed(config.seed, i) for i in range(config.models)],
             "init_seed": [
-                model_seed(config.seed, i)
-                if config.init_seeds is None
-                else model_seed(config.seed + 1, i % config.init_seeds)
+                model_seed(config.seed + 1, i % config.init_seeds) if config.init_seeds else model_seed(config.seed, i)
                 for i in range(config.models)
             ],
             "init": draw(config.inits),

@@ -79,6 +79,8 @@ def test_models_can_share_a_few_inits_and_still_differ(tmp_path):
     trained = zoo.weights[zoo.table["epoch"].to_numpy() == 1]
     assert not torch.equal(trained[0], trained[2])  # own data order
     assert zoo.table["init_seed"].n_unique() == 2 and zoo.table["seed"].n_unique() == 4
+    own = plan_models(ZooConfig(models=5, init_seeds=0))
+    assert own["init_seed"].to_list() == own["seed"].to_list()  # 0: every model its own init
 
 
 def test_mixed_activations_keep_each_models_function(tmp_path):

@@ -89,15 +89,18 @@ _SHAPES = {
 SHAPE_NAMES = tuple(_SHAPES)
 
 
-def make_shapes(n: int, seed: int, size: int = 8, noise: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
-    """A procedural 10-class image set: each image is one shape, randomly rotated, placed and shaded, plus noise."""
+def make_shapes(n: int, seed: int, size: int = 8, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """A procedural 10-class image set: each image is one shape at a random position and shade, plus noise.
+
+    Shapes keep their orientation: with random rotations the small CNN of the zoos reached only 55% test
+    accuracy after 30 epochs, too hard a target for a transfer experiment; upright it reaches 85-90%."""
     rng = np.random.default_rng(seed)
     masks = [np.array([[c == "#" for c in row] for row in rows], dtype=np.float32) for rows in _SHAPES.values()]
     y = np.arange(n) % len(masks)
     rng.shuffle(y)
     x = np.zeros((n, 1, size, size), dtype=np.float32)
     for i, label in enumerate(y):
-        mask = np.rot90(masks[label], k=int(rng.integers(4)))
+        mask = masks[label]
         h, w = mask.shape
         top, left = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
         x[i, 0, top : top + h, left : left + w] = mask * rng.uniform(0.6, 1.0)

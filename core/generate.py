@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -49,8 +50,8 @@ class SampleConfig:
     bandwidth: str = "cv"
     covariance: str = "full"
     baselines: bool = True
-    lr: float = 1e-3
-    batch_size: int = 32
+    lr: float | None = None  # None: the zoo's most common learning rate and batch size
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -133,8 +134,11 @@ def generate_samples(
         if on_progress:
             on_progress(epoch + 1, total, {"curves": curves})
 
+    zoo_lr = float(Counter(zoo.table["lr"].to_list()).most_common(1)[0][0])
+    lr = config.lr or (zoo_lr if math.isfinite(zoo_lr) and zoo_lr > 0 else 1e-3)
+    batch_size = config.batch_size or int(Counter(zoo.table["batch_size"].to_list()).most_common(1)[0][0]) or 32
     curves, per_model, finetuned = finetune_groups(
-        spec, groups, data, config.finetune_epochs, config.seed, config.lr, config.batch_size, device, progress
+        spec, groups, data, config.finetune_epochs, config.seed, lr, batch_size, device, progress
     )
 
     source_data = (

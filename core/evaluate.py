@@ -15,7 +15,7 @@ from core.data import load_dataset
 from core.embed import embedding_matrix, load_embeddings, probe_all, reconstruct, weight_statistics
 from core.errors import UserError
 from core.population import evaluate_models
-from core.train import load_run, runs_dir
+from core.train import load_run
 from core.workspace import Workspace, read_json, write_json
 from core.zoo import load_zoo
 
@@ -86,8 +86,3 @@ def _accuracy_retention(zoo, original: torch.Tensor, rebuilt: torch.Tensor, test
         "original_acc_mean": float(acc_original[learned].mean()),
         "recon_acc_mean": float(acc_rebuilt[learned].mean()),
     }
-
-
-def list_evaluations(workspace: Workspace) -> dict[str, dict]:
-    folder = runs_dir(workspace)
-    return {p.parent.name: read_json(p) for p in sorted(folder.glob("*/eval.json"))} if folder.exists() else {}

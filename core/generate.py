@@ -34,8 +34,6 @@ from core.train import load_run
 from core.workspace import Workspace, write_json, write_parquet, write_tensors
 from core.zoo import load_zoo
 
-SIMPLE_BASELINES = ("noise", "average", "weight_gauss")
-
 
 @dataclass(frozen=True)
 class SampleConfig:

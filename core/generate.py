@@ -100,6 +100,13 @@ def generate_samples(
     anchor_ids = select_anchors(zoo.table, config.anchors)
     row_of = {c: r for r, c in enumerate(zoo.table["checkpoint"].to_list())}
     anchor_rows = np.array([row_of[c] for c in anchor_ids])
+    # One architecture per generation: with anchors of several activations, keep the most common one.
+    activations = zoo.table["activation"].to_numpy()[anchor_rows]
+    activation = Counter(activations.tolist()).most_common(1)[0][0]
+    anchor_rows, anchor_ids = (
+        anchor_rows[activations == activation],
+        list(np.array(anchor_ids)[activations == activation]),
+    )
 
     embeddings_table = load_embeddings(workspace, run.name)
     zoo_embeddings = embedding_matrix(embeddings_table)
@@ -109,7 +116,6 @@ def generate_samples(
     generated = decode_latents(run, prepared, latents)
 
     anchors_aligned = prepared.aligned[torch.from_numpy(anchor_rows)]
-    activation = Counter(zoo.table["activation"].to_numpy()[anchor_rows].tolist()).most_common(1)[0][0]
     spec = zoo.spec.with_activation(activation)
     init = Counter(zoo.table["init"].to_list()).most_common(1)[0][0]
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, config.n)]
@@ -200,7 +206,7 @@ def generate_samples(
         "ae_run": run.name,
         "method": config.method,
         "fallback": sampler.fallback,
-        "anchors": {"rule": config.anchors, "count": len(anchor_ids), "ids": anchor_ids},
+        "anchors": {"rule": config.anchors, "count": len(anchor_ids), "ids": [int(i) for i in anchor_ids]},
         "n": config.n,
         "dataset": target_name,
         "source_dataset": source.get("name"),

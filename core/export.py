@@ -44,7 +44,7 @@ ACTIVATIONS = {{"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu":
 
 
 class Net(nn.Module):
-    def __init__(self):
+    def __init__(self, n_classes=None):
         super().__init__()
         act = ACTIVATIONS[ARCHITECTURE["activation"]]
         layers, channels, size = [], ARCHITECTURE["in_channels"], ARCHITECTURE["in_size"]
@@ -65,7 +65,7 @@ class Net(nn.Module):
             if ARCHITECTURE["dropout_slots"]:
                 layers.append(nn.Dropout(0.0))
             width = hidden
-        layers.append(nn.Linear(width, ARCHITECTURE["n_classes"]))
+        layers.append(nn.Linear(width, n_classes or ARCHITECTURE["n_classes"]))
         self.module_list = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -79,14 +79,15 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-def load(path: str) -> Net:
+def load(path: str, n_classes=None) -> Net:
+    """A model from one weight file (`n_classes` for fine-tuned transfer models with another class count)."""
     if str(path).endswith(".safetensors"):
         from safetensors.torch import load_file
 
         state = load_file(path)
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    net = Net()
+    net = Net(n_classes)
     net.load_state_dict(state)
     return net.eval()
 
@@ -160,6 +161,7 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
         "evaluated_on": _public_name(result["dataset"]),
         "finetune_epochs": result["config"]["finetune_epochs"],
         "input_standardisation": {"mean": list(data.channel_mean), "std": list(data.channel_std)},
+        "input_standardisation_finetuned": {"mean": list(target.channel_mean), "std": list(target.channel_std)},
         "curves_mean_test_acc": result["curves"],
         "novelty": result["novelty"],
         "models": models,
@@ -176,9 +178,13 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
         mean=list(data.channel_mean),
         std=list(data.channel_std),
     ).encode()
-    if final_spec is not spec:
-        members["model.py"] += b"\n# The finetuned/ models have their own output layer for the transfer task:\n"
-        members["model.py"] += f"FINETUNED_N_CLASSES = {final_spec.n_classes}\n".encode()
+    if result["dataset"] != source["name"]:
+        members["model.py"] += (
+            f"\n# finetuned/ models were fine-tuned on {_public_name(result['dataset'])} with a fresh output layer of "
+            f"{final_spec.n_classes} classes (load them with n_classes=FINETUNED_N_CLASSES);\n"
+            f"# standardise their inputs with these instead:\nFINETUNED_N_CLASSES = {final_spec.n_classes}\n"
+            f"FINETUNED_INPUT_MEAN = {list(target.channel_mean)}\nFINETUNED_INPUT_STD = {list(target.channel_std)}\n"
+        ).encode()
     out = Path(out).expanduser()
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name, payload in members.items():

@@ -17,9 +17,12 @@ from core.data import Dataset
 from core.population import Population, init_vector
 
 
-def with_fresh_head(spec: ArchSpec, vectors: torch.Tensor, n_classes: int, seed: int) -> tuple[ArchSpec, torch.Tensor]:
-    """Models for a task with another class count: every layer kept but the output layer, drawn anew."""
-    if n_classes == spec.n_classes:
+def with_fresh_head(
+    spec: ArchSpec, vectors: torch.Tensor, n_classes: int, seed: int, always: bool = False
+) -> tuple[ArchSpec, torch.Tensor]:
+    """Models for another task: every layer kept but the output layer, drawn anew. Done when the class count
+    differs, or `always` (another dataset: its class k means something else)."""
+    if n_classes == spec.n_classes and not always:
         return spec, vectors
     from dataclasses import replace
 
@@ -40,13 +43,15 @@ def finetune_groups(
     batch_size: int = 32,
     device: str = "cpu",
     on_epoch: Callable[[int, pl.DataFrame], None] | None = None,
+    fresh_head: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, np.ndarray], torch.Tensor]:
     """Per-epoch curves (group, epoch, acc/loss mean and std; epoch 0 = before any training), each model's
-    test accuracy per epoch {group: [models, epochs + 1]}, and the final weights of all models in order."""
+    test accuracy per epoch {group: [models, epochs + 1]}, and the final weights of all models in order.
+    `fresh_head` redraws every model's output layer (transfer to another dataset)."""
     names = list(groups)
     vectors = torch.cat([groups[name] for name in names])
     owner = np.concatenate([[name] * len(groups[name]) for name in names])
-    spec, vectors = with_fresh_head(spec, vectors, data.n_classes, seed)
+    spec, vectors = with_fresh_head(spec, vectors, data.n_classes, seed, always=fresh_head)
     n = len(vectors)
     seeds = [seed * 100_003 + i for i in range(n)]
     population = Population(spec, vectors, seeds, [lr] * n, [0.0] * n, [0.0] * n, device)

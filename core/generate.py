@@ -141,8 +141,9 @@ def generate_samples(
     zoo_lr = float(Counter(zoo.table["lr"].to_list()).most_common(1)[0][0])
     lr = config.lr or (zoo_lr if math.isfinite(zoo_lr) and zoo_lr > 0 else 1e-3)
     batch_size = config.batch_size or int(Counter(zoo.table["batch_size"].to_list()).most_common(1)[0][0]) or 32
+    transfer = target_name != source.get("name")
     curves, per_model, finetuned = finetune_groups(
-        spec, groups, data, config.finetune_epochs, config.seed, lr, batch_size, device, progress
+        spec, groups, data, config.finetune_epochs, config.seed, lr, batch_size, device, progress, fresh_head=transfer
     )
 
     source_data = (

@@ -95,3 +95,52 @@ def test_export_of_an_unknown_run_is_a_clear_error(samples, tmp_path, capsys):
     code = main(["export", "--workspace", str(workspace.root), "--samples", "nope", "--out", str(tmp_path / "b.zip")])
     assert code == 2 and "no such samples run" in capsys.readouterr().err
     assert not (tmp_path / "b.zip").exists()
+
+
+CHECK_FINETUNED = """
+import json, sys
+import numpy as np, torch
+import model
+card = json.load(open("card.json"))
+images = torch.from_numpy(np.load(sys.argv[1]))
+labels = torch.from_numpy(np.load(sys.argv[2]))
+mean = torch.tensor(model.FINETUNED_INPUT_MEAN).view(1, -1, 1, 1)
+std = torch.tensor(model.FINETUNED_INPUT_STD).view(1, -1, 1, 1)
+out = []
+for entry in card["models"]:
+    net = model.load(entry["finetuned_file"], n_classes=model.FINETUNED_N_CLASSES)
+    with torch.no_grad():
+        out.append((net((images - mean) / std).argmax(1) == labels).float().mean().item())
+print(json.dumps(out))
+"""
+
+
+def test_transfer_bundle_carries_the_target_preprocessing(tiny_ae_workspace, tmp_path):
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(tiny_ae_workspace.root, workspace.root)
+    from core.export import export_samples
+    from core.generate import SampleConfig, generate_samples
+
+    run = generate_samples(workspace, SampleConfig(n=2, finetune_epochs=1, baselines=False, dataset="shapes"))
+    export_samples(workspace, run["samples_run"], "safetensors", tmp_path / "bundle.zip")
+    unpacked = tmp_path / "fresh"
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
+        archive.extractall(unpacked)
+    data = load_dataset("shapes")
+    mean, std = np.array(data.channel_mean).reshape(1, -1, 1, 1), np.array(data.channel_std).reshape(1, -1, 1, 1)
+    np.save(unpacked / "images.npy", (data.x_test.numpy() * std + mean).astype(np.float32))
+    np.save(unpacked / "labels.npy", data.y_test.numpy())
+    (unpacked / "check.py").write_text(CHECK_FINETUNED)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    done = subprocess.run(
+        [sys.executable, "check.py", "images.npy", "labels.npy"],
+        cwd=unpacked,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    card = json.loads((unpacked / "card.json").read_text())
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured == pytest.approx([m["test_acc_finetuned"] for m in card["models"]], abs=1e-6)
+    assert card["evaluated_on"] == "shapes"

@@ -20,7 +20,7 @@ workspace = Workspace(DEFAULT_WORKSPACE)
 if not workspace.exists():
     st.info(
         f"No zoo yet in `{DEFAULT_WORKSPACE.relative_to(Path(__file__).parent)}`. Make one with\n\n"
-        f"`python -m core zoo generate --workspace {DEFAULT_WORKSPACE.relative_to(Path(__file__).parent)}`"
+        f"`.venv/bin/python -m core zoo generate --workspace {DEFAULT_WORKSPACE.relative_to(Path(__file__).parent)}`"
     )
 else:
     try:

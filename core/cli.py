@@ -65,6 +65,15 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _with_progress(description: str, quiet: bool, work):
+    """Run `work(on_progress)` with a progress bar that is closed however the work ends."""
+    bar = _ProgressBar(description, quiet)
+    try:
+        return work(bar)
+    finally:
+        bar.close()
+
+
 def _emit(result: dict, as_json: bool, lines: list[str]) -> None:
     if as_json:
         print(json.dumps(result))
@@ -92,22 +101,21 @@ def cmd_zoo_generate(args: argparse.Namespace) -> dict:
         activations=args.activation,
         init_seeds=args.init_seeds,
     )
-    bar = _ProgressBar("training zoo (epochs)", args.quiet)
-    try:
-        zoo = generate_zoo(Workspace(args.workspace), config, resolve_device(args.device), on_progress=bar)
-    finally:
-        bar.close()
+    device = resolve_device(args.device)
+    zoo = _with_progress(
+        "training zoo (epochs)", args.quiet, lambda bar: generate_zoo(Workspace(args.workspace), config, device, bar)
+    )
     return zoo_info(zoo)
 
 
 def cmd_zoo_import(args: argparse.Namespace) -> dict:
     from core.public_zoo import import_public_zoo
 
-    bar = _ProgressBar("importing models", args.quiet)
-    try:
-        report = import_public_zoo(args.source, Workspace(args.workspace), args.dataset, on_progress=bar)
-    finally:
-        bar.close()
+    report = _with_progress(
+        "importing models",
+        args.quiet,
+        lambda bar: import_public_zoo(args.source, Workspace(args.workspace), args.dataset, on_progress=bar),
+    )
     for problem in report.problems:
         print(f"warning: {problem}", file=sys.stderr)
     return {**zoo_info(report.zoo), "imported_models": report.models, "problems": report.problems}
@@ -140,11 +148,11 @@ def cmd_ae_train(args: argparse.Namespace) -> dict:
 
     ae, train = _ae_configs(args)
     device = resolve_device(args.device)
-    bar = _ProgressBar("training autoencoder (epochs)", args.quiet)
-    try:
-        run = train_autoencoder(Workspace(args.workspace), ae, train, args.run, device, on_progress=bar)
-    finally:
-        bar.close()
+    run = _with_progress(
+        "training autoencoder (epochs)",
+        args.quiet,
+        lambda bar: train_autoencoder(Workspace(args.workspace), ae, train, args.run, device, on_progress=bar),
+    )
     return evaluate_run(Workspace(args.workspace), run.name, device)
 
 
@@ -185,12 +193,12 @@ def cmd_sample(args: argparse.Namespace) -> dict:
         covariance=args.covariance,
         baselines=not args.no_baselines,
     )
-    bar = _ProgressBar("evaluating and fine-tuning (epochs)", args.quiet)
-    try:
-        result = generate_samples(Workspace(args.workspace), config, args.run, resolve_device(args.device), bar)
-    finally:
-        bar.close()
-    return result
+    device = resolve_device(args.device)
+    return _with_progress(
+        "evaluating and fine-tuning (epochs)",
+        args.quiet,
+        lambda bar: generate_samples(Workspace(args.workspace), config, args.run, device, bar),
+    )
 
 
 def _describe_samples(result: dict) -> list[str]:

@@ -29,6 +29,26 @@ print(json.dumps(out))
 """
 
 
+def _run_in_bundle(unpacked, dataset: str, script: str) -> list[float]:
+    """Run `script` in a fresh interpreter in the bundle's folder, on the dataset's raw [0, 1] test images;
+    only torch, numpy and (for .safetensors) safetensors are importable there, not this project."""
+    data = load_dataset(dataset)
+    mean, std = np.array(data.channel_mean).reshape(1, -1, 1, 1), np.array(data.channel_std).reshape(1, -1, 1, 1)
+    np.save(unpacked / "images.npy", (data.x_test.numpy() * std + mean).astype(np.float32))
+    np.save(unpacked / "labels.npy", data.y_test.numpy())
+    (unpacked / "check.py").write_text(script)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    done = subprocess.run(
+        [sys.executable, "check.py", "images.npy", "labels.npy"],
+        cwd=unpacked,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module")
 def samples(tiny_ae_workspace, tmp_path_factory):
     workspace = Workspace(tmp_path_factory.mktemp("export") / "ws")
@@ -68,22 +88,7 @@ def test_bundle_runs_with_plain_torch_and_matches_its_card(samples, tmp_path, ca
     )
     assert str(workspace.root) not in text and str(tmp_path) not in text  # no paths of this machine
 
-    data = load_dataset("digits")
-    mean, std = np.array(data.channel_mean).reshape(1, -1, 1, 1), np.array(data.channel_std).reshape(1, -1, 1, 1)
-    np.save(unpacked / "images.npy", (data.x_test.numpy() * std + mean).astype(np.float32))
-    np.save(unpacked / "labels.npy", data.y_test.numpy())
-    (unpacked / "check.py").write_text(CHECK)
-    # A fresh interpreter in the bundle's folder: only torch, numpy and (for .safetensors) safetensors.
-    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
-    done = subprocess.run(
-        [sys.executable, "check.py", "images.npy", "labels.npy"],
-        cwd=unpacked,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = _run_in_bundle(unpacked, "digits", CHECK)
     card = json.loads((unpacked / "card.json").read_text())
     promised = [m["test_acc_as_generated"] for m in card["models"]]
     assert measured == pytest.approx(promised, abs=1e-6)
@@ -126,21 +131,7 @@ def test_transfer_bundle_carries_the_target_preprocessing(tiny_ae_workspace, tmp
     unpacked = tmp_path / "fresh"
     with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
         archive.extractall(unpacked)
-    data = load_dataset("shapes")
-    mean, std = np.array(data.channel_mean).reshape(1, -1, 1, 1), np.array(data.channel_std).reshape(1, -1, 1, 1)
-    np.save(unpacked / "images.npy", (data.x_test.numpy() * std + mean).astype(np.float32))
-    np.save(unpacked / "labels.npy", data.y_test.numpy())
-    (unpacked / "check.py").write_text(CHECK_FINETUNED)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
-    done = subprocess.run(
-        [sys.executable, "check.py", "images.npy", "labels.npy"],
-        cwd=unpacked,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
     card = json.loads((unpacked / "card.json").read_text())
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = _run_in_bundle(unpacked, "shapes", CHECK_FINETUNED)
     assert measured == pytest.approx([m["test_acc_finetuned"] for m in card["models"]], abs=1e-6)
     assert card["evaluated_on"] == "shapes"

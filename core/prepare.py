@@ -49,7 +49,6 @@ class PreparedZoo:
     layout: TokenLayout
     split: Split
     aligned: torch.Tensor  # [checkpoints, params], aligned weights (or the originals with align off)
-    align_index: dict[int, torch.Tensor]  # family (init seed) -> gather index (empty with align off)
     layer_mean: torch.Tensor  # [layers]
     layer_std: torch.Tensor  # [layers]
     standardised: torch.Tensor  # [checkpoints, params]
@@ -104,11 +103,9 @@ def prepare(
     if align:
         reference = best_reference_row(table, split.train)
         families = table["init_seed"].to_numpy() if "init_seed" in table.columns else model_ids
-        aligned, index = align_zoo(
-            zoo.spec, zoo.weights, families, table["epoch"].to_numpy(), reference, align_iterations
-        )
+        aligned, _ = align_zoo(zoo.spec, zoo.weights, families, table["epoch"].to_numpy(), reference, align_iterations)
     else:
-        aligned, index = zoo.weights, {}
+        aligned = zoo.weights
     sides = split.of(model_ids)
     if stats is None:
         train = aligned[torch.from_numpy(np.flatnonzero(sides == "train"))]
@@ -119,6 +116,6 @@ def prepare(
             stds.append(values.std().clamp_min(STD_FLOOR))
         stats = (torch.stack(means), torch.stack(stds))
     layer_mean, layer_std = stats
-    prepared = PreparedZoo(zoo, token_layout(zoo.spec), split, aligned, index, layer_mean, layer_std, aligned, sides)
+    prepared = PreparedZoo(zoo, token_layout(zoo.spec), split, aligned, layer_mean, layer_std, aligned, sides)
     prepared.standardised = prepared.standardise(aligned)
     return prepared

@@ -1,35 +1,89 @@
-"""Streamlit entry point: `streamlit run app.py`. Pages only wire core/ functions to widgets."""
+"""Streamlit entry point: `streamlit run app.py`.
+
+Makes sure the default digits workspace exists (unpacked from assets/, or built with progress when the pack is
+missing), puts the workspace picker in the sidebar and hands over to the pages. Pages only wire core/
+functions to widgets.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
+from core.default import ASSET, NAME, build_default
 from core.errors import UserError
+from core.packing import unpack_workspace
+from core.runtime import tune_cpu_allocator
 from core.workspace import Workspace
-from core.zoo import load_zoo, zoo_info
+from ui import session
+from ui.widgets import start, watch
 
-DEFAULT_WORKSPACE = Path(__file__).parent / "workspaces" / "digits"
+st.set_page_config(page_title="Hyper-representation workbench", page_icon=":material/hub:", layout="wide")
+tune_cpu_allocator()
 
-st.set_page_config(page_title="Hyper-representation workbench", layout="wide")
-st.title("Hyper-representation workbench")
-st.caption("Learn from populations of trained networks (model zoos) and generate new, working ones.")
 
-workspace = Workspace(DEFAULT_WORKSPACE)
-if not workspace.exists():
-    st.info(
-        f"No zoo yet in `{DEFAULT_WORKSPACE.relative_to(Path(__file__).parent)}`. Make one with\n\n"
-        f"`.venv/bin/python -m core zoo generate --workspace {DEFAULT_WORKSPACE.relative_to(Path(__file__).parent)}`"
+def ensure_default_workspace() -> None:
+    """Unpack the shipped default workspace, or build it in the background and show its progress."""
+    root = session.workspaces_root()
+    default = Workspace(root / NAME)
+    if default.exists():
+        return
+    if ASSET.exists():
+        with st.spinner("Unpacking the default digits workspace..."):
+            try:
+                unpack_workspace(ASSET, default.root)
+            except UserError as exc:
+                st.error(f"Could not unpack the default workspace: {exc}")
+                st.stop()
+        return
+    st.title("Hyper-representation workbench")
+    st.write(
+        "Building the default workspace: a zoo of 256 small CNNs on digits, the autoencoder trained on it, "
+        "and its map. This happens once (a few minutes on two CPU cores); later starts load it from disk."
     )
-else:
-    try:
-        info = zoo_info(load_zoo(workspace))
-    except UserError as exc:
-        st.error(str(exc))
-    else:
-        cols = st.columns(4)
-        cols[0].metric("Models", info["models"])
-        cols[1].metric("Checkpoints", info["checkpoints"])
-        cols[2].metric("Parameters per model", info["n_params"])
-        cols[3].metric("Mean test accuracy", f"{info['test_acc']['mean']:.1%}")
+    job = session.registry().get(session.key(default), "bootstrap")
+    if job is None or (not job.running and st.button("Try again (resumes where it stopped)")):
+        start(default, "bootstrap", "Building the default workspace", _build(default))
+    watch(default, "bootstrap")
+    st.stop()
+
+
+def _build(default: Workspace):
+    def work(on_progress, should_stop):
+        build_default(default, session.device(), on_progress, should_stop)
+
+    return work
+
+
+def workspace_picker() -> None:
+    names = session.workspace_names(session.workspaces_root())
+    switch_to = st.session_state.pop("switch-workspace", None)  # set by a page, applied before the widget exists
+    if switch_to in names:
+        st.session_state["workspace"] = switch_to
+    if st.session_state.get("workspace") not in names:
+        st.session_state["workspace"] = names[0] if names else None
+    with st.sidebar:
+        st.selectbox(
+            "Workspace",
+            names,
+            key="workspace",
+            help=f"Folders under {session.workspaces_root()}; make a new one on the Zoo page.",
+        )
+        st.caption(f"Computing on **{session.device()}**.")
+        workspace = session.current()
+        busy = workspace and session.registry().running(session.key(workspace))
+        if busy:
+            st.info(f"Running: {busy.label}")
+
+
+ensure_default_workspace()
+workspace_picker()
+navigation = st.navigation(
+    [
+        st.Page("pages/zoo.py", title="Zoo", icon=":material/grid_view:"),
+        st.Page("pages/autoencoder.py", title="Autoencoder", icon=":material/model_training:"),
+        st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),
+        st.Page("pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
+        st.Page("pages/export.py", title="Export", icon=":material/download:"),
+    ]
+)
+navigation.run()

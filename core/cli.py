@@ -15,6 +15,7 @@ from tqdm import tqdm
 from core.autoencoder import AEConfig
 from core.errors import Interrupted, UserError
 from core.generate import SampleConfig
+from core.parsing import float_list, int_list, str_list
 from core.population import INITS
 from core.runtime import DEVICES, resolve_device
 from core.sample import METHODS
@@ -25,44 +26,49 @@ from core.zoo import ZooConfig, generate_zoo, load_zoo, zoo_info
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+        return int_list(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _float_list(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
-
-
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+        return float_list(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _ProgressBar:
-    """The engine's on_progress(done, total, info) callback drawn as a tqdm bar with ETA on stderr."""
+    """The engine's on_progress(done, total, info) callback drawn as a tqdm bar with ETA on stderr; a new
+    `info["phase"]` (e.g. training, then mapping) starts a new bar."""
 
     def __init__(self, description: str, quiet: bool):
         self.bar: tqdm | None = None
+        self.phase: str | None = None
         self.description, self.quiet = description, quiet
 
     def __call__(self, done: int, total: int, info: dict) -> None:
         if self.quiet:
             return
+        phase = info.get("phase")
+        if self.bar is not None and phase != self.phase:
+            self.close()
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.description, unit="step", file=sys.stderr, dynamic_ncols=True)
+            description = f"{self.description}: {phase}" if phase else self.description
+            self.bar = tqdm(total=total, desc=description, unit="step", file=sys.stderr, dynamic_ncols=True)
+            self.phase = phase
         self.bar.update(done - self.bar.n)
         shown = {
-            k: round(v, 4) if isinstance(v, float) else v for k, v in info.items() if isinstance(v, (int, float, str))
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in info.items()
+            if isinstance(v, (int, float, str)) and k not in ("elapsed_s", "phase")
         }
-        shown.pop("elapsed_s", None)
         self.bar.set_postfix(shown, refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _with_progress(description: str, quiet: bool, work):
@@ -232,6 +238,25 @@ def _describe_export(result: dict) -> list[str]:
     ]
 
 
+def cmd_workspace_pack(args: argparse.Namespace) -> dict:
+    from core.packing import pack_workspace
+
+    return pack_workspace(Workspace(args.workspace), args.out)
+
+
+def cmd_workspace_unpack(args: argparse.Namespace) -> dict:
+    from core.packing import unpack_workspace
+
+    workspace = unpack_workspace(args.source, args.workspace)
+    return {"workspace": str(workspace.root), **zoo_info(load_zoo(workspace))}
+
+
+def _describe_pack(result: dict) -> list[str]:
+    if "pack" in result:
+        return [f"wrote {result['pack']}: {result['files']} files, {result['bytes'] / 1e6:.1f} MB"]
+    return [f"unpacked into {result['workspace']}", *_describe_zoo(result)]
+
+
 def _describe_zoo(result: dict) -> list[str]:
     acc = result["test_acc"]
     lines = [
@@ -272,12 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--save-epochs", type=_int_list, default=None, help="epochs to keep, e.g. 0,1,5,15 (0 = init)")
     gen.add_argument("--batch-size", type=int, default=32)
     gen.add_argument("--seed", type=int, default=0, help="zoo seed; model seeds derive from it")
-    gen.add_argument("--init", type=_str_list, default=("kaiming_uniform",), help=f"one or more of {','.join(INITS)}")
+    gen.add_argument("--init", type=str_list, default=("kaiming_uniform",), help=f"one or more of {','.join(INITS)}")
     gen.add_argument("--lr", type=_float_list, default=(3e-3,), help="one or more learning rates (Adam)")
     gen.add_argument("--weight-decay", type=_float_list, default=(0.0,), help="one or more L2 weight decays")
     gen.add_argument("--dropout", type=_float_list, default=(0.0,), help="one or more dropout rates")
     gen.add_argument(
-        "--activation", type=_str_list, default=("relu",), help="one or more of relu,tanh,sigmoid,gelu,leakyrelu"
+        "--activation", type=str_list, default=("relu",), help="one or more of relu,tanh,sigmoid,gelu,leakyrelu"
     )
     gen.add_argument(
         "--init-seeds",
@@ -342,6 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-baselines", action="store_true", help="skip the simple weight-space baselines")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(run_command=cmd_sample, describe=_describe_samples)
+
+    space = commands.add_parser("workspace", help="pack a workspace into one zip file, or unpack one")
+    space_cmds = space.add_subparsers(dest="workspace_command", required=True, metavar="ACTION")
+    pack = space_cmds.add_parser("pack", help="write the workspace (without resumable training state) to a zip")
+    _add_common(pack, device=False)
+    pack.add_argument("--out", required=True, help="the zip file to write")
+    pack.set_defaults(run_command=cmd_workspace_pack, describe=_describe_pack)
+    unpack = space_cmds.add_parser("unpack", help="extract a packed workspace into a new folder")
+    _add_common(unpack, device=False)
+    unpack.add_argument("--from", dest="source", required=True, help="the zip file made by `workspace pack`")
+    unpack.set_defaults(run_command=cmd_workspace_unpack, describe=_describe_pack)
 
     export = commands.add_parser("export", help="bundle a samples run: weight files, model.py and a model card")
     _add_common(export, device=False)

@@ -250,7 +250,11 @@ def train_autoencoder(
     finished = load_run(workspace, name)
     from core.embed import compute_embeddings
 
+    if on_progress:
+        on_progress(0, 1, {"phase": "map"})
     compute_embeddings(workspace, finished, zoo, device=device)
+    if on_progress:
+        on_progress(1, 1, {"phase": "map"})
     return finished
 
 

@@ -1,0 +1,159 @@
+"""Autoencoder: train the hyper-representation on the zoo (live loss curves, stop and resume), or pick a
+finished run and read its evaluation."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from core.autoencoder import AEConfig
+from core.errors import UserError
+from core.train import TrainConfig
+from ui import session
+from ui.figures import LOSS_COLUMNS, loss_figure
+from ui.jobs import Job
+from ui.widgets import or_stop, start, watch
+
+st.title("Autoencoder")
+st.caption(
+    "The hyper-representation: a transformer autoencoder over the zoo's weights, one token per neuron, whose "
+    "embedding of a model predicts its accuracy, epoch and generalisation gap."
+)
+
+workspace = session.current()
+if workspace is None:
+    st.info("No workspace yet: make one on the Zoo page.")
+    st.stop()
+or_stop(session.zoo, workspace, hint="Generate or import a zoo on the Zoo page first.")
+
+
+def eval_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(reconstruction figures, probe R^2 table: one row per property, one column per feature set)."""
+    reconstruction = pl.DataFrame(
+        {
+            "figure": [
+                "reconstruction R² (held-out models)",
+                "accuracy kept by reconstructions (mean ratio)",
+                "share of reconstructions keeping ≥90% accuracy",
+            ],
+            "value": [result["recon_r2"], result.get("recon_acc_ratio"), result.get("recon_keep90_fraction")],
+        }
+    )
+    labels = {"embedding": "embedding (ours)", "weights": "flat weights W", "stats": "weight statistics s(W)"}
+    probes = result["probe_r2"]
+    table = pl.DataFrame(
+        {
+            "property": list(next(iter(probes.values()))),
+            **{labels.get(k, k): list(v.values()) for k, v in probes.items()},
+        }
+    )
+    return reconstruction, table
+
+
+def live_losses(job: Job) -> None:
+    rows = [{"epoch": r["done"], **{k: r[k] for k in LOSS_COLUMNS if k in r}} for r in job.history if "loss" in r]
+    if rows:
+        st.plotly_chart(loss_figure(pl.DataFrame(rows)), width="stretch", key="live-losses")
+
+
+def show_run(name: str) -> None:
+    run = or_stop(session.ae_run, workspace, name)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Training")
+        if run.history.height:
+            st.plotly_chart(loss_figure(run.history), width="stretch")
+        st.caption(f"Run folder: `{run.folder}`")
+    with right:
+        st.subheader("Evaluation on held-out models")
+        cached = run.folder / "eval.json"
+        eval_job = watch(workspace, "eval", stoppable=False)
+        if cached.exists():
+            from core.workspace import read_json
+
+            reconstruction, probes = eval_tables(read_json(cached))
+            st.dataframe(reconstruction, hide_index=True, width="stretch")
+            st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
+            st.dataframe(probes, hide_index=True, width="stretch")
+        elif not (eval_job and eval_job.running) and st.button("Evaluate this run"):
+
+            def work(on_progress, should_stop):
+                from core.evaluate import evaluate_run
+
+                return evaluate_run(workspace, name, session.device())
+
+            if start(workspace, "eval", f"Evaluating {name}", work):
+                st.rerun()
+
+
+def train_form() -> None:
+    ae_defaults, train_defaults = AEConfig(), TrainConfig()
+    with st.form("train-ae"):
+        c1, c2, c3, c4 = st.columns(4)
+        epochs = c1.number_input("Epochs", 1, 2000, train_defaults.epochs)
+        latent = c1.number_input("Embedding size", 2, 1024, ae_defaults.latent_dim)
+        d_model = c2.number_input("Transformer width", 8, 1024, ae_defaults.d_model, step=8)
+        gamma = c2.slider("Contrastive weight γ", 0.0, 1.0, train_defaults.gamma)
+        permute = c3.slider("Permutation augmentation p", 0.0, 1.0, train_defaults.permute_probability)
+        erase = c3.slider("Random erasing p", 0.0, 1.0, train_defaults.erase_probability)
+        layer_norm = c4.checkbox("Layer-wise loss normalisation", value=train_defaults.layer_norm)
+        align = c4.checkbox("Align the zoo first", value=train_defaults.align)
+        seed = c4.number_input("Seed", 0, 2**31 - 1, train_defaults.seed)
+        submitted = st.form_submit_button("Train autoencoder", type="primary")
+    if not submitted:
+        return
+    try:
+        ae = AEConfig(latent_dim=int(latent), d_model=int(d_model))
+        train = TrainConfig(
+            epochs=int(epochs),
+            gamma=float(gamma),
+            permute_probability=float(permute),
+            erase_probability=float(erase),
+            layer_norm=layer_norm,
+            align=align,
+            seed=int(seed),
+        )
+    except (UserError, ValueError) as exc:
+        st.error(str(exc))
+        return
+
+    def work(on_progress, should_stop):
+        from core.evaluate import evaluate_run
+        from core.train import train_autoencoder
+
+        run = train_autoencoder(workspace, ae, train, None, session.device(), on_progress, should_stop)
+        on_progress(0, 1, {"phase": "evaluation"})
+        evaluate_run(workspace, run.name, session.device())
+        return run.name
+
+    if start(workspace, "ae", "Training the autoencoder", work):
+        st.rerun()
+
+
+runs = session.run_status(workspace)
+st.header("Train")
+st.write(
+    "Runs are named by their settings: training again with the same settings resumes a stopped run, "
+    "or simply loads a finished one."
+)
+job = watch(workspace, "ae", live=live_losses)
+if job and job.status == "done":
+    st.success(f"Trained `{job.result}` in {job.elapsed():.0f} s.")
+    if st.session_state.get("ae-job-applied") != id(job):  # select the new run once, not on every rerun
+        st.session_state["ae-job-applied"] = id(job)
+        session.choose_run(workspace, job.result)
+if not (job and job.running):
+    train_form()
+
+st.header("Runs")
+finished = session.finished_runs(workspace)
+if runs:
+    st.dataframe(pl.DataFrame({"run": list(runs), "status": list(runs.values())}), hide_index=True, width="stretch")
+if not finished:
+    st.info("No finished run yet: train one above.")
+    st.stop()
+chosen = session.chosen_run(workspace)
+name = st.selectbox("Run to explore and generate from", finished, index=finished.index(chosen))
+if name != chosen:
+    session.choose_run(workspace, name)
+show_run(name)

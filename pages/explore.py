@@ -1,0 +1,77 @@
+"""Explore: the zoo's embeddings as a UMAP map; lasso or box a region to sample new models from it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import session
+from ui.figures import COLOURINGS, map_figure, map_table, selected_checkpoints, selection_summary
+from ui.widgets import or_stop
+
+st.title("Explore")
+st.caption(
+    "Every checkpoint of the zoo is a point: its hyper-representation, mapped to 2-D with UMAP. "
+    "Lasso or box a region (the tools at the chart's top right) to sample new models from it."
+)
+
+workspace = session.current()
+if workspace is None:
+    st.info("No workspace yet: make one on the Zoo page.")
+    st.stop()
+zoo = or_stop(session.zoo, workspace, hint="Generate or import a zoo on the Zoo page first.")
+runs = session.finished_runs(workspace)
+if not runs:
+    st.info("This workspace has no trained autoencoder yet: train one on the Autoencoder page.")
+    st.stop()
+
+chosen = session.chosen_run(workspace)
+controls, chart = st.columns([1, 4])
+with controls:
+    run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen))
+    if run != chosen:
+        session.choose_run(workspace, run)
+    colour = st.selectbox("Colour by", list(COLOURINGS), key="map-colour")
+    show_samples = st.toggle("Show generated samples", value=True, help="stars: models generated from this run")
+
+embeddings = or_stop(session.embeddings, workspace, run)
+table = map_table(embeddings, zoo.table)
+samples = session.samples_points(workspace, run) if show_samples else None
+selection_key = session.selection_key(workspace, run)
+
+
+def keep_selection() -> None:
+    """Copy the chart's selection into our own key: the chart's resets whenever its figure changes."""
+    st.session_state[selection_key] = selected_checkpoints(st.session_state["map"].selection)
+
+
+with chart:
+    st.plotly_chart(
+        map_figure(table, colour, samples),
+        key="map",
+        on_select=keep_selection,
+        selection_mode=("lasso", "box"),
+        width="stretch",
+    )
+
+selected = session.selection(workspace, run)
+with controls:
+    st.subheader("Selection")
+    summary = selection_summary(table, selected)
+    if not summary["checkpoints"]:
+        st.write("Nothing selected yet. Draw a lasso or a box around a region of the map.")
+    else:
+        st.metric("Checkpoints", summary["checkpoints"])
+        st.metric("Models", summary["models"])
+        st.metric("Test accuracy", f"{summary['acc_mean']:.1%}", help="mean of the selection")
+        st.caption(f"range {summary['acc_min']:.1%} to {summary['acc_max']:.1%}")
+        st.caption("epochs: " + ", ".join(f"{e} ({n})" for e, n in summary["epochs"].items()))
+        if st.button("Generate from this selection", type="primary"):
+            st.session_state["anchor-source"] = "map selection"
+            st.switch_page("pages/generate.py")
+        if st.button("Clear selection"):
+            st.session_state[selection_key] = []
+            st.rerun()
+
+if selected:
+    with st.expander(f"The {len(selected)} selected checkpoints"):
+        st.dataframe(table.filter(table["checkpoint"].is_in(selected)), hide_index=True, width="stretch")

@@ -1,0 +1,164 @@
+"""Generate: sample new models from the anchors' embedding density, decode them, and fine-tune them beside
+the baselines, with the curves drawn as each epoch finishes."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from core.errors import UserError
+from core.generate import SampleConfig, samples_dir
+from core.sample import METHODS
+from core.workspace import read_parquet
+from ui import session
+from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
+from ui.jobs import Job
+from ui.widgets import or_stop, start, watch
+
+SAMPLERS = {
+    "kde": "KDE: kernel density over the anchors' embeddings (bandwidth by cross-validation)",
+    "gauss": "Gaussian: one multivariate normal fitted to the anchors",
+    "neighbour": "Neighbourhood: an anchor's embedding plus noise",
+}
+ANCHOR_SOURCES = ("map selection", "best checkpoints", "one epoch")
+
+st.title("Generate")
+st.caption(
+    "New models from the hyper-representation: sample latent codes from the density of the anchors' "
+    "embeddings, decode them into weights, then fine-tune them beside random initialisation and the anchors."
+)
+
+workspace = session.current()
+if workspace is None:
+    st.info("No workspace yet: make one on the Zoo page.")
+    st.stop()
+zoo = or_stop(session.zoo, workspace, hint="Generate or import a zoo on the Zoo page first.")
+run = session.chosen_run(workspace)
+if run is None:
+    st.info("This workspace has no trained autoencoder yet: train one on the Autoencoder page.")
+    st.stop()
+selected = session.selection(workspace, run)
+
+
+def anchor_rule() -> str | None:
+    """The anchors, as the engine's rule string; None (with an error box) for an empty map selection."""
+    default = st.session_state.get("anchor-source") or ("map selection" if selected else "best checkpoints")
+    source = st.radio("Anchors", ANCHOR_SOURCES, index=ANCHOR_SOURCES.index(default), horizontal=True)
+    st.session_state["anchor-source"] = source
+    if source == "map selection":
+        st.caption(f"{len(selected)} checkpoints selected on the Explore page (autoencoder run `{run}`).")
+        return "ids:" + ",".join(str(i) for i in selected) if selected else None
+    if source == "best checkpoints":
+        fraction = st.slider("Best fraction by validation accuracy", 0.05, 1.0, 0.3, 0.05)
+        return f"top:{fraction}"
+    epochs = sorted(zoo.table["epoch"].unique().to_list())
+    return f"epoch:{st.selectbox('Epoch', epochs, index=len(epochs) - 1)}"
+
+
+def live_curves(job: Job) -> None:
+    curves = job.info.get("curves")
+    if isinstance(curves, pl.DataFrame) and curves.height:
+        st.plotly_chart(curves_figure(curves), width="stretch", key="live-curves")
+
+
+def show_result(result: dict) -> None:
+    folder = samples_dir(workspace) / result["samples_run"]
+    curves = read_parquet(folder / "curves.parquet")
+    novelty_table = read_parquet(folder / "novelty.parquet")
+    st.subheader(f"Run `{result['samples_run']}`")
+    st.caption(
+        f"{result['n']} models by {result['method']} from {result['anchors']['count']} anchors "
+        f"({result['anchors']['rule'][:60]}), fine-tuned on {result['dataset']}"
+        + (f" (transfer from {result['source_dataset']})" if result["dataset"] != result["source_dataset"] else "")
+    )
+    first = {g: v[0] for g, v in result["curves"].items()}
+    last = {g: v[-1] for g, v in result["curves"].items()}
+    cols = st.columns(4)
+    for col, group in zip(cols, ("generated", "anchors", "random_init"), strict=False):
+        col.metric(
+            f"{GROUP_STYLE[group][0]}: accuracy as is",
+            f"{first[group]:.1%}",
+            delta=f"{last[group] - first[group]:+.1%} after {len(result['curves'][group]) - 1} epochs",
+        )
+    cols[3].metric(
+        "Median max error-IoU with the zoo",
+        f"{result['novelty']['max_iou_median']:.2f}",
+        help=f"among zoo models: {result['novelty']['zoo_max_iou_median']:.2f}; 1 = a copy",
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Fine-tuning curves** (band: ±1 std over models)")
+        show_simple = st.toggle("Show the simple weight-space baselines", value=False)
+        st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
+    with right:
+        st.markdown("**Novelty**: are the generated models new, or copies of zoo models?")
+        st.plotly_chart(novelty_figure(novelty_table), width="stretch")
+        st.caption(
+            f"Median nearest-zoo L2 distance: {result['novelty']['min_l2_median']:.2f} "
+            f"(between zoo models: {result['novelty']['zoo_min_l2_median']:.2f})."
+        )
+    with st.expander("Per generated model"):
+        st.dataframe(read_parquet(folder / "samples.parquet"), hide_index=True, width="stretch")
+    c1, c2 = st.columns(2)
+    if c1.button("See them on the map"):
+        st.switch_page("pages/explore.py")
+    if c2.button("Export these models", type="primary"):
+        st.session_state["export-run"] = result["samples_run"]
+        st.switch_page("pages/export.py")
+
+
+job = watch(workspace, "generate", live=live_curves, stoppable=False)
+running = bool(job and job.running)
+if job and job.status == "done" and st.session_state.get("generate-job-seen") != id(job):
+    st.session_state["generate-job-seen"] = id(job)
+    st.session_state["samples-run"] = job.result["samples_run"]
+
+if not running:
+    rule = anchor_rule()
+    with st.form("generate"):
+        c1, c2, c3 = st.columns(3)
+        method = c1.selectbox("Sampler", METHODS, format_func=lambda m: SAMPLERS.get(m, m))
+        n = c1.number_input("Models to generate", 1, 256, 16)
+        epochs = c2.number_input("Fine-tuning epochs", 0, 50, 3)
+        source = zoo.dataset
+        targets = [f"the zoo's own ({source})", *[d for d in ("digits", "shapes") if d != source], "local folder"]
+        target = c2.selectbox("Fine-tune on", targets, help="another dataset is a transfer task (fresh output layer)")
+        folder = c3.text_input("Local dataset folder (for 'local folder')", "")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+        submitted = st.form_submit_button("Generate", type="primary")
+    if submitted:
+        try:
+            if rule is None:
+                raise UserError(
+                    "the map selection is empty: select a region on the Explore page or choose other anchors"
+                )
+            dataset = None if target == targets[0] else (folder.strip() if target == "local folder" else target)
+            if target == "local folder" and not dataset:
+                raise UserError("give the local dataset folder's path")
+            config = SampleConfig(
+                method=method, anchors=rule, n=int(n), finetune_epochs=int(epochs), dataset=dataset, seed=int(seed)
+            )
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+
+            def work(on_progress, should_stop):
+                from core.generate import generate_samples
+
+                return generate_samples(workspace, config, run, session.device(), on_progress)
+
+            if start(workspace, "generate", f"Generating {config.n} models", work):
+                st.rerun()
+
+previous = session.samples_runs(workspace, run)
+if previous and not running:
+    names = [r["samples_run"] for r in previous]
+    wanted = st.session_state.get("samples-run")
+    st.header("Results")
+    shown = st.selectbox(
+        "Samples run",
+        names,
+        index=names.index(wanted) if wanted in names else 0,
+        format_func=lambda n: f"{n} ({next(r['created'] for r in previous if r['samples_run'] == n)})",
+    )
+    show_result(next(r for r in previous if r["samples_run"] == shown))

@@ -1,0 +1,168 @@
+"""Zoo: what the workspace's model zoo holds; generate a new zoo or import one into a new workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.arch import ACTIVATIONS
+from core.errors import UserError
+from core.parsing import float_list, int_list
+from core.population import INITS
+from core.workspace import Workspace
+from core.zoo import ZooConfig, zoo_info
+from ui import session
+from ui.figures import accuracy_histogram
+from ui.widgets import start, watch
+
+st.title("Zoo")
+st.caption("A model zoo: many small networks trained from different seeds and settings, saved at several epochs.")
+
+workspace = session.current()
+
+
+def show_zoo(workspace: Workspace) -> None:
+    try:
+        zoo = session.zoo(workspace)
+    except UserError as exc:
+        st.info(f"Workspace `{workspace.root.name}` has no usable zoo yet ({exc}). Generate or import one below.")
+        return
+    info = zoo_info(zoo)
+    cols = st.columns(6)
+    cols[0].metric("Models", info["models"])
+    cols[1].metric("Checkpoints", info["checkpoints"])
+    cols[2].metric("Parameters per model", f"{info['n_params']:,}")
+    cols[3].metric("Architecture", info["architecture"])
+    cols[4].metric("Dataset", info["dataset"])
+    cols[5].metric("Mean test accuracy", f"{info['test_acc']['mean']:.1%}")
+    for problem in info["skipped"]:
+        st.warning(f"Skipped on load: {problem}")
+    st.subheader("Test accuracy by saved epoch")
+    st.plotly_chart(accuracy_histogram(zoo.table), width="stretch")
+    st.subheader("Checkpoints")
+    st.dataframe(zoo.table, hide_index=True, width="stretch", height=320)
+
+
+def target_workspace(name: str) -> Workspace:
+    """A new workspace under the app's root: never overwrite a zoo that is already there."""
+    target = Workspace(session.workspaces_root() / session.valid_workspace_name(name))
+    if target.exists():
+        raise UserError(f"workspace '{target.root.name}' already has a zoo; choose a new name")
+    return target
+
+
+def generate_form() -> None:
+    with st.form("generate-zoo"):
+        name = st.text_input("New workspace name", value="my-zoo")
+        c1, c2, c3, c4 = st.columns(4)
+        dataset = c1.selectbox("Dataset", ["digits", "shapes", "local folder"], help="digits: scikit-learn's 8x8")
+        folder = c1.text_input("Local folder (MNIST-family IDX or CIFAR-10 binary)", value="")
+        models = c2.number_input("Models", 1, 4096, 256, step=16)
+        epochs = c2.number_input("Epochs", 1, 200, 15)
+        save_epochs = c3.text_input("Saved epochs", "0,1,3,7,15", help="comma-separated; 0 is the initialisation")
+        init_seeds = c3.number_input(
+            "Shared initialisations", 0, 4096, 8, help="how many initial weight draws the models share (0: each own)"
+        )
+        batch_size = c4.number_input("Batch size", 1, 1024, 32)
+        seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+        st.markdown("**Variations** (each model draws one value from each list)")
+        v1, v2, v3, v4, v5 = st.columns(5)
+        inits = v1.multiselect("Initialisation", INITS, default=["kaiming_uniform"])
+        lrs = v2.text_input("Learning rates", "3e-3")
+        wds = v3.text_input("Weight decays", "0")
+        dropouts = v4.text_input("Dropout rates", "0")
+        activations = v5.multiselect("Activations", ACTIVATIONS, default=["relu"])
+        submitted = st.form_submit_button("Generate zoo", type="primary")
+    if not submitted:
+        return
+    try:
+        target = target_workspace(name)
+        source = folder.strip() if dataset == "local folder" else dataset
+        if not source:
+            raise UserError("dataset: give the local folder's path")
+        config = ZooConfig(
+            dataset=source,
+            models=int(models),
+            epochs=int(epochs),
+            save_epochs=int_list(save_epochs, "saved epochs"),
+            batch_size=int(batch_size),
+            seed=int(seed),
+            inits=tuple(inits),
+            lrs=float_list(lrs, "learning rates"),
+            weight_decays=float_list(wds, "weight decays"),
+            dropouts=float_list(dropouts, "dropout rates"),
+            activations=tuple(activations),
+            init_seeds=int(init_seeds),
+        )
+    except UserError as exc:
+        st.error(str(exc))
+        return
+
+    def work(on_progress, should_stop):
+        from core.zoo import generate_zoo
+
+        generate_zoo(target, config, session.device(), on_progress, should_stop)
+        return target.root.name
+
+    if start(target, "zoo", f"Training {config.models} models on {config.dataset}", work):
+        st.session_state["zoo-target"] = target.root.name
+
+
+def import_form() -> None:
+    with st.form("import-zoo"):
+        source = st.text_input("Folder holding the model folders (public model-zoo layout)", value="")
+        dataset = st.text_input(
+            "Dataset the zoo was trained on (digits, shapes or a local folder; optional, needed to fine-tune)", ""
+        )
+        name = st.text_input("New workspace name", value="imported")
+        submitted = st.form_submit_button("Import zoo", type="primary")
+    if not submitted:
+        return
+    try:
+        target = target_workspace(name)
+        if not source.strip() or not Path(source.strip()).expanduser().is_dir():
+            raise UserError(f"{source.strip() or '(empty)'}: not a folder")
+    except UserError as exc:
+        st.error(str(exc))
+        return
+
+    def work(on_progress, should_stop):
+        from core.public_zoo import import_public_zoo
+
+        report = import_public_zoo(source.strip(), target, dataset.strip() or None, on_progress)
+        return {"workspace": target.root.name, "models": report.models, "problems": report.problems}
+
+    if start(target, "zoo", f"Importing {source.strip()}", work):
+        st.session_state["zoo-target"] = target.root.name
+
+
+def show_new_zoo_job() -> None:
+    name = st.session_state.get("zoo-target")
+    if not name:
+        return
+    target = Workspace(session.workspaces_root() / name)
+    job = watch(target, "zoo")
+    if job and job.status == "done":
+        result = job.result if isinstance(job.result, dict) else {"workspace": job.result, "problems": []}
+        st.success(f"Zoo ready in workspace `{name}` ({format(job.elapsed(), '.0f')} s).")
+        for problem in result.get("problems", []):
+            st.warning(f"Skipped: {problem}")
+        if st.button(f"Open workspace {name}", type="primary"):
+            st.session_state["switch-workspace"] = name
+            st.session_state.pop("zoo-target")
+            st.rerun()
+
+
+if workspace is not None:
+    show_zoo(workspace)
+else:
+    st.info("No workspace yet: generate or import a zoo below.")
+
+st.header("New zoo")
+show_new_zoo_job()
+generate_tab, import_tab = st.tabs(["Generate", "Import from a folder"])
+with generate_tab:
+    generate_form()
+with import_tab:
+    import_form()

@@ -1,0 +1,1 @@
+"""Streamlit-side helpers of the app: background jobs, session state, figures. Nothing here trains."""

@@ -1,0 +1,132 @@
+"""Long work (zoo generation, autoencoder training, sampling) in background threads that outlive reruns.
+
+Streamlit reruns the page script on every interaction, so work started from a button must not live in the
+script. A Job runs a core function in a thread and keeps its progress in plain attributes; pages draw it from
+an `st.fragment(run_every=...)`. The registry is process-wide (one per server), keyed by workspace: a second
+browser tab on the same workspace finds the running job and watches it instead of starting a competing writer
+(the workspace's file lock then guards against the CLI and other processes).
+
+Streamlit calls are not thread-safe, so the thread never touches `st`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import Interrupted, UserError
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Callable[[int, int, dict], None], Callable[[], bool]], Any]
+
+
+@dataclass
+class Job:
+    workspace: str
+    kind: str
+    label: str
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+    total: int = 0
+    info: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    status: str = "running"  # running | done | failed | stopped
+    result: Any = None
+    error: str | None = None
+    stop_requested: bool = False
+    finished: float | None = None
+    _rate_start: tuple[float, int] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def progress(self, done: int, total: int, info: dict) -> None:
+        """The core's on_progress callback. A new phase (info["phase"]) restarts the ETA estimate."""
+        if info.get("phase") != self.info.get("phase") or self._rate_start is None:
+            self._rate_start = (time.monotonic(), done)
+        self.done, self.total, self.info = done, total, info
+        self.history.append({"done": done, "total": total, **{k: v for k, v in info.items() if _is_scalar(v)}})
+
+    def should_stop(self) -> bool:
+        return self.stop_requested
+
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate seen since this phase began; None until two progress points are known."""
+        if not self._rate_start or not self.total:
+            return None
+        since, first = self._rate_start
+        steps = self.done - first
+        if steps <= 0:
+            return None
+        return (time.monotonic() - since) / steps * (self.total - self.done)
+
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, int | float | str | bool) or value is None
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class JobRegistry:
+    """The jobs of one server process. At most one running job per workspace: they all write to it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[tuple[str, str], Job] = {}
+
+    def get(self, workspace: str, kind: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get((workspace, kind))
+
+    def running(self, workspace: str) -> Job | None:
+        with self._lock:
+            return next((j for (w, _), j in self._jobs.items() if w == workspace and j.running), None)
+
+    def start(self, workspace: str, kind: str, label: str, work: Work) -> Job:
+        """Start `work(on_progress, should_stop)`; refuses (UserError) while any job runs on the workspace."""
+        with self._lock:
+            busy = next((j for (w, _), j in self._jobs.items() if w == workspace and j.running), None)
+            if busy:
+                raise UserError(f"{workspace}: busy with '{busy.label}'; wait for it to finish or stop it first")
+            job = Job(workspace, kind, label)
+            self._jobs[(workspace, kind)] = job
+        threading.Thread(target=self._run, args=(job, work), name=f"job-{kind}", daemon=True).start()
+        return job
+
+    def forget(self, workspace: str, kind: str) -> None:
+        with self._lock:
+            job = self._jobs.get((workspace, kind))
+            if job and not job.running:
+                del self._jobs[(workspace, kind)]
+
+    @staticmethod
+    def _run(job: Job, work: Work) -> None:
+        try:
+            job.result = work(job.progress, job.should_stop)
+            status = "done"
+        except Interrupted as exc:
+            job.error, status = str(exc), "stopped"
+        except UserError as exc:
+            job.error, status = str(exc), "failed"
+        except Exception as exc:  # a bug, not a user mistake: say what happened in the page, log the traceback
+            log.error("job %s on %s failed:\n%s", job.kind, job.workspace, traceback.format_exc())
+            job.error = f"unexpected error ({type(exc).__name__}: {exc}); details are in the server log"
+            status = "failed"
+        job.finished = time.monotonic()
+        job.status = status

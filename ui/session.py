@@ -1,0 +1,162 @@
+"""Which workspace the user is on, and cached reads of it.
+
+Caches are `st.cache_resource` (no copy per hit: zoos and models are big and read-only here) keyed by the
+workspace, the run, and the modification time of the file that changes when the data does, so a new zoo or
+a finished run is picked up without a manual refresh.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from core.default import NAME as DEFAULT_NAME
+from core.errors import UserError, ZooError
+from core.runtime import resolve_device
+from core.workspace import Workspace, read_json
+from ui.jobs import JobRegistry
+
+ROOT_ENV = "HYPERREP_WORKSPACES"
+APP_DIR = Path(__file__).resolve().parent.parent
+
+
+def workspaces_root() -> Path:
+    """Where the app keeps its workspaces: $HYPERREP_WORKSPACES, or `workspaces/` beside app.py."""
+    return Path(os.environ.get(ROOT_ENV) or APP_DIR / "workspaces").expanduser().resolve()
+
+
+@st.cache_resource
+def registry() -> JobRegistry:
+    return JobRegistry()
+
+
+@st.cache_resource
+def device() -> str:
+    return resolve_device("auto")
+
+
+def workspace_names(root: Path) -> list[str]:
+    if not root.exists():
+        return []
+    names = sorted(p.name for p in root.iterdir() if (p / "workspace.json").exists() and not p.name.startswith("."))
+    return sorted(names, key=lambda n: n != DEFAULT_NAME)
+
+
+def valid_workspace_name(name: str) -> str:
+    name = name.strip()
+    if not name or name.startswith(".") or any(c in name for c in "/\\") or name != Path(name).name:
+        raise UserError(f"{name!r} is not a usable workspace name: use letters, digits, '-' or '_'")
+    return name
+
+
+def current() -> Workspace | None:
+    name = st.session_state.get("workspace")
+    return Workspace(workspaces_root() / name) if name else None
+
+
+def key(workspace: Workspace) -> str:
+    return str(workspace.root)
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the zoo...")
+def _zoo(root: str, stamp: int):
+    from core.zoo import load_zoo
+
+    return load_zoo(Workspace(root))
+
+
+def zoo(workspace: Workspace):
+    """The workspace's zoo (raises ZooError when it has none or it is broken)."""
+    return _zoo(key(workspace), _mtime(workspace.zoo_dir / "weights.safetensors"))
+
+
+def run_status(workspace: Workspace) -> dict[str, str]:
+    from core.train import list_runs, runs_dir
+
+    return {r: read_json(runs_dir(workspace) / r / "config.json").get("status", "?") for r in list_runs(workspace)}
+
+
+def finished_runs(workspace: Workspace) -> list[str]:
+    """Finished autoencoder runs, newest first."""
+    return [r for r, s in reversed(run_status(workspace).items()) if s == "done"]
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the autoencoder...")
+def _run(root: str, name: str, stamp: int):
+    from core.train import load_run
+
+    return load_run(Workspace(root), name)
+
+
+def ae_run(workspace: Workspace, name: str):
+    from core.train import runs_dir
+
+    return _run(key(workspace), name, _mtime(runs_dir(workspace) / name / "config.json"))
+
+
+@st.cache_resource(max_entries=8)
+def _embeddings(root: str, name: str, stamp: int) -> pl.DataFrame:
+    from core.embed import load_embeddings
+
+    return load_embeddings(Workspace(root), name)
+
+
+def embeddings(workspace: Workspace, run: str) -> pl.DataFrame:
+    from core.embed import embeddings_path
+
+    path = embeddings_path(workspace, run)
+    if not path.exists():
+        raise ZooError(f"{path}: the run has no map yet")
+    return _embeddings(key(workspace), run, _mtime(path))
+
+
+def chosen_run(workspace: Workspace) -> str | None:
+    """The autoencoder run the pages work with: the user's choice if still there, else the newest finished."""
+    runs = finished_runs(workspace)
+    wanted = st.session_state.get(f"run:{workspace.root.name}")
+    return wanted if wanted in runs else (runs[0] if runs else None)
+
+
+def choose_run(workspace: Workspace, name: str) -> None:
+    st.session_state[f"run:{workspace.root.name}"] = name
+
+
+def samples_runs(workspace: Workspace, ae_run_name: str | None = None) -> list[dict]:
+    """Finished samples runs (their result.json), newest first; only those of `ae_run_name` if given."""
+    from core.generate import samples_dir
+
+    results = []
+    for path in samples_dir(workspace).glob("*/result.json"):
+        result = read_json(path)
+        if ae_run_name is None or result.get("ae_run") == ae_run_name:
+            results.append(result)
+    return sorted(results, key=lambda r: r.get("created", ""), reverse=True)
+
+
+def samples_points(workspace: Workspace, ae_run_name: str) -> pl.DataFrame | None:
+    """Map positions of every generated model of the run's samples runs (for the map overlay)."""
+    from core.generate import samples_dir
+    from core.workspace import read_parquet
+
+    tables = [
+        read_parquet(samples_dir(workspace) / r["samples_run"] / "samples.parquet").with_columns(
+            pl.lit(r["samples_run"]).alias("samples_run")
+        )
+        for r in samples_runs(workspace, ae_run_name)
+    ]
+    return pl.concat(tables, how="diagonal_relaxed") if tables else None
+
+
+def selection_key(workspace: Workspace, run: str) -> str:
+    return f"selection:{workspace.root.name}:{run}"
+
+
+def selection(workspace: Workspace, run: str) -> list[int]:
+    return st.session_state.get(selection_key(workspace, run), [])

@@ -1,0 +1,82 @@
+"""Streamlit pieces the pages share: running a job from a button, drawing its progress, turning user errors
+into error boxes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from core.errors import UserError
+from core.workspace import Workspace
+from ui import session
+from ui.jobs import Job, Work, format_seconds
+
+
+def or_stop(load: Callable[..., Any], *args, hint: str | None = None) -> Any:
+    """`load(*args)`, or an error box (plus an optional hint) and the end of this page's run."""
+    try:
+        return load(*args)
+    except UserError as exc:
+        st.error(str(exc))
+        if hint:
+            st.info(hint)
+        st.stop()
+
+
+def start(workspace: Workspace, kind: str, label: str, work: Work) -> Job | None:
+    """Start a background job on the workspace, or say why not in an error box."""
+    try:
+        return session.registry().start(session.key(workspace), kind, label, work)
+    except UserError as exc:
+        st.error(str(exc))
+        return None
+
+
+def progress_text(job: Job) -> str:
+    phase = job.info.get("phase")
+    text = f"{job.label}" + (f" ({phase})" if phase else "") + f": {job.done}/{job.total}"
+    eta = job.eta_seconds()
+    text += f" · {format_seconds(job.elapsed())} elapsed"
+    if eta is not None:
+        text += f" · about {format_seconds(eta)} left"
+    return text
+
+
+def watch(
+    workspace: Workspace, kind: str, live: Callable[[Job], None] | None = None, stoppable: bool = True
+) -> Job | None:
+    """Draw the workspace's `kind` job: a progress bar with ETA, `live(job)` (e.g. partial curves) and a stop
+    button while it runs, refreshed every second; when it ends, rerun the whole page once so it shows the new
+    data; after that, its outcome (the caller shows a successful result)."""
+    registry = session.registry()
+    job = registry.get(session.key(workspace), kind)
+    if job is None:
+        return None
+    seen = f"running:{session.key(workspace)}:{kind}"
+
+    @st.fragment(run_every=1.0 if job.running else None)
+    def panel() -> None:
+        current = registry.get(session.key(workspace), kind)
+        if current is None:
+            return
+        if current.running:
+            st.session_state[seen] = True
+            st.progress(current.fraction(), text=progress_text(current))
+            if live:
+                live(current)
+            if stoppable and st.button(
+                "Stop", key=f"stop:{kind}", help="stops after the current epoch; starting again resumes"
+            ):
+                current.stop_requested = True
+                st.toast("Stopping after the current epoch...")
+        elif st.session_state.pop(seen, False):
+            st.rerun()
+        elif current.status == "failed":
+            st.error(current.error)
+        elif current.status == "stopped":
+            st.warning(f"{current.label}: {current.error}")
+
+    panel()
+    return job

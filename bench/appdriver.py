@@ -47,10 +47,9 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"streamlit exited with code {process.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            if response.status == 200:
+                return
         time.sleep(0.1)
     raise TimeoutError(f"{url} not healthy after {timeout:.0f} s")
 
@@ -112,3 +111,65 @@ def wait_idle(page, timeout_ms: float = 60_000) -> None:
 def wait_for_map(page, timeout_ms: float = 120_000) -> None:
     """Wait for the Explore page's UMAP map: a plotly chart holding points."""
     page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=timeout_ms)
+
+
+def box_select(page, left: float, top: float, right: float, bottom: float) -> None:
+    """Draw a box selection on the page's first plotly chart; corners as fractions of its plot area."""
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.hover()
+    page.locator('[data-testid="stPlotlyChart"] [data-title="Box Select"]').first.click()
+    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first.bounding_box()
+    x0, y0 = area["x"] + left * area["width"], area["y"] + top * area["height"]
+    x1, y1 = area["x"] + right * area["width"], area["y"] + bottom * area["height"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+
+
+def explore_generate_export(
+    page, url: str, downloads: Path, shots: Path | None = None, box=(0.02, 0.02, 0.98, 0.98)
+) -> dict:
+    """The app's main flow in a real browser: the map, a box selection, generation from it (timed from the
+    click to the plotted curves), and the export's download (saved into `downloads`). Saves a screenshot of
+    each page into `shots`."""
+
+    def shot(name: str) -> None:
+        if shots:
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    page.goto(url)
+    wait_idle(page)
+    wait_for_map(page)
+    shot("explore")
+    box_select(page, *box)
+    page.get_by_role("button", name="Generate from this selection").wait_for(timeout=60_000)
+    wait_idle(page)
+    selected = int(page.locator('[data-testid="stMetricValue"]').first.inner_text().replace(",", ""))
+    shot("explore-selection")
+    page.get_by_role("button", name="Generate from this selection").click()
+    page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
+    wait_idle(page)
+    clicked = time.monotonic()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("Fine-tuning curves").wait_for(timeout=300_000)
+    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
+    generate_s = time.monotonic() - clicked
+    wait_idle(page)
+    shot("generate")
+    page.get_by_role("button", name="Export these models").click()
+    download_button = page.locator('[data-testid="stDownloadButton"] button')
+    download_button.wait_for(timeout=60_000)
+    wait_idle(page)
+    shot("export")
+    with page.expect_download(timeout=60_000) as download:
+        download_button.click()
+    bundle = downloads / download.value.suggested_filename
+    download.value.save_as(bundle)
+    for name in ("zoo", "autoencoder"):
+        page.goto(f"{url}/{name}")
+        wait_idle(page)
+        page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
+        shot(name)
+    return {"selected": selected, "generate_s": generate_s, "bundle": bundle}

@@ -54,7 +54,7 @@ def target_workspace(name: str) -> Workspace:
 
 def generate_form() -> None:
     with st.form("generate-zoo"):
-        name = st.text_input("New workspace name", value="my-zoo")
+        name = st.text_input("New workspace name", value="my-zoo", key="zoo-name")
         c1, c2, c3, c4 = st.columns(4)
         dataset = c1.selectbox("Dataset", ["digits", "shapes", "local folder"], help="digits: scikit-learn's 8x8")
         folder = c1.text_input("Local folder (MNIST-family IDX or CIFAR-10 binary)", value="")
@@ -115,7 +115,7 @@ def import_form() -> None:
         dataset = st.text_input(
             "Dataset the zoo was trained on (digits, shapes or a local folder; optional, needed to fine-tune)", ""
         )
-        name = st.text_input("New workspace name", value="imported")
+        name = st.text_input("New workspace name", value="imported", key="import-name")
         submitted = st.form_submit_button("Import zoo", type="primary")
     if not submitted:
         return

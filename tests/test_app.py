@@ -1,26 +1,210 @@
-"""The app starts and shows a zoo summary, or the command that makes one."""
+"""Every page under streamlit.testing's AppTest on a tiny workspace: it renders, its main button does its job,
+bad input gives an error box. Long work runs in background jobs, so tests rerun the page until it is done."""
 
 import shutil
+import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
+
+import core.default as default
+from core.autoencoder import AEConfig
+from core.train import TrainConfig, load_run
+from core.workspace import Workspace
+from core.zoo import ZooConfig, load_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_app_starts_without_a_workspace(tmp_path, monkeypatch):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    assert not at.exception
-    assert at.title[0].value == "Hyper-representation workbench"
+@pytest.fixture
+def app_root(tiny_ae_workspace, tmp_path, monkeypatch):
+    """A workspaces folder holding a copy of the tiny workspace as the default, for the app to use."""
+    root = tmp_path / "workspaces"
+    shutil.copytree(tiny_ae_workspace.root, root / "digits")
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(root))
+    return root
 
 
-def test_app_summarises_the_default_workspace(tiny_zoo_workspace, tmp_path):
-    app_dir = tmp_path / "app"
-    app_dir.mkdir()
-    shutil.copy(ROOT / "app.py", app_dir / "app.py")
-    shutil.copytree(tiny_zoo_workspace.root, app_dir / "workspaces" / "digits")
-    at = AppTest.from_file(str(app_dir / "app.py"), default_timeout=60)
-    at.run()
+def page(name: str, workspace: str | None = "digits") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=120)
+    if workspace:
+        at.session_state["workspace"] = workspace
+    return at
+
+
+def run_until(at: AppTest, done, timeout: float = 180) -> AppTest:
+    """Rerun the page until `done(at)` holds (background jobs draw their outcome on a rerun)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        assert time.monotonic() < deadline, f"timed out; errors: {[e.value for e in at.error]}"
+        time.sleep(0.3)
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+# ---------------------------------------------------------------- start-up
+
+
+def test_first_start_unpacks_the_shipped_workspace_and_opens_on_the_map(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path / "fresh"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
-    assert [m.value for m in at.metric][:2] == ["6", "18"]
+    assert texts(at.title) == ["Explore"] and len(at.get("plotly_chart")) == 1
+    assert Workspace(tmp_path / "fresh" / "digits").exists()
+    assert at.sidebar.selectbox[0].value == "digits"
+
+
+def test_without_the_pack_the_default_is_built_with_progress(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path / "fresh"))
+    monkeypatch.setattr(default, "ASSET", tmp_path / "missing.zip")
+    monkeypatch.setattr(default, "ZOO", ZooConfig(models=4, epochs=2, save_epochs=(0, 2), init_seeds=2))
+    monkeypatch.setattr(
+        default, "AE", AEConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32, latent_dim=4)
+    )
+    monkeypatch.setattr(default, "TRAIN", TrainConfig(epochs=3, batch_size=4, warmup_epochs=1))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert "Building the default workspace" in " ".join(texts(at.markdown))
+    run_until(at, lambda at: texts(at.title) == ["Explore"])
+    assert load_run(Workspace(tmp_path / "fresh" / "digits")).status == "done"
+
+
+# ---------------------------------------------------------------- zoo
+
+
+def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
+    at = page("zoo").run()
+    assert not at.exception
+    assert texts(at.metric)[:2] == ["6", "18"] and len(at.get("plotly_chart")) == 1
+    at.text_input(key="zoo-name").set_value("small")
+    next(t for t in at.text_input if t.label == "Saved epochs").set_value("0,1")
+    numbers = {n.label: n for n in at.number_input}
+    numbers["Models"].set_value(3)
+    numbers["Epochs"].set_value(1)
+    numbers["Shared initialisations"].set_value(1)
+    button(at, "Generate zoo").click()
+    run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
+    assert load_zoo(Workspace(app_root / "small")).table["model_id"].n_unique() == 3
+    button(at, "Open workspace small").click().run()
+    assert at.session_state["switch-workspace"] == "small"
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("Saved epochs", "0,x", "saved epochs: expected comma-separated integers"),
+        ("zoo-name", "digits", "already has a zoo"),
+        ("zoo-name", "../up", "not a usable workspace name"),
+        ("Learning rates", "-1", "learning rates must be positive"),
+    ],
+)
+def test_zoo_form_rejects_bad_input_with_an_error_box(app_root, field, value, message):
+    at = page("zoo").run()
+    next(t for t in at.text_input if field in (t.label, t.key)).set_value(value)
+    button(at, "Generate zoo").click().run()
+    assert not at.exception and any(message in e for e in texts(at.error)), texts(at.error)
+    assert sorted(p.name for p in app_root.iterdir()) == ["digits"]  # nothing was written
+
+
+def test_import_of_a_missing_folder_is_an_error_box(app_root, tmp_path):
+    at = page("zoo").run()
+    next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(str(tmp_path / "nope"))
+    button(at, "Import zoo").click().run()
+    assert any("nope: not a folder" in e for e in texts(at.error))
+
+
+# ---------------------------------------------------------------- autoencoder
+
+
+def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wait(app_root):
+    at = page("autoencoder").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1  # the finished run's loss curves
+    button(at, "Evaluate this run").click()
+    run_until(at, lambda at: len(at.dataframe) >= 3)  # runs, reconstruction figures, probes
+    assert "embedding (ours)" in at.dataframe[2].value.columns
+
+    next(n for n in at.number_input if n.label == "Epochs").set_value(300)
+    button(at, "Train autoencoder").click().run()
+    other_tab = page("autoencoder").run()
+    assert any(b.label == "Stop" for b in other_tab.button)  # the second tab watches the running job
+    assert not any(b.label == "Train autoencoder" for b in other_tab.button)  # and cannot start another
+    button(other_tab, "Stop").click().run()
+    run_until(at, lambda at: any("stopped after epoch" in w for w in texts(at.warning)))
+
+    next(n for n in at.number_input if n.label == "Epochs").set_value(2)
+    button(at, "Train autoencoder").click()
+    run_until(at, lambda at: any(s.startswith("Trained `hyperrep-") for s in texts(at.success)))
+
+
+def test_autoencoder_page_on_a_workspace_without_a_zoo_says_so(app_root):
+    (app_root / "empty").mkdir()
+    at = page("autoencoder", "empty").run()
+    assert not at.exception and at.error and "Generate or import a zoo" in texts(at.info)[0]
+
+
+# ---------------------------------------------------------------- explore
+
+
+def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
+    at = page("explore").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert "Nothing selected yet" in " ".join(texts(at.markdown))
+    run = load_run(Workspace(app_root / "digits")).name
+    at.session_state[f"selection:digits:{run}"] = [0, 1, 2]
+    at.selectbox(key="map-colour").set_value("init").run()
+    assert not at.exception
+    assert texts(at.metric)[:2] == ["3", "1"]  # checkpoints 0-2 are one model's three epochs
+    button(at, "Clear selection").click().run()
+    assert "Nothing selected yet" in " ".join(texts(at.markdown))
+
+
+def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):
+    shutil.copytree(tiny_zoo_workspace.root, tmp_path / "digits")
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path))
+    at = page("explore").run()
+    assert not at.exception and "train one on the Autoencoder page" in texts(at.info)[0]
+
+
+# ---------------------------------------------------------------- generate and export
+
+
+def test_generate_page_generates_and_shows_curves_and_novelty(app_root):
+    at = page("generate").run()
+    assert not at.exception and at.radio[0].value == "best checkpoints"
+    next(n for n in at.number_input if n.label == "Models to generate").set_value(4)
+    next(n for n in at.number_input if n.label == "Fine-tuning epochs").set_value(1)
+    button(at, "Generate").click()
+    run_until(at, lambda at: "Results" in texts(at.header))
+    assert len(at.get("plotly_chart")) == 2  # curves and the novelty plane
+    runs = list((app_root / "digits" / "samples").iterdir())
+    assert len(runs) == 1 and (runs[0] / "result.json").exists()
+
+
+def test_generate_from_an_empty_map_selection_is_an_error_box(app_root):
+    at = page("generate")
+    at.session_state["anchor-source"] = "map selection"
+    at.run()
+    button(at, "Generate").click().run()
+    assert any("map selection is empty" in e for e in texts(at.error))
+    assert not (app_root / "digits" / "samples").exists()
+
+
+def test_export_page_offers_the_bundle(app_root):
+    at = page("export").run()
+    assert "No generated models yet" in texts(at.info)[0]
+    from core.generate import SampleConfig, generate_samples
+
+    generate_samples(Workspace(app_root / "digits"), SampleConfig(n=2, finetune_epochs=1, baselines=False))
+    at.run()
+    assert not at.exception and len(at.get("download_button")) == 1
+    assert "models" in at.json[0].value

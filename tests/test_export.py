@@ -2,51 +2,13 @@
 
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
 
-import numpy as np
 import pytest
 
 from core.cli import main
-from core.data import load_dataset
 from core.workspace import Workspace
-
-CHECK = """
-import json, sys
-import numpy as np, torch
-import model
-card = json.load(open("card.json"))
-images = torch.from_numpy(np.load(sys.argv[1]))
-labels = torch.from_numpy(np.load(sys.argv[2]))
-out = []
-for entry in card["models"]:
-    net = model.load(entry["generated_file"])
-    with torch.no_grad():
-        out.append((net(model.preprocess(images)).argmax(1) == labels).float().mean().item())
-print(json.dumps(out))
-"""
-
-
-def _run_in_bundle(unpacked, dataset: str, script: str) -> list[float]:
-    """Run `script` in a fresh interpreter in the bundle's folder, on the dataset's raw [0, 1] test images;
-    only torch, numpy and (for .safetensors) safetensors are importable there, not this project."""
-    data = load_dataset(dataset)
-    mean, std = np.array(data.channel_mean).reshape(1, -1, 1, 1), np.array(data.channel_std).reshape(1, -1, 1, 1)
-    np.save(unpacked / "images.npy", (data.x_test.numpy() * std + mean).astype(np.float32))
-    np.save(unpacked / "labels.npy", data.y_test.numpy())
-    (unpacked / "check.py").write_text(script)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
-    done = subprocess.run(
-        [sys.executable, "check.py", "images.npy", "labels.npy"],
-        cwd=unpacked,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from tests.bundle_check import CHECK, run_in_bundle
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +50,7 @@ def test_bundle_runs_with_plain_torch_and_matches_its_card(samples, tmp_path, ca
     )
     assert str(workspace.root) not in text and str(tmp_path) not in text  # no paths of this machine
 
-    measured = _run_in_bundle(unpacked, "digits", CHECK)
+    measured = run_in_bundle(unpacked, "digits", CHECK)
     card = json.loads((unpacked / "card.json").read_text())
     promised = [m["test_acc_as_generated"] for m in card["models"]]
     assert measured == pytest.approx(promised, abs=1e-6)
@@ -132,6 +94,6 @@ def test_transfer_bundle_carries_the_target_preprocessing(tiny_ae_workspace, tmp
     with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
         archive.extractall(unpacked)
     card = json.loads((unpacked / "card.json").read_text())
-    measured = _run_in_bundle(unpacked, "shapes", CHECK_FINETUNED)
+    measured = run_in_bundle(unpacked, "shapes", CHECK_FINETUNED)
     assert measured == pytest.approx([m["test_acc_finetuned"] for m in card["models"]], abs=1e-6)
     assert card["evaluated_on"] == "shapes"

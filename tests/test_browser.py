@@ -1,0 +1,48 @@
+"""The real thing: `streamlit run app.py` on a free localhost port against a tiny workspace, driven in headless
+Debian Chromium through Playwright: the map, a box selection, generation, the curves, the export's download,
+and the downloaded bundle loading in plain torch.
+
+Skipped when no Chromium is installed, unless HYPERREP_REQUIRE_BROWSER=1 (CI sets it, so there it must run).
+HYPERREP_SCREENSHOTS=folder keeps the screenshots there."""
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bench.appdriver import browser, chromium_path, explore_generate_export, serve
+from tests.bundle_check import run_in_bundle
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None and os.environ.get("HYPERREP_REQUIRE_BROWSER") != "1",
+    reason="no Chromium (apt-get install chromium)",
+)
+
+
+def test_select_generate_and_export_in_a_real_browser(tiny_ae_workspace, tmp_path):
+    root = tmp_path / "workspaces"
+    shutil.copytree(tiny_ae_workspace.root, root / "digits")
+    shots = Path(os.environ.get("HYPERREP_SCREENSHOTS") or tmp_path / "screenshots")
+    with serve(root, log=tmp_path / "server.log") as url, browser() as page:
+        flow = explore_generate_export(page, url, tmp_path, shots)
+
+    assert flow["selected"] == 18  # the box spans the whole map: all 6 models x 3 checkpoints
+    results = list((root / "digits" / "samples").glob("*/result.json"))
+    assert len(results) == 1
+    result = json.loads(results[0].read_text())
+    assert result["anchors"]["rule"].startswith("ids:") and result["anchors"]["count"] == 18
+    assert flow["bundle"].name == f"{result['samples_run']}-safetensors.zip"
+
+    unpacked = tmp_path / "bundle"
+    with zipfile.ZipFile(flow["bundle"]) as archive:
+        archive.extractall(unpacked)
+    card = json.loads((unpacked / "card.json").read_text())
+    measured = run_in_bundle(unpacked, "digits")
+    assert len(measured) == result["n"] == 16
+    assert measured == pytest.approx([m["test_acc_as_generated"] for m in card["models"]], abs=1e-6)
+    for name in ("explore", "explore-selection", "generate", "export", "zoo", "autoencoder"):
+        assert (shots / f"{name}.png").stat().st_size > 10_000
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

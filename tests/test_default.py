@@ -1,0 +1,50 @@
+"""The default workspace: the shipped pack is a valid workspace; building it stages, stops and resumes."""
+
+import pytest
+
+import core.default as default
+from core.autoencoder import AEConfig
+from core.errors import Interrupted
+from core.train import TrainConfig, load_run
+from core.workspace import Workspace
+from core.zoo import ZooConfig, load_zoo
+
+
+def test_the_shipped_pack_is_a_ready_workspace(tmp_path):
+    from core.packing import unpack_workspace
+
+    workspace = unpack_workspace(default.ASSET, tmp_path / "digits")
+    zoo = load_zoo(workspace)
+    assert zoo.dataset == "digits" and zoo.table["model_id"].n_unique() == default.ZOO.models
+    run = load_run(workspace)
+    assert (run.folder / "embeddings.parquet").exists() and (run.folder / "eval.json").exists()
+
+
+@pytest.fixture
+def tiny_defaults(monkeypatch):
+    monkeypatch.setattr(default, "ZOO", ZooConfig(models=4, epochs=2, save_epochs=(0, 2), init_seeds=2))
+    monkeypatch.setattr(
+        default, "AE", AEConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32, latent_dim=4)
+    )
+    monkeypatch.setattr(default, "TRAIN", TrainConfig(epochs=3, batch_size=4, warmup_epochs=1))
+
+
+def test_build_stops_resumes_and_appears_only_when_complete(tmp_path, tiny_defaults):
+    target = Workspace(tmp_path / "digits")
+    phases = []
+    calls = {"n": 0}
+
+    def stop_in_autoencoder_phase():
+        calls["n"] += 1
+        return phases and phases[-1] == "autoencoder"
+
+    with pytest.raises(Interrupted):
+        default.build_default(
+            target, on_progress=lambda d, t, i: phases.append(i["phase"]), should_stop=stop_in_autoencoder_phase
+        )
+    assert not target.root.exists()  # half-built work stays in the staging folder
+    default.build_default(target, on_progress=lambda d, t, i: phases.append(i["phase"]))
+    assert target.exists() and load_run(target).status == "done"
+    assert not (tmp_path / ".digits.staging").exists()
+    assert phases.index("zoo") < phases.index("autoencoder") < phases.index("map") < phases.index("evaluation")
+    assert phases.count("zoo") == 3  # the zoo was not trained again when the build resumed

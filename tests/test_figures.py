@@ -1,0 +1,110 @@
+"""The app's figures and the map selection, which AppTest cannot draw."""
+
+import polars as pl
+import pytest
+
+from ui.figures import (
+    COLOURINGS,
+    accuracy_histogram,
+    curves_figure,
+    map_figure,
+    map_table,
+    selected_checkpoints,
+    selection_summary,
+)
+
+
+@pytest.fixture
+def table():
+    zoo = pl.DataFrame(
+        {
+            "checkpoint": [10, 11, 12, 13],
+            "model_id": [0, 0, 1, 1],
+            "epoch": [0, 5, 0, 5],
+            "seed": [7, 7, 8, 8],
+            "init_seed": [0, 0, 1, 1],
+            "test_acc": [0.1, 0.9, 0.12, 0.8],
+            "ggap": [0.0, 0.05, float("nan"), 0.02],
+        }
+    )
+    embeddings = pl.DataFrame(
+        {"checkpoint": [13, 12, 11, 10], "split": ["train"] * 4, "umap_x": [4.0, 3, 2, 1], "umap_y": [0.0, 1, 0, 1]}
+    )
+    return map_table(embeddings, zoo)
+
+
+def test_map_rows_join_positions_to_properties(table):
+    row = table.filter(pl.col("checkpoint") == 11).row(0, named=True)
+    assert (row["umap_x"], row["test_acc"], row["epoch"]) == (2.0, 0.9, 5)
+
+
+@pytest.mark.parametrize("colour", list(COLOURINGS))
+def test_every_colouring_carries_each_checkpoint_once_as_customdata(table, colour):
+    figure = map_figure(table, colour)
+    ids = [int(c[0]) for trace in figure.data for c in trace.customdata]
+    assert sorted(ids) == [10, 11, 12, 13]
+    assert figure.layout.dragmode == "lasso" and figure.layout.xaxis.title.text
+
+
+def test_categorical_colouring_splits_traces_and_samples_are_drawn_apart(table):
+    samples = pl.DataFrame(
+        {
+            "samples_run": ["kde-1"],
+            "sample": [0],
+            "acc_epoch0": [0.5],
+            "acc_final": [0.9],
+            "umap_x": [2.5],
+            "umap_y": [0.5],
+        }
+    )
+    figure = map_figure(table, "init", samples)
+    assert [t.name for t in figure.data] == ["init 0", "init 1", "generated samples"]
+    assert figure.data[-1].marker.symbol == "star" and figure.data[-1].customdata[0][0] == -1
+
+
+def test_selection_reads_checkpoint_ids_not_per_trace_indices():
+    # Two traces (a categorical colouring): point_index 0 appears twice; a generated sample is selected too.
+    selection = {
+        "points": [
+            {"curve_number": 0, "point_index": 0, "customdata": [12, 1, 0, 0.12, 0.0]},
+            {"curve_number": 1, "point_index": 0, "customdata": [10, 0, 0, 0.1, 0.0]},
+            {"curve_number": 1, "point_index": 1, "customdata": [10, 0, 0, 0.1, 0.0]},
+            {"curve_number": 2, "point_index": 0, "customdata": [-1, "kde-1", 0, 0.5, 0.9]},
+            {"curve_number": 0, "point_index": 3},
+        ],
+        "point_indices": [0, 0, 1, 0, 3],
+    }
+    assert selected_checkpoints(selection) == [10, 12]
+    assert selected_checkpoints(None) == [] and selected_checkpoints({"points": []}) == []
+
+
+def test_selection_summary(table):
+    summary = selection_summary(table, [11, 12, 13])
+    assert summary["checkpoints"] == 3 and summary["models"] == 2
+    assert (summary["acc_min"], summary["acc_max"]) == (0.12, 0.9)
+    assert summary["acc_mean"] == pytest.approx((0.9 + 0.12 + 0.8) / 3)
+    assert summary["epochs"] == {0: 1, 5: 2}
+    assert selection_summary(table, [])["checkpoints"] == 0
+
+
+def test_curves_show_mean_and_band_per_group():
+    curves = pl.DataFrame(
+        {
+            "group": ["generated"] * 2 + ["random_init"] * 2 + ["noise"] * 2,
+            "epoch": [0, 1] * 3,
+            "acc_mean": [0.5, 0.8, 0.1, 0.6, 0.4, 0.7],
+            "acc_std": [0.1, 0.05, 0.0, 0.1, 0.1, 0.1],
+        }
+    )
+    figure = curves_figure(curves)
+    lines = {t.name: list(t.y) for t in figure.data if t.name}
+    assert lines["generated"] == [0.5, 0.8] and lines["random init"] == [0.1, 0.6] and "anchor + noise" in lines
+    band = next(t for t in figure.data if t.fill == "toself")
+    assert list(band.y) == pytest.approx([0.6, 0.85, 0.75, 0.4])
+    assert "anchor + noise" not in {t.name for t in curves_figure(curves, show_simple_baselines=False).data}
+
+
+def test_accuracy_histogram_has_one_trace_per_saved_epoch(table):
+    figure = accuracy_histogram(table)
+    assert [t.name for t in figure.data] == ["epoch 0", "epoch 5"]
+    assert sorted(figure.data[1].x) == [0.8, 0.9]

@@ -19,6 +19,7 @@ from ui.widgets import start, watch
 
 st.set_page_config(page_title="Hyper-representation workbench", page_icon=":material/hub:", layout="wide")
 tune_cpu_allocator()
+session.warm_up()
 
 
 def ensure_default_workspace() -> None:
@@ -68,7 +69,8 @@ def workspace_picker() -> None:
             key="workspace",
             help=f"Folders under {session.workspaces_root()}; make a new one on the Zoo page.",
         )
-        st.caption(f"Computing on **{session.device()}**.")
+        device = session.warm_up().get("device")
+        st.caption(f"Computing on **{device}**." if device else "Loading the engine...")
         workspace = session.current()
         busy = workspace and session.registry().running(session.key(workspace))
         if busy:

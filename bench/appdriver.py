@@ -55,12 +55,14 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def serve(workspaces: Path, log: Path | None = None, timeout: float = 120) -> Iterator[str]:
-    """The app serving `workspaces` on a free localhost port; yields its URL once healthy."""
+def serve(
+    workspaces: Path, log: Path | None = None, timeout: float = 120, script: Path = ROOT / "app.py"
+) -> Iterator[str]:
+    """The app (or another `script`) serving `workspaces` on a free localhost port; yields its URL once healthy."""
     port = free_port()
     env = {**os.environ, "HYPERREP_WORKSPACES": str(workspaces), "PYTHONUNBUFFERED": "1"}
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+        sys.executable, "-m", "streamlit", "run", str(script),
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip

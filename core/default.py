@@ -10,17 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from core.autoencoder import AEConfig
-from core.train import TrainConfig
 from core.workspace import Workspace
-from core.zoo import ZooConfig
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "digits-workspace.zip"
 NAME = "digits"
-# What `zoo generate` and `ae train` do without options (the CLI's saved epochs: 0, 1, E/4, E/2, E).
-ZOO = ZooConfig(save_epochs=(0, 1, 3, 7, 15))
-AE = AEConfig()
-TRAIN = TrainConfig()
+
+
+def default_configs():
+    """(zoo, autoencoder, training) settings: what `zoo generate` and `ae train` do without options (the
+    CLI's saved epochs are 0, 1, E/4, E/2, E). Imported here, not at the top, so the app starts without torch."""
+    from core.autoencoder import AEConfig
+    from core.train import TrainConfig
+    from core.zoo import ZooConfig
+
+    return ZooConfig(save_epochs=(0, 1, 3, 7, 15)), AEConfig(), TrainConfig()
 
 
 def build_default(
@@ -41,10 +44,11 @@ def build_default(
     def phase(name: str):
         return lambda done, total, info: on_progress and on_progress(done, total, {"phase": name, **info})
 
+    zoo_config, ae_config, train_config = default_configs()
     staging = Workspace(workspace.root.parent / f".{workspace.root.name}.staging")
     if not staging.exists():
-        generate_zoo(staging, ZOO, device, phase("zoo"), should_stop)
-    run = train_autoencoder(staging, AE, TRAIN, None, device, phase("autoencoder"), should_stop)
+        generate_zoo(staging, zoo_config, device, phase("zoo"), should_stop)
+    run = train_autoencoder(staging, ae_config, train_config, None, device, phase("autoencoder"), should_stop)
     phase("evaluation")(0, 1, {})
     evaluate_run(staging, run.name, device)
     phase("evaluation")(1, 1, {})

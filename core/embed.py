@@ -18,6 +18,7 @@ import polars as pl
 import torch
 
 from core.arch import ArchSpec, layer_slices
+from core.layout import embeddings_path
 from core.prepare import PreparedZoo
 from core.workspace import Workspace, read_parquet, write_parquet
 
@@ -71,10 +72,6 @@ def place_on_map(zoo_embeddings: np.ndarray, zoo_xy: np.ndarray, new_embeddings:
     weights = 1.0 / (np.take_along_axis(distances, nearest, axis=1) + 1e-9)
     weights /= weights.sum(axis=1, keepdims=True)
     return (zoo_xy[nearest] * weights[:, :, None]).sum(axis=1)
-
-
-def embeddings_path(workspace: Workspace, run_name: str) -> Path:
-    return workspace.root / "ae" / run_name / "embeddings.parquet"
 
 
 def compute_embeddings(workspace: Workspace, run, zoo, device: str = "cpu") -> pl.DataFrame:

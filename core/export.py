@@ -19,7 +19,7 @@ from safetensors.torch import save
 from core.arch import ArchSpec, unflatten
 from core.data import load_dataset
 from core.errors import UserError
-from core.generate import samples_dir
+from core.layout import samples_dir
 from core.workspace import Workspace, atomic_path, read_json, read_parquet, read_tensors
 
 FORMATS = ("safetensors", "pt")

@@ -26,6 +26,7 @@ from core.data import load_dataset
 from core.embed import embedding_matrix, encode, load_embeddings, place_on_map
 from core.errors import UserError
 from core.finetune import finetune_groups
+from core.layout import samples_dir
 from core.novelty import error_sets, novelty
 from core.population import INITS, init_vectors
 from core.sample import METHODS, Sampler, select_anchors
@@ -56,10 +57,6 @@ class SampleConfig:
             raise UserError(f"unknown sampler {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.n < 1 or self.finetune_epochs < 0:
             raise UserError("need at least one sample and fine-tune epochs >= 0")
-
-
-def samples_dir(workspace: Workspace):
-    return workspace.root / "samples"
 
 
 @torch.no_grad()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ctypes
 import sys
 
-import torch
-
 from core.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -16,6 +14,8 @@ _allocator_tuned = False
 def resolve_device(name: str = "auto") -> str:
     if name not in DEVICES:
         raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    import torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

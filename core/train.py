@@ -22,6 +22,7 @@ import torch
 
 from core.autoencoder import AEConfig, HyperRepresentationAE
 from core.errors import Interrupted, UserError, ZooError
+from core.layout import list_runs, run_statuses, runs_dir
 from core.losses import nt_xent, reconstruction_loss
 from core.prepare import PreparedZoo, Split, prepare, split_models
 from core.tokens import add_noise, random_erase, random_permutation_indices, tokenize
@@ -85,24 +86,10 @@ def run_name(ae_config: AEConfig, train_config: TrainConfig) -> str:
     return f"hyperrep-{digest.hexdigest()[:8]}"
 
 
-def runs_dir(workspace: Workspace) -> Path:
-    return workspace.root / "ae"
-
-
-def list_runs(workspace: Workspace) -> list[str]:
-    folder = runs_dir(workspace)
-    if not folder.exists():
-        return []
-    runs = [p for p in folder.iterdir() if (p / "config.json").exists()]
-    return [p.name for p in sorted(runs, key=lambda p: (p / "config.json").stat().st_mtime)]
-
-
 def load_run(workspace: Workspace, name: str | None = None, with_model: bool = True) -> AERun:
     """A run by name, or the latest finished one."""
     if name is None:
-        finished = [
-            r for r in list_runs(workspace) if read_json(runs_dir(workspace) / r / "config.json")["status"] == "done"
-        ]
+        finished = [r for r, status in run_statuses(workspace).items() if status == "done"]
         if not finished:
             raise ZooError(f"{workspace.root}: no finished autoencoder run; train one with `ae train`")
         name = finished[-1]

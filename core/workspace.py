@@ -16,13 +16,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from core.errors import ZooError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = 1
 MANIFEST = "workspace.json"
@@ -64,12 +65,17 @@ def read_json(path: Path) -> dict:
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """safetensors with string metadata (numbers and lists JSON-encoded, as the format requires)."""
+    from safetensors.torch import save_file  # here, not at the top: reading a workspace's tables needs no torch
+
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     if not path.exists():
         raise ZooError(f"{path}: missing")
     try:

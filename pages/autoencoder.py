@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.autoencoder import AEConfig
 from core.errors import UserError
+from core.layout import run_statuses
 from core.train import TrainConfig
 from ui import session
 from ui.figures import LOSS_COLUMNS, loss_figure
@@ -130,7 +131,7 @@ def train_form() -> None:
         st.rerun()
 
 
-runs = session.run_status(workspace)
+runs = run_statuses(workspace)
 st.header("Train")
 st.write(
     "Runs are named by their settings: training again with the same settings resumes a stopped run, "

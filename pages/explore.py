@@ -18,7 +18,7 @@ workspace = session.current()
 if workspace is None:
     st.info("No workspace yet: make one on the Zoo page.")
     st.stop()
-zoo = or_stop(session.zoo, workspace, hint="Generate or import a zoo on the Zoo page first.")
+zoo_table = or_stop(session.zoo_table, workspace, hint="Generate or import a zoo on the Zoo page first.")
 runs = session.finished_runs(workspace)
 if not runs:
     st.info("This workspace has no trained autoencoder yet: train one on the Autoencoder page.")
@@ -34,7 +34,7 @@ with controls:
     show_samples = st.toggle("Show generated samples", value=True, help="stars: models generated from this run")
 
 embeddings = or_stop(session.embeddings, workspace, run)
-table = map_table(embeddings, zoo.table)
+table = map_table(embeddings, zoo_table)
 samples = session.samples_points(workspace, run) if show_samples else None
 selection_key = session.selection_key(workspace, run)
 

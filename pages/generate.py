@@ -7,7 +7,8 @@ import polars as pl
 import streamlit as st
 
 from core.errors import UserError
-from core.generate import SampleConfig, samples_dir
+from core.generate import SampleConfig
+from core.layout import samples_dir
 from core.sample import METHODS
 from core.workspace import read_parquet
 from ui import session

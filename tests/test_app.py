@@ -9,10 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.default as default
-from core.autoencoder import AEConfig
-from core.train import TrainConfig, load_run
+from core.train import load_run
 from core.workspace import Workspace
-from core.zoo import ZooConfig, load_zoo
+from core.zoo import load_zoo
+from tests.test_default import tiny_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,11 +68,7 @@ def test_first_start_unpacks_the_shipped_workspace_and_opens_on_the_map(tmp_path
 def test_without_the_pack_the_default_is_built_with_progress(tmp_path, monkeypatch):
     monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path / "fresh"))
     monkeypatch.setattr(default, "ASSET", tmp_path / "missing.zip")
-    monkeypatch.setattr(default, "ZOO", ZooConfig(models=4, epochs=2, save_epochs=(0, 2), init_seeds=2))
-    monkeypatch.setattr(
-        default, "AE", AEConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32, latent_dim=4)
-    )
-    monkeypatch.setattr(default, "TRAIN", TrainConfig(epochs=3, batch_size=4, warmup_epochs=1))
+    monkeypatch.setattr(default, "default_configs", tiny_configs)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert "Building the default workspace" in " ".join(texts(at.markdown))
     run_until(at, lambda at: texts(at.title) == ["Explore"])

@@ -5,7 +5,7 @@ import pytest
 import core.default as default
 from core.autoencoder import AEConfig
 from core.errors import Interrupted
-from core.train import TrainConfig, load_run
+from core.train import TrainConfig, load_run, run_name
 from core.workspace import Workspace
 from core.zoo import ZooConfig, load_zoo
 
@@ -15,18 +15,23 @@ def test_the_shipped_pack_is_a_ready_workspace(tmp_path):
 
     workspace = unpack_workspace(default.ASSET, tmp_path / "digits")
     zoo = load_zoo(workspace)
-    assert zoo.dataset == "digits" and zoo.table["model_id"].n_unique() == default.ZOO.models
+    assert zoo.dataset == "digits" and zoo.table["model_id"].n_unique() == default.default_configs()[0].models
     run = load_run(workspace)
     assert (run.folder / "embeddings.parquet").exists() and (run.folder / "eval.json").exists()
+    assert run.name == run_name(*default.default_configs()[1:])  # made with today's default settings
+
+
+def tiny_configs():
+    return (
+        ZooConfig(models=4, epochs=2, save_epochs=(0, 2), init_seeds=2),
+        AEConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32, latent_dim=4),
+        TrainConfig(epochs=3, batch_size=4, warmup_epochs=1),
+    )
 
 
 @pytest.fixture
 def tiny_defaults(monkeypatch):
-    monkeypatch.setattr(default, "ZOO", ZooConfig(models=4, epochs=2, save_epochs=(0, 2), init_seeds=2))
-    monkeypatch.setattr(
-        default, "AE", AEConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32, latent_dim=4)
-    )
-    monkeypatch.setattr(default, "TRAIN", TrainConfig(epochs=3, batch_size=4, warmup_epochs=1))
+    monkeypatch.setattr(default, "default_configs", tiny_configs)
 
 
 def test_build_stops_resumes_and_appears_only_when_complete(tmp_path, tiny_defaults):

@@ -84,8 +84,10 @@ def test_interrupted_training_resumes_bit_identically(tiny_zoo_workspace, tmp_pa
             should_stop=lambda: len(epochs_seen) >= 3,
         )
     resumed_epochs = []
-    resumed = train_autoencoder(workspace, SMALL, config, on_progress=lambda d, t, i: resumed_epochs.append(d))
-    assert resumed_epochs == [4, 5, 6]
+    resumed = train_autoencoder(
+        workspace, SMALL, config, on_progress=lambda d, t, i: resumed_epochs.append(i.get("phase", d))
+    )
+    assert resumed_epochs == [4, 5, 6, "map", "map"]  # the epochs left, then the map of the finished run
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
     deterministic = ["epoch", "loss", "reconstruction", "contrastive", "val_reconstruction", "lr"]

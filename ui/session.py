@@ -7,7 +7,9 @@ a finished run is picked up without a manual refresh.
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -15,8 +17,9 @@ import streamlit as st
 
 from core.default import NAME as DEFAULT_NAME
 from core.errors import UserError, ZooError
+from core.layout import embeddings_path, models_table_path, run_statuses, runs_dir, samples_dir
 from core.runtime import resolve_device
-from core.workspace import Workspace, read_json
+from core.workspace import Workspace, read_json, read_parquet
 from ui.jobs import JobRegistry
 
 ROOT_ENV = "HYPERREP_WORKSPACES"
@@ -33,9 +36,27 @@ def registry() -> JobRegistry:
     return JobRegistry()
 
 
-@st.cache_resource
+@functools.cache
 def device() -> str:
+    """Where jobs compute: the GPU when torch sees one. Imports torch (once), so jobs call it, not the pages."""
     return resolve_device("auto")
+
+
+@st.cache_resource
+def warm_up() -> dict:
+    """Import the engine (torch, scikit-learn) in a background thread at the first page view.
+
+    The first page (the map) needs none of it, so it draws ~1.5 s sooner, and by the time the user asks for
+    a generation the imports are done. Returns a dict that holds "device" once known."""
+    state: dict = {}
+
+    def work() -> None:
+        state["device"] = device()
+        import core.evaluate  # noqa: F401
+        import core.generate  # noqa: F401
+
+    threading.Thread(target=work, name="warm-up", daemon=True).start()
+    return state
 
 
 def workspace_names(root: Path) -> list[str]:
@@ -77,15 +98,19 @@ def zoo(workspace: Workspace):
     return _zoo(key(workspace), _mtime(workspace.zoo_dir / "weights.safetensors"))
 
 
-def run_status(workspace: Workspace) -> dict[str, str]:
-    from core.train import list_runs, runs_dir
+@st.cache_resource(max_entries=8)
+def _table(root: str, stamp: int):
+    return read_parquet(models_table_path(Workspace(root)))
 
-    return {r: read_json(runs_dir(workspace) / r / "config.json").get("status", "?") for r in list_runs(workspace)}
+
+def zoo_table(workspace: Workspace):
+    """The zoo's checkpoint table alone (models.parquet), for pages that need no weights."""
+    return _table(key(workspace), _mtime(models_table_path(workspace)))
 
 
 def finished_runs(workspace: Workspace) -> list[str]:
     """Finished autoencoder runs, newest first."""
-    return [r for r, s in reversed(run_status(workspace).items()) if s == "done"]
+    return [r for r, s in reversed(run_statuses(workspace).items()) if s == "done"]
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the autoencoder...")
@@ -96,21 +121,15 @@ def _run(root: str, name: str, stamp: int):
 
 
 def ae_run(workspace: Workspace, name: str):
-    from core.train import runs_dir
-
     return _run(key(workspace), name, _mtime(runs_dir(workspace) / name / "config.json"))
 
 
 @st.cache_resource(max_entries=8)
 def _embeddings(root: str, name: str, stamp: int) -> pl.DataFrame:
-    from core.embed import load_embeddings
-
-    return load_embeddings(Workspace(root), name)
+    return read_parquet(embeddings_path(Workspace(root), name))
 
 
 def embeddings(workspace: Workspace, run: str) -> pl.DataFrame:
-    from core.embed import embeddings_path
-
     path = embeddings_path(workspace, run)
     if not path.exists():
         raise ZooError(f"{path}: the run has no map yet")
@@ -130,8 +149,6 @@ def choose_run(workspace: Workspace, name: str) -> None:
 
 def samples_runs(workspace: Workspace, ae_run_name: str | None = None) -> list[dict]:
     """Finished samples runs (their result.json), newest first; only those of `ae_run_name` if given."""
-    from core.generate import samples_dir
-
     results = []
     for path in samples_dir(workspace).glob("*/result.json"):
         result = read_json(path)
@@ -142,9 +159,6 @@ def samples_runs(workspace: Workspace, ae_run_name: str | None = None) -> list[d
 
 def samples_points(workspace: Workspace, ae_run_name: str) -> pl.DataFrame | None:
     """Map positions of every generated model of the run's samples runs (for the map overlay)."""
-    from core.generate import samples_dir
-    from core.workspace import read_parquet
-
     tables = [
         read_parquet(samples_dir(workspace) / r["samples_run"] / "samples.parquet").with_columns(
             pl.lit(r["samples_run"]).alias("samples_run")

@@ -53,8 +53,9 @@ def main() -> None:
         for repeat in range(args.repeats):
             root = Path(tmp) / f"workspaces-{repeat}"
             unpack_workspace(ASSET, root / NAME)
-            with serve(root) as url, browser() as page:
-                flow = explore_generate_export(page, url, Path(tmp), args.screenshots if repeat == 0 else None, box=BOX)
+            shots = args.screenshots if repeat == 0 else None
+            with serve(root) as url, browser(height=2000 if shots else 1000) as page:
+                flow = explore_generate_export(page, url, Path(tmp), shots, box=BOX)
             app.append(flow["generate_s"])
             selected.append(flow["selected"])
             result = json.loads(next((root / NAME / "samples").glob("*/result.json")).read_text())

@@ -83,8 +83,9 @@ def serve(
 
 
 @contextlib.contextmanager
-def browser(downloads: Path | None = None) -> Iterator:
-    """A Playwright page in headless Chromium (1400x1000)."""
+def browser(height: int = 1000) -> Iterator:
+    """A Playwright page in headless Chromium, 1400 pixels wide. Streamlit scrolls inside its own container,
+    so a screenshot shows what fits the height: screenshots for the README use a tall one."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
@@ -92,7 +93,7 @@ def browser(downloads: Path | None = None) -> Iterator:
         raise RuntimeError("no Chromium found (apt-get install chromium)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        context = chromium.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        context = chromium.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
         try:
             yield context.new_page()
         finally:
@@ -155,7 +156,7 @@ def explore_generate_export(
     wait_idle(page)
     clicked = time.monotonic()
     page.get_by_role("button", name="Generate", exact=True).click()
-    page.get_by_text("Fine-tuning curves").wait_for(timeout=300_000)
+    page.get_by_text("Fine-tuning curves").wait_for(timeout=60_000)
     page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
     generate_s = time.monotonic() - clicked
     wait_idle(page)

@@ -146,7 +146,7 @@ def generate_samples(
     source_data = (
         data if target_name == source.get("name") else load_dataset(source["name"], seed=source.get("seed", 0))
     )
-    zoo_errors = error_sets(zoo.spec, prepared.aligned, source_data, zoo.table["activation"].to_list())
+    zoo_errors = _zoo_error_sets(workspace, zoo, prepared, source_data, source.get("name"))
     zoo_models = zoo.table["model_id"].to_numpy()
     figures = {
         name: novelty(vectors, error_sets(spec, vectors, source_data), prepared.aligned, zoo_errors, zoo_models)
@@ -223,6 +223,21 @@ def generate_samples(
     }
     write_json(folder / "result.json", result)
     return result
+
+
+# The zoo's error sets depend only on its weights and the dataset, and take a second or two for a 256-model
+# zoo; a long-lived process (the app) computes them once per zoo. Aligned weights compute the same functions,
+# so every autoencoder run of the zoo shares them.
+_ZOO_ERRORS: dict[tuple, torch.Tensor] = {}
+
+
+def _zoo_error_sets(workspace: Workspace, zoo, prepared, data, dataset_name) -> torch.Tensor:
+    key = (str(workspace.root), (workspace.zoo_dir / "weights.safetensors").stat().st_mtime_ns, dataset_name)
+    if key not in _ZOO_ERRORS:
+        if len(_ZOO_ERRORS) >= 4:
+            _ZOO_ERRORS.pop(next(iter(_ZOO_ERRORS)))
+        _ZOO_ERRORS[key] = error_sets(zoo.spec, prepared.aligned, data, zoo.table["activation"].to_list())
+    return _ZOO_ERRORS[key]
 
 
 def _run_name(config: SampleConfig, ae_run: str) -> str:

@@ -56,6 +56,15 @@ def anchor_rule() -> str | None:
     return f"epoch:{st.selectbox('Epoch', epochs, index=len(epochs) - 1)}"
 
 
+def describe_anchors(rule: str) -> str:
+    kind, _, value = rule.partition(":")
+    if kind == "ids":
+        return "a map selection"
+    if kind == "top":
+        return f"the best {float(value):.0%} by validation accuracy"
+    return f"every checkpoint of epoch {value}"
+
+
 def live_curves(job: Job) -> None:
     curves = job.info.get("curves")
     if isinstance(curves, pl.DataFrame) and curves.height:
@@ -69,7 +78,7 @@ def show_result(result: dict) -> None:
     st.subheader(f"Run `{result['samples_run']}`")
     st.caption(
         f"{result['n']} models by {result['method']} from {result['anchors']['count']} anchors "
-        f"({result['anchors']['rule'][:60]}), fine-tuned on {result['dataset']}"
+        f"({describe_anchors(result['anchors']['rule'])}), fine-tuned on {result['dataset']}"
         + (f" (transfer from {result['source_dataset']})" if result["dataset"] != result["source_dataset"] else "")
     )
     first = {g: v[0] for g, v in result["curves"].items()}
@@ -82,9 +91,10 @@ def show_result(result: dict) -> None:
             delta=f"{last[group] - first[group]:+.1%} after {len(result['curves'][group]) - 1} epochs",
         )
     cols[3].metric(
-        "Median max error-IoU with the zoo",
+        "Error overlap with the zoo",
         f"{result['novelty']['max_iou_median']:.2f}",
-        help=f"among zoo models: {result['novelty']['zoo_max_iou_median']:.2f}; 1 = a copy",
+        help="median over generated models of the largest IoU of their misclassified test images with any zoo "
+        f"model's; among zoo models: {result['novelty']['zoo_max_iou_median']:.2f}; 1 = a copy",
     )
     left, right = st.columns(2)
     with left:

@@ -1,6 +1,7 @@
 """Every page under streamlit.testing's AppTest on a tiny workspace: it renders, its main button does its job,
 bad input gives an error box. Long work runs in background jobs, so tests rerun the page until it is done."""
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -174,16 +175,22 @@ def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspa
 # ---------------------------------------------------------------- generate and export
 
 
-def test_generate_page_generates_and_shows_curves_and_novelty(app_root):
+def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_novelty(app_root):
     at = page("generate").run()
-    assert not at.exception and at.radio[0].value == "best checkpoints"
+    assert not at.exception and at.radio[0].value == "best checkpoints"  # nothing selected on the map yet
+    run = load_run(Workspace(app_root / "digits")).name
+    at.session_state[f"selection:digits:{run}"] = [3, 4, 5, 6]
+    at.session_state["anchor-source"] = None
+    at.run()
+    assert at.radio[0].value == "map selection" and "4 checkpoints selected" in " ".join(texts(at.caption))
     next(n for n in at.number_input if n.label == "Models to generate").set_value(4)
     next(n for n in at.number_input if n.label == "Fine-tuning epochs").set_value(1)
     button(at, "Generate").click()
     run_until(at, lambda at: "Results" in texts(at.header))
     assert len(at.get("plotly_chart")) == 2  # curves and the novelty plane
-    runs = list((app_root / "digits" / "samples").iterdir())
-    assert len(runs) == 1 and (runs[0] / "result.json").exists()
+    assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
+    results = list((app_root / "digits" / "samples").glob("*/result.json"))
+    assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
 
 
 def test_generate_from_an_empty_map_selection_is_an_error_box(app_root):

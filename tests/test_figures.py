@@ -101,6 +101,9 @@ def test_curves_show_mean_and_band_per_group():
     assert lines["generated"] == [0.5, 0.8] and lines["random init"] == [0.1, 0.6] and "anchor + noise" in lines
     band = next(t for t in figure.data if t.fill == "toself")
     assert list(band.y) == pytest.approx([0.6, 0.85, 0.75, 0.4])
+    curves = curves.with_columns(pl.lit(0.3).alias("acc_std"))
+    band = next(t for t in curves_figure(curves).data if t.fill == "toself")
+    assert max(band.y) == 1.0 and min(band.y) == 0.2  # the band stays within [0, 1]
     assert "anchor + noise" not in {t.name for t in curves_figure(curves, show_simple_baselines=False).data}
 
 

@@ -3,6 +3,7 @@ each is unit-tested directly (AppTest cannot draw a selection)."""
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 from plotly.colors import qualitative
@@ -196,7 +197,7 @@ def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> g
             figure.add_trace(
                 go.Scatter(
                     x=epochs + epochs[::-1],
-                    y=list(mean + std) + list(mean - std)[::-1],
+                    y=list(np.minimum(mean + std, 1.0)) + list(np.maximum(mean - std, 0.0))[::-1],
                     fill="toself",
                     fillcolor=colour,
                     opacity=0.15,
@@ -218,7 +219,8 @@ def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> g
         xaxis_title="fine-tuning epoch (0 = as generated)",
         yaxis_title="test accuracy (fraction correct)",
         xaxis={"dtick": 1},
-        height=420,
+        legend={"orientation": "h", "y": -0.2},
+        height=460,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
     return figure
@@ -243,7 +245,8 @@ def novelty_figure(novelty_table: pl.DataFrame) -> go.Figure:
     figure.update_layout(
         xaxis_title="max IoU of errors with any zoo model (0 = new, 1 = copy)",
         yaxis_title="test accuracy as generated (fraction)",
-        height=420,
+        legend={"orientation": "h", "y": -0.2},
+        height=460,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
     return figure

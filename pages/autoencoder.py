@@ -13,18 +13,13 @@ from core.train import TrainConfig
 from ui import session
 from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
-from ui.widgets import or_stop, start, watch
+from ui.widgets import or_stop, page_start, start, watch
 
-st.title("Autoencoder")
-st.caption(
+workspace = page_start(
+    "Autoencoder",
     "The hyper-representation: a transformer autoencoder over the zoo's weights, one token per neuron, whose "
-    "embedding of a model predicts its accuracy, epoch and generalisation gap."
+    "embedding of a model predicts its accuracy, epoch and generalisation gap.",
 )
-
-workspace = session.current()
-if workspace is None:
-    st.info("No workspace yet: make one on the Zoo page.")
-    st.stop()
 or_stop(session.zoo, workspace, hint="Generate or import a zoo on the Zoo page first.")
 
 

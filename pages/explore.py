@@ -6,25 +6,16 @@ import streamlit as st
 
 from ui import session
 from ui.figures import COLOURINGS, map_figure, map_table, selected_checkpoints, selection_summary
-from ui.widgets import or_stop
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table
 
-st.title("Explore")
-st.caption(
+workspace = page_start(
+    "Explore",
     "Every checkpoint of the zoo is a point: its hyper-representation, mapped to 2-D with UMAP. "
-    "Lasso or box a region (the tools at the chart's top right) to sample new models from it."
+    "Lasso or box a region (the tools at the chart's top right) to sample new models from it.",
 )
-
-workspace = session.current()
-if workspace is None:
-    st.info("No workspace yet: make one on the Zoo page.")
-    st.stop()
-zoo_table = or_stop(session.zoo_table, workspace, hint="Generate or import a zoo on the Zoo page first.")
+zoo_table = require_zoo_table(workspace)
+chosen = require_run(workspace)
 runs = session.finished_runs(workspace)
-if not runs:
-    st.info("This workspace has no trained autoencoder yet: train one on the Autoencoder page.")
-    st.stop()
-
-chosen = session.chosen_run(workspace)
 controls, chart = st.columns([1, 4])
 with controls:
     run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen))

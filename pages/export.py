@@ -13,17 +13,13 @@ import streamlit as st
 from core.errors import UserError
 from core.workspace import Workspace
 from ui import session
+from ui.widgets import page_start
 
-st.title("Export")
-st.caption(
+workspace = page_start(
+    "Export",
     "Take generated models home: one weight file per model (as generated and after fine-tuning), a plain-PyTorch "
-    "model.py that loads them, and a model card with their provenance and accuracy."
+    "model.py that loads them, and a model card with their provenance and accuracy.",
 )
-
-workspace = session.current()
-if workspace is None:
-    st.info("No workspace yet: make one on the Zoo page.")
-    st.stop()
 
 
 @st.cache_data(max_entries=16, show_spinner="Building the bundle...")

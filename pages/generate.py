@@ -14,7 +14,7 @@ from core.workspace import read_parquet
 from ui import session
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
 from ui.jobs import Job
-from ui.widgets import or_stop, start, watch
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start, watch
 
 SAMPLERS = {
     "kde": "KDE: kernel density over the anchors' embeddings (bandwidth by cross-validation)",
@@ -23,21 +23,13 @@ SAMPLERS = {
 }
 ANCHOR_SOURCES = ("map selection", "best checkpoints", "one epoch")
 
-st.title("Generate")
-st.caption(
+workspace = page_start(
+    "Generate",
     "New models from the hyper-representation: sample latent codes from the density of the anchors' "
-    "embeddings, decode them into weights, then fine-tune them beside random initialisation and the anchors."
+    "embeddings, decode them into weights, then fine-tune them beside random initialisation and the anchors.",
 )
-
-workspace = session.current()
-if workspace is None:
-    st.info("No workspace yet: make one on the Zoo page.")
-    st.stop()
-zoo = or_stop(session.zoo, workspace, hint="Generate or import a zoo on the Zoo page first.")
-run = session.chosen_run(workspace)
-if run is None:
-    st.info("This workspace has no trained autoencoder yet: train one on the Autoencoder page.")
-    st.stop()
+zoo_table = require_zoo_table(workspace)
+run = require_run(workspace)
 selected = session.selection(workspace, run)
 
 
@@ -52,7 +44,7 @@ def anchor_rule() -> str | None:
     if source == "best checkpoints":
         fraction = st.slider("Best fraction by validation accuracy", 0.05, 1.0, 0.3, 0.05)
         return f"top:{fraction}"
-    epochs = sorted(zoo.table["epoch"].unique().to_list())
+    epochs = sorted(zoo_table["epoch"].unique().to_list())
     return f"epoch:{st.selectbox('Epoch', epochs, index=len(epochs) - 1)}"
 
 
@@ -131,7 +123,7 @@ if not running:
         method = c1.selectbox("Sampler", METHODS, format_func=lambda m: SAMPLERS.get(m, m))
         n = c1.number_input("Models to generate", 1, 256, 16)
         epochs = c2.number_input("Fine-tuning epochs", 0, 50, 3)
-        source = zoo.dataset
+        source = or_stop(workspace.manifest).get("dataset", {}).get("name", "?")
         targets = [f"the zoo's own ({source})", *[d for d in ("digits", "shapes") if d != source], "local folder"]
         target = c2.selectbox("Fine-tune on", targets, help="another dataset is a transfer task (fresh output layer)")
         folder = c3.text_input("Local dataset folder (for 'local folder')", "")

@@ -32,6 +32,14 @@ _HOVER = (
 )
 
 
+def _layout(figure: go.Figure, x: str, y: str, height: int, **extra) -> go.Figure:
+    """Axis titles (with units), height and tight margins: the layout every figure here shares."""
+    figure.update_layout(
+        xaxis_title=x, yaxis_title=y, height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, **extra
+    )
+    return figure
+
+
 def map_table(embeddings: pl.DataFrame, zoo_table: pl.DataFrame) -> pl.DataFrame:
     """One row per checkpoint with its map position and the zoo's properties."""
     return embeddings.select("checkpoint", "split", "umap_x", "umap_y").join(zoo_table, on="checkpoint", how="left")
@@ -97,15 +105,9 @@ def map_figure(table: pl.DataFrame, colour: str, samples: pl.DataFrame | None = 
                 marker={"symbol": "star", "size": 12, "color": "#ff2d55", "line": {"width": 1, "color": "black"}},
             )
         )
-    figure.update_layout(
-        dragmode="lasso",
-        xaxis_title="UMAP 1 (no unit)",
-        yaxis_title="UMAP 2 (no unit)",
-        legend={"orientation": "h", "y": -0.15},
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        height=600,
+    return _layout(
+        figure, "UMAP 1 (no unit)", "UMAP 2 (no unit)", 600, dragmode="lasso", legend={"orientation": "h", "y": -0.15}
     )
-    return figure
 
 
 def _natural(value: str) -> tuple:
@@ -157,15 +159,14 @@ def accuracy_histogram(zoo_table: pl.DataFrame) -> go.Figure:
     figure = go.Figure()
     for (epoch,), group in sorted(zoo_table.partition_by("epoch", as_dict=True).items()):
         figure.add_trace(go.Histogram(x=group["test_acc"].to_list(), name=f"epoch {epoch}", opacity=0.65, nbinsx=40))
-    figure.update_layout(
+    return _layout(
+        figure,
+        "test accuracy (fraction correct)",
+        "checkpoints (count)",
+        380,
         barmode="overlay",
-        xaxis_title="test accuracy (fraction correct)",
-        yaxis_title="checkpoints (count)",
         legend_title="saved epoch",
-        height=380,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
-    return figure
 
 
 def loss_figure(history: pl.DataFrame) -> go.Figure:
@@ -175,14 +176,7 @@ def loss_figure(history: pl.DataFrame) -> go.Figure:
         figure.add_trace(
             go.Scatter(x=history["epoch"].to_list(), y=history[column].to_list(), mode="lines+markers", name=column)
         )
-    figure.update_layout(
-        xaxis_title="epoch",
-        yaxis_title="loss (layer-normalised, no unit)",
-        yaxis_type="log",
-        height=360,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-    )
-    return figure
+    return _layout(figure, "epoch", "loss (layer-normalised, no unit)", 360, yaxis_type="log")
 
 
 def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> go.Figure:
@@ -215,15 +209,14 @@ def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> g
                 line={"color": colour, "dash": dash, "width": 3 if group == "generated" else 2},
             )
         )
-    figure.update_layout(
-        xaxis_title="fine-tuning epoch (0 = as generated)",
-        yaxis_title="test accuracy (fraction correct)",
-        xaxis={"dtick": 1},
+    return _layout(
+        figure,
+        "fine-tuning epoch (0 = as generated)",
+        "test accuracy (fraction correct)",
+        460,
+        xaxis_dtick=1,
         legend={"orientation": "h", "y": -0.2},
-        height=460,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
-    return figure
 
 
 def novelty_figure(novelty_table: pl.DataFrame) -> go.Figure:
@@ -242,11 +235,10 @@ def novelty_figure(novelty_table: pl.DataFrame) -> go.Figure:
                     marker={"color": colour, "size": 9 if group == "generated" else 7},
                 )
             )
-    figure.update_layout(
-        xaxis_title="max IoU of errors with any zoo model (0 = new, 1 = copy)",
-        yaxis_title="test accuracy as generated (fraction)",
+    return _layout(
+        figure,
+        "max IoU of errors with any zoo model (0 = new, 1 = copy)",
+        "test accuracy as generated (fraction)",
+        460,
         legend={"orientation": "h", "y": -0.2},
-        height=460,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
-    return figure

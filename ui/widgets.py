@@ -25,6 +25,30 @@ def or_stop(load: Callable[..., Any], *args, hint: str | None = None) -> Any:
         st.stop()
 
 
+def page_start(title: str, caption: str) -> Workspace:
+    """The page's title and one-line explanation, and its workspace (or a pointer to the Zoo page and stop)."""
+    st.title(title)
+    st.caption(caption)
+    workspace = session.current()
+    if workspace is None:
+        st.info("No workspace yet: make one on the Zoo page.")
+        st.stop()
+    return workspace
+
+
+def require_zoo_table(workspace: Workspace):
+    return or_stop(session.zoo_table, workspace, hint="Generate or import a zoo on the Zoo page first.")
+
+
+def require_run(workspace: Workspace) -> str:
+    """The autoencoder run the pages work with, or a pointer to the Autoencoder page and stop."""
+    run = session.chosen_run(workspace)
+    if run is None:
+        st.info("This workspace has no trained autoencoder yet: train one on the Autoencoder page.")
+        st.stop()
+    return run
+
+
 def start(workspace: Workspace, kind: str, label: str, work: Work) -> Job | None:
     """Start a background job on the workspace, or say why not in an error box."""
     try:

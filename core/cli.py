@@ -132,7 +132,13 @@ def cmd_zoo_info(args: argparse.Namespace) -> dict:
 
 
 def _ae_configs(args: argparse.Namespace):
-    ae = AEConfig(d_model=args.d_model, latent_dim=args.latent_dim)
+    sizes = {k: v for k, v in (("d_model", args.d_model), ("latent_dim", args.latent_dim)) if v is not None}
+    if args.kind == "sane":
+        from core.sane import SANEConfig
+
+        ae = SANEConfig(token_width=args.token_width, window=args.window, halo=args.halo, **sizes)
+    else:
+        ae = AEConfig(**sizes)
     train = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -326,14 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
     ae_cmds = ae.add_subparsers(dest="ae_command", required=True, metavar="ACTION")
     train = ae_cmds.add_parser("train", help="train the autoencoder on the workspace's zoo, then map and evaluate it")
     _add_common(train, device=True)
-    train.add_argument("--kind", choices=("hyperrep",), default="hyperrep", help="autoencoder family")
+    train.add_argument(
+        "--kind",
+        choices=("hyperrep", "sane"),
+        default="hyperrep",
+        help="hyperrep: per-neuron tokens, whole model at once; sane: fixed-width tokens, trained on windows",
+    )
     train.add_argument("--run", default=None, help="run name (default: derived from the settings, so reruns resume)")
     defaults, ae_defaults = TrainConfig(), AEConfig()
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--d-model", type=int, default=ae_defaults.d_model, help="transformer width")
-    train.add_argument("--latent-dim", type=int, default=ae_defaults.latent_dim, help="size of one model's embedding")
+    train.add_argument(
+        "--d-model", type=int, default=None, help=f"transformer width (default {ae_defaults.d_model}; sane 128)"
+    )
+    train.add_argument(
+        "--latent-dim",
+        type=int,
+        default=None,
+        help=f"size of one model's embedding (default {ae_defaults.latent_dim}); sane: per token (default 32)",
+    )
+    train.add_argument("--token-width", type=int, default=64, help="sane: entries per token")
+    train.add_argument("--window", type=int, default=32, help="sane: tokens per training window")
+    train.add_argument("--halo", type=int, default=8, help="sane: context tokens on each side when encoding")
     train.add_argument("--gamma", type=float, default=defaults.gamma, help="weight of the contrastive loss (0..1)")
     train.add_argument("--permute", type=float, default=0.0, help="probability of a permutation augmentation")
     train.add_argument("--erase", type=float, default=defaults.erase_probability, help="probability of random erasing")

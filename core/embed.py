@@ -37,14 +37,49 @@ def encode(model, tokens: torch.Tensor, device: str = "cpu", batch: int = 512) -
 
 
 @torch.no_grad()
-def reconstruct(model, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
+def embed_checkpoints(run, prepared: PreparedZoo, rows=None, device: str = "cpu") -> np.ndarray:
+    """Embeddings [rows, latent] of the given checkpoints (all by default), for either kind of run: the
+    per-neuron AE's latent, or SANE's mean token latent over the whole sequence."""
+    if run.kind != "sane":
+        return encode(run.model, prepared.tokens(rows), device)
+    from core.sane import encode_sequence, model_embedding
+
+    tokens, positions = _sane_tokens(run, prepared, rows, device)
+    run.model.eval().to(device)
+    return model_embedding(encode_sequence(run.model, tokens, positions)).float().cpu().numpy()
+
+
+@torch.no_grad()
+def reconstruct(run, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
     """Aligned weights [rows, params] decoded from the embeddings of the given checkpoints."""
+    run.model.eval().to(device)
+    if run.kind == "sane":
+        from core.sane import decode_sequence, encode_sequence
+        from core.sequence import from_sequence
+
+        tokens, positions = _sane_tokens(run, prepared, rows, device)
+        decoded = decode_sequence(run.model, encode_sequence(run.model, tokens, positions), positions)
+        layout = _sane_layout(run, prepared)
+        return prepared.destandardise(from_sequence(layout, decoded.float().cpu()))
     from core.tokens import detokenize
 
-    model.eval().to(device)
     tokens = prepared.tokens(rows).to(device)
-    decoded = model.decode(model.encode(tokens)).float().cpu()
+    decoded = run.model.decode(run.model.encode(tokens)).float().cpu()
     return prepared.destandardise(detokenize(prepared.layout, decoded))
+
+
+def _sane_layout(run, prepared: PreparedZoo):
+    from core.train import sane_layout
+
+    return sane_layout(prepared.zoo.spec, run.ae_config)
+
+
+def _sane_tokens(run, prepared: PreparedZoo, rows, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from core.sequence import to_sequence
+
+    layout = _sane_layout(run, prepared)
+    flat = prepared.standardised if rows is None else prepared.standardised[torch.as_tensor(rows)]
+    return to_sequence(layout, flat).to(device), layout.positions.to(device)
 
 
 def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +112,7 @@ def place_on_map(zoo_embeddings: np.ndarray, zoo_xy: np.ndarray, new_embeddings:
 def compute_embeddings(workspace: Workspace, run, zoo, device: str = "cpu") -> pl.DataFrame:
     """Embed every checkpoint, project to 2-D, and store the table with the run."""
     prepared = run.prepare(zoo)
-    embeddings = encode(run.model, prepared.tokens(), device)
+    embeddings = embed_checkpoints(run, prepared, device=device)
     umap_xy, pca_xy = project_2d(embeddings, run.train_config.seed)
     table = zoo.table.select("checkpoint").with_columns(
         pl.Series("split", prepared.sides),

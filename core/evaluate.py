@@ -36,7 +36,7 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
     prepared = run.prepare(zoo)
     test_rows = prepared.rows("test")
     original = prepared.aligned[torch.from_numpy(test_rows)]
-    rebuilt = reconstruct(run.model, prepared, test_rows, device)
+    rebuilt = reconstruct(run, prepared, test_rows, device)
     per_layer = {
         layer.key: _r2(original[:, span], rebuilt[:, span])
         for layer, span in zip(zoo.spec.layers, layer_slices(zoo.spec))
@@ -44,7 +44,7 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
 
     result = {
         "run": run.name,
-        "kind": "hyperrep",
+        "kind": run.kind,
         "test_models": len(prepared.split.test),
         "test_checkpoints": len(test_rows),
         "recon_r2": _r2(original, rebuilt),

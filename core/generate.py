@@ -91,6 +91,11 @@ def generate_samples(
     on_progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     run = load_run(workspace, run_name)
+    if run.kind == "sane":
+        raise UserError(
+            f"{run.name} is a SANE run: its embeddings map and probe like any other, but generation from SANE "
+            "runs (window-by-window decoding of sampled token latents) is not built yet; use a hyperrep run"
+        )
     zoo = load_zoo(workspace)
     prepared = run.prepare(zoo)
     rng = np.random.default_rng(config.seed)

@@ -20,11 +20,14 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from core.arch import param_names
 from core.autoencoder import AEConfig, HyperRepresentationAE
 from core.errors import Interrupted, UserError, ZooError
 from core.layout import list_runs, run_statuses, runs_dir
 from core.losses import nt_xent, reconstruction_loss
 from core.prepare import PreparedZoo, Split, prepare, split_models
+from core.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, sane_losses
+from core.sequence import SequenceLayout, sequence_layout, to_sequence
 from core.tokens import add_noise, random_erase, random_permutation_indices, tokenize
 from core.workspace import Workspace, atomic_path, read_json, read_tensors, write_json, write_parquet, write_tensors
 from core.zoo import Progress, Zoo, load_zoo
@@ -64,7 +67,7 @@ class TrainConfig:
 @dataclass
 class AERun:
     folder: Path
-    ae_config: AEConfig
+    ae_config: AEConfig | SANEConfig
     train_config: TrainConfig
     split: Split
     status: str
@@ -76,14 +79,26 @@ class AERun:
     def name(self) -> str:
         return self.folder.name
 
+    @property
+    def kind(self) -> str:
+        return kind_of(self.ae_config)
+
     def prepare(self, zoo: Zoo) -> PreparedZoo:
         return prepare(zoo, self.split, self.train_config.align, self.train_config.align_iterations, self.stats)
 
 
-def run_name(ae_config: AEConfig, train_config: TrainConfig) -> str:
+def kind_of(ae_config: AEConfig | SANEConfig) -> str:
+    return "sane" if isinstance(ae_config, SANEConfig) else "hyperrep"
+
+
+def run_name(ae_config: AEConfig | SANEConfig, train_config: TrainConfig) -> str:
     """Runs are named by their settings, so the same command resumes its own run and other settings get a new one."""
     digest = hashlib.sha256(json.dumps([asdict(ae_config), asdict(train_config)], sort_keys=True).encode())
-    return f"hyperrep-{digest.hexdigest()[:8]}"
+    return f"{kind_of(ae_config)}-{digest.hexdigest()[:8]}"
+
+
+def sane_layout(spec, config: SANEConfig) -> SequenceLayout:
+    return sequence_layout(param_names(spec), config.token_width)
 
 
 def load_run(workspace: Workspace, name: str | None = None, with_model: bool = True) -> AERun:
@@ -104,14 +119,19 @@ def load_run(workspace: Workspace, name: str | None = None, with_model: bool = T
             "split": tuple(config["train"]["split"]),
         }
     )
-    run = AERun(folder, AEConfig(**config["ae"]), train_config, Split(**config["split"]), config["status"])
+    kind = config.get("kind", "hyperrep")
+    ae_config = SANEConfig(**config["ae"]) if kind == "sane" else AEConfig(**config["ae"])
+    run = AERun(folder, ae_config, train_config, Split(**config["split"]), config["status"])
     stats = read_tensors(folder / "stats.safetensors")
     run.stats = (stats["layer_mean"], stats["layer_std"])
     if with_model:
         if run.status != "done":
             raise ZooError(f"{folder}: run is unfinished; run `ae train` again with the same settings to resume it")
         weights = read_tensors(folder / "model.safetensors")
-        run.model = HyperRepresentationAE(config["n_tokens"], config["token_width"], run.ae_config)
+        if kind == "sane":
+            run.model = SANE(ae_config)
+        else:
+            run.model = HyperRepresentationAE(config["n_tokens"], config["token_width"], ae_config)
         run.model.load_state_dict(weights)
         run.model.eval()
     if (folder / "history.parquet").exists():
@@ -148,7 +168,8 @@ class _Augmenter:
             cpu = torch.Generator().manual_seed(config.seed)
             self.permutations = random_permutation_indices(prepared.zoo.spec, 256, cpu).to(device)
 
-    def view(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def permute(self, flat: torch.Tensor) -> torch.Tensor:
+        """Each row permuted (hidden units, function unchanged) with the configured probability."""
         if self.permutations is not None:
             pick = torch.randint(
                 0, len(self.permutations), (flat.shape[0],), generator=self.generator, device=self.device
@@ -161,7 +182,10 @@ class _Augmenter:
                 permute.unsqueeze(1), self.permutations[pick], torch.arange(flat.shape[1], device=self.device)
             )
             flat = torch.gather(flat, 1, gather)
-        clean = tokenize(self.prepared.layout, flat)
+        return flat
+
+    def view(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = tokenize(self.prepared.layout, self.permute(flat))
         noisy = add_noise(clean, self.mask, self.scale, self.config.noise, self.generator)
         return random_erase(noisy, self.config.erase_probability, self.config.erase_area, self.generator), clean
 
@@ -179,6 +203,75 @@ def _losses(model, augmenter: _Augmenter, flat: torch.Tensor, token_std: torch.T
     )
     con = nt_xent(proj_a, proj_b, config.temperature) if config.gamma > 0 else torch.zeros((), device=flat.device)
     return config.gamma * con + (1 - config.gamma) * rec, rec, con
+
+
+class _HyperRepMethod:
+    """The per-neuron autoencoder's part of the loop: its model, start, losses and validation criterion."""
+
+    def __init__(self, prepared: PreparedZoo, ae_config: AEConfig, config: TrainConfig, generator, device: str):
+        self.prepared, self.ae_config, self.config, self.device = prepared, ae_config, config, device
+        self.augmenter = _Augmenter(prepared, config, generator, device)
+        self.token_std = prepared.token_std.to(device)
+
+    def build(self) -> HyperRepresentationAE:
+        layout = self.prepared.layout
+        return HyperRepresentationAE(layout.n_tokens, layout.width, self.ae_config).to(self.device)
+
+    def initialise(self, model: HyperRepresentationAE, flat: torch.Tensor) -> None:
+        if self.config.pca_init:
+            model.init_linear_path(tokenize(self.prepared.layout, flat.cpu()))
+
+    def losses(self, model, flat: torch.Tensor):
+        return _losses(model, self.augmenter, flat, self.token_std, self.config)
+
+    def validation_loss(self, model) -> float:
+        return validation_loss(model, self.prepared, self.device)
+
+
+class _SANEMethod:
+    """SANE's part of the loop: each step trains on one random window of the sequences of a batch of models,
+    two views differing by noise (and by a hidden-unit permutation, when that augmentation is on)."""
+
+    def __init__(self, prepared: PreparedZoo, ae_config: SANEConfig, config: TrainConfig, generator, device: str):
+        self.prepared, self.ae_config, self.config, self.generator, self.device = (
+            prepared, ae_config, config, generator, device
+        )  # fmt: skip
+        self.layout = sane_layout(prepared.zoo.spec, ae_config)
+        self.positions, self.mask = self.layout.positions.to(device), self.layout.mask.to(device)
+        self.permuter = _Augmenter(prepared, config, generator, device)
+
+    def build(self) -> SANE:
+        return SANE(self.ae_config).to(self.device)
+
+    def initialise(self, model: SANE, flat: torch.Tensor) -> None:
+        if self.layout.n_tokens > self.ae_config.max_tokens:
+            raise UserError(f"the zoo's models make {self.layout.n_tokens} tokens; raise max_tokens or token_width")
+
+    def _view(self, flat: torch.Tensor) -> torch.Tensor:
+        permuted = self.permuter.permute(flat)
+        return to_sequence(self.layout, permuted)
+
+    def losses(self, model: SANE, flat: torch.Tensor):
+        clean_a, clean_b = self._view(flat), self._view(flat)
+        target_a, positions, mask = random_windows(
+            clean_a, self.positions, self.mask, self.ae_config.window, self.generator
+        )
+        start = int(positions[0, 0, 0])
+        target_b = clean_b[:, start : start + target_a.shape[1]]
+        noise = self.config.noise
+        view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * mask
+        view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * mask
+        return sane_losses(
+            model, view_a, view_b, target_a, target_b, mask, positions, self.config.gamma, self.config.temperature
+        )
+
+    @torch.no_grad()
+    def validation_loss(self, model: SANE) -> float:
+        model.eval()
+        tokens = to_sequence(self.layout, self.prepared.standardised[torch.from_numpy(self.prepared.rows("val"))])
+        tokens = tokens.to(self.device)
+        recon = decode_sequence(model, encode_sequence(model, tokens, self.positions), self.positions)
+        return float(((recon - tokens) * self.mask).pow(2).sum() / (self.mask.sum() * len(tokens)))
 
 
 @torch.no_grad()
@@ -215,14 +308,14 @@ def train_autoencoder(
         else:
             split = Split(**read_json(folder / "config.json")["split"])
         prepared = prepare(zoo, split, train_config.align, train_config.align_iterations)
-        layout = prepared.layout
+        layout = sane_layout(zoo.spec, ae_config) if kind_of(ae_config) == "sane" else prepared.layout
         config_json = {
-            "kind": "hyperrep",
+            "kind": kind_of(ae_config),
             "ae": ae_config.to_json(),
             "train": asdict(train_config),
             "split": asdict(split),
             "n_tokens": layout.n_tokens,
-            "token_width": layout.width,
+            "token_width": layout.index.shape[1],
             "zoo_created": zoo.manifest.get("zoo", {}).get("created"),
             "status": "training",
         }
@@ -245,7 +338,7 @@ def train_autoencoder(
     return finished
 
 
-def _resume_state(folder: Path, ae_config: AEConfig, train_config: TrainConfig) -> dict | None:
+def _resume_state(folder: Path, ae_config: AEConfig | SANEConfig, train_config: TrainConfig) -> dict | None:
     state_path = folder / "train_state.pt"
     if not state_path.exists():
         return None
@@ -257,8 +350,10 @@ def _resume_state(folder: Path, ae_config: AEConfig, train_config: TrainConfig) 
 
 def _fit(folder, prepared, ae_config, config: TrainConfig, state, device, on_progress, should_stop) -> int:
     torch.manual_seed(config.seed)
-    layout = prepared.layout
-    model = HyperRepresentationAE(layout.n_tokens, layout.width, ae_config).to(device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    method_class = _SANEMethod if kind_of(ae_config) == "sane" else _HyperRepMethod
+    method = method_class(prepared, ae_config, config, generator, device)
+    model = method.build()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train_rows = torch.from_numpy(prepared.rows("train"))
     flat = prepared.standardised[train_rows].to(device)
@@ -266,14 +361,11 @@ def _fit(folder, prepared, ae_config, config: TrainConfig, state, device, on_pro
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _schedule(config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     )
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    augmenter = _Augmenter(prepared, config, generator, device)
-    token_std = prepared.token_std.to(device)
     history: list[dict] = []
     start_epoch, best, best_epoch, best_weights = 1, float("inf"), 0, None
-    if state is None and config.pca_init:
-        model.init_linear_path(tokenize(layout, flat.cpu()))
-    elif state is not None:
+    if state is None:
+        method.initialise(model, flat)
+    else:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -296,14 +388,14 @@ def _fit(folder, prepared, ae_config, config: TrainConfig, state, device, on_pro
             if len(batch) < 2:
                 continue  # the contrastive loss needs a negative
             with autocast:
-                loss, rec, con = _losses(model, augmenter, flat[batch], token_std, config)
+                loss, rec, con = method.losses(model, flat[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
             optimizer.step()
             scheduler.step()
             sums += torch.stack([loss.detach(), rec.detach(), con.detach()]).float()
-        val = validation_loss(model, prepared, device)
+        val = method.validation_loss(model)
         if not math.isfinite(val):
             raise UserError(f"{folder}: training diverged at epoch {epoch} (validation loss {val}); try a lower --lr")
         if val < best:

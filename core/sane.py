@@ -1,0 +1,180 @@
+"""SANE: a sequence autoencoder over weight tokens, trained on windows (Schürholt, Mahoney and Borth, 2024).
+
+The per-neuron autoencoder reads a whole model at once, so its memory grows with the model. SANE reads a
+window of `window` consecutive tokens of the sequence (core/sequence.py) with their three-part positions and
+keeps one latent vector per token, so a training step costs the same whatever the model's size. A model's
+embedding is the mean of its token latents over the whole sequence, computed window by window; decoding the
+whole sequence also goes window by window, each with `halo` tokens of context on both sides that are encoded
+or decoded but not kept ("haloing"), so that no token sits at the edge of what the transformer saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from core.errors import UserError
+from core.losses import nt_xent
+
+
+@dataclass(frozen=True)
+class SANEConfig:
+    """Sized for a 2-core CPU. The paper used tokens of 288 entries, windows of 256 (64 for small CNNs),
+    d_model 1024-2048, 8 layers and 128 latent entries per token on GPUs."""
+
+    token_width: int = 64
+    window: int = 32
+    halo: int = 8
+    d_model: int = 128
+    heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    feedforward: int = 256
+    latent_dim: int = 32  # per token
+    projection_dim: int = 32
+    dropout: float = 0.0
+    max_tokens: int = 8192  # positional tables: the longest sequence and layer this model can place
+
+    def __post_init__(self) -> None:
+        if self.token_width < 1 or self.window < 2 or self.halo < 0:
+            raise UserError("sane: token width >= 1, window >= 2 and halo >= 0 are needed")
+        if self.window - 2 * self.halo < 1:
+            raise UserError(f"sane: a window of {self.window} tokens keeps none with a halo of {self.halo} each side")
+        if self.d_model % self.heads:
+            raise UserError(f"sane: d_model {self.d_model} must be a multiple of heads {self.heads}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _transformer(config: SANEConfig, layers: int) -> nn.TransformerEncoder:
+    block = nn.TransformerEncoderLayer(
+        config.d_model, config.heads, config.feedforward, config.dropout, batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+
+
+class Positions(nn.Module):
+    """Learned embeddings of (sequence position, layer, position within the layer), summed."""
+
+    def __init__(self, config: SANEConfig):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(config.max_tokens, config.d_model) for _ in range(3))
+        for table in self.tables:
+            nn.init.normal_(table.weight, std=0.02)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return sum(table(positions[..., i]) for i, table in enumerate(self.tables))
+
+
+class SANE(nn.Module):
+    def __init__(self, config: SANEConfig):
+        super().__init__()
+        d = config.d_model
+        self.config = config
+        self.embed = nn.Linear(config.token_width, d)
+        self.encoder_positions = Positions(config)
+        self.encoder = _transformer(config, config.encoder_layers)
+        self.to_latent = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.latent_dim))
+        self.from_latent = nn.Linear(config.latent_dim, d)
+        self.decoder_positions = Positions(config)
+        self.decoder = _transformer(config, config.decoder_layers)
+        self.unembed = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.token_width))
+        self.projection = nn.Sequential(
+            nn.Linear(config.latent_dim, config.projection_dim),
+            nn.GELU(),
+            nn.Linear(config.projection_dim, config.projection_dim),
+        )
+
+    def encode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """[B, L, width] tokens and [B or 1, L, 3] positions -> [B, L, latent]."""
+        return self.to_latent(self.encoder(self.embed(tokens) + self.encoder_positions(positions)))
+
+    def decode(self, latents: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """[B, L, latent] -> [B, L, width]."""
+        return self.unembed(self.decoder(self.from_latent(latents) + self.decoder_positions(positions)))
+
+
+def windows(n_tokens: int, window: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """Cover 0..n_tokens with windows of at most `window` tokens whose outer `halo` tokens are context:
+    [(context_start, context_end, keep_start, keep_end)], the kept ranges tiling the sequence exactly."""
+    if n_tokens <= window:
+        return [(0, n_tokens, 0, n_tokens)]
+    step = window - 2 * halo
+    if step < 1:
+        raise ValueError(f"window {window} leaves no tokens to keep with a halo of {halo} on each side")
+    spans = []
+    for keep_start in range(0, n_tokens, step):
+        keep_end = min(keep_start + step, n_tokens)
+        start = min(max(0, keep_start - halo), n_tokens - window)
+        spans.append((start, start + window, keep_start, keep_end))
+    return spans
+
+
+def _windowed(apply, inputs: torch.Tensor, positions: torch.Tensor, window: int, halo: int, width: int):
+    out = torch.empty(*inputs.shape[:2], width, dtype=inputs.dtype, device=inputs.device)
+    for start, end, keep_start, keep_end in windows(inputs.shape[1], window, halo):
+        result = apply(inputs[:, start:end], positions[start:end].unsqueeze(0))
+        out[:, keep_start:keep_end] = result[:, keep_start - start : keep_end - start]
+    return out
+
+
+@torch.no_grad()
+def encode_sequence(model: SANE, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """[B, N, width] whole sequences -> [B, N, latent], window by window with halo context."""
+    c = model.config
+    return _windowed(model.encode, tokens, positions, c.window, c.halo, c.latent_dim)
+
+
+@torch.no_grad()
+def decode_sequence(model: SANE, latents: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """[B, N, latent] -> [B, N, width], window by window with halo context."""
+    c = model.config
+    return _windowed(model.decode, latents, positions, c.window, c.halo, c.token_width)
+
+
+def model_embedding(token_latents: torch.Tensor) -> torch.Tensor:
+    """A model's embedding: the mean of its token latents ([B, N, latent] -> [B, latent])."""
+    return token_latents.mean(1)
+
+
+def sane_losses(
+    model: SANE,
+    view_a: torch.Tensor,
+    view_b: torch.Tensor,
+    target_a: torch.Tensor,
+    target_b: torch.Tensor,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    gamma: float,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, reconstruction, contrastive) on one window of two augmented views [B, L, width].
+
+    Tokens are standardised per layer over the training zoo, so the masked mean squared error is the
+    layer-wise normalised reconstruction loss. The contrastive loss pulls together the two views' window
+    embeddings (mean token latents) through the projection head."""
+    latent_a, latent_b = model.encode(view_a, positions), model.encode(view_b, positions)
+    rec = 0.5 * sum(
+        ((model.decode(z, positions) - t) * mask).pow(2).sum() / (mask.sum() * t.shape[0])
+        for z, t in ((latent_a, target_a), (latent_b, target_b))
+    )
+    if gamma > 0:
+        con = nt_xent(model.projection(latent_a.mean(1)), model.projection(latent_b.mean(1)), temperature)
+    else:
+        con = torch.zeros((), device=view_a.device)
+    return gamma * con + (1 - gamma) * rec, rec, con
+
+
+def random_windows(
+    tokens: torch.Tensor, layout_positions: torch.Tensor, layout_mask: torch.Tensor, window: int, generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One window of `window` tokens at a random start shared by the batch: (tokens [B, L, width],
+    positions [1, L, 3], mask [L, width])."""
+    n = tokens.shape[1]
+    length = min(window, n)
+    start = int(torch.randint(0, n - length + 1, (1,), generator=generator, device=generator.device))
+    end = start + length
+    return tokens[:, start:end], layout_positions[start:end].unsqueeze(0), layout_mask[start:end]

@@ -1,0 +1,173 @@
+"""SANE: windows with halos, the windowed model, training runs (resumable), embeddings, evaluation, CLI."""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from core.cli import main
+from core.errors import UserError
+from core.evaluate import evaluate_run
+from core.generate import SampleConfig, generate_samples
+from core.layout import embeddings_path
+from core.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, windows
+from core.train import TrainConfig, load_run, train_autoencoder
+from core.workspace import Workspace, read_parquet
+from core.zoo import load_zoo
+
+TINY = SANEConfig(
+    token_width=16,
+    window=8,
+    halo=2,
+    d_model=16,
+    heads=2,
+    encoder_layers=1,
+    decoder_layers=1,
+    feedforward=32,
+    latent_dim=4,
+    projection_dim=8,
+    max_tokens=512,
+)
+TRAIN = TrainConfig(epochs=3, batch_size=8, warmup_epochs=1, permute_probability=0.5)
+
+
+def _copy(workspace: Workspace, target) -> Workspace:
+    shutil.copytree(workspace.root, target)
+    return Workspace(target)
+
+
+@pytest.mark.parametrize("n, window, halo", [(5, 8, 2), (8, 8, 2), (9, 8, 2), (40, 8, 2), (41, 10, 0), (100, 32, 8)])
+def test_windows_keep_every_token_once_with_context_inside_the_sequence(n, window, halo):
+    spans = windows(n, window, halo)
+    kept = [i for _, _, a, b in spans for i in range(a, b)]
+    assert kept == list(range(n))
+    for start, end, keep_start, keep_end in spans:
+        assert 0 <= start <= keep_start < keep_end <= end <= n and end - start == min(window, n)
+        if n > window:  # a kept token has `halo` tokens of context on each side unless the sequence ends
+            assert keep_start - start >= min(halo, keep_start) and end - keep_end >= min(halo, n - keep_end)
+
+
+def test_windows_refuse_a_halo_that_leaves_nothing():
+    with pytest.raises(ValueError, match="leaves no tokens"):
+        windows(100, 8, 4)
+
+
+def test_windowed_passes_equal_one_pass_when_the_sequence_fits_and_differ_only_through_context():
+    torch.manual_seed(0)
+    model = SANE(TINY).eval()
+    tokens = torch.randn(2, 8, 16)
+    positions = torch.stack([torch.arange(8), torch.zeros(8, dtype=torch.long), torch.arange(8)], 1)
+    with torch.no_grad():
+        whole = model.encode(tokens, positions.unsqueeze(0))
+    assert torch.allclose(encode_sequence(model, tokens, positions), whole)
+    long_tokens = torch.randn(2, 30, 16)
+    long_positions = torch.stack([torch.arange(30), torch.zeros(30, dtype=torch.long), torch.arange(30)], 1)
+    latents = encode_sequence(model, long_tokens, long_positions)
+    assert latents.shape == (2, 30, 4)
+    assert decode_sequence(model, latents, long_positions).shape == (2, 30, 16)
+    with torch.no_grad():  # window 8, halo 2: keep 0-3 from tokens 0-7, then 4-7 from tokens 2-9, ...
+        first = model.encode(long_tokens[:, :8], long_positions[:8].unsqueeze(0))
+        second = model.encode(long_tokens[:, 2:10], long_positions[2:10].unsqueeze(0))
+    assert torch.allclose(latents[:, :4], first[:, :4], atol=1e-6)
+    assert torch.allclose(latents[:, 4:8], second[:, 2:6], atol=1e-6)
+    assert not torch.allclose(latents[:, 4:6], first[:, 4:6], atol=1e-4)  # context differs, so values do
+
+
+def test_a_training_window_has_the_same_length_whatever_the_model_size():
+    generator = torch.Generator().manual_seed(0)
+    for n in (20, 2000):
+        tokens = torch.zeros(3, n, 16)
+        positions = torch.zeros(n, 3, dtype=torch.long)
+        window, pos, mask = random_windows(tokens, positions, torch.ones(n, 16, dtype=torch.bool), 8, generator)
+        assert window.shape == (3, 8, 16) and pos.shape == (1, 8, 3) and mask.shape == (8, 16)
+
+
+@pytest.fixture(scope="module")
+def sane_workspace(tiny_zoo_workspace, tmp_path_factory):
+    workspace = _copy(tiny_zoo_workspace, tmp_path_factory.mktemp("sane") / "ws")
+    train_autoencoder(workspace, TINY, TRAIN)
+    return workspace
+
+
+def test_a_sane_run_trains_maps_and_evaluates(sane_workspace):
+    run = load_run(sane_workspace)
+    assert run.kind == "sane" and run.name.startswith("sane-") and isinstance(run.model, SANE)
+    table = read_parquet(embeddings_path(sane_workspace, run.name))
+    assert table.height == 18 and len(table["embedding"][0]) == TINY.latent_dim
+    result = evaluate_run(sane_workspace, run.name)
+    assert result["kind"] == "sane" and math.isfinite(result["recon_r2"])  # 3 epochs: no quality to assert
+    assert set(result["recon_r2_per_layer"]) == {
+        layer.key for layer in run.prepare(load_zoo(sane_workspace)).zoo.spec.layers
+    }
+    assert set(result["probe_r2"]) == {"embedding", "weights", "stats"}
+
+
+def test_sane_training_resumes_bit_identically(tiny_zoo_workspace, tmp_path):
+    straight = train_autoencoder(_copy(tiny_zoo_workspace, tmp_path / "a"), TINY, TRAIN)
+    workspace = _copy(tiny_zoo_workspace, tmp_path / "b")
+    seen = []
+    with pytest.raises(Exception, match="stopped after epoch"):
+        train_autoencoder(
+            workspace, TINY, TRAIN, on_progress=lambda d, t, i: seen.append(d), should_stop=lambda: len(seen) >= 2
+        )
+    resumed = train_autoencoder(workspace, TINY, TRAIN)
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_generation_from_a_sane_run_is_refused_with_a_reason(sane_workspace):
+    with pytest.raises(UserError, match="SANE run"):
+        generate_samples(sane_workspace, SampleConfig(n=2, finetune_epochs=0))
+
+
+def test_cli_trains_a_sane_run(tiny_zoo_workspace, tmp_path, capsys):
+    workspace = _copy(tiny_zoo_workspace, tmp_path / "ws")
+    code = main(
+        [
+            "ae",
+            "train",
+            "--workspace",
+            str(workspace.root),
+            "--kind",
+            "sane",
+            "--epochs",
+            "2",
+            "--token-width",
+            "16",
+            "--window",
+            "8",
+            "--halo",
+            "2",
+            "--d-model",
+            "16",
+            "--latent-dim",
+            "4",
+            "--batch-size",
+            "8",
+            "--json",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["kind"] == "sane" and result["run"].startswith("sane-")
+    assert (
+        main(
+            [
+                "ae",
+                "train",
+                "--workspace",
+                str(workspace.root),
+                "--kind",
+                "sane",
+                "--window",
+                "8",
+                "--halo",
+                "4",
+                "--quiet",
+            ]
+        )
+        == 2
+    )

@@ -1,0 +1,173 @@
+"""Training memory as models grow: SANE (fixed window) against the per-neuron hyper-representation AE.
+
+For each model size (an 8x8 CNN with two hidden layers widened to about 10k, 100k and 1M parameters) a fresh
+process builds a batch of 16 random standardised models, then the autoencoder, its AdamW optimiser, and runs
+three training steps (both AEs with their default settings; SANE: tokens of 64, windows of 32). It reports the
+peak memory of that work above what the process held with the batch already in memory: on CPU the growth of
+peak resident memory, on a GPU torch's peak allocation. A size that fails (out of memory, or past
+--timeout seconds) is null. SANE's positional table grows with the sequence (max_tokens x d_model x 3), the
+rest of its memory should not; the per-neuron AE's bottleneck maps all tokens at once and grows with the model.
+Usage: python bench/sane.py [--device auto|cpu|cuda] [--sizes 10000,100000,1000000] [--timeout 600]
+The last line of stdout is JSON: {"params": [...], "sane_peak_mb": [...], "neuron_ae_peak_mb": [...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCH = 16
+
+
+def spec_for(target: int):
+    """The digits CNN's first conv, then two hidden layers of width h, h chosen to reach ~target params."""
+    from core.arch import ArchSpec, Conv
+
+    def build(h: int) -> ArchSpec:
+        return ArchSpec(f"cnn-h{h}", 1, 8, (Conv(8, 3, 1, 2),), (h, h), 10)
+
+    h = 1
+    while build(h + 1).n_params <= target:
+        h = max(h + 1, int(h * 1.05))
+    return build(h)
+
+
+def measure(kind: str, target: int, device: str) -> dict:
+    """Run in a child process: peak MB of building and training `kind` on a batch of `target`-size models."""
+    import resource
+
+    import torch
+
+    from core.arch import param_names
+
+    torch.manual_seed(0)
+    spec = spec_for(target)
+    flat = torch.randn(BATCH, spec.n_params, device=device)
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+    # The batch's tokens are data (the zoo lives in memory anyway): made before the baseline is read.
+    if kind == "sane":
+        from core.sane import SANE, SANEConfig, random_windows, sane_losses
+        from core.sequence import sequence_layout, to_sequence
+
+        layout = sequence_layout(param_names(spec), 64)
+        tokens = to_sequence(layout, flat)
+        positions, mask = layout.positions.to(device), layout.mask.to(device)
+    else:
+        from core.autoencoder import AEConfig, HyperRepresentationAE
+        from core.losses import nt_xent, reconstruction_loss
+        from core.tokens import token_layout, tokenize
+
+        layout = token_layout(spec)
+        tokens = tokenize(layout, flat)
+        mask, std = layout.mask.to(device), torch.ones(layout.n_tokens, 1, device=device)
+    del flat
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    else:
+        before = rss_mb()
+    if kind == "sane":
+        config = SANEConfig(token_width=64, window=32, halo=8, max_tokens=max(8192, layout.n_tokens))
+        model = SANE(config).to(device)
+        generator = torch.Generator(device=device).manual_seed(0)
+
+        def step() -> torch.Tensor:
+            window, pos, window_mask = random_windows(tokens, positions, mask, config.window, generator)
+            return sane_losses(model, window, window, window, window, window_mask, pos, 0.05, 0.1)[0]
+
+    else:
+        model = HyperRepresentationAE(layout.n_tokens, layout.width, AEConfig()).to(device)
+
+        def step() -> torch.Tensor:
+            _, recon, projection = model(tokens)
+            return reconstruction_loss(recon, tokens, mask, std, True) + 0.05 * nt_xent(projection, projection, 0.1)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        step().backward()
+        optimizer.step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20 - before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    return {
+        "params": spec.n_params,
+        "tokens": layout.n_tokens,
+        "ae_params": sum(p.numel() for p in model.parameters()),
+        "peak_mb": round(peak, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from core.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    if args.child:
+        print(json.dumps(measure(args.child[0], int(args.child[1]), device)))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = {}
+    for kind in ("sane", "neuron_ae"):
+        for size in sizes:
+            try:
+                done = subprocess.run(
+                    [sys.executable, __file__, "--device", device, "--child", kind, str(size)],
+                    capture_output=True,
+                    text=True,
+                    timeout=args.timeout,
+                )
+                rows[kind, size] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+                if done.returncode != 0:
+                    print(f"{kind} at {size}: failed ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
+            except subprocess.TimeoutExpired:
+                rows[kind, size] = None
+                print(f"{kind} at {size}: over {args.timeout:.0f} s", file=sys.stderr)
+    params = [spec_for(size).n_params for size in sizes]
+    print(f"device {device}, batch {BATCH}; peak MB above the batch already in memory")
+    print(f"{'params':>10s} {'SANE tokens':>12s} {'SANE MB':>9s} {'AE tokens':>10s} {'AE weights':>11s} {'AE MB':>9s}")
+    for size, n in zip(sizes, params, strict=True):
+        sane, ae = rows["sane", size], rows["neuron_ae", size]
+
+        def cell(row, key, fmt="{:.1f}"):
+            return fmt.format(row[key]) if row else "failed"
+
+        sane_cells = f"{cell(sane, 'tokens', '{:d}'):>12s} {cell(sane, 'peak_mb'):>9s}"
+        ae_cells = f"{cell(ae, 'tokens', '{:d}'):>10s} {cell(ae, 'ae_params', '{:,d}'):>11s} {cell(ae, 'peak_mb'):>9s}"
+        print(f"{n:10d} {sane_cells} {ae_cells}")
+    print(
+        json.dumps(
+            {
+                "device": device,
+                "params": params,
+                "sane_peak_mb": [rows["sane", s]["peak_mb"] if rows["sane", s] else None for s in sizes],
+                "neuron_ae_peak_mb": [rows["neuron_ae", s]["peak_mb"] if rows["neuron_ae", s] else None for s in sizes],
+                "batch": BATCH,
+                "window": 32,
+                "token_width": 64,
+                "log10_params": [round(math.log10(p), 2) for p in params],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,11 @@ def run_statuses(workspace: Workspace) -> dict[str, str]:
     return {r: read_json(runs_dir(workspace) / r / "config.json").get("status", "?") for r in list_runs(workspace)}
 
 
+def run_kind(workspace: Workspace, run: str) -> str:
+    """ "hyperrep" (per-neuron tokens, whole model) or "sane" (sequence tokens, windows)."""
+    return read_json(runs_dir(workspace) / run / "config.json").get("kind", "hyperrep")
+
+
 def embeddings_path(workspace: Workspace, run_name: str) -> Path:
     return runs_dir(workspace) / run_name / "embeddings.parquet"
 

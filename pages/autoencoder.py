@@ -8,7 +8,8 @@ import streamlit as st
 
 from core.autoencoder import AEConfig
 from core.errors import UserError
-from core.layout import run_statuses
+from core.layout import run_kind, run_statuses
+from core.sane import SANEConfig
 from core.train import TrainConfig
 from ui import session
 from ui.figures import LOSS_COLUMNS, loss_figure
@@ -82,13 +83,26 @@ def show_run(name: str) -> None:
                 st.rerun()
 
 
+KINDS = {
+    "hyperrep": "Hyper-representation: one token per neuron, the whole model at once (2021/2022)",
+    "sane": "SANE: fixed-width tokens, trained on windows; memory independent of model size (2024)",
+}
+
+
 def train_form() -> None:
-    ae_defaults, train_defaults = AEConfig(), TrainConfig()
+    kind = st.radio("Kind", list(KINDS), format_func=KINDS.get, key="ae-kind")
+    ae_defaults, train_defaults = (SANEConfig() if kind == "sane" else AEConfig()), TrainConfig()
     with st.form("train-ae"):
         c1, c2, c3, c4 = st.columns(4)
         epochs = c1.number_input("Epochs", 1, 2000, train_defaults.epochs)
-        latent = c1.number_input("Embedding size", 2, 1024, ae_defaults.latent_dim)
+        latent = c1.number_input(
+            "Embedding size" + (" per token" if kind == "sane" else ""), 2, 1024, ae_defaults.latent_dim
+        )
         d_model = c2.number_input("Transformer width", 8, 1024, ae_defaults.d_model, step=8)
+        if kind == "sane":
+            width = c1.number_input("Token width", 1, 4096, ae_defaults.token_width)
+            window = c2.number_input("Window (tokens)", 2, 4096, ae_defaults.window)
+            halo = c3.number_input("Halo (context tokens each side)", 0, 2048, ae_defaults.halo)
         gamma = c2.slider("Contrastive weight γ", 0.0, 1.0, train_defaults.gamma)
         permute = c3.slider("Permutation augmentation p", 0.0, 1.0, train_defaults.permute_probability)
         erase = c3.slider("Random erasing p", 0.0, 1.0, train_defaults.erase_probability)
@@ -99,7 +113,12 @@ def train_form() -> None:
     if not submitted:
         return
     try:
-        ae = AEConfig(latent_dim=int(latent), d_model=int(d_model))
+        if kind == "sane":
+            ae = SANEConfig(
+                token_width=int(width), window=int(window), halo=int(halo), latent_dim=int(latent), d_model=int(d_model)
+            )
+        else:
+            ae = AEConfig(latent_dim=int(latent), d_model=int(d_model))
         train = TrainConfig(
             epochs=int(epochs),
             gamma=float(gamma),
@@ -144,7 +163,12 @@ if not (job and job.running):
 st.header("Runs")
 finished = session.finished_runs(workspace)
 if runs:
-    st.dataframe(pl.DataFrame({"run": list(runs), "status": list(runs.values())}), hide_index=True, width="stretch")
+    kinds = [run_kind(workspace, r) for r in runs]
+    st.dataframe(
+        pl.DataFrame({"run": list(runs), "kind": kinds, "status": list(runs.values())}),
+        hide_index=True,
+        width="stretch",
+    )
 if not finished:
     st.info("No finished run yet: train one above.")
     st.stop()

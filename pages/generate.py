@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.generate import SampleConfig
-from core.layout import samples_dir
+from core.layout import run_kind, samples_dir
 from core.sample import METHODS
 from core.workspace import read_parquet
 from ui import session
@@ -30,6 +30,12 @@ workspace = page_start(
 )
 zoo_table = require_zoo_table(workspace)
 run = require_run(workspace)
+if run_kind(workspace, run) == "sane":
+    st.info(
+        f"`{run}` is a SANE run. Its map and probes work like any other, but generating from SANE runs (decoding "
+        "sampled token latents window by window) is not built yet: choose a hyperrep run on the Autoencoder page."
+    )
+    st.stop()
 selected = session.selection(workspace, run)
 
 

@@ -211,3 +211,30 @@ def test_export_page_offers_the_bundle(app_root):
     at.run()
     assert not at.exception and len(at.get("download_button")) == 1
     assert "models" in at.json[0].value
+
+
+def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_explained_on_generate(app_root):
+    at = page("autoencoder").run()
+    at.radio(key="ae-kind").set_value("sane").run()
+    numbers = {n.label: n for n in at.number_input}
+    for label, value in (
+        ("Epochs", 2),
+        ("Token width", 16),
+        ("Window (tokens)", 8),
+        ("Halo (context tokens each side)", 2),
+        ("Transformer width", 16),
+        ("Embedding size per token", 4),
+    ):
+        numbers[label].set_value(value)
+    button(at, "Train autoencoder").click()
+    run_until(at, lambda at: any(s.startswith("Trained `sane-") for s in texts(at.success)))
+    assert "sane" in at.dataframe[0].value["kind"].to_list()
+
+    explore = page("explore")
+    explore.session_state["run:digits"] = at.session_state["run:digits"]
+    explore.run()
+    assert not explore.exception and len(explore.get("plotly_chart")) == 1
+    generate = page("generate")
+    generate.session_state["run:digits"] = at.session_state["run:digits"]
+    generate.run()
+    assert not generate.exception and "is a SANE run" in texts(generate.info)[0]

@@ -40,7 +40,8 @@ class AEConfig:
         return asdict(self)
 
 
-def _transformer(config: AEConfig, layers: int) -> nn.TransformerEncoder:
+def transformer(config, layers: int) -> nn.TransformerEncoder:
+    """A pre-norm transformer encoder stack from any config with d_model, heads, feedforward and dropout."""
     block = nn.TransformerEncoderLayer(
         config.d_model, config.heads, config.feedforward, config.dropout, batch_first=True, norm_first=True
     )
@@ -54,14 +55,14 @@ class HyperRepresentationAE(nn.Module):
         self.config = config
         self.embed = nn.Linear(token_width, d)
         self.encoder_position = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
-        self.encoder = _transformer(config, config.encoder_layers)
+        self.encoder = transformer(config, config.encoder_layers)
         self.encoder_norm = nn.LayerNorm(d)
         self.to_latent = nn.Linear(n_tokens * d, config.latent_dim)
         self.linear_encoder = nn.Linear(n_tokens * token_width, config.latent_dim, bias=False)
         self.from_latent = nn.Linear(config.latent_dim, n_tokens * d)
         self.linear_decoder = nn.Linear(config.latent_dim, n_tokens * token_width)
         self.decoder_position = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
-        self.decoder = _transformer(config, config.decoder_layers)
+        self.decoder = transformer(config, config.decoder_layers)
         self.decoder_norm = nn.LayerNorm(d)
         self.unembed = nn.Linear(d, token_width)
         self.projection = nn.Sequential(

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from core.autoencoder import transformer
 from core.errors import UserError
 from core.losses import nt_xent
 
@@ -49,13 +50,6 @@ class SANEConfig:
         return asdict(self)
 
 
-def _transformer(config: SANEConfig, layers: int) -> nn.TransformerEncoder:
-    block = nn.TransformerEncoderLayer(
-        config.d_model, config.heads, config.feedforward, config.dropout, batch_first=True, norm_first=True
-    )
-    return nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-
-
 class Positions(nn.Module):
     """Learned embeddings of (sequence position, layer, position within the layer), summed."""
 
@@ -76,11 +70,11 @@ class SANE(nn.Module):
         self.config = config
         self.embed = nn.Linear(config.token_width, d)
         self.encoder_positions = Positions(config)
-        self.encoder = _transformer(config, config.encoder_layers)
+        self.encoder = transformer(config, config.encoder_layers)
         self.to_latent = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.latent_dim))
         self.from_latent = nn.Linear(config.latent_dim, d)
         self.decoder_positions = Positions(config)
-        self.decoder = _transformer(config, config.decoder_layers)
+        self.decoder = transformer(config, config.decoder_layers)
         self.unembed = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.token_width))
         self.projection = nn.Sequential(
             nn.Linear(config.latent_dim, config.projection_dim),

@@ -64,7 +64,7 @@ def show_run(name: str) -> None:
     with right:
         st.subheader("Evaluation on held-out models")
         cached = run.folder / "eval.json"
-        eval_job = watch(workspace, "eval", stoppable=False)
+        _, evaluating = watch(workspace, "eval", stoppable=False)
         if cached.exists():
             from core.workspace import read_json
 
@@ -72,7 +72,7 @@ def show_run(name: str) -> None:
             st.dataframe(reconstruction, hide_index=True, width="stretch")
             st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
             st.dataframe(probes, hide_index=True, width="stretch")
-        elif not (eval_job and eval_job.running) and st.button("Evaluate this run"):
+        elif not evaluating and st.button("Evaluate this run"):
 
             def work(on_progress, should_stop):
                 from core.evaluate import evaluate_run
@@ -151,13 +151,13 @@ st.write(
     "Runs are named by their settings: training again with the same settings resumes a stopped run, "
     "or simply loads a finished one."
 )
-job = watch(workspace, "ae", live=live_losses)
-if job and job.status == "done":
+job, training = watch(workspace, "ae", live=live_losses)
+if job and not training and job.status == "done":
     st.success(f"Trained `{job.result}` in {job.elapsed():.0f} s.")
     if st.session_state.get("ae-job-applied") != id(job):  # select the new run once, not on every rerun
         st.session_state["ae-job-applied"] = id(job)
         session.choose_run(workspace, job.result)
-if not (job and job.running):
+if not training:
     train_form()
 
 st.header("Runs")

@@ -116,9 +116,8 @@ def show_result(result: dict) -> None:
         st.switch_page("pages/export.py")
 
 
-job = watch(workspace, "generate", live=live_curves, stoppable=False)
-running = bool(job and job.running)
-if job and job.status == "done" and st.session_state.get("generate-job-seen") != id(job):
+job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
+if job and not running and job.status == "done" and st.session_state.get("generate-job-seen") != id(job):
     st.session_state["generate-job-seen"] = id(job)
     st.session_state["samples-run"] = job.result["samples_run"]
 

@@ -142,8 +142,8 @@ def show_new_zoo_job() -> None:
     if not name:
         return
     target = Workspace(session.workspaces_root() / name)
-    job = watch(target, "zoo")
-    if job and job.status == "done":
+    job, running = watch(target, "zoo")
+    if job and not running and job.status == "done":
         result = job.result if isinstance(job.result, dict) else {"workspace": job.result, "problems": []}
         st.success(f"Zoo ready in workspace `{name}` ({format(job.elapsed(), '.0f')} s).")
         for problem in result.get("problems", []):

@@ -70,17 +70,21 @@ def progress_text(job: Job) -> str:
 
 def watch(
     workspace: Workspace, kind: str, live: Callable[[Job], None] | None = None, stoppable: bool = True
-) -> Job | None:
+) -> tuple[Job | None, bool]:
     """Draw the workspace's `kind` job: a progress bar with ETA, `live(job)` (e.g. partial curves) and a stop
     button while it runs, refreshed every second; when it ends, rerun the whole page once so it shows the new
-    data; after that, its outcome (the caller shows a successful result)."""
+    data; after that, its outcome (the caller shows a successful result).
+
+    Returns the job and whether it was running when this page run looked: the thread may finish at any moment,
+    so the page decides what else to draw from that one reading, never from a second look."""
     registry = session.registry()
     job = registry.get(session.key(workspace), kind)
     if job is None:
-        return None
+        return None, False
+    was_running = job.running
     seen = f"running:{session.key(workspace)}:{kind}"
 
-    @st.fragment(run_every=1.0 if job.running else None)
+    @st.fragment(run_every=1.0 if was_running else None)
     def panel() -> None:
         current = registry.get(session.key(workspace), kind)
         if current is None:
@@ -95,7 +99,7 @@ def watch(
             ):
                 current.stop_requested = True
                 st.toast("Stopping after the current epoch...")
-        elif st.session_state.pop(seen, False):
+        elif st.session_state.pop(seen, False) or was_running:
             st.rerun()
         elif current.status == "failed":
             st.error(current.error)
@@ -103,4 +107,4 @@ def watch(
             st.warning(f"{current.label}: {current.error}")
 
     panel()
-    return job
+    return job, was_running

@@ -7,6 +7,8 @@ functions to widgets.
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
 from core.default import ASSET, NAME, build_default
@@ -22,6 +24,12 @@ tune_cpu_allocator()
 session.warm_up()
 
 
+@st.cache_resource
+def unpack_lock() -> threading.Lock:
+    """One unpack at a time in this server: tabs opened together at the first start must not share a build folder."""
+    return threading.Lock()
+
+
 def ensure_default_workspace() -> None:
     """Unpack the shipped default workspace, or build it in the background and show its progress."""
     root = session.workspaces_root()
@@ -29,9 +37,10 @@ def ensure_default_workspace() -> None:
     if default.exists():
         return
     if ASSET.exists():
-        with st.spinner("Unpacking the default digits workspace..."):
+        with st.spinner("Unpacking the default digits workspace..."), unpack_lock():
             try:
-                unpack_workspace(ASSET, default.root)
+                if not default.exists():  # another tab may have unpacked it while this one waited
+                    unpack_workspace(ASSET, default.root)
             except UserError as exc:
                 st.error(f"Could not unpack the default workspace: {exc}")
                 st.stop()

@@ -19,6 +19,7 @@ from core.parsing import float_list, int_list, str_list
 from core.population import INITS
 from core.runtime import DEVICES, resolve_device
 from core.sample import METHODS
+from core.selection import SELECTIONS
 from core.train import TrainConfig
 from core.workspace import Workspace
 from core.zoo import ZooConfig, generate_zoo, load_zoo, zoo_info
@@ -204,6 +205,9 @@ def cmd_sample(args: argparse.Namespace) -> dict:
         bandwidth=args.bandwidth,
         covariance=args.covariance,
         baselines=not args.no_baselines,
+        selection=args.selection,
+        candidates=args.candidates,
+        rounds=args.rounds,
     )
     device = resolve_device(args.device)
     return _with_progress(
@@ -220,6 +224,11 @@ def _describe_samples(result: dict) -> list[str]:
     ]
     if result["fallback"]:
         lines.append(f"note: {result['fallback']}")
+    for step in result["selection"].get("history", []):
+        lines.append(
+            f"selection round {step['round']}: mean validation accuracy {step['drawn_mean']:.3f} drawn, "
+            f"{step['kept_mean']:.3f} kept"
+        )
     lines.append("mean test accuracy by fine-tuning epoch (0 = as generated):")
     for group, curve in result["curves"].items():
         lines.append(f"  {group:<13}" + " ".join(f"{a:.3f}" for a in curve))
@@ -386,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--covariance", choices=("full", "diag"), default=sampling.covariance, help="gauss covariance")
     sample.add_argument("--no-baselines", action="store_true", help="skip the simple weight-space baselines")
+    sample.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default=sampling.selection,
+        help="subsample: draw n x candidates, keep the best n on validation data; bootstrap: repeat, refitting "
+        "the sampler on the kept ones (SANE, 2024)",
+    )
+    sample.add_argument("--candidates", type=int, default=sampling.candidates, help="draws per kept model")
+    sample.add_argument("--rounds", type=int, default=sampling.rounds, help="bootstrap rounds")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(run_command=cmd_sample, describe=_describe_samples)
 

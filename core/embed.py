@@ -18,6 +18,7 @@ import polars as pl
 import torch
 
 from core.arch import ArchSpec, layer_slices
+from core.codes import decode_codes, encode_codes, map_embeddings
 from core.layout import embeddings_path
 from core.prepare import PreparedZoo
 from core.workspace import Workspace, read_parquet, write_parquet
@@ -30,56 +31,17 @@ PROPERTIES = ("test_acc", "epoch", "ggap")
 
 
 @torch.no_grad()
-def encode(model, tokens: torch.Tensor, device: str = "cpu", batch: int = 512) -> np.ndarray:
-    model.eval().to(device)
-    parts = [model.encode(tokens[i : i + batch].to(device)).float().cpu() for i in range(0, len(tokens), batch)]
-    return torch.cat(parts).numpy()
-
-
-@torch.no_grad()
 def embed_checkpoints(run, prepared: PreparedZoo, rows=None, device: str = "cpu") -> np.ndarray:
-    """Embeddings [rows, latent] of the given checkpoints (all by default), for either kind of run: the
-    per-neuron AE's latent, or SANE's mean token latent over the whole sequence."""
-    if run.kind != "sane":
-        return encode(run.model, prepared.tokens(rows), device)
-    from core.sane import encode_sequence, model_embedding
-
-    tokens, positions = _sane_tokens(run, prepared, rows, device)
-    run.model.eval().to(device)
-    return model_embedding(encode_sequence(run.model, tokens, positions)).float().cpu().numpy()
+    """Map embeddings [rows, embedding] of the given checkpoints (all by default), for either kind of run."""
+    weights = prepared.aligned if rows is None else prepared.aligned[torch.as_tensor(rows)]
+    return map_embeddings(run, prepared, weights, device)
 
 
 @torch.no_grad()
 def reconstruct(run, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
-    """Aligned weights [rows, params] decoded from the embeddings of the given checkpoints."""
-    run.model.eval().to(device)
-    if run.kind == "sane":
-        from core.sane import decode_sequence, encode_sequence
-        from core.sequence import from_sequence
-
-        tokens, positions = _sane_tokens(run, prepared, rows, device)
-        decoded = decode_sequence(run.model, encode_sequence(run.model, tokens, positions), positions)
-        layout = _sane_layout(run, prepared)
-        return prepared.destandardise(from_sequence(layout, decoded.float().cpu()))
-    from core.tokens import detokenize
-
-    tokens = prepared.tokens(rows).to(device)
-    decoded = run.model.decode(run.model.encode(tokens)).float().cpu()
-    return prepared.destandardise(detokenize(prepared.layout, decoded))
-
-
-def _sane_layout(run, prepared: PreparedZoo):
-    from core.train import sane_layout
-
-    return sane_layout(prepared.zoo.spec, run.ae_config)
-
-
-def _sane_tokens(run, prepared: PreparedZoo, rows, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from core.sequence import to_sequence
-
-    layout = _sane_layout(run, prepared)
-    flat = prepared.standardised if rows is None else prepared.standardised[torch.as_tensor(rows)]
-    return to_sequence(layout, flat).to(device), layout.positions.to(device)
+    """Aligned weights [rows, params] decoded from the codes of the given checkpoints."""
+    weights = prepared.aligned[torch.as_tensor(rows)]
+    return decode_codes(run, prepared, encode_codes(run, prepared, weights, device), device)
 
 
 def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

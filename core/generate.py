@@ -22,15 +22,16 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.codes import decode_codes, encode_codes, map_embeddings
 from core.data import load_dataset
-from core.embed import embedding_matrix, encode, load_embeddings, place_on_map
+from core.embed import embedding_matrix, load_embeddings, place_on_map
 from core.errors import UserError
 from core.finetune import finetune_groups
 from core.layout import samples_dir
 from core.novelty import error_sets, novelty
-from core.population import INITS, init_vectors
+from core.population import INITS, evaluate_models, init_vectors
 from core.sample import METHODS, Sampler, select_anchors
-from core.tokens import detokenize, tokenize
+from core.selection import Selection, select_models
 from core.train import load_run
 from core.workspace import Workspace, write_json, write_parquet, write_tensors
 from core.zoo import load_zoo
@@ -51,24 +52,24 @@ class SampleConfig:
     baselines: bool = True
     lr: float | None = None  # None: the zoo's most common learning rate and batch size
     batch_size: int | None = None
+    # SANE's selection of sampled models on validation data (core/selection.py): none, subsample, bootstrap.
+    selection: str = "none"
+    candidates: int = 4
+    rounds: int = 3
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UserError(f"unknown sampler {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.n < 1 or self.finetune_epochs < 0:
             raise UserError("need at least one sample and fine-tune epochs >= 0")
+        Selection(self.selection, self.candidates, self.rounds)  # validates
+
+    @property
+    def selector(self) -> Selection:
+        return Selection(self.selection, self.candidates, self.rounds)
 
 
-@torch.no_grad()
-def decode_latents(run, prepared, latents: np.ndarray) -> torch.Tensor:
-    decoded = run.model.decode(torch.from_numpy(latents)).float()
-    return prepared.destandardise(detokenize(prepared.layout, decoded))
-
-
-@torch.no_grad()
-def embed_weights(run, prepared, vectors: torch.Tensor) -> np.ndarray:
-    """Embeddings of aligned weight vectors (for placing them on the map)."""
-    return encode(run.model, tokenize(prepared.layout, prepared.standardise(vectors)))
+SPREAD_CHECKPOINTS = 256  # a random subset of the zoo whose codes scale the one-anchor fallback noise
 
 
 def _simple_baselines(anchors: torch.Tensor, prepared, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -91,11 +92,6 @@ def generate_samples(
     on_progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     run = load_run(workspace, run_name)
-    if run.kind == "sane":
-        raise UserError(
-            f"{run.name} is a SANE run: its embeddings map and probe like any other, but generation from SANE "
-            "runs (window-by-window decoding of sampled token latents) is not built yet; use a hyperrep run"
-        )
     zoo = load_zoo(workspace)
     prepared = run.prepare(zoo)
     rng = np.random.default_rng(config.seed)
@@ -110,15 +106,22 @@ def generate_samples(
         list(np.array(anchor_ids)[activations == activation]),
     )
 
-    embeddings_table = load_embeddings(workspace, run.name)
-    zoo_embeddings = embedding_matrix(embeddings_table)
-    sampler = Sampler(config.method, bandwidth=config.bandwidth, covariance=config.covariance)
-    sampler.fit(zoo_embeddings[anchor_rows], zoo_embeddings)
-    latents = sampler.sample(config.n, rng)
-    generated = decode_latents(run, prepared, latents)
-
     anchors_aligned = prepared.aligned[torch.from_numpy(anchor_rows)]
     spec = zoo.spec.with_activation(activation)
+    source = zoo.manifest.get("dataset", {})
+    source_data = load_dataset(source.get("name", "unknown"), seed=source.get("seed", 0))
+    spread_rows = np.random.default_rng([config.seed, 1]).permutation(len(zoo.table))[:SPREAD_CHECKPOINTS]
+    sampler = Sampler(config.method, bandwidth=config.bandwidth, covariance=config.covariance)
+    generated, selected = select_models(
+        sampler,
+        encode_codes(run, prepared, anchors_aligned, device),
+        encode_codes(run, prepared, prepared.aligned[torch.from_numpy(np.sort(spread_rows))], device),
+        config.n,
+        rng,
+        lambda codes: decode_codes(run, prepared, codes, device),
+        lambda weights: evaluate_models(spec, weights, source_data.x_val, source_data.y_val)[1].numpy(),
+        config.selector,
+    )
     init = Counter(zoo.table["init"].to_list()).most_common(1)[0][0]
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, config.n)]
     groups = {
@@ -131,9 +134,9 @@ def generate_samples(
     if config.baselines:
         groups.update(_simple_baselines(anchors_aligned, prepared, config.n, rng))
 
-    source = zoo.manifest.get("dataset", {})
     target_name = config.dataset or source.get("name", "unknown")
-    data = load_dataset(target_name, seed=source.get("seed", 0) if target_name == source.get("name") else 0)
+    transfer = target_name != source.get("name")
+    data = load_dataset(target_name, seed=0) if transfer else source_data
     total = config.finetune_epochs + 1
 
     def progress(epoch: int, curves: pl.DataFrame) -> None:
@@ -143,14 +146,10 @@ def generate_samples(
     zoo_lr = float(Counter(zoo.table["lr"].to_list()).most_common(1)[0][0])
     lr = config.lr or (zoo_lr if math.isfinite(zoo_lr) and zoo_lr > 0 else 1e-3)
     batch_size = config.batch_size or int(Counter(zoo.table["batch_size"].to_list()).most_common(1)[0][0]) or 32
-    transfer = target_name != source.get("name")
     curves, per_model, finetuned = finetune_groups(
         spec, groups, data, config.finetune_epochs, config.seed, lr, batch_size, device, progress, fresh_head=transfer
     )
 
-    source_data = (
-        data if target_name == source.get("name") else load_dataset(source["name"], seed=source.get("seed", 0))
-    )
     zoo_errors = _zoo_error_sets(workspace, zoo, prepared, source_data, source.get("name"))
     zoo_models = zoo.table["model_id"].to_numpy()
     figures = {
@@ -159,10 +158,11 @@ def generate_samples(
         if name != "random_init"
     }
 
+    embeddings_table = load_embeddings(workspace, run.name)
     map_xy = place_on_map(
-        zoo_embeddings,
+        embedding_matrix(embeddings_table),
         embeddings_table.select("umap_x", "umap_y").to_numpy(),
-        embed_weights(run, prepared, generated),
+        map_embeddings(run, prepared, generated, device),
     )
     name = _run_name(config, run.name)
     folder = samples_dir(workspace) / name
@@ -208,7 +208,9 @@ def generate_samples(
         "samples_run": name,
         "ae_run": run.name,
         "method": config.method,
+        "ae_kind": run.kind,
         "fallback": sampler.fallback,
+        "selection": selected,
         "anchors": {"rule": config.anchors, "count": len(anchor_ids), "ids": [int(i) for i in anchor_ids]},
         "n": config.n,
         "dataset": target_name,

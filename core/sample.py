@@ -20,6 +20,9 @@ from core.errors import UserError
 
 METHODS = ("kde", "gauss", "neighbour")
 CV_ANCHORS = 256  # at most this many anchors choose the KDE bandwidth by cross-validation
+# A full covariance costs d^2 memory and d^3 time: past this many dimensions (SANE codes hold every token's
+# latent, e.g. 12,800 numbers for a 20k-parameter ResNet) the Gaussian falls back to a diagonal one.
+MAX_FULL_COVARIANCE_DIM = 4096
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Sampler:
     def fit(self, anchors: np.ndarray, zoo_embeddings: np.ndarray) -> Sampler:
         if len(anchors) == 0:
             raise UserError("no anchors selected: choose at least one checkpoint to sample around")
+        self.fallback = None
         self.anchors = anchors.astype(np.float64)
         self.scale = anchors.std(axis=0) if len(anchors) > 1 else np.zeros(anchors.shape[1])
         if len(anchors) < 2 or not (self.scale > 0).any():
@@ -96,7 +100,9 @@ class Sampler:
 
     def _fit_gauss(self) -> None:
         self.mean = self.anchors.mean(axis=0)
-        if self.covariance == "diag":
+        if self.covariance == "full" and len(self.mean) > MAX_FULL_COVARIANCE_DIM:
+            self.fallback = f"diagonal covariance: {len(self.mean)} dimensions are too many for a full one"
+        if self.covariance == "diag" or self.fallback:
             self.factor = np.diag(self.scale)
         else:
             from sklearn.covariance import LedoitWolf

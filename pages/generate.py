@@ -10,6 +10,7 @@ from core.errors import UserError
 from core.generate import SampleConfig
 from core.layout import run_kind, samples_dir
 from core.sample import METHODS
+from core.selection import SELECTIONS
 from core.workspace import read_parquet
 from ui import session
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
@@ -21,6 +22,11 @@ SAMPLERS = {
     "gauss": "Gaussian: one multivariate normal fitted to the anchors",
     "neighbour": "Neighbourhood: an anchor's embedding plus noise",
 }
+SELECTION_HELP = {
+    "none": "None: keep every sampled model",
+    "subsample": "Subsample: draw more, keep the best on validation data",
+    "bootstrap": "Bootstrap: keep the best, refit the sampler on them, repeat",
+}
 ANCHOR_SOURCES = ("map selection", "best checkpoints", "one epoch")
 
 workspace = page_start(
@@ -31,11 +37,10 @@ workspace = page_start(
 zoo_table = require_zoo_table(workspace)
 run = require_run(workspace)
 if run_kind(workspace, run) == "sane":
-    st.info(
-        f"`{run}` is a SANE run. Its map and probes work like any other, but generating from SANE runs (decoding "
-        "sampled token latents window by window) is not built yet: choose a hyperrep run on the Autoencoder page."
+    st.caption(
+        f"`{run}` is a SANE run: the sampler works on every token latent of the anchors (encoded window by window "
+        "with halo context), and new models are decoded window by window."
     )
-    st.stop()
 selected = session.selection(workspace, run)
 
 
@@ -74,10 +79,17 @@ def show_result(result: dict) -> None:
     curves = read_parquet(folder / "curves.parquet")
     novelty_table = read_parquet(folder / "novelty.parquet")
     st.subheader(f"Run `{result['samples_run']}`")
+    kept = result.get("selection", {}).get("history")
     st.caption(
         f"{result['n']} models by {result['method']} from {result['anchors']['count']} anchors "
         f"({describe_anchors(result['anchors']['rule'])}), fine-tuned on {result['dataset']}"
         + (f" (transfer from {result['source_dataset']})" if result["dataset"] != result["source_dataset"] else "")
+        + (
+            f"; {result['selection']['mode']} selection kept models of {kept[-1]['kept_mean']:.1%} mean validation "
+            f"accuracy out of draws of {kept[-1]['drawn_mean']:.1%}"
+            if kept
+            else ""
+        )
     )
     first = {g: v[0] for g, v in result["curves"].items()}
     last = {g: v[-1] for g, v in result["curves"].items()}
@@ -133,6 +145,9 @@ if not running:
         target = c2.selectbox("Fine-tune on", targets, help="another dataset is a transfer task (fresh output layer)")
         folder = c3.text_input("Local dataset folder (for 'local folder')", "")
         seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+        selection = c1.selectbox("Selection", SELECTIONS, format_func=lambda m: SELECTION_HELP.get(m, m))
+        candidates = c2.number_input("Candidates per kept model", 1, 32, 4, help="subsample and bootstrap")
+        rounds = c3.number_input("Bootstrap rounds", 1, 10, 3)
         submitted = st.form_submit_button("Generate", type="primary")
     if submitted:
         try:
@@ -144,7 +159,15 @@ if not running:
             if target == "local folder" and not dataset:
                 raise UserError("give the local dataset folder's path")
             config = SampleConfig(
-                method=method, anchors=rule, n=int(n), finetune_epochs=int(epochs), dataset=dataset, seed=int(seed)
+                method=method,
+                anchors=rule,
+                n=int(n),
+                finetune_epochs=int(epochs),
+                dataset=dataset,
+                seed=int(seed),
+                selection=selection,
+                candidates=int(candidates),
+                rounds=int(rounds),
             )
         except UserError as exc:
             st.error(str(exc))

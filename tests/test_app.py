@@ -213,7 +213,7 @@ def test_export_page_offers_the_bundle(app_root):
     assert "models" in at.json[0].value
 
 
-def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_explained_on_generate(app_root):
+def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_generate(app_root):
     at = page("autoencoder").run()
     at.radio(key="ae-kind").set_value("sane").run()
     numbers = {n.label: n for n in at.number_input}
@@ -237,4 +237,13 @@ def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_explained_on_
     generate = page("generate")
     generate.session_state["run:digits"] = at.session_state["run:digits"]
     generate.run()
-    assert not generate.exception and "is a SANE run" in texts(generate.info)[0]
+    assert not generate.exception and "is a SANE run" in " ".join(texts(generate.caption))
+    next(n for n in generate.number_input if n.label == "Models to generate").set_value(2)
+    next(n for n in generate.number_input if n.label == "Fine-tuning epochs").set_value(1)
+    next(n for n in generate.number_input if n.label == "Candidates per kept model").set_value(2)
+    next(s for s in generate.selectbox if s.label == "Selection").set_value("subsample")
+    button(generate, "Generate").click()
+    run_until(generate, lambda at: "Results" in texts(at.header))
+    assert "subsample selection kept models" in " ".join(texts(generate.caption))
+    result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
+    assert result["ae_kind"] == "sane" and result["selection"]["candidates"] == 2

@@ -180,3 +180,8 @@ def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, caps
     assert set(result["curves"]) == {"generated", "random_init", "anchors"}
     assert main([*base, "--anchors", "ids:12345"]) == 2
     assert "12345" in capsys.readouterr().err
+    assert main([*base, "--selection", "bootstrap", "--rounds", "2", "--candidates", "3"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["ae_kind"] == "hyperrep" and len(result["selection"]["history"]) == 2
+    assert main([*base, "--selection", "subsample", "--candidates", "0"]) == 2
+    assert "candidates" in capsys.readouterr().err

@@ -4,17 +4,20 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from core.cli import main
-from core.errors import UserError
+from core.codes import decode_codes, encode_codes, map_embeddings
+from core.embed import embedding_matrix, reconstruct
 from core.evaluate import evaluate_run
 from core.generate import SampleConfig, generate_samples
 from core.layout import embeddings_path
 from core.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, windows
-from core.train import TrainConfig, load_run, train_autoencoder
-from core.workspace import Workspace, read_parquet
+from core.sequence import from_sequence
+from core.train import TrainConfig, load_run, sane_layout, train_autoencoder
+from core.workspace import Workspace, read_parquet, read_tensors
 from core.zoo import load_zoo
 
 TINY = SANEConfig(
@@ -117,9 +120,51 @@ def test_sane_training_resumes_bit_identically(tiny_zoo_workspace, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_generation_from_a_sane_run_is_refused_with_a_reason(sane_workspace):
-    with pytest.raises(UserError, match="SANE run"):
-        generate_samples(sane_workspace, SampleConfig(n=2, finetune_epochs=0))
+def test_sane_codes_are_all_token_latents_and_decode_window_by_window(sane_workspace):
+    run = load_run(sane_workspace)
+    prepared = run.prepare(load_zoo(sane_workspace))
+    layout = sane_layout(prepared.zoo.spec, run.ae_config)
+    weights = prepared.aligned[:5]
+    codes = encode_codes(run, prepared, weights)
+    assert codes.shape == (5, layout.n_tokens * TINY.latent_dim) and layout.n_tokens > TINY.window
+    latents = torch.from_numpy(codes).view(5, layout.n_tokens, -1)
+    stored = embedding_matrix(read_parquet(embeddings_path(sane_workspace, run.name)))[:5]
+    assert np.allclose(map_embeddings(run, prepared, weights), latents.mean(1).numpy(), atol=1e-6)
+    assert np.allclose(stored, latents.mean(1).numpy(), atol=1e-5)  # the map's embedding is the mean token latent
+    decoded = decode_codes(run, prepared, codes)
+    by_hand = prepared.destandardise(
+        from_sequence(layout, decode_sequence(run.model, latents, layout.positions))
+    )  # one decode_sequence call over the whole sequence: windows of 8 with halos of 2
+    assert torch.allclose(decoded, by_hand, atol=1e-6)
+    assert torch.allclose(decoded, reconstruct(run, prepared, np.arange(5)), atol=1e-6)
+
+
+@pytest.mark.parametrize("selection", ["none", "subsample", "bootstrap"])
+def test_generation_from_a_sane_run_decodes_fine_tunes_and_places_models(sane_workspace, selection):
+    config = SampleConfig(n=3, finetune_epochs=1, selection=selection, candidates=2, rounds=2, baselines=False)
+    result = generate_samples(sane_workspace, config)
+    assert result["ae_kind"] == "sane" and result["selection"]["mode"] == selection
+    assert set(result["curves"]) == {"generated", "random_init", "anchors"}
+    assert all(len(curve) == 2 and all(0 <= a <= 1 for a in curve) for curve in result["curves"].values())
+    if selection != "none":
+        history = result["selection"]["history"]
+        assert len(history) == (2 if selection == "bootstrap" else 1)
+        assert all(step["kept_mean"] >= step["drawn_mean"] for step in history)
+    folder = sane_workspace.root / "samples" / result["samples_run"]
+    samples = read_parquet(folder / "samples.parquet")
+    assert samples.height == 3 and samples["umap_x"].is_finite().all()
+    weights = read_tensors(folder / "weights.safetensors")["generated"]
+    assert weights.shape == (3, load_zoo(sane_workspace).spec.n_params) and torch.isfinite(weights).all()
+
+
+def test_sane_generation_is_seeded(sane_workspace):
+    config = SampleConfig(n=2, finetune_epochs=0, baselines=False, selection="subsample", seed=4)
+    first = generate_samples(sane_workspace, config)
+    folder = sane_workspace.root / "samples" / first["samples_run"]
+    weights = read_tensors(folder / "weights.safetensors")["generated"]
+    second = generate_samples(sane_workspace, config)
+    assert torch.equal(weights, read_tensors(folder / "weights.safetensors")["generated"])
+    assert first["curves"] == second["curves"]
 
 
 def test_cli_trains_a_sane_run(tiny_zoo_workspace, tmp_path, capsys):

@@ -1,0 +1,64 @@
+"""Keep the best of many sampled models, or refit the density on them: SANE's "subsampled" and
+"bootstrapped" sampling (Schürholt, Mahoney and Borth, 2024), for codes of either kind of autoencoder run.
+
+- `none`: draw n codes and decode them;
+- `subsample`: draw n x `candidates` codes, decode and score them all (validation accuracy), keep the best n;
+- `bootstrap`: `rounds` times: draw n x `candidates`, keep the best n, and refit the sampler on their codes,
+  so the density walks towards the region that decodes well.
+Scoring only ranks the draws; the kept models' reported accuracies come from the test split, later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+from core.sample import Sampler
+
+SELECTIONS = ("none", "subsample", "bootstrap")
+
+
+@dataclass(frozen=True)
+class Selection:
+    mode: str = "none"
+    candidates: int = 4  # draws per kept model (subsample, bootstrap)
+    rounds: int = 3  # bootstrap: draw-and-keep rounds, the sampler refit between them
+
+    def __post_init__(self) -> None:
+        if self.mode not in SELECTIONS:
+            raise UserError(f"unknown selection {self.mode!r}; choose one of {', '.join(SELECTIONS)}")
+        if self.candidates < 1 or self.rounds < 1:
+            raise UserError("selection needs candidates >= 1 and rounds >= 1")
+
+
+def select_models(
+    sampler: Sampler,
+    anchor_codes: np.ndarray,
+    zoo_codes: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    decode: Callable[[np.ndarray], torch.Tensor],
+    score: Callable[[torch.Tensor], np.ndarray],
+    selection: Selection,
+) -> tuple[torch.Tensor, dict]:
+    """(weights [n, params], info): n models drawn from `sampler` fitted on the anchors' codes, selected as
+    `selection` says; `info` has each round's mean score of all draws and of the kept ones."""
+    sampler.fit(anchor_codes, zoo_codes)
+    if selection.mode == "none":
+        return decode(sampler.sample(n, rng)), {"mode": "none"}
+    rounds = selection.rounds if selection.mode == "bootstrap" else 1
+    history = []
+    for number in range(rounds):
+        codes = sampler.sample(n * selection.candidates, rng)
+        weights = decode(codes)
+        scores = np.asarray(score(weights), dtype=np.float64)
+        best = np.argsort(-scores, kind="stable")[:n]
+        history.append({"round": number, "drawn_mean": float(scores.mean()), "kept_mean": float(scores[best].mean())})
+        if number < rounds - 1:
+            sampler.fit(codes[best], zoo_codes)
+    info = {"mode": selection.mode, "candidates": selection.candidates, "rounds": rounds, "history": history}
+    return weights[torch.from_numpy(best)], info

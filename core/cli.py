@@ -22,7 +22,7 @@ from core.sample import METHODS
 from core.selection import SELECTIONS
 from core.train import TrainConfig
 from core.workspace import Workspace
-from core.zoo import ZooConfig, generate_zoo, load_zoo, zoo_info
+from core.zoo import ZooConfig, generate_zoo, load_zoos, zoo_info
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -129,7 +129,7 @@ def cmd_zoo_import(args: argparse.Namespace) -> dict:
 
 
 def cmd_zoo_info(args: argparse.Namespace) -> dict:
-    return zoo_info(load_zoo(Workspace(args.workspace)))
+    return zoo_info(load_zoos(Workspace(args.workspace)))
 
 
 def _ae_configs(args: argparse.Namespace):
@@ -263,7 +263,7 @@ def cmd_workspace_unpack(args: argparse.Namespace) -> dict:
     from core.packing import unpack_workspace
 
     workspace = unpack_workspace(args.source, args.workspace)
-    return {"workspace": str(workspace.root), **zoo_info(load_zoo(workspace))}
+    return {"workspace": str(workspace.root), **zoo_info(load_zoos(workspace))}
 
 
 def _describe_pack(result: dict) -> list[str]:

@@ -34,9 +34,9 @@ def pack_workspace(workspace: Workspace, out: str | Path) -> dict:
     """Write `workspace` to the zip file `out` (atomically); returns what went in."""
     if not workspace.exists():
         raise ZooError(f"{workspace.root}: no workspace to pack (no {MANIFEST})")
-    from core.zoo import load_zoo
+    from core.zoo import load_zoos
 
-    load_zoo(workspace)  # refuse to pack a broken workspace
+    load_zoos(workspace)  # refuse to pack a broken workspace
     files = _packed_files(workspace.root)
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def unpack_workspace(source: str | Path, target: str | Path) -> Workspace:
         archive = zipfile.ZipFile(source)
     except (OSError, zipfile.BadZipFile) as exc:
         raise ZooError(f"{source}: not a readable zip file ({exc})") from None
-    from core.zoo import load_zoo
+    from core.zoo import load_zoos
 
     target.parent.mkdir(parents=True, exist_ok=True)
     build = target.parent / f".{target.name}.unpack"
@@ -83,7 +83,7 @@ def unpack_workspace(source: str | Path, target: str | Path) -> Workspace:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, open(path, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-        load_zoo(Workspace(build))
+        load_zoos(Workspace(build))
         build.rename(target)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ZooError(f"{source}: damaged pack ({exc})") from None

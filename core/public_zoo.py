@@ -117,7 +117,6 @@ def import_public_zoo(
 
     table = finish_table(rows)
     manifest = {
-        "architecture": spec.to_json(),
         "dataset": {"name": dataset or "unknown", "n_classes": spec.n_classes},
         "zoo": {
             "source": "public-layout",

@@ -25,7 +25,8 @@ from core.errors import ZooError
 if TYPE_CHECKING:
     import torch
 
-FORMAT_VERSION = 1
+# 2: one weights tensor per architecture, `architectures` in the manifest, an `architecture` column (zoo.py).
+FORMAT_VERSION = 2
 MANIFEST = "workspace.json"
 
 

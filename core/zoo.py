@@ -227,7 +227,6 @@ def _assemble(spec, plan, saved_weights, saved_rows, config: ZooConfig, data) ->
     weights = weights[torch.from_numpy(order["row"].cast(pl.Int64).to_numpy().copy())]
     table = finish_table(order.drop("row").to_dicts())
     manifest = {
-        "architecture": spec.to_json(),
         "dataset": {"name": config.dataset, "seed": config.data_seed, "n_classes": data.n_classes},
         "zoo": {"source": "generated", "config": asdict(config), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
@@ -271,73 +270,144 @@ class _Partial:
 # ---------------------------------------------------------------- storing and loading
 
 
-def save_zoo(workspace: Workspace, zoo: Zoo) -> None:
-    """Write weights and table to a fresh folder, swap it in, then update the manifest."""
+def combined_table(zoos: list[Zoo]) -> pl.DataFrame:
+    """The checkpoint table of a whole workspace: every architecture's rows, in checkpoint order."""
+    return pl.concat([z.table for z in zoos], how="diagonal_relaxed").sort("checkpoint")
+
+
+def save_zoo(workspace: Workspace, zoos: Zoo | list[Zoo]) -> None:
+    """Write one weights tensor per architecture and one table, swap them in together, then update the
+    manifest (format 2: `architectures` maps each name to its spec)."""
+    zoos = [zoos] if isinstance(zoos, Zoo) else zoos
+    names = [z.spec.name for z in zoos]
+    if len(set(names)) != len(names):
+        raise ZooError(f"{workspace.root}: architecture names must be unique in a zoo, got {names}")
+    for zoo in zoos:  # the zoos in memory get the column their stored table has
+        zoo.table = _with_architecture(zoo.table, zoo.spec.name)
+    table = combined_table(zoos)
     build = workspace.new_build_dir("zoo")
     try:
-        write_tensors(build / "weights.safetensors", {"weights": zoo.weights.to(torch.float32)})
-        write_parquet(build / "models.parquet", zoo.table)
+        write_tensors(build / "weights.safetensors", {z.spec.name: z.weights.to(torch.float32) for z in zoos})
+        write_parquet(build / "models.parquet", table)
         replace_dir(workspace.zoo_dir, build)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     previous = workspace.manifest() if workspace.exists() else {}
-    workspace.write_manifest({**previous, **zoo.manifest})
+    manifest = {**previous, **zoos[0].manifest, "architectures": {z.spec.name: z.spec.to_json() for z in zoos}}
+    manifest.pop("architecture", None)  # format 1's single spec
+    workspace.write_manifest(manifest)
+
+
+def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:
+    """The table with its `architecture` column (format 1 tables have none) right after `model_id`."""
+    table = table.with_columns(pl.lit(name).alias("architecture"))
+    columns = [c for c in table.columns if c != "architecture"]
+    at = columns.index("model_id") + 1 if "model_id" in columns else len(columns)
+    return table.select([*columns[:at], "architecture", *columns[at:]])
 
 
 REQUIRED_COLUMNS = ("checkpoint", "model_id", "epoch", *METRICS)
 
 
-def load_zoo(workspace: Workspace) -> Zoo:
-    """Load and validate; checkpoints with non-finite weights are reported in `skipped` and left out."""
+def _stored_specs(workspace: Workspace, manifest: dict) -> dict[str, tuple[ArchSpec, str]]:
+    """{architecture name: (spec, its tensor's name in weights.safetensors)}; format 1 held one spec under
+    `architecture` and one tensor called `weights`."""
+    if "architectures" in manifest:
+        entries = manifest["architectures"]
+        if not isinstance(entries, dict) or not entries:
+            raise ZooError(f"{workspace.manifest_path}: 'architectures' must map names to specs")
+        return {name: (ArchSpec.from_json(data), name) for name, data in entries.items()}
+    if "architecture" in manifest:
+        spec = ArchSpec.from_json(manifest["architecture"])
+        return {spec.name: (spec, "weights")}
+    raise ZooError(f"{workspace.manifest_path}: holds no zoo yet (no architecture); generate or import one")
+
+
+def load_zoos(workspace: Workspace) -> list[Zoo]:
+    """Every architecture's zoo, loaded and validated; checkpoints with non-finite weights are reported in
+    `skipped` and left out. Checkpoint ids are shared: they number the rows of the one table."""
     manifest = workspace.manifest()
-    if "architecture" not in manifest:
-        raise ZooError(f"{workspace.manifest_path}: holds no zoo yet (no architecture); generate or import one")
-    spec = ArchSpec.from_json(manifest["architecture"])
+    specs = _stored_specs(workspace, manifest)
     recover_dir(workspace.zoo_dir)
     weights_path, table_path = workspace.zoo_dir / "weights.safetensors", workspace.zoo_dir / "models.parquet"
     tensors = read_tensors(weights_path)
-    if "weights" not in tensors:
-        raise ZooError(f"{weights_path}: has no tensor named 'weights'")
-    weights = tensors["weights"]
-    if weights.dtype != torch.float32 or weights.dim() != 2:
-        raise ZooError(
-            f"{weights_path}: expected float32 [checkpoints, params], found {weights.dtype} {list(weights.shape)}"
-        )
-    if weights.shape[1] != spec.n_params:
-        raise ZooError(
-            f"{weights_path}: rows have {weights.shape[1]} values, architecture {spec.name} has {spec.n_params}"
-        )
     table = read_parquet(table_path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ZooError(f"{table_path}: missing columns {missing}")
-    if table.height != weights.shape[0]:
-        raise ZooError(
-            f"{table_path}: {table.height} rows, but {weights_path.name} holds {weights.shape[0]} checkpoints"
-        )
     if table["checkpoint"].to_list() != list(range(table.height)):
         raise ZooError(f"{table_path}: column 'checkpoint' must number the rows 0..{table.height - 1}")
+    if "architecture" not in table.columns:
+        if len(specs) > 1:
+            raise ZooError(f"{table_path}: no 'architecture' column, but the manifest names {len(specs)}")
+        table = _with_architecture(table, next(iter(specs)))
+    unknown = sorted(set(table["architecture"].unique().to_list()) - set(specs))
+    if unknown:
+        raise ZooError(f"{table_path}: architectures {unknown} are not in {workspace.manifest_path.name}")
+    zoos = []
+    for name, (spec, key) in specs.items():
+        if key not in tensors:
+            raise ZooError(f"{weights_path}: has no tensor named {key!r} (architecture {name})")
+        part = table.filter(pl.col("architecture") == name)
+        zoos.append(_validated_part(spec, tensors[key], part, manifest, weights_path, table_path))
+    return zoos
+
+
+def _validated_part(
+    spec: ArchSpec, weights: torch.Tensor, table: pl.DataFrame, manifest: dict, weights_path, table_path
+):
+    where = f"{weights_path} ({spec.name})"
+    if weights.dtype != torch.float32 or weights.dim() != 2:
+        raise ZooError(f"{where}: expected float32 [checkpoints, params], found {weights.dtype} {list(weights.shape)}")
+    if weights.shape[1] != spec.n_params:
+        raise ZooError(f"{where}: rows have {weights.shape[1]} values, architecture {spec.name} has {spec.n_params}")
+    if table.height != weights.shape[0]:
+        raise ZooError(
+            f"{table_path}: {table.height} rows of {spec.name}, but {weights_path.name} holds {weights.shape[0]}"
+        )
     finite = torch.isfinite(weights).all(dim=1)
     skipped = [
-        f"checkpoint {i} (model {table['model_id'][i]}, epoch {table['epoch'][i]}): non-finite weights"
-        for i in torch.nonzero(~finite).flatten().tolist()
+        f"checkpoint {c} (model {m}, epoch {e}): non-finite weights"
+        for c, m, e in zip(*(table[k].to_numpy()[~finite.numpy()] for k in ("checkpoint", "model_id", "epoch")))
     ]
     if skipped:
-        keep = finite.numpy()
-        weights, table = weights[finite], table.filter(pl.Series(keep))
+        weights, table = weights[finite], table.filter(pl.Series(finite.numpy()))
     return Zoo(spec, weights, table, manifest, skipped)
 
 
-def zoo_info(zoo: Zoo) -> dict:
-    test_acc = zoo.table["test_acc"]
+def load_zoo(workspace: Workspace) -> Zoo:
+    """The zoo of a workspace that holds one architecture (steps that read one architecture at a time)."""
+    zoos = load_zoos(workspace)
+    if len(zoos) > 1:
+        names = ", ".join(z.spec.name for z in zoos)
+        raise ZooError(f"{workspace.root}: holds {len(zoos)} architectures ({names}); this step reads one at a time")
+    return zoos[0]
+
+
+def zoo_info(zoos: Zoo | list[Zoo]) -> dict:
+    """The workspace's summary; `architecture` and `n_params` describe the largest architecture when there are
+    several, and `architectures` has each one's figures."""
+    zoos = [zoos] if isinstance(zoos, Zoo) else zoos
+    table = combined_table(zoos)
+    test_acc = table["test_acc"]
+    largest = max(zoos, key=lambda z: z.spec.n_params)
     return {
-        "models": zoo.table["model_id"].n_unique(),
-        "checkpoints": zoo.table.height,
-        "n_params": zoo.spec.n_params,
-        "architecture": zoo.spec.name,
-        "param_counts": zoo.spec.param_counts(),
-        "dataset": zoo.dataset,
-        "epochs": sorted(zoo.table["epoch"].unique().to_list()),
+        "models": table["model_id"].n_unique(),
+        "checkpoints": table.height,
+        "n_params": largest.spec.n_params,
+        "architecture": " + ".join(z.spec.name for z in zoos),
+        "architectures": {
+            z.spec.name: {
+                "models": z.table["model_id"].n_unique(),
+                "checkpoints": z.table.height,
+                "n_params": z.spec.n_params,
+                "param_counts": z.spec.param_counts(),
+            }
+            for z in zoos
+        },
+        "param_counts": largest.spec.param_counts(),
+        "dataset": zoos[0].dataset,
+        "epochs": sorted(table["epoch"].unique().to_list()),
         "test_acc": {"min": float(test_acc.min()), "mean": float(test_acc.mean()), "max": float(test_acc.max())},
-        "skipped": zoo.skipped,
+        "skipped": [problem for z in zoos for problem in z.skipped],
     }

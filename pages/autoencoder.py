@@ -21,7 +21,7 @@ workspace = page_start(
     "The hyper-representation: a transformer autoencoder over the zoo's weights, one token per neuron, whose "
     "embedding of a model predicts its accuracy, epoch and generalisation gap.",
 )
-or_stop(session.zoo, workspace, hint="Generate or import a zoo on the Zoo page first.")
+or_stop(session.zoos, workspace, hint="Generate or import a zoo on the Zoo page first.")
 
 
 def eval_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:

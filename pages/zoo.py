@@ -11,7 +11,7 @@ from core.errors import UserError
 from core.parsing import float_list, int_list
 from core.population import INITS
 from core.workspace import Workspace
-from core.zoo import ZooConfig, zoo_info
+from core.zoo import ZooConfig, combined_table, zoo_info
 from ui import session
 from ui.figures import accuracy_histogram
 from ui.widgets import start, watch
@@ -24,24 +24,25 @@ workspace = session.current()
 
 def show_zoo(workspace: Workspace) -> None:
     try:
-        zoo = session.zoo(workspace)
+        zoos = session.zoos(workspace)
     except UserError as exc:
         st.info(f"Workspace `{workspace.root.name}` has no usable zoo yet ({exc}). Generate or import one below.")
         return
-    info = zoo_info(zoo)
+    info = zoo_info(zoos)
+    table = combined_table(zoos)
     cols = st.columns(6)
     cols[0].metric("Models", info["models"])
     cols[1].metric("Checkpoints", info["checkpoints"])
-    cols[2].metric("Parameters per model", f"{info['n_params']:,}")
+    cols[2].metric("Parameters per model", " / ".join(f"{a['n_params']:,}" for a in info["architectures"].values()))
     cols[3].metric("Architecture", info["architecture"])
     cols[4].metric("Dataset", info["dataset"])
     cols[5].metric("Mean test accuracy", f"{info['test_acc']['mean']:.1%}")
     for problem in info["skipped"]:
         st.warning(f"Skipped on load: {problem}")
     st.subheader("Test accuracy by saved epoch")
-    st.plotly_chart(accuracy_histogram(zoo.table), width="stretch")
+    st.plotly_chart(accuracy_histogram(table), width="stretch")
     st.subheader("Checkpoints")
-    st.dataframe(zoo.table, hide_index=True, width="stretch", height=320)
+    st.dataframe(table, hide_index=True, width="stretch", height=320)
 
 
 def target_workspace(name: str) -> Workspace:

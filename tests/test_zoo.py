@@ -1,20 +1,22 @@
 """Zoo generation, storage, validation and resumption."""
 
 import dataclasses
+import json
+from dataclasses import replace
 
 import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from core.arch import build_module
+from core.arch import build_module, cnn_small
 from core.data import load_dataset
 from core.errors import Interrupted, ZooError
 from core.population import init_vector
 from core.workspace import Workspace
-from core.zoo import ZooConfig, generate_zoo, load_zoo, model_seed, plan_models, zoo_info
+from core.zoo import Zoo, ZooConfig, generate_zoo, load_zoo, load_zoos, model_seed, plan_models, save_zoo, zoo_info
 
 
 def test_generated_zoo_layout_and_summary(tiny_zoo_workspace):
@@ -147,13 +149,16 @@ def test_corrupted_weights_file_is_named(tiny_zoo_workspace, tmp_path):
 def test_row_count_and_shape_mismatches_are_reported(tiny_zoo_workspace, tmp_path):
     workspace = _copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
     weights = load_zoo(workspace).weights
-    save_file({"weights": weights[:-1].contiguous()}, str(workspace.zoo_dir / "weights.safetensors"))
-    with pytest.raises(ZooError, match="models.parquet: 18 rows, but weights.safetensors holds 17"):
+    save_file({"cnn-small": weights[:-1].contiguous()}, str(workspace.zoo_dir / "weights.safetensors"))
+    with pytest.raises(ZooError, match="models.parquet: 18 rows of cnn-small, but .*weights.safetensors holds 17"):
         load_zoo(workspace)
-    save_file({"weights": weights[:, :-1].contiguous()}, str(workspace.zoo_dir / "weights.safetensors"))
+    save_file({"cnn-small": weights[:, :-1].contiguous()}, str(workspace.zoo_dir / "weights.safetensors"))
     with pytest.raises(ZooError, match="1287 values"):
         load_zoo(workspace)
-    save_file({"weights": weights}, str(workspace.zoo_dir / "weights.safetensors"))
+    save_file({"other": weights}, str(workspace.zoo_dir / "weights.safetensors"))
+    with pytest.raises(ZooError, match="weights.safetensors: has no tensor named 'cnn-small'"):
+        load_zoo(workspace)
+    save_file({"cnn-small": weights}, str(workspace.zoo_dir / "weights.safetensors"))
     (workspace.zoo_dir / "models.parquet").write_text("not parquet")
     with pytest.raises(ZooError, match="models.parquet"):
         load_zoo(workspace)
@@ -163,7 +168,7 @@ def test_a_nan_model_is_reported_and_skipped(tiny_zoo_workspace, tmp_path):
     workspace = _copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
     weights = load_zoo(workspace).weights.clone()
     weights[4, 10] = float("nan")
-    save_file({"weights": weights}, str(workspace.zoo_dir / "weights.safetensors"))
+    save_file({"cnn-small": weights}, str(workspace.zoo_dir / "weights.safetensors"))
     zoo = load_zoo(workspace)
     assert len(zoo.skipped) == 1 and "checkpoint 4" in zoo.skipped[0]
     assert zoo.weights.shape[0] == 17 and 4 not in zoo.table["checkpoint"].to_list()
@@ -181,3 +186,49 @@ def test_missing_workspace_and_empty_manifest(tmp_path):
     workspace.manifest_path.write_text("{broken")
     with pytest.raises(ZooError, match="workspace.json: not valid JSON"):
         load_zoo(workspace)
+
+
+def _as_format_1(workspace: Workspace) -> None:
+    """Rewrite a workspace as the first format wrote it: one `architecture`, a tensor called `weights`, and
+    no `architecture` column."""
+    manifest = json.loads(workspace.manifest_path.read_text())
+    manifest["architecture"] = manifest.pop("architectures")["cnn-small"]
+    manifest["format_version"] = 1
+    workspace.manifest_path.write_text(json.dumps(manifest))
+    tensors = load_file(str(workspace.zoo_dir / "weights.safetensors"))
+    save_file({"weights": tensors["cnn-small"]}, str(workspace.zoo_dir / "weights.safetensors"))
+    table = pl.read_parquet(workspace.zoo_dir / "models.parquet").drop("architecture")
+    table.write_parquet(workspace.zoo_dir / "models.parquet")
+
+
+def test_a_format_1_workspace_loads_as_before(tiny_zoo_workspace, tmp_path):
+    workspace = _copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    current = load_zoo(workspace)
+    _as_format_1(workspace)
+    old = load_zoo(workspace)
+    assert torch.equal(old.weights, current.weights) and old.spec == current.spec
+    assert old.table.equals(current.table)  # the architecture column is filled in on load
+    assert zoo_info(old)["architecture"] == "cnn-small"
+
+
+def test_a_workspace_holds_several_architectures(tiny_zoo_workspace, tmp_path):
+    small = load_zoo(tiny_zoo_workspace)
+    wide_spec = replace(cnn_small(widths=(4, 4, 4)), name="cnn-small-w4")
+    wide_table = small.table.with_columns(pl.col("checkpoint") + small.table.height, pl.col("model_id") + 100)
+    wide = Zoo(wide_spec, torch.randn(small.table.height, wide_spec.n_params), wide_table, small.manifest)
+    workspace = Workspace(tmp_path / "mixed")
+    save_zoo(workspace, [small, wide])
+    manifest = workspace.manifest()
+    assert manifest["format_version"] == 2 and list(manifest["architectures"]) == ["cnn-small", "cnn-small-w4"]
+    loaded = load_zoos(workspace)
+    assert [z.spec.name for z in loaded] == ["cnn-small", "cnn-small-w4"]
+    assert torch.equal(loaded[1].weights, wide.weights) and loaded[1].spec == wide_spec
+    assert loaded[1].table["checkpoint"].to_list() == list(range(18, 36))
+    assert set(loaded[1].table["architecture"]) == {"cnn-small-w4"}
+    info = zoo_info(loaded)
+    assert info["checkpoints"] == 36 and info["models"] == 12 and info["architecture"] == "cnn-small + cnn-small-w4"
+    assert info["architectures"]["cnn-small-w4"]["n_params"] == wide_spec.n_params
+    with pytest.raises(ZooError, match="holds 2 architectures"):
+        load_zoo(workspace)
+    with pytest.raises(ZooError, match="unique"):
+        save_zoo(workspace, [small, small])

@@ -87,15 +87,15 @@ def _mtime(path: Path) -> int:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the zoo...")
-def _zoo(root: str, stamp: int):
-    from core.zoo import load_zoo
+def _zoos(root: str, stamp: int):
+    from core.zoo import load_zoos
 
-    return load_zoo(Workspace(root))
+    return load_zoos(Workspace(root))
 
 
-def zoo(workspace: Workspace):
-    """The workspace's zoo (raises ZooError when it has none or it is broken)."""
-    return _zoo(key(workspace), _mtime(workspace.zoo_dir / "weights.safetensors"))
+def zoos(workspace: Workspace):
+    """The workspace's zoo, one per architecture (raises ZooError when it has none or it is broken)."""
+    return _zoos(key(workspace), _mtime(workspace.zoo_dir / "weights.safetensors"))
 
 
 @st.cache_resource(max_entries=8)

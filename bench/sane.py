@@ -7,8 +7,16 @@ peak memory of that work above what the process held with the batch already in m
 peak resident memory, on a GPU torch's peak allocation. A size that fails (out of memory, or past
 --timeout seconds) is null. SANE's positional table grows with the sequence (max_tokens x d_model x 3), the
 rest of its memory should not; the per-neuron AE's bottleneck maps all tokens at once and grows with the model.
+
+With --zoos (e.g. resnet,mixed) it also trains SANE on real zoos of digits models (resnet: the ResNet preset;
+mixed: cnn-small and the ResNet in one workspace), and reports held-out reconstruction, the property probes of
+the embedding beside the flat-weight (W) and weight-statistics (s(W)) baselines, and the generative table:
+mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (KDE over token latents, anchors top 30%,
+subsampled on validation accuracy) against random initialisation and the anchors.
 Usage: python bench/sane.py [--device auto|cpu|cuda] [--sizes 10000,100000,1000000] [--timeout 600]
-The last line of stdout is JSON: {"params": [...], "sane_peak_mb": [...], "neuron_ae_peak_mb": [...]}.
+                            [--zoos resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60] [--workdir DIR]
+The last line of stdout is JSON: {"params": [...], "sane_peak_mb": [...], "neuron_ae_peak_mb": [...], and with
+--zoos "zoos": {zoo: {"recon_r2", "probe_r2", "curves"}}}; --sizes "" skips the memory part.
 """
 
 from __future__ import annotations
@@ -116,6 +124,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--zoos", default="", help="also the probe and generative tables on: resnet,mixed")
+    parser.add_argument("--models", type=int, default=48, help="models per architecture in those zoos")
+    parser.add_argument("--zoo-epochs", type=int, default=10)
+    parser.add_argument("--ae-epochs", type=int, default=60)
+    parser.add_argument("--workdir", default=None, help="keep the zoos and runs here (default: a temporary folder)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from core.runtime import resolve_device
@@ -124,6 +137,74 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child[0], int(args.child[1]), device)))
         return
+    summary = memory_table(args, device) if args.sizes else {"device": device}
+    if args.zoos:
+        summary["zoos"] = {name: zoo_table(name, args, device) for name in args.zoos.split(",")}
+    print(json.dumps(summary))
+
+
+ZOO_ARCHS = {"resnet": "resnet", "mixed": "cnn-small,resnet"}
+CURVE_EPOCHS = (0, 1, 3)
+
+
+def zoo_table(name: str, args, device: str) -> dict:
+    """Generate a zoo (or reuse it in --workdir), train SANE on it, evaluate, sample; print and return the figures."""
+    import tempfile
+    import time
+
+    from core.evaluate import evaluate_run
+    from core.generate import SampleConfig, generate_samples
+    from core.sane import SANEConfig
+    from core.train import TrainConfig, train_autoencoder
+    from core.workspace import Workspace
+    from core.zoo import ZooConfig, generate_zoo
+
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="sane-bench-"))
+    workspace = Workspace(root / f"{name}-{args.models}-e{args.zoo_epochs}")
+    started = time.monotonic()
+    zoo_config = ZooConfig(
+        models=args.models,
+        epochs=args.zoo_epochs,
+        save_epochs=tuple(sorted({0, 1, args.zoo_epochs // 4, args.zoo_epochs // 2, args.zoo_epochs})),
+        arch=ZOO_ARCHS[name],
+    )
+    if not workspace.exists():
+        generate_zoo(workspace, zoo_config, device)
+    zoo_s = time.monotonic() - started
+    run = train_autoencoder(workspace, SANEConfig(), TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)
+    ae_s = time.monotonic() - started - zoo_s
+    result = evaluate_run(workspace, run.name, device)
+    sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)
+    generated = generate_samples(workspace, sample, run.name, device)
+    curves = {g: [c[e] for e in CURVE_EPOCHS] for g, c in generated["curves"].items()}
+    print(
+        f"\n{name} zoo ({workspace.root.name}, architecture(s) {', '.join(result['architectures'])}): "
+        f"zoo {zoo_s:.0f} s, SANE {ae_s:.0f} s; held-out reconstruction R^2 {result['recon_r2']:.3f}, "
+        f"accuracy kept {result['recon_acc_ratio']:.3f}"
+    )
+    print(f"{'probe R^2':<12}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
+    for features, scores in result["probe_r2"].items():
+        cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
+        print(f"{features:<12}" + "".join(f"{c:>10}" for c in cells))
+    print(
+        f"generated from {generated['architecture']} anchors; mean test accuracy at fine-tuning epochs {CURVE_EPOCHS}"
+    )
+    for group, curve in curves.items():
+        print(f"{group:<12}" + "".join(f"{a:>10.3f}" for a in curve))
+    return {
+        "architectures": result["architectures"],
+        "zoo_seconds": round(zoo_s, 1),
+        "sane_seconds": round(ae_s, 1),
+        "recon_r2": result["recon_r2"],
+        "recon_acc_ratio": result["recon_acc_ratio"],
+        "probe_r2": result["probe_r2"],
+        "generated_architecture": generated["architecture"],
+        "curves": curves,
+        "selection": generated["selection"]["history"],
+    }
+
+
+def memory_table(args, device: str) -> dict:
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = {}
     for kind in ("sane", "neuron_ae"):
@@ -153,20 +234,16 @@ def main() -> None:
         sane_cells = f"{cell(sane, 'tokens', '{:d}'):>12s} {cell(sane, 'peak_mb'):>9s}"
         ae_cells = f"{cell(ae, 'tokens', '{:d}'):>10s} {cell(ae, 'ae_params', '{:,d}'):>11s} {cell(ae, 'peak_mb'):>9s}"
         print(f"{n:10d} {sane_cells} {ae_cells}")
-    print(
-        json.dumps(
-            {
-                "device": device,
-                "params": params,
-                "sane_peak_mb": [rows["sane", s]["peak_mb"] if rows["sane", s] else None for s in sizes],
-                "neuron_ae_peak_mb": [rows["neuron_ae", s]["peak_mb"] if rows["neuron_ae", s] else None for s in sizes],
-                "batch": BATCH,
-                "window": 32,
-                "token_width": 64,
-                "log10_params": [round(math.log10(p), 2) for p in params],
-            }
-        )
-    )
+    return {
+        "device": device,
+        "params": params,
+        "sane_peak_mb": [rows["sane", s]["peak_mb"] if rows["sane", s] else None for s in sizes],
+        "neuron_ae_peak_mb": [rows["neuron_ae", s]["peak_mb"] if rows["neuron_ae", s] else None for s in sizes],
+        "batch": BATCH,
+        "window": 32,
+        "token_width": 64,
+        "log10_params": [round(math.log10(p), 2) for p in params],
+    }
 
 
 if __name__ == "__main__":

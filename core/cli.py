@@ -188,7 +188,8 @@ def _describe_eval(result: dict) -> list[str]:
         )
     lines.append(f"{'probe R^2':<12}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
     for name, scores in result["probe_r2"].items():
-        lines.append(f"{name:<12}" + "".join(f"{scores[p]:>10.3f}" for p in ("test_acc", "epoch", "ggap")))
+        cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
+        lines.append(f"{name:<12}" + "".join(f"{cell:>10}" for cell in cells))
     return lines
 
 

@@ -71,14 +71,24 @@ def place_on_map(zoo_embeddings: np.ndarray, zoo_xy: np.ndarray, new_embeddings:
     return (zoo_xy[nearest] * weights[:, :, None]).sum(axis=1)
 
 
-def compute_embeddings(workspace: Workspace, run, zoo, device: str = "cpu") -> pl.DataFrame:
-    """Embed every checkpoint, project to 2-D, and store the table with the run."""
-    prepared = run.prepare(zoo)
-    embeddings = embed_checkpoints(run, prepared, device=device)
-    umap_xy, pca_xy = project_2d(embeddings, run.train_config.seed)
-    table = zoo.table.select("checkpoint").with_columns(
-        pl.Series("split", prepared.sides),
-        pl.Series("embedding", embeddings.astype(np.float32)),
+def compute_embeddings(workspace: Workspace, run, zoos, device: str = "cpu") -> pl.DataFrame:
+    """Embed every checkpoint of every architecture, project all to 2-D together, and store the table with
+    the run (rows in checkpoint order)."""
+    from core.zoo import Zoo
+
+    zoos = [zoos] if isinstance(zoos, Zoo) else zoos
+    parts = []
+    for zoo in zoos:
+        prepared = run.prepare(zoo)
+        parts.append(
+            zoo.table.select("checkpoint").with_columns(
+                pl.Series("split", prepared.sides),
+                pl.Series("embedding", embed_checkpoints(run, prepared, device=device).astype(np.float32)),
+            )
+        )
+    table = pl.concat(parts).sort("checkpoint")
+    umap_xy, pca_xy = project_2d(embedding_matrix(table), run.train_config.seed)
+    table = table.with_columns(
         pl.Series("umap_x", umap_xy[:, 0]),
         pl.Series("umap_y", umap_xy[:, 1]),
         pl.Series("pca_x", pca_xy[:, 0]),
@@ -109,6 +119,16 @@ def weight_statistics(spec: ArchSpec, weights: torch.Tensor) -> np.ndarray:
         for part in (weights[:, span][:, :n_weight], weights[:, span][:, n_weight:]):
             features += [part.mean(1, keepdim=True), part.var(1, keepdim=True), torch.quantile(part, q, dim=1).T]
     return torch.cat(features, dim=1).numpy()
+
+
+def pooled_statistics(weights: torch.Tensor) -> np.ndarray:
+    """Architecture-agnostic statistics of each model's parameters taken together: the log of their count, mean,
+    variance and the 1/25/50/75/99 percentiles. The s(W) baseline for zoos of several architectures."""
+    q = torch.tensor([0.01, 0.25, 0.5, 0.75, 0.99])
+    rows = max(1, 2**24 // weights.shape[1])  # torch.quantile takes at most 2^24 entries at once
+    quantiles = torch.cat([torch.quantile(weights[i : i + rows], q, dim=1).T for i in range(0, len(weights), rows)])
+    count = torch.full((len(weights), 1), float(np.log(weights.shape[1])))
+    return torch.cat([count, weights.mean(1, keepdim=True), weights.var(1, keepdim=True), quantiles], dim=1).numpy()
 
 
 def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:

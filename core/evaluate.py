@@ -12,19 +12,33 @@ import torch
 
 from core.arch import layer_slices
 from core.data import load_dataset
-from core.embed import embedding_matrix, load_embeddings, probe_all, reconstruct, weight_statistics
+from core.embed import (
+    PROPERTIES,
+    embedding_matrix,
+    load_embeddings,
+    pooled_statistics,
+    probe_all,
+    reconstruct,
+    weight_statistics,
+)
 from core.errors import UserError
 from core.population import evaluate_models
 from core.train import load_run
 from core.workspace import Workspace, read_json, write_json
-from core.zoo import load_zoo
+from core.zoo import combined_table, load_zoos
 
 KEEP_THRESHOLD = 0.9
 
 
+def _squares(truth: torch.Tensor, predicted: torch.Tensor) -> tuple[float, float]:
+    """(residual, total) sums of squares; R^2 = 1 - residual / total, and pooling sums over architectures
+    gives the R^2 of them all."""
+    return float((truth - predicted).pow(2).sum()), float((truth - truth.mean(0)).pow(2).sum())
+
+
 def _r2(truth: torch.Tensor, predicted: torch.Tensor) -> float:
-    total = (truth - truth.mean(0)).pow(2).sum()
-    return float(1 - (truth - predicted).pow(2).sum() / total)
+    residual, total = _squares(truth, predicted)
+    return 1 - residual / total
 
 
 def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str = "cpu", refresh: bool = False) -> dict:
@@ -32,32 +46,49 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
     cached = run.folder / "eval.json"
     if cached.exists() and not refresh:
         return read_json(cached)
-    zoo = load_zoo(workspace)
-    prepared = run.prepare(zoo)
-    test_rows = prepared.rows("test")
-    original = prepared.aligned[torch.from_numpy(test_rows)]
-    rebuilt = reconstruct(run, prepared, test_rows, device)
-    per_layer = {
-        layer.key: _r2(original[:, span], rebuilt[:, span])
-        for layer, span in zip(zoo.spec.layers, layer_slices(zoo.spec))
-    }
+    zoos = load_zoos(workspace)
+    mixed = len(zoos) > 1
+    residual = total = 0.0
+    per_layer, accuracies, test_checkpoints = {}, [], 0
+    for zoo in zoos:
+        prepared = run.prepare(zoo)
+        test_rows = prepared.rows("test")
+        original = prepared.aligned[torch.from_numpy(test_rows)]
+        rebuilt = reconstruct(run, prepared, test_rows, device)
+        squares = _squares(original, rebuilt)
+        residual, total, test_checkpoints = residual + squares[0], total + squares[1], test_checkpoints + len(test_rows)
+        prefix = f"{zoo.spec.name}/" if mixed else ""
+        for layer, span in zip(zoo.spec.layers, layer_slices(zoo.spec)):
+            per_layer[prefix + layer.key] = _r2(original[:, span], rebuilt[:, span])
+        accuracies.append(_test_accuracies(zoo, original, rebuilt, test_rows))
 
+    table = combined_table(zoos)
     result = {
         "run": run.name,
         "kind": run.kind,
-        "test_models": len(prepared.split.test),
-        "test_checkpoints": len(test_rows),
-        "recon_r2": _r2(original, rebuilt),
+        "architectures": [z.spec.name for z in zoos],
+        "test_models": len(run.split.test),
+        "test_checkpoints": test_checkpoints,
+        "recon_r2": 1 - residual / total,
         "recon_r2_per_layer": per_layer,
-        **_accuracy_retention(zoo, original, rebuilt, test_rows),
+        **_accuracy_retention(accuracies),
     }
     embeddings = load_embeddings(workspace, run.name)
-    features = {
-        "embedding": embedding_matrix(embeddings),
-        "weights": prepared.aligned.numpy(),
-        "stats": weight_statistics(zoo.spec, zoo.weights),
-    }
-    result["probe_r2"] = probe_all(features, zoo.table, prepared.sides)
+    sides = run.split.of(table["model_id"].to_numpy())
+    if mixed:  # flat weights of different architectures do not stack; pooled statistics of all weights do
+        features = {
+            "embedding": embedding_matrix(embeddings),
+            "stats": np.concatenate([pooled_statistics(z.weights) for z in zoos])[_order(zoos)],
+        }
+        result["probe_r2"] = {"weights": dict.fromkeys(PROPERTIES), **probe_all(features, table, sides)}
+    else:
+        zoo, prepared = zoos[0], run.prepare(zoos[0])
+        features = {
+            "embedding": embedding_matrix(embeddings),
+            "weights": prepared.aligned.numpy(),
+            "stats": weight_statistics(zoo.spec, zoo.weights),
+        }
+        result["probe_r2"] = probe_all(features, table, sides)
     history = run.history
     if history.height:
         result["epochs_trained"] = int(history["epoch"].max())
@@ -66,18 +97,32 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
     return result
 
 
-def _accuracy_retention(zoo, original: torch.Tensor, rebuilt: torch.Tensor, test_rows: np.ndarray) -> dict:
-    """Accuracy of reconstructed models relative to their originals, over test checkpoints that learned
-    something (original accuracy at least twice chance): at chance level the ratio says nothing."""
+def _order(zoos) -> np.ndarray:
+    """Positions that put the architectures' rows, stacked one architecture after another, in checkpoint order."""
+    return np.argsort(np.concatenate([z.table["checkpoint"].to_numpy() for z in zoos]), kind="stable")
+
+
+def _test_accuracies(zoo, original: torch.Tensor, rebuilt: torch.Tensor, test_rows: np.ndarray):
+    """(original, reconstructed) test accuracies and the dataset's class count; None without the dataset."""
     dataset = zoo.manifest.get("dataset", {})
     try:
         data = load_dataset(dataset.get("name", "unknown"), seed=dataset.get("seed", 0))
     except UserError:
-        return {"recon_acc_ratio": None, "recon_keep90_fraction": None, "recon_acc_note": "dataset not available"}
+        return None
     activations = zoo.table["activation"].to_numpy()[test_rows].tolist()
     _, acc_original = evaluate_models(zoo.spec, original, data.x_test, data.y_test, activations)
     _, acc_rebuilt = evaluate_models(zoo.spec, rebuilt, data.x_test, data.y_test, activations)
-    learned = acc_original >= 2.0 / data.n_classes
+    return acc_original, acc_rebuilt, data.n_classes
+
+
+def _accuracy_retention(accuracies: list) -> dict:
+    """Accuracy of reconstructed models relative to their originals, over test checkpoints that learned
+    something (original accuracy at least twice chance): at chance level the ratio says nothing."""
+    if any(a is None for a in accuracies):
+        return {"recon_acc_ratio": None, "recon_keep90_fraction": None, "recon_acc_note": "dataset not available"}
+    acc_original = torch.cat([a[0] for a in accuracies])
+    acc_rebuilt = torch.cat([a[1] for a in accuracies])
+    learned = acc_original >= 2.0 / accuracies[0][2]
     ratio = (acc_rebuilt[learned] / acc_original[learned]).numpy()
     return {
         "recon_acc_ratio": float(ratio.mean()),

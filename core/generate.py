@@ -34,7 +34,7 @@ from core.sample import METHODS, Sampler, select_anchors
 from core.selection import Selection, select_models
 from core.train import load_run
 from core.workspace import Workspace, write_json, write_parquet, write_tensors
-from core.zoo import load_zoo
+from core.zoo import combined_table, load_zoos
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,18 @@ def generate_samples(
     on_progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     run = load_run(workspace, run_name)
-    zoo = load_zoo(workspace)
-    prepared = run.prepare(zoo)
+    zoos = {z.spec.name: z for z in load_zoos(workspace)}
+    table = combined_table(list(zoos.values()))
     rng = np.random.default_rng(config.seed)
-    anchor_ids = select_anchors(zoo.table, config.anchors)
+    anchor_ids = select_anchors(table, config.anchors)
+    # One architecture per generation: with anchors of several architectures or activations, keep the most
+    # common one.
+    architectures = table.filter(pl.col("checkpoint").is_in(anchor_ids))["architecture"].to_list()
+    zoo = zoos[Counter(architectures).most_common(1)[0][0]]
+    prepared = run.prepare(zoo)
     row_of = {c: r for r, c in enumerate(zoo.table["checkpoint"].to_list())}
+    anchor_ids = [c for c in anchor_ids if c in row_of]
     anchor_rows = np.array([row_of[c] for c in anchor_ids])
-    # One architecture per generation: with anchors of several activations, keep the most common one.
     activations = zoo.table["activation"].to_numpy()[anchor_rows]
     activation = Counter(activations.tolist()).most_common(1)[0][0]
     anchor_rows, anchor_ids = (
@@ -215,6 +220,7 @@ def generate_samples(
         "n": config.n,
         "dataset": target_name,
         "source_dataset": source.get("name"),
+        "architecture": spec.name,
         "activation": activation,
         "curves": {
             group: curves.filter(pl.col("group") == group).sort("epoch")["acc_mean"].to_list() for group in groups
@@ -239,7 +245,8 @@ _ZOO_ERRORS: dict[tuple, torch.Tensor] = {}
 
 
 def _zoo_error_sets(workspace: Workspace, zoo, prepared, data, dataset_name) -> torch.Tensor:
-    key = (str(workspace.root), (workspace.zoo_dir / "weights.safetensors").stat().st_mtime_ns, dataset_name)
+    stamp = (workspace.zoo_dir / "weights.safetensors").stat().st_mtime_ns
+    key = (str(workspace.root), stamp, zoo.spec.name, dataset_name)
     if key not in _ZOO_ERRORS:
         if len(_ZOO_ERRORS) >= 4:
             _ZOO_ERRORS.pop(next(iter(_ZOO_ERRORS)))

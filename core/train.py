@@ -30,7 +30,7 @@ from core.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random
 from core.sequence import SequenceLayout, sequence_layout, to_sequence
 from core.tokens import add_noise, random_erase, random_permutation_indices, tokenize
 from core.workspace import Workspace, atomic_path, read_json, read_tensors, write_json, write_parquet, write_tensors
-from core.zoo import Progress, Zoo, load_zoo
+from core.zoo import Progress, Zoo, combined_table, load_zoos
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,8 @@ class AERun:
     train_config: TrainConfig
     split: Split
     status: str
-    model: HyperRepresentationAE | None = None
-    stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    model: HyperRepresentationAE | SANE | None = None
+    stats: dict[str | None, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     history: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
@@ -84,7 +84,11 @@ class AERun:
         return kind_of(self.ae_config)
 
     def prepare(self, zoo: Zoo) -> PreparedZoo:
-        return prepare(zoo, self.split, self.train_config.align, self.train_config.align_iterations, self.stats)
+        """One architecture's zoo made ready with this run's split and statistics."""
+        stats = self.stats.get(zoo.spec.name, self.stats.get(None))
+        if stats is None:
+            raise UserError(f"{self.folder}: this run was not trained on architecture {zoo.spec.name}")
+        return prepare(zoo, self.split, self.train_config.align, self.train_config.align_iterations, stats)
 
 
 def kind_of(ae_config: AEConfig | SANEConfig) -> str:
@@ -122,8 +126,7 @@ def load_run(workspace: Workspace, name: str | None = None, with_model: bool = T
     kind = config.get("kind", "hyperrep")
     ae_config = SANEConfig(**config["ae"]) if kind == "sane" else AEConfig(**config["ae"])
     run = AERun(folder, ae_config, train_config, Split(**config["split"]), config["status"])
-    stats = read_tensors(folder / "stats.safetensors")
-    run.stats = (stats["layer_mean"], stats["layer_std"])
+    run.stats = _read_stats(folder / "stats.safetensors")
     if with_model:
         if run.status != "done":
             raise ZooError(f"{folder}: run is unfinished; run `ae train` again with the same settings to resume it")
@@ -205,56 +208,93 @@ def _losses(model, augmenter: _Augmenter, flat: torch.Tensor, token_std: torch.T
     return config.gamma * con + (1 - config.gamma) * rec, rec, con
 
 
+def _batches(count: int, batch_size: int, generator: torch.Generator, device: str) -> list[torch.Tensor]:
+    """A shuffled epoch of row indices in batches, leaving out a last batch of one (the contrastive loss needs a
+    negative)."""
+    order = torch.randperm(count, generator=generator, device=device)
+    return [b for b in (order[i : i + batch_size] for i in range(0, count, batch_size)) if len(b) >= 2]
+
+
 class _HyperRepMethod:
-    """The per-neuron autoencoder's part of the loop: its model, start, losses and validation criterion."""
+    """The per-neuron autoencoder's part of the loop: its model, start, batches, losses and validation criterion."""
 
     def __init__(self, prepared: PreparedZoo, ae_config: AEConfig, config: TrainConfig, generator, device: str):
-        self.prepared, self.ae_config, self.config, self.device = prepared, ae_config, config, device
+        self.prepared, self.ae_config, self.config, self.generator, self.device = (
+            prepared, ae_config, config, generator, device
+        )  # fmt: skip
         self.augmenter = _Augmenter(prepared, config, generator, device)
         self.token_std = prepared.token_std.to(device)
+        self.flat = prepared.standardised[torch.from_numpy(prepared.rows("train"))].to(device)
+        self.steps_per_epoch = math.ceil(len(self.flat) / config.batch_size)
 
     def build(self) -> HyperRepresentationAE:
         layout = self.prepared.layout
         return HyperRepresentationAE(layout.n_tokens, layout.width, self.ae_config).to(self.device)
 
-    def initialise(self, model: HyperRepresentationAE, flat: torch.Tensor) -> None:
+    def initialise(self, model: HyperRepresentationAE) -> None:
         if self.config.pca_init:
-            model.init_linear_path(tokenize(self.prepared.layout, flat.cpu()))
+            model.init_linear_path(tokenize(self.prepared.layout, self.flat.cpu()))
 
-    def losses(self, model, flat: torch.Tensor):
-        return _losses(model, self.augmenter, flat, self.token_std, self.config)
+    def batches(self) -> list[torch.Tensor]:
+        return _batches(len(self.flat), self.config.batch_size, self.generator, self.device)
+
+    def losses(self, model, batch: torch.Tensor):
+        return _losses(model, self.augmenter, self.flat[batch], self.token_std, self.config)
 
     def validation_loss(self, model) -> float:
         return validation_loss(model, self.prepared, self.device)
 
 
-class _SANEMethod:
-    """SANE's part of the loop: each step trains on one random window of the sequences of a batch of models,
-    two views differing by noise (and by a hidden-unit permutation, when that augmentation is on)."""
+class _SANEPart:
+    """One architecture's training data for SANE: its sequence layout, standardised training models, and
+    (for the CNN family, when asked) its function-preserving permutations."""
 
     def __init__(self, prepared: PreparedZoo, ae_config: SANEConfig, config: TrainConfig, generator, device: str):
-        self.prepared, self.ae_config, self.config, self.generator, self.device = (
-            prepared, ae_config, config, generator, device
-        )  # fmt: skip
+        self.prepared = prepared
         self.layout = sane_layout(prepared.zoo.spec, ae_config)
         self.positions, self.mask = self.layout.positions.to(device), self.layout.mask.to(device)
         self.permuter = _Augmenter(prepared, config, generator, device)
+        self.flat = prepared.standardised[torch.from_numpy(prepared.rows("train"))].to(device)
+
+    def view(self, rows: torch.Tensor) -> torch.Tensor:
+        return to_sequence(self.layout, self.permuter.permute(self.flat[rows]))
+
+
+class _SANEMethod:
+    """SANE's part of the loop: each step trains on one random window of the sequences of a batch of models of
+    one architecture, two views differing by noise (and by a hidden-unit permutation, when that augmentation
+    is on). With several architectures, every epoch visits each one's models in batches of its own, in a
+    shuffled order."""
+
+    def __init__(self, parts: list[PreparedZoo], ae_config: SANEConfig, config: TrainConfig, generator, device: str):
+        self.ae_config, self.config, self.generator, self.device = ae_config, config, generator, device
+        self.parts = [_SANEPart(p, ae_config, config, generator, device) for p in parts]
+        self.steps_per_epoch = sum(math.ceil(len(p.flat) / config.batch_size) for p in self.parts)
 
     def build(self) -> SANE:
         return SANE(self.ae_config).to(self.device)
 
-    def initialise(self, model: SANE, flat: torch.Tensor) -> None:
-        if self.layout.n_tokens > self.ae_config.max_tokens:
-            raise UserError(f"the zoo's models make {self.layout.n_tokens} tokens; raise max_tokens or token_width")
+    def initialise(self, model: SANE) -> None:
+        longest = max(p.layout.n_tokens for p in self.parts)
+        if longest > self.ae_config.max_tokens:
+            raise UserError(f"the zoo's models make up to {longest} tokens; raise max_tokens or token_width")
 
-    def _view(self, flat: torch.Tensor) -> torch.Tensor:
-        permuted = self.permuter.permute(flat)
-        return to_sequence(self.layout, permuted)
+    def batches(self) -> list[tuple[_SANEPart, torch.Tensor]]:
+        batches = [
+            (part, rows)
+            for part in self.parts
+            for rows in _batches(len(part.flat), self.config.batch_size, self.generator, self.device)
+        ]
+        if len(self.parts) == 1:
+            return batches
+        order = torch.randperm(len(batches), generator=self.generator, device=self.device).tolist()
+        return [batches[i] for i in order]
 
-    def losses(self, model: SANE, flat: torch.Tensor):
-        clean_a, clean_b = self._view(flat), self._view(flat)
+    def losses(self, model: SANE, batch: tuple[_SANEPart, torch.Tensor]):
+        part, rows = batch
+        clean_a, clean_b = part.view(rows), part.view(rows)
         target_a, positions, mask = random_windows(
-            clean_a, self.positions, self.mask, self.ae_config.window, self.generator
+            clean_a, part.positions, part.mask, self.ae_config.window, self.generator
         )
         start = int(positions[0, 0, 0])
         target_b = clean_b[:, start : start + target_a.shape[1]]
@@ -267,11 +307,16 @@ class _SANEMethod:
 
     @torch.no_grad()
     def validation_loss(self, model: SANE) -> float:
+        """Masked squared error of clean validation models, over every architecture's entries."""
         model.eval()
-        tokens = to_sequence(self.layout, self.prepared.standardised[torch.from_numpy(self.prepared.rows("val"))])
-        tokens = tokens.to(self.device)
-        recon = decode_sequence(model, encode_sequence(model, tokens, self.positions), self.positions)
-        return float(((recon - tokens) * self.mask).pow(2).sum() / (self.mask.sum() * len(tokens)))
+        error, entries = 0.0, 0.0
+        for part in self.parts:
+            rows = torch.from_numpy(part.prepared.rows("val"))
+            tokens = to_sequence(part.layout, part.prepared.standardised[rows]).to(self.device)
+            recon = decode_sequence(model, encode_sequence(model, tokens, part.positions), part.positions)
+            error += float(((recon - tokens) * part.mask).pow(2).sum())
+            entries += float(part.mask.sum()) * len(tokens)
+        return error / max(entries, 1.0)
 
 
 @torch.no_grad()
@@ -295,7 +340,13 @@ def train_autoencoder(
     should_stop: Callable[[], bool] | None = None,
 ) -> AERun:
     ae_config, train_config = ae_config or AEConfig(), train_config or TrainConfig()
-    zoo = load_zoo(workspace)
+    zoos = load_zoos(workspace)
+    if len(zoos) > 1 and kind_of(ae_config) != "sane":
+        names = ", ".join(z.spec.name for z in zoos)
+        raise UserError(
+            f"{workspace.root} holds {len(zoos)} architectures ({names}); the per-neuron autoencoder reads one "
+            "architecture: train SANE (--kind sane) on the whole zoo"
+        )
     name = run or run_name(ae_config, train_config)
     folder = runs_dir(workspace) / name
     if (folder / "config.json").exists() and read_json(folder / "config.json").get("status") == "done":
@@ -304,38 +355,66 @@ def train_autoencoder(
     with workspace.lock():
         state = _resume_state(folder, ae_config, train_config)
         if state is None:
-            split = split_models(zoo.table["model_id"].unique().sort().to_list(), train_config.split, train_config.seed)
+            model_ids = combined_table(zoos)["model_id"].unique().sort().to_list()
+            split = split_models(model_ids, train_config.split, train_config.seed)
         else:
             split = Split(**read_json(folder / "config.json")["split"])
-        prepared = prepare(zoo, split, train_config.align, train_config.align_iterations)
-        layout = sane_layout(zoo.spec, ae_config) if kind_of(ae_config) == "sane" else prepared.layout
+        parts = [prepare(z, split, train_config.align, train_config.align_iterations) for z in zoos]
+        torch.manual_seed(train_config.seed)
+        generator = torch.Generator(device=device).manual_seed(train_config.seed)
+        if kind_of(ae_config) == "sane":
+            method = _SANEMethod(parts, ae_config, train_config, generator, device)
+            layouts = [part.layout for part in method.parts]
+        else:
+            method = _HyperRepMethod(parts[0], ae_config, train_config, generator, device)
+            layouts = [parts[0].layout]
         config_json = {
             "kind": kind_of(ae_config),
             "ae": ae_config.to_json(),
             "train": asdict(train_config),
             "split": asdict(split),
-            "n_tokens": layout.n_tokens,
-            "token_width": layout.index.shape[1],
-            "zoo_created": zoo.manifest.get("zoo", {}).get("created"),
+            "n_tokens": max(layout.n_tokens for layout in layouts),
+            "token_width": layouts[0].index.shape[1],
+            "architectures": [z.spec.name for z in zoos],
+            "zoo_created": zoos[0].manifest.get("zoo", {}).get("created"),
             "status": "training",
         }
         if state is None:
             folder.mkdir(parents=True, exist_ok=True)
-            write_tensors(
-                folder / "stats.safetensors", {"layer_mean": prepared.layer_mean, "layer_std": prepared.layer_std}
-            )
+            write_tensors(folder / "stats.safetensors", _stats_tensors(parts))
             write_json(folder / "config.json", config_json)
-        result = _fit(folder, prepared, ae_config, train_config, state, device, on_progress, should_stop)
+        result = _fit(folder, method, train_config, generator, state, device, on_progress, should_stop)
         write_json(folder / "config.json", {**config_json, "status": "done", "stopped_at_epoch": result})
     finished = load_run(workspace, name)
     from core.embed import compute_embeddings
 
     if on_progress:
         on_progress(0, 1, {"phase": "map"})
-    compute_embeddings(workspace, finished, zoo, device=device)
+    compute_embeddings(workspace, finished, zoos, device=device)
     if on_progress:
         on_progress(1, 1, {"phase": "map"})
     return finished
+
+
+def _stats_tensors(parts: list[PreparedZoo]) -> dict[str, torch.Tensor]:
+    """Per-layer statistics to store with a run: under plain names for one architecture (as runs always
+    stored them), prefixed by the architecture's name for several."""
+    if len(parts) == 1:
+        return {"layer_mean": parts[0].layer_mean, "layer_std": parts[0].layer_std}
+    return {
+        f"{p.zoo.spec.name}/{key}": value
+        for p in parts
+        for key, value in (("layer_mean", p.layer_mean), ("layer_std", p.layer_std))
+    }
+
+
+def _read_stats(path: Path) -> dict[str | None, tuple[torch.Tensor, torch.Tensor]]:
+    """{architecture: (layer_mean, layer_std)}; the key None holds a one-architecture run's statistics."""
+    tensors = read_tensors(path)
+    if "layer_mean" in tensors:
+        return {None: (tensors["layer_mean"], tensors["layer_std"])}
+    names = {key.rsplit("/", 1)[0] for key in tensors}
+    return {name: (tensors[f"{name}/layer_mean"], tensors[f"{name}/layer_std"]) for name in names}
 
 
 def _resume_state(folder: Path, ae_config: AEConfig | SANEConfig, train_config: TrainConfig) -> dict | None:
@@ -348,23 +427,17 @@ def _resume_state(folder: Path, ae_config: AEConfig | SANEConfig, train_config: 
     return torch.load(state_path, map_location="cpu", weights_only=True)
 
 
-def _fit(folder, prepared, ae_config, config: TrainConfig, state, device, on_progress, should_stop) -> int:
-    torch.manual_seed(config.seed)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    method_class = _SANEMethod if kind_of(ae_config) == "sane" else _HyperRepMethod
-    method = method_class(prepared, ae_config, config, generator, device)
+def _fit(folder, method, config: TrainConfig, generator, state, device, on_progress, should_stop) -> int:
     model = method.build()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    train_rows = torch.from_numpy(prepared.rows("train"))
-    flat = prepared.standardised[train_rows].to(device)
-    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    steps_per_epoch = method.steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _schedule(config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     )
     history: list[dict] = []
     start_epoch, best, best_epoch, best_weights = 1, float("inf"), 0, None
     if state is None:
-        method.initialise(model, flat)
+        method.initialise(model)
     else:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -381,14 +454,10 @@ def _fit(folder, prepared, ae_config, config: TrainConfig, state, device, on_pro
             epoch -= 1
             break
         model.train()
-        order = torch.randperm(len(train_rows), generator=generator, device=device)
         sums = torch.zeros(3, device=device)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            if len(batch) < 2:
-                continue  # the contrastive loss needs a negative
+        for batch in method.batches():
             with autocast:
-                loss, rec, con = method.losses(model, flat[batch])
+                loss, rec, con = method.losses(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)

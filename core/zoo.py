@@ -118,27 +118,31 @@ def model_seed(zoo_seed: int, model_id: int) -> int:
     return int(np.random.SeedSequence([zoo_seed, model_id]).generate_state(1)[0])
 
 
-def plan_models(config: ZooConfig) -> pl.DataFrame:
-    """One row per model: its seed and the settings it draws from the config's lists."""
+def plan_models(config: ZooConfig, architectures: list[str] | None = None) -> pl.DataFrame:
+    """One row per model: its architecture, seed and the settings it draws from the config's lists.
+    With several architectures, each gets `config.models` models, numbered one architecture after another."""
+    architectures = architectures or ["?"]
+    count = config.models * len(architectures)
     rng = np.random.default_rng([config.seed, 1])
 
     def draw(options):
-        return [options[i] for i in rng.integers(0, len(options), config.models)]
+        return [options[i] for i in rng.integers(0, len(options), count)]
 
     return pl.DataFrame(
         {
-            "model_id": list(range(config.models)),
-            "seed": [model_seed(config.seed, i) for i in range(config.models)],
+            "model_id": list(range(count)),
+            "architecture": [architectures[i // config.models] for i in range(count)],
+            "seed": [model_seed(config.seed, i) for i in range(count)],
             "init_seed": [
                 model_seed(config.seed + 1, i % config.init_seeds) if config.init_seeds else model_seed(config.seed, i)
-                for i in range(config.models)
+                for i in range(count)
             ],
             "init": draw(config.inits),
             "lr": [float(v) for v in draw(config.lrs)],
             "weight_decay": [float(v) for v in draw(config.weight_decays)],
             "dropout": [float(v) for v in draw(config.dropouts)],
             "activation": draw(config.activations),
-            "batch_size": [config.batch_size] * config.models,
+            "batch_size": [config.batch_size] * count,
         },
         schema_overrides={"seed": pl.Int64, "init_seed": pl.Int64},
     )
@@ -155,14 +159,15 @@ def generate_zoo(
     should_stop: Callable[[], bool] | None = None,
 ) -> Zoo:
     """Train the zoo, saving a resumable state after every epoch; an identical earlier call that was
-    interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap."""
+    interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap.
+    Returns the Zoo, or a list of one Zoo per architecture when the config names several."""
     data = load_dataset(config.dataset, seed=config.data_seed)
-    spec = default_arch(data.image_shape, data.n_classes, config.activations[0])
-    plan = plan_models(config)
-    groups = [g for _, g in sorted(plan.group_by("activation", maintain_order=True), key=lambda kv: kv[0])]
+    specs = {spec.name: spec for spec in zoo_specs(config, data)}
+    plan = plan_models(config, list(specs))
+    groups = [g for _, g in sorted(plan.group_by("architecture", "activation", maintain_order=True))]
     populations = []
     for group in groups:
-        group_spec = spec.with_activation(group["activation"][0])
+        group_spec = specs[group["architecture"][0]].with_activation(group["activation"][0])
         seeds = group["seed"].to_list()
         params = init_vectors(group_spec, group["init_seed"].to_list(), group["init"].to_list())
         populations.append(
@@ -189,7 +194,7 @@ def generate_zoo(
                     losses.append(population.train_epoch(data.x_train, data.y_train, epoch, config.batch_size))
                 if epoch in config.save_epochs:
                     weights, rows = _snapshot(population, data, epoch)
-                    saved_weights.append(weights)
+                    saved_weights.setdefault(population.spec.name, []).append(weights)
                     saved_rows += rows
             partial.save(populations, epoch, saved_weights, saved_rows)
             if on_progress:
@@ -200,10 +205,15 @@ def generate_zoo(
             if should_stop and should_stop() and epoch < config.epochs:
                 raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
 
-        zoo = _assemble(spec, plan, saved_weights, saved_rows, config, data)
-        save_zoo(workspace, zoo)
+        zoos = _assemble(specs, plan, saved_weights, saved_rows, config, data)
+        save_zoo(workspace, zoos)
         partial.clear()
-    return zoo
+    return zoos[0] if len(zoos) == 1 else zoos
+
+
+def zoo_specs(config: ZooConfig, data) -> list[ArchSpec]:
+    """The zoo's architectures, sized for the dataset's images."""
+    return [default_arch(data.image_shape, data.n_classes, config.activations[0])]
 
 
 def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, list[dict]]:
@@ -220,17 +230,24 @@ def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, l
     return population.weights(), rows
 
 
-def _assemble(spec, plan, saved_weights, saved_rows, config: ZooConfig, data) -> Zoo:
-    weights = torch.cat(saved_weights)
+def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data) -> list[Zoo]:
+    """One Zoo per architecture, rows ordered by model and epoch, checkpoints numbered across all of them.
+    Each architecture's saved rows appear in `saved_rows` in the order of its stacked weights."""
     joined = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
-    order = joined.with_row_index("row").sort(["model_id", "epoch"])
-    weights = weights[torch.from_numpy(order["row"].cast(pl.Int64).to_numpy().copy())]
-    table = finish_table(order.drop("row").to_dicts())
+    joined = joined.with_columns(pl.int_range(pl.len()).over("architecture").alias("row"))
+    order = joined.sort(["model_id", "epoch"])
+    table = finish_table(order.drop("row", "architecture").to_dicts())
+    table = table.with_columns(order["architecture"], order["row"])
     manifest = {
         "dataset": {"name": config.dataset, "seed": config.data_seed, "n_classes": data.n_classes},
         "zoo": {"source": "generated", "config": asdict(config), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
-    return Zoo(spec, weights, table, manifest)
+    zoos = []
+    for name, spec in specs.items():
+        part = table.filter(pl.col("architecture") == name)
+        weights = torch.cat(saved_weights[name])[torch.from_numpy(part["row"].to_numpy().copy())]
+        zoos.append(Zoo(spec, weights, part.drop("row"), manifest))
+    return zoos
 
 
 class _Partial:
@@ -239,10 +256,10 @@ class _Partial:
     def __init__(self, folder: Path, config: ZooConfig):
         self.folder, self.config = folder, config
 
-    def resume(self, populations: list[Population]) -> tuple[int, list[torch.Tensor], list[dict]]:
+    def resume(self, populations: list[Population]) -> tuple[int, dict[str, list[torch.Tensor]], list[dict]]:
         progress = self.folder / "progress.json"
         if not progress.exists():
-            return 0, [], []
+            return 0, {}, []
         try:
             info = json.loads(progress.read_text())
             if info.get("config_key") != self.config.key():
@@ -250,16 +267,15 @@ class _Partial:
             state = read_tensors(self.folder / "state.safetensors")
             for i, population in enumerate(populations):
                 population.load_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{i}/")})
-            saved = [state["saved_weights"]] if "saved_weights" in state else []
+            saved = {k.split("/", 1)[1]: [v] for k, v in state.items() if k.startswith("saved/")}
             return int(info["epoch"]) + 1, saved, info["rows"]
         except (ValueError, KeyError, ZooError, RuntimeError):
             self.clear()  # stale or unreadable: start over rather than mix runs
-            return 0, [], []
+            return 0, {}, []
 
-    def save(self, populations: list[Population], epoch: int, saved_weights: list[torch.Tensor], rows: list[dict]):
+    def save(self, populations: list[Population], epoch: int, saved_weights: dict, rows: list[dict]):
         tensors = {f"{i}/{k}": v for i, p in enumerate(populations) for k, v in p.state().items()}
-        if saved_weights:
-            tensors["saved_weights"] = torch.cat(saved_weights)
+        tensors.update({f"saved/{name}": torch.cat(parts) for name, parts in saved_weights.items()})
         write_tensors(self.folder / "state.safetensors", tensors)
         write_json(self.folder / "progress.json", {"config_key": self.config.key(), "epoch": epoch, "rows": rows})
 

@@ -23,6 +23,7 @@ def table():
             "epoch": [0, 5, 0, 5],
             "seed": [7, 7, 8, 8],
             "init_seed": [0, 0, 1, 1],
+            "architecture": ["cnn-small", "cnn-small", "resnet", "resnet"],
             "test_acc": [0.1, 0.9, 0.12, 0.8],
             "ggap": [0.0, 0.05, float("nan"), 0.02],
         }

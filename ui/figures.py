@@ -15,6 +15,7 @@ COLOURINGS: dict[str, tuple[str, bool]] = {
     "generalisation gap": ("ggap", True),
     "seed": ("seed", True),
     "init": ("init_seed", False),
+    "architecture": ("architecture", False),
     "autoencoder split": ("split", False),
 }
 GROUP_STYLE = {  # fine-tuning groups: (label, colour, dash)

@@ -100,7 +100,12 @@ def zoos(workspace: Workspace):
 
 @st.cache_resource(max_entries=8)
 def _table(root: str, stamp: int):
-    return read_parquet(models_table_path(Workspace(root)))
+    workspace = Workspace(root)
+    table = read_parquet(models_table_path(workspace))
+    if "architecture" not in table.columns:  # format 1: one architecture, named in the manifest
+        name = workspace.manifest().get("architecture", {}).get("name", "?")
+        table = table.with_columns(pl.lit(name).alias("architecture"))
+    return table
 
 
 def zoo_table(workspace: Workspace):

@@ -18,9 +18,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.arch import ACTIVATIONS, ArchSpec, default_arch
+from core.arch import ACTIVATIONS, Spec
 from core.data import load_dataset
 from core.errors import Interrupted, UserError, ZooError
+from core.families import ARCH_NAMES, arch_by_name, family_of, spec_from_json
 from core.population import INITS, Population, init_vectors
 from core.workspace import (
     Workspace,
@@ -71,8 +72,15 @@ class ZooConfig:
     # the autoencoder, fall to chance accuracy, aligned or not); with 8 shared inits the same 64 components
     # keep 96% of their accuracy. See bench/ae_quality.py.
     init_seeds: int = 8
+    # "auto": the CNN family member sized for the dataset's images; "resnet": the ResNet preset at their size;
+    # or a CNN preset's name (see core.families.ARCH_NAMES).
+    arch: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCH_NAMES:
+            raise UserError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCH_NAMES)}")
+        if family_of(self.arch) != "cnn" and any(d > 0 for d in self.dropouts):
+            raise UserError(f"dropout is available for the CNN family only; {self.arch} zoos need --dropout 0")
         if self.models < 1:
             raise UserError("a zoo needs at least one model")
         if self.epochs < 0 or self.batch_size < 1:
@@ -90,13 +98,17 @@ class ZooConfig:
             raise UserError("dropout must lie in [0, 1) and learning rates must be positive")
 
     def key(self) -> str:
-        """A digest of everything that determines the zoo, to tell a resumable partial run from a stale one."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """A digest of everything that determines the zoo, to tell a resumable partial run from a stale one.
+        `arch` enters only when it is not "auto", so configs from before it existed keep their digest."""
+        settings = asdict(self)
+        if settings["arch"] == "auto":
+            del settings["arch"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
 class Zoo:
-    spec: ArchSpec
+    spec: Spec
     weights: torch.Tensor  # float32 [checkpoints, n_params]
     table: pl.DataFrame  # one row per checkpoint, `checkpoint` = row id in the stored file
     manifest: dict
@@ -106,7 +118,7 @@ class Zoo:
     def dataset(self) -> str:
         return self.manifest.get("dataset", {}).get("name", "unknown")
 
-    def spec_for(self, row: int) -> ArchSpec:
+    def spec_for(self, row: int) -> Spec:
         """The architecture of one checkpoint (activation may vary inside a zoo)."""
         return self.spec.with_activation(self.table["activation"][row])
 
@@ -157,7 +169,7 @@ def generate_zoo(
     """Train the zoo, saving a resumable state after every epoch; an identical earlier call that was
     interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap."""
     data = load_dataset(config.dataset, seed=config.data_seed)
-    spec = default_arch(data.image_shape, data.n_classes, config.activations[0])
+    spec = arch_by_name(config.arch, data.image_shape, data.n_classes, config.activations[0])
     plan = plan_models(config)
     groups = [g for _, g in sorted(plan.group_by("activation", maintain_order=True), key=lambda kv: kv[0])]
     populations = []
@@ -292,7 +304,7 @@ def load_zoo(workspace: Workspace) -> Zoo:
     manifest = workspace.manifest()
     if "architecture" not in manifest:
         raise ZooError(f"{workspace.manifest_path}: holds no zoo yet (no architecture); generate or import one")
-    spec = ArchSpec.from_json(manifest["architecture"])
+    spec = spec_from_json(manifest["architecture"])
     recover_dir(workspace.zoo_dir)
     weights_path, table_path = workspace.zoo_dir / "weights.safetensors", workspace.zoo_dir / "models.parquet"
     tensors = read_tensors(weights_path)

@@ -1,15 +1,19 @@
 """Zoo architectures as explicit specs: build an nn.Module, flatten weights to one vector and back.
 
-The module layout follows the public model zoos of Schürholt et al. (a `module_list` Sequential of
-conv -> pool -> activation [-> dropout] blocks, flatten, then linear layers), so that their state-dict keys
-(`module_list.0.weight`, ...) are ours too and imported checkpoints load without renaming.
+Two families share the flat-vector functions here (they only read `spec.layers`): the CNNs below and the
+ResNets of core/resnet.py. The CNN module layout follows the public model zoos of Schürholt et al. (a
+`module_list` Sequential of conv -> pool -> activation [-> dropout] blocks, flatten, then linear layers), so
+that their state-dict keys (`module_list.0.weight`, ...) are ours too and imported checkpoints load without
+renaming.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -29,24 +33,68 @@ class Conv:
 
 @dataclass(frozen=True)
 class Layer:
-    """One parameterised layer: its state-dict prefix and the shapes of its weight and bias."""
+    """One layer with stored tensors: its state-dict prefix and the shapes of what it stores.
+
+    The flat vector holds, per layer, the weight, the bias (unless the layer has none, as a conv followed by a
+    normalisation), then non-trainable per-unit buffers (BatchNorm's running statistics): the order of the float
+    entries of the nn.Module's state dict, so a zoo checkpoint is a complete model."""
 
     key: str
-    kind: str  # "conv" or "linear"
+    kind: str  # "conv", "linear" or "norm"
     weight_shape: tuple[int, ...]
-    bias_shape: tuple[int, ...]
+    bias_shape: tuple[int, ...] | None  # None: no bias
+    buffers: tuple[str, ...] = ()  # names of per-unit buffers, stored after weight and bias
+
+    @property
+    def tensors(self) -> list[tuple[str, tuple[int, ...], bool]]:
+        """(name, shape, trainable) of each stored tensor, in flat-vector order."""
+        tensors = [("weight", self.weight_shape, True)]
+        if self.bias_shape is not None:
+            tensors.append(("bias", self.bias_shape, True))
+        return tensors + [(name, self.weight_shape[:1], False) for name in self.buffers]
 
     @property
     def n_params(self) -> int:
-        return math.prod(self.weight_shape) + math.prod(self.bias_shape)
+        return sum(math.prod(shape) for _, shape, _ in self.tensors)
 
     @property
     def fan_in(self) -> int:
         return math.prod(self.weight_shape[1:])
 
 
+class Spec(Protocol):
+    """What the engine needs of an architecture of either family (ArchSpec here, ResNetSpec in core/resnet.py)."""
+
+    family: ClassVar[str]
+    name: str
+    in_channels: int
+    in_size: int
+    n_classes: int
+    activation: str
+    layers: tuple[Layer, ...]
+
+    @property
+    def n_params(self) -> int: ...
+
+    def with_activation(self, activation: str) -> Spec: ...
+
+    def module(self, dropout: float = 0.0) -> nn.Module: ...
+
+    def param_counts(self) -> dict[str, int]: ...
+
+    def to_json(self) -> dict: ...
+
+
+def norm_layer(key: str, channels: int) -> Layer:
+    """A BatchNorm: scale and shift (trained), running mean and variance (estimated, not trained)."""
+    return Layer(key, "norm", (channels,), (channels,), ("running_mean", "running_var"))
+
+
 @dataclass(frozen=True)
 class ArchSpec:
+    """A CNN: conv blocks, flatten, linear layers."""
+
+    family: ClassVar[str] = "cnn"
     name: str
     in_channels: int
     in_size: int
@@ -69,6 +117,9 @@ class ArchSpec:
 
     def with_activation(self, activation: str) -> ArchSpec:
         return replace(self, activation=activation)
+
+    def module(self, dropout: float = 0.0) -> nn.Module:
+        return ZooCNN(self, dropout)
 
     def feature_shapes(self) -> list[tuple[int, int, int]]:
         """(channels, height, width) after each conv block."""
@@ -140,11 +191,20 @@ def _layers(spec: ArchSpec) -> list[Layer]:
 # ---------------------------------------------------------------- presets
 
 
-def cnn_small(in_channels: int = 1, n_classes: int = 10, activation: str = "relu", widths=(8, 6, 4)) -> ArchSpec:
-    """Our default for 8x8 inputs (digits, shapes): the papers' CNN-s, resized. 1,288 parameters at (8, 6, 4)."""
+CNN_SMALL_WIDTHS = (8, 6, 4)
+
+
+def cnn_small(
+    in_channels: int = 1, n_classes: int = 10, activation: str = "relu", widths: tuple[int, int, int] = CNN_SMALL_WIDTHS
+) -> ArchSpec:
+    """Our default for 8x8 inputs (digits, shapes): the papers' CNN-s, resized. 1,288 parameters at (8, 6, 4).
+
+    Other widths get their own name (`cnn-small-w16-12-8`): one workspace may hold several architectures,
+    told apart by name."""
     a, b, c = widths
     convs = (Conv(a, 3, padding=1, pool=2), Conv(b, 3, padding=1), Conv(c, 3, padding=1, pool=2))
-    return ArchSpec("cnn-small", in_channels, 8, convs, (20,), n_classes, activation)
+    name = "cnn-small" if tuple(widths) == CNN_SMALL_WIDTHS else f"cnn-small-w{a}-{b}-{c}"
+    return ArchSpec(name, in_channels, 8, convs, (20,), n_classes, activation)
 
 
 def cnn_s(in_channels: int = 1, n_classes: int = 10, activation: str = "tanh") -> ArchSpec:
@@ -176,8 +236,8 @@ def default_arch(image_shape: tuple[int, int, int], n_classes: int, activation: 
 # ---------------------------------------------------------------- modules and flat vectors
 
 
-def _activation_module(name: str) -> nn.Module:
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "leakyrelu": nn.LeakyReLU}[name]()
+def activation_class(name: str) -> type[nn.Module]:
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "leakyrelu": nn.LeakyReLU}[name]
 
 
 class ZooCNN(nn.Module):
@@ -189,14 +249,14 @@ class ZooCNN(nn.Module):
             modules.append(nn.Conv2d(channels, conv.out_channels, conv.kernel, padding=conv.padding))
             if conv.pool > 1:
                 modules.append(nn.MaxPool2d(conv.pool))
-            modules.append(_activation_module(spec.activation))
+            modules.append(activation_class(spec.activation)())
             if spec.dropout_slots:
                 modules.append(nn.Dropout(dropout))
             channels = conv.out_channels
         modules.append(nn.Flatten())
         linear_layers = [layer for layer in spec.layers if layer.kind == "linear"]
         for layer in linear_layers[:-1]:
-            modules += [nn.Linear(layer.weight_shape[1], layer.weight_shape[0]), _activation_module(spec.activation)]
+            modules += [nn.Linear(layer.weight_shape[1], layer.weight_shape[0]), activation_class(spec.activation)()]
             if spec.dropout_slots:
                 modules.append(nn.Dropout(dropout))
         last = linear_layers[-1]
@@ -207,31 +267,45 @@ class ZooCNN(nn.Module):
         return self.module_list(x)
 
 
-def build_module(spec: ArchSpec, vector: torch.Tensor | None = None, dropout: float = 0.0) -> ZooCNN:
-    module = ZooCNN(spec, dropout)
+def build_module(spec: Spec, vector: torch.Tensor | None = None, dropout: float = 0.0) -> nn.Module:
+    """The spec's plain nn.Module (either family), loaded with `vector` when given. Entries the vector does not
+    hold (BatchNorm's integer batch counter) keep the module's own values."""
+    module = spec.module(dropout)
     if vector is not None:
-        module.load_state_dict(unflatten(spec, vector))
+        state = module.state_dict()
+        state.update(unflatten(spec, vector))
+        module.load_state_dict(state)
     return module
 
 
-def param_names(spec: ArchSpec) -> list[tuple[str, tuple[int, ...]]]:
+def param_names(spec: Spec) -> list[tuple[str, tuple[int, ...]]]:
     """State-dict names and shapes, in the order of the flat vector."""
-    names = []
-    for layer in spec.layers:
-        names += [(f"{layer.key}.weight", layer.weight_shape), (f"{layer.key}.bias", layer.bias_shape)]
-    return names
+    return [(f"{layer.key}.{name}", shape) for layer in spec.layers for name, shape, _ in layer.tensors]
 
 
-def layer_slices(spec: ArchSpec) -> list[slice]:
-    """Each layer's span (weight, then bias) in the flat vector."""
-    slices, start = [], 0
-    for layer in spec.layers:
-        slices.append(slice(start, start + layer.n_params))
-        start += layer.n_params
-    return slices
+def _spans(sizes: list[int]) -> list[slice]:
+    ends = [0, *itertools.accumulate(sizes)]
+    return [slice(start, stop) for start, stop in zip(ends, ends[1:])]
 
 
-def flatten(spec: ArchSpec, state_dict: dict[str, torch.Tensor]) -> torch.Tensor:
+def layer_slices(spec: Spec) -> list[slice]:
+    """Each layer's span (weight, bias, buffers) in the flat vector."""
+    return _spans([layer.n_params for layer in spec.layers])
+
+
+def tensor_slices(spec: Spec) -> list[slice]:
+    """Each stored tensor's span in the flat vector, in the order of `param_names`."""
+    return _spans([math.prod(shape) for _, shape in param_names(spec)])
+
+
+def trainable_mask(spec: Spec) -> torch.Tensor:
+    """Bool [n_params]: False on entries that are estimated, not trained (BatchNorm's running statistics)."""
+    return torch.cat(
+        [torch.full((math.prod(shape),), trainable) for layer in spec.layers for _, shape, trainable in layer.tensors]
+    )
+
+
+def flatten(spec: Spec, state_dict: dict[str, torch.Tensor]) -> torch.Tensor:
     """A state dict as one float32 vector; raise ArchitectureError if a key is missing or a shape is off."""
     parts = []
     for name, shape in param_names(spec):
@@ -244,7 +318,7 @@ def flatten(spec: ArchSpec, state_dict: dict[str, torch.Tensor]) -> torch.Tensor
     return torch.cat(parts)
 
 
-def unflatten(spec: ArchSpec, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+def unflatten(spec: Spec, vector: torch.Tensor) -> dict[str, torch.Tensor]:
     if vector.shape != (spec.n_params,):
         raise ArchitectureError(
             f"weight vector of shape {tuple(vector.shape)} does not fit {spec.name} ({spec.n_params})"

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from core.autoencoder import AEConfig
 from core.errors import Interrupted, UserError
+from core.families import ARCH_NAMES
 from core.generate import SampleConfig
 from core.parsing import float_list, int_list, str_list
 from core.population import INITS
@@ -107,6 +108,7 @@ def cmd_zoo_generate(args: argparse.Namespace) -> dict:
         dropouts=args.dropout,
         activations=args.activation,
         init_seeds=args.init_seeds,
+        arch=args.arch,
     )
     device = resolve_device(args.device)
     zoo = _with_progress(
@@ -303,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     zoo = commands.add_parser("zoo", help="generate, import or describe a model zoo")
     zoo_cmds = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
 
-    gen = zoo_cmds.add_parser("generate", help="train a zoo of small CNNs, all models at once")
+    gen = zoo_cmds.add_parser("generate", help="train a zoo of small CNNs or ResNets, all models at once")
     _add_common(gen, device=True)
     gen.add_argument(
         "--dataset", default="digits", help="digits, shapes, or a folder of MNIST-family IDX / CIFAR-10 files"
@@ -325,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=ZooConfig().init_seeds,
         help="how many initial weight draws the models share (default 8; 0 = every model its own)",
+    )
+    gen.add_argument(
+        "--arch",
+        choices=ARCH_NAMES,
+        default="auto",
+        help="architecture: auto (the CNN sized for the images), cnn, resnet, or a CNN preset (default auto)",
     )
     gen.set_defaults(run_command=cmd_zoo_generate, describe=_describe_zoo)
 

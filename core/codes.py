@@ -24,7 +24,7 @@ def _sane_layout(run, prepared: PreparedZoo):
 
 
 def _chunks(n: int, size: int = 256):
-    return (slice(start, min(start + size, n)) for start in range(0, n, size))
+    return [slice(start, min(start + size, n)) for start in range(0, max(n, 1), size)]
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.arch import layer_slices
+from core.arch import ArchSpec, layer_slices
 from core.data import load_dataset
 from core.embed import (
     PROPERTIES,
@@ -53,6 +53,8 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
     for zoo in zoos:
         prepared = run.prepare(zoo)
         test_rows = prepared.rows("test")
+        if len(test_rows) == 0:  # every model of this architecture is in training or validation
+            continue
         original = prepared.aligned[torch.from_numpy(test_rows)]
         rebuilt = reconstruct(run, prepared, test_rows, device)
         squares = _squares(original, rebuilt)
@@ -86,7 +88,9 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
         features = {
             "embedding": embedding_matrix(embeddings),
             "weights": prepared.aligned.numpy(),
-            "stats": weight_statistics(zoo.spec, zoo.weights),
+            "stats": weight_statistics(zoo.spec, zoo.weights)
+            if isinstance(zoo.spec, ArchSpec)
+            else pooled_statistics(zoo.weights),
         }
         result["probe_r2"] = probe_all(features, table, sides)
     history = run.history

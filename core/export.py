@@ -19,6 +19,7 @@ from safetensors.torch import save
 from core.arch import ArchSpec, unflatten
 from core.data import load_dataset
 from core.errors import UserError
+from core.families import spec_from_json
 from core.layout import samples_dir
 from core.workspace import Workspace, atomic_path, read_json, read_parquet, read_tensors
 
@@ -116,7 +117,11 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
     from safetensors import safe_open
 
     with safe_open(str(folder / "weights.safetensors"), "pt") as handle:
-        spec = ArchSpec.from_json(json.loads(handle.metadata()["architecture"]))
+        spec = spec_from_json(json.loads(handle.metadata()["architecture"]))
+    if not isinstance(spec, ArchSpec):
+        raise UserError(
+            f"{samples_run}: bundles with a standalone model.py exist for the CNN family only, not {spec.name}"
+        )
     table = read_parquet(folder / "samples.parquet")
     manifest = workspace.manifest()
     source = manifest.get("dataset", {})

@@ -29,7 +29,7 @@ from core.errors import UserError
 from core.finetune import finetune_groups
 from core.layout import samples_dir
 from core.novelty import error_sets, novelty
-from core.population import INITS, evaluate_models, init_vectors
+from core.population import INITS, evaluate_models, init_vectors, recalibrate_norm_statistics
 from core.sample import METHODS, Sampler, select_anchors
 from core.selection import Selection, select_models
 from core.train import load_run
@@ -123,7 +123,10 @@ def generate_samples(
         encode_codes(run, prepared, prepared.aligned[torch.from_numpy(np.sort(spread_rows))], device),
         config.n,
         rng,
-        lambda codes: decode_codes(run, prepared, codes, device),
+        # Decoded BatchNorm statistics are unreliable: re-estimate them on training images (SANE does).
+        lambda codes: recalibrate_norm_statistics(
+            spec, decode_codes(run, prepared, codes, device), source_data.x_train
+        ),
         lambda weights: evaluate_models(spec, weights, source_data.x_val, source_data.y_val)[1].numpy(),
         config.selector,
     )

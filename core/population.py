@@ -15,6 +15,11 @@ size 32. Instead the whole population is one set of stacked tensors with a hand-
 Each model keeps its own init (`init_vectors`), its own data order (`epoch_order`) and its own dropout masks
 (`dropout_mask`, a counter-based hash of seed and step), so the population is the same as the models
 trained one after another; tests/test_population.py checks that against a plain nn.Module loop.
+
+ResNets (`StackedResNet`) add BatchNorm: on the [B, M*C, H, W] layout, normalising each of the M*C channels
+over batch and space is exactly each model normalising each of its channels over its own batch, so one
+`F.batch_norm` call serves the population. Running statistics live in the flat vector (a zoo checkpoint is a
+complete state dict) but are estimated, not trained: Adam and weight decay leave them alone (`trainable_mask`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.arch import ArchSpec, build_module, flatten, layer_slices
+from core.arch import ArchSpec, Spec, build_module, flatten, layer_slices, trainable_mask
+from core.errors import ArchitectureError
+from core.resnet import ResNetSpec
 from core.runtime import tune_cpu_allocator
 
 INITS = ("uniform", "normal", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")
@@ -35,14 +42,22 @@ INITS = ("uniform", "normal", "kaiming_uniform", "kaiming_normal", "xavier_unifo
 # ---------------------------------------------------------------- randomness shared by both code paths
 
 
-def init_vector(spec: ArchSpec, seed: int, scheme: str) -> torch.Tensor:
-    """One model's initial weights. Biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as in PyTorch's default."""
+# A BatchNorm starts as the identity on normalised inputs, with the running statistics of a unit normal.
+_NORM_INIT = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+
+
+def init_vector(spec: Spec, seed: int, scheme: str) -> torch.Tensor:
+    """One model's initial weights. Biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as in PyTorch's default;
+    BatchNorm layers start at `_NORM_INIT`."""
     if scheme not in INITS:
         raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
     generator = torch.Generator().manual_seed(int(seed))
     gain = torch.nn.init.calculate_gain("relu" if spec.activation in ("relu", "leakyrelu", "gelu") else spec.activation)
     parts = []
     for layer in spec.layers:
+        if layer.kind == "norm":
+            parts += [torch.full(shape, _NORM_INIT[name]) for name, shape, _ in layer.tensors]
+            continue
         weight = torch.empty(layer.weight_shape)
         bound = 1.0 / math.sqrt(layer.fan_in)
         if scheme == "uniform":
@@ -57,12 +72,13 @@ def init_vector(spec: ArchSpec, seed: int, scheme: str) -> torch.Tensor:
             torch.nn.init.xavier_uniform_(weight, gain=gain, generator=generator)
         else:
             torch.nn.init.xavier_normal_(weight, gain=gain, generator=generator)
-        bias = torch.empty(layer.bias_shape).uniform_(-bound, bound, generator=generator)
-        parts += [weight.reshape(-1), bias]
+        parts.append(weight.reshape(-1))
+        if layer.bias_shape is not None:
+            parts.append(torch.empty(layer.bias_shape).uniform_(-bound, bound, generator=generator))
     return torch.cat(parts)
 
 
-def init_vectors(spec: ArchSpec, seeds: list[int], schemes: list[str]) -> torch.Tensor:
+def init_vectors(spec: Spec, seeds: list[int], schemes: list[str]) -> torch.Tensor:
     return torch.stack([init_vector(spec, s, i) for s, i in zip(seeds, schemes)])
 
 
@@ -169,9 +185,81 @@ class StackedNet:
                     h = h * self._mask(dropout, index, tuple(h.shape[1:]))
         return h
 
+    def train_forward(
+        self, params: torch.Tensor, x: torch.Tensor, dropout=None, momentum: float = 0.1
+    ) -> tuple[torch.Tensor, list[tuple[slice, torch.Tensor]]]:
+        """Logits in training mode, and the running statistics to store [(span, values [M, span])]: none here."""
+        return self.forward(params, x, dropout), []
+
     def _mask(self, dropout, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
         seeds, rates, step = dropout
         return dropout_mask(seeds, step, slot, shape, rates)
+
+
+class StackedResNet(StackedNet):
+    """The population-wide forward pass of a ResNetSpec, in the layout of StackedNet.
+
+    `forward` is evaluation mode (BatchNorm with the running statistics); `train_forward` normalises with
+    each model's batch statistics and returns the running statistics updated as nn.BatchNorm2d would."""
+
+    spec: ResNetSpec
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.span = {layer.key: span for layer, span in zip(self.spec.layers, self.slices)}
+        self.shape = {layer.key: layer.weight_shape for layer in self.spec.layers}
+
+    def forward(self, params: torch.Tensor, x: torch.Tensor, dropout=None) -> torch.Tensor:
+        return self._run(params, x, None, 0.0)
+
+    def train_forward(
+        self, params: torch.Tensor, x: torch.Tensor, dropout=None, momentum: float = 0.1
+    ) -> tuple[torch.Tensor, list[tuple[slice, torch.Tensor]]]:
+        if dropout is not None:
+            raise ArchitectureError(f"{self.spec.name}: ResNets have no dropout")
+        updates: list[tuple[slice, torch.Tensor]] = []
+        return self._run(params, x, updates, momentum), updates
+
+    def _run(self, params, x, updates: list | None, momentum: float) -> torch.Tensor:
+        def conv_norm(x: torch.Tensor, conv: str, norm: str, stride: int = 1) -> torch.Tensor:
+            return self._norm(params, self._conv(params, x, conv, stride), norm, updates, momentum)
+
+        x = self.act(conv_norm(x, "conv1", "bn1"))
+        for block in self.spec.block_plan():
+            key = block.key
+            out = self.act(conv_norm(x, f"{key}.conv1", f"{key}.bn1", block.stride))
+            out = conv_norm(out, f"{key}.conv2", f"{key}.bn2")
+            if block.has_shortcut_conv:
+                x = conv_norm(x, f"{key}.downsample.0", f"{key}.downsample.1", block.stride)
+            x = self.act(out + x)
+        models, batch = params.shape[0], x.shape[0]
+        features = x.mean((2, 3)).view(batch, models, -1).transpose(0, 1)  # [M, B, C]
+        span = params[:, self.span["fc"]]
+        classes, width = self.shape["fc"]
+        weight, bias = span[:, : classes * width].view(models, classes, width), span[:, classes * width :]
+        return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2))
+
+    def _conv(self, params: torch.Tensor, x: torch.Tensor, key: str, stride: int) -> torch.Tensor:
+        shape = self.shape[key]
+        weight = params[:, self.span[key]].reshape(-1, *shape[1:]).contiguous(memory_format=_CHANNELS_LAST)
+        return F.conv2d(x, weight, None, stride, shape[-1] // 2, groups=params.shape[0])
+
+    def _norm(self, params, x, key: str, updates: list | None, momentum: float) -> torch.Tensor:
+        span, channels = self.span[key], self.shape[key][0]
+        weight, bias, mean, var = params[:, span].view(params.shape[0], 4, channels).unbind(1)
+        weight, bias = weight.reshape(-1), bias.reshape(-1)
+        if updates is None:
+            return F.batch_norm(x, mean.reshape(-1), var.reshape(-1), weight, bias, training=False)
+        # F.batch_norm updates these copies in place (unbiased batch variance, PyTorch's momentum rule).
+        running_mean, running_var = mean.detach().clone().reshape(-1), var.detach().clone().reshape(-1)
+        out = F.batch_norm(x, running_mean, running_var, weight, bias, training=True, momentum=momentum)
+        stats = torch.stack([running_mean, running_var]).view(2, -1, channels).transpose(0, 1)
+        updates.append((slice(span.start + 2 * channels, span.stop), stats.reshape(params.shape[0], -1)))
+        return out
+
+
+def stacked_net(spec: Spec) -> StackedNet:
+    return StackedResNet(spec) if spec.family == "resnet" else StackedNet(spec)
 
 
 # ---------------------------------------------------------------- the population trainer
@@ -187,12 +275,18 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+@torch.no_grad()
+def _store(params: torch.Tensor, running: list[tuple[slice, torch.Tensor]]) -> None:
+    for span, values in running:
+        params[:, span] = values
+
+
 class Population:
     """Stacked parameters, Adam state and per-model hyper-parameters of many models of one architecture."""
 
     def __init__(
         self,
-        spec: ArchSpec,
+        spec: Spec,
         params: torch.Tensor,
         seeds: list[int],
         lr: list[float],
@@ -202,8 +296,12 @@ class Population:
     ):
         if device == "cpu":
             tune_cpu_allocator()
-        self.spec, self.net, self.device = spec, StackedNet(spec), device
+        if spec.family != "cnn" and any(rate > 0 for rate in dropout):
+            raise ArchitectureError(f"{spec.name}: dropout is available for the CNN family only, not for ResNets")
+        self.spec, self.net, self.device = spec, stacked_net(spec), device
         self.params = params.to(device=device, dtype=torch.float32).clone().requires_grad_(True)
+        # 1 where Adam and weight decay act, 0 on BatchNorm running statistics.
+        self.trainable = trainable_mask(spec).to(device=device, dtype=torch.float32)
         self.seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
         self.lr = torch.tensor(lr, dtype=torch.float32, device=device).unsqueeze(1)
         self.weight_decay = torch.tensor(weight_decay, dtype=torch.float32, device=device).unsqueeze(1)
@@ -229,18 +327,20 @@ class Population:
             index = order[:, start : start + batch_size]
             self.step += 1
             dropout = (self.seeds, self.dropout, self.step) if use_dropout else None
-            logits = self.net.forward(self.params, self.net.batch_input(x, index), dropout)
+            logits, running = self.net.train_forward(self.params, self.net.batch_input(x, index), dropout)
             losses = _cross_entropy(logits, labels[index])
             grad = torch.autograd.grad(losses.sum(), self.params)[0]
             self._adam(grad)
+            _store(self.params, running)
             total += losses.detach()
             steps += 1
         return total / steps
 
     @torch.no_grad()
     def _adam(self, grad: torch.Tensor, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-        """torch.optim.Adam's update (L2 weight decay added to the gradient), per-model lr and decay."""
-        grad = grad.add(self.params * self.weight_decay)
+        """torch.optim.Adam's update (L2 weight decay added to the gradient), per-model lr and decay; entries
+        outside the trainable mask keep zero moments, so they do not move."""
+        grad = grad.add(self.params * self.weight_decay).mul_(self.trainable)
         self.exp_avg.lerp_(grad, 1 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         bias1 = 1 - beta1**self.step
@@ -290,7 +390,7 @@ class Population:
 
 
 def train_single(
-    spec: ArchSpec,
+    spec: Spec,
     vector: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -300,8 +400,9 @@ def train_single(
     lr: float,
     weight_decay: float = 0.0,
 ) -> torch.Tensor:
-    """The plain loop the papers' zoo code uses: one nn.Module, torch.optim.Adam, one batch at a time."""
-    model = build_module(spec, vector)
+    """The plain loop the papers' zoo code uses: one nn.Module in training mode (BatchNorm on batch statistics,
+    updating its running statistics), torch.optim.Adam, one batch at a time."""
+    model = build_module(spec, vector).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     for epoch in range(1, epochs + 1):
         order = torch.from_numpy(epoch_order(seed, epoch, x.shape[0]))
@@ -314,7 +415,7 @@ def train_single(
 
 
 def evaluate_models(
-    spec: ArchSpec, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activations: list[str] | None = None
+    spec: Spec, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activations: list[str] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and accuracy [N] of N flat weight vectors, evaluated together (one population per activation)."""
     activations = activations or [spec.activation] * len(vectors)
@@ -327,3 +428,31 @@ def evaluate_models(
         )
         loss[rows], acc[rows] = population.evaluate(x, y)
     return loss, acc
+
+
+@torch.no_grad()
+def recalibrate_norm_statistics(
+    spec: Spec, vectors: torch.Tensor, x: torch.Tensor, batch_size: int = 64, batches: int | None = None
+) -> torch.Tensor:
+    """`vectors` [N, n_params] with their BatchNorm running statistics re-estimated on images `x` (the first
+    `batches` batches of `batch_size`, all of `x` by default; every model sees the same ones); unchanged for
+    specs without BatchNorm.
+
+    Why: weights decoded from an autoencoder carry running statistics that need not fit their own weights
+    (SANE re-estimates them before evaluating generated models). The estimate is PyTorch's cumulative average
+    (BatchNorm with momentum=None after `reset_running_stats`): forward passes in training mode, batch k
+    weighted 1/k, no weight update."""
+    if bool(trainable_mask(spec).all()):
+        return vectors
+    params = vectors.detach().to(torch.float32).clone()
+    for layer, span in zip(spec.layers, layer_slices(spec)):
+        if layer.kind == "norm":  # reset, so the first batch's factor of 1 leaves nothing of the old values
+            channels = layer.weight_shape[0]
+            params[:, span.start + 2 * channels : span.stop] = torch.cat([torch.zeros(channels), torch.ones(channels)])
+    net = stacked_net(spec)
+    starts = list(range(0, x.shape[0], batch_size))[:batches]
+    for count, start in enumerate(starts, start=1):
+        index = torch.arange(start, min(start + batch_size, x.shape[0])).expand(len(params), -1)
+        _, running = net.train_forward(params, net.batch_input(x, index), momentum=1.0 / count)
+        _store(params, running)
+    return params

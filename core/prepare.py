@@ -13,7 +13,7 @@ import polars as pl
 import torch
 
 from core.align import align_zoo
-from core.arch import layer_slices
+from core.arch import ArchSpec, layer_slices
 from core.errors import UserError
 from core.tokens import TokenLayout, token_layout, tokenize
 from core.zoo import Zoo
@@ -46,7 +46,7 @@ def split_models(model_ids: list[int], fractions: tuple[float, float, float], se
 @dataclass
 class PreparedZoo:
     zoo: Zoo
-    layout: TokenLayout
+    layout: TokenLayout | None  # per-neuron tokens (CNN family); None for other families
     split: Split
     aligned: torch.Tensor  # [checkpoints, params], aligned weights (or the originals with align off)
     layer_mean: torch.Tensor  # [layers]
@@ -100,7 +100,8 @@ def prepare(
     """Align (optional) and standardise; `stats` = saved (layer_mean, layer_std) to reuse a run's numbers."""
     table = zoo.table.with_row_index("checkpoint_row")
     model_ids = table["model_id"].to_numpy()
-    if align:
+    per_neuron = isinstance(zoo.spec, ArchSpec)  # weight matching and per-neuron tokens: the CNN family only
+    if align and per_neuron:
         reference = best_reference_row(table, split.train)
         families = table["init_seed"].to_numpy() if "init_seed" in table.columns else model_ids
         aligned, _ = align_zoo(zoo.spec, zoo.weights, families, table["epoch"].to_numpy(), reference, align_iterations)
@@ -116,6 +117,7 @@ def prepare(
             stds.append(values.std().clamp_min(STD_FLOOR))
         stats = (torch.stack(means), torch.stack(stds))
     layer_mean, layer_std = stats
-    prepared = PreparedZoo(zoo, token_layout(zoo.spec), split, aligned, layer_mean, layer_std, aligned, sides)
+    layout = token_layout(zoo.spec) if per_neuron else None
+    prepared = PreparedZoo(zoo, layout, split, aligned, layer_mean, layer_std, aligned, sides)
     prepared.standardised = prepared.standardise(aligned)
     return prepared

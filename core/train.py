@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from core.arch import param_names
+from core.arch import ArchSpec, param_names
 from core.autoencoder import AEConfig, HyperRepresentationAE
 from core.errors import Interrupted, UserError, ZooError
 from core.layout import list_runs, run_statuses, runs_dir
@@ -162,10 +162,13 @@ class _Augmenter:
 
     def __init__(self, prepared: PreparedZoo, config: TrainConfig, generator: torch.Generator, device: str):
         self.prepared, self.config, self.generator, self.device = prepared, config, generator, device
-        self.mask = prepared.layout.mask.to(device)
-        self.scale = torch.ones(
-            prepared.layout.n_tokens, 1, device=device
-        )  # noise is relative: tokens are standardised
+        if config.permute_probability > 0 and prepared.layout is None:
+            raise UserError(
+                f"permutation augmentation is available for the CNN family only, not {prepared.zoo.spec.name}"
+            )
+        if prepared.layout is not None:  # token-space augmentations of the per-neuron autoencoder
+            self.mask = prepared.layout.mask.to(device)
+            self.scale = torch.ones(prepared.layout.n_tokens, 1, device=device)  # tokens are standardised
         self.permutations = None
         if config.permute_probability > 0:
             cpu = torch.Generator().manual_seed(config.seed)
@@ -346,6 +349,10 @@ def train_autoencoder(
         raise UserError(
             f"{workspace.root} holds {len(zoos)} architectures ({names}); the per-neuron autoencoder reads one "
             "architecture: train SANE (--kind sane) on the whole zoo"
+        )
+    if kind_of(ae_config) != "sane" and not isinstance(zoos[0].spec, ArchSpec):
+        raise UserError(
+            f"the per-neuron autoencoder reads the CNN family, not {zoos[0].spec.name}: train SANE (--kind sane)"
         )
     name = run or run_name(ae_config, train_config)
     folder = runs_dir(workspace) / name

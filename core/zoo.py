@@ -18,9 +18,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.arch import ACTIVATIONS, ArchSpec, default_arch
+from core.arch import ACTIVATIONS, Spec
 from core.data import load_dataset
 from core.errors import Interrupted, UserError, ZooError
+from core.families import ARCH_NAMES, arch_by_name, family_of, spec_from_json
 from core.population import INITS, Population, init_vectors
 from core.workspace import (
     Workspace,
@@ -71,8 +72,19 @@ class ZooConfig:
     # the autoencoder, fall to chance accuracy, aligned or not); with 8 shared inits the same 64 components
     # keep 96% of their accuracy. See bench/ae_quality.py.
     init_seeds: int = 8
+    # "auto": the CNN family member sized for the dataset's images; "resnet": the ResNet preset at their size;
+    # or a CNN preset's name (see core.families.ARCH_NAMES); several, comma-separated, make a zoo of
+    # several architectures with `models` models each.
+    arch: str = "auto"
 
     def __post_init__(self) -> None:
+        for name in self.arch_names:
+            if name not in ARCH_NAMES:
+                raise UserError(f"unknown architecture {name!r}; choose one of {', '.join(ARCH_NAMES)}")
+            if family_of(name) != "cnn" and any(d > 0 for d in self.dropouts):
+                raise UserError(f"dropout is available for the CNN family only; {name} zoos need --dropout 0")
+        if len(set(self.arch_names)) != len(self.arch_names):
+            raise UserError(f"architecture {self.arch!r} names one architecture twice")
         if self.models < 1:
             raise UserError("a zoo needs at least one model")
         if self.epochs < 0 or self.batch_size < 1:
@@ -89,14 +101,22 @@ class ZooConfig:
         if any(not 0 <= d < 1 for d in self.dropouts) or any(lr <= 0 for lr in self.lrs):
             raise UserError("dropout must lie in [0, 1) and learning rates must be positive")
 
+    @property
+    def arch_names(self) -> list[str]:
+        return [name.strip() for name in self.arch.split(",") if name.strip()] or ["auto"]
+
     def key(self) -> str:
-        """A digest of everything that determines the zoo, to tell a resumable partial run from a stale one."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """A digest of everything that determines the zoo, to tell a resumable partial run from a stale one.
+        `arch` enters only when it is not "auto", so configs from before it existed keep their digest."""
+        settings = asdict(self)
+        if settings["arch"] == "auto":
+            del settings["arch"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
 class Zoo:
-    spec: ArchSpec
+    spec: Spec
     weights: torch.Tensor  # float32 [checkpoints, n_params]
     table: pl.DataFrame  # one row per checkpoint, `checkpoint` = row id in the stored file
     manifest: dict
@@ -106,7 +126,7 @@ class Zoo:
     def dataset(self) -> str:
         return self.manifest.get("dataset", {}).get("name", "unknown")
 
-    def spec_for(self, row: int) -> ArchSpec:
+    def spec_for(self, row: int) -> Spec:
         """The architecture of one checkpoint (activation may vary inside a zoo)."""
         return self.spec.with_activation(self.table["activation"][row])
 
@@ -211,9 +231,9 @@ def generate_zoo(
     return zoos[0] if len(zoos) == 1 else zoos
 
 
-def zoo_specs(config: ZooConfig, data) -> list[ArchSpec]:
+def zoo_specs(config: ZooConfig, data) -> list[Spec]:
     """The zoo's architectures, sized for the dataset's images."""
-    return [default_arch(data.image_shape, data.n_classes, config.activations[0])]
+    return [arch_by_name(name, data.image_shape, data.n_classes, config.activations[0]) for name in config.arch_names]
 
 
 def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, list[dict]]:
@@ -325,16 +345,16 @@ def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:
 REQUIRED_COLUMNS = ("checkpoint", "model_id", "epoch", *METRICS)
 
 
-def _stored_specs(workspace: Workspace, manifest: dict) -> dict[str, tuple[ArchSpec, str]]:
+def _stored_specs(workspace: Workspace, manifest: dict) -> dict[str, tuple[Spec, str]]:
     """{architecture name: (spec, its tensor's name in weights.safetensors)}; format 1 held one spec under
     `architecture` and one tensor called `weights`."""
     if "architectures" in manifest:
         entries = manifest["architectures"]
         if not isinstance(entries, dict) or not entries:
             raise ZooError(f"{workspace.manifest_path}: 'architectures' must map names to specs")
-        return {name: (ArchSpec.from_json(data), name) for name, data in entries.items()}
+        return {name: (spec_from_json(data), name) for name, data in entries.items()}
     if "architecture" in manifest:
-        spec = ArchSpec.from_json(manifest["architecture"])
+        spec = spec_from_json(manifest["architecture"])
         return {spec.name: (spec, "weights")}
     raise ZooError(f"{workspace.manifest_path}: holds no zoo yet (no architecture); generate or import one")
 
@@ -369,9 +389,7 @@ def load_zoos(workspace: Workspace) -> list[Zoo]:
     return zoos
 
 
-def _validated_part(
-    spec: ArchSpec, weights: torch.Tensor, table: pl.DataFrame, manifest: dict, weights_path, table_path
-):
+def _validated_part(spec: Spec, weights: torch.Tensor, table: pl.DataFrame, manifest: dict, weights_path, table_path):
     where = f"{weights_path} ({spec.name})"
     if weights.dtype != torch.float32 or weights.dim() != 2:
         raise ZooError(f"{where}: expected float32 [checkpoints, params], found {weights.dtype} {list(weights.shape)}")

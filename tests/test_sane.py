@@ -1,5 +1,6 @@
 """SANE: windows with halos, the windowed model, training runs (resumable), embeddings, evaluation, CLI."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -8,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from core.autoencoder import AEConfig
 from core.cli import main
 from core.codes import decode_codes, encode_codes, map_embeddings
 from core.embed import embedding_matrix, reconstruct
+from core.errors import UserError
 from core.evaluate import evaluate_run
 from core.generate import SampleConfig, generate_samples
 from core.layout import embeddings_path
@@ -18,7 +21,7 @@ from core.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random
 from core.sequence import from_sequence
 from core.train import TrainConfig, load_run, sane_layout, train_autoencoder
 from core.workspace import Workspace, read_parquet, read_tensors
-from core.zoo import load_zoo
+from core.zoo import ZooConfig, generate_zoo, load_zoo, load_zoos, zoo_info
 
 TINY = SANEConfig(
     token_width=16,
@@ -216,3 +219,28 @@ def test_cli_trains_a_sane_run(tiny_zoo_workspace, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_sane_on_a_zoo_of_a_cnn_and_a_resnet(tmp_path):
+    workspace = Workspace(tmp_path / "mixed")
+    config = ZooConfig(models=4, epochs=1, save_epochs=(0, 1), init_seeds=2, arch="cnn-small,resnet", seed=5)
+    zoos = generate_zoo(workspace, config)
+    assert [z.spec.name for z in zoos] == ["cnn-small", "resnet"] and zoo_info(load_zoos(workspace))["models"] == 8
+    with pytest.raises(UserError, match="--kind sane"):
+        train_autoencoder(workspace, AEConfig(d_model=16, heads=2, latent_dim=4), TrainConfig(epochs=1))
+    wide_tokens = dataclasses.replace(TINY, token_width=64, max_tokens=1024)
+    run = train_autoencoder(workspace, wide_tokens, TrainConfig(epochs=2, batch_size=4, warmup_epochs=1))
+    assert set(run.stats) == {"cnn-small", "resnet"}
+    result = evaluate_run(workspace, run.name)
+    assert set(result["architectures"]) == {"cnn-small", "resnet"} and math.isfinite(result["recon_r2"])
+    assert (
+        any(k.startswith("resnet/") for k in result["recon_r2_per_layer"])
+        and result["probe_r2"]["weights"]["epoch"] is None
+    )
+    table = read_parquet(embeddings_path(workspace, run.name))
+    assert table["checkpoint"].to_list() == list(range(16))
+    resnet_ids = ",".join(str(c) for c in zoos[1].table["checkpoint"].to_list())
+    sampled = generate_samples(
+        workspace, SampleConfig(anchors=f"ids:{resnet_ids}", n=2, finetune_epochs=1, baselines=False), run.name
+    )
+    assert sampled["architecture"] == "resnet" and all(len(c) == 2 for c in sampled["curves"].values())

@@ -8,15 +8,18 @@ peak resident memory, on a GPU torch's peak allocation. A size that fails (out o
 --timeout seconds) is null. SANE's positional table grows with the sequence (max_tokens x d_model x 3), the
 rest of its memory should not; the per-neuron AE's bottleneck maps all tokens at once and grows with the model.
 
-With --zoos (e.g. resnet,mixed) it also trains SANE on real zoos of digits models (resnet: the ResNet preset;
-mixed: cnn-small and the ResNet in one workspace), and reports held-out reconstruction, the property probes of
-the embedding beside the flat-weight (W) and weight-statistics (s(W)) baselines, and the generative table:
+With --zoos (e.g. cnn,resnet,mixed) it also trains SANE on real zoos of digits models (cnn: cnn-small, where
+the per-neuron AE trains beside it; resnet: the ResNet preset; mixed: cnn-small and the ResNet in one
+workspace), and reports held-out reconstruction, the property probes of the embedding (SANE: for each
+aggregation of token latents) beside the flat-weight (W) and weight-statistics (s(W)) baselines, and the
+generative table:
 mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (KDE over token latents, anchors top 30%,
 subsampled on validation accuracy) against random initialisation and the anchors.
 Usage: python bench/sane.py [--device auto|cpu|cuda] [--sizes 10000,100000,1000000] [--timeout 600]
-                            [--zoos resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60] [--workdir DIR]
+                            [--zoos cnn,resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60] [--workdir DIR]
 The last line of stdout is JSON: {"params": [...], "sane_peak_mb": [...], "neuron_ae_peak_mb": [...], and with
---zoos "zoos": {zoo: {"recon_r2", "probe_r2", "curves"}}}; --sizes "" skips the memory part.
+--zoos "zoos": {zoo: {"sane": {"recon_r2", "probe_r2", "probe_r2_by_aggregation", "curves", ...},
+"neuron_ae": {...} (cnn only)}}}; --sizes "" skips the memory part.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--zoos", default="", help="also the probe and generative tables on: resnet,mixed")
+    parser.add_argument("--zoos", default="", help="also the probe and generative tables on: cnn,resnet,mixed")
     parser.add_argument("--models", type=int, default=48, help="models per architecture in those zoos")
     parser.add_argument("--zoo-epochs", type=int, default=10)
     parser.add_argument("--ae-epochs", type=int, default=60)
@@ -143,19 +146,19 @@ def main() -> None:
     print(json.dumps(summary))
 
 
-ZOO_ARCHS = {"resnet": "resnet", "mixed": "cnn-small,resnet"}
+ZOO_ARCHS = {"cnn": "cnn-small", "resnet": "resnet", "mixed": "cnn-small,resnet"}
 CURVE_EPOCHS = (0, 1, 3)
+PROBED = ("test_acc", "epoch", "ggap")
 
 
 def zoo_table(name: str, args, device: str) -> dict:
-    """Generate a zoo (or reuse it in --workdir), train SANE on it, evaluate, sample; print and return the figures."""
+    """Generate a zoo (or reuse it in --workdir), train SANE on it (and, on a CNN zoo, the per-neuron AE beside
+    it), evaluate, sample; print and return the figures."""
     import tempfile
     import time
 
-    from core.evaluate import evaluate_run
-    from core.generate import SampleConfig, generate_samples
+    from core.autoencoder import AEConfig
     from core.sane import SANEConfig
-    from core.train import TrainConfig, train_autoencoder
     from core.workspace import Workspace
     from core.zoo import ZooConfig, generate_zoo
 
@@ -171,37 +174,62 @@ def zoo_table(name: str, args, device: str) -> dict:
     if not workspace.exists():
         generate_zoo(workspace, zoo_config, device)
     zoo_s = time.monotonic() - started
-    run = train_autoencoder(workspace, SANEConfig(), TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)
-    ae_s = time.monotonic() - started - zoo_s
+    kinds = {"sane": SANEConfig(), **({"neuron_ae": AEConfig()} if name == "cnn" else {})}
+    figures = {kind: _learn_and_generate(workspace, config, args, device) for kind, config in kinds.items()}
+    print(f"\n{name} zoo ({workspace.root.name}, {', '.join(figures['sane']['architectures'])}): zoo {zoo_s:.0f} s")
+    for kind, f in figures.items():
+        print(
+            f"{kind}: trained {f['train_seconds']:.0f} s; held-out reconstruction R^2 {f['recon_r2']:.3f}, "
+            f"accuracy kept {f['recon_acc_ratio']:.3f}"
+        )
+    print(f"{'probe R^2':<28}" + "".join(f"{p:>10}" for p in PROBED))
+    for label, scores in _probe_rows(figures):
+        print(f"{label:<28}" + "".join(f"{'-' if scores[p] is None else f'{scores[p]:.3f}':>10}" for p in PROBED))
+    for kind, f in figures.items():
+        print(
+            f"{kind}: generated from {f['generated_architecture']} anchors; mean test accuracy at epochs {CURVE_EPOCHS}"
+        )
+        for group, curve in f["curves"].items():
+            print(f"  {group:<14}" + "".join(f"{a:>10.3f}" for a in curve))
+    return {"zoo_seconds": round(zoo_s, 1), **figures}
+
+
+def _learn_and_generate(workspace, ae_config, args, device: str) -> dict:
+    import time
+
+    from core.evaluate import evaluate_run
+    from core.generate import SampleConfig, generate_samples
+    from core.train import TrainConfig, train_autoencoder
+
+    started = time.monotonic()
+    run = train_autoencoder(workspace, ae_config, TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)
+    train_s = time.monotonic() - started
     result = evaluate_run(workspace, run.name, device)
     sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)
     generated = generate_samples(workspace, sample, run.name, device)
-    curves = {g: [c[e] for e in CURVE_EPOCHS] for g, c in generated["curves"].items()}
-    print(
-        f"\n{name} zoo ({workspace.root.name}, architecture(s) {', '.join(result['architectures'])}): "
-        f"zoo {zoo_s:.0f} s, SANE {ae_s:.0f} s; held-out reconstruction R^2 {result['recon_r2']:.3f}, "
-        f"accuracy kept {result['recon_acc_ratio']:.3f}"
-    )
-    print(f"{'probe R^2':<12}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
-    for features, scores in result["probe_r2"].items():
-        cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
-        print(f"{features:<12}" + "".join(f"{c:>10}" for c in cells))
-    print(
-        f"generated from {generated['architecture']} anchors; mean test accuracy at fine-tuning epochs {CURVE_EPOCHS}"
-    )
-    for group, curve in curves.items():
-        print(f"{group:<12}" + "".join(f"{a:>10.3f}" for a in curve))
     return {
         "architectures": result["architectures"],
-        "zoo_seconds": round(zoo_s, 1),
-        "sane_seconds": round(ae_s, 1),
+        "train_seconds": round(train_s, 1),
         "recon_r2": result["recon_r2"],
         "recon_acc_ratio": result["recon_acc_ratio"],
         "probe_r2": result["probe_r2"],
+        "probe_r2_by_aggregation": result.get("probe_r2_by_aggregation"),
         "generated_architecture": generated["architecture"],
-        "curves": curves,
+        "curves": {g: [c[e] for e in CURVE_EPOCHS] for g, c in generated["curves"].items()},
         "selection": generated["selection"]["history"],
     }
+
+
+def _probe_rows(figures: dict):
+    """(label, {property: R^2}): each run's embedding (SANE: per aggregation of token latents), then the
+    weight baselines once (they do not depend on the run)."""
+    for kind, f in figures.items():
+        yield f"{kind} embedding", f["probe_r2"]["embedding"]
+        for how, scores in (f["probe_r2_by_aggregation"] or {}).items():
+            yield f"  {kind}, {how} of tokens", scores
+    baselines = figures["sane"]["probe_r2"]
+    yield "flat weights W", baselines["weights"]
+    yield "weight statistics s(W)", baselines["stats"]
 
 
 def memory_table(args, device: str) -> dict:

@@ -20,6 +20,7 @@ from core.parsing import float_list, int_list, str_list
 from core.population import INITS
 from core.runtime import DEVICES, resolve_device
 from core.sample import METHODS
+from core.sane import AGGREGATIONS
 from core.selection import SELECTIONS
 from core.train import TrainConfig
 from core.workspace import Workspace
@@ -177,6 +178,17 @@ def cmd_ae_eval(args: argparse.Namespace) -> dict:
     return evaluate_run(Workspace(args.workspace), args.run, resolve_device(args.device), refresh=args.refresh)
 
 
+def cmd_ae_embed(args: argparse.Namespace) -> dict:
+    from core.embed import set_aggregation
+
+    return set_aggregation(Workspace(args.workspace), args.run, args.aggregation, resolve_device(args.device))
+
+
+def _describe_embed(result: dict) -> list[str]:
+    run, how = result["run"], result["aggregation"]
+    return [f"run {run}: {result['checkpoints']} checkpoints re-mapped with the {how} aggregation of token latents"]
+
+
 def _describe_eval(result: dict) -> list[str]:
     lines = [
         f"run {result['run']}: {result['test_models']} held-out models ({result['test_checkpoints']} checkpoints)",
@@ -188,10 +200,14 @@ def _describe_eval(result: dict) -> list[str]:
             f"reconstructed accuracy / original: {result['recon_acc_ratio']:.3f} "
             f"(keep >= 90%: {result['recon_keep90_fraction']:.0%} of checkpoints)"
         )
-    lines.append(f"{'probe R^2':<12}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
-    for name, scores in result["probe_r2"].items():
+    lines.append(f"{'probe R^2':<16}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
+    rows = list(result["probe_r2"].items())
+    rows += [(f"{how} tokens", scores) for how, scores in result.get("probe_r2_by_aggregation", {}).items()]
+    for name, scores in rows:
         cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
-        lines.append(f"{name:<12}" + "".join(f"{cell:>10}" for cell in cells))
+        lines.append(f"{name:<16}" + "".join(f"{cell:>10}" for cell in cells))
+    if "aggregation" in result:
+        lines.append(f"the embedding aggregates token latents by {result['aggregation']} (change: ae embed)")
     return lines
 
 
@@ -387,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", default=None, help="run name (default: the latest finished run)")
     evaluate.add_argument("--refresh", action="store_true", help="recompute instead of reading the stored figures")
     evaluate.set_defaults(run_command=cmd_ae_eval, describe=_describe_eval)
+
+    embed = ae_cmds.add_parser("embed", help="re-map a SANE run with another aggregation of its token latents")
+    _add_common(embed, device=True)
+    embed.add_argument("--run", default=None, help="run name (default: the latest finished run)")
+    embed.add_argument("--aggregation", choices=AGGREGATIONS, required=True, help="how token latents make an embedding")
+    embed.set_defaults(run_command=cmd_ae_embed, describe=_describe_embed)
 
     sample = commands.add_parser("sample", help="sample new models from the embedding, evaluate and fine-tune them")
     _add_common(sample, device=True)

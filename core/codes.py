@@ -3,7 +3,8 @@ the way back from a code to weights.
 
 - per-neuron hyper-representation: a model's code is its one latent vector, which is also its map embedding;
 - SANE: a model's code is the whole sequence of its token latents (encoded window by window with halo
-  context), flattened, so a sampler models the joint density of all tokens; its map embedding is their mean.
+  context), flattened, so a sampler models the joint density of all tokens; its map embedding aggregates them
+  (core/sane.py `aggregate`).
   Decoding goes window by window with halos too, so a code of any length decodes with the memory of one window.
 
 All functions take and return weights in the run's (aligned) weight space, not standardised.
@@ -27,20 +28,38 @@ def _chunks(n: int, size: int = 256):
     return [slice(start, min(start + size, n)) for start in range(0, max(n, 1), size)]
 
 
-@torch.no_grad()
-def token_latents(run, prepared: PreparedZoo, weights: torch.Tensor, device: str = "cpu") -> torch.Tensor:
-    """SANE: [N, tokens, latent] token latents of weight vectors [N, params]."""
+def _latent_chunks(run, prepared: PreparedZoo, weights: torch.Tensor, device: str):
+    """SANE: token latents [chunk, tokens, latent] of weight vectors [N, params], a chunk of models at a time."""
     from core.sane import encode_sequence
     from core.sequence import to_sequence
 
     layout = _sane_layout(run, prepared)
     positions = layout.positions.to(device)
     run.model.eval().to(device)
-    parts = [
-        encode_sequence(run.model, to_sequence(layout, prepared.standardise(weights[part])).to(device), positions)
-        for part in _chunks(len(weights))
-    ]
-    return torch.cat(parts).float().cpu()
+    for part in _chunks(len(weights)):
+        sequence = to_sequence(layout, prepared.standardise(weights[part])).to(device)
+        yield encode_sequence(run.model, sequence, positions).float().cpu()
+
+
+@torch.no_grad()
+def token_latents(run, prepared: PreparedZoo, weights: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """SANE: [N, tokens, latent] token latents of weight vectors [N, params]."""
+    return torch.cat(list(_latent_chunks(run, prepared, weights, device)))
+
+
+@torch.no_grad()
+def aggregated_embeddings(
+    run, prepared: PreparedZoo, weights: torch.Tensor, aggregations: tuple[str, ...], device: str = "cpu"
+) -> dict[str, np.ndarray]:
+    """SANE: {aggregation: [N, embedding]}, aggregating each chunk of models as it is encoded, so that all
+    token latents of a large zoo are never held at once."""
+    from core.sane import aggregate
+
+    parts = {how: [] for how in aggregations}
+    for latents in _latent_chunks(run, prepared, weights, device):
+        for how in aggregations:
+            parts[how].append(aggregate(latents, how))
+    return {how: torch.cat(chunks).numpy() for how, chunks in parts.items()}
 
 
 @torch.no_grad()
@@ -84,9 +103,8 @@ def decode_codes(run, prepared: PreparedZoo, codes: np.ndarray | torch.Tensor, d
 
 @torch.no_grad()
 def map_embeddings(run, prepared: PreparedZoo, weights: torch.Tensor, device: str = "cpu") -> np.ndarray:
-    """[N, embedding]: the embedding that the map and the probes use (SANE: the mean token latent)."""
+    """[N, embedding]: the embedding that the map and the probes use (SANE: the token latents aggregated as
+    the run says, by default their mean)."""
     if run.kind == "sane":
-        from core.sane import model_embedding
-
-        return model_embedding(token_latents(run, prepared, weights, device)).numpy()
+        return aggregated_embeddings(run, prepared, weights, (run.aggregation,), device)[run.aggregation]
     return encode_codes(run, prepared, weights, device)

@@ -17,11 +17,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.arch import ArchSpec, layer_slices
+from core.arch import Spec, tensor_slices
 from core.codes import decode_codes, encode_codes, map_embeddings
+from core.errors import UserError
 from core.layout import embeddings_path
 from core.prepare import PreparedZoo
-from core.workspace import Workspace, read_parquet, write_parquet
+from core.workspace import Workspace, read_json, read_parquet, write_json, write_parquet
 
 # numba (under umap-learn) caches its compiled functions here, which saves most of UMAP's start-up cost
 # on every later process.
@@ -98,6 +99,27 @@ def compute_embeddings(workspace: Workspace, run, zoos, device: str = "cpu") -> 
     return table
 
 
+def set_aggregation(workspace: Workspace, run_name: str | None, aggregation: str, device: str = "cpu") -> dict:
+    """Re-map a SANE run with another aggregation of its token latents (no retraining): its embeddings and
+    map are recomputed, its config remembers the choice, and its stored evaluation is dropped (the embedding
+    probes change)."""
+    from core.sane import AGGREGATIONS
+    from core.train import load_run
+    from core.zoo import load_zoos
+
+    run = load_run(workspace, run_name)
+    if run.kind != "sane":
+        raise UserError(f"{run.folder}: a {run.kind} run has one latent per model; only SANE runs aggregate tokens")
+    if aggregation not in AGGREGATIONS:
+        raise UserError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
+    with workspace.lock():
+        run.aggregation = aggregation
+        table = compute_embeddings(workspace, run, load_zoos(workspace), device)
+        write_json(run.folder / "config.json", {**read_json(run.folder / "config.json"), "aggregation": aggregation})
+        (run.folder / "eval.json").unlink(missing_ok=True)
+    return {"run": run.name, "aggregation": aggregation, "checkpoints": table.height}
+
+
 def load_embeddings(workspace: Workspace, run_name: str) -> pl.DataFrame:
     return read_parquet(embeddings_path(workspace, run_name))
 
@@ -109,15 +131,15 @@ def embedding_matrix(table: pl.DataFrame) -> np.ndarray:
 # ---------------------------------------------------------------- probes
 
 
-def weight_statistics(spec: ArchSpec, weights: torch.Tensor) -> np.ndarray:
-    """s(W) of Unterthiner et al. 2020: per layer, for weights and biases apart, the mean, variance and the
-    1/25/50/75/99 percentiles."""
+def weight_statistics(spec: Spec, weights: torch.Tensor) -> np.ndarray:
+    """s(W) of Unterthiner et al. 2020: per layer, for each tensor it stores apart (weights, biases; a
+    BatchNorm's scale, shift, running mean and variance), the mean, variance and the 1/25/50/75/99
+    percentiles."""
     features = []
     q = torch.tensor([0.01, 0.25, 0.5, 0.75, 0.99])
-    for layer, span in zip(spec.layers, layer_slices(spec)):
-        n_weight = int(np.prod(layer.weight_shape))
-        for part in (weights[:, span][:, :n_weight], weights[:, span][:, n_weight:]):
-            features += [part.mean(1, keepdim=True), part.var(1, keepdim=True), torch.quantile(part, q, dim=1).T]
+    for span in tensor_slices(spec):
+        part = weights[:, span]
+        features += [part.mean(1, keepdim=True), part.var(1, keepdim=True), torch.quantile(part, q, dim=1).T]
     return torch.cat(features, dim=1).numpy()
 
 
@@ -137,17 +159,21 @@ def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def ridge_probe(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> float:
-    """Test R^2 of a closed-form ridge regression fit on the train rows, lambda chosen on the val rows."""
+    """Test R^2 of a closed-form ridge regression fit on the train rows, lambda chosen on the val rows.
+
+    One thin SVD of the train rows, X = U S V^T, gives every lambda's solution V diag(s / (s^2 + lambda)) U^T y
+    at the cost of min(rows, features)^2 x max(...): flat weights of a ResNet (tens of thousands of features,
+    hundreds of rows) never form a features x features Gram matrix."""
     known = np.isfinite(target)
     train, val, test = ((sides == s) & known for s in ("train", "val", "test"))
     mean, std = features[train].mean(0), features[train].std(0) + 1e-8
     x = (features - mean) / std
     y_mean = target[train].mean()
-    xt, yt = x[train].astype(np.float64), target[train] - y_mean
-    gram, xty = xt.T @ xt, xt.T @ yt
+    u, singular, vt = np.linalg.svd(x[train].astype(np.float64), full_matrices=False)
+    uty = u.T @ (target[train] - y_mean)
     best = (-np.inf, None)
     for lam in np.logspace(-3, 5, 17):
-        coef = np.linalg.solve(gram + lam * np.eye(len(gram)), xty)
+        coef = vt.T @ (singular / (singular**2 + lam) * uty)
         score = _r2(target[val], x[val] @ coef + y_mean)
         if score > best[0]:
             best = (score, coef)

@@ -2,7 +2,8 @@
 
 Figures are on the test models (never seen in training): reconstruction R^2 per layer and overall, the
 accuracy reconstructed models keep, and ridge-probe R^2 for test accuracy, epoch and generalisation gap from
-the embedding, the (aligned) flattened weights, and per-layer weight statistics s(W).
+the embedding, the (aligned) flattened weights, and per-layer weight statistics s(W). For SANE runs, the
+embedding probes also for each way of aggregating token latents into a model embedding.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from core.arch import ArchSpec, layer_slices
+from core.codes import aggregated_embeddings
 from core.data import load_dataset
 from core.embed import (
     PROPERTIES,
@@ -23,6 +25,7 @@ from core.embed import (
 )
 from core.errors import UserError
 from core.population import evaluate_models
+from core.sane import AGGREGATIONS
 from core.train import load_run
 from core.workspace import Workspace, read_json, write_json
 from core.zoo import combined_table, load_zoos
@@ -93,12 +96,26 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
             else pooled_statistics(zoo.weights),
         }
         result["probe_r2"] = probe_all(features, table, sides)
+    if run.kind == "sane":
+        result["aggregation"] = run.aggregation
+        result["probe_r2_by_aggregation"] = _aggregation_probes(run, zoos, table, sides, device)
     history = run.history
     if history.height:
         result["epochs_trained"] = int(history["epoch"].max())
         result["train_seconds"] = float(history["elapsed_s"].max())
     write_json(cached, result)
     return result
+
+
+def _aggregation_probes(run, zoos, table, sides: np.ndarray, device: str) -> dict[str, dict[str, float]]:
+    """SANE: the embedding probes once per way of aggregating token latents, side by side, so that the map can
+    use whichever probes best (`ae embed --aggregation`)."""
+    per_zoo = [
+        aggregated_embeddings(run, prepared, prepared.aligned, AGGREGATIONS, device)
+        for prepared in (run.prepare(zoo) for zoo in zoos)
+    ]
+    features = {how: np.concatenate([part[how] for part in per_zoo])[_order(zoos)] for how in AGGREGATIONS}
+    return probe_all(features, table, sides)
 
 
 def _order(zoos) -> np.ndarray:

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 
 from core.align import align_zoo
-from core.arch import ArchSpec, layer_slices
+from core.arch import ArchSpec, Spec, layer_slices, tensor_slices
 from core.errors import UserError
 from core.tokens import TokenLayout, token_layout, tokenize
 from core.zoo import Zoo
@@ -49,14 +49,14 @@ class PreparedZoo:
     layout: TokenLayout | None  # per-neuron tokens (CNN family); None for other families
     split: Split
     aligned: torch.Tensor  # [checkpoints, params], aligned weights (or the originals with align off)
-    layer_mean: torch.Tensor  # [layers]
-    layer_std: torch.Tensor  # [layers]
+    layer_mean: torch.Tensor  # [standardisation slices]: one per layer for CNNs
+    layer_std: torch.Tensor  # [standardisation slices]
     standardised: torch.Tensor  # [checkpoints, params]
     sides: np.ndarray  # 'train' / 'val' / 'test' per checkpoint
 
     @property
     def token_std(self) -> torch.Tensor:
-        """[tokens, 1]: the std of each token's layer."""
+        """[tokens, 1]: the std of each token's layer (CNNs: one standardisation slice per layer)."""
         return self.layer_std[self.layout.token_layer].unsqueeze(1)
 
     def rows(self, side: str) -> np.ndarray:
@@ -67,7 +67,7 @@ class PreparedZoo:
         return tokenize(self.layout, flat)
 
     def entry_std(self) -> torch.Tensor:
-        """[params]: each weight's layer std, to map standardised vectors back."""
+        """[params]: each weight's standardisation std, to map standardised vectors back."""
         return _per_entry(self.zoo, self.layer_std)
 
     def standardise(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -77,9 +77,20 @@ class PreparedZoo:
         return standardised * self.entry_std() + _per_entry(self.zoo, self.layer_mean)
 
 
-def _per_entry(zoo: Zoo, per_layer: torch.Tensor) -> torch.Tensor:
-    sizes = [s.stop - s.start for s in layer_slices(zoo.spec)]
-    return torch.repeat_interleave(per_layer, torch.tensor(sizes))
+def standardisation_slices(spec: Spec) -> list[slice]:
+    """The spans standardised together: each conv or linear layer whole (weights and bias), each tensor of a
+    normalisation layer apart (scale ~1, shift ~0, running mean and variance live on unrelated scales)."""
+    per_tensor = iter(tensor_slices(spec))
+    slices = []
+    for layer, span in zip(spec.layers, layer_slices(spec)):
+        tensors = [next(per_tensor) for _ in layer.tensors]
+        slices += tensors if layer.kind == "norm" else [span]
+    return slices
+
+
+def _per_entry(zoo: Zoo, per_slice: torch.Tensor) -> torch.Tensor:
+    sizes = [s.stop - s.start for s in standardisation_slices(zoo.spec)]
+    return torch.repeat_interleave(per_slice, torch.tensor(sizes))
 
 
 def best_reference_row(table: pl.DataFrame, models: list[int]) -> int:
@@ -111,7 +122,7 @@ def prepare(
     if stats is None:
         train = aligned[torch.from_numpy(np.flatnonzero(sides == "train"))]
         means, stds = [], []
-        for span in layer_slices(zoo.spec):
+        for span in standardisation_slices(zoo.spec):
             values = train[:, span]
             means.append(values.mean())
             stds.append(values.std().clamp_min(STD_FLOOR))

@@ -3,9 +3,10 @@
 The per-neuron autoencoder reads a whole model at once, so its memory grows with the model. SANE reads a
 window of `window` consecutive tokens of the sequence (core/sequence.py) with their three-part positions and
 keeps one latent vector per token, so a training step costs the same whatever the model's size. A model's
-embedding is the mean of its token latents over the whole sequence, computed window by window; decoding the
-whole sequence also goes window by window, each with `halo` tokens of context on both sides that are encoded
-or decoded but not kept ("haloing"), so that no token sits at the edge of what the transformer saw.
+embedding aggregates its token latents over the whole sequence (by default their mean), computed window by
+window; decoding the whole sequence also goes window by window, each with `halo` tokens of context on both
+sides that are encoded or decoded but not kept ("haloing"), so that no token sits at the edge of what the
+transformer saw.
 """
 
 from __future__ import annotations
@@ -129,9 +130,20 @@ def decode_sequence(model: SANE, latents: torch.Tensor, positions: torch.Tensor)
     return _windowed(model.decode, latents, positions, c.window, c.halo, c.token_width)
 
 
-def model_embedding(token_latents: torch.Tensor) -> torch.Tensor:
-    """A model's embedding: the mean of its token latents ([B, N, latent] -> [B, latent])."""
-    return token_latents.mean(1)
+AGGREGATIONS = ("mean", "max", "meanstd")
+
+
+def aggregate(token_latents: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """A model's embedding from its token latents [B, N, latent]: their mean (the paper's choice), their
+    entry-wise max, or mean and standard deviation side by side ([B, 2 * latent]). All three are defined for
+    any sequence length, so models of different architectures share one embedding space."""
+    if how == "mean":
+        return token_latents.mean(1)
+    if how == "max":
+        return token_latents.amax(1)
+    if how == "meanstd":
+        return torch.cat([token_latents.mean(1), token_latents.std(1, correction=0)], dim=1)
+    raise UserError(f"unknown aggregation {how!r}; choose one of {', '.join(AGGREGATIONS)}")
 
 
 def sane_losses(

@@ -74,6 +74,7 @@ class AERun:
     model: HyperRepresentationAE | SANE | None = None
     stats: dict[str | None, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     history: pl.DataFrame = field(default_factory=pl.DataFrame)
+    aggregation: str = "mean"  # SANE: how token latents make the map embedding (`ae embed` changes it)
 
     @property
     def name(self) -> str:
@@ -127,6 +128,7 @@ def load_run(workspace: Workspace, name: str | None = None, with_model: bool = T
     ae_config = SANEConfig(**config["ae"]) if kind == "sane" else AEConfig(**config["ae"])
     run = AERun(folder, ae_config, train_config, Split(**config["split"]), config["status"])
     run.stats = _read_stats(folder / "stats.safetensors")
+    run.aggregation = config.get("aggregation", "mean")
     if with_model:
         if run.status != "done":
             raise ZooError(f"{folder}: run is unfinished; run `ae train` again with the same settings to resume it")

@@ -9,7 +9,7 @@ import streamlit as st
 from core.autoencoder import AEConfig
 from core.errors import UserError
 from core.layout import run_kind, run_statuses
-from core.sane import SANEConfig
+from core.sane import AGGREGATIONS, SANEConfig
 from core.train import TrainConfig
 from ui import session
 from ui.figures import LOSS_COLUMNS, loss_figure
@@ -37,7 +37,11 @@ def eval_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
         }
     )
     labels = {"embedding": "embedding (ours)", "weights": "flat weights W", "stats": "weight statistics s(W)"}
-    probes = result["probe_r2"]
+    if "aggregation" in result:
+        labels["embedding"] = f"embedding (ours: {result['aggregation']} of tokens)"
+    probes = result["probe_r2"] | {
+        f"{how} of tokens": scores for how, scores in result.get("probe_r2_by_aggregation", {}).items()
+    }
     table = pl.DataFrame(
         {
             "property": list(next(iter(probes.values()))),
@@ -72,6 +76,8 @@ def show_run(name: str) -> None:
             st.dataframe(reconstruction, hide_index=True, width="stretch")
             st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
             st.dataframe(probes, hide_index=True, width="stretch")
+            if run.kind == "sane":
+                aggregation_form(run)
         elif not evaluating and st.button("Evaluate this run"):
 
             def work(on_progress, should_stop):
@@ -81,6 +87,29 @@ def show_run(name: str) -> None:
 
             if start(workspace, "eval", f"Evaluating {name}", work):
                 st.rerun()
+
+
+def aggregation_form(run) -> None:
+    """SANE: re-map the run with another aggregation of its token latents (the probe columns above compare them)."""
+    _, remapping = watch(workspace, "embed", stoppable=False)
+    if remapping:
+        return
+    left, right = st.columns([2, 1])
+    how = left.selectbox(
+        "Map embedding: aggregate token latents by",
+        AGGREGATIONS,
+        index=AGGREGATIONS.index(run.aggregation),
+        key=f"aggregation-{run.name}",
+    )
+    if how != run.aggregation and right.button("Re-map the run", key=f"remap-{run.name}"):
+
+        def work(on_progress, should_stop):
+            from core.embed import set_aggregation
+
+            return set_aggregation(workspace, run.name, how, session.device())
+
+        if start(workspace, "embed", f"Re-mapping {run.name} with the {how} aggregation", work):
+            st.rerun()
 
 
 KINDS = {

@@ -31,3 +31,16 @@ def tiny_ae_workspace(tiny_zoo_workspace, tmp_path_factory) -> Workspace:
     ae = AEConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, feedforward=64, latent_dim=8)
     train_autoencoder(workspace, ae, TrainConfig(epochs=4, batch_size=8, warmup_epochs=1))
     return workspace
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_workspace(tmp_path_factory) -> Workspace:
+    """A 6-model digits zoo of the ResNet preset (2 epochs, checkpoints at 0, 1, 2), made through the CLI.
+    Read it; do not write to it."""
+    from core.cli import main
+
+    workspace = Workspace(tmp_path_factory.mktemp("tiny-resnet") / "ws")
+    args = ["zoo", "generate", "--workspace", str(workspace.root), "--arch", "resnet", "--models", "6"]
+    args += ["--epochs", "2", "--save-epochs", "0,1,2", "--seed", "3", "--init-seeds", "3", "--quiet"]
+    assert main(args) == 0
+    return workspace

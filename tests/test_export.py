@@ -7,6 +7,7 @@ import zipfile
 import pytest
 
 from core.cli import main
+from core.data import load_dataset
 from core.workspace import Workspace
 from tests.bundle_check import CHECK, run_in_bundle
 
@@ -97,3 +98,64 @@ def test_transfer_bundle_carries_the_target_preprocessing(tiny_ae_workspace, tmp
     measured = run_in_bundle(unpacked, "shapes", CHECK_FINETUNED)
     assert measured == pytest.approx([m["test_acc_finetuned"] for m in card["models"]], abs=1e-6)
     assert card["evaluated_on"] == "shapes"
+
+
+@pytest.fixture(scope="module")
+def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
+    """A samples run of three ResNets from the tiny ResNet zoo, written by hand so that the bundle is checked
+    without training SANE first: the zoo's last checkpoints, fine-tuned 1 epoch."""
+    import polars as pl
+
+    from core.finetune import finetune_groups
+    from core.layout import samples_dir
+    from core.workspace import write_json, write_parquet, write_tensors
+    from core.zoo import load_zoo
+
+    workspace = Workspace(tmp_path_factory.mktemp("export-resnet") / "ws")
+    shutil.copytree(tiny_resnet_workspace.root, workspace.root)
+    zoo = load_zoo(workspace)
+    models = zoo.weights[zoo.table["epoch"].to_numpy() == 2][:3]
+    curves, per_model, finetuned = finetune_groups(zoo.spec, {"generated": models}, load_dataset("digits"), 1, 0)
+    folder = samples_dir(workspace) / "by-hand"
+    write_tensors(
+        folder / "weights.safetensors",
+        {"generated": models, "finetuned": finetuned},
+        {"architecture": zoo.spec.to_json(), "method": "kde"},
+    )
+    accuracies = per_model["generated"]
+    write_parquet(
+        folder / "samples.parquet",
+        pl.DataFrame(
+            {"sample": [0, 1, 2], "acc_epoch0": accuracies[:, 0], "acc_final": accuracies[:, -1]}
+            | {"min_l2": [0.0] * 3, "max_iou": [1.0] * 3}
+        ),
+    )
+    novelty = {k: 0.0 for k in ("min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median")}
+    write_json(
+        folder / "result.json",
+        {
+            "ae_run": "none",
+            "method": "kde",
+            "fallback": None,
+            "config": {"bandwidth": None, "finetune_epochs": 1},
+            "anchors": {"rule": "top:0.5", "count": 3},
+            "dataset": "digits",
+            "curves": {"generated": curves["acc_mean"].to_list()},
+            "novelty": novelty,
+        },
+    )
+    return workspace, "by-hand"
+
+
+def test_a_resnet_bundle_defines_the_resnet_in_plain_torch_and_matches_its_card(resnet_samples, tmp_path):
+    from core.export import export_samples
+
+    workspace, run = resnet_samples
+    export_samples(workspace, run, "pt", tmp_path / "bundle.zip")
+    unpacked = tmp_path / "fresh"
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
+        archive.extractall(unpacked)
+    card = json.loads((unpacked / "card.json").read_text())
+    assert card["architecture"]["family"] == "resnet" and "class ZooResNet" in (unpacked / "model.py").read_text()
+    measured = run_in_bundle(unpacked, "digits", CHECK)
+    assert measured == pytest.approx([m["test_acc_as_generated"] for m in card["models"]], abs=1e-6)

@@ -244,3 +244,30 @@ def test_sane_on_a_zoo_of_a_cnn_and_a_resnet(tmp_path):
         workspace, SampleConfig(anchors=f"ids:{resnet_ids}", n=2, finetune_epochs=1, baselines=False), run.name
     )
     assert sampled["architecture"] == "resnet" and all(len(c) == 2 for c in sampled["curves"].values())
+
+
+def test_remapping_with_another_aggregation_changes_the_map_and_the_probes_agree(sane_workspace, tmp_path, capsys):
+    workspace = _copy(sane_workspace, tmp_path / "ws")
+    run = load_run(workspace)
+    before = evaluate_run(workspace, run.name)
+    assert before["aggregation"] == "mean" and set(before["probe_r2_by_aggregation"]) == {"mean", "max", "meanstd"}
+    assert before["probe_r2_by_aggregation"]["mean"] == pytest.approx(before["probe_r2"]["embedding"], abs=1e-6)
+
+    argv = ["ae", "embed", "--workspace", str(workspace.root), "--aggregation", "meanstd", "--json", "--quiet"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoints"] == 18
+    remapped = load_run(workspace)
+    assert remapped.aggregation == "meanstd" and not (remapped.folder / "eval.json").exists()
+    prepared = remapped.prepare(load_zoo(workspace))
+    latents = torch.from_numpy(encode_codes(remapped, prepared, prepared.aligned)).view(18, -1, TINY.latent_dim)
+    stored = embedding_matrix(read_parquet(embeddings_path(workspace, run.name)))
+    expected = torch.cat([latents.mean(1), latents.std(1, correction=0)], dim=1).numpy()
+    assert stored.shape == (18, 2 * TINY.latent_dim) and np.allclose(stored, expected, atol=1e-5)
+    after = evaluate_run(workspace, run.name)
+    assert after["probe_r2"]["embedding"] == pytest.approx(after["probe_r2_by_aggregation"]["meanstd"], abs=1e-6)
+
+
+def test_only_sane_runs_can_be_remapped(tiny_ae_workspace, capsys):
+    argv = ["ae", "embed", "--workspace", str(tiny_ae_workspace.root), "--aggregation", "max"]
+    assert main(argv) == 2
+    assert "only SANE runs aggregate tokens" in capsys.readouterr().err

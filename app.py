@@ -86,6 +86,7 @@ def workspace_picker() -> None:
             st.info(f"Running: {busy.label}")
 
 
+session.mark_entry_point()
 ensure_default_workspace()
 workspace_picker()
 navigation = st.navigation(

@@ -14,6 +14,7 @@ from core.train import load_run
 from core.workspace import Workspace
 from core.zoo import load_zoo
 from tests.test_default import tiny_configs
+from ui import session
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,7 @@ def app_root(tiny_ae_workspace, tmp_path, monkeypatch):
 
 def page(name: str, workspace: str | None = "digits") -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=120)
+    at.session_state[session.ENTRY_KEY] = True  # as app.py, which runs before every page, marks it
     if workspace:
         at.session_state["workspace"] = workspace
     return at

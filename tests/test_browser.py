@@ -1,6 +1,6 @@
 """The real thing: `streamlit run app.py` on a free localhost port against a tiny workspace, driven in headless
-Debian Chromium through Playwright: the map, a box selection, generation, the curves, the export's download,
-and the downloaded bundle loading in plain torch.
+Debian Chromium through Playwright: a first request to a page's own address, the map, a box selection,
+generation, the curves, the export's download, and the downloaded bundle loading in plain torch.
 
 Skipped when no Chromium is installed, unless HYPERREP_REQUIRE_BROWSER=1 (CI sets it, so there it must run).
 HYPERREP_SCREENSHOTS=folder keeps the screenshots there."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.appdriver import browser, chromium_path, explore_generate_export, serve
+from bench.appdriver import browser, chromium_path, explore_generate_export, serve, wait_idle
 from tests.bundle_check import run_in_bundle
 
 pytestmark = pytest.mark.skipif(
@@ -27,6 +27,12 @@ def test_select_generate_and_export_in_a_real_browser(tiny_ae_workspace, tmp_pat
     shutil.copytree(tiny_ae_workspace.root, root / "digits")
     shots = Path(os.environ.get("HYPERREP_SCREENSHOTS") or tmp_path / "screenshots")
     with serve(root, log=tmp_path / "server.log") as url, browser() as page:
+        # The server's first request is a page's own address (a reload or a bookmark after a restart): Streamlit
+        # would run that page alone, without app.py's navigation and workspace picker; the page hands over.
+        page.goto(f"{url}/autoencoder")
+        page.locator('[data-testid="stSidebar"]').get_by_text("Workspace", exact=True).wait_for(timeout=60_000)
+        wait_idle(page)
+        assert "Explore" in page.locator('[data-testid="stSidebar"]').inner_text()
         flow = explore_generate_export(page, url, tmp_path, shots)
 
     assert flow["selected"] == 18  # the box spans the whole map: all 6 models x 3 checkpoints

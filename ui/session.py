@@ -73,6 +73,23 @@ def valid_workspace_name(name: str) -> str:
     return name
 
 
+ENTRY_KEY = "entry-point-ran"
+
+
+def mark_entry_point() -> None:
+    """Called by app.py on every run: the workspace picker and the navigation exist."""
+    st.session_state[ENTRY_KEY] = True
+
+
+def through_entry_point() -> None:
+    """Each page calls this first. When the first request a fresh server gets is a page's own address (a reload,
+    a bookmark, a tab reconnecting after a restart), Streamlit runs that page alone in its old pages/-folder
+    mode, without app.py: no workspace picker, no navigation, and "no workspace" although there are some.
+    Such a run goes to app.py instead, which sets both up (and turns that mode off for the server)."""
+    if not st.session_state.get(ENTRY_KEY):
+        st.switch_page("app.py")
+
+
 def current() -> Workspace | None:
     name = st.session_state.get("workspace")
     return Workspace(workspaces_root() / name) if name else None

@@ -200,6 +200,8 @@ def _describe_eval(result: dict) -> list[str]:
             f"reconstructed accuracy / original: {result['recon_acc_ratio']:.3f} "
             f"(keep >= 90%: {result['recon_keep90_fraction']:.0%} of checkpoints)"
         )
+    if "recon_acc_ratio_recalibrated" in result:
+        lines.append(f"... with BatchNorm statistics re-estimated: {result['recon_acc_ratio_recalibrated']:.3f}")
     lines.append(f"{'probe R^2':<16}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
     rows = list(result["probe_r2"].items())
     rows += [(f"{how} tokens", scores) for how, scores in result.get("probe_r2_by_aggregation", {}).items()]

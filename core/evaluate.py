@@ -24,7 +24,7 @@ from core.embed import (
     weight_statistics,
 )
 from core.errors import UserError
-from core.population import evaluate_models
+from core.population import evaluate_models, recalibrate_norm_statistics
 from core.sane import AGGREGATIONS
 from core.train import load_run
 from core.workspace import Workspace, read_json, write_json
@@ -124,7 +124,9 @@ def _order(zoos) -> np.ndarray:
 
 
 def _test_accuracies(zoo, original: torch.Tensor, rebuilt: torch.Tensor, test_rows: np.ndarray):
-    """(original, reconstructed) test accuracies and the dataset's class count; None without the dataset."""
+    """(original, reconstructed) test accuracies, the dataset's class count, and for models with BatchNorm the
+    reconstructions' accuracies after re-estimating its statistics on training images (else None); None
+    without the dataset."""
     dataset = zoo.manifest.get("dataset", {})
     try:
         data = load_dataset(dataset.get("name", "unknown"), seed=dataset.get("seed", 0))
@@ -133,7 +135,12 @@ def _test_accuracies(zoo, original: torch.Tensor, rebuilt: torch.Tensor, test_ro
     activations = zoo.table["activation"].to_numpy()[test_rows].tolist()
     _, acc_original = evaluate_models(zoo.spec, original, data.x_test, data.y_test, activations)
     _, acc_rebuilt = evaluate_models(zoo.spec, rebuilt, data.x_test, data.y_test, activations)
-    return acc_original, acc_rebuilt, data.n_classes
+    recalibrated = recalibrate_norm_statistics(zoo.spec, rebuilt, data.x_train)
+    if recalibrated is not rebuilt:  # BatchNorm: the same models with running statistics fit to their weights
+        recalibrated = evaluate_models(zoo.spec, recalibrated, data.x_test, data.y_test, activations)[1]
+    else:
+        recalibrated = None
+    return acc_original, acc_rebuilt, data.n_classes, recalibrated
 
 
 def _accuracy_retention(accuracies: list) -> dict:
@@ -145,10 +152,14 @@ def _accuracy_retention(accuracies: list) -> dict:
     acc_rebuilt = torch.cat([a[1] for a in accuracies])
     learned = acc_original >= 2.0 / accuracies[0][2]
     ratio = (acc_rebuilt[learned] / acc_original[learned]).numpy()
-    return {
+    figures = {
         "recon_acc_ratio": float(ratio.mean()),
         "recon_keep90_fraction": float((ratio >= KEEP_THRESHOLD).mean()),
         "recon_acc_checkpoints": int(learned.sum()),
         "original_acc_mean": float(acc_original[learned].mean()),
         "recon_acc_mean": float(acc_rebuilt[learned].mean()),
     }
+    if any(a[3] is not None for a in accuracies):  # with BatchNorm, also after re-estimating its statistics
+        acc_recalibrated = torch.cat([a[1] if a[3] is None else a[3] for a in accuracies])
+        figures["recon_acc_ratio_recalibrated"] = float((acc_recalibrated[learned] / acc_original[learned]).mean())
+    return figures

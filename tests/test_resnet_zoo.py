@@ -97,6 +97,7 @@ def test_sane_learns_a_resnet_zoo_and_evaluates(tiny_resnet_workspace, tmp_path)
     assert math.isfinite(result["recon_r2"]) and set(result["recon_r2_per_layer"]) == {
         layer.key for layer in resnet().layers
     }
+    assert 0 <= result["recon_acc_ratio_recalibrated"] < 10  # BatchNorm: also after re-estimating statistics
     probes = result["probe_r2"]
     assert set(probes) == {"embedding", "weights", "stats"}
     assert all(math.isfinite(r2) for by_property in probes.values() for r2 in by_property.values())

@@ -108,6 +108,7 @@ def test_a_sane_run_trains_maps_and_evaluates(sane_workspace):
         layer.key for layer in run.prepare(load_zoo(sane_workspace)).zoo.spec.layers
     }
     assert set(result["probe_r2"]) == {"embedding", "weights", "stats"}
+    assert "recon_acc_ratio_recalibrated" not in result  # no BatchNorm, nothing to re-estimate
 
 
 def test_sane_training_resumes_bit_identically(tiny_zoo_workspace, tmp_path):

@@ -25,7 +25,7 @@ or_stop(session.zoos, workspace, hint="Generate or import a zoo on the Zoo page 
 
 
 def eval_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(reconstruction figures, probe R^2 table: one row per property, one column per feature set)."""
+    """(reconstruction figures, probe R^2 table: one row per feature set, one column per property)."""
     figures = {
         "reconstruction R² (held-out models)": result["recon_r2"],
         "accuracy kept by reconstructions (mean ratio)": result.get("recon_acc_ratio"),
@@ -37,15 +37,10 @@ def eval_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
     labels = {"embedding": "embedding (ours)", "weights": "flat weights W", "stats": "weight statistics s(W)"}
     if "aggregation" in result:
         labels["embedding"] = f"embedding (ours: {result['aggregation']} of tokens)"
-    probes = result["probe_r2"] | {
-        f"{how} of tokens": scores for how, scores in result.get("probe_r2_by_aggregation", {}).items()
+    probes = {labels.get(k, k): v for k, v in result["probe_r2"].items()} | {
+        f"  {how} of tokens": scores for how, scores in result.get("probe_r2_by_aggregation", {}).items()
     }
-    table = pl.DataFrame(
-        {
-            "property": list(next(iter(probes.values()))),
-            **{labels.get(k, k): list(v.values()) for k, v in probes.items()},
-        }
-    )
+    table = pl.DataFrame([{"features": name, **scores} for name, scores in probes.items()])
     return reconstruction, table
 
 

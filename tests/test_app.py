@@ -130,7 +130,8 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     assert not at.exception and len(at.get("plotly_chart")) == 1  # the finished run's loss curves
     button(at, "Evaluate this run").click()
     run_until(at, lambda at: len(at.dataframe) >= 3)  # runs, reconstruction figures, probes
-    assert "embedding (ours)" in at.dataframe[2].value.columns
+    probes = at.dataframe[2].value
+    assert "embedding (ours)" in probes["features"].to_list() and {"test_acc", "epoch", "ggap"} <= set(probes.columns)
 
     next(n for n in at.number_input if n.label == "Epochs").set_value(300)
     button(at, "Train autoencoder").click().run()

@@ -135,11 +135,10 @@ def _test_accuracies(zoo, original: torch.Tensor, rebuilt: torch.Tensor, test_ro
     activations = zoo.table["activation"].to_numpy()[test_rows].tolist()
     _, acc_original = evaluate_models(zoo.spec, original, data.x_test, data.y_test, activations)
     _, acc_rebuilt = evaluate_models(zoo.spec, rebuilt, data.x_test, data.y_test, activations)
-    recalibrated = recalibrate_norm_statistics(zoo.spec, rebuilt, data.x_train)
-    if recalibrated is not rebuilt:  # BatchNorm: the same models with running statistics fit to their weights
-        recalibrated = evaluate_models(zoo.spec, recalibrated, data.x_test, data.y_test, activations)[1]
-    else:
-        recalibrated = None
+    recalibrated = None
+    if any(layer.kind == "norm" for layer in zoo.spec.layers):  # running statistics refit to the decoded weights
+        refit = recalibrate_norm_statistics(zoo.spec, rebuilt, data.x_train)
+        recalibrated = evaluate_models(zoo.spec, refit, data.x_test, data.y_test, activations)[1]
     return acc_original, acc_rebuilt, data.n_classes, recalibrated
 
 

@@ -13,9 +13,9 @@ import streamlit as st
 
 from core.default import ASSET, NAME, build_default
 from core.errors import UserError
-from core.packing import unpack_workspace
+from core.store.packing import unpack_workspace
 from core.runtime import tune_cpu_allocator
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from ui import session
 from ui.widgets import start, watch
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.autoencoder import AEConfig  # noqa: E402
-from core.evaluate import evaluate_run  # noqa: E402
-from core.train import TrainConfig, train_autoencoder  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
-from core.zoo import ZooConfig, generate_zoo  # noqa: E402
+from core.rep.autoencoder import AEConfig  # noqa: E402
+from core.rep.evaluate import evaluate_run  # noqa: E402
+from core.rep.train import TrainConfig, train_autoencoder  # noqa: E402
+from core.store.workspace import Workspace  # noqa: E402
+from core.zoo.model_zoo import ZooConfig, generate_zoo  # noqa: E402
 
 
 def _zoo(workdir: Path, name: str, config: ZooConfig) -> Workspace:

@@ -24,16 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.appdriver import browser, explore_generate_export, serve  # noqa: E402
 from core.default import ASSET, NAME  # noqa: E402
-from core.packing import unpack_workspace  # noqa: E402
+from core.store.packing import unpack_workspace  # noqa: E402
 
 # The box drawn on the map, as fractions of its plot area (left, top, right, bottom): a central region.
 BOX = (0.3, 0.25, 0.7, 0.75)
 
 
 def engine_seconds(root: Path, anchors: str, seed: int) -> float:
-    from core.generate import SampleConfig, generate_samples
+    from core.gen.generate import SampleConfig, generate_samples
     from core.runtime import tune_cpu_allocator
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
 
     tune_cpu_allocator()
     workspace = Workspace(root / NAME)

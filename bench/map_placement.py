@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.embed import embedding_matrix, load_embeddings, place_on_map  # noqa: E402
-from core.train import load_run  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
+from core.rep.embed import embedding_matrix, load_embeddings, place_on_map  # noqa: E402
+from core.rep.train import load_run  # noqa: E402
+from core.store.workspace import Workspace  # noqa: E402
 
 
 def _recall(new_emb, new_xy, old_emb, old_xy, k: int = 10) -> float:

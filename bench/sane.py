@@ -39,7 +39,7 @@ BATCH = 16
 
 def spec_for(target: int):
     """The digits CNN's first conv, then two hidden layers of width h, h chosen to reach ~target params."""
-    from core.arch import ArchSpec, Conv
+    from core.zoo.arch import ArchSpec, Conv
 
     def build(h: int) -> ArchSpec:
         return ArchSpec(f"cnn-h{h}", 1, 8, (Conv(8, 3, 1, 2),), (h, h), 10)
@@ -56,7 +56,7 @@ def measure(kind: str, target: int, device: str) -> dict:
 
     import torch
 
-    from core.arch import param_names
+    from core.zoo.arch import param_names
 
     torch.manual_seed(0)
     spec = spec_for(target)
@@ -67,16 +67,16 @@ def measure(kind: str, target: int, device: str) -> dict:
 
     # The batch's tokens are data (the zoo lives in memory anyway): made before the baseline is read.
     if kind == "sane":
-        from core.sane import SANE, SANEConfig, random_windows, sane_losses
-        from core.sequence import sequence_layout, to_sequence
+        from core.rep.sane import SANE, SANEConfig, random_windows, sane_losses
+        from core.rep.sequence import sequence_layout, to_sequence
 
         layout = sequence_layout(param_names(spec), 64)
         tokens = to_sequence(layout, flat)
         positions, mask = layout.positions.to(device), layout.mask.to(device)
     else:
-        from core.autoencoder import AEConfig, HyperRepresentationAE
-        from core.losses import nt_xent, reconstruction_loss
-        from core.tokens import token_layout, tokenize
+        from core.rep.autoencoder import AEConfig, HyperRepresentationAE
+        from core.rep.losses import nt_xent, reconstruction_loss
+        from core.rep.tokens import token_layout, tokenize
 
         layout = token_layout(spec)
         tokens = tokenize(layout, flat)
@@ -157,10 +157,10 @@ def zoo_table(name: str, args, device: str) -> dict:
     import tempfile
     import time
 
-    from core.autoencoder import AEConfig
-    from core.sane import SANEConfig
-    from core.workspace import Workspace
-    from core.zoo import ZooConfig, generate_zoo
+    from core.rep.autoencoder import AEConfig
+    from core.rep.sane import SANEConfig
+    from core.store.workspace import Workspace
+    from core.zoo.model_zoo import ZooConfig, generate_zoo
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="sane-bench-"))
     workspace = Workspace(root / f"{name}-{args.models}-e{args.zoo_epochs}")
@@ -199,9 +199,9 @@ def zoo_table(name: str, args, device: str) -> dict:
 def _learn_and_generate(workspace, ae_config, args, device: str) -> dict:
     import time
 
-    from core.evaluate import evaluate_run
-    from core.generate import SampleConfig, generate_samples
-    from core.train import TrainConfig, train_autoencoder
+    from core.rep.evaluate import evaluate_run
+    from core.gen.generate import SampleConfig, generate_samples
+    from core.rep.train import TrainConfig, train_autoencoder
 
     started = time.monotonic()
     run = train_autoencoder(workspace, ae_config, TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)

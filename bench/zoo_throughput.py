@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def _worker(kind: str, models: int, epochs: int, batch_size: int, device: str) -> dict:
 
-    from core.arch import cnn_small
-    from core.data import load_dataset
-    from core.population import Population, init_vector, init_vectors, train_single
+    from core.zoo.arch import cnn_small
+    from core.zoo.data import load_dataset
+    from core.zoo.population import Population, init_vector, init_vectors, train_single
 
     data = load_dataset("digits")
     spec = cnn_small()

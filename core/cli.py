@@ -12,19 +12,19 @@ import sys
 
 from tqdm import tqdm
 
-from core.autoencoder import AEConfig
+from core.rep.autoencoder import AEConfig
 from core.errors import Interrupted, UserError
-from core.families import ARCH_NAMES
-from core.generate import SampleConfig
+from core.zoo.families import ARCH_NAMES
+from core.gen.generate import SampleConfig
 from core.parsing import float_list, int_list, str_list
-from core.population import INITS
+from core.zoo.population import INITS
 from core.runtime import DEVICES, resolve_device
-from core.sample import METHODS
-from core.sane import AGGREGATIONS
-from core.selection import SELECTIONS
-from core.train import TrainConfig
-from core.workspace import Workspace
-from core.zoo import ZooConfig, generate_zoo, load_zoos, zoo_info
+from core.gen.samplers import METHODS
+from core.rep.sane import AGGREGATIONS
+from core.gen.selection import SELECTIONS
+from core.rep.train import TrainConfig
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import ZooConfig, generate_zoo, load_zoos, zoo_info
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -119,7 +119,7 @@ def cmd_zoo_generate(args: argparse.Namespace) -> dict:
 
 
 def cmd_zoo_import(args: argparse.Namespace) -> dict:
-    from core.public_zoo import import_public_zoo
+    from core.zoo.public import import_public_zoo
 
     report = _with_progress(
         "importing models",
@@ -138,7 +138,7 @@ def cmd_zoo_info(args: argparse.Namespace) -> dict:
 def _ae_configs(args: argparse.Namespace):
     sizes = {k: v for k, v in (("d_model", args.d_model), ("latent_dim", args.latent_dim)) if v is not None}
     if args.kind == "sane":
-        from core.sane import SANEConfig
+        from core.rep.sane import SANEConfig
 
         ae = SANEConfig(token_width=args.token_width, window=args.window, halo=args.halo, **sizes)
     else:
@@ -159,8 +159,8 @@ def _ae_configs(args: argparse.Namespace):
 
 
 def cmd_ae_train(args: argparse.Namespace) -> dict:
-    from core.evaluate import evaluate_run
-    from core.train import train_autoencoder
+    from core.rep.evaluate import evaluate_run
+    from core.rep.train import train_autoencoder
 
     ae, train = _ae_configs(args)
     device = resolve_device(args.device)
@@ -173,13 +173,13 @@ def cmd_ae_train(args: argparse.Namespace) -> dict:
 
 
 def cmd_ae_eval(args: argparse.Namespace) -> dict:
-    from core.evaluate import evaluate_run
+    from core.rep.evaluate import evaluate_run
 
     return evaluate_run(Workspace(args.workspace), args.run, resolve_device(args.device), refresh=args.refresh)
 
 
 def cmd_ae_embed(args: argparse.Namespace) -> dict:
-    from core.embed import set_aggregation
+    from core.rep.embed import set_aggregation
 
     return set_aggregation(Workspace(args.workspace), args.run, args.aggregation, resolve_device(args.device))
 
@@ -214,7 +214,7 @@ def _describe_eval(result: dict) -> list[str]:
 
 
 def cmd_sample(args: argparse.Namespace) -> dict:
-    from core.generate import generate_samples
+    from core.gen.generate import generate_samples
 
     config = SampleConfig(
         method=args.method,
@@ -262,7 +262,7 @@ def _describe_samples(result: dict) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace) -> dict:
-    from core.export import export_samples
+    from core.gen.export import export_samples
 
     return export_samples(Workspace(args.workspace), args.samples, args.format, args.out)
 
@@ -275,13 +275,13 @@ def _describe_export(result: dict) -> list[str]:
 
 
 def cmd_workspace_pack(args: argparse.Namespace) -> dict:
-    from core.packing import pack_workspace
+    from core.store.packing import pack_workspace
 
     return pack_workspace(Workspace(args.workspace), args.out)
 
 
 def cmd_workspace_unpack(args: argparse.Namespace) -> dict:
-    from core.packing import unpack_workspace
+    from core.store.packing import unpack_workspace
 
     workspace = unpack_workspace(args.source, args.workspace)
     return {"workspace": str(workspace.root), **zoo_info(load_zoos(workspace))}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "digits-workspace.zip"
 NAME = "digits"
@@ -19,9 +19,9 @@ NAME = "digits"
 def default_configs():
     """(zoo, autoencoder, training) settings: what `zoo generate` and `ae train` do without options (the
     CLI's saved epochs are 0, 1, E/4, E/2, E). Imported here, not at the top, so the app starts without torch."""
-    from core.autoencoder import AEConfig
-    from core.train import TrainConfig
-    from core.zoo import ZooConfig
+    from core.rep.autoencoder import AEConfig
+    from core.rep.train import TrainConfig
+    from core.zoo.model_zoo import ZooConfig
 
     return ZooConfig(save_epochs=(0, 1, 3, 7, 15)), AEConfig(), TrainConfig()
 
@@ -37,9 +37,9 @@ def build_default(
 
     The work happens in a hidden staging workspace beside the target, renamed into place when complete, so
     the target either does not exist or is whole; a stopped build resumes where it stopped."""
-    from core.evaluate import evaluate_run
-    from core.train import train_autoencoder
-    from core.zoo import generate_zoo
+    from core.rep.evaluate import evaluate_run
+    from core.rep.train import train_autoencoder
+    from core.zoo.model_zoo import generate_zoo
 
     def phase(name: str):
         return lambda done, total, info: on_progress and on_progress(done, total, {"phase": name, **info})

@@ -6,11 +6,11 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from core.autoencoder import AEConfig
+from core.rep.autoencoder import AEConfig
 from core.errors import UserError
-from core.layout import run_kind, run_statuses
-from core.sane import AGGREGATIONS, SANEConfig
-from core.train import TrainConfig
+from core.store.layout import run_kind, run_statuses
+from core.rep.sane import AGGREGATIONS, SANEConfig
+from core.rep.train import TrainConfig
 from ui import session
 from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
@@ -63,7 +63,7 @@ def show_run(name: str) -> None:
         cached = run.folder / "eval.json"
         _, evaluating = watch(workspace, "eval", stoppable=False)
         if cached.exists():
-            from core.workspace import read_json
+            from core.store.workspace import read_json
 
             reconstruction, probes = eval_tables(read_json(cached))
             st.dataframe(reconstruction, hide_index=True, width="stretch")
@@ -74,7 +74,7 @@ def show_run(name: str) -> None:
         elif not evaluating and st.button("Evaluate this run"):
 
             def work(on_progress, should_stop):
-                from core.evaluate import evaluate_run
+                from core.rep.evaluate import evaluate_run
 
                 return evaluate_run(workspace, name, session.device())
 
@@ -97,7 +97,7 @@ def aggregation_form(run) -> None:
     if how != run.aggregation and right.button("Re-map the run", key=f"remap-{run.name}"):
 
         def work(on_progress, should_stop):
-            from core.embed import set_aggregation
+            from core.rep.embed import set_aggregation
 
             return set_aggregation(workspace, run.name, how, session.device())
 
@@ -155,8 +155,8 @@ def train_form() -> None:
         return
 
     def work(on_progress, should_stop):
-        from core.evaluate import evaluate_run
-        from core.train import train_autoencoder
+        from core.rep.evaluate import evaluate_run
+        from core.rep.train import train_autoencoder
 
         run = train_autoencoder(workspace, ae, train, None, session.device(), on_progress, should_stop)
         on_progress(0, 1, {"phase": "evaluation"})

@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import UserError
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from ui import session
 from ui.widgets import page_start
 
@@ -24,7 +24,7 @@ workspace = page_start(
 
 @st.cache_data(max_entries=16, show_spinner="Building the bundle...")
 def bundle(root: str, samples_run: str, fmt: str, stamp: int) -> bytes:
-    from core.export import export_samples
+    from core.gen.export import export_samples
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.zip"

@@ -7,11 +7,11 @@ import polars as pl
 import streamlit as st
 
 from core.errors import UserError
-from core.generate import SampleConfig
-from core.layout import run_kind, samples_dir
-from core.sample import METHODS
-from core.selection import SELECTIONS
-from core.workspace import read_parquet
+from core.gen.generate import SampleConfig
+from core.store.layout import run_kind, samples_dir
+from core.gen.samplers import METHODS
+from core.gen.selection import SELECTIONS
+from core.store.workspace import read_parquet
 from ui import session
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
 from ui.jobs import Job
@@ -174,7 +174,7 @@ if not running:
         else:
 
             def work(on_progress, should_stop):
-                from core.generate import generate_samples
+                from core.gen.generate import generate_samples
 
                 return generate_samples(workspace, config, run, session.device(), on_progress)
 

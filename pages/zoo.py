@@ -6,12 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.arch import ACTIVATIONS
+from core.zoo.arch import ACTIVATIONS
 from core.errors import UserError
 from core.parsing import float_list, int_list
-from core.population import INITS
-from core.workspace import Workspace
-from core.zoo import ZooConfig, combined_table, zoo_info
+from core.zoo.population import INITS
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import ZooConfig, combined_table, zoo_info
 from ui import session
 from ui.figures import accuracy_histogram
 from ui.widgets import start, watch
@@ -102,7 +102,7 @@ def generate_form() -> None:
         return
 
     def work(on_progress, should_stop):
-        from core.zoo import generate_zoo
+        from core.zoo.model_zoo import generate_zoo
 
         generate_zoo(target, config, session.device(), on_progress, should_stop)
         return target.root.name
@@ -130,7 +130,7 @@ def import_form() -> None:
         return
 
     def work(on_progress, should_stop):
-        from core.public_zoo import import_public_zoo
+        from core.zoo.public import import_public_zoo
 
         report = import_public_zoo(source.strip(), target, dataset.strip() or None, on_progress)
         return {"workspace": target.root.name, "models": report.models, "problems": report.problems}

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from core.data import load_dataset
+from core.zoo.data import load_dataset
 
 CHECK = """
 import json, sys

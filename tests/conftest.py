@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.workspace import Workspace
-from core.zoo import ZooConfig, generate_zoo
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import ZooConfig, generate_zoo
 
 TINY = ZooConfig(models=6, epochs=3, save_epochs=(0, 1, 3), batch_size=32, seed=3, init_seeds=3)
 
@@ -23,8 +23,8 @@ def tiny_ae_workspace(tiny_zoo_workspace, tmp_path_factory) -> Workspace:
     """The tiny zoo with a small autoencoder trained on it (a few epochs). Read it; do not write to it."""
     import shutil
 
-    from core.autoencoder import AEConfig
-    from core.train import TrainConfig, train_autoencoder
+    from core.rep.autoencoder import AEConfig
+    from core.rep.train import TrainConfig, train_autoencoder
 
     workspace = Workspace(tmp_path_factory.mktemp("tiny-ae") / "ws")
     shutil.copytree(tiny_zoo_workspace.root, workspace.root)

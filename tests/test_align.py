@@ -3,11 +3,11 @@
 import numpy as np
 import torch
 
-from core.align import align_zoo, match_to_reference
-from core.arch import build_module, cnn_small
-from core.data import load_dataset
-from core.tokens import random_permutation_indices
-from core.zoo import load_zoo
+from core.rep.align import align_zoo, match_to_reference
+from core.zoo.arch import build_module, cnn_small
+from core.zoo.data import load_dataset
+from core.rep.tokens import random_permutation_indices
+from core.zoo.model_zoo import load_zoo
 
 
 def test_alignment_recovers_a_planted_permutation():

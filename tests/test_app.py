@@ -10,9 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.default as default
-from core.train import load_run
-from core.workspace import Workspace
-from core.zoo import load_zoo
+from core.rep.train import load_run
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import load_zoo
 from tests.test_default import tiny_configs
 from ui import session
 
@@ -208,7 +208,7 @@ def test_generate_from_an_empty_map_selection_is_an_error_box(app_root):
 def test_export_page_offers_the_bundle(app_root):
     at = page("export").run()
     assert "No generated models yet" in texts(at.info)[0]
-    from core.generate import SampleConfig, generate_samples
+    from core.gen.generate import SampleConfig, generate_samples
 
     generate_samples(Workspace(app_root / "digits"), SampleConfig(n=2, finetune_epochs=1, baselines=False))
     at.run()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.arch import (
+from core.zoo.arch import (
     ArchSpec,
     Conv,
     build_module,

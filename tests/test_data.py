@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import SHAPE_NAMES, load_dataset, make_shapes
+from core.zoo.data import SHAPE_NAMES, load_dataset, make_shapes
 from core.errors import DataError, UserError
 
 IDX_NAMES = {

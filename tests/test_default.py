@@ -3,15 +3,15 @@
 import pytest
 
 import core.default as default
-from core.autoencoder import AEConfig
+from core.rep.autoencoder import AEConfig
 from core.errors import Interrupted
-from core.train import TrainConfig, load_run, run_name
-from core.workspace import Workspace
-from core.zoo import ZooConfig, load_zoo
+from core.rep.train import TrainConfig, load_run, run_name
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import ZooConfig, load_zoo
 
 
 def test_the_shipped_pack_is_a_ready_workspace(tmp_path):
-    from core.packing import unpack_workspace
+    from core.store.packing import unpack_workspace
 
     workspace = unpack_workspace(default.ASSET, tmp_path / "digits")
     zoo = load_zoo(workspace)

@@ -7,8 +7,8 @@ import zipfile
 import pytest
 
 from core.cli import main
-from core.data import load_dataset
-from core.workspace import Workspace
+from core.zoo.data import load_dataset
+from core.store.workspace import Workspace
 from tests.bundle_check import CHECK, run_in_bundle
 
 
@@ -16,7 +16,7 @@ from tests.bundle_check import CHECK, run_in_bundle
 def samples(tiny_ae_workspace, tmp_path_factory):
     workspace = Workspace(tmp_path_factory.mktemp("export") / "ws")
     shutil.copytree(tiny_ae_workspace.root, workspace.root)
-    from core.generate import SampleConfig, generate_samples
+    from core.gen.generate import SampleConfig, generate_samples
 
     result = generate_samples(workspace, SampleConfig(n=3, finetune_epochs=1, baselines=False, anchors="top:0.5"))
     return workspace, result["samples_run"]
@@ -86,8 +86,8 @@ print(json.dumps(out))
 def test_transfer_bundle_carries_the_target_preprocessing(tiny_ae_workspace, tmp_path):
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(tiny_ae_workspace.root, workspace.root)
-    from core.export import export_samples
-    from core.generate import SampleConfig, generate_samples
+    from core.gen.export import export_samples
+    from core.gen.generate import SampleConfig, generate_samples
 
     run = generate_samples(workspace, SampleConfig(n=2, finetune_epochs=1, baselines=False, dataset="shapes"))
     export_samples(workspace, run["samples_run"], "safetensors", tmp_path / "bundle.zip")
@@ -106,10 +106,10 @@ def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
     without training SANE first: the zoo's last checkpoints, fine-tuned 1 epoch."""
     import polars as pl
 
-    from core.finetune import finetune_groups
-    from core.layout import samples_dir
-    from core.workspace import write_json, write_parquet, write_tensors
-    from core.zoo import load_zoo
+    from core.gen.finetune import finetune_groups
+    from core.store.layout import samples_dir
+    from core.store.workspace import write_json, write_parquet, write_tensors
+    from core.zoo.model_zoo import load_zoo
 
     workspace = Workspace(tmp_path_factory.mktemp("export-resnet") / "ws")
     shutil.copytree(tiny_resnet_workspace.root, workspace.root)
@@ -148,7 +148,7 @@ def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
 
 
 def test_a_resnet_bundle_defines_the_resnet_in_plain_torch_and_matches_its_card(resnet_samples, tmp_path):
-    from core.export import export_samples
+    from core.gen.export import export_samples
 
     workspace, run = resnet_samples
     export_samples(workspace, run, "pt", tmp_path / "bundle.zip")

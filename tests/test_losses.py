@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from core.losses import nt_xent, reconstruction_loss
+from core.rep.losses import nt_xent, reconstruction_loss
 
 
 def test_layer_normalised_reconstruction_by_hand():

@@ -9,10 +9,10 @@ import torch
 
 from core.cli import main
 from core.errors import ZooError
-from core.packing import pack_workspace, unpack_workspace
-from core.train import load_run
-from core.workspace import Workspace
-from core.zoo import load_zoo
+from core.store.packing import pack_workspace, unpack_workspace
+from core.rep.train import load_run
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import load_zoo
 
 
 def test_round_trip_keeps_the_zoo_and_finished_runs_but_not_resume_state(tiny_ae_workspace, tmp_path):

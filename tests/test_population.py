@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.arch import ArchSpec, Conv, build_module, cnn_small
-from core.data import load_dataset
-from core.population import INITS, Population, dropout_mask, init_vector, init_vectors, train_single
+from core.zoo.arch import ArchSpec, Conv, build_module, cnn_small
+from core.zoo.data import load_dataset
+from core.zoo.population import INITS, Population, dropout_mask, init_vector, init_vectors, train_single
 
 # A small odd-sized net: tanh, a pooled map with a remainder to crop (11 -> 5), dropout slots, two hidden layers.
 ODD = ArchSpec("odd", 1, 13, (Conv(4, 3, pool=2), Conv(3, 2, padding=1)), (9, 7), 5, "tanh", dropout_slots=True)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.embed import ridge_probe
+from core.rep.embed import ridge_probe
 from core.errors import UserError
-from core.sane import aggregate
+from core.rep.sane import aggregate
 
 
 def _normal_equations_probe(features, target, sides) -> float:

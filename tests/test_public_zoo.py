@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.arch import ArchSpec, build_module, cnn_l, cnn_s, flatten
+from core.zoo.arch import ArchSpec, build_module, cnn_l, cnn_s, flatten
 from core.cli import main
 from core.errors import UserError
-from core.public_zoo import import_public_zoo
-from core.workspace import Workspace
-from core.zoo import Zoo, load_zoo
+from core.zoo.public import import_public_zoo
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import Zoo, load_zoo
 
 EPOCHS = (0, 1, 2)
 # (folder, seed, activation, lr, zero-padded checkpoint folders)

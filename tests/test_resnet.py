@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.arch import build_module, cnn_small, flatten, param_names, trainable_mask, unflatten
-from core.data import load_dataset
+from core.zoo.arch import build_module, cnn_small, flatten, param_names, trainable_mask, unflatten
+from core.zoo.data import load_dataset
 from core.errors import ArchitectureError
-from core.families import arch_by_name, spec_from_json
-from core.population import (
+from core.zoo.families import arch_by_name, spec_from_json
+from core.zoo.population import (
     Population,
     evaluate_models,
     init_vector,
@@ -17,8 +17,8 @@ from core.population import (
     recalibrate_norm_statistics,
     train_single,
 )
-from core.resnet import resnet
-from core.sequence import flatten_state_dict
+from core.zoo.resnet import resnet
+from core.rep.sequence import flatten_state_dict
 
 SMALL = resnet(widths=(4, 8), blocks=(1, 1))
 

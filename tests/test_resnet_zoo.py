@@ -6,19 +6,19 @@ import shutil
 import pytest
 import torch
 
-from core.arch import cnn_small, layer_slices, tensor_slices
-from core.autoencoder import AEConfig
-from core.data import load_dataset
-from core.embed import weight_statistics
+from core.zoo.arch import cnn_small, layer_slices, tensor_slices
+from core.rep.autoencoder import AEConfig
+from core.zoo.data import load_dataset
+from core.rep.embed import weight_statistics
 from core.errors import UserError
-from core.evaluate import evaluate_run
-from core.finetune import finetune_groups, with_fresh_head
-from core.prepare import prepare, split_models, standardisation_slices
-from core.resnet import resnet
-from core.sane import SANEConfig
-from core.train import TrainConfig, train_autoencoder
-from core.workspace import Workspace
-from core.zoo import ZooConfig, load_zoo
+from core.rep.evaluate import evaluate_run
+from core.gen.finetune import finetune_groups, with_fresh_head
+from core.rep.prepare import prepare, split_models, standardisation_slices
+from core.zoo.resnet import resnet
+from core.rep.sane import SANEConfig
+from core.rep.train import TrainConfig, train_autoencoder
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import ZooConfig, load_zoo
 
 SANE_TINY = SANEConfig(
     token_width=64, window=8, halo=2, d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32,

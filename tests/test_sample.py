@@ -8,15 +8,15 @@ import polars as pl
 import pytest
 import torch
 
-from core.arch import cnn_small, layer_slices
+from core.zoo.arch import cnn_small, layer_slices
 from core.cli import main
-from core.data import load_dataset
+from core.zoo.data import load_dataset
 from core.errors import UserError
-from core.finetune import finetune_groups, with_fresh_head
-from core.novelty import error_sets, novelty
-from core.sample import METHODS, Sampler, select_anchors
-from core.workspace import Workspace
-from core.zoo import load_zoo
+from core.gen.finetune import finetune_groups, with_fresh_head
+from core.gen.novelty import error_sets, novelty
+from core.gen.samplers import METHODS, Sampler, select_anchors
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import load_zoo
 
 
 @pytest.fixture

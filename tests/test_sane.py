@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from core.autoencoder import AEConfig
+from core.rep.autoencoder import AEConfig
 from core.cli import main
-from core.codes import decode_codes, encode_codes, map_embeddings
-from core.embed import embedding_matrix, reconstruct
+from core.rep.codes import decode_codes, encode_codes, map_embeddings
+from core.rep.embed import embedding_matrix, reconstruct
 from core.errors import UserError
-from core.evaluate import evaluate_run
-from core.generate import SampleConfig, generate_samples
-from core.layout import embeddings_path
-from core.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, windows
-from core.sequence import from_sequence
-from core.train import TrainConfig, load_run, sane_layout, train_autoencoder
-from core.workspace import Workspace, read_parquet, read_tensors
-from core.zoo import ZooConfig, generate_zoo, load_zoo, load_zoos, zoo_info
+from core.rep.evaluate import evaluate_run
+from core.gen.generate import SampleConfig, generate_samples
+from core.store.layout import embeddings_path
+from core.rep.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, windows
+from core.rep.sequence import from_sequence
+from core.rep.train import TrainConfig, load_run, sane_layout, train_autoencoder
+from core.store.workspace import Workspace, read_parquet, read_tensors
+from core.zoo.model_zoo import ZooConfig, generate_zoo, load_zoo, load_zoos, zoo_info
 
 TINY = SANEConfig(
     token_width=16,

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import sample as sample_module
+from core.gen import samplers as sample_module
 from core.errors import UserError
-from core.sample import Sampler
-from core.selection import Selection, select_models
+from core.gen.samplers import Sampler
+from core.gen.selection import Selection, select_models
 
 
 class CountingSampler:

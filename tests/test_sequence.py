@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.arch import ArchSpec, Conv, build_module, cnn_l, cnn_s, cnn_small, flatten, param_names
-from core.sequence import flatten_state_dict, from_sequence, sequence_layout, state_dict_shapes, to_sequence
+from core.zoo.arch import ArchSpec, Conv, build_module, cnn_l, cnn_s, cnn_small, flatten, param_names
+from core.rep.sequence import flatten_state_dict, from_sequence, sequence_layout, state_dict_shapes, to_sequence
 
 
 class Block(nn.Module):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from core.arch import ArchSpec, Conv, build_module, cnn_l, cnn_s, cnn_small
-from core.data import load_dataset
-from core.tokens import (
+from core.zoo.arch import ArchSpec, Conv, build_module, cnn_l, cnn_s, cnn_small
+from core.zoo.data import load_dataset
+from core.rep.tokens import (
     add_noise,
     detokenize,
     permutation_index,
@@ -34,7 +34,7 @@ def test_a_token_is_one_neurons_incoming_weights_and_bias():
     spec = cnn_small()
     layout = token_layout(spec)
     module = build_module(spec)
-    from core.arch import flatten
+    from core.zoo.arch import flatten
 
     tokens = tokenize(layout, flatten(spec, module.state_dict()).unsqueeze(0))[0]
     conv = module.module_list[3]  # the second conv: 6 channels of 8 x 3 x 3 kernels

@@ -7,12 +7,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from core.autoencoder import AEConfig
+from core.rep.autoencoder import AEConfig
 from core.cli import main
 from core.errors import Interrupted
-from core.evaluate import evaluate_run
-from core.train import TrainConfig, load_run, train_autoencoder
-from core.workspace import Workspace
+from core.rep.evaluate import evaluate_run
+from core.rep.train import TrainConfig, load_run, train_autoencoder
+from core.store.workspace import Workspace
 
 SMALL = AEConfig(
     d_model=32,
@@ -51,9 +51,9 @@ def test_a_tiny_autoencoder_overfits_a_tiny_zoo(tiny_zoo_workspace, tmp_path):
 
 
 def test_the_linear_path_starts_as_pca(tiny_zoo_workspace):
-    from core.autoencoder import HyperRepresentationAE
-    from core.prepare import prepare, split_models
-    from core.zoo import load_zoo
+    from core.rep.autoencoder import HyperRepresentationAE
+    from core.rep.prepare import prepare, split_models
+    from core.zoo.model_zoo import load_zoo
 
     zoo = load_zoo(tiny_zoo_workspace)
     prepared = prepare(zoo, split_models(list(range(6)), (0.5, 0.25, 0.25), 0), align=True)

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from conftest import TINY
 from safetensors.torch import load_file, save_file
 
-from core.arch import build_module, cnn_small
-from core.data import load_dataset
+from core.zoo.arch import build_module, cnn_small
+from core.zoo.data import load_dataset
 from core.errors import Interrupted, ZooError
-from core.population import init_vector
-from core.workspace import Workspace
-from core.zoo import Zoo, ZooConfig, generate_zoo, load_zoo, load_zoos, model_seed, plan_models, save_zoo, zoo_info
+from core.zoo.population import init_vector
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import Zoo, ZooConfig, generate_zoo, load_zoo, load_zoos, model_seed, plan_models, save_zoo, zoo_info
 
 
 def test_generated_zoo_layout_and_summary(tiny_zoo_workspace):

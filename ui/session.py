@@ -17,9 +17,9 @@ import streamlit as st
 
 from core.default import NAME as DEFAULT_NAME
 from core.errors import UserError, ZooError
-from core.layout import embeddings_path, models_table_path, run_statuses, runs_dir, samples_dir
+from core.store.layout import embeddings_path, models_table_path, run_statuses, runs_dir, samples_dir
 from core.runtime import resolve_device
-from core.workspace import Workspace, read_json, read_parquet
+from core.store.workspace import Workspace, read_json, read_parquet
 from ui.jobs import JobRegistry
 
 ROOT_ENV = "HYPERREP_WORKSPACES"
@@ -52,8 +52,8 @@ def warm_up() -> dict:
 
     def work() -> None:
         state["device"] = device()
-        import core.evaluate  # noqa: F401
-        import core.generate  # noqa: F401
+        import core.rep.evaluate  # noqa: F401
+        import core.gen.generate  # noqa: F401
 
     threading.Thread(target=work, name="warm-up", daemon=True).start()
     return state
@@ -105,7 +105,7 @@ def _mtime(path: Path) -> int:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the zoo...")
 def _zoos(root: str, stamp: int):
-    from core.zoo import load_zoos
+    from core.zoo.model_zoo import load_zoos
 
     return load_zoos(Workspace(root))
 
@@ -137,7 +137,7 @@ def finished_runs(workspace: Workspace) -> list[str]:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the autoencoder...")
 def _run(root: str, name: str, stamp: int):
-    from core.train import load_run
+    from core.rep.train import load_run
 
     return load_run(Workspace(root), name)
 

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from core.errors import UserError
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from ui import session
 from ui.jobs import Job, Work, format_seconds
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-import core.resnet as resnet_module
-from core.arch import Spec, build_module
-from core.data import load_dataset
+import core.zoo.resnet as resnet_module
+from core.zoo.arch import Spec, build_module
+from core.zoo.data import load_dataset
 from core.errors import UserError
-from core.families import spec_from_json
-from core.layout import samples_dir
-from core.workspace import Workspace, atomic_path, read_json, read_parquet, read_tensors
+from core.zoo.families import spec_from_json
+from core.store.layout import samples_dir
+from core.store.workspace import Workspace, atomic_path, read_json, read_parquet, read_tensors
 
 FORMATS = ("safetensors", "pt")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.arch import ArchSpec, layer_slices
-from core.codes import aggregated_embeddings
-from core.data import load_dataset
-from core.embed import (
+from core.zoo.arch import ArchSpec, layer_slices
+from core.rep.codes import aggregated_embeddings
+from core.zoo.data import load_dataset
+from core.rep.embed import (
     PROPERTIES,
     embedding_matrix,
     load_embeddings,
@@ -24,11 +24,11 @@ from core.embed import (
     weight_statistics,
 )
 from core.errors import UserError
-from core.population import evaluate_models, recalibrate_norm_statistics
-from core.sane import AGGREGATIONS
-from core.train import load_run
-from core.workspace import Workspace, read_json, write_json
-from core.zoo import combined_table, load_zoos
+from core.zoo.population import evaluate_models, recalibrate_norm_statistics
+from core.rep.sane import AGGREGATIONS
+from core.rep.train import load_run
+from core.store.workspace import Workspace, read_json, write_json
+from core.zoo.model_zoo import combined_table, load_zoos
 
 KEEP_THRESHOLD = 0.9
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.prepare import PreparedZoo
+from core.rep.prepare import PreparedZoo
 
 
 def _sane_layout(run, prepared: PreparedZoo):
-    from core.train import sane_layout
+    from core.rep.train import sane_layout
 
     return sane_layout(prepared.zoo.spec, run.ae_config)
 
@@ -30,8 +30,8 @@ def _chunks(n: int, size: int = 256):
 
 def _latent_chunks(run, prepared: PreparedZoo, weights: torch.Tensor, device: str):
     """SANE: token latents [chunk, tokens, latent] of weight vectors [N, params], a chunk of models at a time."""
-    from core.sane import encode_sequence
-    from core.sequence import to_sequence
+    from core.rep.sane import encode_sequence
+    from core.rep.sequence import to_sequence
 
     layout = _sane_layout(run, prepared)
     positions = layout.positions.to(device)
@@ -53,7 +53,7 @@ def aggregated_embeddings(
 ) -> dict[str, np.ndarray]:
     """SANE: {aggregation: [N, embedding]}, aggregating each chunk of models as it is encoded, so that all
     token latents of a large zoo are never held at once."""
-    from core.sane import aggregate
+    from core.rep.sane import aggregate
 
     parts = {how: [] for how in aggregations}
     for latents in _latent_chunks(run, prepared, weights, device):
@@ -67,7 +67,7 @@ def encode_codes(run, prepared: PreparedZoo, weights: torch.Tensor, device: str 
     """[N, code] float32: what a sampler fits (per-neuron: the latent; SANE: all token latents, flattened)."""
     if run.kind == "sane":
         return token_latents(run, prepared, weights, device).flatten(1).numpy()
-    from core.tokens import tokenize
+    from core.rep.tokens import tokenize
 
     run.model.eval().to(device)
     tokens = tokenize(prepared.layout, prepared.standardise(weights))
@@ -81,8 +81,8 @@ def decode_codes(run, prepared: PreparedZoo, codes: np.ndarray | torch.Tensor, d
     codes = torch.as_tensor(codes, dtype=torch.float32)
     run.model.eval().to(device)
     if run.kind == "sane":
-        from core.sane import decode_sequence
-        from core.sequence import from_sequence
+        from core.rep.sane import decode_sequence
+        from core.rep.sequence import from_sequence
 
         layout = _sane_layout(run, prepared)
         positions = layout.positions.to(device)
@@ -92,7 +92,7 @@ def decode_codes(run, prepared: PreparedZoo, codes: np.ndarray | torch.Tensor, d
             for part in _chunks(len(codes))
         ]
     else:
-        from core.tokens import detokenize
+        from core.rep.tokens import detokenize
 
         parts = [
             detokenize(prepared.layout, run.model.decode(codes[part].to(device)).float().cpu())

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.arch import ArchSpec, layer_slices
-from core.data import Dataset
-from core.population import Population, init_vector
+from core.zoo.arch import ArchSpec, layer_slices
+from core.zoo.data import Dataset
+from core.zoo.population import Population, init_vector
 
 
 def with_fresh_head(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.workspace import Workspace, read_json
+from core.store.workspace import Workspace, read_json
 
 
 def runs_dir(workspace: Workspace) -> Path:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.arch import ArchSpec
-from core.data import Dataset
-from core.population import Population
+from core.zoo.arch import ArchSpec
+from core.zoo.data import Dataset
+from core.zoo.population import Population
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.arch import ArchSpec
+from core.zoo.arch import ArchSpec
 
 
 @dataclass(frozen=True)

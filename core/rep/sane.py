@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from core.autoencoder import transformer
+from core.rep.autoencoder import transformer
 from core.errors import UserError
-from core.losses import nt_xent
+from core.rep.losses import nt_xent
 
 
 @dataclass(frozen=True)

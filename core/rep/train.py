@@ -20,17 +20,17 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from core.arch import ArchSpec, param_names
-from core.autoencoder import AEConfig, HyperRepresentationAE
+from core.zoo.arch import ArchSpec, param_names
+from core.rep.autoencoder import AEConfig, HyperRepresentationAE
 from core.errors import Interrupted, UserError, ZooError
-from core.layout import list_runs, run_statuses, runs_dir
-from core.losses import nt_xent, reconstruction_loss
-from core.prepare import PreparedZoo, Split, prepare, split_models
-from core.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, sane_losses
-from core.sequence import SequenceLayout, sequence_layout, to_sequence
-from core.tokens import add_noise, random_erase, random_permutation_indices, tokenize
-from core.workspace import Workspace, atomic_path, read_json, read_tensors, write_json, write_parquet, write_tensors
-from core.zoo import Progress, Zoo, combined_table, load_zoos
+from core.store.layout import list_runs, run_statuses, runs_dir
+from core.rep.losses import nt_xent, reconstruction_loss
+from core.rep.prepare import PreparedZoo, Split, prepare, split_models
+from core.rep.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, sane_losses
+from core.rep.sequence import SequenceLayout, sequence_layout, to_sequence
+from core.rep.tokens import add_noise, random_erase, random_permutation_indices, tokenize
+from core.store.workspace import Workspace, atomic_path, read_json, read_tensors, write_json, write_parquet, write_tensors
+from core.zoo.model_zoo import Progress, Zoo, combined_table, load_zoos
 
 
 @dataclass(frozen=True)
@@ -395,7 +395,7 @@ def train_autoencoder(
         result = _fit(folder, method, train_config, generator, state, device, on_progress, should_stop)
         write_json(folder / "config.json", {**config_json, "status": "done", "stopped_at_epoch": result})
     finished = load_run(workspace, name)
-    from core.embed import compute_embeddings
+    from core.rep.embed import compute_embeddings
 
     if on_progress:
         on_progress(0, 1, {"phase": "map"})

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from core.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
+from core.zoo.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
 from core.errors import ArchitectureError, UserError
-from core.workspace import Workspace
-from core.zoo import Progress, Zoo, finish_table, save_zoo
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import Progress, Zoo, finish_table, save_zoo
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 # The public zoos log the epoch-0 evaluation (before any training) with train_loss = train_acc = -999.

@@ -22,19 +22,19 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.codes import decode_codes, encode_codes, map_embeddings
-from core.data import load_dataset
-from core.embed import embedding_matrix, load_embeddings, place_on_map
+from core.rep.codes import decode_codes, encode_codes, map_embeddings
+from core.zoo.data import load_dataset
+from core.rep.embed import embedding_matrix, load_embeddings, place_on_map
 from core.errors import UserError
-from core.finetune import finetune_groups
-from core.layout import samples_dir
-from core.novelty import error_sets, novelty
-from core.population import INITS, evaluate_models, init_vectors, recalibrate_norm_statistics
-from core.sample import METHODS, Sampler, select_anchors
-from core.selection import Selection, select_models
-from core.train import load_run
-from core.workspace import Workspace, write_json, write_parquet, write_tensors
-from core.zoo import combined_table, load_zoos
+from core.gen.finetune import finetune_groups
+from core.store.layout import samples_dir
+from core.gen.novelty import error_sets, novelty
+from core.zoo.population import INITS, evaluate_models, init_vectors, recalibrate_norm_statistics
+from core.gen.samplers import METHODS, Sampler, select_anchors
+from core.gen.selection import Selection, select_models
+from core.rep.train import load_run
+from core.store.workspace import Workspace, write_json, write_parquet, write_tensors
+from core.zoo.model_zoo import combined_table, load_zoos
 
 
 @dataclass(frozen=True)

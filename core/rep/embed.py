@@ -17,12 +17,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.arch import Spec, tensor_slices
-from core.codes import decode_codes, encode_codes, map_embeddings
+from core.zoo.arch import Spec, tensor_slices
+from core.rep.codes import decode_codes, encode_codes, map_embeddings
 from core.errors import UserError
-from core.layout import embeddings_path
-from core.prepare import PreparedZoo
-from core.workspace import Workspace, read_json, read_parquet, write_json, write_parquet
+from core.store.layout import embeddings_path
+from core.rep.prepare import PreparedZoo
+from core.store.workspace import Workspace, read_json, read_parquet, write_json, write_parquet
 
 # numba (under umap-learn) caches its compiled functions here, which saves most of UMAP's start-up cost
 # on every later process.
@@ -75,7 +75,7 @@ def place_on_map(zoo_embeddings: np.ndarray, zoo_xy: np.ndarray, new_embeddings:
 def compute_embeddings(workspace: Workspace, run, zoos, device: str = "cpu") -> pl.DataFrame:
     """Embed every checkpoint of every architecture, project all to 2-D together, and store the table with
     the run (rows in checkpoint order)."""
-    from core.zoo import Zoo
+    from core.zoo.model_zoo import Zoo
 
     zoos = [zoos] if isinstance(zoos, Zoo) else zoos
     parts = []
@@ -103,9 +103,9 @@ def set_aggregation(workspace: Workspace, run_name: str | None, aggregation: str
     """Re-map a SANE run with another aggregation of its token latents (no retraining): its embeddings and
     map are recomputed, its config remembers the choice, and its stored evaluation is dropped (the embedding
     probes change)."""
-    from core.sane import AGGREGATIONS
-    from core.train import load_run
-    from core.zoo import load_zoos
+    from core.rep.sane import AGGREGATIONS
+    from core.rep.train import load_run
+    from core.zoo.model_zoo import load_zoos
 
     run = load_run(workspace, run_name)
     if run.kind != "sane":

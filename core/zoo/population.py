@@ -31,9 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.arch import ArchSpec, Spec, build_module, flatten, layer_slices, trainable_mask
+from core.zoo.arch import ArchSpec, Spec, build_module, flatten, layer_slices, trainable_mask
 from core.errors import ArchitectureError
-from core.resnet import ResNetSpec
+from core.zoo.resnet import ResNetSpec
 from core.runtime import tune_cpu_allocator
 
 INITS = ("uniform", "normal", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")

@@ -12,11 +12,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.align import align_zoo
-from core.arch import ArchSpec, Spec, layer_slices, tensor_slices
+from core.rep.align import align_zoo
+from core.zoo.arch import ArchSpec, Spec, layer_slices, tensor_slices
 from core.errors import UserError
-from core.tokens import TokenLayout, token_layout, tokenize
-from core.zoo import Zoo
+from core.rep.tokens import TokenLayout, token_layout, tokenize
+from core.zoo.model_zoo import Zoo
 
 STD_FLOOR = 1e-4
 

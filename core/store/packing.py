@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from core.errors import ZooError
-from core.workspace import MANIFEST, Workspace, atomic_path
+from core.store.workspace import MANIFEST, Workspace, atomic_path
 
 # Left out of packs: resumable training state and anything hidden (locks, build and partial folders).
 _SKIPPED_FILES = {"train_state.pt"}
@@ -34,7 +34,7 @@ def pack_workspace(workspace: Workspace, out: str | Path) -> dict:
     """Write `workspace` to the zip file `out` (atomically); returns what went in."""
     if not workspace.exists():
         raise ZooError(f"{workspace.root}: no workspace to pack (no {MANIFEST})")
-    from core.zoo import load_zoos
+    from core.zoo.model_zoo import load_zoos
 
     load_zoos(workspace)  # refuse to pack a broken workspace
     files = _packed_files(workspace.root)
@@ -71,7 +71,7 @@ def unpack_workspace(source: str | Path, target: str | Path) -> Workspace:
         archive = zipfile.ZipFile(source)
     except (OSError, zipfile.BadZipFile) as exc:
         raise ZooError(f"{source}: not a readable zip file ({exc})") from None
-    from core.zoo import load_zoos
+    from core.zoo.model_zoo import load_zoos
 
     target.parent.mkdir(parents=True, exist_ok=True)
     build = target.parent / f".{target.name}.unpack"

@@ -18,12 +18,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.arch import ACTIVATIONS, Spec
-from core.data import load_dataset
+from core.zoo.arch import ACTIVATIONS, Spec
+from core.zoo.data import load_dataset
 from core.errors import Interrupted, UserError, ZooError
-from core.families import ARCH_NAMES, arch_by_name, family_of, spec_from_json
-from core.population import INITS, Population, init_vectors
-from core.workspace import (
+from core.zoo.families import ARCH_NAMES, arch_by_name, family_of, spec_from_json
+from core.zoo.population import INITS, Population, init_vectors
+from core.store.workspace import (
     Workspace,
     read_parquet,
     read_tensors,

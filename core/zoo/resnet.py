@@ -19,7 +19,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from core.arch import ACTIVATIONS, Layer, activation_class, norm_layer
+from core.zoo.arch import ACTIVATIONS, Layer, activation_class, norm_layer
 from core.errors import ArchitectureError
 
 # ~20k parameters for 1-channel digits: a 32-model zoo trains 10 epochs in about a minute on 2 CPU cores.

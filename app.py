@@ -11,12 +11,11 @@ import threading
 
 import streamlit as st
 
-from core.default import ASSET, NAME, build_default
+from core.default import ASSET, NAME, build_default, unpack_default
 from core.errors import UserError
-from core.store.packing import unpack_workspace
 from core.runtime import tune_cpu_allocator
 from core.store.workspace import Workspace
-from ui import session
+from ui import keys, session
 from ui.widgets import start, watch
 
 st.set_page_config(page_title="Hyper-representation workbench", page_icon=":material/hub:", layout="wide")
@@ -40,7 +39,7 @@ def ensure_default_workspace() -> None:
         with st.spinner("Unpacking the default digits workspace..."), unpack_lock():
             try:
                 if not default.exists():  # another tab may have unpacked it while this one waited
-                    unpack_workspace(ASSET, default.root)
+                    unpack_default(default)
             except UserError as exc:
                 st.error(f"Could not unpack the default workspace: {exc}")
                 st.stop()
@@ -66,16 +65,16 @@ def _build(default: Workspace):
 
 def workspace_picker() -> None:
     names = session.workspace_names(session.workspaces_root())
-    switch_to = st.session_state.pop("switch-workspace", None)  # set by a page, applied before the widget exists
+    switch_to = st.session_state.pop(keys.SWITCH_WORKSPACE, None)  # set by a page, applied before the widget exists
     if switch_to in names:
-        st.session_state["workspace"] = switch_to
-    if st.session_state.get("workspace") not in names:
-        st.session_state["workspace"] = names[0] if names else None
+        st.session_state[keys.WORKSPACE] = switch_to
+    if st.session_state.get(keys.WORKSPACE) not in names:
+        st.session_state[keys.WORKSPACE] = names[0] if names else None
     with st.sidebar:
         st.selectbox(
             "Workspace",
             names,
-            key="workspace",
+            key=keys.WORKSPACE,
             help=f"Folders under {session.workspaces_root()}; make a new one on the Zoo page.",
         )
         device = session.warm_up().get("device")

@@ -18,11 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.pipeline import train_and_map  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402
-from core.rep.train import TrainConfig, train_autoencoder  # noqa: E402
+from core.rep.loop import TrainConfig  # noqa: E402
+from core.runtime import tune_cpu_allocator  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
-from core.zoo.model_zoo import ZooConfig, generate_zoo  # noqa: E402
+from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
 
 def _zoo(workdir: Path, name: str, config: ZooConfig) -> Workspace:
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep zoos and runs here (default: a temporary folder)")
     parser.add_argument("--no-seed-zoo", action="store_true", help="skip the fully seed-varied zoo")
     args = parser.parse_args()
+    tune_cpu_allocator()  # as the CLI and the app do
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ae-quality-"))
     base_zoo = ZooConfig(init_seeds=args.init_seeds)
     train = replace(TrainConfig(), epochs=args.ae_epochs)
@@ -69,7 +72,7 @@ def main() -> None:
     results = []
     for label, folder, zoo_config, variant, config in jobs:
         workspace = _zoo(workdir, folder, zoo_config)
-        run = train_autoencoder(workspace, AEConfig(), config, run=variant)
+        run = train_and_map(workspace, AEConfig(), config, run=variant)
         figures = evaluate_run(workspace, run.name)
         results.append(
             {"zoo": label, "variant": variant, **{k: figures[k] for k in _KEYS}, "probe_r2": figures["probe_r2"]}

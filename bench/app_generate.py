@@ -22,24 +22,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.appdriver import browser, explore_generate_export, serve  # noqa: E402
 from core.default import ASSET, NAME  # noqa: E402
-from core.store.packing import unpack_workspace  # noqa: E402
+from core.gen.config import SampleConfig  # noqa: E402
+from core.pipeline import generate, unpack_workspace  # noqa: E402
+from core.runtime import tune_cpu_allocator  # noqa: E402
+from core.store.workspace import Workspace  # noqa: E402
+from tests.app.appdriver import browser, explore_generate_export, serve  # noqa: E402
 
 # The box drawn on the map, as fractions of its plot area (left, top, right, bottom): a central region.
 BOX = (0.3, 0.25, 0.7, 0.75)
 
 
 def engine_seconds(root: Path, anchors: str, seed: int) -> float:
-    from core.gen.generate import SampleConfig, generate_samples
-    from core.runtime import tune_cpu_allocator
-    from core.store.workspace import Workspace
-
     tune_cpu_allocator()
     workspace = Workspace(root / NAME)
-    generate_samples(workspace, SampleConfig(anchors=anchors, seed=seed + 1000))  # load and warm the engine
+    generate(workspace, SampleConfig(anchors=anchors, seed=seed + 1000))  # load and warm the engine
     started = time.monotonic()
-    generate_samples(workspace, SampleConfig(anchors=anchors, seed=seed + 2000))
+    generate(workspace, SampleConfig(anchors=anchors, seed=seed + 2000))
     return time.monotonic() - started
 
 

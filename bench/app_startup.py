@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.appdriver import browser, serve, wait_for_map, wait_idle  # noqa: E402
+from tests.app.appdriver import browser, serve, wait_for_map, wait_idle  # noqa: E402
 
 
 def time_start(root: Path, script: Path | None, page, wait_map: bool) -> tuple[float, float]:

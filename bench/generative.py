@@ -19,11 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.gen.config import SampleConfig  # noqa: E402
+from core.pipeline import generate, train_and_map  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
-from core.gen.generate import SampleConfig, generate_samples  # noqa: E402
-from core.rep.train import TrainConfig, train_autoencoder  # noqa: E402
+from core.rep.loop import TrainConfig  # noqa: E402
+from core.runtime import tune_cpu_allocator  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
-from core.zoo.model_zoo import ZooConfig, generate_zoo  # noqa: E402
+from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
 EPOCHS_SHOWN = (0, 1, 3, 5)
 
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--ae-epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    tune_cpu_allocator()  # as the CLI and the app do
     zoo = ZooConfig()
     # The same folder and run names as bench/ae_quality.py, so that one workdir serves both.
     workspace = Workspace(
@@ -43,8 +46,8 @@ def main() -> None:
     if not workspace.exists():
         generate_zoo(workspace, zoo)
     train = replace(TrainConfig(), epochs=args.ae_epochs)
-    default_run = train_autoencoder(workspace, AEConfig(), train, run="default").name
-    plain_run = train_autoencoder(workspace, AEConfig(), replace(train, layer_norm=False), run="no-layer-norm").name
+    default_run = train_and_map(workspace, AEConfig(), train, run="default").name
+    plain_run = train_and_map(workspace, AEConfig(), replace(train, layer_norm=False), run="no-layer-norm").name
 
     table: dict[str, dict] = {}
     for task, dataset in (("digits", None), ("transfer to shapes", "shapes")):
@@ -56,7 +59,7 @@ def main() -> None:
             ("S_Neigh", "neighbour", default_run, False),
             ("S_KDE (no layer norm)", "kde", plain_run, False),
         ):
-            result = generate_samples(workspace, replace(base, method=method, baselines=baselines), run)
+            result = generate(workspace, replace(base, method=method, baselines=baselines), run).to_json()
             rows[label] = _row(result["curves"]["generated"], result["novelty"]["max_iou_median"])
             if baselines:
                 for group, figures in result["novelty_baselines"].items():

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.rep.embed import embedding_matrix, load_embeddings, place_on_map  # noqa: E402
-from core.rep.train import load_run  # noqa: E402
+from core.rep.run import load_run  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 
 

@@ -134,6 +134,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep the zoos and runs here (default: a temporary folder)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from core.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the CLI and the app do
     from core.runtime import resolve_device
 
     device = resolve_device(args.device)
@@ -160,7 +163,7 @@ def zoo_table(name: str, args, device: str) -> dict:
     from core.rep.autoencoder import AEConfig
     from core.rep.sane import SANEConfig
     from core.store.workspace import Workspace
-    from core.zoo.model_zoo import ZooConfig, generate_zoo
+    from core.zoo.generate import ZooConfig, generate_zoo
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="sane-bench-"))
     workspace = Workspace(root / f"{name}-{args.models}-e{args.zoo_epochs}")
@@ -199,16 +202,17 @@ def zoo_table(name: str, args, device: str) -> dict:
 def _learn_and_generate(workspace, ae_config, args, device: str) -> dict:
     import time
 
+    from core.gen.config import SampleConfig
+    from core.pipeline import generate, train_and_map
     from core.rep.evaluate import evaluate_run
-    from core.gen.generate import SampleConfig, generate_samples
-    from core.rep.train import TrainConfig, train_autoencoder
+    from core.rep.loop import TrainConfig
 
     started = time.monotonic()
-    run = train_autoencoder(workspace, ae_config, TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)
+    run = train_and_map(workspace, ae_config, TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)
     train_s = time.monotonic() - started
     result = evaluate_run(workspace, run.name, device)
     sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)
-    generated = generate_samples(workspace, sample, run.name, device)
+    generated = generate(workspace, sample, run.name, device).to_json()
     return {
         "architectures": result["architectures"],
         "train_seconds": round(train_s, 1),

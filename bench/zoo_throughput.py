@@ -25,10 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _worker(kind: str, models: int, epochs: int, batch_size: int, device: str) -> dict:
-
+    from core.runtime import tune_cpu_allocator
     from core.zoo.arch import cnn_small
     from core.zoo.data import load_dataset
     from core.zoo.population import Population, init_vector, init_vectors, train_single
+
+    tune_cpu_allocator()  # as the CLI and the app do
 
     data = load_dataset("digits")
     spec = cnn_small()

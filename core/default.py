@@ -2,7 +2,10 @@
 
 The app unpacks it from the pack shipped in `assets/` (made by our own CLI, see the README) when there is one:
 that takes seconds, where building it (a 256-model zoo, the autoencoder, the map) takes minutes on two CPU
-cores. Without the pack it is built, with the same settings as the CLI's defaults, reporting progress by phase.
+cores. Without the pack it is built with the configs' defaults (core/pipeline.py `build_workspace`).
+
+The app's entry point imports this module before its first page draws, so the engine (torch) is imported inside
+the functions below, when they run.
 """
 
 from __future__ import annotations
@@ -10,20 +13,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from core.store.packing import unpack_workspace
 from core.store.workspace import Workspace
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "digits-workspace.zip"
 NAME = "digits"
 
 
-def default_configs():
-    """(zoo, autoencoder, training) settings: what `zoo generate` and `ae train` do without options (the
-    CLI's saved epochs are 0, 1, E/4, E/2, E). Imported here, not at the top, so the app starts without torch."""
-    from core.rep.autoencoder import AEConfig
-    from core.rep.train import TrainConfig
-    from core.zoo.model_zoo import ZooConfig
+def default_configs() -> tuple:
+    """(zoo, autoencoder, training) settings of the default workspace: the configs' own defaults."""
+    from core import pipeline  # lazy: the engine imports torch, which the app's first page does without
 
-    return ZooConfig(save_epochs=(0, 1, 3, 7, 15)), AEConfig(), TrainConfig()
+    return pipeline.default_configs()
+
+
+def unpack_default(target: Workspace) -> Workspace:
+    """The shipped pack unpacked into `target` (which appears only once its zoo loads)."""
+    from core.zoo.model_zoo import load_zoos  # lazy: loading the zoo imports torch; only a first start unpacks
+
+    return unpack_workspace(ASSET, target.root, load_zoos)
 
 
 def build_default(
@@ -32,24 +40,8 @@ def build_default(
     on_progress: Callable[[int, int, dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Build the default workspace from scratch: `zoo generate` and `ae train` with the CLI's defaults,
-    reporting progress with info["phase"] in zoo, autoencoder, map, evaluation.
+    """Build the default workspace from scratch, in phases zoo, training, map, evaluation; a stopped build
+    resumes where it stopped, and the target appears only when complete."""
+    from core import pipeline  # lazy: the engine imports torch, which the app's first page does without
 
-    The work happens in a hidden staging workspace beside the target, renamed into place when complete, so
-    the target either does not exist or is whole; a stopped build resumes where it stopped."""
-    from core.rep.evaluate import evaluate_run
-    from core.rep.train import train_autoencoder
-    from core.zoo.model_zoo import generate_zoo
-
-    def phase(name: str):
-        return lambda done, total, info: on_progress and on_progress(done, total, {"phase": name, **info})
-
-    zoo_config, ae_config, train_config = default_configs()
-    staging = Workspace(workspace.root.parent / f".{workspace.root.name}.staging")
-    if not staging.exists():
-        generate_zoo(staging, zoo_config, device, phase("zoo"), should_stop)
-    run = train_autoencoder(staging, ae_config, train_config, None, device, phase("autoencoder"), should_stop)
-    phase("evaluation")(0, 1, {})
-    evaluate_run(staging, run.name, device)
-    phase("evaluation")(1, 1, {})
-    staging.root.rename(workspace.root)
+    pipeline.build_workspace(workspace, default_configs(), device, on_progress, should_stop)

@@ -1,9 +1,13 @@
-"""Process-level settings for compute: device choice and the CPU allocator."""
+"""Process-level settings for compute: device choice, the CPU allocator, numba's cache. Entry points (the CLI,
+the app, benches) call these; nothing sets them at import."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from core.errors import UserError
 
@@ -14,7 +18,7 @@ _allocator_tuned = False
 def resolve_device(name: str = "auto") -> str:
     if name not in DEVICES:
         raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
-    import torch
+    import torch  # lazy: the app imports this module before its first page, which does without torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -39,3 +43,16 @@ def tune_cpu_allocator() -> None:
     libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: the largest value glibc accepts on 64-bit
     libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
     _allocator_tuned = True
+
+
+def use_numba_cache() -> Path:
+    """Point numba (under umap-learn) at a persistent, writable cache folder before umap is imported, so its JIT
+    compilation is paid once per machine rather than once per process. Keeps a folder the user already set."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hyperrep" / "numba"
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only home: the temporary folder still caches within this boot
+            base = Path(tempfile.gettempdir()) / "hyperrep-numba-cache"
+        os.environ["NUMBA_CACHE_DIR"] = str(base)
+    return Path(os.environ["NUMBA_CACHE_DIR"])

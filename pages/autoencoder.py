@@ -3,15 +3,17 @@ finished run and read its evaluation."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import polars as pl
 import streamlit as st
 
-from core.rep.autoencoder import AEConfig
 from core.errors import UserError
-from core.store.layout import run_kind, run_statuses
-from core.rep.sane import AGGREGATIONS, SANEConfig
-from core.rep.train import TrainConfig
-from ui import session
+from core.rep.loop import TrainConfig
+from core.rep.methods import KINDS, METHODS
+from core.store.files import read_json
+from core.store.runs import AERunFiles, ae_run_statuses
+from ui import keys, session
 from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
 from ui.widgets import or_stop, page_start, start, watch
@@ -47,7 +49,7 @@ def eval_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
 def live_losses(job: Job) -> None:
     rows = [{"epoch": r["done"], **{k: r[k] for k in LOSS_COLUMNS if k in r}} for r in job.history if "loss" in r]
     if rows:
-        st.plotly_chart(loss_figure(pl.DataFrame(rows)), width="stretch", key="live-losses")
+        st.plotly_chart(loss_figure(pl.DataFrame(rows)), width="stretch", key=keys.LIVE_LOSSES)
 
 
 def show_run(name: str) -> None:
@@ -60,21 +62,18 @@ def show_run(name: str) -> None:
         st.caption(f"Run folder: `{run.folder}`")
     with right:
         st.subheader("Evaluation on held-out models")
-        cached = run.folder / "eval.json"
         _, evaluating = watch(workspace, "eval", stoppable=False)
-        if cached.exists():
-            from core.store.workspace import read_json
-
-            reconstruction, probes = eval_tables(read_json(cached))
+        if run.files.eval.exists():
+            reconstruction, probes = eval_tables(read_json(run.files.eval))
             st.dataframe(reconstruction, hide_index=True, width="stretch")
             st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
             st.dataframe(probes, hide_index=True, width="stretch")
-            if run.kind == "sane":
+            if len(run.method.aggregations) > 1:
                 aggregation_form(run)
         elif not evaluating and st.button("Evaluate this run"):
 
             def work(on_progress, should_stop):
-                from core.rep.evaluate import evaluate_run
+                from core.rep.evaluate import evaluate_run  # lazy: the engine loads in the background
 
                 return evaluate_run(workspace, name, session.device())
 
@@ -88,43 +87,46 @@ def aggregation_form(run) -> None:
     if remapping:
         return
     left, right = st.columns([2, 1])
+    choices = run.method.aggregations
     how = left.selectbox(
         "Map embedding: aggregate token latents by",
-        AGGREGATIONS,
-        index=AGGREGATIONS.index(run.aggregation),
+        choices,
+        index=choices.index(run.aggregation),
         key=f"aggregation-{run.name}",
     )
     if how != run.aggregation and right.button("Re-map the run", key=f"remap-{run.name}"):
 
         def work(on_progress, should_stop):
-            from core.rep.embed import set_aggregation
+            from core.rep.embed import set_aggregation  # lazy: the engine loads in the background
 
-            return set_aggregation(workspace, run.name, how, session.device())
+            return set_aggregation(workspace, run, session.zoos(workspace), how, session.device())
 
         if start(workspace, "embed", f"Re-mapping {run.name} with the {how} aggregation", work):
             st.rerun()
 
 
-KINDS = {
-    "hyperrep": "Hyper-representation: one token per neuron, the whole model at once (2021/2022)",
-    "sane": "SANE: fixed-width tokens, trained on windows; memory independent of model size (2024)",
-}
+# The kind's settings offered on the page, in this order (each where the kind's config has it).
+KIND_SETTINGS = ("latent_dim", "d_model", "token_width", "window", "halo")
+
+
+def kind_inputs(config_type: type, columns) -> dict:
+    """Number inputs for the kind's settings among KIND_SETTINGS, labelled by their help text, at the config's
+    defaults."""
+    settings = {f.name: f for f in fields(config_type) if f.name in KIND_SETTINGS}
+    values = {}
+    for column, name in zip(columns * 2, [n for n in KIND_SETTINGS if n in settings], strict=False):
+        label = settings[name].metadata["help"]
+        values[name] = column.number_input(label[0].upper() + label[1:], 0, 8192, settings[name].default)
+    return values
 
 
 def train_form() -> None:
-    kind = st.radio("Kind", list(KINDS), format_func=KINDS.get, key="ae-kind")
-    ae_defaults, train_defaults = (SANEConfig() if kind == "sane" else AEConfig()), TrainConfig()
+    kind = st.radio("Kind", KINDS, format_func=lambda k: METHODS[k].title, key=keys.AE_KIND)
+    config_type, train_defaults = METHODS[kind].config_type, TrainConfig()
     with st.form("train-ae"):
         c1, c2, c3, c4 = st.columns(4)
         epochs = c1.number_input("Epochs", 1, 2000, train_defaults.epochs)
-        latent = c1.number_input(
-            "Embedding size" + (" per token" if kind == "sane" else ""), 2, 1024, ae_defaults.latent_dim
-        )
-        d_model = c2.number_input("Transformer width", 8, 1024, ae_defaults.d_model, step=8)
-        if kind == "sane":
-            width = c1.number_input("Token width", 1, 4096, ae_defaults.token_width)
-            window = c2.number_input("Window (tokens)", 2, 4096, ae_defaults.window)
-            halo = c3.number_input("Halo (context tokens each side)", 0, 2048, ae_defaults.halo)
+        sizes = kind_inputs(config_type, [c1, c2, c3])
         gamma = c2.slider("Contrastive weight γ", 0.0, 1.0, train_defaults.gamma)
         permute = c3.slider("Permutation augmentation p", 0.0, 1.0, train_defaults.permute_probability)
         erase = c3.slider("Random erasing p", 0.0, 1.0, train_defaults.erase_probability)
@@ -135,12 +137,7 @@ def train_form() -> None:
     if not submitted:
         return
     try:
-        if kind == "sane":
-            ae = SANEConfig(
-                token_width=int(width), window=int(window), halo=int(halo), latent_dim=int(latent), d_model=int(d_model)
-            )
-        else:
-            ae = AEConfig(latent_dim=int(latent), d_model=int(d_model))
+        ae = config_type(**{name: int(value) for name, value in sizes.items()})
         train = TrainConfig(
             epochs=int(epochs),
             gamma=float(gamma),
@@ -155,19 +152,15 @@ def train_form() -> None:
         return
 
     def work(on_progress, should_stop):
-        from core.rep.evaluate import evaluate_run
-        from core.rep.train import train_autoencoder
+        from core.pipeline import train_and_map  # lazy: the engine loads in the background
 
-        run = train_autoencoder(workspace, ae, train, None, session.device(), on_progress, should_stop)
-        on_progress(0, 1, {"phase": "evaluation"})
-        evaluate_run(workspace, run.name, session.device())
-        return run.name
+        return train_and_map(workspace, ae, train, None, session.device(), on_progress, should_stop).name
 
     if start(workspace, "ae", "Training the autoencoder", work):
         st.rerun()
 
 
-runs = run_statuses(workspace)
+runs = ae_run_statuses(workspace)
 st.header("Train")
 st.write(
     "Runs are named by their settings: training again with the same settings resumes a stopped run, "
@@ -176,8 +169,8 @@ st.write(
 job, training = watch(workspace, "ae", live=live_losses)
 if job and not training and job.status == "done":
     st.success(f"Trained `{job.result}` in {job.elapsed():.0f} s.")
-    if st.session_state.get("ae-job-applied") != id(job):  # select the new run once, not on every rerun
-        st.session_state["ae-job-applied"] = id(job)
+    if st.session_state.get(keys.AE_JOB_APPLIED) != id(job):  # select the new run once, not on every rerun
+        st.session_state[keys.AE_JOB_APPLIED] = id(job)
         session.choose_run(workspace, job.result)
 if not training:
     train_form()
@@ -185,7 +178,7 @@ if not training:
 st.header("Runs")
 finished = session.finished_runs(workspace)
 if runs:
-    kinds = [run_kind(workspace, r) for r in runs]
+    kinds = [AERunFiles.of(workspace, r).kind() for r in runs]
     st.dataframe(
         pl.DataFrame({"run": list(runs), "kind": kinds, "status": list(runs.values())}),
         hide_index=True,

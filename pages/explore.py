@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import session
+from ui import keys, session
 from ui.figures import COLOURINGS, map_figure, map_table, selected_checkpoints, selection_summary
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table
 
@@ -21,24 +21,24 @@ with controls:
     run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen))
     if run != chosen:
         session.choose_run(workspace, run)
-    colour = st.selectbox("Colour by", list(COLOURINGS), key="map-colour")
+    colour = st.selectbox("Colour by", list(COLOURINGS), key=keys.MAP_COLOUR)
     show_samples = st.toggle("Show generated samples", value=True, help="stars: models generated from this run")
 
 embeddings = or_stop(session.embeddings, workspace, run)
 table = map_table(embeddings, zoo_table)
 samples = session.samples_points(workspace, run) if show_samples else None
-selection_key = session.selection_key(workspace, run)
+selection_key = keys.selection(workspace.root.name, run)
 
 
 def keep_selection() -> None:
     """Copy the chart's selection into our own key: the chart's resets whenever its figure changes."""
-    st.session_state[selection_key] = selected_checkpoints(st.session_state["map"].selection)
+    st.session_state[selection_key] = selected_checkpoints(st.session_state[keys.MAP].selection)
 
 
 with chart:
     st.plotly_chart(
         map_figure(table, colour, samples),
-        key="map",
+        key=keys.MAP,
         on_select=keep_selection,
         selection_mode=("lasso", "box"),
         width="stretch",
@@ -57,7 +57,7 @@ with controls:
         st.caption(f"range {summary['acc_min']:.1%} to {summary['acc_max']:.1%}")
         st.caption("epochs: " + ", ".join(f"{e} ({n})" for e, n in summary["epochs"].items()))
         if st.button("Generate from this selection", type="primary"):
-            st.session_state["anchor-source"] = "map selection"
+            st.session_state[keys.ANCHOR_SOURCE] = "map selection"
             st.switch_page("pages/generate.py")
         if st.button("Clear selection"):
             st.session_state[selection_key] = []

@@ -12,7 +12,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.store.workspace import Workspace
-from ui import session
+from ui import keys, session
 from ui.widgets import page_start
 
 workspace = page_start(
@@ -24,7 +24,7 @@ workspace = page_start(
 
 @st.cache_data(max_entries=16, show_spinner="Building the bundle...")
 def bundle(root: str, samples_run: str, fmt: str, stamp: int) -> bytes:
-    from core.gen.export import export_samples
+    from core.gen.export import export_samples  # lazy: the engine loads in the background
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.zip"
@@ -36,22 +36,20 @@ runs = session.samples_runs(workspace)
 if not runs:
     st.info("No generated models yet in this workspace: make some on the Generate page.")
     st.stop()
-names = [r["samples_run"] for r in runs]
-wanted = st.session_state.get("export-run")
+names = [r.name for r in runs]
+wanted = st.session_state.get(keys.EXPORT_RUN)
 name = st.selectbox(
     "Samples run",
     names,
     index=names.index(wanted) if wanted in names else 0,
     format_func=lambda n: next(
-        f"{n}: {r['n']} models by {r['method']} on {r['dataset']} ({r['created']})"
-        for r in runs
-        if r["samples_run"] == n
+        f"{n}: {r.n} models by {r.method} on {r.dataset} ({r.created})" for r in runs if r.name == n
     ),
 )
 fmt = st.radio(
     "Format", ("safetensors", "pt"), horizontal=True, help="pt: plain torch state dicts (load with weights_only=True)"
 )
-result_path = workspace.root / "samples" / name / "result.json"
+result_path = next(r for r in runs if r.name == name).result_path
 try:
     data = bundle(str(workspace.root), name, fmt, result_path.stat().st_mtime_ns)
 except (UserError, OSError) as exc:

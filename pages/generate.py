@@ -7,21 +7,16 @@ import polars as pl
 import streamlit as st
 
 from core.errors import UserError
-from core.gen.generate import SampleConfig
-from core.store.layout import run_kind, samples_dir
-from core.gen.samplers import METHODS
+from core.gen.config import SampleConfig
+from core.gen.samplers import METHODS, SAMPLERS
 from core.gen.selection import SELECTIONS
-from core.store.workspace import read_parquet
-from ui import session
+from core.rep.methods import method_named
+from core.store.runs import AERunFiles, SamplesRun
+from ui import keys, session
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
 from ui.jobs import Job
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start, watch
 
-SAMPLERS = {
-    "kde": "KDE: kernel density over the anchors' embeddings (bandwidth by cross-validation)",
-    "gauss": "Gaussian: one multivariate normal fitted to the anchors",
-    "neighbour": "Neighbourhood: an anchor's embedding plus noise",
-}
 SELECTION_HELP = {
     "none": "None: keep every sampled model",
     "subsample": "Subsample: draw more, keep the best on validation data",
@@ -36,19 +31,17 @@ workspace = page_start(
 )
 zoo_table = require_zoo_table(workspace)
 run = require_run(workspace)
-if run_kind(workspace, run) == "sane":
-    st.caption(
-        f"`{run}` is a SANE run: the sampler works on every token latent of the anchors (encoded window by window "
-        "with halo context), and new models are decoded window by window."
-    )
+note = method_named(AERunFiles.of(workspace, run).kind()).sampling_note
+if note:
+    st.caption(f"`{run}`: {note}")
 selected = session.selection(workspace, run)
 
 
 def anchor_rule() -> str | None:
     """The anchors, as the engine's rule string; None (with an error box) for an empty map selection."""
-    default = st.session_state.get("anchor-source") or ("map selection" if selected else "best checkpoints")
+    default = st.session_state.get(keys.ANCHOR_SOURCE) or ("map selection" if selected else "best checkpoints")
     source = st.radio("Anchors", ANCHOR_SOURCES, index=ANCHOR_SOURCES.index(default), horizontal=True)
-    st.session_state["anchor-source"] = source
+    st.session_state[keys.ANCHOR_SOURCE] = source
     if source == "map selection":
         st.caption(f"{len(selected)} checkpoints selected on the Explore page (autoencoder run `{run}`).")
         return "ids:" + ",".join(str(i) for i in selected) if selected else None
@@ -71,40 +64,39 @@ def describe_anchors(rule: str) -> str:
 def live_curves(job: Job) -> None:
     curves = job.info.get("curves")
     if isinstance(curves, pl.DataFrame) and curves.height:
-        st.plotly_chart(curves_figure(curves), width="stretch", key="live-curves")
+        st.plotly_chart(curves_figure(curves), width="stretch", key=keys.LIVE_CURVES)
 
 
-def show_result(result: dict) -> None:
-    folder = samples_dir(workspace) / result["samples_run"]
-    curves = read_parquet(folder / "curves.parquet")
-    novelty_table = read_parquet(folder / "novelty.parquet")
-    st.subheader(f"Run `{result['samples_run']}`")
-    kept = result.get("selection", {}).get("history")
+def show_result(result: SamplesRun) -> None:
+    curves = result.curves_table()
+    novelty_table = result.novelty_table()
+    st.subheader(f"Run `{result.name}`")
+    kept = result.selection.get("history")
     st.caption(
-        f"{result['n']} models by {result['method']} from {result['anchors']['count']} anchors "
-        f"({describe_anchors(result['anchors']['rule'])}), fine-tuned on {result['dataset']}"
-        + (f" (transfer from {result['source_dataset']})" if result["dataset"] != result["source_dataset"] else "")
+        f"{result.n} models by {result.method} from {result.anchors['count']} anchors "
+        f"({describe_anchors(result.anchors['rule'])}), fine-tuned on {result.dataset}"
+        + (f" (transfer from {result.source_dataset})" if result.transfer else "")
         + (
-            f"; {result['selection']['mode']} selection kept models of {kept[-1]['kept_mean']:.1%} mean validation "
+            f"; {result.selection['mode']} selection kept models of {kept[-1]['kept_mean']:.1%} mean validation "
             f"accuracy out of draws of {kept[-1]['drawn_mean']:.1%}"
             if kept
             else ""
         )
     )
-    first = {g: v[0] for g, v in result["curves"].items()}
-    last = {g: v[-1] for g, v in result["curves"].items()}
+    first = {g: v[0] for g, v in result.curves.items()}
+    last = {g: v[-1] for g, v in result.curves.items()}
     cols = st.columns(4)
     for col, group in zip(cols, ("generated", "anchors", "random_init"), strict=False):
         col.metric(
             f"{GROUP_STYLE[group][0]}: accuracy as is",
             f"{first[group]:.1%}",
-            delta=f"{last[group] - first[group]:+.1%} after {len(result['curves'][group]) - 1} epochs",
+            delta=f"{last[group] - first[group]:+.1%} after {len(result.curves[group]) - 1} epochs",
         )
     cols[3].metric(
         "Error overlap with the zoo",
-        f"{result['novelty']['max_iou_median']:.2f}",
+        f"{result.novelty['max_iou_median']:.2f}",
         help="median over generated models of the largest IoU of their misclassified test images with any zoo "
-        f"model's; among zoo models: {result['novelty']['zoo_max_iou_median']:.2f}; 1 = a copy",
+        f"model's; among zoo models: {result.novelty['zoo_max_iou_median']:.2f}; 1 = a copy",
     )
     left, right = st.columns(2)
     with left:
@@ -115,39 +107,42 @@ def show_result(result: dict) -> None:
         st.markdown("**Novelty**: are the generated models new, or copies of zoo models?")
         st.plotly_chart(novelty_figure(novelty_table), width="stretch")
         st.caption(
-            f"Median nearest-zoo L2 distance: {result['novelty']['min_l2_median']:.2f} "
-            f"(between zoo models: {result['novelty']['zoo_min_l2_median']:.2f})."
+            f"Median nearest-zoo L2 distance: {result.novelty['min_l2_median']:.2f} "
+            f"(between zoo models: {result.novelty['zoo_min_l2_median']:.2f})."
         )
     with st.expander("Per generated model"):
-        st.dataframe(read_parquet(folder / "samples.parquet"), hide_index=True, width="stretch")
+        st.dataframe(result.samples_table(), hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     if c1.button("See them on the map"):
         st.switch_page("pages/explore.py")
     if c2.button("Export these models", type="primary"):
-        st.session_state["export-run"] = result["samples_run"]
+        st.session_state[keys.EXPORT_RUN] = result.name
         st.switch_page("pages/export.py")
 
 
 job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
-if job and not running and job.status == "done" and st.session_state.get("generate-job-seen") != id(job):
-    st.session_state["generate-job-seen"] = id(job)
-    st.session_state["samples-run"] = job.result["samples_run"]
+if job and not running and job.status == "done" and st.session_state.get(keys.GENERATE_JOB_SEEN) != id(job):
+    st.session_state[keys.GENERATE_JOB_SEEN] = id(job)
+    st.session_state[keys.SAMPLES_RUN] = job.result.name
 
 if not running:
     rule = anchor_rule()
     with st.form("generate"):
         c1, c2, c3 = st.columns(3)
-        method = c1.selectbox("Sampler", METHODS, format_func=lambda m: SAMPLERS.get(m, m))
-        n = c1.number_input("Models to generate", 1, 256, 16)
-        epochs = c2.number_input("Fine-tuning epochs", 0, 50, 3)
+        defaults = SampleConfig()
+        method = c1.selectbox("Sampler", METHODS, format_func=lambda m: SAMPLERS[m].description)
+        n = c1.number_input("Models to generate", 1, 256, defaults.n)
+        epochs = c2.number_input("Fine-tuning epochs", 0, 50, defaults.finetune_epochs)
         source = or_stop(workspace.manifest).get("dataset", {}).get("name", "?")
         targets = [f"the zoo's own ({source})", *[d for d in ("digits", "shapes") if d != source], "local folder"]
         target = c2.selectbox("Fine-tune on", targets, help="another dataset is a transfer task (fresh output layer)")
         folder = c3.text_input("Local dataset folder (for 'local folder')", "")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+        seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.seed)
         selection = c1.selectbox("Selection", SELECTIONS, format_func=lambda m: SELECTION_HELP.get(m, m))
-        candidates = c2.number_input("Candidates per kept model", 1, 32, 4, help="subsample and bootstrap")
-        rounds = c3.number_input("Bootstrap rounds", 1, 10, 3)
+        candidates = c2.number_input(
+            "Candidates per kept model", 1, 32, defaults.candidates, help="subsample and bootstrap"
+        )
+        rounds = c3.number_input("Bootstrap rounds", 1, 10, defaults.rounds)
         submitted = st.form_submit_button("Generate", type="primary")
     if submitted:
         try:
@@ -172,24 +167,25 @@ if not running:
         except UserError as exc:
             st.error(str(exc))
         else:
+            zoo_errors = session.zoo_error_sets()
 
             def work(on_progress, should_stop):
-                from core.gen.generate import generate_samples
+                from core.pipeline import generate  # lazy: the engine loads in the background (session.warm_up)
 
-                return generate_samples(workspace, config, run, session.device(), on_progress)
+                return generate(workspace, config, run, session.device(), on_progress, zoo_errors)
 
             if start(workspace, "generate", f"Generating {config.n} models", work):
                 st.rerun()
 
 previous = session.samples_runs(workspace, run)
 if previous and not running:
-    names = [r["samples_run"] for r in previous]
-    wanted = st.session_state.get("samples-run")
+    names = [r.name for r in previous]
+    wanted = st.session_state.get(keys.SAMPLES_RUN)
     st.header("Results")
     shown = st.selectbox(
         "Samples run",
         names,
         index=names.index(wanted) if wanted in names else 0,
-        format_func=lambda n: f"{n} ({next(r['created'] for r in previous if r['samples_run'] == n)})",
+        format_func=lambda n: f"{n} ({next(r.created for r in previous if r.name == n)})",
     )
-    show_result(next(r for r in previous if r["samples_run"] == shown))
+    show_result(next(r for r in previous if r.name == shown))

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.zoo.arch import ACTIVATIONS
 from core.errors import UserError
 from core.parsing import float_list, int_list
-from core.zoo.population import INITS
 from core.store.workspace import Workspace
-from core.zoo.model_zoo import ZooConfig, combined_table, zoo_info
-from ui import session
+from core.zoo.arch import ACTIVATIONS
+from core.zoo.generate import ZooConfig
+from core.zoo.model_zoo import combined_table, zoo_info
+from core.zoo.population import INITS
+from ui import keys, session
 from ui.figures import accuracy_histogram
 from ui.widgets import start, watch
 
@@ -54,27 +55,34 @@ def target_workspace(name: str) -> Workspace:
     return target
 
 
+def _listed(values: tuple) -> str:
+    return ",".join(str(v) for v in values)
+
+
 def generate_form() -> None:
+    d = ZooConfig()  # every default below is the engine's
     with st.form("generate-zoo"):
-        name = st.text_input("New workspace name", value="my-zoo", key="zoo-name")
+        name = st.text_input("New workspace name", value="my-zoo", key=keys.ZOO_NAME)
         c1, c2, c3, c4 = st.columns(4)
         dataset = c1.selectbox("Dataset", ["digits", "shapes", "local folder"], help="digits: scikit-learn's 8x8")
         folder = c1.text_input("Local folder (MNIST-family IDX or CIFAR-10 binary)", value="")
-        models = c2.number_input("Models", 1, 4096, 256, step=16)
-        epochs = c2.number_input("Epochs", 1, 200, 15)
-        save_epochs = c3.text_input("Saved epochs", "0,1,3,7,15", help="comma-separated; 0 is the initialisation")
-        init_seeds = c3.number_input(
-            "Shared initialisations", 0, 4096, 8, help="how many initial weight draws the models share (0: each own)"
+        models = c2.number_input("Models", 1, 4096, d.models, step=16)
+        epochs = c2.number_input("Epochs", 1, 200, d.epochs)
+        save_epochs = c3.text_input(
+            "Saved epochs", _listed(d.save_epochs), help="comma-separated; 0 is the initialisation"
         )
-        batch_size = c4.number_input("Batch size", 1, 1024, 32)
-        seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+        init_seeds = c3.number_input(
+            "Shared initialisations", 0, 4096, d.init_seeds, help="how many initial weight draws the models share"
+        )
+        batch_size = c4.number_input("Batch size", 1, 1024, d.batch_size)
+        seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed)
         st.markdown("**Variations** (each model draws one value from each list)")
         v1, v2, v3, v4, v5 = st.columns(5)
-        inits = v1.multiselect("Initialisation", INITS, default=["kaiming_uniform"])
-        lrs = v2.text_input("Learning rates", "3e-3")
-        wds = v3.text_input("Weight decays", "0")
-        dropouts = v4.text_input("Dropout rates", "0")
-        activations = v5.multiselect("Activations", ACTIVATIONS, default=["relu"])
+        inits = v1.multiselect("Initialisation", INITS, default=list(d.inits))
+        lrs = v2.text_input("Learning rates", _listed(d.lrs))
+        wds = v3.text_input("Weight decays", _listed(d.weight_decays))
+        dropouts = v4.text_input("Dropout rates", _listed(d.dropouts))
+        activations = v5.multiselect("Activations", ACTIVATIONS, default=list(d.activations))
         submitted = st.form_submit_button("Generate zoo", type="primary")
     if not submitted:
         return
@@ -102,13 +110,13 @@ def generate_form() -> None:
         return
 
     def work(on_progress, should_stop):
-        from core.zoo.model_zoo import generate_zoo
+        from core.zoo.generate import generate_zoo  # lazy: the engine loads in the background
 
         generate_zoo(target, config, session.device(), on_progress, should_stop)
         return target.root.name
 
     if start(target, "zoo", f"Training {config.models} models on {config.dataset}", work):
-        st.session_state["zoo-target"] = target.root.name
+        st.session_state[keys.ZOO_TARGET] = target.root.name
 
 
 def import_form() -> None:
@@ -117,7 +125,7 @@ def import_form() -> None:
         dataset = st.text_input(
             "Dataset the zoo was trained on (digits, shapes or a local folder; optional, needed to fine-tune)", ""
         )
-        name = st.text_input("New workspace name", value="imported", key="import-name")
+        name = st.text_input("New workspace name", value="imported", key=keys.IMPORT_NAME)
         submitted = st.form_submit_button("Import zoo", type="primary")
     if not submitted:
         return
@@ -130,17 +138,17 @@ def import_form() -> None:
         return
 
     def work(on_progress, should_stop):
-        from core.zoo.public import import_public_zoo
+        from core.zoo.public import import_public_zoo  # lazy: the engine loads in the background
 
         report = import_public_zoo(source.strip(), target, dataset.strip() or None, on_progress)
         return {"workspace": target.root.name, "models": report.models, "problems": report.problems}
 
     if start(target, "zoo", f"Importing {source.strip()}", work):
-        st.session_state["zoo-target"] = target.root.name
+        st.session_state[keys.ZOO_TARGET] = target.root.name
 
 
 def show_new_zoo_job() -> None:
-    name = st.session_state.get("zoo-target")
+    name = st.session_state.get(keys.ZOO_TARGET)
     if not name:
         return
     target = Workspace(session.workspaces_root() / name)
@@ -151,8 +159,8 @@ def show_new_zoo_job() -> None:
         for problem in result.get("problems", []):
             st.warning(f"Skipped: {problem}")
         if st.button(f"Open workspace {name}", type="primary"):
-            st.session_state["switch-workspace"] = name
-            st.session_state.pop("zoo-target")
+            st.session_state[keys.SWITCH_WORKSPACE] = name
+            st.session_state.pop(keys.ZOO_TARGET)
             st.rerun()
 
 

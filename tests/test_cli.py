@@ -1,52 +1,34 @@
 """The command line: JSON contract, progress, exit codes."""
 
-import json
-
 import pytest
 
-from core.cli import build_parser, main
+from core.cli import build_parser
+from core.cli.commands import KIND_CONFIGS
+from core.cli.options import settings_from, variant_from
+from core.gen.config import SampleConfig
+from core.rep.loop import TrainConfig
+from core.rep.sane import SANEConfig
+from core.zoo.generate import ZooConfig
 
 
-def _last_json(capsys) -> dict:
-    out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
-
-
-def test_generate_then_info(tmp_path, capsys):
-    ws = str(tmp_path / "ws")
-    code = main(
-        [
-            "zoo",
-            "generate",
-            "--workspace",
-            ws,
-            "--models",
-            "3",
-            "--epochs",
-            "2",
-            "--save-epochs",
-            "0,2",
-            "--device",
-            "cpu",
-            "--json",
-        ]
-    )
-    assert code == 0
-    generated = _last_json(capsys)
-    assert main(["zoo", "info", "--workspace", ws, "--json"]) == 0
-    info = _last_json(capsys)
+def test_generate_then_info(tmp_path, run_cli):
+    ws = tmp_path / "ws"
+    generate = ("zoo", "generate", "--workspace", ws, "--models", 3, "--epochs", 2, "--save-epochs", "0,2")
+    generated = run_cli(*generate, "--device", "cpu", "--json")
+    assert generated.code == 0
+    info = run_cli("zoo", "info", "--workspace", ws, "--json")
+    assert info.code == 0
     for key in ("models", "checkpoints", "n_params", "architecture", "dataset", "test_acc"):
-        assert key in info
-    assert info["models"] == 3 and info["checkpoints"] == 6 and info["dataset"] == "digits"
-    assert set(info["test_acc"]) == {"min", "mean", "max"}
-    assert info == generated
+        assert key in info.json
+    assert info.json["models"] == 3 and info.json["checkpoints"] == 6 and info.json["dataset"] == "digits"
+    assert set(info.json["test_acc"]) == {"min", "mean", "max"}
+    assert info.json == generated.json
 
 
-def test_progress_bar_goes_to_stderr(tmp_path, capsys):
-    main(["zoo", "generate", "--workspace", str(tmp_path / "ws"), "--models", "2", "--epochs", "1"])
-    captured = capsys.readouterr()
-    assert "training zoo" in captured.err and "2/2" in captured.err
-    assert "2 models, 4 checkpoints" in captured.out
+def test_progress_bar_goes_to_stderr(tmp_path, run_cli):
+    result = run_cli("zoo", "generate", "--workspace", tmp_path / "ws", "--models", 2, "--epochs", 1)
+    assert "training zoo" in result.err and "2/2" in result.err
+    assert "2 models, 4 checkpoints" in result.out
 
 
 @pytest.mark.parametrize(
@@ -58,10 +40,10 @@ def test_progress_bar_goes_to_stderr(tmp_path, capsys):
         (["zoo", "info"], "no such workspace"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
-    code = main([*argv, "--workspace", str(tmp_path / "ws")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
+def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, argv, message):
+    result = run_cli(*argv, "--workspace", tmp_path / "ws")
+    err = result.err.strip().splitlines()
+    assert result.code == 2
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
 
 
@@ -78,3 +60,23 @@ def test_every_command_has_help(capsys):
             parser.parse_args(argv)
         assert exit_info.value.code == 0
     assert "--device" in capsys.readouterr().out
+
+
+def test_options_default_to_the_configs_own_defaults():
+    parser = build_parser()
+    assert settings_from(ZooConfig, parser.parse_args(["zoo", "generate", "--workspace", "w"])) == ZooConfig()
+    assert settings_from(TrainConfig, parser.parse_args(["ae", "train", "--workspace", "w"])) == TrainConfig()
+    assert settings_from(SampleConfig, parser.parse_args(["sample", "--workspace", "w"])) == SampleConfig()
+    args = parser.parse_args(["ae", "train", "--workspace", "w", "--kind", "sane", "--no-align", "--lr", "0.01"])
+    assert settings_from(TrainConfig, args) == TrainConfig(align=False, lr=0.01)
+    assert variant_from(SANEConfig, "sane", args, KIND_CONFIGS) == SANEConfig()
+
+
+def test_arch_takes_a_comma_list(tmp_path):
+    args = build_parser().parse_args(["zoo", "generate", "--workspace", "w", "--arch", "cnn-small,resnet"])
+    assert settings_from(ZooConfig, args).arch_names == ["cnn-small", "resnet"]
+
+
+def test_a_setting_of_another_kind_is_refused(tmp_path, run_cli):
+    result = run_cli("ae", "train", "--workspace", tmp_path / "ws", "--kind", "hyperrep", "--window", 8)
+    assert result.code == 2 and "--window: not a setting of hyperrep" in result.err

@@ -3,18 +3,20 @@
 import pytest
 
 import core.default as default
-from core.rep.autoencoder import AEConfig
 from core.errors import Interrupted
-from core.rep.train import TrainConfig, load_run, run_name
+from core.rep.autoencoder import AEConfig
+from core.rep.loop import TrainConfig
+from core.rep.run import load_run, run_name
 from core.store.workspace import Workspace
-from core.zoo.model_zoo import ZooConfig, load_zoo
+from core.zoo.generate import ZooConfig
+from core.zoo.model_zoo import load_zoos
 
 
 def test_the_shipped_pack_is_a_ready_workspace(tmp_path):
-    from core.store.packing import unpack_workspace
+    from core.pipeline import unpack_workspace
 
     workspace = unpack_workspace(default.ASSET, tmp_path / "digits")
-    zoo = load_zoo(workspace)
+    zoo = load_zoos(workspace)[0]
     assert zoo.dataset == "digits" and zoo.table["model_id"].n_unique() == default.default_configs()[0].models
     run = load_run(workspace)
     assert (run.folder / "embeddings.parquet").exists() and (run.folder / "eval.json").exists()
@@ -39,17 +41,17 @@ def test_build_stops_resumes_and_appears_only_when_complete(tmp_path, tiny_defau
     phases = []
     calls = {"n": 0}
 
-    def stop_in_autoencoder_phase():
+    def stop_in_training_phase():
         calls["n"] += 1
-        return phases and phases[-1] == "autoencoder"
+        return phases and phases[-1] == "training"
 
     with pytest.raises(Interrupted):
         default.build_default(
-            target, on_progress=lambda d, t, i: phases.append(i["phase"]), should_stop=stop_in_autoencoder_phase
+            target, on_progress=lambda d, t, i: phases.append(i["phase"]), should_stop=stop_in_training_phase
         )
     assert not target.root.exists()  # half-built work stays in the staging folder
     default.build_default(target, on_progress=lambda d, t, i: phases.append(i["phase"]))
     assert target.exists() and load_run(target).status == "done"
     assert not (tmp_path / ".digits.staging").exists()
-    assert phases.index("zoo") < phases.index("autoencoder") < phases.index("map") < phases.index("evaluation")
+    assert phases.index("zoo") < phases.index("training") < phases.index("map") < phases.index("evaluation")
     assert phases.count("zoo") == 3  # the zoo was not trained again when the build resumed

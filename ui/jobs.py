@@ -109,12 +109,6 @@ class JobRegistry:
         threading.Thread(target=self._run, args=(job, work), name=f"job-{kind}", daemon=True).start()
         return job
 
-    def forget(self, workspace: str, kind: str) -> None:
-        with self._lock:
-            job = self._jobs.get((workspace, kind))
-            if job and not job.running:
-                del self._jobs[(workspace, kind)]
-
     @staticmethod
     def _run(job: Job, work: Work) -> None:
         try:

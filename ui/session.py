@@ -17,9 +17,11 @@ import streamlit as st
 
 from core.default import NAME as DEFAULT_NAME
 from core.errors import UserError, ZooError
-from core.store.layout import embeddings_path, models_table_path, run_statuses, runs_dir, samples_dir
 from core.runtime import resolve_device
-from core.store.workspace import Workspace, read_json, read_parquet
+from core.store.files import read_parquet
+from core.store.runs import AERunFiles, SamplesRun, finished_ae_runs
+from core.store.workspace import Workspace
+from ui import keys
 from ui.jobs import JobRegistry
 
 ROOT_ENV = "HYPERREP_WORKSPACES"
@@ -52,11 +54,18 @@ def warm_up() -> dict:
 
     def work() -> None:
         state["device"] = device()
-        import core.rep.evaluate  # noqa: F401
-        import core.gen.generate  # noqa: F401
+        import core.pipeline  # noqa: F401  (lazy on purpose: this thread imports the engine)
 
     threading.Thread(target=work, name="warm-up", daemon=True).start()
     return state
+
+
+@st.cache_resource
+def zoo_error_sets():
+    """The zoos' error sets (core/gen/novelty.py), kept for the server's lifetime: generations reuse them."""
+    from core.gen.novelty import ZooErrorSets  # lazy: the engine imports torch; the first page needs none
+
+    return ZooErrorSets()
 
 
 def workspace_names(root: Path) -> list[str]:
@@ -73,12 +82,9 @@ def valid_workspace_name(name: str) -> str:
     return name
 
 
-ENTRY_KEY = "entry-point-ran"
-
-
 def mark_entry_point() -> None:
     """Called by app.py on every run: the workspace picker and the navigation exist."""
-    st.session_state[ENTRY_KEY] = True
+    st.session_state[keys.ENTRY_POINT_RAN] = True
 
 
 def through_entry_point() -> None:
@@ -86,12 +92,12 @@ def through_entry_point() -> None:
     a bookmark, a tab reconnecting after a restart), Streamlit runs that page alone in its old pages/-folder
     mode, without app.py: no workspace picker, no navigation, and "no workspace" although there are some.
     Such a run goes to app.py instead, which sets both up (and turns that mode off for the server)."""
-    if not st.session_state.get(ENTRY_KEY):
+    if not st.session_state.get(keys.ENTRY_POINT_RAN):
         st.switch_page("app.py")
 
 
 def current() -> Workspace | None:
-    name = st.session_state.get("workspace")
+    name = st.session_state.get(keys.WORKSPACE)
     return Workspace(workspaces_root() / name) if name else None
 
 
@@ -105,20 +111,20 @@ def _mtime(path: Path) -> int:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the zoo...")
 def _zoos(root: str, stamp: int):
-    from core.zoo.model_zoo import load_zoos
+    from core.zoo.model_zoo import load_zoos  # lazy: loading weights imports torch; the first page needs none
 
     return load_zoos(Workspace(root))
 
 
 def zoos(workspace: Workspace):
     """The workspace's zoo, one per architecture (raises ZooError when it has none or it is broken)."""
-    return _zoos(key(workspace), _mtime(workspace.zoo_dir / "weights.safetensors"))
+    return _zoos(key(workspace), _mtime(workspace.zoo_weights_path))
 
 
 @st.cache_resource(max_entries=8)
 def _table(root: str, stamp: int):
     workspace = Workspace(root)
-    table = read_parquet(models_table_path(workspace))
+    table = read_parquet(workspace.models_table_path)
     if "architecture" not in table.columns:  # format 1: one architecture, named in the manifest
         name = workspace.manifest().get("architecture", {}).get("name", "?")
         table = table.with_columns(pl.lit(name).alias("architecture"))
@@ -127,32 +133,32 @@ def _table(root: str, stamp: int):
 
 def zoo_table(workspace: Workspace):
     """The zoo's checkpoint table alone (models.parquet), for pages that need no weights."""
-    return _table(key(workspace), _mtime(models_table_path(workspace)))
+    return _table(key(workspace), _mtime(workspace.models_table_path))
 
 
 def finished_runs(workspace: Workspace) -> list[str]:
     """Finished autoencoder runs, newest first."""
-    return [r for r, s in reversed(run_statuses(workspace).items()) if s == "done"]
+    return finished_ae_runs(workspace)[::-1]
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the autoencoder...")
 def _run(root: str, name: str, stamp: int):
-    from core.rep.train import load_run
+    from core.rep.run import load_run  # lazy: loading a model imports torch; the first page needs none
 
     return load_run(Workspace(root), name)
 
 
 def ae_run(workspace: Workspace, name: str):
-    return _run(key(workspace), name, _mtime(runs_dir(workspace) / name / "config.json"))
+    return _run(key(workspace), name, _mtime(AERunFiles.of(workspace, name).config))
 
 
 @st.cache_resource(max_entries=8)
 def _embeddings(root: str, name: str, stamp: int) -> pl.DataFrame:
-    return read_parquet(embeddings_path(Workspace(root), name))
+    return read_parquet(AERunFiles.of(Workspace(root), name).embeddings)
 
 
 def embeddings(workspace: Workspace, run: str) -> pl.DataFrame:
-    path = embeddings_path(workspace, run)
+    path = AERunFiles.of(workspace, run).embeddings
     if not path.exists():
         raise ZooError(f"{path}: the run has no map yet")
     return _embeddings(key(workspace), run, _mtime(path))
@@ -161,38 +167,27 @@ def embeddings(workspace: Workspace, run: str) -> pl.DataFrame:
 def chosen_run(workspace: Workspace) -> str | None:
     """The autoencoder run the pages work with: the user's choice if still there, else the newest finished."""
     runs = finished_runs(workspace)
-    wanted = st.session_state.get(f"run:{workspace.root.name}")
+    wanted = st.session_state.get(keys.chosen_run(workspace.root.name))
     return wanted if wanted in runs else (runs[0] if runs else None)
 
 
 def choose_run(workspace: Workspace, name: str) -> None:
-    st.session_state[f"run:{workspace.root.name}"] = name
+    st.session_state[keys.chosen_run(workspace.root.name)] = name
 
 
-def samples_runs(workspace: Workspace, ae_run_name: str | None = None) -> list[dict]:
-    """Finished samples runs (their result.json), newest first; only those of `ae_run_name` if given."""
-    results = []
-    for path in samples_dir(workspace).glob("*/result.json"):
-        result = read_json(path)
-        if ae_run_name is None or result.get("ae_run") == ae_run_name:
-            results.append(result)
-    return sorted(results, key=lambda r: r.get("created", ""), reverse=True)
+def samples_runs(workspace: Workspace, ae_run_name: str | None = None) -> list[SamplesRun]:
+    """Finished samples runs, newest first; only those of `ae_run_name` if given."""
+    return SamplesRun.list(workspace, ae_run_name)
 
 
 def samples_points(workspace: Workspace, ae_run_name: str) -> pl.DataFrame | None:
     """Map positions of every generated model of the run's samples runs (for the map overlay)."""
     tables = [
-        read_parquet(samples_dir(workspace) / r["samples_run"] / "samples.parquet").with_columns(
-            pl.lit(r["samples_run"]).alias("samples_run")
-        )
-        for r in samples_runs(workspace, ae_run_name)
+        run.samples_table().with_columns(pl.lit(run.name).alias("samples_run"))
+        for run in samples_runs(workspace, ae_run_name)
     ]
     return pl.concat(tables, how="diagonal_relaxed") if tables else None
 
 
-def selection_key(workspace: Workspace, run: str) -> str:
-    return f"selection:{workspace.root.name}:{run}"
-
-
 def selection(workspace: Workspace, run: str) -> list[int]:
-    return st.session_state.get(selection_key(workspace, run), [])
+    return st.session_state.get(keys.selection(workspace.root.name, run), [])

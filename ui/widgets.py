@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.store.workspace import Workspace
-from ui import session
+from ui import keys, session
 from ui.jobs import Job, Work, format_seconds
 
 
@@ -83,7 +83,7 @@ def watch(
     if job is None:
         return None, False
     was_running = job.running
-    seen = f"running:{session.key(workspace)}:{kind}"
+    seen = keys.job_seen_running(session.key(workspace), kind)
 
     @st.fragment(run_every=1.0 if was_running else None)
     def panel() -> None:
@@ -96,7 +96,7 @@ def watch(
             if live:
                 live(current)
             if stoppable and st.button(
-                "Stop", key=f"stop:{kind}", help="stops after the current epoch; starting again resumes"
+                "Stop", key=keys.stop_button(kind), help="stops after the current epoch; starting again resumes"
             ):
                 current.stop_requested = True
                 st.toast("Stopping after the current epoch...")

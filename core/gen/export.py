@@ -1,9 +1,9 @@
 """Export a samples run as a self-contained zip: weight files, a plain-PyTorch `model.py`, and a model card.
 
-The bundle needs nothing from this project: `model.py` defines the architecture with torch alone (the
-state-dict keys are the engine's: `module_list.N` for CNNs, torchvision-style names for ResNets), and
-`preprocess` applies the input standardisation the models were trained with. No path of this machine goes
-into the bundle.
+The bundle needs nothing from this project: `model.py` defines the architecture with torch alone (the engine's
+own `ZooCNN` or `ZooResNet`, by source, so the two cannot drift apart; state-dict keys `module_list.N` for CNNs,
+torchvision-style names for ResNets), and `preprocess` applies the input standardisation the models were trained
+with. No path of this machine goes into the bundle.
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ import io
 import json
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import save
 
-import core.zoo.resnet as resnet_module
-from core.zoo.arch import Spec, build_module
-from core.zoo.data import load_dataset
 from core.errors import UserError
+from core.store.files import atomic_path, read_parquet
+from core.store.runs import SamplesRun
+from core.store.workspace import Workspace
+from core.zoo.arch import Spec, ZooCNN, build_module
+from core.zoo.data import Dataset, load_dataset
 from core.zoo.families import spec_from_json
-from core.store.layout import samples_dir
-from core.store.workspace import Workspace, atomic_path, read_json, read_parquet, read_tensors
+from core.zoo.resnet import BasicBlock, ZooResNet
 
 FORMATS = ("safetensors", "pt")
 
@@ -49,42 +51,28 @@ ACTIVATIONS = {{"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu":
 
 '''
 
-_CNN_NET = """class Net(nn.Module):
+# Each family's Net: the engine's module by source, wrapped to read ARCHITECTURE.
+_NETS = {
+    "cnn": inspect.getsource(ZooCNN)
+    + """
+
+class Net(ZooCNN):
     def __init__(self, n_classes=None):
-        super().__init__()
-        act = ACTIVATIONS[ARCHITECTURE["activation"]]
-        layers, channels, size = [], ARCHITECTURE["in_channels"], ARCHITECTURE["in_size"]
-        for conv in ARCHITECTURE["convs"]:
-            layers.append(nn.Conv2d(channels, conv["out_channels"], conv["kernel"], padding=conv["padding"]))
-            size = size + 2 * conv["padding"] - conv["kernel"] + 1
-            if conv["pool"] > 1:
-                layers.append(nn.MaxPool2d(conv["pool"]))
-                size //= conv["pool"]
-            layers.append(act())
-            if ARCHITECTURE["dropout_slots"]:
-                layers.append(nn.Dropout(0.0))
-            channels = conv["out_channels"]
-        layers.append(nn.Flatten())
-        width = channels * size * size
-        for hidden in ARCHITECTURE["hidden"]:
-            layers += [nn.Linear(width, hidden), act()]
-            if ARCHITECTURE["dropout_slots"]:
-                layers.append(nn.Dropout(0.0))
-            width = hidden
-        layers.append(nn.Linear(width, n_classes or ARCHITECTURE["n_classes"]))
-        self.module_list = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.module_list(x)
+        super().__init__(
+            ARCHITECTURE["in_channels"],
+            ARCHITECTURE["in_size"],
+            ARCHITECTURE["convs"],
+            tuple(ARCHITECTURE["hidden"]),
+            n_classes or ARCHITECTURE["n_classes"],
+            ACTIVATIONS[ARCHITECTURE["activation"]],
+            ARCHITECTURE["dropout_slots"],
+        )
 
 
-"""
-
-# The ResNet of a bundle is the engine's own module, by source (it uses torch alone), wrapped to read ARCHITECTURE.
-_RESNET_NET = (
-    inspect.getsource(resnet_module.BasicBlock)
+""",
+    "resnet": inspect.getsource(BasicBlock)
     + "\n\n"
-    + inspect.getsource(resnet_module.ZooResNet)
+    + inspect.getsource(ZooResNet)
     + """
 
 class Net(ZooResNet):
@@ -98,8 +86,8 @@ class Net(ZooResNet):
         )
 
 
-"""
-)
+""",
+}
 
 _MODEL_FOOTER = '''def preprocess(images: torch.Tensor) -> torch.Tensor:
     """Standardise [N, C, H, W] images in [0, 1] per channel, as the models were trained."""
@@ -134,31 +122,42 @@ def _public_name(dataset: str | None) -> str | None:
 
 
 def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | Path) -> dict:
+    """Write the bundle of one samples run to the zip file `out` (atomically); returns what went in."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    folder = samples_dir(workspace) / samples_run
-    if not (folder / "result.json").exists():
-        have = sorted(p.name for p in samples_dir(workspace).glob("*") if (p / "result.json").exists())
-        raise UserError(f"{folder}: no such samples run (have: {', '.join(have) or 'none'})")
-    result = read_json(folder / "result.json")
-    tensors = read_tensors(folder / "weights.safetensors")
-    from safetensors import safe_open
-
-    with safe_open(str(folder / "weights.safetensors"), "pt") as handle:
-        spec = spec_from_json(json.loads(handle.metadata()["architecture"]))
-    table = read_parquet(folder / "samples.parquet")
+    run = SamplesRun.load(workspace, samples_run)
+    spec = spec_from_json(json.loads(run.weights_metadata()["architecture"]))
     manifest = workspace.manifest()
     source = manifest.get("dataset", {})
     data = load_dataset(source["name"], seed=source.get("seed", 0))
-    target = load_dataset(result["dataset"], seed=source.get("seed", 0) if result["dataset"] == source["name"] else 0)
-    final_spec = spec if target.n_classes == spec.n_classes else _with_classes(spec, target.n_classes)
+    target = data if not run.transfer else load_dataset(run.dataset, seed=0)
+    final_spec = spec if target.n_classes == spec.n_classes else replace(spec, n_classes=target.n_classes)
 
-    files, members = [], {}
+    members = _weight_members(run, spec, final_spec, fmt)
+    files = len(members)
+    card = _card(workspace, manifest, run, spec, data, target, fmt)
+    members["card.json"] = (json.dumps(card, indent=2) + "\n").encode()
+    members["README.md"] = _readme(card).encode()
+    members["model.py"] = _model_source(spec, final_spec, data, target, run, fmt).encode()
+    out = Path(out).expanduser()
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, payload in members.items():
+            bundle.writestr(name, payload)
+    models = len(card["models"])
+    return {"bundle": str(out), "samples_run": samples_run, "format": fmt, "files": files, "models": models}
+
+
+def _weight_members(run: SamplesRun, spec: Spec, final_spec: Spec, fmt: str) -> dict[str, bytes]:
+    """{path in the zip: file}: each model as generated and after fine-tuning."""
+    tensors, members = run.weights(), {}
     for kind, current in (("generated", spec), ("finetuned", final_spec)):
         for i, vector in enumerate(tensors[kind]):
-            name = f"{kind}/model_{i:03d}.{fmt}"
-            members[name] = _weight_file(current, vector, fmt, {"sample": str(i), "kind": kind})
-            files.append(name)
+            metadata = {"sample": str(i), "kind": kind}
+            members[f"{kind}/model_{i:03d}.{fmt}"] = _weight_file(current, vector, fmt, metadata)
+    return members
+
+
+def _card(workspace, manifest: dict, run: SamplesRun, spec: Spec, data: Dataset, target: Dataset, fmt: str) -> dict:
     models = [
         {
             "sample": int(row["sample"]),
@@ -169,35 +168,37 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
             "min_l2_to_zoo": float(row["min_l2"]),
             "max_error_iou_with_zoo": float(row["max_iou"]),
         }
-        for row in table.iter_rows(named=True)
+        for row in run.samples_table().iter_rows(named=True)
     ]
-    card = {
+    return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "architecture": spec.to_json(),
         "n_params": spec.n_params,
         "source_zoo": {
-            "dataset": _public_name(source.get("name")),
-            "models": read_parquet(workspace.zoo_dir / "models.parquet")["model_id"].n_unique(),
+            "dataset": _public_name(manifest.get("dataset", {}).get("name")),
+            "models": _zoo_models(workspace),
             "source": manifest.get("zoo", {}).get("source"),
         },
-        "autoencoder_run": result["ae_run"],
-        "sampler": {
-            "method": result["method"],
-            "fallback": result["fallback"],
-            "bandwidth": result["config"]["bandwidth"],
-        },
-        "anchors": {"rule": result["anchors"]["rule"], "count": result["anchors"]["count"]},
-        "evaluated_on": _public_name(result["dataset"]),
-        "finetune_epochs": result["config"]["finetune_epochs"],
+        "autoencoder_run": run.ae_run,
+        "sampler": {"method": run.method, "fallback": run.fallback, "bandwidth": run.config.get("bandwidth")},
+        "anchors": {"rule": run.anchors["rule"], "count": run.anchors["count"]},
+        "evaluated_on": _public_name(run.dataset),
+        "finetune_epochs": run.config["finetune_epochs"],
         "input_standardisation": {"mean": list(data.channel_mean), "std": list(data.channel_std)},
         "input_standardisation_finetuned": {"mean": list(target.channel_mean), "std": list(target.channel_std)},
-        "curves_mean_test_acc": result["curves"],
-        "novelty": result["novelty"],
+        "curves_mean_test_acc": run.curves,
+        "novelty": run.novelty,
         "models": models,
         "format": fmt,
     }
-    members["card.json"] = (json.dumps(card, indent=2) + "\n").encode()
-    members["README.md"] = _readme(card).encode()
+
+
+def _zoo_models(workspace: Workspace) -> int:
+    """How many models the workspace's zoo holds (its table, without loading weights)."""
+    return read_parquet(workspace.models_table_path)["model_id"].n_unique()
+
+
+def _model_source(spec: Spec, final_spec: Spec, data: Dataset, target: Dataset, run: SamplesRun, fmt: str) -> str:
     header = _MODEL_HEADER.format(
         name=spec.name,
         ext=fmt,
@@ -207,26 +208,15 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
         mean=list(data.channel_mean),
         std=list(data.channel_std),
     )
-    net = _RESNET_NET if spec.family == "resnet" else _CNN_NET
-    members["model.py"] = (header + net + _MODEL_FOOTER).encode()
-    if result["dataset"] != source["name"]:
-        members["model.py"] += (
-            f"\n# finetuned/ models were fine-tuned on {_public_name(result['dataset'])} with a fresh output layer of "
+    text = header + _NETS[spec.family] + _MODEL_FOOTER
+    if run.transfer:
+        text += (
+            f"\n# finetuned/ models were fine-tuned on {_public_name(run.dataset)} with a fresh output layer of "
             f"{final_spec.n_classes} classes (load them with n_classes=FINETUNED_N_CLASSES);\n"
             f"# standardise their inputs with these instead:\nFINETUNED_N_CLASSES = {final_spec.n_classes}\n"
             f"FINETUNED_INPUT_MEAN = {list(target.channel_mean)}\nFINETUNED_INPUT_STD = {list(target.channel_std)}\n"
-        ).encode()
-    out = Path(out).expanduser()
-    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name, payload in members.items():
-            bundle.writestr(name, payload)
-    return {"bundle": str(out), "samples_run": samples_run, "format": fmt, "files": len(files), "models": len(models)}
-
-
-def _with_classes(spec: Spec, n_classes: int) -> Spec:
-    from dataclasses import replace
-
-    return replace(spec, n_classes=n_classes)
+        )
+    return text
 
 
 def _weight_file(spec: Spec, vector: torch.Tensor, fmt: str, metadata: dict[str, str]) -> bytes:

@@ -6,7 +6,10 @@ the curves differ only in where the models started.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -14,7 +17,18 @@ import torch
 
 from core.zoo.arch import ArchSpec, layer_slices
 from core.zoo.data import Dataset
+from core.zoo.model_zoo import Zoo
 from core.zoo.population import Population, init_vector
+
+DEFAULT_LR, DEFAULT_BATCH_SIZE = 1e-3, 32  # when the zoo's own recipe is unknown (imported without it)
+
+
+def zoo_recipe(zoo: Zoo, lr: float | None = None, batch_size: int | None = None) -> tuple[float, int]:
+    """(learning rate, batch size) for fine-tuning: the given ones, else the zoo's most common."""
+    zoo_lr = float(Counter(zoo.table["lr"].to_list()).most_common(1)[0][0])
+    zoo_batch = int(Counter(zoo.table["batch_size"].to_list()).most_common(1)[0][0])
+    default_lr = zoo_lr if math.isfinite(zoo_lr) and zoo_lr > 0 else DEFAULT_LR
+    return lr or default_lr, batch_size or zoo_batch or DEFAULT_BATCH_SIZE
 
 
 def with_fresh_head(
@@ -24,8 +38,6 @@ def with_fresh_head(
     differs, or `always` (another dataset: its class k means something else)."""
     if n_classes == spec.n_classes and not always:
         return spec, vectors
-    from dataclasses import replace
-
     target = replace(spec, n_classes=n_classes)
     head = layer_slices(target)[-1]
     fresh = torch.stack([init_vector(target, seed + i, "kaiming_uniform")[head] for i in range(len(vectors))])

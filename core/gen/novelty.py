@@ -9,18 +9,19 @@ A copy sits at distance ~0 and IoU ~1.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
+import polars as pl
 import torch
 
-from core.zoo.arch import ArchSpec
+from core.zoo.arch import Spec
 from core.zoo.data import Dataset
 from core.zoo.population import Population
 
 
 @torch.no_grad()
-def error_sets(
-    spec: ArchSpec, vectors: torch.Tensor, data: Dataset, activations: list[str] | None = None
-) -> torch.Tensor:
+def error_sets(spec: Spec, vectors: torch.Tensor, data: Dataset, activations: list[str] | None = None) -> torch.Tensor:
     """Bool [models, test images]: which test images each model gets wrong."""
     activations = activations or [spec.activation] * len(vectors)
     wrong = torch.zeros(len(vectors), len(data.y_test), dtype=torch.bool)
@@ -77,3 +78,39 @@ def novelty(
         "max_iou_median": float(gen_iou.median()),
         "zoo_max_iou_median": float(zoo_iou.median()),
     }
+
+
+def novelty_plane(per_model: dict[str, np.ndarray], figures: dict[str, dict]) -> pl.DataFrame:
+    """The accuracy-vs-similarity plane of Zeng et al.: every generated and baseline model, as generated (one row
+    per model: group, epoch-0 accuracy, min L2 and max error-IoU)."""
+    return pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "group": [name] * len(f["min_l2"]),
+                    "acc_epoch0": per_model[name][:, 0],
+                    "min_l2": f["min_l2"],
+                    "max_iou": f["max_iou"],
+                }
+            )
+            for name, f in figures.items()
+        ]
+    )
+
+
+class ZooErrorSets:
+    """The error sets of zoos, computed once per zoo and kept: they depend only on the zoo's weights and the
+    dataset, and take a second or two for a 256-model zoo. Aligned weights compute the same functions, so every
+    autoencoder run of a zoo shares them. A long-lived process (the app) keeps one of these for its lifetime;
+    each CLI command makes its own. The key includes the zoo file's modification time, so a new zoo is seen."""
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = capacity
+        self._sets: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    def get(self, key: tuple, spec: Spec, aligned: torch.Tensor, data: Dataset, activations: list[str]) -> torch.Tensor:
+        if key not in self._sets:
+            if len(self._sets) >= self.capacity:
+                self._sets.popitem(last=False)
+            self._sets[key] = error_sets(spec, aligned, data, activations)
+        return self._sets[key]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.gen.samplers import Sampler
+from core.gen.samplers.base import Sampler
 
 SELECTIONS = ("none", "subsample", "bootstrap")
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from core.zoo.arch import ArchSpec, layer_slices
 from core.rep.tokens import permutation_index
+from core.zoo.arch import ArchSpec, layer_slices
 
 
 def match_to_reference(spec: ArchSpec, vector: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

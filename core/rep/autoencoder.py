@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from core.rep.blocks import check_sizes, transformer
+from core.settings import setting
+
 
 @dataclass(frozen=True)
 class AEConfig:
@@ -27,25 +30,20 @@ class AEConfig:
     count kept 98% of held-out accuracy where 64 kept 92%; dropout is off because the augmentations
     (noise, erasing) regularise and dropout's random masks cost a third of a CPU step."""
 
-    d_model: int = 64
-    heads: int = 4
-    encoder_layers: int = 2
-    decoder_layers: int = 2
-    feedforward: int = 128
-    latent_dim: int = 128
-    projection_dim: int = 32
-    dropout: float = 0.0
+    d_model: int = setting(64, "transformer width")
+    heads: int = setting(4, "attention heads (must divide the width)")
+    encoder_layers: int = setting(2, "transformer layers of the encoder")
+    decoder_layers: int = setting(2, "transformer layers of the decoder")
+    feedforward: int = setting(128, "feed-forward width of each transformer layer")
+    latent_dim: int = setting(128, "embedding size (one latent per model)")
+    projection_dim: int = setting(32, "size of the contrastive projection")
+    dropout: float = setting(0.0, "dropout inside the transformer")
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def transformer(config, layers: int) -> nn.TransformerEncoder:
-    """A pre-norm transformer encoder stack from any config with d_model, heads, feedforward and dropout."""
-    block = nn.TransformerEncoderLayer(
-        config.d_model, config.heads, config.feedforward, config.dropout, batch_first=True, norm_first=True
-    )
-    return nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
 
 
 class HyperRepresentationAE(nn.Module):

@@ -2,33 +2,27 @@
 
 Figures are on the test models (never seen in training): reconstruction R^2 per layer and overall, the
 accuracy reconstructed models keep, and ridge-probe R^2 for test accuracy, epoch and generalisation gap from
-the embedding, the (aligned) flattened weights, and per-layer weight statistics s(W). For SANE runs, the
-embedding probes also for each way of aggregating token latents into a model embedding.
+the embedding, the (aligned) flattened weights, and weight statistics s(W). For kinds whose embedding aggregates
+several latents (SANE), the embedding probes also for each way of aggregating them.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import torch
 
-from core.zoo.arch import ArchSpec, layer_slices
-from core.rep.codes import aggregated_embeddings
-from core.zoo.data import load_dataset
-from core.rep.embed import (
-    PROPERTIES,
-    embedding_matrix,
-    load_embeddings,
-    pooled_statistics,
-    probe_all,
-    reconstruct,
-    weight_statistics,
-)
 from core.errors import UserError
-from core.zoo.population import evaluate_models, recalibrate_norm_statistics
-from core.rep.sane import AGGREGATIONS
-from core.rep.train import load_run
-from core.store.workspace import Workspace, read_json, write_json
+from core.rep.embed import embedding_matrix, load_embeddings
+from core.rep.prepare import PreparedZoo
+from core.rep.probes import PROPERTIES, pooled_statistics, probe_all, weight_statistics
+from core.rep.run import AERun, load_run
+from core.store.files import read_json, write_json
+from core.store.workspace import Workspace
+from core.zoo.arch import layer_slices
+from core.zoo.data import load_dataset
 from core.zoo.model_zoo import combined_table, load_zoos
+from core.zoo.population import evaluate_models, recalibrate_norm_statistics
 
 KEEP_THRESHOLD = 0.9
 
@@ -45,76 +39,84 @@ def _r2(truth: torch.Tensor, predicted: torch.Tensor) -> float:
 
 
 def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str = "cpu", refresh: bool = False) -> dict:
+    """The run's figures (stored as eval.json; computed again with `refresh`)."""
     run = load_run(workspace, run_name)
-    cached = run.folder / "eval.json"
-    if cached.exists() and not refresh:
-        return read_json(cached)
+    if run.files.eval.exists() and not refresh:
+        return read_json(run.files.eval)
     zoos = load_zoos(workspace)
-    mixed = len(zoos) > 1
-    residual = total = 0.0
-    per_layer, accuracies, test_checkpoints = {}, [], 0
-    for zoo in zoos:
-        prepared = run.prepare(zoo)
-        test_rows = prepared.rows("test")
-        if len(test_rows) == 0:  # every model of this architecture is in training or validation
-            continue
-        original = prepared.aligned[torch.from_numpy(test_rows)]
-        rebuilt = reconstruct(run, prepared, test_rows, device)
-        squares = _squares(original, rebuilt)
-        residual, total, test_checkpoints = residual + squares[0], total + squares[1], test_checkpoints + len(test_rows)
-        prefix = f"{zoo.spec.name}/" if mixed else ""
-        for layer, span in zip(zoo.spec.layers, layer_slices(zoo.spec)):
-            per_layer[prefix + layer.key] = _r2(original[:, span], rebuilt[:, span])
-        accuracies.append(_test_accuracies(zoo, original, rebuilt, test_rows))
-
+    parts = [run.prepare(zoo) for zoo in zoos]  # aligned once, used by every figure below
     table = combined_table(zoos)
+    sides = run.split.of(table["model_id"].to_numpy())
     result = {
         "run": run.name,
         "kind": run.kind,
         "architectures": [z.spec.name for z in zoos],
         "test_models": len(run.split.test),
+        **_reconstruction(run, parts, device),
+        "probe_r2": _probes(run, parts, table, sides),
+    }
+    if len(run.method.aggregations) > 1:
+        result["aggregation"] = run.aggregation
+        result["probe_r2_by_aggregation"] = _aggregation_probes(run, parts, table, sides, device)
+    if run.history.height:
+        result["epochs_trained"] = int(run.history["epoch"].max())
+        result["train_seconds"] = float(run.history["elapsed_s"].max())
+    write_json(run.files.eval, result)
+    return result
+
+
+def _reconstruction(run: AERun, parts: list[PreparedZoo], device: str) -> dict:
+    """R^2 of the test checkpoints' reconstructions (overall, pooled over architectures, and per layer) and the
+    accuracy they keep."""
+    residual = total = 0.0
+    per_layer, accuracies, test_checkpoints = {}, [], 0
+    for prepared in parts:
+        zoo, test_rows = prepared.zoo, prepared.rows("test")
+        if len(test_rows) == 0:  # every model of this architecture is in training or validation
+            continue
+        original = prepared.aligned[torch.from_numpy(test_rows)]
+        rebuilt = run.reconstruct(prepared, test_rows, device)
+        squares = _squares(original, rebuilt)
+        residual, total, test_checkpoints = residual + squares[0], total + squares[1], test_checkpoints + len(test_rows)
+        prefix = f"{zoo.spec.name}/" if len(parts) > 1 else ""
+        for layer, span in zip(zoo.spec.layers, layer_slices(zoo.spec)):
+            per_layer[prefix + layer.key] = _r2(original[:, span], rebuilt[:, span])
+        accuracies.append(_test_accuracies(zoo, original, rebuilt, test_rows))
+    return {
         "test_checkpoints": test_checkpoints,
         "recon_r2": 1 - residual / total,
         "recon_r2_per_layer": per_layer,
         **_accuracy_retention(accuracies),
     }
-    embeddings = load_embeddings(workspace, run.name)
-    sides = run.split.of(table["model_id"].to_numpy())
-    if mixed:  # flat weights of different architectures do not stack; pooled statistics of all weights do
+
+
+def _probes(run: AERun, parts: list[PreparedZoo], table: pl.DataFrame, sides: np.ndarray) -> dict:
+    """Probe R^2 of the stored embedding beside the baselines: flat aligned weights and s(W) for one architecture;
+    for several, whose flat weights do not stack, pooled statistics of all weights."""
+    embedding = embedding_matrix(load_embeddings(run.files))
+    zoos = [p.zoo for p in parts]
+    if len(parts) > 1:
         features = {
-            "embedding": embedding_matrix(embeddings),
+            "embedding": embedding,
             "stats": np.concatenate([pooled_statistics(z.weights) for z in zoos])[_order(zoos)],
         }
-        result["probe_r2"] = {"weights": dict.fromkeys(PROPERTIES), **probe_all(features, table, sides)}
-    else:
-        zoo, prepared = zoos[0], run.prepare(zoos[0])
-        features = {
-            "embedding": embedding_matrix(embeddings),
-            "weights": prepared.aligned.numpy(),
-            "stats": weight_statistics(zoo.spec, zoo.weights)
-            if isinstance(zoo.spec, ArchSpec)
-            else pooled_statistics(zoo.weights),
-        }
-        result["probe_r2"] = probe_all(features, table, sides)
-    if run.kind == "sane":
-        result["aggregation"] = run.aggregation
-        result["probe_r2_by_aggregation"] = _aggregation_probes(run, zoos, table, sides, device)
-    history = run.history
-    if history.height:
-        result["epochs_trained"] = int(history["epoch"].max())
-        result["train_seconds"] = float(history["elapsed_s"].max())
-    write_json(cached, result)
-    return result
+        return {"weights": dict.fromkeys(PROPERTIES), **probe_all(features, table, sides)}
+    prepared = parts[0]
+    features = {
+        "embedding": embedding,
+        "weights": prepared.aligned.numpy(),
+        "stats": weight_statistics(prepared.zoo.spec, prepared.zoo.weights),
+    }
+    return probe_all(features, table, sides)
 
 
-def _aggregation_probes(run, zoos, table, sides: np.ndarray, device: str) -> dict[str, dict[str, float]]:
-    """SANE: the embedding probes once per way of aggregating token latents, side by side, so that the map can
-    use whichever probes best (`ae embed --aggregation`)."""
-    per_zoo = [
-        aggregated_embeddings(run, prepared, prepared.aligned, AGGREGATIONS, device)
-        for prepared in (run.prepare(zoo) for zoo in zoos)
-    ]
-    features = {how: np.concatenate([part[how] for part in per_zoo])[_order(zoos)] for how in AGGREGATIONS}
+def _aggregation_probes(run: AERun, parts: list[PreparedZoo], table, sides, device: str) -> dict[str, dict]:
+    """The embedding probes once per way of aggregating latents, side by side, so that the map can use whichever
+    probes best (`ae embed --aggregation`)."""
+    choices = run.method.aggregations
+    per_zoo = [run.method.embed(run.model, p, p.aligned, device, choices) for p in parts]
+    zoos = [p.zoo for p in parts]
+    features = {how: np.concatenate([part[how] for part in per_zoo])[_order(zoos)] for how in choices}
     return probe_all(features, table, sides)
 
 

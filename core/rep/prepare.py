@@ -1,4 +1,5 @@
-"""A zoo made ready for the autoencoder: split by model, aligned, standardised per layer, tokenised.
+"""A zoo made ready for an autoencoder: split by model, aligned, standardised per layer. How standardised weights
+become tokens is each autoencoder kind's business (core/rep/methods/).
 
 Everything here is derived from the zoo and a few saved numbers (split, reference, per-layer statistics),
 so a run stores those numbers and rebuilds the rest exactly when it is loaded again.
@@ -12,10 +13,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from core.rep.align import align_zoo
-from core.zoo.arch import ArchSpec, Spec, layer_slices, tensor_slices
 from core.errors import UserError
-from core.rep.tokens import TokenLayout, token_layout, tokenize
+from core.rep.align import align_zoo
+from core.zoo.arch import Spec, layer_slices, tensor_slices
 from core.zoo.model_zoo import Zoo
 
 STD_FLOOR = 1e-4
@@ -46,7 +46,6 @@ def split_models(model_ids: list[int], fractions: tuple[float, float, float], se
 @dataclass
 class PreparedZoo:
     zoo: Zoo
-    layout: TokenLayout | None  # per-neuron tokens (CNN family); None for other families
     split: Split
     aligned: torch.Tensor  # [checkpoints, params], aligned weights (or the originals with align off)
     layer_mean: torch.Tensor  # [standardisation slices]: one per layer for CNNs
@@ -54,17 +53,8 @@ class PreparedZoo:
     standardised: torch.Tensor  # [checkpoints, params]
     sides: np.ndarray  # 'train' / 'val' / 'test' per checkpoint
 
-    @property
-    def token_std(self) -> torch.Tensor:
-        """[tokens, 1]: the std of each token's layer (CNNs: one standardisation slice per layer)."""
-        return self.layer_std[self.layout.token_layer].unsqueeze(1)
-
     def rows(self, side: str) -> np.ndarray:
         return np.flatnonzero(self.sides == side)
-
-    def tokens(self, rows=None) -> torch.Tensor:
-        flat = self.standardised if rows is None else self.standardised[torch.as_tensor(rows)]
-        return tokenize(self.layout, flat)
 
     def entry_std(self) -> torch.Tensor:
         """[params]: each weight's standardisation std, to map standardised vectors back."""
@@ -111,8 +101,7 @@ def prepare(
     """Align (optional) and standardise; `stats` = saved (layer_mean, layer_std) to reuse a run's numbers."""
     table = zoo.table.with_row_index("checkpoint_row")
     model_ids = table["model_id"].to_numpy()
-    per_neuron = isinstance(zoo.spec, ArchSpec)  # weight matching and per-neuron tokens: the CNN family only
-    if align and per_neuron:
+    if align and zoo.spec.plain_units:  # weight matching reads plain units only
         reference = best_reference_row(table, split.train)
         families = table["init_seed"].to_numpy() if "init_seed" in table.columns else model_ids
         aligned, _ = align_zoo(zoo.spec, zoo.weights, families, table["epoch"].to_numpy(), reference, align_iterations)
@@ -128,7 +117,6 @@ def prepare(
             stds.append(values.std().clamp_min(STD_FLOOR))
         stats = (torch.stack(means), torch.stack(stds))
     layer_mean, layer_std = stats
-    layout = token_layout(zoo.spec) if per_neuron else None
-    prepared = PreparedZoo(zoo, layout, split, aligned, layer_mean, layer_std, aligned, sides)
+    prepared = PreparedZoo(zoo, split, aligned, layer_mean, layer_std, aligned, sides)
     prepared.standardised = prepared.standardise(aligned)
     return prepared

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from core.rep.autoencoder import transformer
 from core.errors import UserError
+from core.rep.blocks import check_sizes, transformer
 from core.rep.losses import nt_xent
+from core.settings import setting
 
 
 @dataclass(frozen=True)
@@ -26,26 +27,25 @@ class SANEConfig:
     """Sized for a 2-core CPU. The paper used tokens of 288 entries, windows of 256 (64 for small CNNs),
     d_model 1024-2048, 8 layers and 128 latent entries per token on GPUs."""
 
-    token_width: int = 64
-    window: int = 32
-    halo: int = 8
-    d_model: int = 128
-    heads: int = 4
-    encoder_layers: int = 2
-    decoder_layers: int = 2
-    feedforward: int = 256
-    latent_dim: int = 32  # per token
-    projection_dim: int = 32
-    dropout: float = 0.0
-    max_tokens: int = 8192  # positional tables: the longest sequence and layer this model can place
+    token_width: int = setting(64, "token width (entries per token)")
+    window: int = setting(32, "window (tokens per training step)")
+    halo: int = setting(8, "halo (context tokens each side)")
+    d_model: int = setting(128, "transformer width")
+    heads: int = setting(4, "attention heads (must divide the width)")
+    encoder_layers: int = setting(2, "transformer layers of the encoder")
+    decoder_layers: int = setting(2, "transformer layers of the decoder")
+    feedforward: int = setting(256, "feed-forward width of each transformer layer")
+    latent_dim: int = setting(32, "embedding size per token")
+    projection_dim: int = setting(32, "size of the contrastive projection")
+    dropout: float = setting(0.0, "dropout inside the transformer")
+    max_tokens: int = setting(8192, "positional tables: the longest sequence and layer the model can place")
 
     def __post_init__(self) -> None:
-        if self.token_width < 1 or self.window < 2 or self.halo < 0:
-            raise UserError("sane: token width >= 1, window >= 2 and halo >= 0 are needed")
+        if self.token_width < 1 or self.window < 2 or self.halo < 0 or self.max_tokens < 1:
+            raise UserError("sane: token width >= 1, window >= 2, halo >= 0 and max tokens >= 1 are needed")
         if self.window - 2 * self.halo < 1:
             raise UserError(f"sane: a window of {self.window} tokens keeps none with a halo of {self.halo} each side")
-        if self.d_model % self.heads:
-            raise UserError(f"sane: d_model {self.d_model} must be a multiple of heads {self.heads}")
+        check_sizes(self)
 
     def to_json(self) -> dict:
         return asdict(self)

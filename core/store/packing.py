@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from core.errors import ZooError
-from core.store.workspace import MANIFEST, Workspace, atomic_path
+from core.store.files import atomic_path
+from core.store.workspace import MANIFEST, Workspace
+
+# Checks that a workspace is whole (e.g. its zoo loads), raising a UserError that names what is wrong. Packing
+# knows files, not zoos: the caller passes the check (core/pipeline.py passes the zoo loader).
+Validate = Callable[[Workspace], object]
 
 # Left out of packs: resumable training state and anything hidden (locks, build and partial folders).
 _SKIPPED_FILES = {"train_state.pt"}
@@ -30,13 +36,11 @@ def _packed_files(root: Path) -> list[Path]:
     return files
 
 
-def pack_workspace(workspace: Workspace, out: str | Path) -> dict:
-    """Write `workspace` to the zip file `out` (atomically); returns what went in."""
+def pack_workspace(workspace: Workspace, out: str | Path, validate: Validate) -> dict:
+    """Write `workspace` to the zip file `out` (atomically), after `validate` accepts it; returns what went in."""
     if not workspace.exists():
         raise ZooError(f"{workspace.root}: no workspace to pack (no {MANIFEST})")
-    from core.zoo.model_zoo import load_zoos
-
-    load_zoos(workspace)  # refuse to pack a broken workspace
+    validate(workspace)  # refuse to pack a broken workspace
     files = _packed_files(workspace.root)
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +66,9 @@ def _safe_members(archive: zipfile.ZipFile, source: Path) -> list[zipfile.ZipInf
     return members
 
 
-def unpack_workspace(source: str | Path, target: str | Path) -> Workspace:
-    """Extract the pack `source` into the new folder `target` and return it as a validated workspace."""
+def unpack_workspace(source: str | Path, target: str | Path, validate: Validate) -> Workspace:
+    """Extract the pack `source` into the new folder `target`, check it with `validate` before it appears there,
+    and return it."""
     source, target = Path(source).expanduser(), Path(target).expanduser()
     if target.exists():
         raise ZooError(f"{target}: already exists; unpack into a new folder")
@@ -71,8 +76,6 @@ def unpack_workspace(source: str | Path, target: str | Path) -> Workspace:
         archive = zipfile.ZipFile(source)
     except (OSError, zipfile.BadZipFile) as exc:
         raise ZooError(f"{source}: not a readable zip file ({exc})") from None
-    from core.zoo.model_zoo import load_zoos
-
     target.parent.mkdir(parents=True, exist_ok=True)
     build = target.parent / f".{target.name}.unpack"
     shutil.rmtree(build, ignore_errors=True)
@@ -83,7 +86,7 @@ def unpack_workspace(source: str | Path, target: str | Path) -> Workspace:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, open(path, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-        load_zoos(Workspace(build))
+        validate(Workspace(build))
         build.rename(target)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ZooError(f"{source}: damaged pack ({exc})") from None

@@ -66,6 +66,9 @@ class Spec(Protocol):
     """What the engine needs of an architecture of either family (ArchSpec here, ResNetSpec in core/resnet.py)."""
 
     family: ClassVar[str]
+    # Every layer is a conv or linear layer of plain units (no normalisation, no residual stream): per-neuron
+    # tokens (core/rep/tokens.py) and weight matching (core/rep/align.py) read such specs.
+    plain_units: ClassVar[bool]
     name: str
     in_channels: int
     in_size: int
@@ -95,6 +98,7 @@ class ArchSpec:
     """A CNN: conv blocks, flatten, linear layers."""
 
     family: ClassVar[str] = "cnn"
+    plain_units: ClassVar[bool] = True
     name: str
     in_channels: int
     in_size: int
@@ -119,7 +123,11 @@ class ArchSpec:
         return replace(self, activation=activation)
 
     def module(self, dropout: float = 0.0) -> nn.Module:
-        return ZooCNN(self, dropout)
+        convs = [asdict(conv) for conv in self.convs]
+        act = activation_class(self.activation)
+        return ZooCNN(
+            self.in_channels, self.in_size, convs, self.hidden, self.n_classes, act, self.dropout_slots, dropout
+        )
 
     def feature_shapes(self) -> list[tuple[int, int, int]]:
         """(channels, height, width) after each conv block."""
@@ -241,27 +249,42 @@ def activation_class(name: str) -> type[nn.Module]:
 
 
 class ZooCNN(nn.Module):
-    def __init__(self, spec: ArchSpec, dropout: float = 0.0):
+    """The CNN as a plain module, built from plain values (convs as dicts of out_channels, kernel, padding, pool) and
+    torch alone: an export bundle carries this class's source as its model definition, so the bundle and the engine
+    cannot drift apart."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_size: int,
+        convs: list[dict],
+        hidden: tuple[int, ...],
+        n_classes: int,
+        activation: type[nn.Module],
+        dropout_slots: bool = False,
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        modules: list[nn.Module] = []
-        channels = spec.in_channels
-        for conv in spec.convs:
-            modules.append(nn.Conv2d(channels, conv.out_channels, conv.kernel, padding=conv.padding))
-            if conv.pool > 1:
-                modules.append(nn.MaxPool2d(conv.pool))
-            modules.append(activation_class(spec.activation)())
-            if spec.dropout_slots:
-                modules.append(nn.Dropout(dropout))
-            channels = conv.out_channels
-        modules.append(nn.Flatten())
-        linear_layers = [layer for layer in spec.layers if layer.kind == "linear"]
-        for layer in linear_layers[:-1]:
-            modules += [nn.Linear(layer.weight_shape[1], layer.weight_shape[0]), activation_class(spec.activation)()]
-            if spec.dropout_slots:
-                modules.append(nn.Dropout(dropout))
-        last = linear_layers[-1]
-        modules.append(nn.Linear(last.weight_shape[1], last.weight_shape[0]))
-        self.module_list = nn.Sequential(*modules)
+        layers, channels, size = [], in_channels, in_size
+        for conv in convs:
+            layers.append(nn.Conv2d(channels, conv["out_channels"], conv["kernel"], padding=conv["padding"]))
+            size = size + 2 * conv["padding"] - conv["kernel"] + 1
+            if conv["pool"] > 1:
+                layers.append(nn.MaxPool2d(conv["pool"]))
+                size //= conv["pool"]
+            layers.append(activation())
+            if dropout_slots:
+                layers.append(nn.Dropout(dropout))
+            channels = conv["out_channels"]
+        layers.append(nn.Flatten())
+        width = channels * size * size
+        for units in hidden:
+            layers += [nn.Linear(width, units), activation()]
+            if dropout_slots:
+                layers.append(nn.Dropout(dropout))
+            width = units
+        layers.append(nn.Linear(width, n_classes))
+        self.module_list = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module_list(x)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
 
 from core.errors import DataError
 
@@ -66,8 +67,6 @@ def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.1) -> Dataset
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None] / 16.0
     return x, bunch.target.astype(np.int64)

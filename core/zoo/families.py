@@ -6,8 +6,8 @@ family and carry no such key, so a missing family means CNN and old workspaces l
 
 from __future__ import annotations
 
-from core.zoo.arch import ArchSpec, Spec, cnn_l, cnn_s, cnn_small, default_arch
 from core.errors import ArchitectureError
+from core.zoo.arch import ArchSpec, Spec, cnn_l, cnn_s, cnn_small, default_arch
 from core.zoo.resnet import ResNetSpec, resnet
 
 _FROM_JSON = {"cnn": ArchSpec.from_json, "resnet": ResNetSpec.from_json}

@@ -10,7 +10,8 @@ size 32. Instead the whole population is one set of stacked tensors with a hand-
   population is one grouped convolution (groups = models), which oneDNN runs well in that layout (in the
   default NCHW layout grouped convolutions are 3-4x slower), and pooling uses the channels-last kernel;
 * the linear layers are batched matrix products (`baddbmm`) over models;
-* large temporary tensors are kept in glibc's heap (`tune_cpu_allocator`) instead of page-faulted anew.
+* large temporary tensors are kept in glibc's heap instead of page-faulted anew, when the program's entry point
+  (the CLI, the app, a bench) calls `core.runtime.tune_cpu_allocator` once.
 
 Each model keeps its own init (`init_vectors`), its own data order (`epoch_order`) and its own dropout masks
 (`dropout_mask`, a counter-based hash of seed and step), so the population is the same as the models
@@ -31,10 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.zoo.arch import ArchSpec, Spec, build_module, flatten, layer_slices, trainable_mask
 from core.errors import ArchitectureError
+from core.zoo.arch import ArchSpec, Spec, build_module, flatten, layer_slices, trainable_mask
 from core.zoo.resnet import ResNetSpec
-from core.runtime import tune_cpu_allocator
 
 INITS = ("uniform", "normal", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")
 
@@ -294,8 +294,6 @@ class Population:
         dropout: list[float],
         device: str = "cpu",
     ):
-        if device == "cpu":
-            tune_cpu_allocator()
         if spec.family != "cnn" and any(rate > 0 for rate in dropout):
             raise ArchitectureError(f"{spec.name}: dropout is available for the CNN family only, not for ResNets")
         self.spec, self.net, self.device = spec, stacked_net(spec), device

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from core.zoo.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
 from core.errors import ArchitectureError, UserError
 from core.store.workspace import Workspace
+from core.zoo.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
 from core.zoo.model_zoo import Progress, Zoo, finish_table, save_zoo
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
@@ -127,7 +127,7 @@ def import_public_zoo(
     }
     zoo = Zoo(spec, torch.stack(vectors), table, manifest)
     with workspace.lock():
-        save_zoo(workspace, zoo)
+        save_zoo(workspace, [zoo])
     return ImportReport(zoo, table["model_id"].n_unique(), problems)
 
 
@@ -143,16 +143,8 @@ def _read_model(folder: Path, expected: ArchSpec | None) -> tuple[ArchSpec, list
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation {activation!r} is not one we model ({', '.join(ACTIVATIONS)})")
 
-    checkpoints = sorted(
-        (int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT_DIR.match(p.name))
-    )
-    if not checkpoints:
-        raise ValueError("no checkpoint_<epoch> folders")
-    epochs = [epoch for epoch, _ in checkpoints]
-    if len(set(epochs)) != len(epochs):
-        raise ValueError("two checkpoint folders name the same epoch (e.g. checkpoint_1 and checkpoint_000001)")
     vectors, rows, spec = [], [], None
-    for epoch, ckpt_dir in checkpoints:
+    for epoch, ckpt_dir in _checkpoint_folders(folder):
         state = _load_state_dict(ckpt_dir / "checkpoints")
         if spec is None:
             spec = match_state_dict(state, _candidates(activation))
@@ -174,23 +166,39 @@ def _read_model(folder: Path, expected: ArchSpec | None) -> tuple[ArchSpec, list
         if not torch.isfinite(vector).all():
             raise ValueError(f"checkpoint_{epoch}: non-finite weights")
         vectors.append(vector)
-        rows.append(
-            {
-                "epoch": epoch,
-                "seed": int(params.get("seed", 0)),
-                "init_seed": int(params.get("seed", 0)),
-                "init": str(params.get("model::init_type", "unknown")),
-                "lr": float(params.get("optim::lr", float("nan"))),
-                "weight_decay": float(params.get("optim::wd", 0.0)),
-                "dropout": float(params.get("model::dropout", 0.0)),
-                "activation": activation,
-                "batch_size": int(params.get("training::batchsize", 0)),
-                "train_loss": _metric(record, "train_loss"),
-                "train_acc": _metric(record, "train_acc"),
-                "val_loss": _metric(record, "val_loss"),
-                "val_acc": _metric(record, "val_acc"),
-                "test_loss": _metric(record, "test_loss"),
-                "test_acc": _metric(record, "test_acc"),
-            }
-        )
+        rows.append(_checkpoint_row(params, activation, epoch, record))
     return spec, vectors, rows
+
+
+def _checkpoint_folders(folder: Path) -> list[tuple[int, Path]]:
+    """[(epoch, checkpoint_<epoch> folder)], by epoch."""
+    checkpoints = sorted(
+        (int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT_DIR.match(p.name))
+    )
+    if not checkpoints:
+        raise ValueError("no checkpoint_<epoch> folders")
+    epochs = [epoch for epoch, _ in checkpoints]
+    if len(set(epochs)) != len(epochs):
+        raise ValueError("two checkpoint folders name the same epoch (e.g. checkpoint_1 and checkpoint_000001)")
+    return checkpoints
+
+
+def _checkpoint_row(params: dict, activation: str, epoch: int, record: dict) -> dict:
+    """One checkpoint's row of the zoo table, from its model's params.json and its epoch's result.json line."""
+    return {
+        "epoch": epoch,
+        "seed": int(params.get("seed", 0)),
+        "init_seed": int(params.get("seed", 0)),
+        "init": str(params.get("model::init_type", "unknown")),
+        "lr": float(params.get("optim::lr", float("nan"))),
+        "weight_decay": float(params.get("optim::wd", 0.0)),
+        "dropout": float(params.get("model::dropout", 0.0)),
+        "activation": activation,
+        "batch_size": int(params.get("training::batchsize", 0)),
+        "train_loss": _metric(record, "train_loss"),
+        "train_acc": _metric(record, "train_acc"),
+        "val_loss": _metric(record, "val_loss"),
+        "val_acc": _metric(record, "val_acc"),
+        "test_loss": _metric(record, "test_loss"),
+        "test_acc": _metric(record, "test_acc"),
+    }

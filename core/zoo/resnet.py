@@ -19,8 +19,8 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from core.zoo.arch import ACTIVATIONS, Layer, activation_class, norm_layer
 from core.errors import ArchitectureError
+from core.zoo.arch import ACTIVATIONS, Layer, activation_class, norm_layer
 
 # ~20k parameters for 1-channel digits: a 32-model zoo trains 10 epochs in about a minute on 2 CPU cores.
 RESNET_WIDTHS = (8, 16, 32)
@@ -41,6 +41,7 @@ class Block(NamedTuple):
 @dataclass(frozen=True)
 class ResNetSpec:
     family: ClassVar[str] = "resnet"
+    plain_units: ClassVar[bool] = False
     name: str
     in_channels: int
     in_size: int

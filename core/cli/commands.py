@@ -1,0 +1,96 @@
+"""The commands: each takes the parsed options and returns the JSON-ready result that `--json` prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.cli.options import settings_from, variant_from
+from core.cli.progress import with_progress
+from core.gen.config import SampleConfig
+from core.gen.export import export_samples
+from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
+from core.rep.embed import set_aggregation
+from core.rep.evaluate import evaluate_run
+from core.rep.loop import TrainConfig
+from core.rep.methods import METHODS, method_named
+from core.rep.run import load_run
+from core.runtime import resolve_device
+from core.store.workspace import Workspace
+from core.zoo.generate import ZooConfig, generate_zoo
+from core.zoo.model_zoo import load_zoos, zoo_info
+from core.zoo.public import import_public_zoo
+
+KIND_CONFIGS = {kind: method.config_type for kind, method in METHODS.items()}
+
+
+def zoo_generate(args: argparse.Namespace) -> dict:
+    config = settings_from(ZooConfig, args)
+    device = resolve_device(args.device)
+    zoos = with_progress(
+        "training zoo (epochs)", args.quiet, lambda bar: generate_zoo(Workspace(args.workspace), config, device, bar)
+    )
+    return zoo_info(zoos)
+
+
+def zoo_import(args: argparse.Namespace) -> dict:
+    report = with_progress(
+        "importing models",
+        args.quiet,
+        lambda bar: import_public_zoo(args.source, Workspace(args.workspace), args.dataset, on_progress=bar),
+    )
+    for problem in report.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return {**zoo_info([report.zoo]), "imported_models": report.models, "problems": report.problems}
+
+
+def zoo_describe(args: argparse.Namespace) -> dict:
+    return zoo_info(load_zoos(Workspace(args.workspace)))
+
+
+def ae_train(args: argparse.Namespace) -> dict:
+    method = method_named(args.kind)
+    ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS)
+    train = settings_from(TrainConfig, args)
+    device = resolve_device(args.device)
+    workspace = Workspace(args.workspace)
+    run = with_progress(
+        "autoencoder",
+        args.quiet,
+        lambda bar: train_and_map(workspace, ae, train, args.run, device, on_progress=bar),
+    )
+    return evaluate_run(workspace, run.name, device)
+
+
+def ae_eval(args: argparse.Namespace) -> dict:
+    return evaluate_run(Workspace(args.workspace), args.run, resolve_device(args.device), refresh=args.refresh)
+
+
+def ae_embed(args: argparse.Namespace) -> dict:
+    workspace = Workspace(args.workspace)
+    run = load_run(workspace, args.run)
+    return set_aggregation(workspace, run, load_zoos(workspace), args.aggregation, resolve_device(args.device))
+
+
+def sample(args: argparse.Namespace) -> dict:
+    config = settings_from(SampleConfig, args)
+    device = resolve_device(args.device)
+    samples = with_progress(
+        "evaluating and fine-tuning (epochs)",
+        args.quiet,
+        lambda bar: generate(Workspace(args.workspace), config, args.run, device, bar),
+    )
+    return samples.to_json()
+
+
+def export(args: argparse.Namespace) -> dict:
+    return export_samples(Workspace(args.workspace), args.samples, args.format, args.out)
+
+
+def workspace_pack(args: argparse.Namespace) -> dict:
+    return pack_workspace(Workspace(args.workspace), args.out)
+
+
+def workspace_unpack(args: argparse.Namespace) -> dict:
+    workspace = unpack_workspace(args.source, args.workspace)
+    return {"workspace": str(workspace.root), **zoo_info(load_zoos(workspace))}

@@ -1,0 +1,80 @@
+"""What each command prints without --json: a few lines a person reads."""
+
+from __future__ import annotations
+
+
+def describe_embed(result: dict) -> list[str]:
+    run, how = result["run"], result["aggregation"]
+    return [f"run {run}: {result['checkpoints']} checkpoints re-mapped with the {how} aggregation of token latents"]
+
+
+def describe_eval(result: dict) -> list[str]:
+    lines = [
+        f"run {result['run']}: {result['test_models']} held-out models ({result['test_checkpoints']} checkpoints)",
+        f"reconstruction R^2: {result['recon_r2']:.3f}  "
+        + "  ".join(f"{k}: {v:.3f}" for k, v in result["recon_r2_per_layer"].items()),
+    ]
+    if result.get("recon_acc_ratio") is not None:
+        lines.append(
+            f"reconstructed accuracy / original: {result['recon_acc_ratio']:.3f} "
+            f"(keep >= 90%: {result['recon_keep90_fraction']:.0%} of checkpoints)"
+        )
+    if "recon_acc_ratio_recalibrated" in result:
+        lines.append(f"... with BatchNorm statistics re-estimated: {result['recon_acc_ratio_recalibrated']:.3f}")
+    lines.append(f"{'probe R^2':<16}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
+    rows = list(result["probe_r2"].items())
+    rows += [(f"{how} tokens", scores) for how, scores in result.get("probe_r2_by_aggregation", {}).items()]
+    for name, scores in rows:
+        cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
+        lines.append(f"{name:<16}" + "".join(f"{cell:>10}" for cell in cells))
+    if "aggregation" in result:
+        lines.append(f"the embedding aggregates token latents by {result['aggregation']} (change: ae embed)")
+    return lines
+
+
+def describe_samples(result: dict) -> list[str]:
+    lines = [
+        f"samples run {result['samples_run']}: {result['n']} models by {result['method']} from "
+        f"{result['anchors']['count']} anchors ({result['anchors']['rule']}), evaluated on {result['dataset']}",
+    ]
+    if result["fallback"]:
+        lines.append(f"note: {result['fallback']}")
+    for step in result["selection"].get("history", []):
+        lines.append(
+            f"selection round {step['round']}: mean validation accuracy {step['drawn_mean']:.3f} drawn, "
+            f"{step['kept_mean']:.3f} kept"
+        )
+    lines.append("mean test accuracy by fine-tuning epoch (0 = as generated):")
+    for group, curve in result["curves"].items():
+        lines.append(f"  {group:<13}" + " ".join(f"{a:.3f}" for a in curve))
+    nov = result["novelty"]
+    lines.append(
+        f"novelty: median min L2 to the zoo {nov['min_l2_median']:.3f} (zoo to itself {nov['zoo_min_l2_median']:.3f}); "
+        f"median max error-IoU {nov['max_iou_median']:.3f} (zoo {nov['zoo_max_iou_median']:.3f})"
+    )
+    return lines
+
+
+def describe_export(result: dict) -> list[str]:
+    return [
+        f"wrote {result['bundle']}: {result['models']} models ({result['files']} {result['format']} files), "
+        "model.py, card.json, README.md"
+    ]
+
+
+def describe_pack(result: dict) -> list[str]:
+    if "pack" in result:
+        return [f"wrote {result['pack']}: {result['files']} files, {result['bytes'] / 1e6:.1f} MB"]
+    return [f"unpacked into {result['workspace']}", *describe_zoo(result)]
+
+
+def describe_zoo(result: dict) -> list[str]:
+    acc = result["test_acc"]
+    lines = [
+        f"{result['models']} models, {result['checkpoints']} checkpoints of {result['architecture']} "
+        f"({result['n_params']} parameters) on {result['dataset']}",
+        f"epochs saved: {result['epochs']}",
+        f"test accuracy: min {acc['min']:.3f}  mean {acc['mean']:.3f}  max {acc['max']:.3f}",
+    ]
+    lines += [f"skipped: {s}" for s in result.get("skipped", [])]
+    return lines

@@ -1,0 +1,83 @@
+"""Choosing the anchors a generation samples around: a rule (`top:F`, `epoch:E`, `ids:a,b,c`) gives checkpoints,
+and a generation keeps those of one architecture and one activation (the most common among them)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from core.errors import UserError
+from core.zoo.arch import Spec
+from core.zoo.model_zoo import Zoo
+
+
+def select_anchors(table: pl.DataFrame, rule: str) -> list[int]:
+    """Checkpoint ids for `top:F` (best fraction F by validation accuracy), `epoch:E`, or `ids:a,b,c`."""
+    kind, _, value = rule.partition(":")
+    try:
+        if kind == "top":
+            return _best_fraction(table, float(value))
+        if kind == "epoch":
+            ids = table.filter(pl.col("epoch") == int(value))["checkpoint"].to_list()
+            if not ids:
+                raise UserError(
+                    f"anchors {rule!r}: no checkpoint at epoch {value} (have {sorted(set(table['epoch']))})"
+                )
+            return ids
+        if kind == "ids":
+            return _known_ids(table, [int(v) for v in value.split(",") if v.strip()], rule)
+    except ValueError as exc:
+        raise UserError(f"anchors {rule!r}: expected top:F (0 < F <= 1), epoch:E or ids:a,b,c") from exc
+    raise UserError(f"anchors {rule!r}: expected top:F, epoch:E or ids:a,b,c")
+
+
+def _best_fraction(table: pl.DataFrame, fraction: float) -> list[int]:
+    if not 0 < fraction <= 1:
+        raise ValueError(fraction)
+    metric = "val_acc" if table["val_acc"].is_not_nan().all() else "test_acc"
+    count = max(1, round(fraction * table.height))
+    return sorted(table.sort(metric, descending=True)["checkpoint"][:count].to_list())
+
+
+def _known_ids(table: pl.DataFrame, ids: list[int], rule: str) -> list[int]:
+    if not ids:
+        raise UserError("anchors: the list of ids is empty")
+    known = set(table["checkpoint"].to_list())
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UserError(f"anchors {rule!r}: no checkpoint with id {unknown[:5]} in this zoo")
+    return ids
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """The anchors of one generation: their zoo (one architecture), rows in it, checkpoint ids and activation."""
+
+    zoo: Zoo
+    rows: np.ndarray
+    ids: list[int]
+    activation: str
+
+    @property
+    def spec(self) -> Spec:
+        return self.zoo.spec.with_activation(self.activation)
+
+
+def resolve_anchors(zoos: list[Zoo], table: pl.DataFrame, rule: str) -> Anchors:
+    """The rule's checkpoints, narrowed to the most common architecture among them, then to its most common
+    activation: one generation makes models of one architecture."""
+    ids = select_anchors(table, rule)
+    architectures = table.filter(pl.col("checkpoint").is_in(ids))["architecture"].to_list()
+    zoo = {z.spec.name: z for z in zoos}[Counter(architectures).most_common(1)[0][0]]
+    row_of = {c: r for r, c in enumerate(zoo.table["checkpoint"].to_list())}
+    ids = [c for c in ids if c in row_of]
+    if not ids:  # every one was skipped on load (non-finite weights)
+        raise UserError(f"anchors {rule!r}: none of these checkpoints could be loaded from the zoo")
+    rows = np.array([row_of[c] for c in ids])
+    activations = zoo.table["activation"].to_numpy()[rows]
+    activation = Counter(activations.tolist()).most_common(1)[0][0]
+    keep = activations == activation
+    return Anchors(zoo, rows[keep], [int(i) for i in np.array(ids)[keep]], activation)

@@ -1,0 +1,255 @@
+"""The engine's two journeys as named steps: train an autoencoder and map the zoo (`train_and_map`), and generate
+models from it (`generate`). The command line, the app and the default-workspace build all call these, so the
+order of the steps, and what each leaves on disk, is written once.
+
+    run = train_and_map(workspace, AEConfig(), TrainConfig())
+    samples = generate(workspace, SampleConfig(anchors="top:0.3", n=16))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+
+import numpy as np
+import polars as pl
+import torch
+
+from core.gen.anchors import Anchors, resolve_anchors
+from core.gen.baselines import reference_groups, simple_baselines
+from core.gen.config import SampleConfig
+from core.gen.draw import draw_models
+from core.gen.finetune import finetune_groups, zoo_recipe
+from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
+from core.rep.autoencoder import AEConfig
+from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
+from core.rep.evaluate import evaluate_run
+from core.rep.loop import TrainConfig
+from core.rep.run import AERun, load_run, run_name
+from core.rep.train import train_autoencoder
+from core.store import packing
+from core.store.runs import SamplesRun
+from core.store.workspace import Workspace
+from core.zoo.data import Dataset, load_dataset
+from core.zoo.generate import ZooConfig, generate_zoo
+from core.zoo.model_zoo import combined_table, load_zoos
+
+Progress = Callable[[int, int, dict], None]
+
+
+# ---------------------------------------------------------------- the representation
+
+
+def train_and_map(
+    workspace: Workspace,
+    ae_config,
+    train_config: TrainConfig | None = None,
+    run: str | None = None,
+    device: str = "cpu",
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    evaluate: bool = True,
+) -> AERun:
+    """Train (or resume, or load) the run, map every checkpoint, mark the run done, then evaluate it. The writer
+    lock is held throughout, so no other writer changes the zoo between training and mapping; a rerun finishes
+    whatever an interrupted one left (a trained run without its map is mapped)."""
+    train_config = train_config or TrainConfig()
+    name = run or run_name(ae_config, train_config)
+    with workspace.lock():
+        trained = train_autoencoder(
+            workspace, ae_config, train_config, name, device, _phase(on_progress, "training"), should_stop
+        )
+        files = trained.files
+        if trained.status != "done" or not files.embeddings.exists():
+            report = _phase(on_progress, "map")
+            report(0, 1, {})
+            compute_map(workspace, trained, load_zoos(workspace), device)
+            files.write_config({**files.read_config(), "status": "done"})
+            report(1, 1, {})
+        trained.status = "done"
+        if evaluate:
+            report = _phase(on_progress, "evaluation")
+            report(0, 1, {})
+            evaluate_run(workspace, trained.name, device)
+            report(1, 1, {})
+    return trained
+
+
+def _phase(on_progress: Progress | None, phase: str) -> Progress:
+    """The progress callback of one phase: info["phase"] names it, so a bar (or the app) starts a new line."""
+
+    def report(done: int, total: int, info: dict) -> None:
+        if on_progress:
+            on_progress(done, total, {"phase": phase, **info})
+
+    return report
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generate(
+    workspace: Workspace,
+    config: SampleConfig,
+    run_name: str | None = None,
+    device: str = "cpu",
+    on_progress: Progress | None = None,
+    zoo_errors: ZooErrorSets | None = None,
+) -> SamplesRun:
+    """Anchors -> sampler -> decoded weights -> evaluated and fine-tuned beside the baselines, with novelty
+    figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
+    (the app passes one for its lifetime)."""
+    run = load_run(workspace, run_name)
+    zoos = load_zoos(workspace)
+    anchors = resolve_anchors(zoos, combined_table(zoos), config.anchors)
+    prepared = run.prepare(anchors.zoo)
+    source_name, source = _source_dataset(anchors.zoo.manifest)
+    rng = np.random.default_rng(config.seed)
+    generated, sampler, selected = draw_models(run, prepared, anchors, config, source, rng, device)
+    anchors_aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, config.n, rng)}
+    if config.baselines:
+        groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
+    target_name = config.dataset or source_name
+    target = load_dataset(target_name, seed=0) if target_name != source_name else source
+    curves, per_model, finetuned = _finetune(anchors, groups, config, target, target is not source, device, on_progress)
+    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors or ZooErrorSets())
+    samples = SamplesRun(
+        folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
+        ae_run=run.name,
+        ae_kind=run.kind,
+        method=config.method,
+        n=config.n,
+        dataset=target_name,
+        source_dataset=source_name,
+        architecture=anchors.spec.name,
+        activation=anchors.activation,
+        anchors={"rule": config.anchors, "count": len(anchors.ids), "ids": anchors.ids},
+        curves={g: curves.filter(pl.col("group") == g).sort("epoch")["acc_mean"].to_list() for g in groups},
+        novelty=_medians(figures["generated"]),
+        novelty_baselines={name: _medians(f) for name, f in figures.items() if name != "generated"},
+        selection=selected,
+        config=asdict(config),
+        fallback=sampler.fallback,
+    )
+    samples.write(
+        {"generated": generated, "finetuned": finetuned[: config.n]},
+        {"architecture": anchors.spec.to_json(), "method": config.method},
+        _samples_table(per_model["generated"], figures["generated"], _map_positions(run, prepared, generated, device)),
+        curves,
+        novelty_plane(per_model, figures),
+    )
+    return samples
+
+
+def _finetune(
+    anchors: Anchors, groups: dict, config: SampleConfig, target: Dataset, transfer: bool, device, on_progress
+):
+    """Every group fine-tuned together on the target (the zoo's recipe unless the config gives one), reporting the
+    curves so far after each epoch."""
+    lr, batch_size = zoo_recipe(anchors.zoo, config.lr, config.batch_size)
+
+    def progress(epoch: int, curves: pl.DataFrame) -> None:
+        if on_progress:
+            on_progress(epoch + 1, config.finetune_epochs + 1, {"curves": curves})
+
+    epochs, seed = config.finetune_epochs, config.seed
+    return finetune_groups(anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, transfer)
+
+
+def _source_dataset(manifest: dict) -> tuple[str | None, Dataset]:
+    """The zoo's own dataset: its name as the manifest gives it, and the data."""
+    source = manifest.get("dataset", {})
+    return source.get("name"), load_dataset(source.get("name", "unknown"), seed=source.get("seed", 0))
+
+
+def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets):
+    """Each group's novelty figures against the zoo (core/gen/novelty.py); random init is not a generator."""
+    zoo = anchors.zoo
+    key = (str(workspace.root), workspace.zoo_weights_path.stat().st_mtime_ns, zoo.spec.name, source.name)
+    zoo_sets = zoo_errors.get(key, zoo.spec, prepared.aligned, source, zoo.table["activation"].to_list())
+    models = zoo.table["model_id"].to_numpy()
+    return {
+        name: novelty(vectors, error_sets(anchors.spec, vectors, source), prepared.aligned, zoo_sets, models)
+        for name, vectors in groups.items()
+        if name != "random_init"
+    }
+
+
+def _medians(figures: dict) -> dict:
+    return {k: v for k, v in figures.items() if k.endswith("median")}
+
+
+def _map_positions(run: AERun, prepared, generated: torch.Tensor, device: str) -> np.ndarray:
+    """Where generated models sit on the run's map (core/rep/embed.py `place_on_map`)."""
+    table = load_embeddings(run.files)
+    xy = table.select("umap_x", "umap_y").to_numpy()
+    return place_on_map(embedding_matrix(table), xy, run.embed(prepared, generated, device))
+
+
+def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray) -> pl.DataFrame:
+    """One row per generated model: accuracy as generated and after fine-tuning, novelty, map position."""
+    return pl.DataFrame(
+        {
+            "sample": list(range(len(accuracy))),
+            "acc_epoch0": accuracy[:, 0],
+            "acc_final": accuracy[:, -1],
+            "min_l2": figures["min_l2"],
+            "max_iou": figures["max_iou"],
+            "umap_x": map_xy[:, 0],
+            "umap_y": map_xy[:, 1],
+        }
+    )
+
+
+def _samples_name(config: SampleConfig, ae_run: str) -> str:
+    """Named by the settings and the run: the same request overwrites its own run, others get a new name."""
+    digest = hashlib.sha256(json.dumps([asdict(config), ae_run], sort_keys=True).encode()).hexdigest()[:6]
+    return f"{config.method}-{digest}"
+
+
+# ---------------------------------------------------------------- whole workspaces
+
+
+def default_configs() -> tuple[ZooConfig, AEConfig, TrainConfig]:
+    """(zoo, autoencoder, training) settings: what `zoo generate` and `ae train` do without options."""
+    return ZooConfig(), AEConfig(), TrainConfig()
+
+
+def build_workspace(
+    workspace: Workspace,
+    configs: tuple,
+    device: str = "cpu",
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """A whole workspace from scratch: zoo, autoencoder, map and evaluation, reporting progress with
+    info["phase"] in zoo, training, map, evaluation.
+
+    The work happens in a hidden staging workspace beside the target, renamed into place when complete, so the
+    target either does not exist or is whole; a stopped build resumes where it stopped."""
+    zoo_config, ae_config, train_config = configs
+    staging = Workspace(workspace.root.parent / f".{workspace.root.name}.staging")
+    if not staging.exists():
+        generate_zoo(staging, zoo_config, device, _phase(on_progress, "zoo"), should_stop)
+    train_and_map(staging, ae_config, train_config, None, device, on_progress, should_stop)
+    staging.root.rename(workspace.root)
+
+
+# ---------------------------------------------------------------- moving workspaces
+
+
+def _validate(workspace: Workspace) -> None:
+    load_zoos(workspace)
+
+
+def pack_workspace(workspace: Workspace, out) -> dict:
+    """The workspace as one zip (core/store/packing.py), refused if its zoo does not load."""
+    return packing.pack_workspace(workspace, out, _validate)
+
+
+def unpack_workspace(source, target) -> Workspace:
+    """A pack unpacked into a new folder, which appears only once its zoo loads."""
+    return packing.unpack_workspace(source, target, _validate)

@@ -1,0 +1,136 @@
+"""The hyper-representation (Schürholt et al. 2021/2022) as a kind of autoencoder: per-neuron tokens of one CNN
+architecture, the whole model at once, one latent vector per model (which is also its embedding).
+
+Training (both views of a batch): a function-preserving permutation (optional), per-neuron tokens, additive noise
+and random erasing; the loss is gamma x NT-Xent between the two views' projections plus (1 - gamma) x the
+reconstruction error of the clean tokens, normalised per layer (2022) unless turned off.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+from core.rep.augment import Permuter
+from core.rep.autoencoder import AEConfig, HyperRepresentationAE
+from core.rep.loop import TrainConfig, shuffled_batches
+from core.rep.losses import nt_xent, reconstruction_loss
+from core.rep.methods.base import chunks
+from core.rep.prepare import PreparedZoo
+from core.rep.tokens import TokenLayout, add_noise, detokenize, random_erase, token_layout, tokenize
+from core.zoo.model_zoo import Zoo
+
+
+def token_std(prepared: PreparedZoo, layout: TokenLayout) -> torch.Tensor:
+    """[tokens, 1]: the std of each token's layer (a CNN is standardised one layer at a time)."""
+    return prepared.layer_std[layout.token_layer].unsqueeze(1)
+
+
+class HyperRepTrainer:
+    """The per-neuron autoencoder's part of the loop: its model, start, batches, losses and validation criterion."""
+
+    def __init__(self, prepared: PreparedZoo, config: AEConfig, train: TrainConfig, generator, device: str):
+        self.prepared, self.config, self.train, self.generator, self.device = (
+            prepared, config, train, generator, device
+        )  # fmt: skip
+        self.layout = token_layout(prepared.zoo.spec)
+        self.mask = self.layout.mask.to(device)
+        self.token_std = token_std(prepared, self.layout).to(device)
+        self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
+        self.flat = prepared.standardised[torch.from_numpy(prepared.rows("train"))].to(device)
+        self.steps_per_epoch = math.ceil(len(self.flat) / train.batch_size)
+
+    def build(self) -> HyperRepresentationAE:
+        return HyperRepresentationAE(self.layout.n_tokens, self.layout.width, self.config).to(self.device)
+
+    def initialise(self, model: HyperRepresentationAE) -> None:
+        if self.train.pca_init:
+            model.init_linear_path(tokenize(self.layout, self.flat.cpu()))
+
+    def batches(self) -> list[torch.Tensor]:
+        return shuffled_batches(len(self.flat), self.train.batch_size, self.generator, self.device)
+
+    def view(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(augmented tokens, the clean tokens they must reconstruct)."""
+        clean = tokenize(self.layout, self.permute(flat))
+        scale = torch.ones(self.layout.n_tokens, 1, device=self.device)  # tokens are standardised
+        noisy = add_noise(clean, self.mask, scale, self.train.noise, self.generator)
+        return random_erase(noisy, self.train.erase_probability, self.train.erase_area, self.generator), clean
+
+    def losses(self, model: HyperRepresentationAE, batch: torch.Tensor):
+        flat = self.flat[batch]
+        (view_a, target_a), (view_b, target_b) = self.view(flat), self.view(flat)
+        _, recon_a, proj_a = model(view_a)
+        _, recon_b, proj_b = model(view_b)
+        # Tokens are standardised; scaling by the layer std gives raw-weight errors, which the loss then
+        # normalises per layer or, in the ablation, leaves as they are.
+        std = self.token_std
+        rec = 0.5 * sum(
+            reconstruction_loss(r * std, t * std, self.mask, std, self.train.layer_norm)
+            for r, t in ((recon_a, target_a), (recon_b, target_b))
+        )
+        gamma = self.train.gamma
+        con = nt_xent(proj_a, proj_b, self.train.temperature) if gamma > 0 else torch.zeros((), device=self.device)
+        return gamma * con + (1 - gamma) * rec, rec, con
+
+    @torch.no_grad()
+    def validation_loss(self, model: HyperRepresentationAE) -> float:
+        """Layer-normalised reconstruction error of clean validation tokens (the model-selection criterion)."""
+        model.eval()
+        rows = torch.from_numpy(self.prepared.rows("val"))
+        tokens = tokenize(self.layout, self.prepared.standardised[rows]).to(self.device)
+        recon = model.decode(model.encode(tokens))
+        std = self.token_std
+        return float(reconstruction_loss(recon * std, tokens * std, self.mask, std, True))
+
+
+class HyperRep:
+    kind: ClassVar[str] = "hyperrep"
+    config_type: ClassVar[type] = AEConfig
+    title: ClassVar[str] = "Hyper-representation: one token per neuron, the whole model at once (2021/2022)"
+    sampling_note: ClassVar[str] = ""
+    aggregations: ClassVar[tuple[str, ...]] = ("latent",)
+
+    def check_zoos(self, zoos: list[Zoo]) -> None:
+        if len(zoos) > 1:
+            names = ", ".join(z.spec.name for z in zoos)
+            raise UserError(
+                f"the zoo holds {len(zoos)} architectures ({names}); the per-neuron autoencoder reads one "
+                "architecture: train SANE (--kind sane) on the whole zoo"
+            )
+        if not zoos[0].spec.plain_units:
+            raise UserError(
+                f"the per-neuron autoencoder reads the CNN family, not {zoos[0].spec.name}: train SANE (--kind sane)"
+            )
+
+    def trainer(self, parts: list[PreparedZoo], config: AEConfig, train: TrainConfig, generator, device: str):
+        return HyperRepTrainer(parts[0], config, train, generator, device)
+
+    def shape(self, parts: list[PreparedZoo], config: AEConfig) -> dict:
+        layout = token_layout(parts[0].zoo.spec)
+        return {"n_tokens": layout.n_tokens, "token_width": layout.width}
+
+    def build(self, config: AEConfig, shape: dict) -> HyperRepresentationAE:
+        return HyperRepresentationAE(shape["n_tokens"], shape["token_width"], config)
+
+    @torch.no_grad()
+    def encode(self, model, prepared: PreparedZoo, weights: torch.Tensor, device: str) -> np.ndarray:
+        model.eval().to(device)
+        tokens = tokenize(token_layout(prepared.zoo.spec), prepared.standardise(weights))
+        return torch.cat([model.encode(tokens[part].to(device)).float().cpu() for part in chunks(len(tokens))]).numpy()
+
+    @torch.no_grad()
+    def decode(self, model, prepared: PreparedZoo, codes: torch.Tensor, device: str) -> torch.Tensor:
+        model.eval().to(device)
+        layout = token_layout(prepared.zoo.spec)
+        parts = [detokenize(layout, model.decode(codes[part].to(device)).float().cpu()) for part in chunks(len(codes))]
+        return prepared.destandardise(torch.cat(parts))
+
+    def embed(self, model, prepared, weights, device: str, aggregations: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The model's one latent is its embedding, whatever the aggregation."""
+        codes = self.encode(model, prepared, weights, device)
+        return dict.fromkeys(aggregations, codes)

@@ -1,0 +1,168 @@
+"""SANE (Schürholt, Mahoney and Borth, ICML 2024) as a kind of autoencoder: fixed-width sequence tokens of any
+architecture, trained on windows, one latent per token.
+
+Each step trains on one random window of the sequences of a batch of models of one architecture; the two views
+differ by noise (and by a hidden-unit permutation, when that augmentation is on). With several architectures,
+every epoch visits each one's models in batches of its own, in a shuffled order. A model's code is all of its
+token latents (encoded window by window with halo context), flattened, so a sampler models their joint density;
+its embedding aggregates them (core/rep/sane.py `aggregate`). Decoding goes window by window too, so a code of any
+length decodes with the memory of one window.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+from core.rep.augment import Permuter
+from core.rep.loop import TrainConfig, shuffled_batches
+from core.rep.methods.base import chunks
+from core.rep.prepare import PreparedZoo
+from core.rep.sane import (
+    AGGREGATIONS,
+    SANE,
+    SANEConfig,
+    aggregate,
+    decode_sequence,
+    encode_sequence,
+    random_windows,
+    sane_losses,
+)
+from core.rep.sequence import SequenceLayout, from_sequence, sequence_layout, to_sequence
+from core.zoo.arch import Spec, param_names
+from core.zoo.model_zoo import Zoo
+
+
+def sane_layout(spec: Spec, config: SANEConfig) -> SequenceLayout:
+    return sequence_layout(param_names(spec), config.token_width)
+
+
+class _Part:
+    """One architecture's training data: its sequence layout, standardised training models, and (for the CNN
+    family, when asked) its function-preserving permutations."""
+
+    def __init__(self, prepared: PreparedZoo, config: SANEConfig, train: TrainConfig, generator, device: str):
+        self.prepared = prepared
+        self.layout = sane_layout(prepared.zoo.spec, config)
+        self.positions, self.mask = self.layout.positions.to(device), self.layout.mask.to(device)
+        self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
+        self.flat = prepared.standardised[torch.from_numpy(prepared.rows("train"))].to(device)
+
+    def view(self, rows: torch.Tensor) -> torch.Tensor:
+        return to_sequence(self.layout, self.permute(self.flat[rows]))
+
+
+class SANETrainer:
+    def __init__(self, parts: list[PreparedZoo], config: SANEConfig, train: TrainConfig, generator, device: str):
+        self.config, self.train, self.generator, self.device = config, train, generator, device
+        self.parts = [_Part(p, config, train, generator, device) for p in parts]
+        self.steps_per_epoch = sum(math.ceil(len(p.flat) / train.batch_size) for p in self.parts)
+        longest = max(p.layout.n_tokens for p in self.parts)
+        if longest > config.max_tokens:
+            raise UserError(f"the zoo's models make up to {longest} tokens; raise max_tokens or token_width")
+
+    def build(self) -> SANE:
+        return SANE(self.config).to(self.device)
+
+    def initialise(self, model: SANE) -> None:
+        """SANE starts from its random initialisation."""
+
+    def batches(self) -> list[tuple[_Part, torch.Tensor]]:
+        batches = [
+            (part, rows)
+            for part in self.parts
+            for rows in shuffled_batches(len(part.flat), self.train.batch_size, self.generator, self.device)
+        ]
+        if len(self.parts) == 1:
+            return batches
+        order = torch.randperm(len(batches), generator=self.generator, device=self.device).tolist()
+        return [batches[i] for i in order]
+
+    def losses(self, model: SANE, batch: tuple[_Part, torch.Tensor]):
+        part, rows = batch
+        clean_a, clean_b = part.view(rows), part.view(rows)
+        window = self.config.window
+        target_a, positions, mask = random_windows(clean_a, part.positions, part.mask, window, self.generator)
+        start = int(positions[0, 0, 0])
+        target_b = clean_b[:, start : start + target_a.shape[1]]
+        noise = self.train.noise
+        view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * mask
+        view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * mask
+        gamma, temperature = self.train.gamma, self.train.temperature
+        return sane_losses(model, view_a, view_b, target_a, target_b, mask, positions, gamma, temperature)
+
+    @torch.no_grad()
+    def validation_loss(self, model: SANE) -> float:
+        """Masked squared error of clean validation models, over every architecture's entries."""
+        model.eval()
+        error, entries = 0.0, 0.0
+        for part in self.parts:
+            rows = torch.from_numpy(part.prepared.rows("val"))
+            tokens = to_sequence(part.layout, part.prepared.standardised[rows]).to(self.device)
+            recon = decode_sequence(model, encode_sequence(model, tokens, part.positions), part.positions)
+            error += float(((recon - tokens) * part.mask).pow(2).sum())
+            entries += float(part.mask.sum()) * len(tokens)
+        return error / max(entries, 1.0)
+
+
+class Sane:
+    kind: ClassVar[str] = "sane"
+    config_type: ClassVar[type] = SANEConfig
+    title: ClassVar[str] = "SANE: fixed-width tokens, trained on windows; memory independent of model size (2024)"
+    sampling_note: ClassVar[str] = (
+        "a SANE run: the sampler works on every token latent of the anchors (encoded window by window with halo "
+        "context), and new models are decoded window by window."
+    )
+    aggregations: ClassVar[tuple[str, ...]] = AGGREGATIONS
+
+    def check_zoos(self, zoos: list[Zoo]) -> None:
+        """SANE reads any architecture, and several in one model."""
+
+    def trainer(self, parts: list[PreparedZoo], config: SANEConfig, train: TrainConfig, generator, device: str):
+        return SANETrainer(parts, config, train, generator, device)
+
+    def shape(self, parts: list[PreparedZoo], config: SANEConfig) -> dict:
+        longest = max(sane_layout(p.zoo.spec, config).n_tokens for p in parts)
+        return {"n_tokens": longest, "token_width": config.token_width}
+
+    def build(self, config: SANEConfig, shape: dict) -> SANE:
+        return SANE(config)
+
+    def token_latents(self, model: SANE, prepared: PreparedZoo, weights: torch.Tensor, device: str):
+        """Token latents [chunk, tokens, latent] of weight vectors [N, params], a chunk of models at a time."""
+        layout = sane_layout(prepared.zoo.spec, model.config)
+        positions = layout.positions.to(device)
+        model.eval().to(device)
+        for part in chunks(len(weights)):
+            sequence = to_sequence(layout, prepared.standardise(weights[part])).to(device)
+            yield encode_sequence(model, sequence, positions).float().cpu()
+
+    @torch.no_grad()
+    def encode(self, model: SANE, prepared: PreparedZoo, weights: torch.Tensor, device: str) -> np.ndarray:
+        return torch.cat(list(self.token_latents(model, prepared, weights, device))).flatten(1).numpy()
+
+    @torch.no_grad()
+    def decode(self, model: SANE, prepared: PreparedZoo, codes: torch.Tensor, device: str) -> torch.Tensor:
+        model.eval().to(device)
+        layout = sane_layout(prepared.zoo.spec, model.config)
+        positions = layout.positions.to(device)
+        latents = codes.view(len(codes), layout.n_tokens, -1)
+        parts = [
+            from_sequence(layout, decode_sequence(model, latents[part].to(device), positions).float().cpu())
+            for part in chunks(len(codes))
+        ]
+        return prepared.destandardise(torch.cat(parts))
+
+    @torch.no_grad()
+    def embed(self, model, prepared, weights, device: str, aggregations: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Each chunk of models aggregated as it is encoded, so all token latents of a large zoo are never held
+        at once."""
+        parts = {how: [] for how in aggregations}
+        for latents in self.token_latents(model, prepared, weights, device):
+            for how in aggregations:
+                parts[how].append(aggregate(latents, how))
+        return {how: torch.cat(pieces).numpy() for how, pieces in parts.items()}

@@ -1,0 +1,157 @@
+"""A trained (or training) autoencoder run, loaded: its kind, configs, split, per-layer statistics and model.
+
+The files are core/store/runs.py's `AERunFiles`; this module gives them meaning. A run knows how to make a zoo
+ready with its own split and statistics (`prepare`) and how to go from weights to codes, embeddings and back
+(through its kind, core/rep/methods/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from core.errors import UserError, ZooError
+from core.rep.loop import TrainConfig
+from core.rep.methods import Method, method_for, method_named
+from core.rep.prepare import PreparedZoo, Split, prepare
+from core.store.files import read_parquet, read_tensors
+from core.store.runs import AERunFiles, ae_runs, finished_ae_runs
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import Zoo
+
+Stats = dict[str | None, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class AERun:
+    files: AERunFiles
+    ae_config: object  # the kind's config dataclass
+    train_config: TrainConfig
+    split: Split
+    status: str
+    model: nn.Module | None = None
+    stats: Stats = field(default_factory=dict)  # {architecture (None: the only one): (layer_mean, layer_std)}
+    history: pl.DataFrame = field(default_factory=pl.DataFrame)
+    aggregation: str = ""  # how latents make the map embedding (`ae embed` changes it); "" = the kind's default
+
+    def __post_init__(self) -> None:
+        self.aggregation = self.aggregation or self.method.aggregations[0]
+
+    @property
+    def method(self) -> Method:
+        return method_for(self.ae_config)
+
+    @property
+    def kind(self) -> str:
+        return self.method.kind
+
+    @property
+    def folder(self):
+        return self.files.folder
+
+    @property
+    def name(self) -> str:
+        return self.files.name
+
+    def prepare(self, zoo: Zoo) -> PreparedZoo:
+        """One architecture's zoo made ready with this run's split and statistics."""
+        stats = self.stats.get(zoo.spec.name, self.stats.get(None))
+        if stats is None:
+            raise UserError(f"{self.folder}: this run was not trained on architecture {zoo.spec.name}")
+        return prepare(zoo, self.split, self.train_config.align, self.train_config.align_iterations, stats)
+
+    def encode(self, prepared: PreparedZoo, weights: torch.Tensor, device: str = "cpu") -> np.ndarray:
+        """[N, code] float32: what a sampler fits (per-neuron: the latent; SANE: all token latents, flattened)."""
+        return self.method.encode(self.model, prepared, weights, device)
+
+    def decode(self, prepared: PreparedZoo, codes, device: str = "cpu") -> torch.Tensor:
+        """Weights [N, params] (aligned) decoded from codes [N, code]."""
+        return self.method.decode(self.model, prepared, torch.as_tensor(codes, dtype=torch.float32), device)
+
+    def embed(self, prepared: PreparedZoo, weights: torch.Tensor, device: str = "cpu") -> np.ndarray:
+        """[N, embedding]: what the map and the probes use (SANE: token latents aggregated as the run says)."""
+        return self.method.embed(self.model, prepared, weights, device, (self.aggregation,))[self.aggregation]
+
+    def reconstruct(self, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
+        """Aligned weights [rows, params] decoded from the codes of the given checkpoints."""
+        weights = prepared.aligned[torch.as_tensor(rows)]
+        return self.decode(prepared, self.encode(prepared, weights, device), device)
+
+
+def run_name(ae_config, train_config: TrainConfig) -> str:
+    """Runs are named by their settings, so the same command resumes its own run and other settings get a new one."""
+    digest = hashlib.sha256(json.dumps([asdict(ae_config), asdict(train_config)], sort_keys=True).encode())
+    return f"{method_for(ae_config).kind}-{digest.hexdigest()[:8]}"
+
+
+def train_config_from_json(data: dict) -> TrainConfig:
+    return TrainConfig(**{**data, "erase_area": tuple(data["erase_area"]), "split": tuple(data["split"])})
+
+
+def latest_finished(workspace: Workspace) -> str:
+    finished = finished_ae_runs(workspace)
+    if not finished:
+        raise ZooError(f"{workspace.root}: no finished autoencoder run; train one with `ae train`")
+    return finished[-1]
+
+
+def load_run(workspace: Workspace, name: str | None = None, with_model: bool = True) -> AERun:
+    """A run by name, or the latest finished one."""
+    files = AERunFiles.of(workspace, name or latest_finished(workspace))
+    if not files.exists():
+        have = ", ".join(r.name for r in ae_runs(workspace)) or "none"
+        raise ZooError(f"{files.folder}: no such autoencoder run (have: {have})")
+    config = files.read_config()
+    try:
+        method = method_named(files.kind())
+        ae_config = method.config_type(**config["ae"])
+        run = AERun(
+            files,
+            ae_config,
+            train_config_from_json(config["train"]),
+            Split(**config["split"]),
+            config["status"],
+            aggregation=config.get("aggregation", ""),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ZooError(f"{files.config}: not a run config this program reads ({exc!r})") from None
+    run.stats = read_stats(files)
+    if with_model:
+        if run.status not in ("trained", "done"):
+            raise ZooError(f"{files.folder}: run is unfinished; `ae train` with the same settings resumes it")
+        run.model = method.build(ae_config, config)
+        run.model.load_state_dict(read_tensors(files.model))
+        run.model.eval()
+    if files.history.exists():
+        run.history = read_parquet(files.history)
+    return run
+
+
+def stats_tensors(parts: list[PreparedZoo]) -> dict[str, torch.Tensor]:
+    """Per-layer statistics to store with a run: under plain names for one architecture (as runs always
+    stored them), prefixed by the architecture's name for several."""
+    if len(parts) == 1:
+        return {"layer_mean": parts[0].layer_mean, "layer_std": parts[0].layer_std}
+    return {
+        f"{p.zoo.spec.name}/{key}": value
+        for p in parts
+        for key, value in (("layer_mean", p.layer_mean), ("layer_std", p.layer_std))
+    }
+
+
+def read_stats(files: AERunFiles) -> Stats:
+    """{architecture: (layer_mean, layer_std)}; the key None holds a one-architecture run's statistics."""
+    tensors = read_tensors(files.stats)
+    if "layer_mean" in tensors:
+        return {None: (tensors["layer_mean"], tensors["layer_std"])}
+    names = {key.rsplit("/", 1)[0] for key in tensors}
+    try:
+        return {name: (tensors[f"{name}/layer_mean"], tensors[f"{name}/layer_std"]) for name in names}
+    except KeyError as exc:
+        raise ZooError(f"{files.stats}: lacks {exc}") from None

@@ -1,0 +1,298 @@
+"""Generating a model zoo: the plan of models (seeds, inits and settings drawn from lists), training them all at
+once with the population trainer, and resuming an interrupted generation.
+
+The finished zoo replaces the workspace's old one in one swap (core/zoo/model_zoo.py `save_zoo`); until then
+the resumable state lives in `zoo.partial/`, committed as one file after every epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from core.errors import Interrupted, UserError, ZooError
+from core.parsing import float_list, int_list, str_list
+from core.settings import setting
+from core.store.files import read_tensor_metadata, read_tensors, write_tensors
+from core.store.workspace import Workspace
+from core.zoo.arch import ACTIVATIONS, Spec
+from core.zoo.data import load_dataset
+from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
+from core.zoo.model_zoo import Progress, Zoo, finish_table, save_zoo
+from core.zoo.population import INITS, Population, init_vectors
+
+
+def default_save_epochs(epochs: int) -> tuple[int, ...]:
+    """The epochs a zoo keeps unless told otherwise: the init, the first epoch, a quarter, half and the end."""
+    return tuple(sorted({0, 1, epochs // 4, epochs // 2, epochs} & set(range(epochs + 1))))
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    dataset: str = setting("digits", "digits, shapes, or a folder of MNIST-family IDX / CIFAR-10 files")
+    models: int = setting(256, "number of models (of each architecture)")
+    epochs: int = setting(15, "training epochs per model")
+    # None: `default_save_epochs(epochs)`, filled in on construction.
+    save_epochs: tuple[int, ...] | None = setting(
+        None, "epochs to keep, e.g. 0,1,5,15 (0 = the init; default 0,1,E/4,E/2,E)", parse=int_list
+    )
+    batch_size: int = setting(32, "training batch size")
+    seed: int = setting(0, "zoo seed; model seeds derive from it")
+    data_seed: int = 0
+    # Each model draws one value from each list (a one-element list fixes the setting).
+    inits: tuple[str, ...] = setting(
+        ("kaiming_uniform",), f"one or more of {','.join(INITS)}", flag="--init", parse=str_list
+    )
+    lrs: tuple[float, ...] = setting((3e-3,), "one or more learning rates (Adam)", flag="--lr", parse=float_list)
+    weight_decays: tuple[float, ...] = setting(
+        (0.0,), "one or more L2 weight decays", flag="--weight-decay", parse=float_list
+    )
+    dropouts: tuple[float, ...] = setting((0.0,), "one or more dropout rates", flag="--dropout", parse=float_list)
+    activations: tuple[str, ...] = setting(
+        ("relu",), f"one or more of {','.join(ACTIVATIONS)}", flag="--activation", parse=str_list
+    )
+    # How many distinct initial weight draws the models share (0: every model its own). Models that share
+    # an init still differ in data order, dropout masks and the drawn settings. Why 8 by default: with one
+    # init per model, the held-out models of a 256-model digits zoo share almost no structure (64 principal
+    # components of the training zoo explain 6% of their variance, and reconstructions from them, or from
+    # the autoencoder, fall to chance accuracy, aligned or not); with 8 shared inits the same 64 components
+    # keep 96% of their accuracy. See bench/ae_quality.py.
+    init_seeds: int = setting(8, "how many initial weight draws the models share (0 = every model its own)")
+    # "auto": the CNN family member sized for the dataset's images; "resnet": the ResNet preset at their size;
+    # or a CNN preset's name (core/zoo/families.py ARCH_NAMES); several, comma-separated, make a zoo of
+    # several architectures with `models` models each.
+    arch: str = setting(
+        "auto",
+        f"architecture: {', '.join(ARCH_NAMES)}; several, comma-separated (e.g. cnn-small,resnet), make a mixed zoo",
+    )
+
+    def __post_init__(self) -> None:
+        if self.save_epochs is None:
+            object.__setattr__(self, "save_epochs", default_save_epochs(self.epochs))
+        self._check_architectures()
+        if self.models < 1:
+            raise UserError("a zoo needs at least one model")
+        if self.epochs < 0 or self.batch_size < 1:
+            raise UserError("epochs must be >= 0 and batch size >= 1")
+        if self.seed < 0 or self.data_seed < 0:
+            raise UserError(f"seeds must be >= 0, got {self.seed}")
+        bad = [e for e in self.save_epochs if not 0 <= e <= self.epochs]
+        if bad or not self.save_epochs:
+            raise UserError(f"save epochs must lie in 0..{self.epochs}; got {list(self.save_epochs)}")
+        for value, allowed, what in ((self.inits, INITS, "init"), (self.activations, ACTIVATIONS, "activation")):
+            unknown = set(value) - set(allowed)
+            if unknown or not value:
+                raise UserError(f"unknown {what} {sorted(unknown)}; choose from {', '.join(allowed)}")
+        if self.init_seeds < 0:
+            raise UserError("init seeds must be >= 0 (0: every model its own init)")
+        if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
+            raise UserError(f"learning rates must be finite and positive, got {list(self.lrs)}")
+        if not self.dropouts or any(not 0 <= d < 1 for d in self.dropouts):
+            raise UserError(f"dropout rates must lie in [0, 1), got {list(self.dropouts)}")
+        if not self.weight_decays or any(not (math.isfinite(w) and w >= 0) for w in self.weight_decays):
+            raise UserError(f"weight decays must be finite and >= 0, got {list(self.weight_decays)}")
+
+    def _check_architectures(self) -> None:
+        for name in self.arch_names:
+            if name not in ARCH_NAMES:
+                raise UserError(f"unknown architecture {name!r}; choose one of {', '.join(ARCH_NAMES)}")
+            if family_of(name) != "cnn" and any(d > 0 for d in self.dropouts):
+                raise UserError(f"dropout is available for the CNN family only; {name} zoos need --dropout 0")
+        if len(set(self.arch_names)) != len(self.arch_names):
+            raise UserError(f"architecture {self.arch!r} names one architecture twice")
+
+    @property
+    def arch_names(self) -> list[str]:
+        return [name.strip() for name in self.arch.split(",") if name.strip()] or ["auto"]
+
+    def key(self) -> str:
+        """A digest of everything that determines the zoo, to tell a resumable partial run from a stale one.
+        `arch` enters only when it is not "auto", so configs from before it existed keep their digest."""
+        settings = asdict(self)
+        if settings["arch"] == "auto":
+            del settings["arch"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- planning
+
+
+def model_seed(zoo_seed: int, model_id: int) -> int:
+    return int(np.random.SeedSequence([zoo_seed, model_id]).generate_state(1)[0])
+
+
+def plan_models(config: ZooConfig, architectures: list[str] | None = None) -> pl.DataFrame:
+    """One row per model: its architecture, seed and the settings it draws from the config's lists.
+    With several architectures, each gets `config.models` models, numbered one architecture after another."""
+    architectures = architectures or ["?"]
+    count = config.models * len(architectures)
+    rng = np.random.default_rng([config.seed, 1])
+
+    def draw(options):
+        return [options[i] for i in rng.integers(0, len(options), count)]
+
+    return pl.DataFrame(
+        {
+            "model_id": list(range(count)),
+            "architecture": [architectures[i // config.models] for i in range(count)],
+            "seed": [model_seed(config.seed, i) for i in range(count)],
+            "init_seed": [
+                model_seed(config.seed + 1, i % config.init_seeds) if config.init_seeds else model_seed(config.seed, i)
+                for i in range(count)
+            ],
+            "init": draw(config.inits),
+            "lr": [float(v) for v in draw(config.lrs)],
+            "weight_decay": [float(v) for v in draw(config.weight_decays)],
+            "dropout": [float(v) for v in draw(config.dropouts)],
+            "activation": draw(config.activations),
+            "batch_size": [config.batch_size] * count,
+        },
+        schema_overrides={"seed": pl.Int64, "init_seed": pl.Int64},
+    )
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generate_zoo(
+    workspace: Workspace,
+    config: ZooConfig,
+    device: str = "cpu",
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Zoo]:
+    """Train the zoo, saving a resumable state after every epoch; an identical earlier call that was
+    interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap.
+    Returns one Zoo per architecture."""
+    data = load_dataset(config.dataset, seed=config.data_seed)
+    specs = {spec.name: spec for spec in zoo_specs(config, data)}
+    plan = plan_models(config, list(specs))
+    populations = _populations(specs, plan, device)
+    with workspace.lock():
+        partial = _Partial(workspace.root / "zoo.partial", config)
+        first_epoch, saved_weights, saved_rows = partial.resume(populations)
+        started = time.monotonic()
+        for epoch in range(first_epoch, config.epochs + 1):
+            losses = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
+            partial.save(populations, epoch, saved_weights, saved_rows)
+            if on_progress:
+                info = {"epoch": epoch, "elapsed_s": time.monotonic() - started}
+                if losses:
+                    info["train_loss"] = float(torch.cat(losses).mean())
+                on_progress(epoch + 1, config.epochs + 1, info)
+            if should_stop and should_stop() and epoch < config.epochs:
+                raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
+        zoos = _assemble(specs, plan, saved_weights, saved_rows, config, data)
+        save_zoo(workspace, zoos)
+        partial.clear()
+    return zoos
+
+
+def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> list[Population]:
+    """One population per (architecture, activation) group of the plan, at its models' initial weights."""
+    populations = []
+    for _, group in sorted(plan.group_by("architecture", "activation", maintain_order=True)):
+        spec = specs[group["architecture"][0]].with_activation(group["activation"][0])
+        params = init_vectors(spec, group["init_seed"].to_list(), group["init"].to_list())
+        settings = (group[k].to_list() for k in ("seed", "lr", "weight_decay", "dropout"))
+        populations.append(Population(spec, params, *settings, device))
+    return populations
+
+
+def _train_and_snapshot(populations, data, epoch: int, config: ZooConfig, saved_weights: dict, saved_rows: list):
+    """One epoch of every population (none at epoch 0), keeping a snapshot where the config saves the epoch;
+    returns the per-model training losses."""
+    losses = []
+    for population in populations:
+        if epoch > 0:
+            losses.append(population.train_epoch(data.x_train, data.y_train, epoch, config.batch_size))
+        if epoch in config.save_epochs:
+            weights, rows = _snapshot(population, data, epoch)
+            saved_weights.setdefault(population.spec.name, []).append(weights)
+            saved_rows += rows
+    return losses
+
+
+def zoo_specs(config: ZooConfig, data) -> list[Spec]:
+    """The zoo's architectures, sized for the dataset's images."""
+    return [arch_by_name(name, data.image_shape, data.n_classes, config.activations[0]) for name in config.arch_names]
+
+
+def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, list[dict]]:
+    metrics = {}
+    for split, x, y in (
+        ("train", data.x_train, data.y_train),
+        ("val", data.x_val, data.y_val),
+        ("test", data.x_test, data.y_test),
+    ):
+        loss, acc = population.evaluate(x, y)
+        metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss.tolist(), acc.tolist()
+    seeds = population.seeds.tolist()
+    rows = [{"seed": seeds[i], "epoch": epoch, **{k: v[i] for k, v in metrics.items()}} for i in range(len(seeds))]
+    return population.weights(), rows
+
+
+def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data) -> list[Zoo]:
+    """One Zoo per architecture, rows ordered by model and epoch, checkpoints numbered across all of them.
+    Each architecture's saved rows appear in `saved_rows` in the order of its stacked weights."""
+    joined = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
+    joined = joined.with_columns(pl.int_range(pl.len()).over("architecture").alias("row"))
+    order = joined.sort(["model_id", "epoch"])
+    table = finish_table(order.drop("row", "architecture").to_dicts())
+    table = table.with_columns(order["architecture"], order["row"])
+    manifest = {
+        "dataset": {"name": config.dataset, "seed": config.data_seed, "n_classes": data.n_classes},
+        "zoo": {"source": "generated", "config": asdict(config), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }
+    zoos = []
+    for name, spec in specs.items():
+        part = table.filter(pl.col("architecture") == name)
+        weights = torch.cat(saved_weights[name])[torch.from_numpy(part["row"].to_numpy().copy())]
+        zoos.append(Zoo(spec, weights, part.drop("row"), manifest))
+    return zoos
+
+
+class _Partial:
+    """The resumable state of an unfinished generation, kept apart from the finished zoo: one safetensors file
+    holding every population's state and the snapshots so far, with the progress (settings digest, epoch,
+    snapshot rows) in its metadata, so the state and the progress it belongs to are committed in one rename."""
+
+    def __init__(self, folder: Path, config: ZooConfig):
+        self.folder, self.config = folder, config
+        self.path = folder / "state.safetensors"
+
+    def resume(self, populations: list[Population]) -> tuple[int, dict[str, list[torch.Tensor]], list[dict]]:
+        if not self.path.exists():
+            self.clear()  # anything else here is from an older layout or a crash before the first commit
+            return 0, {}, []
+        try:
+            info = json.loads(read_tensor_metadata(self.path)["progress"])
+            if info.get("config_key") != self.config.key():
+                raise ValueError("different settings")
+            state = read_tensors(self.path)
+            for i, population in enumerate(populations):
+                population.load_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{i}/")})
+            saved = {k.split("/", 1)[1]: [v] for k, v in state.items() if k.startswith("saved/")}
+            return int(info["epoch"]) + 1, saved, info["rows"]
+        except (ValueError, KeyError, TypeError, ZooError, RuntimeError):
+            self.clear()  # stale or unreadable: start over rather than mix runs
+            return 0, {}, []
+
+    def save(self, populations: list[Population], epoch: int, saved_weights: dict, rows: list[dict]):
+        tensors = {f"{i}/{k}": v for i, p in enumerate(populations) for k, v in p.state().items()}
+        tensors.update({f"saved/{name}": torch.cat(parts) for name, parts in saved_weights.items()})
+        progress = {"config_key": self.config.key(), "epoch": epoch, "rows": rows}
+        write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,178 @@
+"""Drive the real app: start `streamlit run app.py` on a free localhost port, wait for its health endpoint,
+and open it in headless Debian Chromium through Playwright. Shared by the browser test and the app benches."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+# Without the networking flags Chromium keeps dialling Google's hosts, which this sandbox refuses; WebGL (Plotly
+# draws scatter plots of over 1,000 points with it) needs SwiftShader in a headless, GPU-less browser.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",
+    "--use-angle=swiftshader",
+]
+
+
+def chromium_path() -> str | None:
+    found = os.environ.get("CHROMIUM") or next((p for p in CHROMIUM_CANDIDATES if Path(p).exists()), None)
+    return found or shutil.which("chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {process.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def serve(
+    workspaces: Path, log: Path | None = None, timeout: float = 120, script: Path = ROOT / "app.py"
+) -> Iterator[str]:
+    """The app (or another `script`) serving `workspaces` on a free localhost port; yields its URL once healthy."""
+    port = free_port()
+    env = {**os.environ, "HYPERREP_WORKSPACES": str(workspaces), "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    sink = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, timeout)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if log:
+            sink.close()
+
+
+@contextlib.contextmanager
+def browser(height: int = 1000) -> Iterator:
+    """A Playwright page in headless Chromium, 1400 pixels wide. Streamlit scrolls inside its own container,
+    so a screenshot shows what fits the height: screenshots for the README use a tall one."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    if executable is None:
+        raise RuntimeError("no Chromium found (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        context = chromium.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            chromium.close()
+
+
+def wait_idle(page, timeout_ms: float = 60_000) -> None:
+    """Wait until the app is drawn and its script is not running."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    page.wait_for_function(
+        "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+        " return app && app.getAttribute('data-test-script-state') !== 'running'; }",
+        timeout=timeout_ms,
+    )
+
+
+def wait_for_map(page, timeout_ms: float = 120_000) -> None:
+    """Wait for the Explore page's UMAP map: a plotly chart holding points."""
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=timeout_ms)
+
+
+def box_select(page, left: float, top: float, right: float, bottom: float) -> None:
+    """Draw a box selection on the page's first plotly chart; corners as fractions of its plot area."""
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.hover()
+    page.locator('[data-testid="stPlotlyChart"] [data-title="Box Select"]').first.click()
+    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first.bounding_box()
+    x0, y0 = area["x"] + left * area["width"], area["y"] + top * area["height"]
+    x1, y1 = area["x"] + right * area["width"], area["y"] + bottom * area["height"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+
+
+def explore_generate_export(
+    page, url: str, downloads: Path, shots: Path | None = None, box=(0.02, 0.02, 0.98, 0.98)
+) -> dict:
+    """The app's main flow in a real browser: the map, a box selection, generation from it (timed from the
+    click to the plotted curves), and the export's download (saved into `downloads`). Saves a screenshot of
+    each page into `shots`."""
+
+    def shot(name: str) -> None:
+        if shots:
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    page.goto(url)
+    wait_idle(page)
+    wait_for_map(page)
+    shot("explore")
+    box_select(page, *box)
+    page.get_by_role("button", name="Generate from this selection").wait_for(timeout=60_000)
+    wait_idle(page)
+    selected = int(page.locator('[data-testid="stMetricValue"]').first.inner_text().replace(",", ""))
+    shot("explore-selection")
+    page.get_by_role("button", name="Generate from this selection").click()
+    page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
+    wait_idle(page)
+    clicked = time.monotonic()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("Fine-tuning curves").wait_for(timeout=60_000)
+    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
+    generate_s = time.monotonic() - clicked
+    wait_idle(page)
+    shot("generate")
+    page.get_by_role("button", name="Export these models").click()
+    download_button = page.locator('[data-testid="stDownloadButton"] button')
+    download_button.wait_for(timeout=60_000)
+    wait_idle(page)
+    shot("export")
+    with page.expect_download(timeout=60_000) as download:
+        download_button.click()
+    bundle = downloads / download.value.suggested_filename
+    download.value.save_as(bundle)
+    for name in ("zoo", "autoencoder"):
+        page.goto(f"{url}/{name}")
+        wait_idle(page)
+        page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
+        shot(name)
+    return {"selected": selected, "generate_s": generate_s, "bundle": bundle}

@@ -1,0 +1,253 @@
+"""Every page under streamlit.testing's AppTest on a tiny workspace: it renders, its main button does its job,
+bad input gives an error box. Long work runs in background jobs, so tests rerun the page until it is done."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import core.default as default
+from core.rep.run import load_run
+from core.store.workspace import Workspace
+from core.zoo.model_zoo import load_zoos
+from tests.test_default import tiny_configs
+from ui import keys
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def app_root(tiny_ae_workspace, tmp_path, monkeypatch):
+    """A workspaces folder holding a copy of the tiny workspace as the default, for the app to use."""
+    root = tmp_path / "workspaces"
+    shutil.copytree(tiny_ae_workspace.root, root / "digits")
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(root))
+    return root
+
+
+def page(name: str, workspace: str | None = "digits") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=120)
+    at.session_state[keys.ENTRY_POINT_RAN] = True  # as app.py, which runs before every page, marks it
+    if workspace:
+        at.session_state[keys.WORKSPACE] = workspace
+    return at
+
+
+def run_until(at: AppTest, done, timeout: float = 180) -> AppTest:
+    """Rerun the page until `done(at)` holds (background jobs draw their outcome on a rerun)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        assert time.monotonic() < deadline, f"timed out; errors: {[e.value for e in at.error]}"
+        time.sleep(0.3)
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+# ---------------------------------------------------------------- start-up
+
+
+def test_first_start_unpacks_the_shipped_workspace_and_opens_on_the_map(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path / "fresh"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert texts(at.title) == ["Explore"] and len(at.get("plotly_chart")) == 1
+    assert Workspace(tmp_path / "fresh" / "digits").exists()
+    assert at.sidebar.selectbox[0].value == "digits"
+
+
+def test_without_the_pack_the_default_is_built_with_progress(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path / "fresh"))
+    monkeypatch.setattr(default, "ASSET", tmp_path / "missing.zip")
+    monkeypatch.setattr(default, "default_configs", tiny_configs)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert "Building the default workspace" in " ".join(texts(at.markdown))
+    run_until(at, lambda at: texts(at.title) == ["Explore"])
+    assert load_run(Workspace(tmp_path / "fresh" / "digits")).status == "done"
+
+
+# ---------------------------------------------------------------- zoo
+
+
+def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
+    at = page("zoo").run()
+    assert not at.exception
+    assert texts(at.metric)[:2] == ["6", "18"] and len(at.get("plotly_chart")) == 1
+    at.text_input(key="zoo-name").set_value("small")
+    next(t for t in at.text_input if t.label == "Saved epochs").set_value("0,1")
+    numbers = {n.label: n for n in at.number_input}
+    numbers["Models"].set_value(3)
+    numbers["Epochs"].set_value(1)
+    numbers["Shared initialisations"].set_value(1)
+    button(at, "Generate zoo").click()
+    run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
+    assert load_zoos(Workspace(app_root / "small"))[0].table["model_id"].n_unique() == 3
+    button(at, "Open workspace small").click().run()
+    assert at.session_state[keys.SWITCH_WORKSPACE] == "small"
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("Saved epochs", "0,x", "saved epochs: expected comma-separated integers"),
+        ("zoo-name", "digits", "already has a zoo"),
+        ("zoo-name", "../up", "not a usable workspace name"),
+        ("Learning rates", "-1", "learning rates must be finite and positive"),
+    ],
+)
+def test_zoo_form_rejects_bad_input_with_an_error_box(app_root, field, value, message):
+    at = page("zoo").run()
+    next(t for t in at.text_input if field in (t.label, t.key)).set_value(value)
+    button(at, "Generate zoo").click().run()
+    assert not at.exception and any(message in e for e in texts(at.error)), texts(at.error)
+    assert sorted(p.name for p in app_root.iterdir()) == ["digits"]  # nothing was written
+
+
+def test_import_of_a_missing_folder_is_an_error_box(app_root, tmp_path):
+    at = page("zoo").run()
+    next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(str(tmp_path / "nope"))
+    button(at, "Import zoo").click().run()
+    assert any("nope: not a folder" in e for e in texts(at.error))
+
+
+# ---------------------------------------------------------------- autoencoder
+
+
+def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wait(app_root):
+    at = page("autoencoder").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1  # the finished run's loss curves
+    button(at, "Evaluate this run").click()
+    run_until(at, lambda at: len(at.dataframe) >= 3)  # runs, reconstruction figures, probes
+    probes = at.dataframe[2].value
+    assert "embedding (ours)" in probes["features"].to_list() and {"test_acc", "epoch", "ggap"} <= set(probes.columns)
+
+    next(n for n in at.number_input if n.label == "Epochs").set_value(300)
+    button(at, "Train autoencoder").click().run()
+    other_tab = page("autoencoder").run()
+    assert any(b.label == "Stop" for b in other_tab.button)  # the second tab watches the running job
+    assert not any(b.label == "Train autoencoder" for b in other_tab.button)  # and cannot start another
+    button(other_tab, "Stop").click().run()
+    run_until(at, lambda at: any("stopped after epoch" in w for w in texts(at.warning)))
+
+    next(n for n in at.number_input if n.label == "Epochs").set_value(2)
+    button(at, "Train autoencoder").click()
+    run_until(at, lambda at: any(s.startswith("Trained `hyperrep-") for s in texts(at.success)))
+
+
+def test_autoencoder_page_on_a_workspace_without_a_zoo_says_so(app_root):
+    (app_root / "empty").mkdir()
+    at = page("autoencoder", "empty").run()
+    assert not at.exception and at.error and "Generate or import a zoo" in texts(at.info)[0]
+
+
+# ---------------------------------------------------------------- explore
+
+
+def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
+    at = page("explore").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert "Nothing selected yet" in " ".join(texts(at.markdown))
+    run = load_run(Workspace(app_root / "digits")).name
+    at.session_state[keys.selection("digits", run)] = [0, 1, 2]
+    at.selectbox(key="map-colour").set_value("init").run()
+    assert not at.exception
+    assert texts(at.metric)[:2] == ["3", "1"]  # checkpoints 0-2 are one model's three epochs
+    button(at, "Clear selection").click().run()
+    assert "Nothing selected yet" in " ".join(texts(at.markdown))
+
+
+def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):
+    shutil.copytree(tiny_zoo_workspace.root, tmp_path / "digits")
+    monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path))
+    at = page("explore").run()
+    assert not at.exception and "train one on the Autoencoder page" in texts(at.info)[0]
+
+
+# ---------------------------------------------------------------- generate and export
+
+
+def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_novelty(app_root):
+    at = page("generate").run()
+    assert not at.exception and at.radio[0].value == "best checkpoints"  # nothing selected on the map yet
+    run = load_run(Workspace(app_root / "digits")).name
+    at.session_state[keys.selection("digits", run)] = [3, 4, 5, 6]
+    at.session_state[keys.ANCHOR_SOURCE] = None
+    at.run()
+    assert at.radio[0].value == "map selection" and "4 checkpoints selected" in " ".join(texts(at.caption))
+    next(n for n in at.number_input if n.label == "Models to generate").set_value(4)
+    next(n for n in at.number_input if n.label == "Fine-tuning epochs").set_value(1)
+    button(at, "Generate").click()
+    run_until(at, lambda at: "Results" in texts(at.header))
+    assert len(at.get("plotly_chart")) == 2  # curves and the novelty plane
+    assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
+    results = list((app_root / "digits" / "samples").glob("*/result.json"))
+    assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
+
+
+def test_generate_from_an_empty_map_selection_is_an_error_box(app_root):
+    at = page("generate")
+    at.session_state[keys.ANCHOR_SOURCE] = "map selection"
+    at.run()
+    button(at, "Generate").click().run()
+    assert any("map selection is empty" in e for e in texts(at.error))
+    assert not (app_root / "digits" / "samples").exists()
+
+
+def test_export_page_offers_the_bundle(app_root):
+    at = page("export").run()
+    assert "No generated models yet" in texts(at.info)[0]
+    from core.gen.config import SampleConfig
+    from core.pipeline import generate
+
+    generate(Workspace(app_root / "digits"), SampleConfig(n=2, finetune_epochs=1, baselines=False))
+    at.run()
+    assert not at.exception and len(at.get("download_button")) == 1
+    assert "models" in at.json[0].value
+
+
+def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_generate(app_root):
+    at = page("autoencoder").run()
+    at.radio(key=keys.AE_KIND).set_value("sane").run()
+    numbers = {n.label: n for n in at.number_input}
+    for label, value in (
+        ("Epochs", 2),
+        ("Token width (entries per token)", 16),
+        ("Window (tokens per training step)", 8),
+        ("Halo (context tokens each side)", 2),
+        ("Transformer width", 16),
+        ("Embedding size per token", 4),
+    ):
+        numbers[label].set_value(value)
+    button(at, "Train autoencoder").click()
+    run_until(at, lambda at: any(s.startswith("Trained `sane-") for s in texts(at.success)))
+    assert "sane" in at.dataframe[0].value["kind"].to_list()
+
+    explore = page("explore")
+    explore.session_state[keys.chosen_run("digits")] = at.session_state[keys.chosen_run("digits")]
+    explore.run()
+    assert not explore.exception and len(explore.get("plotly_chart")) == 1
+    generate = page("generate")
+    generate.session_state[keys.chosen_run("digits")] = at.session_state[keys.chosen_run("digits")]
+    generate.run()
+    assert not generate.exception and "a SANE run" in " ".join(texts(generate.caption))
+    next(n for n in generate.number_input if n.label == "Models to generate").set_value(2)
+    next(n for n in generate.number_input if n.label == "Fine-tuning epochs").set_value(1)
+    next(n for n in generate.number_input if n.label == "Candidates per kept model").set_value(2)
+    next(s for s in generate.selectbox if s.label == "Selection").set_value("subsample")
+    button(generate, "Generate").click()
+    run_until(generate, lambda at: "Results" in texts(at.header))
+    assert "subsample selection kept models" in " ".join(texts(generate.caption))
+    result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
+    assert result["ae_kind"] == "sane" and result["selection"]["candidates"] == 2

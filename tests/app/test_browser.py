@@ -1,0 +1,54 @@
+"""The real thing: `streamlit run app.py` on a free localhost port against a tiny workspace, driven in headless
+Debian Chromium through Playwright: a first request to a page's own address, the map, a box selection,
+generation, the curves, the export's download, and the downloaded bundle loading in plain torch.
+
+Skipped when no Chromium is installed, unless HYPERREP_REQUIRE_BROWSER=1 (CI sets it, so there it must run).
+HYPERREP_SCREENSHOTS=folder keeps the screenshots there."""
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.app.appdriver import browser, chromium_path, explore_generate_export, serve, wait_idle
+from tests.gen.bundle_check import run_in_bundle
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None and os.environ.get("HYPERREP_REQUIRE_BROWSER") != "1",
+    reason="no Chromium (apt-get install chromium)",
+)
+
+
+def test_select_generate_and_export_in_a_real_browser(tiny_ae_workspace, tmp_path):
+    root = tmp_path / "workspaces"
+    shutil.copytree(tiny_ae_workspace.root, root / "digits")
+    shots = Path(os.environ.get("HYPERREP_SCREENSHOTS") or tmp_path / "screenshots")
+    with serve(root, log=tmp_path / "server.log") as url, browser() as page:
+        # The server's first request is a page's own address (a reload or a bookmark after a restart): Streamlit
+        # would run that page alone, without app.py's navigation and workspace picker; the page hands over.
+        page.goto(f"{url}/autoencoder")
+        page.locator('[data-testid="stSidebar"]').get_by_text("Workspace", exact=True).wait_for(timeout=60_000)
+        wait_idle(page)
+        assert "Explore" in page.locator('[data-testid="stSidebar"]').inner_text()
+        flow = explore_generate_export(page, url, tmp_path, shots)
+
+    assert flow["selected"] == 18  # the box spans the whole map: all 6 models x 3 checkpoints
+    results = list((root / "digits" / "samples").glob("*/result.json"))
+    assert len(results) == 1
+    result = json.loads(results[0].read_text())
+    assert result["anchors"]["rule"].startswith("ids:") and result["anchors"]["count"] == 18
+    assert flow["bundle"].name == f"{result['samples_run']}-safetensors.zip"
+
+    unpacked = tmp_path / "bundle"
+    with zipfile.ZipFile(flow["bundle"]) as archive:
+        archive.extractall(unpacked)
+    card = json.loads((unpacked / "card.json").read_text())
+    measured = run_in_bundle(unpacked, "digits")
+    assert len(measured) == result["n"] == 16
+    assert measured == pytest.approx([m["test_acc_as_generated"] for m in card["models"]], abs=1e-6)
+    for name in ("explore", "explore-selection", "generate", "export", "zoo", "autoencoder"):
+        assert (shots / f"{name}.png").stat().st_size > 10_000
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -1,0 +1,97 @@
+"""Selection of sampled models on a score: none, subsample (keep the best), bootstrap (refit on the best)."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import UserError
+from core.gen.samplers import gauss as sample_module
+from core.gen.samplers import make_sampler
+from core.gen.selection import Selection, select_models
+
+
+class CountingSampler:
+    """Draws the codes 0, 1, 2, ... in a shuffled order (one dimension), and records what it was fitted on."""
+
+    def __init__(self):
+        self.fits = []
+
+    def fit(self, anchors, zoo):
+        self.fits.append(np.asarray(anchors).copy())
+        return self
+
+    def sample(self, n, rng):
+        return rng.permutation(n).astype(np.float32)[:, None]
+
+
+def decode(codes):
+    return torch.from_numpy(np.asarray(codes)).float()
+
+
+def score(weights):
+    return weights[:, 0].numpy()
+
+
+def test_none_decodes_exactly_n_draws():
+    weights, info = select_models(
+        CountingSampler(), np.zeros((2, 1)), np.zeros((5, 1)), 3, np.random.default_rng(0), decode, score, Selection()
+    )
+    assert sorted(weights[:, 0].tolist()) == [0, 1, 2] and info == {"mode": "none"}
+
+
+def test_subsample_keeps_the_best_n_of_n_times_candidates():
+    weights, info = select_models(
+        CountingSampler(),
+        np.zeros((2, 1)),
+        np.zeros((5, 1)),
+        3,
+        np.random.default_rng(0),
+        decode,
+        score,
+        Selection("subsample", candidates=4),
+    )
+    assert weights[:, 0].tolist() == [11, 10, 9]  # 12 draws scored 0..11; the best three, best first
+    assert info["history"] == [{"round": 0, "drawn_mean": 5.5, "kept_mean": 10.0}]
+
+
+def test_bootstrap_refits_on_the_kept_codes_each_round():
+    sampler = CountingSampler()
+    anchors = np.full((2, 1), -1.0)
+    _, info = select_models(
+        sampler, anchors, np.zeros((5, 1)), 2, np.random.default_rng(0), decode, score, Selection("bootstrap", 3, 3)
+    )
+    assert len(info["history"]) == 3
+    assert np.array_equal(sampler.fits[0], anchors)  # first fit: the anchors; then the kept draws of each round
+    assert [sorted(f[:, 0].tolist()) for f in sampler.fits[1:]] == [[4, 5], [4, 5]]
+
+
+def test_bootstrap_moves_a_real_sampler_towards_what_scores_well():
+    rng = np.random.default_rng(0)
+    anchors = rng.normal(size=(30, 4))
+    target = np.full(4, 2.0)
+
+    def closeness(weights):
+        return -((weights.numpy() - target) ** 2).sum(1)
+
+    _, info = select_models(
+        make_sampler("gauss"), anchors, anchors, 10, rng, decode, closeness, Selection("bootstrap", 5, 4)
+    )
+    kept = [step["kept_mean"] for step in info["history"]]
+    assert kept == sorted(kept) and kept[-1] > kept[0] + 1.0
+
+
+def test_bad_selection_settings_are_refused():
+    with pytest.raises(UserError, match="selection"):
+        Selection("best")
+    with pytest.raises(UserError, match="candidates"):
+        Selection("subsample", candidates=0)
+
+
+def test_a_gaussian_over_too_many_dimensions_falls_back_to_a_diagonal(monkeypatch):
+    monkeypatch.setattr(sample_module, "MAX_FULL_COVARIANCE_DIM", 3)
+    anchors = np.random.default_rng(0).normal(size=(20, 4)) * np.array([1, 2, 3, 4])
+    sampler = make_sampler("gauss").fit(anchors, anchors)
+    assert "diagonal" in sampler.fallback
+    draws = sampler.sample(4000, np.random.default_rng(1))
+    assert np.allclose(draws.std(0), anchors.std(0), rtol=0.15)
+    assert make_sampler("gauss").fit(anchors[:, :3], anchors[:, :3]).fallback is None

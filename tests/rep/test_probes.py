@@ -1,0 +1,45 @@
+"""Linear probes and SANE's aggregations of token latents, on small hand-checked cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import UserError
+from core.rep.probes import ridge_probe
+from core.rep.sane import aggregate
+
+
+def _normal_equations_probe(features, target, sides) -> float:
+    """The textbook ridge probe: (X^T X + lambda I) w = X^T y for every lambda, the best on val, R^2 on test."""
+    train, val, test = (sides == s for s in ("train", "val", "test"))
+    x = (features - features[train].mean(0)) / (features[train].std(0) + 1e-8)
+    y_mean = target[train].mean()
+    gram, xty = x[train].T @ x[train], x[train].T @ (target[train] - y_mean)
+
+    def r2(rows, coef):
+        truth = target[rows]
+        return 1 - ((truth - x[rows] @ coef - y_mean) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
+
+    coefs = [np.linalg.solve(gram + lam * np.eye(len(gram)), xty) for lam in np.logspace(-3, 5, 17)]
+    return r2(test, max(coefs, key=lambda coef: r2(val, coef)))
+
+
+@pytest.mark.parametrize("n_features", [5, 300])  # fewer, then many more features than train rows
+def test_the_ridge_probe_equals_the_normal_equations(n_features):
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(80, n_features))
+    target = features[:, :3] @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=80)
+    sides = np.array(["train"] * 50 + ["val"] * 15 + ["test"] * 15)
+    expected = _normal_equations_probe(features, target, sides)
+    assert ridge_probe(features, target, sides) == pytest.approx(expected, abs=1e-9)
+    assert expected > 0.2  # the probe finds some signal, so the comparison is not between two failures
+
+
+def test_aggregations_of_token_latents_by_hand():
+    latents = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [2.0, 2.0]]])  # one model, three tokens, latent size 2
+    assert torch.equal(aggregate(latents, "mean"), torch.tensor([[2.0, 0.0]]))
+    assert torch.equal(aggregate(latents, "max"), torch.tensor([[3.0, 2.0]]))
+    std = torch.tensor([(2 / 3) ** 0.5, (8 / 3) ** 0.5])
+    torch.testing.assert_close(aggregate(latents, "meanstd"), torch.cat([torch.tensor([2.0, 0.0]), std])[None])
+    with pytest.raises(UserError, match="unknown aggregation 'median'"):
+        aggregate(latents, "median")

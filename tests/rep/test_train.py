@@ -1,0 +1,130 @@
+"""The autoencoder's training loop, runs on disk, resumption and the eval contract."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from core.errors import Interrupted
+from core.pipeline import train_and_map
+from core.rep.autoencoder import AEConfig, HyperRepresentationAE
+from core.rep.evaluate import evaluate_run
+from core.rep.loop import TrainConfig
+from core.rep.prepare import prepare, split_models
+from core.rep.run import load_run
+from core.rep.tokens import token_layout, tokenize
+from core.zoo.model_zoo import load_zoos
+from tests.conftest import copy_workspace
+
+SMALL = AEConfig(
+    d_model=32,
+    heads=2,
+    encoder_layers=1,
+    decoder_layers=1,
+    feedforward=64,
+    latent_dim=16,
+    projection_dim=8,
+    dropout=0.0,
+)
+
+
+def test_a_tiny_autoencoder_overfits_a_tiny_zoo(tiny_zoo_workspace, tmp_path):
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    config = TrainConfig(
+        epochs=120,
+        batch_size=16,
+        lr=3e-3,
+        gamma=0.0,
+        noise=0.0,
+        erase_probability=0.0,
+        warmup_epochs=2,
+        patience=1000,
+        pca_init=False,
+    )
+    run = train_and_map(workspace, SMALL, config)
+    reconstruction = run.history["reconstruction"].to_list()
+    assert reconstruction[-1] < reconstruction[0] / 5
+    assert (run.folder / "model.safetensors").exists() and (run.folder / "embeddings.parquet").exists()
+
+
+def test_the_linear_path_starts_as_pca(tiny_zoo_workspace):
+    zoo = load_zoos(tiny_zoo_workspace)[0]
+    prepared = prepare(zoo, split_models(list(range(6)), (0.5, 0.25, 0.25), 0), align=True)
+    layout = token_layout(zoo.spec)
+    tokens = tokenize(layout, prepared.standardised[torch.from_numpy(prepared.rows("train"))])
+    model = HyperRepresentationAE(layout.n_tokens, layout.width, replace(SMALL, latent_dim=3))
+    model.init_linear_path(tokens)
+    flat = tokens.flatten(1)
+    mean = flat.mean(0)
+    _, _, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+    pca = (flat - mean) @ vh[:3].T @ vh[:3] + mean
+    with torch.no_grad():
+        decoded = model.decode(model.encode(tokens)).flatten(1)
+    torch.testing.assert_close(decoded, pca, atol=1e-4, rtol=1e-4)
+
+
+def test_interrupted_training_resumes_bit_identically(tiny_zoo_workspace, tmp_path):
+    config = TrainConfig(epochs=6, batch_size=8, warmup_epochs=1, permute_probability=0.5)
+    straight = train_and_map(copy_workspace(tiny_zoo_workspace, tmp_path / "a"), SMALL, config, evaluate=False)
+
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "b")
+    epochs_seen = []
+    with pytest.raises(Interrupted):
+        train_and_map(
+            workspace,
+            SMALL,
+            config,
+            on_progress=lambda d, t, i: epochs_seen.append(d),
+            should_stop=lambda: len(epochs_seen) >= 3,
+            evaluate=False,
+        )
+    resumed_epochs = []
+    resumed = train_and_map(
+        workspace, SMALL, config, on_progress=lambda d, t, i: resumed_epochs.append((i["phase"], d)), evaluate=False
+    )
+    # the epochs left, then the map of the finished run
+    assert resumed_epochs == [("training", 4), ("training", 5), ("training", 6), ("map", 0), ("map", 1)]
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    deterministic = ["epoch", "loss", "reconstruction", "contrastive", "val_reconstruction", "lr"]
+    assert straight.history.select(deterministic).equals(resumed.history.select(deterministic))
+    again = []
+    finished = train_and_map(workspace, SMALL, config, on_progress=lambda d, t, i: again.append(d), evaluate=False)
+    assert again == [] and finished.name == resumed.name  # a finished run is returned, not retrained
+
+
+def test_layer_norm_switch_changes_the_objective(tiny_zoo_workspace, tmp_path):
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    base = TrainConfig(epochs=2, batch_size=8, warmup_epochs=1)
+    normed = train_and_map(workspace, SMALL, base)
+    plain = train_and_map(workspace, SMALL, TrainConfig(**{**base.__dict__, "layer_norm": False}))
+    assert normed.name != plain.name
+    assert plain.history["reconstruction"][0] < normed.history["reconstruction"][0] / 10  # raw weights are small
+    assert load_run(workspace).name == plain.name  # the latest finished run
+
+
+def test_eval_json_has_the_contract_keys(tiny_zoo_workspace, tmp_path, run_cli):
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    sizes = ("--d-model", 32, "--latent-dim", 8, "--batch-size", 8)
+    trained = run_cli("ae", "train", "--workspace", workspace.root, "--epochs", 3, *sizes, "--json", "--quiet")
+    assert trained.code == 0
+    evaluated = run_cli("ae", "eval", "--workspace", workspace.root, "--json")
+    result = evaluated.json
+    assert evaluated.code == 0 and result == trained.json
+    assert isinstance(result["recon_r2"], float) and result["recon_acc_ratio"] > 0
+    assert 0 <= result["recon_keep90_fraction"] <= 1
+    for features in ("embedding", "weights", "stats"):
+        assert set(result["probe_r2"][features]) == {"test_acc", "epoch", "ggap"}
+    assert set(result["recon_r2_per_layer"]) == {
+        "module_list.0",
+        "module_list.3",
+        "module_list.5",
+        "module_list.9",
+        "module_list.11",
+    }
+    assert evaluate_run(workspace, refresh=True)["recon_r2"] == pytest.approx(result["recon_r2"], abs=1e-6)
+
+
+def test_eval_without_a_run_is_a_clear_error(tiny_zoo_workspace, run_cli):
+    result = run_cli("ae", "eval", "--workspace", tiny_zoo_workspace.root, "--json")
+    assert result.code == 2 and "no finished autoencoder run" in result.err

@@ -2,7 +2,6 @@
 bad input gives an error box. Long work runs in background jobs, so tests rerun the page until it is done."""
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import core.default as default
 from core.rep.run import load_run
 from core.store.workspace import Workspace
 from core.zoo.model_zoo import load_zoos
+from tests.conftest import copy_workspace
 from tests.test_default import tiny_configs
 from ui import keys
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def app_root(tiny_ae_workspace, tmp_path, monkeypatch):
     """A workspaces folder holding a copy of the tiny workspace as the default, for the app to use."""
     root = tmp_path / "workspaces"
-    shutil.copytree(tiny_ae_workspace.root, root / "digits")
+    copy_workspace(tiny_ae_workspace, root / "digits")
     monkeypatch.setenv("HYPERREP_WORKSPACES", str(root))
     return root
 
@@ -169,7 +169,7 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
 
 
 def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):
-    shutil.copytree(tiny_zoo_workspace.root, tmp_path / "digits")
+    copy_workspace(tiny_zoo_workspace, tmp_path / "digits")
     monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path))
     at = page("explore").run()
     assert not at.exception and "train one on the Autoencoder page" in texts(at.info)[0]

@@ -7,13 +7,13 @@ HYPERREP_SCREENSHOTS=folder keeps the screenshots there."""
 
 import json
 import os
-import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.app.appdriver import browser, chromium_path, explore_generate_export, serve, wait_idle
+from tests.conftest import copy_workspace
 from tests.gen.bundle_check import run_in_bundle
 
 pytestmark = pytest.mark.skipif(
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_select_generate_and_export_in_a_real_browser(tiny_ae_workspace, tmp_path):
     root = tmp_path / "workspaces"
-    shutil.copytree(tiny_ae_workspace.root, root / "digits")
+    copy_workspace(tiny_ae_workspace, root / "digits")
     shots = Path(os.environ.get("HYPERREP_SCREENSHOTS") or tmp_path / "screenshots")
     with serve(root, log=tmp_path / "server.log") as url, browser() as page:
         # The server's first request is a page's own address (a reload or a bookmark after a restart): Streamlit

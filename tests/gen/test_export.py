@@ -1,7 +1,6 @@
 """Export bundles: a fresh folder, plain torch, and the accuracies the card promises."""
 
 import json
-import shutil
 import zipfile
 
 import polars as pl
@@ -12,7 +11,6 @@ from core.gen.export import export_samples
 from core.gen.finetune import finetune_groups
 from core.pipeline import generate
 from core.store.runs import SamplesRun
-from core.store.workspace import Workspace
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import load_zoos
 from tests.conftest import copy_workspace
@@ -78,9 +76,7 @@ print(json.dumps(out))
 
 
 def test_transfer_bundle_carries_the_target_preprocessing(tiny_ae_workspace, tmp_path):
-    workspace = Workspace(tmp_path / "ws")
-    shutil.copytree(tiny_ae_workspace.root, workspace.root)
-
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
     run = generate(workspace, SampleConfig(n=2, finetune_epochs=1, baselines=False, dataset="shapes"))
     export_samples(workspace, run.name, "safetensors", tmp_path / "bundle.zip")
     unpacked = tmp_path / "fresh"

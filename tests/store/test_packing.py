@@ -1,6 +1,5 @@
 """Workspace packs: what goes in, the round trip, and refusals of damaged or hostile packs."""
 
-import shutil
 import zipfile
 
 import pytest
@@ -9,8 +8,8 @@ import torch
 from core.errors import ZooError
 from core.pipeline import pack_workspace, unpack_workspace
 from core.rep.run import load_run
-from core.store.workspace import Workspace
 from core.zoo.model_zoo import load_zoos
+from tests.conftest import copy_workspace
 
 
 def test_round_trip_keeps_the_zoo_and_finished_runs_but_not_resume_state(tiny_ae_workspace, tmp_path):
@@ -65,8 +64,7 @@ def test_hostile_or_foreign_zips_are_refused_without_leftovers(tmp_path, members
 
 
 def test_a_pack_with_a_broken_zoo_is_refused(tiny_zoo_workspace, tmp_path):
-    broken = Workspace(tmp_path / "broken")
-    shutil.copytree(tiny_zoo_workspace.root, broken.root)
+    broken = copy_workspace(tiny_zoo_workspace, tmp_path / "broken")
     pack = tmp_path / "ws.zip"
     pack_workspace(broken, pack)
     damaged = tmp_path / "damaged.zip"

@@ -13,12 +13,13 @@ import streamlit as st
 
 from core.default import ASSET, NAME, build_default, unpack_default
 from core.errors import UserError
-from core.runtime import tune_cpu_allocator
+from core.runtime import sleep_while_waiting, tune_cpu_allocator
 from core.store.workspace import Workspace
 from ui import keys, session
 from ui.widgets import start, watch
 
 st.set_page_config(page_title="Hyper-representation workbench", page_icon=":material/hub:", layout="wide")
+sleep_while_waiting()  # before the engine (torch) loads, in the background
 tune_cpu_allocator()
 session.warm_up()
 

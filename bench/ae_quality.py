@@ -18,6 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.runtime import sleep_while_waiting  # noqa: E402
+
+sleep_while_waiting()  # before torch loads: the machine may be busy
+
 from core.pipeline import train_and_map  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402

@@ -22,6 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.runtime import sleep_while_waiting  # noqa: E402
+
+sleep_while_waiting()  # before torch loads: the machine may be busy
+
 from core.default import ASSET, NAME  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
 from core.pipeline import generate, unpack_workspace  # noqa: E402

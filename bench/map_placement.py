@@ -20,6 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.runtime import sleep_while_waiting  # noqa: E402
+
+sleep_while_waiting()  # before torch loads: the machine may be busy
+
 from core.rep.embed import embedding_matrix, load_embeddings, place_on_map  # noqa: E402
 from core.rep.run import load_run  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402

@@ -34,6 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.runtime import sleep_while_waiting  # noqa: E402
+
+sleep_while_waiting()  # before torch loads: the machine may be busy
+
 BATCH = 16
 
 

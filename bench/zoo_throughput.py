@@ -23,6 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.runtime import sleep_while_waiting  # noqa: E402
+
+sleep_while_waiting()  # before torch loads: the machine may be busy
+
 
 def _worker(kind: str, models: int, epochs: int, batch_size: int, device: str) -> dict:
     from core.runtime import tune_cpu_allocator

@@ -18,7 +18,7 @@ import polars as pl
 import torch
 
 from core.gen.anchors import Anchors, resolve_anchors
-from core.gen.baselines import reference_groups, simple_baselines
+from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, zoo_recipe
@@ -35,6 +35,7 @@ from core.store.workspace import Workspace
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import combined_table, load_zoos
+from core.zoo.population import evaluate_models
 
 Progress = Callable[[int, int, dict], None]
 
@@ -103,11 +104,12 @@ def generate(
     (the app passes one for its lifetime)."""
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
-    anchors = resolve_anchors(zoos, combined_table(zoos), config.anchors)
+    table = combined_table(zoos)
+    anchors = resolve_anchors(zoos, table, config.anchors)
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
-    generated, sampler, selected = draw_models(run, prepared, anchors, config, source, rng, device)
+    generated, sampler, selected = draw_models(run, prepared, anchors, config, source, rng, device, table)
     anchors_aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
     groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, config.n, rng)}
     if config.baselines:
@@ -115,7 +117,9 @@ def generate(
     target_name = config.dataset or source_name
     target = load_dataset(target_name, seed=0) if target_name != source_name else source
     curves, per_model, finetuned = _finetune(anchors, groups, config, target, target is not source, device, on_progress)
-    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors or ZooErrorSets())
+    zoo_errors = zoo_errors or ZooErrorSets()
+    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
+    frontier = _frontier(workspace, anchors, prepared, anchors_aligned, config, source, rng, zoo_errors)
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
         ae_run=run.name,
@@ -133,6 +137,7 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
+        extra={"noise_frontier": frontier},
     )
     samples.write(
         {"generated": generated, "finetuned": finetuned[: config.n]},
@@ -176,6 +181,17 @@ def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source
         for name, vectors in groups.items()
         if name != "random_init"
     }
+
+
+def _frontier(workspace, anchors: Anchors, prepared, aligned, config, source: Dataset, rng, zoo_errors) -> list[dict]:
+    """The noise baseline at every scale of its frontier: mean accuracy as generated and median novelty (the
+    Generate page draws it as a line on the novelty plane); none when the baselines are off."""
+    if not config.baselines:
+        return []
+    models = noise_frontier(aligned, prepared, config.n, rng)
+    figures = _novelty_figures(workspace, anchors, prepared, {str(k): v for k, v in models.items()}, source, zoo_errors)
+    accuracy = {k: evaluate_models(anchors.spec, v, source.x_test, source.y_test)[1] for k, v in models.items()}
+    return [{"scale": k, "acc_mean": float(accuracy[k].mean()), **_medians(figures[str(k)])} for k in models]
 
 
 def _medians(figures: dict) -> dict:

@@ -15,6 +15,17 @@ DEVICES = ("auto", "cpu", "cuda")
 _allocator_tuned = False
 
 
+def sleep_while_waiting() -> None:
+    """Make OpenMP worker threads (torch's intra-op pool) sleep while they wait for work, instead of spinning.
+
+    On an idle machine spinning costs nothing; with another CPU-bound process on the same cores, the spinning
+    threads steal the time the working ones need. Measured on 2 cores with other work running: an autoencoder
+    epoch took 35 s with the default policy and 1.4 s with this one (2 threads either way). OpenMP reads the policy
+    once, when torch loads it: entry points call this before anything imports torch. A policy the user set is kept.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def resolve_device(name: str = "auto") -> str:
     if name not in DEVICES:
         raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")

@@ -19,6 +19,7 @@ from ui.widgets import or_stop, page_start, require_run, require_zoo_table, star
 
 SELECTION_HELP = {
     "none": "None: keep every sampled model",
+    "guided": "Guided: draw more, keep those the embedding predicts most accurate (no data needed)",
     "subsample": "Subsample: draw more, keep the best on validation data",
     "bootstrap": "Bootstrap: keep the best, refit the sampler on them, repeat",
 }
@@ -105,7 +106,7 @@ def show_result(result: SamplesRun) -> None:
         st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
     with right:
         st.markdown("**Novelty**: are the generated models new, or copies of zoo models?")
-        st.plotly_chart(novelty_figure(novelty_table), width="stretch")
+        st.plotly_chart(novelty_figure(novelty_table, result.extra.get("noise_frontier")), width="stretch")
         st.caption(
             f"Median nearest-zoo L2 distance: {result.novelty['min_l2_median']:.2f} "
             f"(between zoo models: {result.novelty['zoo_min_l2_median']:.2f})."
@@ -130,7 +131,19 @@ if not running:
     with st.form("generate"):
         c1, c2, c3 = st.columns(3)
         defaults = SampleConfig()
-        method = c1.selectbox("Sampler", METHODS, format_func=lambda m: SAMPLERS[m].description)
+        method = c1.selectbox(
+            "Sampler", METHODS, index=METHODS.index(defaults.method), format_func=lambda m: SAMPLERS[m].description
+        )
+        spread = c1.slider(
+            "Spread",
+            0.0,
+            4.0,
+            float(defaults.spread),
+            0.05,
+            help="how far from the anchors to sample, in units of their typical spacing (the median distance from "
+            "an anchor to its nearest other anchor in the embedding): 0 decodes the anchors themselves, 1 goes as "
+            "far as the next anchor typically is. Larger: newer models, usually less accurate as generated.",
+        )
         n = c1.number_input("Models to generate", 1, 256, defaults.n)
         epochs = c2.number_input("Fine-tuning epochs", 0, 50, defaults.finetune_epochs)
         source = or_stop(workspace.manifest).get("dataset", {}).get("name", "?")
@@ -138,9 +151,14 @@ if not running:
         target = c2.selectbox("Fine-tune on", targets, help="another dataset is a transfer task (fresh output layer)")
         folder = c3.text_input("Local dataset folder (for 'local folder')", "")
         seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.seed)
-        selection = c1.selectbox("Selection", SELECTIONS, format_func=lambda m: SELECTION_HELP.get(m, m))
+        selection = c1.selectbox(
+            "Selection",
+            SELECTIONS,
+            index=SELECTIONS.index(defaults.selection),
+            format_func=lambda m: SELECTION_HELP.get(m, m),
+        )
         candidates = c2.number_input(
-            "Candidates per kept model", 1, 32, defaults.candidates, help="subsample and bootstrap"
+            "Candidates per kept model", 1, 32, defaults.candidates, help="guided, subsample and bootstrap"
         )
         rounds = c3.number_input("Bootstrap rounds", 1, 10, defaults.rounds)
         submitted = st.form_submit_button("Generate", type="primary")
@@ -155,6 +173,7 @@ if not running:
                 raise UserError("give the local dataset folder's path")
             config = SampleConfig(
                 method=method,
+                spread=float(spread),
                 anchors=rule,
                 n=int(n),
                 finetune_epochs=int(epochs),

@@ -220,10 +220,24 @@ def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> g
     )
 
 
-def novelty_figure(novelty_table: pl.DataFrame) -> go.Figure:
+def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | None = None) -> go.Figure:
     """Accuracy as generated against the largest overlap of misclassified test images with any zoo model
-    (Zeng et al.'s plane): copies sit at the top right."""
+    (Zeng et al.'s plane): copies sit at the top right. The noise baseline's frontier (its median at each noise
+    scale), when given, is a line: samples above it are better than adding noise at the same novelty."""
     figure = go.Figure()
+    if noise_frontier:
+        points = sorted(noise_frontier, key=lambda p: p["max_iou_median"])
+        figure.add_trace(
+            go.Scatter(
+                x=[p["max_iou_median"] for p in points],
+                y=[p["acc_mean"] for p in points],
+                mode="lines+markers",
+                name="anchor + noise at 5 scales (median)",
+                line={"color": GROUP_STYLE["noise"][1], "dash": "dash"},
+                text=[f"noise {p['scale']:g} x layer std" for p in points],
+                hovertemplate="%{text}<br>max IoU %{x:.2f}, accuracy %{y:.3f}<extra></extra>",
+            )
+        )
     for group, (label, colour, _) in GROUP_STYLE.items():
         rows = novelty_table.filter(pl.col("group") == group)
         if rows.height:

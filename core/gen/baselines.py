@@ -19,6 +19,9 @@ from core.rep.prepare import PreparedZoo
 from core.zoo.population import INITS, init_vectors
 
 NOISE_SCALE = 0.1  # the `noise` baseline: std as a fraction of each layer's std over the zoo
+# The noise baseline's frontier: the same baseline at these scales, so a generation can be placed against the whole
+# trade-off between accuracy and novelty that adding noise buys, not against one point of it.
+FRONTIER_SCALES = (0.025, 0.05, 0.1, 0.2, 0.4)
 SIMPLE = ("noise", "average", "weight_gauss")
 
 
@@ -42,3 +45,14 @@ def simple_baselines(aligned: torch.Tensor, prepared: PreparedZoo, n: int, rng: 
         "average": aligned[triples].mean(1),
         "weight_gauss": aligned.mean(0) + noise * std,
     }
+
+
+def noise_frontier(aligned: torch.Tensor, prepared: PreparedZoo, n: int, rng: np.random.Generator) -> dict:
+    """{scale: n models, each an aligned anchor plus Gaussian noise of `scale` times each layer's std}."""
+    std = prepared.entry_std()
+    models = {}
+    for scale in FRONTIER_SCALES:
+        pick = torch.from_numpy(rng.integers(0, len(aligned), n))
+        noise = torch.from_numpy(rng.normal(size=(n, aligned.shape[1])).astype(np.float32))
+        models[scale] = aligned[pick] + scale * noise * std
+    return models

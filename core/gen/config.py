@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 from core.gen.samplers import METHODS
-from core.gen.samplers.gauss import COVARIANCES
-from core.gen.samplers.kde import BANDWIDTHS
 from core.gen.selection import SELECTIONS, Selection
 from core.settings import setting
 
@@ -22,10 +20,9 @@ class SampleConfig:
     finetune_epochs: int = setting(3, "fine-tuning epochs after generation (0: evaluate only)")
     dataset: str | None = setting(None, "fine-tune on another dataset (a transfer task), e.g. shapes")
     seed: int = setting(0, "seed of every random choice of the generation")
-    # Cross-validated: in 64 dimensions Scott's rule gives kernels as wide as the anchors' spread, and such
-    # samples decoded to 19% accuracy against 77% with cross-validation (digits, 8-init zoo).
-    bandwidth: str = setting("cv", "kde bandwidth: cv, scott, silverman, or a number")
-    covariance: str = setting("full", "gauss covariance", choices=COVARIANCES)
+    spread: float = setting(
+        1.0, "noise around the anchors, in units of their median nearest-neighbour distance (0: the anchors)"
+    )
     baselines: bool = setting(True, "also make the simple weight-space baselines (noise, average, per-weight Gaussian)")
     lr: float | None = setting(
         None, "fine-tuning learning rate (default: the zoo's)", flag="--finetune-lr", parse=float
@@ -33,14 +30,15 @@ class SampleConfig:
     batch_size: int | None = setting(
         None, "fine-tuning batch size (default: the zoo's)", flag="--finetune-batch-size", parse=int
     )
-    # SANE's selection of sampled models on validation data (core/gen/selection.py): none, subsample, bootstrap.
+    # Which of the draws to keep (core/gen/selection.py).
     selection: str = setting(
         "none",
-        "subsample: draw n x candidates, keep the best n on validation data; bootstrap: repeat, refitting the "
-        "sampler on the kept ones (SANE, 2024)",
+        "guided: draw n x candidates, keep the n a probe of the embedding predicts most accurate (no data needed); "
+        "subsample: keep the best n on validation data; bootstrap: repeat, refitting the sampler on the kept ones "
+        "(SANE, 2024)",
         choices=SELECTIONS,
     )
-    candidates: int = setting(4, "draws per kept model (subsample, bootstrap)")
+    candidates: int = setting(4, "draws per kept model (guided, subsample, bootstrap)")
     rounds: int = setting(3, "bootstrap rounds")
 
     def __post_init__(self) -> None:
@@ -54,22 +52,10 @@ class SampleConfig:
             raise UserError(f"the fine-tuning learning rate must be finite and positive, got {self.lr}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"the fine-tuning batch size must be >= 1, got {self.batch_size}")
-        if self.covariance not in COVARIANCES:
-            raise UserError(f"unknown covariance {self.covariance!r}; choose one of {', '.join(COVARIANCES)}")
+        if not (math.isfinite(self.spread) and self.spread >= 0):
+            raise UserError(f"the spread must be a finite number >= 0, got {self.spread}")
         Selection(self.selection, self.candidates, self.rounds)  # validates the selection settings
-        _check_bandwidth(self.bandwidth)
 
     @property
     def selector(self) -> Selection:
         return Selection(self.selection, self.candidates, self.rounds)
-
-
-def _check_bandwidth(bandwidth: str) -> None:
-    if bandwidth in BANDWIDTHS:
-        return
-    try:
-        width = float(bandwidth)
-    except ValueError:
-        width = float("nan")
-    if not (math.isfinite(width) and width > 0):
-        raise UserError(f"kde bandwidth {bandwidth!r}: use {', '.join(BANDWIDTHS)} or a positive number")

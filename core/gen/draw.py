@@ -1,16 +1,20 @@
 """Drawing new models: fit the sampler on the anchors' codes, draw codes, decode them to weights (re-estimating
-BatchNorm statistics, as SANE does), and keep them as the selection says."""
+BatchNorm statistics, as SANE does), and keep them as the selection says (guided by a probe of the embedding, or
+scored on validation data)."""
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import torch
 
 from core.gen.anchors import Anchors
 from core.gen.config import SampleConfig
 from core.gen.samplers import Sampler, make_sampler
 from core.gen.selection import select_models
+from core.rep.embed import embedding_matrix, load_embeddings
 from core.rep.prepare import PreparedZoo
+from core.rep.probes import fit_ridge
 from core.rep.run import AERun
 from core.zoo.data import Dataset
 from core.zoo.population import evaluate_models, recalibrate_norm_statistics
@@ -26,8 +30,10 @@ def draw_models(
     source: Dataset,
     rng: np.random.Generator,
     device: str,
+    table: pl.DataFrame | None = None,
 ) -> tuple[torch.Tensor, Sampler, dict]:
-    """(weights [n, params] aligned, the fitted sampler, the selection's report)."""
+    """(weights [n, params] aligned, the fitted sampler, the selection's report). `table`: the whole zoo's
+    checkpoint table, which guided selection's probe learns accuracy from."""
     spec = anchors.spec
     zoo_rows = np.random.default_rng([config.seed, 1]).permutation(len(anchors.zoo.table))[:SPREAD_CHECKPOINTS]
     anchor_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(anchors.rows)], device)
@@ -40,6 +46,19 @@ def draw_models(
     def score(weights: torch.Tensor) -> np.ndarray:
         return evaluate_models(spec, weights, source.x_val, source.y_val)[1].numpy()
 
-    sampler = make_sampler(config.method, config.bandwidth, config.covariance)
-    weights, report = select_models(sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, config.selector)
+    predict = accuracy_predictor(run, table) if config.selection == "guided" and table is not None else None
+    sampler = make_sampler(config.method, config.spread)
+    selection = config.selector
+    weights, report = select_models(sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict)
     return weights, sampler, report
+
+
+def accuracy_predictor(run: AERun, table: pl.DataFrame):
+    """codes -> predicted accuracy: a ridge probe from the run's map embedding to validation accuracy (test accuracy
+    where a zoo has no validation split), fit on the run's training models, lambda chosen on its validation models.
+    The test models stay out of it."""
+    embeddings = load_embeddings(run.files).join(table, on="checkpoint", how="left")
+    metric = "val_acc" if embeddings["val_acc"].is_not_nan().all() else "test_acc"
+    target = embeddings[metric].cast(pl.Float64).to_numpy()
+    probe = fit_ridge(embedding_matrix(embeddings), target, embeddings["split"].to_numpy())
+    return lambda codes: probe.predict(run.code_embedding(codes))

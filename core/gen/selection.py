@@ -1,10 +1,12 @@
-"""Keep the best of many sampled models, or refit the density on them: SANE's "subsampled" and
-"bootstrapped" sampling (Schürholt, Mahoney and Borth, 2024), for codes of either kind of autoencoder run.
+"""Keep the best of many sampled models, or refit the density on them, for codes of either kind of autoencoder run.
 
 - `none`: draw n codes and decode them;
-- `subsample`: draw n x `candidates` codes, decode and score them all (validation accuracy), keep the best n;
-- `bootstrap`: `rounds` times: draw n x `candidates`, keep the best n, and refit the sampler on their codes,
-  so the density walks towards the region that decodes well.
+- `guided`: draw n x `candidates` codes and keep the n whose embedding a linear probe predicts to be the most
+  accurate (the embedding predicts accuracy well, and this needs no data: only the n kept are decoded);
+- `subsample`: SANE's "subsampled" sampling (Schürholt, Mahoney and Borth, 2024): draw n x `candidates` codes,
+  decode and score them all (validation accuracy), keep the best n;
+- `bootstrap`: SANE's "bootstrapped" sampling: `rounds` times, draw n x `candidates`, keep the best n, and refit
+  the sampler on their codes, so the density walks towards the region that decodes well.
 Scoring only ranks the draws; the kept models' reported accuracies come from the test split, later.
 """
 
@@ -19,13 +21,13 @@ import torch
 from core.errors import UserError
 from core.gen.samplers.base import Sampler
 
-SELECTIONS = ("none", "subsample", "bootstrap")
+SELECTIONS = ("none", "guided", "subsample", "bootstrap")
 
 
 @dataclass(frozen=True)
 class Selection:
     mode: str = "none"
-    candidates: int = 4  # draws per kept model (subsample, bootstrap)
+    candidates: int = 4  # draws per kept model (guided, subsample, bootstrap)
     rounds: int = 3  # bootstrap: draw-and-keep rounds, the sampler refit between them
 
     def __post_init__(self) -> None:
@@ -44,21 +46,35 @@ def select_models(
     decode: Callable[[np.ndarray], torch.Tensor],
     score: Callable[[torch.Tensor], np.ndarray],
     selection: Selection,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """(weights [n, params], info): n models drawn from `sampler` fitted on the anchors' codes, selected as
-    `selection` says; `info` has each round's mean score of all draws and of the kept ones."""
+    `selection` says (`score` rates decoded weights, `predict` rates codes); `info` has each round's mean score of
+    all draws and of the kept ones."""
     sampler.fit(anchor_codes, zoo_codes)
     if selection.mode == "none":
         return decode(sampler.sample(n, rng)), {"mode": "none"}
+    if selection.mode == "guided":
+        if predict is None:
+            raise UserError("guided selection needs an accuracy predictor (a probe of the run's embedding)")
+        codes = sampler.sample(n * selection.candidates, rng)
+        best, step = _best(np.asarray(predict(codes), dtype=np.float64), n, 0)
+        info = {"mode": "guided", "candidates": selection.candidates, "rounds": 1, "history": [step]}
+        return decode(codes[best]), info | {"scored_by": "predicted accuracy"}
     rounds = selection.rounds if selection.mode == "bootstrap" else 1
     history = []
     for number in range(rounds):
         codes = sampler.sample(n * selection.candidates, rng)
         weights = decode(codes)
-        scores = np.asarray(score(weights), dtype=np.float64)
-        best = np.argsort(-scores, kind="stable")[:n]
-        history.append({"round": number, "drawn_mean": float(scores.mean()), "kept_mean": float(scores[best].mean())})
+        best, step = _best(np.asarray(score(weights), dtype=np.float64), n, number)
+        history.append(step)
         if number < rounds - 1:
             sampler.fit(codes[best], zoo_codes)
     info = {"mode": selection.mode, "candidates": selection.candidates, "rounds": rounds, "history": history}
-    return weights[torch.from_numpy(best)], info
+    return weights[torch.from_numpy(best)], info | {"scored_by": "validation accuracy"}
+
+
+def _best(scores: np.ndarray, n: int, number: int) -> tuple[np.ndarray, dict]:
+    """The indices of the n best scores, and the round's report."""
+    best = np.argsort(-scores, kind="stable")[:n]
+    return best, {"round": number, "drawn_mean": float(scores.mean()), "kept_mean": float(scores[best].mean())}

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from core.errors import Interrupted, UserError
+from core.rep.behaviour import DISTANCES, QUERIES
 from core.settings import setting
 from core.store.files import atomic_path, write_parquet, write_tensors
 from core.store.runs import AERunFiles
@@ -48,6 +49,14 @@ class TrainConfig:
     align: bool = setting(True, "align the zoo (weight matching) before training")
     align_iterations: int = 2
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    # The behavioural loss (core/rep/behaviour.py): decoded and original models' outputs on query inputs.
+    behaviour_weight: float = setting(0.0, "weight of the behavioural loss (0: off)")
+    behaviour_distance: str = setting("kl", "how outputs are compared", choices=DISTANCES)
+    queries: str = setting("train", "query inputs of the behavioural loss", choices=QUERIES)
+    query_batch: int = setting(64, "query inputs per training step of the behavioural loss")
+    structure_weight: float = setting(
+        1.0, "weight of the reconstruction loss (0 with a behaviour weight: the behaviour-only ablation)"
+    )
     patience: int = setting(40, "stop after this many epochs without a better validation reconstruction")
     clip: float = 1.0
     seed: int = setting(0, "seed of the split, the initialisation and every random choice of training")
@@ -59,13 +68,21 @@ class TrainConfig:
             raise UserError(f"gamma must lie in [0, 1], got {self.gamma}")
         positive = {"lr": self.lr, "temperature": self.temperature, "clip": self.clip}
         bad = [f"{k} {v}" for k, v in positive.items() if not (math.isfinite(v) and v > 0)]
-        non_negative = {"weight decay": self.weight_decay, "noise": self.noise, "warm-up epochs": self.warmup_epochs}
+        non_negative = {
+            "weight decay": self.weight_decay,
+            "noise": self.noise,
+            "warm-up epochs": self.warmup_epochs,
+            "behaviour weight": self.behaviour_weight,
+            "structure weight": self.structure_weight,
+        }
         bad += [f"{k} {v}" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0)]
         for name, p in (("erase", self.erase_probability), ("permute", self.permute_probability)):
             if not 0 <= p <= 1:
                 bad.append(f"{name} probability {p} (must lie in [0, 1])")
-        if self.seed < 0 or self.patience < 1:
-            bad.append(f"seed {self.seed} and patience {self.patience} (seed >= 0, patience >= 1)")
+        if self.seed < 0 or self.patience < 1 or self.query_batch < 1:
+            bad.append(f"seed {self.seed}, patience {self.patience}, query batch {self.query_batch} (>= 0, >= 1, >= 1)")
+        if self.structure_weight == 0 and self.behaviour_weight == 0:
+            bad.append("no reconstruction signal (structure and behaviour weights are both 0)")
         if bad:
             raise UserError(f"autoencoder training: {', '.join(bad)}")
 
@@ -81,11 +98,14 @@ class Trainer(Protocol):
 
     def batches(self) -> list[Any]: ...
 
-    def losses(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(total, reconstruction, contrastive) of one batch."""
+    def losses(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """The losses of one batch by name: "loss" (the total, which is minimised), "reconstruction",
+        "contrastive" and any other part the kind logs ("behaviour")."""
         ...
 
-    def validation_loss(self, model: nn.Module) -> float: ...
+    def validation(self, model: nn.Module) -> dict[str, float]:
+        """Figures on the validation models: "val_reconstruction" and, with the behavioural loss, "val_behaviour"."""
+        ...
 
 
 def shuffled_batches(count: int, batch_size: int, generator: torch.Generator, device: str) -> list[torch.Tensor]:
@@ -176,29 +196,30 @@ def _epoch(run: _Fit, trainer: Trainer, config: TrainConfig, device: str, epoch:
     """One epoch of training and validation; the history row it adds."""
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     run.model.train()
-    sums = torch.zeros(3, device=device)
+    sums: dict[str, torch.Tensor] = {}
     for batch in trainer.batches():
         with autocast:
-            loss, rec, con = trainer.losses(run.model, batch)
+            parts = trainer.losses(run.model, batch)
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.clip)
         run.optimizer.step()
         run.scheduler.step()
-        sums += torch.stack([loss.detach(), rec.detach(), con.detach()]).float()
-    val = trainer.validation_loss(run.model)
+        for name, value in parts.items():  # kept on the device: one host transfer per epoch, below
+            sums[name] = sums.get(name, 0.0) + value.detach().float()
+    figures = trainer.validation(run.model)
+    val = config.structure_weight * figures["val_reconstruction"]
+    val += config.behaviour_weight * figures.get("val_behaviour", 0.0)  # the model-selection criterion
     if not math.isfinite(val):
         raise UserError(f"{files.folder}: training diverged at epoch {epoch} (validation loss {val}); try a lower --lr")
     if val < run.best:
         run.best, run.best_epoch = val, epoch
         run.best_weights = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
-    means = (sums / trainer.steps_per_epoch).tolist()
+    means = dict(zip(sums, (torch.stack(list(sums.values())) / trainer.steps_per_epoch).tolist()))
     row = {
         "epoch": epoch,
-        "loss": means[0],
-        "reconstruction": means[1],
-        "contrastive": means[2],
-        "val_reconstruction": val,
+        **means,
+        **figures,
         "lr": run.scheduler.get_last_lr()[0],
         "elapsed_s": time.monotonic() - started,
     }

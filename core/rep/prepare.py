@@ -60,11 +60,15 @@ class PreparedZoo:
         """[params]: each weight's standardisation std, to map standardised vectors back."""
         return _per_entry(self.zoo, self.layer_std)
 
+    def entry_mean(self) -> torch.Tensor:
+        """[params]: each weight's standardisation mean."""
+        return _per_entry(self.zoo, self.layer_mean)
+
     def standardise(self, vectors: torch.Tensor) -> torch.Tensor:
-        return (vectors - _per_entry(self.zoo, self.layer_mean)) / self.entry_std()
+        return (vectors - self.entry_mean()) / self.entry_std()
 
     def destandardise(self, standardised: torch.Tensor) -> torch.Tensor:
-        return standardised * self.entry_std() + _per_entry(self.zoo, self.layer_mean)
+        return standardised * self.entry_std() + self.entry_mean()
 
 
 def standardisation_slices(spec: Spec) -> list[slice]:

@@ -4,6 +4,8 @@ on held-out models."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 import torch
@@ -41,17 +43,31 @@ def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(1 - ((truth - predicted) ** 2).sum() / denominator) if denominator > 0 else float("nan")
 
 
-def ridge_probe(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> float:
-    """Test R^2 of a closed-form ridge regression fit on the train rows, lambda chosen on the val rows.
+@dataclass(frozen=True)
+class Ridge:
+    """A fitted linear probe: features standardised with the training rows' mean and std, then a linear map."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.std) @ self.coef + self.intercept
+
+
+def fit_ridge(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> Ridge:
+    """A closed-form ridge regression fit on the train rows, lambda chosen on the val rows (rows with a
+    non-finite target are left out).
 
     One thin SVD of the train rows, X = U S V^T, gives every lambda's solution V diag(s / (s^2 + lambda)) U^T y
     at the cost of min(rows, features)^2 x max(...): flat weights of a ResNet (tens of thousands of features,
     hundreds of rows) never form a features x features Gram matrix."""
     known = np.isfinite(target)
-    train, val, test = ((sides == s) & known for s in ("train", "val", "test"))
+    train, val = ((sides == s) & known for s in ("train", "val"))
     mean, std = features[train].mean(0), features[train].std(0) + 1e-8
     x = (features - mean) / std
-    y_mean = target[train].mean()
+    y_mean = float(target[train].mean())
     u, singular, vt = np.linalg.svd(x[train].astype(np.float64), full_matrices=False)
     uty = u.T @ (target[train] - y_mean)
     best = (-np.inf, None)
@@ -60,7 +76,13 @@ def ridge_probe(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> 
         score = _r2(target[val], x[val] @ coef + y_mean)
         if score > best[0]:
             best = (score, coef)
-    return _r2(target[test], x[test] @ best[1] + y_mean)
+    return Ridge(mean, std, best[1], y_mean)
+
+
+def ridge_probe(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> float:
+    """Test R^2 of `fit_ridge`'s probe (the test rows never enter the fit or the choice of lambda)."""
+    test = (sides == "test") & np.isfinite(target)
+    return _r2(target[test], fit_ridge(features, target, sides).predict(features[test]))
 
 
 def probe_all(features: dict[str, np.ndarray], table: pl.DataFrame, sides: np.ndarray) -> dict[str, dict[str, float]]:

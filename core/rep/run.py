@@ -78,6 +78,10 @@ class AERun:
         """[N, embedding]: what the map and the probes use (SANE: token latents aggregated as the run says)."""
         return self.method.embed(self.model, prepared, weights, device, (self.aggregation,))[self.aggregation]
 
+    def code_embedding(self, codes: np.ndarray) -> np.ndarray:
+        """The map embedding [N, dim] of codes [N, code], without decoding them."""
+        return self.method.code_embedding(self.model, codes, self.aggregation)
+
     def reconstruct(self, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
         """Aligned weights [rows, params] decoded from the codes of the given checkpoints."""
         weights = prepared.aligned[torch.as_tensor(rows)]

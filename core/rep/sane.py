@@ -157,21 +157,22 @@ def sane_losses(
     gamma: float,
     temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(total, reconstruction, contrastive) on one window of two augmented views [B, L, width].
+    """(reconstruction, contrastive, the first view's reconstructed window) on one window of two augmented views
+    [B, L, width].
 
     Tokens are standardised per layer over the training zoo, so the masked mean squared error is the
     layer-wise normalised reconstruction loss. The contrastive loss pulls together the two views' window
     embeddings (mean token latents) through the projection head."""
     latent_a, latent_b = model.encode(view_a, positions), model.encode(view_b, positions)
+    recon_a, recon_b = model.decode(latent_a, positions), model.decode(latent_b, positions)
     rec = 0.5 * sum(
-        ((model.decode(z, positions) - t) * mask).pow(2).sum() / (mask.sum() * t.shape[0])
-        for z, t in ((latent_a, target_a), (latent_b, target_b))
+        ((r - t) * mask).pow(2).sum() / (mask.sum() * t.shape[0]) for r, t in ((recon_a, target_a), (recon_b, target_b))
     )
     if gamma > 0:
         con = nt_xent(model.projection(latent_a.mean(1)), model.projection(latent_b.mean(1)), temperature)
     else:
         con = torch.zeros((), device=view_a.device)
-    return gamma * con + (1 - gamma) * rec, rec, con
+    return rec, con, recon_a
 
 
 def random_windows(

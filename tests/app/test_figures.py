@@ -9,6 +9,7 @@ from ui.figures import (
     curves_figure,
     map_figure,
     map_table,
+    novelty_figure,
     selected_checkpoints,
     selection_summary,
 )
@@ -112,3 +113,16 @@ def test_accuracy_histogram_has_one_trace_per_saved_epoch(table):
     figure = accuracy_histogram(table)
     assert [t.name for t in figure.data] == ["epoch 0", "epoch 5"]
     assert sorted(figure.data[1].x) == [0.8, 0.9]
+
+
+def test_the_novelty_plane_draws_the_noise_frontier_as_a_line():
+    plane = pl.DataFrame({"group": ["generated", "noise"], "acc_epoch0": [0.9, 0.8], "min_l2": [1.0, 1.0]})
+    plane = plane.with_columns(pl.Series("max_iou", [0.5, 0.6]))
+    frontier = [
+        {"scale": 0.2, "acc_mean": 0.7, "max_iou_median": 0.4},
+        {"scale": 0.05, "acc_mean": 0.95, "max_iou_median": 0.8},
+    ]
+    figure = novelty_figure(plane, frontier)
+    line = next(trace for trace in figure.data if trace.mode == "lines+markers")
+    assert list(line.x) == [0.4, 0.8] and list(line.y) == [0.7, 0.95]  # ordered along the novelty axis
+    assert len(novelty_figure(plane).data) == 2  # without a frontier: the points alone

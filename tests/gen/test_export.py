@@ -113,7 +113,7 @@ def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
         novelty=novelty,
         novelty_baselines={},
         selection={"mode": "none"},
-        config={"bandwidth": None, "finetune_epochs": 1},
+        config={"spread": 1.0, "finetune_epochs": 1},
     )
     samples = pl.DataFrame(
         {"sample": [0, 1, 2], "acc_epoch0": accuracies[:, 0], "acc_final": accuracies[:, -1]}

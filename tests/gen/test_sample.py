@@ -10,6 +10,7 @@ from core.gen.anchors import select_anchors
 from core.gen.finetune import finetune_groups, with_fresh_head
 from core.gen.novelty import error_sets, novelty
 from core.gen.samplers import METHODS, make_sampler
+from core.gen.samplers.base import median_nearest_distance
 from core.zoo.arch import cnn_small, layer_slices
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import load_zoos
@@ -22,39 +23,72 @@ def anchors():
     return rng.normal(loc=5.0, scale=0.5, size=(40, 6)), rng.normal(size=(200, 6))
 
 
+SPREAD_SAMPLERS = [m for m in METHODS if m != "kde-per-dim"]
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_samplers_are_seeded_and_stay_near_the_anchors(method, anchors):
+def test_samplers_are_seeded(method, anchors):
     points, zoo = anchors
     sampler = make_sampler(method).fit(points, zoo)
     a = sampler.sample(500, np.random.default_rng(1))
     assert a.shape == (500, 6) and a.dtype == np.float32
     assert np.array_equal(a, make_sampler(method).fit(points, zoo).sample(500, np.random.default_rng(1)))
     assert not np.array_equal(a, sampler.sample(500, np.random.default_rng(2)))
-    assert np.allclose(a.mean(0), points.mean(0), atol=0.15)
-    assert 0.1 < a.std(0).mean() < 1.0  # spread of the anchors' order, not the zoo's (1.0) or nil
-    assert sampler.fallback is None or "Scott" in sampler.fallback
 
 
-def test_kde_bandwidth_rules_and_gauss_covariances(anchors):
+def test_the_unit_of_spread_is_the_anchors_median_nearest_neighbour_distance():
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [3.0, 4.0]])  # nearest: 1, 1, 2, 4 -> median 1.5
+    assert median_nearest_distance(points) == pytest.approx(1.5)
+    assert make_sampler("kde").fit(points, points).unit == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("method", SPREAD_SAMPLERS)
+def test_spread_zero_returns_the_anchors_and_spread_sets_the_distance(method, anchors):
     points, zoo = anchors
-    widths = {
-        rule: make_sampler("kde", bandwidth=rule).fit(points, zoo).kernel_width for rule in ("scott", "silverman", "cv")
-    }
-    assert all(0 < w < 2 for w in widths.values()) and widths["scott"] != widths["silverman"]
-    assert make_sampler("kde", bandwidth=0.05).fit(points, zoo).kernel_width == 0.05
-    with pytest.raises(UserError, match="bandwidth"):
-        make_sampler("kde", bandwidth="wide").fit(points, zoo)
-    diag = make_sampler("gauss", covariance="diag").fit(points, zoo).sample(4000, np.random.default_rng(0))
-    assert np.allclose(diag.std(0), points.std(0), rtol=0.15)
+    at_anchors = make_sampler(method, spread=0.0).fit(points, zoo).sample(50, np.random.default_rng(0))
+    assert all(np.isclose(points, row, atol=1e-5).all(1).any() for row in at_anchors)
+    unit = median_nearest_distance(points)
+    for spread in (0.5, 2.0):
+        rng = np.random.default_rng(1)
+        sampler = make_sampler(method, spread=spread).fit(points, zoo)
+        draws = sampler.sample(4000, rng)
+        centres = points[np.random.default_rng(1).integers(0, len(points), 4000)]  # the same anchor draws
+        rms = np.sqrt(((draws - centres) ** 2).sum(1).mean())
+        assert rms == pytest.approx(spread * unit, rel=0.05)
+
+
+def test_the_noise_shapes_follow_the_anchors(anchors):
+    points = np.random.default_rng(0).normal(size=(60, 3)) * np.array([1.0, 3.0, 0.0])
+    centres = points[np.random.default_rng(1).integers(0, len(points), 4000)]  # the anchors each draw starts from
+    kde = make_sampler("kde", spread=1.0).fit(points, points).sample(4000, np.random.default_rng(1))
+    iso = make_sampler("neighbour", spread=1.0).fit(points, points).sample(4000, np.random.default_rng(1))
+    kde_noise, iso_noise = (kde - centres).std(0), (iso - centres).std(0)
+    assert kde_noise[2] == pytest.approx(0.0, abs=1e-6) and kde_noise[1] > 2 * kde_noise[0]  # the anchors' shape
+    assert np.allclose(iso_noise, iso_noise.mean(), rtol=0.1)  # the same in every direction
+
+
+def test_the_public_per_dimension_kde_copies_anchors(anchors):
+    points, zoo = anchors
+    draws = make_sampler("kde-per-dim").fit(points, zoo).sample(20, np.random.default_rng(0))
+    for row in draws:
+        nearest = points[np.argmin(((points - row) ** 2).sum(1))]
+        shift = row - nearest
+        assert np.abs(shift).max() < 0.02 and np.allclose(shift, shift[0], atol=1e-6)  # one tiny shift in every dim
+
+
+def test_a_negative_or_infinite_spread_is_refused():
+    for spread in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(UserError, match="spread"):
+            make_sampler("kde", spread=spread)
 
 
 def test_one_anchor_falls_back_and_zero_anchors_is_an_error(anchors):
     points, zoo = anchors
-    for method in METHODS:
+    for method in SPREAD_SAMPLERS:
         sampler = make_sampler(method).fit(points[:1], zoo)
-        assert "one anchor" in sampler.fallback
+        assert "one anchor" in sampler.fallback and sampler.unit == pytest.approx(median_nearest_distance(zoo))
         draws = sampler.sample(100, np.random.default_rng(0))
-        assert np.allclose(draws.mean(0), points[0], atol=0.2)
+        assert np.allclose(draws.mean(0), points[0], atol=0.3)
     with pytest.raises(UserError, match="no anchors"):
         make_sampler("kde").fit(points[:0], zoo)
 
@@ -136,6 +170,10 @@ def test_sample_command_writes_a_run_and_the_contract_json(tiny_ae_workspace, tm
     plane = pl.read_parquet(folder / "novelty.parquet")
     assert set(plane["group"]) == {"generated", "anchors", "noise", "average", "weight_gauss"}
     assert plane.filter(pl.col("group") == "anchors")["max_iou"].min() == pytest.approx(1.0)  # anchors are the zoo
+    frontier = result["noise_frontier"]
+    assert [p["scale"] for p in frontier] == [0.025, 0.05, 0.1, 0.2, 0.4]
+    distances = [p["min_l2_median"] for p in frontier]
+    assert distances == sorted(distances) and all(0 <= p["acc_mean"] <= 1 for p in frontier)
     again = run_cli(*argv)  # the same seed gives the same samples
     assert again.code == 0 and again.json["curves"] == result["curves"]
 

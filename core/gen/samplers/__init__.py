@@ -6,15 +6,15 @@ from core.errors import UserError
 from core.gen.samplers.base import Sampler
 from core.gen.samplers.gauss import Gauss
 from core.gen.samplers.kde import KDE
+from core.gen.samplers.kde_per_dim import KDEPerDim
 from core.gen.samplers.neighbour import Neighbour
 
-SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (KDE, Gauss, Neighbour)}
+SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (KDE, Gauss, Neighbour, KDEPerDim)}
 METHODS = tuple(SAMPLERS)
 
 
-def make_sampler(name: str, bandwidth: str | float = "cv", covariance: str = "full") -> Sampler:
-    """A fresh sampler by name, with the options that apply to it."""
+def make_sampler(name: str, spread: float = 1.0) -> Sampler:
+    """A fresh sampler by name."""
     if name not in SAMPLERS:
         raise UserError(f"unknown sampler {name!r}; choose one of {', '.join(METHODS)}")
-    options = {"kde": {"bandwidth": bandwidth}, "gauss": {"covariance": covariance}}.get(name, {})
-    return SAMPLERS[name](**options)
+    return SAMPLERS[name](spread)

@@ -1,11 +1,15 @@
-"""What every sampler is: fitted on the anchors' latent codes, it draws new codes.
+"""What every sampler is: fitted on the anchors' latent codes, it draws new codes around them.
 
-    sampler = make_sampler("kde").fit(anchor_codes, zoo_codes)
+    sampler = make_sampler("kde", spread=1.0).fit(anchor_codes, zoo_codes)
     codes = sampler.sample(16, rng)
 
-With one anchor (or anchors with no spread) no density can be estimated: every sampler then falls back to noise
-around the anchor scaled to the spread of the zoo's codes, and says so in `fallback`. To add a sampler, subclass
-`Sampler` in a module of this folder and register it in `__init__.py`.
+A draw is a random anchor's code plus noise whose root-mean-square length is `spread` times the anchors' median
+nearest-neighbour distance (their typical spacing), so one spread means the same thing in every run and every
+autoencoder kind: 0 returns the anchors' codes, 1 moves as far as the next anchor typically is. Samplers differ in
+the shape of the noise (core/gen/samplers/*.py). With one anchor, or anchors that all coincide, there is no spacing:
+the unit is then the zoo's median nearest-neighbour distance (from `zoo_codes`, a sample of the zoo), and
+`fallback` says so. To add a sampler, subclass `Sampler` in a module of this folder and register it in
+`__init__.py`.
 """
 
 from __future__ import annotations
@@ -13,51 +17,53 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 from core.errors import UserError
 
-FALLBACK_SCALE = 0.25  # one anchor: noise of this fraction of the zoo's per-dimension spread
+
+def median_nearest_distance(codes: np.ndarray) -> float:
+    """The median over points of the distance to their nearest other point (0 for fewer than two)."""
+    if len(codes) < 2:
+        return 0.0
+    distances = cdist(codes, codes)
+    np.fill_diagonal(distances, np.inf)
+    return float(np.median(distances.min(axis=1)))
 
 
 class Sampler:
     name: ClassVar[str]
     description: ClassVar[str]
 
-    def __init__(self) -> None:
+    def __init__(self, spread: float = 1.0) -> None:
+        if not (np.isfinite(spread) and spread >= 0):
+            raise UserError(f"spread must be a finite number >= 0, got {spread}")
+        self.spread = spread
         self.fallback: str | None = None
-        self.single_anchor = False
         self.anchors = np.zeros((0, 0))
-        self.scale = np.zeros(0)
+        self.unit = 0.0
 
     def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> Sampler:
-        """Fit on anchor codes [A, code]; `zoo_codes` [Z, code] (a sample of the zoo) scale the one-anchor
-        fallback."""
+        """Fit on anchor codes [A, code]; `zoo_codes` [Z, code] give the unit when the anchors have no spacing."""
         if len(anchors) == 0:
             raise UserError("no anchors selected: choose at least one checkpoint to sample around")
         self.fallback = None
         self.anchors = anchors.astype(np.float64)
-        spread = anchors.std(axis=0) if len(anchors) > 1 else np.zeros(anchors.shape[1])
-        self.single_anchor = len(anchors) < 2 or not (spread > 0).any()
-        if self.single_anchor:
-            self.fallback = "one anchor: neighbour noise scaled to the whole zoo's spread"
-            self.scale = zoo_codes.std(axis=0) * FALLBACK_SCALE
-            return self
-        self.scale = np.where(spread > 0, spread, spread[spread > 0].min())
+        self.unit = median_nearest_distance(self.anchors)
+        if self.unit <= 0:
+            self.fallback = "one anchor (or identical anchors): spread in units of the zoo's nearest-neighbour distance"
+            self.unit = median_nearest_distance(zoo_codes.astype(np.float64))
         self._fit()
         return self
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """[n, code] float32 codes."""
-        codes = self.around_anchors(n, rng, self.scale) if self.single_anchor else self._draw(n, rng)
-        return codes.astype(np.float32)
-
-    def around_anchors(self, n: int, rng: np.random.Generator, scale: np.ndarray) -> np.ndarray:
-        """A random anchor plus Gaussian noise of per-dimension std `scale`, per draw."""
+        """[n, code] float32 codes: a random anchor each, plus noise of RMS length spread x unit."""
         centres = self.anchors[rng.integers(0, len(self.anchors), n)]
-        return centres + rng.normal(size=centres.shape) * scale
+        return (centres + self.spread * self.unit * self._noise(n, rng)).astype(np.float32)
 
     def _fit(self) -> None:
-        """Estimate the density from `self.anchors` (standardised by `self.scale` where that helps)."""
+        """Estimate the noise's shape from `self.anchors`."""
 
-    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def _noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """[n, code] noise whose expected squared length is 1."""
         raise NotImplementedError

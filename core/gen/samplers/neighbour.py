@@ -1,4 +1,4 @@
-"""S_Neigh (Schürholt et al. 2022): an anchor's code plus Gaussian noise scaled to the anchors' spread."""
+"""S_Neigh (Schürholt et al. 2022): an anchor's code plus isotropic Gaussian noise."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from core.gen.samplers.base import Sampler
 
 class Neighbour(Sampler):
     name: ClassVar[str] = "neighbour"
-    description: ClassVar[str] = "Neighbourhood: an anchor's code plus noise"
+    description: ClassVar[str] = "Neighbourhood: an anchor's code plus noise, the same in every direction"
 
-    def __init__(self, noise: float = 0.25) -> None:
-        super().__init__()
-        self.noise = noise  # noise std as a fraction of the anchors' per-dimension std
-
-    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.around_anchors(n, rng, self.noise * self.scale)
+    def _noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        d = self.anchors.shape[1]
+        return rng.normal(size=(n, d)) / np.sqrt(d)

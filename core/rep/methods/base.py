@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.rep.behaviour import Behaviour
 from core.rep.loop import TrainConfig, Trainer
 from core.rep.prepare import PreparedZoo
 from core.zoo.model_zoo import Zoo
@@ -55,7 +56,18 @@ class Method(Protocol):
         """{aggregation: embeddings [N, dim]} of weight vectors, for each aggregation asked for."""
         ...
 
+    def code_embedding(self, model: nn.Module, codes: np.ndarray, aggregation: str) -> np.ndarray:
+        """The embeddings [N, dim] of codes [N, code] without decoding them (what a probe of the map reads)."""
+        ...
+
 
 def chunks(n: int, size: int = 256) -> list[slice]:
     """Slices of at most `size` rows covering 0..n: models are encoded and decoded a chunk at a time."""
     return [slice(start, min(start + size, n)) for start in range(0, max(n, 1), size)]
+
+
+def make_behaviour(prepared: PreparedZoo, train: TrainConfig, generator, device: str) -> Behaviour | None:
+    """The behavioural loss of this architecture's models, or None when its weight is 0."""
+    if train.behaviour_weight <= 0:
+        return None
+    return Behaviour(prepared.zoo, train.queries, train.behaviour_distance, train.query_batch, generator, device)

@@ -3,7 +3,8 @@ architecture, the whole model at once, one latent vector per model (which is als
 
 Training (both views of a batch): a function-preserving permutation (optional), per-neuron tokens, additive noise
 and random erasing; the loss is gamma x NT-Xent between the two views' projections plus (1 - gamma) x the
-reconstruction error of the clean tokens, normalised per layer (2022) unless turned off.
+reconstruction error of the clean tokens, normalised per layer (2022) unless turned off, plus, with a behaviour
+weight, the behavioural loss of the first view's reconstruction (core/rep/behaviour.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from core.rep.augment import Permuter
 from core.rep.autoencoder import AEConfig, HyperRepresentationAE
 from core.rep.loop import TrainConfig, shuffled_batches
 from core.rep.losses import nt_xent, reconstruction_loss
-from core.rep.methods.base import chunks
+from core.rep.methods.base import chunks, make_behaviour
 from core.rep.prepare import PreparedZoo
 from core.rep.tokens import TokenLayout, add_noise, detokenize, random_erase, token_layout, tokenize
 from core.zoo.model_zoo import Zoo
@@ -41,8 +42,12 @@ class HyperRepTrainer:
         self.mask = self.layout.mask.to(device)
         self.token_std = token_std(prepared, self.layout).to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
-        self.flat = prepared.standardised[torch.from_numpy(prepared.rows("train"))].to(device)
+        self.rows = torch.from_numpy(prepared.rows("train"))
+        self.flat = prepared.standardised[self.rows].to(device)
         self.steps_per_epoch = math.ceil(len(self.flat) / train.batch_size)
+        self.behaviour = make_behaviour(prepared, train, generator, device)
+        self.entry_std = prepared.entry_std().to(device)
+        self.entry_mean = prepared.entry_mean().to(device)
 
     def build(self) -> HyperRepresentationAE:
         return HyperRepresentationAE(self.layout.n_tokens, self.layout.width, self.config).to(self.device)
@@ -61,7 +66,11 @@ class HyperRepTrainer:
         noisy = add_noise(clean, self.mask, scale, self.train.noise, self.generator)
         return random_erase(noisy, self.train.erase_probability, self.train.erase_area, self.generator), clean
 
-    def losses(self, model: HyperRepresentationAE, batch: torch.Tensor):
+    def weights(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Aligned (not standardised) flat weights of standardised tokens: what the population forward reads."""
+        return detokenize(self.layout, tokens) * self.entry_std + self.entry_mean
+
+    def losses(self, model: HyperRepresentationAE, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         flat = self.flat[batch]
         (view_a, target_a), (view_b, target_b) = self.view(flat), self.view(flat)
         _, recon_a, proj_a = model(view_a)
@@ -75,17 +84,30 @@ class HyperRepTrainer:
         )
         gamma = self.train.gamma
         con = nt_xent(proj_a, proj_b, self.train.temperature) if gamma > 0 else torch.zeros((), device=self.device)
-        return gamma * con + (1 - gamma) * rec, rec, con
+        parts = {"loss": gamma * con + (1 - gamma) * self.train.structure_weight * rec}
+        parts |= {"reconstruction": rec, "contrastive": con}
+        if self.behaviour is not None:  # the first view's reconstruction against its clean original
+            original = flat * self.entry_std + self.entry_mean
+            beh = self.behaviour.loss(self.weights(recon_a), original, self.rows[batch], self.behaviour.queries())
+            parts["loss"] = parts["loss"] + self.train.behaviour_weight * beh
+            parts["behaviour"] = beh
+        return parts
 
     @torch.no_grad()
-    def validation_loss(self, model: HyperRepresentationAE) -> float:
-        """Layer-normalised reconstruction error of clean validation tokens (the model-selection criterion)."""
+    def validation(self, model: HyperRepresentationAE) -> dict[str, float]:
+        """Layer-normalised reconstruction error of clean validation tokens and, with the behavioural loss, the
+        behavioural distance of their reconstructions on fixed queries."""
         model.eval()
         rows = torch.from_numpy(self.prepared.rows("val"))
         tokens = tokenize(self.layout, self.prepared.standardised[rows]).to(self.device)
         recon = model.decode(model.encode(tokens))
         std = self.token_std
-        return float(reconstruction_loss(recon * std, tokens * std, self.mask, std, True))
+        figures = {"val_reconstruction": float(reconstruction_loss(recon * std, tokens * std, self.mask, std, True))}
+        if self.behaviour is not None:
+            queries = self.behaviour.fixed_queries(self.train.seed)
+            beh = self.behaviour.loss(self.weights(recon), self.weights(tokens), rows, queries)
+            figures["val_behaviour"] = float(beh)
+        return figures
 
 
 class HyperRep:
@@ -134,3 +156,7 @@ class HyperRep:
         """The model's one latent is its embedding, whatever the aggregation."""
         codes = self.encode(model, prepared, weights, device)
         return dict.fromkeys(aggregations, codes)
+
+    def code_embedding(self, model, codes: np.ndarray, aggregation: str) -> np.ndarray:
+        """The code is the embedding."""
+        return np.asarray(codes, dtype=np.float32)

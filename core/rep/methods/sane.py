@@ -20,7 +20,7 @@ import torch
 from core.errors import UserError
 from core.rep.augment import Permuter
 from core.rep.loop import TrainConfig, shuffled_batches
-from core.rep.methods.base import chunks
+from core.rep.methods.base import chunks, make_behaviour
 from core.rep.prepare import PreparedZoo
 from core.rep.sane import (
     AGGREGATIONS,
@@ -42,18 +42,25 @@ def sane_layout(spec: Spec, config: SANEConfig) -> SequenceLayout:
 
 
 class _Part:
-    """One architecture's training data: its sequence layout, standardised training models, and (for the CNN
-    family, when asked) its function-preserving permutations."""
+    """One architecture's training data: its sequence layout, standardised training models, (for the CNN family,
+    when asked) its function-preserving permutations, and its behavioural loss (with a behaviour weight)."""
 
     def __init__(self, prepared: PreparedZoo, config: SANEConfig, train: TrainConfig, generator, device: str):
         self.prepared = prepared
         self.layout = sane_layout(prepared.zoo.spec, config)
         self.positions, self.mask = self.layout.positions.to(device), self.layout.mask.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
-        self.flat = prepared.standardised[torch.from_numpy(prepared.rows("train"))].to(device)
+        self.rows = torch.from_numpy(prepared.rows("train"))
+        self.flat = prepared.standardised[self.rows].to(device)
+        self.behaviour = make_behaviour(prepared, train, generator, device)
+        self.entry_std, self.entry_mean = prepared.entry_std().to(device), prepared.entry_mean().to(device)
 
     def view(self, rows: torch.Tensor) -> torch.Tensor:
         return to_sequence(self.layout, self.permute(self.flat[rows]))
+
+    def weights(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Aligned (not standardised) flat weights of standardised token sequences."""
+        return from_sequence(self.layout, sequence) * self.entry_std + self.entry_mean
 
 
 class SANETrainer:
@@ -93,20 +100,40 @@ class SANETrainer:
         view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * mask
         view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * mask
         gamma, temperature = self.train.gamma, self.train.temperature
-        return sane_losses(model, view_a, view_b, target_a, target_b, mask, positions, gamma, temperature)
+        rec, con, recon_a = sane_losses(model, view_a, view_b, target_a, target_b, mask, positions, gamma, temperature)
+        parts = {"loss": gamma * con + (1 - gamma) * self.train.structure_weight * rec}
+        parts |= {"reconstruction": rec, "contrastive": con}
+        if part.behaviour is not None:
+            # The model with its window decoded and every other token clean: the window's share of the function,
+            # with the memory of one window's decoder (the forward pass runs over whole models).
+            end = start + recon_a.shape[1]
+            spliced = torch.cat([clean_a[:, :start], recon_a, clean_a[:, end:]], dim=1)
+            decoded, original = part.weights(spliced), part.weights(clean_a)
+            beh = part.behaviour.loss(decoded, original, part.rows[rows], part.behaviour.queries())
+            parts["loss"] = parts["loss"] + self.train.behaviour_weight * beh
+            parts["behaviour"] = beh
+        return parts
 
     @torch.no_grad()
-    def validation_loss(self, model: SANE) -> float:
-        """Masked squared error of clean validation models, over every architecture's entries."""
+    def validation(self, model: SANE) -> dict[str, float]:
+        """Masked squared error of clean validation models, over every architecture's entries; with the
+        behavioural loss, the behavioural distance of whole decoded models on fixed queries (mean over models)."""
         model.eval()
-        error, entries = 0.0, 0.0
+        error, entries, behaviour, models = 0.0, 0.0, 0.0, 0
         for part in self.parts:
             rows = torch.from_numpy(part.prepared.rows("val"))
             tokens = to_sequence(part.layout, part.prepared.standardised[rows]).to(self.device)
             recon = decode_sequence(model, encode_sequence(model, tokens, part.positions), part.positions)
             error += float(((recon - tokens) * part.mask).pow(2).sum())
             entries += float(part.mask.sum()) * len(tokens)
-        return error / max(entries, 1.0)
+            if part.behaviour is not None and len(rows):
+                queries = part.behaviour.fixed_queries(self.train.seed)
+                distance = part.behaviour.loss(part.weights(recon), part.weights(tokens), rows, queries)
+                behaviour, models = behaviour + float(distance) * len(rows), models + len(rows)
+        figures = {"val_reconstruction": error / max(entries, 1.0)}
+        if any(part.behaviour is not None for part in self.parts):
+            figures["val_behaviour"] = behaviour / max(models, 1)
+        return figures
 
 
 class Sane:
@@ -156,6 +183,11 @@ class Sane:
             for part in chunks(len(codes))
         ]
         return prepared.destandardise(torch.cat(parts))
+
+    def code_embedding(self, model: SANE, codes: np.ndarray, aggregation: str) -> np.ndarray:
+        """The token latents a code holds, aggregated as the map's embedding is."""
+        latents = torch.as_tensor(np.asarray(codes, dtype=np.float32)).view(len(codes), -1, model.config.latent_dim)
+        return aggregate(latents, aggregation).numpy()
 
     @torch.no_grad()
     def embed(self, model, prepared, weights, device: str, aggregations: tuple[str, ...]) -> dict[str, np.ndarray]:

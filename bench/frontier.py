@@ -1,0 +1,293 @@
+"""The novelty-accuracy frontier of generated models: are they good AND new, beside the simplest baseline?
+
+For each autoencoder variant (structure only: the reconstruction loss of 2022; behaviour only; both: the
+behavioural loss of Meynent et al. 2025 on top), each sampler, each selection and each spread, generate models around
+the anchors and measure, as generated (epoch 0, no fine-tuning): mean test accuracy relative to the anchors', the
+median over models of the largest IoU of their test errors with any zoo checkpoint's, and the median distance to
+the nearest zoo checkpoint relative to the zoo's own nearest-neighbour distance. The noise baseline (an anchor plus
+Gaussian noise of a fraction of each layer's std; Zeng et al. 2025) is swept over 5 scales on the same anchors. The
+papers' public per-dimension KDE is measured too: it copies.
+
+Anchor sets: the default zoo's best 30% (`top:0.3`), and a lasso-like region: the best checkpoints of one init
+family. Goals (issue "good and new"): at a novelty at least the noise baseline's at scale 0.1 (median max-IoU no
+higher, median min-L2 no lower) the generated models keep >= 99% of the anchors' accuracy; at twice that min-L2,
+>= 95%; the generator's frontier lies above the noise baseline's at >= 3 of its 5 novelty levels.
+
+Usage: python bench/frontier.py [--workspace WS] [--n 32] [--quick] [--png assets/frontier.png]
+Without --workspace it unpacks the shipped default workspace into a temporary folder. The last line of stdout is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.runtime import sleep_while_waiting  # noqa: E402
+
+sleep_while_waiting()  # before torch loads: the machine may be busy
+
+import torch  # noqa: E402
+
+from core.default import ASSET  # noqa: E402
+from core.gen.anchors import resolve_anchors  # noqa: E402
+from core.gen.config import SampleConfig  # noqa: E402
+from core.gen.draw import draw_models  # noqa: E402
+from core.gen.novelty import error_sets, novelty  # noqa: E402
+from core.pipeline import train_and_map, unpack_workspace  # noqa: E402
+from core.rep.autoencoder import AEConfig  # noqa: E402
+from core.rep.evaluate import evaluate_run  # noqa: E402
+from core.rep.loop import TrainConfig  # noqa: E402
+from core.runtime import tune_cpu_allocator  # noqa: E402
+from core.store.workspace import Workspace  # noqa: E402
+from core.zoo.data import load_dataset  # noqa: E402
+from core.zoo.model_zoo import combined_table, load_zoos  # noqa: E402
+from core.zoo.population import evaluate_models  # noqa: E402
+
+VARIANTS = {
+    "structure": TrainConfig(),
+    "behaviour": TrainConfig(structure_weight=0.0, behaviour_weight=1.0),
+    "both": TrainConfig(behaviour_weight=1.0),
+}
+NOISE_SCALES = (0.025, 0.05, 0.1, 0.2, 0.4)
+REFERENCE_SCALE = 0.1  # the noise baseline the goals are stated against
+SPREADS = (0.25, 0.5, 1.0, 2.0, 4.0)
+SAMPLERS = ("kde", "gauss", "neighbour")
+SELECTIONS = ("none", "guided", "subsample")
+
+
+class Judge:
+    """Accuracy as generated and novelty against the zoo, for any set of aligned weight vectors."""
+
+    def __init__(self, anchors, prepared, data):
+        self.spec, self.data, self.prepared = anchors.spec, data, prepared
+        zoo = anchors.zoo
+        self.zoo_errors = error_sets(zoo.spec, prepared.aligned, data, zoo.table["activation"].to_list())
+        self.models = zoo.table["model_id"].to_numpy()
+        self.anchor_acc = float(zoo.table["test_acc"].to_numpy()[anchors.rows].mean())
+
+    def __call__(self, weights: torch.Tensor) -> dict:
+        acc = evaluate_models(self.spec, weights, self.data.x_test, self.data.y_test)[1]
+        errors = error_sets(self.spec, weights, self.data)
+        figures = novelty(weights, errors, self.prepared.aligned, self.zoo_errors, self.models)
+        return {
+            "acc": float(acc.mean()),
+            "acc_ratio": float(acc.mean()) / self.anchor_acc,
+            "iou": figures["max_iou_median"],
+            "l2": figures["min_l2_median"],
+            "l2_rel": figures["min_l2_median"] / figures["zoo_min_l2_median"],
+        }
+
+
+def family_rule(table: pl.DataFrame) -> str:
+    """A lasso-like region: the best fifth (by validation accuracy) of the checkpoints of the init family that holds
+    the zoo's best checkpoint."""
+    family = table.sort("val_acc", descending=True)["init_seed"][0]
+    members = table.filter(pl.col("init_seed") == family).sort("val_acc", descending=True)
+    chosen = members.head(max(8, members.height // 5))["checkpoint"].to_list()
+    return "ids:" + ",".join(str(c) for c in sorted(chosen))
+
+
+def noise_points(judge: Judge, anchors_aligned: torch.Tensor, n: int, seed: int) -> list[dict]:
+    rng = torch.Generator().manual_seed(seed)
+    std = judge.prepared.entry_std()
+    points = []
+    for scale in NOISE_SCALES:
+        pick = torch.randint(0, len(anchors_aligned), (n,), generator=rng)
+        weights = anchors_aligned[pick] + scale * torch.randn(n, anchors_aligned.shape[1], generator=rng) * std
+        points.append({"generator": "noise", "setting": scale, **judge(weights)})
+    return points
+
+
+def generator_points(variant: str, run, anchors, table, rule, judge, args) -> tuple[list[dict], dict]:
+    """Every sampler x selection x spread of one run; and the seconds each selection took at spread 1."""
+    prepared = run.prepare(anchors.zoo)
+    points, seconds = [], {}
+    data = judge.data
+    combos = [(s, sel, sp) for s in SAMPLERS for sel in SELECTIONS for sp in args.spreads]
+    combos += [("kde-per-dim", "none", 0.0)]
+    for sampler, selection, spread in combos:
+        if args.quick and (sampler != "kde" or selection == "subsample"):
+            continue
+        config = SampleConfig(method=sampler, anchors=rule, n=args.n, spread=spread, selection=selection, seed=1)
+        started = time.monotonic()
+        weights, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(1), "cpu", table)
+        if spread == 1.0 and sampler == "kde":
+            seconds[selection] = round(time.monotonic() - started, 2)
+        name = f"{variant}/{sampler}/{selection}"
+        points.append({"generator": name, "setting": spread, **judge(weights)})
+    return points, seconds
+
+
+def frontier_wins(points: list[dict], noise: list[dict]) -> dict[str, int]:
+    """For each generator variant: at how many of the noise baseline's novelty levels its best accuracy, among its
+    points at least as novel (max-IoU no higher and min-L2 no lower), beats the baseline's."""
+    wins = {}
+    for variant in sorted({p["generator"] for p in points}):
+        mine = [p for p in points if p["generator"] == variant]
+        count = 0
+        for level in noise:
+            novel = [p["acc"] for p in mine if p["iou"] <= level["iou"] and p["l2"] >= level["l2"]]
+            count += bool(novel) and max(novel) > level["acc"]
+        wins[variant] = count
+    return wins
+
+
+def goals(points: list[dict], noise: list[dict]) -> dict:
+    reference = next(p for p in noise if p["setting"] == REFERENCE_SCALE)
+    as_novel = [p for p in points if p["iou"] <= reference["iou"] and p["l2"] >= reference["l2"]]
+    twice = [p for p in points if p["l2"] >= 2 * reference["l2"]]
+    best = max(as_novel, key=lambda p: p["acc"], default=None)
+    best_twice = max(twice, key=lambda p: p["acc"], default=None)
+    return {
+        "noise_reference": reference,
+        "best_as_novel": best,
+        "kept_as_novel": best and best["acc_ratio"],
+        "best_twice_as_far": best_twice,
+        "kept_twice_as_far": best_twice and best_twice["acc_ratio"],
+        "goal_as_novel": 0.99,
+        "goal_twice_as_far": 0.95,
+    }
+
+
+def print_table(title: str, points: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'generator':<32}{'setting':>8}{'acc':>8}{'kept':>8}{'max-IoU':>9}{'min-L2':>8}{'L2/zoo':>8}")
+    for p in points:
+        print(
+            f"{p['generator']:<32}{p['setting']:>8}{p['acc']:>8.3f}{p['acc_ratio']:>8.3f}{p['iou']:>9.3f}"
+            f"{p['l2']:>8.3f}{p['l2_rel']:>8.2f}"
+        )
+
+
+def plot(results: dict, path: Path) -> None:
+    """Accuracy kept against novelty (max error-IoU, reversed: newer to the right), one panel per anchor set."""
+    import matplotlib  # a bench-only import: the engine and the app never draw static figures
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
+    for axis, (name, result) in zip(axes[0], results.items()):
+        _plot_panel(axis, name, result)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def _plot_panel(axis, name: str, result: dict) -> None:
+    noise = sorted(result["noise"], key=lambda p: p["iou"], reverse=True)
+    axis.plot([p["iou"] for p in noise], [p["acc_ratio"] for p in noise], "k--o", label="anchor + noise (baseline)")
+    variants = sorted({p["generator"] for p in result["points"]})
+    for variant in variants:
+        mine = [p for p in result["points"] if p["generator"] == variant]
+        if result["wins"].get(variant, 0) >= 3 or variant.endswith("kde-per-dim/none") or len(variants) <= 6:
+            mine.sort(key=lambda p: p["iou"], reverse=True)
+            axis.plot([p["iou"] for p in mine], [p["acc_ratio"] for p in mine], "-o", ms=3, label=variant)
+    axis.invert_xaxis()
+    axis.set_xlabel("median max error-IoU with the zoo (lower: newer)")
+    axis.set_ylabel("epoch-0 accuracy / anchors'")
+    axis.set_title(f"{name} ({result['anchors']} anchors)")
+    axis.axhline(1.0, color="grey", lw=0.5)
+    axis.legend(fontsize=7)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", type=Path, default=None, help="default: the shipped workspace, unpacked")
+    parser.add_argument("--n", type=int, default=32, help="models per generated point")
+    parser.add_argument("--spreads", type=lambda t: tuple(float(v) for v in t.split(",")), default=SPREADS)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="autoencoder variants to train and compare")
+    parser.add_argument("--quick", action="store_true", help="the kde sampler alone, no subsampling")
+    parser.add_argument("--png", type=Path, default=None, help="write the frontier plot here")
+    args = parser.parse_args()
+    tune_cpu_allocator()
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = Workspace(args.workspace or unpack_workspace(ASSET, Path(tmp) / "digits").root)
+        runs, reconstruction = {}, {}
+        for variant in args.variants.split(","):
+            started = time.monotonic()
+            run = train_and_map(workspace, AEConfig(), VARIANTS[variant])  # named by its settings: reruns reuse it
+            figures = evaluate_run(workspace, run.name)
+            reconstruction[variant] = {
+                "recon_acc_ratio": figures["recon_acc_ratio"],
+                "probe_test_acc": figures["probe_r2"]["embedding"]["test_acc"],
+                "train_s": round(float(run.history["elapsed_s"].max()), 1),
+                "wall_s": round(time.monotonic() - started, 1),
+            }
+            runs[variant] = run
+        results = measure(workspace, runs, args)
+    report(results, reconstruction, args)
+
+
+def measure(workspace: Workspace, runs: dict, args) -> dict:
+    zoos = load_zoos(workspace)
+    table = combined_table(zoos)
+    data = load_dataset(zoos[0].dataset, seed=zoos[0].manifest.get("dataset", {}).get("seed", 0))
+    results = {}
+    for name, rule in (("top:0.3", "top:0.3"), ("one init family", family_rule(table))):
+        anchors = resolve_anchors(zoos, table, rule)
+        first = next(iter(runs.values())).prepare(anchors.zoo)
+        judge = Judge(anchors, first, data)
+        noise = noise_points(judge, first.aligned[torch.from_numpy(anchors.rows)], args.n, seed=7)
+        points, seconds = [], {}
+        for variant, run in runs.items():
+            found, took = generator_points(variant, run, anchors, table, rule, judge, args)
+            points += found
+            seconds[variant] = took
+        results[name] = {
+            "anchors": len(anchors.ids),
+            "anchor_acc": judge.anchor_acc,
+            "noise": noise,
+            "points": points,
+            "wins": frontier_wins(points, noise),
+            "goals": goals(points, noise),
+            "selection_seconds": seconds,
+        }
+    return results
+
+
+def report(results: dict, reconstruction: dict, args) -> None:
+    print("autoencoder variants (held-out reconstructions):")
+    for variant, figures in reconstruction.items():
+        print(f"  {variant:<10} accuracy kept {figures['recon_acc_ratio']:.3f}, probe R^2 (test acc) "
+              f"{figures['probe_test_acc']:.3f}, training {figures['train_s']} s")  # fmt: skip
+    for name, result in results.items():
+        print_table(f"{name}: {result['anchors']} anchors, mean test accuracy {result['anchor_acc']:.3f}",
+                    result["noise"] + result["points"])  # fmt: skip
+        best = sorted(result["wins"].items(), key=lambda kv: -kv[1])[:5]
+        print("frontier above the noise baseline at (of 5 levels):", ", ".join(f"{v} {w}" for v, w in best))
+        g = result["goals"]
+        print(f"kept at the noise baseline's novelty: {g['kept_as_novel']} (goal 0.99); at twice its min-L2: "
+              f"{g['kept_twice_as_far']} (goal 0.95); seconds per selection (kde, spread 1): "
+              f"{result['selection_seconds']}")  # fmt: skip
+    if args.png:
+        plot(results, args.png)
+    summary = {
+        "reconstruction": reconstruction,
+        **{
+            name: {
+                "anchors": r["anchors"],
+                "anchor_acc": r["anchor_acc"],
+                "noise": r["noise"],
+                "points": r["points"],
+                "wins": r["wins"],
+                "goals": r["goals"],
+                "selection_seconds": r["selection_seconds"],
+            }
+            for name, r in results.items()
+        },
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -169,31 +169,37 @@ def print_table(title: str, points: list[dict]) -> None:
 
 
 def plot(results: dict, path: Path) -> None:
-    """Accuracy kept against novelty (max error-IoU, reversed: newer to the right), one panel per anchor set."""
+    """Accuracy kept against novelty, one column per anchor set: distance to the zoo (top) and error overlap with
+    it (bottom, reversed: newer to the right). Each line runs through its spreads (or noise scales) in order."""
     import matplotlib  # a bench-only import: the engine and the app never draw static figures
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
-    for axis, (name, result) in zip(axes[0], results.items()):
-        _plot_panel(axis, name, result)
+    fig, axes = plt.subplots(2, len(results), figsize=(6.5 * len(results), 9), squeeze=False)
+    for column, (name, result) in enumerate(results.items()):
+        for row, (key, label) in enumerate(
+            (("l2_rel", "median min-L2 to the zoo / the zoo's own"), ("iou", "median max error-IoU with the zoo"))
+        ):
+            _plot_panel(axes[row][column], name, result, key, label)
+        axes[1][column].invert_xaxis()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
-def _plot_panel(axis, name: str, result: dict) -> None:
-    noise = sorted(result["noise"], key=lambda p: p["iou"], reverse=True)
-    axis.plot([p["iou"] for p in noise], [p["acc_ratio"] for p in noise], "k--o", label="anchor + noise (baseline)")
-    variants = sorted({p["generator"] for p in result["points"]})
-    for variant in variants:
+def _plot_panel(axis, name: str, result: dict, key: str, label: str) -> None:
+    noise = result["noise"]
+    axis.plot([p[key] for p in noise], [p["acc_ratio"] for p in noise], "k--o", label="anchor + noise (baseline)")
+    wins = result["wins"]
+    shown = sorted(wins, key=lambda v: -wins[v])[:5]  # the five variants with the most frontier wins
+    shown += [v for v in wins if v.endswith("kde-per-dim/none")][:1]
+    for variant in shown:
         mine = [p for p in result["points"] if p["generator"] == variant]
-        if result["wins"].get(variant, 0) >= 3 or variant.endswith("kde-per-dim/none") or len(variants) <= 6:
-            mine.sort(key=lambda p: p["iou"], reverse=True)
-            axis.plot([p["iou"] for p in mine], [p["acc_ratio"] for p in mine], "-o", ms=3, label=variant)
-    axis.invert_xaxis()
-    axis.set_xlabel("median max error-IoU with the zoo (lower: newer)")
+        axis.plot(
+            [p[key] for p in mine], [p["acc_ratio"] for p in mine], "-o", ms=3, label=f"{variant} ({wins[variant]})"
+        )
+    axis.set_xlabel(label)
     axis.set_ylabel("epoch-0 accuracy / anchors'")
     axis.set_title(f"{name} ({result['anchors']} anchors)")
     axis.axhline(1.0, color="grey", lw=0.5)

@@ -6,14 +6,17 @@ import pytest
 import torch
 
 from core.errors import UserError
-from core.gen.anchors import select_anchors
+from core.gen.anchors import resolve_anchors, select_anchors
+from core.gen.config import SampleConfig
+from core.gen.draw import accuracy_predictor, draw_models
 from core.gen.finetune import finetune_groups, with_fresh_head
 from core.gen.novelty import error_sets, novelty
 from core.gen.samplers import METHODS, make_sampler
 from core.gen.samplers.base import median_nearest_distance
+from core.rep.run import load_run
 from core.zoo.arch import cnn_small, layer_slices
 from core.zoo.data import load_dataset
-from core.zoo.model_zoo import load_zoos
+from core.zoo.model_zoo import combined_table, load_zoos
 from tests.conftest import copy_workspace
 
 
@@ -193,3 +196,45 @@ def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_
     assert bootstrap.json["ae_kind"] == "hyperrep" and len(bootstrap.json["selection"]["history"]) == 2
     refused = run_cli(*base, "--selection", "subsample", "--candidates", 0)
     assert refused.code == 2 and "candidates" in refused.err
+
+
+@pytest.fixture(scope="module")
+def drawing(tiny_ae_workspace):
+    """What draw_models needs, on the tiny trained workspace."""
+    run = load_run(tiny_ae_workspace)
+    zoos = load_zoos(tiny_ae_workspace)
+    table = combined_table(zoos)
+    anchors = resolve_anchors(zoos, table, "top:0.5")
+    return run, run.prepare(anchors.zoo), anchors, table, load_dataset("digits")
+
+
+def _draw(drawing, **settings) -> torch.Tensor:
+    run, prepared, anchors, table, data = drawing
+    config = SampleConfig(anchors="top:0.5", n=6, seed=2, **settings)
+    weights, _, report = draw_models(run, prepared, anchors, config, data, np.random.default_rng(2), "cpu", table)
+    return weights, report
+
+
+def test_spread_zero_decodes_the_anchors_and_the_public_kde_copies_them(drawing):
+    run, prepared, anchors, _, _ = drawing
+    decoded_anchors = run.reconstruct(prepared, anchors.rows)
+    at_zero, _ = _draw(drawing, method="kde", spread=0.0)
+    assert torch.cdist(at_zero, decoded_anchors).min(1).values.max() < 1e-4  # every one is an anchor's decode
+    copies, _ = _draw(drawing, method="kde-per-dim")
+    spread, _ = _draw(drawing, method="kde", spread=1.0)
+    copy_distance = torch.cdist(copies, decoded_anchors).min(1).values
+    new_distance = torch.cdist(spread, decoded_anchors).min(1).values
+    assert copy_distance.max() < 0.1 * new_distance.median()  # the public sampler lands on decoded anchors
+
+
+def test_guided_selection_raises_the_predicted_accuracy(drawing):
+    run, _, _, table, _ = drawing
+    predict = accuracy_predictor(run, table)
+    guided, report = _draw(drawing, method="kde", spread=2.0, selection="guided", candidates=8)
+    plain, _ = _draw(drawing, method="kde", spread=2.0)
+    step = report["history"][0]
+    assert report["mode"] == "guided" and step["kept_mean"] > step["drawn_mean"]
+    prepared = drawing[1]
+    guided_pred = predict(run.encode(prepared, guided)).mean()
+    plain_pred = predict(run.encode(prepared, plain)).mean()
+    assert guided_pred > plain_pred

@@ -5,8 +5,9 @@
   accurate (the embedding predicts accuracy well, and this needs no data: only the n kept are decoded);
 - `subsample`: SANE's "subsampled" sampling (Schürholt, Mahoney and Borth, 2024): draw n x `candidates` codes,
   decode and score them all (validation accuracy), keep the best n;
-- `bootstrap`: SANE's "bootstrapped" sampling: `rounds` times, draw n x `candidates`, keep the best n, and refit
-  the sampler on their codes, so the density walks towards the region that decodes well.
+- `bootstrap`: SANE's "bootstrapped" sampling: `rounds` times, draw n x `candidates`, keep the best n, and centre
+  the sampler on their codes (its spread unit stays the anchors'), so the draws walk towards the region that
+  decodes well.
 Scoring only ranks the draws; the kept models' reported accuracies come from the test split, later.
 """
 
@@ -69,7 +70,7 @@ def select_models(
         best, step = _best(np.asarray(score(weights), dtype=np.float64), n, number)
         history.append(step)
         if number < rounds - 1:
-            sampler.fit(codes[best], zoo_codes)
+            sampler.recentre(codes[best])
     info = {"mode": selection.mode, "candidates": selection.candidates, "rounds": rounds, "history": history}
     return weights[torch.from_numpy(best)], info | {"scored_by": "validation accuracy"}
 

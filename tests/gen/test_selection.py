@@ -20,6 +20,9 @@ class CountingSampler:
         self.fits.append(np.asarray(anchors).copy())
         return self
 
+    def recentre(self, codes):
+        return self.fit(codes, None)
+
     def sample(self, n, rng):
         return rng.permutation(n).astype(np.float32)[:, None]
 
@@ -81,14 +84,14 @@ def test_guided_keeps_the_best_predicted_and_decodes_only_those():
         )  # fmt: skip
 
 
-def test_bootstrap_refits_on_the_kept_codes_each_round():
+def test_bootstrap_recentres_on_the_kept_codes_each_round():
     sampler = CountingSampler()
     anchors = np.full((2, 1), -1.0)
     _, info = select_models(
         sampler, anchors, np.zeros((5, 1)), 2, np.random.default_rng(0), decode, score, Selection("bootstrap", 3, 3)
     )
     assert len(info["history"]) == 3
-    assert np.array_equal(sampler.fits[0], anchors)  # first fit: the anchors; then the kept draws of each round
+    assert np.array_equal(sampler.fits[0], anchors)  # first fit: the anchors; then centred on each round's kept
     assert [sorted(f[:, 0].tolist()) for f in sampler.fits[1:]] == [[4, 5], [4, 5]]
 
 
@@ -123,3 +126,12 @@ def test_a_gaussian_over_too_many_dimensions_falls_back_to_a_diagonal(monkeypatc
     noise = (draws - anchors[np.random.default_rng(1).integers(0, len(anchors), 4000)]).std(0)
     assert np.allclose(noise / noise[0], anchors.std(0) / anchors.std(0)[0], rtol=0.15)  # the diagonal's shape
     assert make_sampler("gauss").fit(anchors[:, :3], anchors[:, :3]).fallback is None
+
+
+def test_a_bootstrap_round_keeps_the_unit_of_spread():
+    anchors = np.random.default_rng(0).normal(size=(30, 4))
+    sampler = make_sampler("kde", spread=2.0).fit(anchors, anchors)
+    unit = sampler.unit
+    spread_out = sampler.sample(30, np.random.default_rng(1))
+    sampler.recentre(spread_out)
+    assert sampler.unit == unit and np.array_equal(sampler.anchors, spread_out.astype(np.float64))

@@ -56,6 +56,13 @@ class Sampler:
         self._fit()
         return self
 
+    def recentre(self, codes: np.ndarray) -> Sampler:
+        """Draw around `codes` from now on, with the unit and noise shape fitted on the anchors: a bootstrap round
+        moves the centres, never what a spread means (re-measuring the spacing of draws that were themselves
+        spread out would compound it round after round)."""
+        self.anchors = codes.astype(np.float64)
+        return self
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """[n, code] float32 codes: a random anchor each, plus noise of RMS length spread x unit."""
         centres = self.anchors[rng.integers(0, len(self.anchors), n)]

@@ -53,13 +53,13 @@ from core.zoo.model_zoo import combined_table, load_zoos  # noqa: E402
 from core.zoo.population import evaluate_models  # noqa: E402
 
 VARIANTS = {
-    "structure": TrainConfig(),
-    "behaviour": TrainConfig(structure_weight=0.0, behaviour_weight=1.0),
-    "both": TrainConfig(behaviour_weight=1.0),
+    "structure": TrainConfig(structure_weight=1.0, behaviour_weight=0.0),  # the 2022 method
+    "behaviour": TrainConfig(structure_weight=0.0, behaviour_weight=1.0),  # today's default
+    "both": TrainConfig(structure_weight=1.0, behaviour_weight=1.0),
 }
 NOISE_SCALES = (0.025, 0.05, 0.1, 0.2, 0.4)
 REFERENCE_SCALE = 0.1  # the noise baseline the goals are stated against
-SPREADS = (0.25, 0.5, 1.0, 2.0, 4.0)
+SPREADS = (0.5, 1.0, 1.5, 2.0, 3.0)
 SAMPLERS = ("kde", "gauss", "neighbour")
 SELECTIONS = ("none", "guided", "subsample")
 

@@ -11,17 +11,21 @@ from core.gen.samplers import METHODS
 from core.gen.selection import SELECTIONS, Selection
 from core.settings import setting
 
+# The defaults are the measured best (bench/frontier.py, default zoo, behaviour-trained autoencoder): neighbour noise at
+# spread 1.5, the best 16 of 64 draws on validation accuracy. They keep 99.5% of the best 30%'s accuracy as
+# generated at a median max error-IoU with the zoo of 0.48, where anchor + noise keeps 96.8% at 0.50.
+
 
 @dataclass(frozen=True)
 class SampleConfig:
-    method: str = setting("kde", "sampler", choices=METHODS)
+    method: str = setting("neighbour", "sampler", choices=METHODS)
     anchors: str = setting("top:0.3", "top:F (best fraction by validation accuracy), epoch:E or ids:a,b,c")
     n: int = setting(16, "number of models to generate")
     finetune_epochs: int = setting(3, "fine-tuning epochs after generation (0: evaluate only)")
     dataset: str | None = setting(None, "fine-tune on another dataset (a transfer task), e.g. shapes")
     seed: int = setting(0, "seed of every random choice of the generation")
     spread: float = setting(
-        1.0, "noise around the anchors, in units of their median nearest-neighbour distance (0: the anchors)"
+        1.5, "noise around the anchors, in units of their median nearest-neighbour distance (0: the anchors)"
     )
     baselines: bool = setting(True, "also make the simple weight-space baselines (noise, average, per-weight Gaussian)")
     lr: float | None = setting(
@@ -32,7 +36,7 @@ class SampleConfig:
     )
     # Which of the draws to keep (core/gen/selection.py).
     selection: str = setting(
-        "none",
+        "subsample",
         "guided: draw n x candidates, keep the n a probe of the embedding predicts most accurate (no data needed); "
         "subsample: keep the best n on validation data; bootstrap: repeat, refitting the sampler on the kept ones "
         "(SANE, 2024)",

@@ -113,6 +113,7 @@ def dropout_mask(seeds: torch.Tensor, step: int, slot: int, shape: tuple[int, ..
 
 _ACT = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "leakyrelu": F.leaky_relu}
 _CHANNELS_LAST = torch.channels_last
+_BN_EPS = 1e-5  # nn.BatchNorm2d's
 
 
 @dataclass
@@ -248,8 +249,14 @@ class StackedResNet(StackedNet):
         span, channels = self.span[key], self.shape[key][0]
         weight, bias, mean, var = params[:, span].view(params.shape[0], 4, channels).unbind(1)
         weight, bias = weight.reshape(-1), bias.reshape(-1)
+        if updates is None and (mean.requires_grad or var.requires_grad):
+            # Running statistics that carry gradients (decoded weights, core/rep/behaviour.py): F.batch_norm does
+            # not differentiate through them, so the same evaluation-mode formula is written out.
+            shape = (1, -1, 1, 1)
+            scale = weight.view(shape) / (var.reshape(shape) + _BN_EPS).sqrt()
+            return (x - mean.reshape(shape)) * scale + bias.view(shape)
         if updates is None:
-            return F.batch_norm(x, mean.reshape(-1), var.reshape(-1), weight, bias, training=False)
+            return F.batch_norm(x, mean.reshape(-1), var.reshape(-1), weight, bias, training=False, eps=_BN_EPS)
         # F.batch_norm updates these copies in place (unbiased batch variance, PyTorch's momentum rule).
         running_mean, running_var = mean.detach().clone().reshape(-1), var.detach().clone().reshape(-1)
         out = F.batch_norm(x, running_mean, running_var, weight, bias, training=True, momentum=momentum)

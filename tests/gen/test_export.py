@@ -47,7 +47,7 @@ def test_bundle_runs_with_plain_torch_and_matches_its_card(samples, tmp_path, ru
     card = json.loads((unpacked / "card.json").read_text())
     promised = [m["test_acc_as_generated"] for m in card["models"]]
     assert measured == pytest.approx(promised, abs=1e-6)
-    assert card["sampler"]["method"] == "kde" and card["anchors"]["rule"] == "top:0.5"
+    assert card["sampler"]["method"] == SampleConfig().method and card["anchors"]["rule"] == "top:0.5"
 
 
 def test_export_of_an_unknown_run_is_a_clear_error(samples, tmp_path, run_cli):

@@ -40,6 +40,8 @@ def test_a_tiny_autoencoder_overfits_a_tiny_zoo(tiny_zoo_workspace, tmp_path):
         warmup_epochs=2,
         patience=1000,
         pca_init=False,
+        structure_weight=1.0,  # the weight-space loss alone: it is the one that can fall to nearly nothing
+        behaviour_weight=0.0,
     )
     run = train_and_map(workspace, SMALL, config)
     reconstruction = run.history["reconstruction"].to_list()

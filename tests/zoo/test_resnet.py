@@ -16,6 +16,7 @@ from core.zoo.population import (
     init_vector,
     init_vectors,
     recalibrate_norm_statistics,
+    stacked_net,
     train_single,
 )
 from core.zoo.resnet import resnet
@@ -128,3 +129,19 @@ def test_recalibration_restores_scrambled_statistics_as_plain_modules_would():
         torch.testing.assert_close(recalibrated[i], flatten(spec, module.state_dict()), atol=1e-5, rtol=1e-4)
     cnn = init_vectors(cnn_small(), seeds, ["uniform"] * 2)
     assert recalibrate_norm_statistics(cnn_small(), cnn, x) is cnn  # nothing to recalibrate
+
+
+def test_evaluation_mode_differentiates_through_decoded_running_statistics():
+    spec = resnet(1, 10)
+    vectors = torch.stack([init_vector(spec, seed, "kaiming_uniform") for seed in (1, 2)])
+    vectors = vectors + 0.01 * torch.randn(vectors.shape, generator=torch.Generator().manual_seed(0))
+    net = stacked_net(spec)
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    index = torch.arange(4).expand(2, -1)
+    plain = net.forward(vectors, net.batch_input(x, index))
+    decoded = vectors.clone().requires_grad_(True)  # as weights fresh from a decoder
+    with_grad = net.forward(decoded, net.batch_input(x, index))
+    assert torch.allclose(with_grad, plain, atol=1e-5)  # the written-out formula is F.batch_norm's
+    with_grad.sum().backward()
+    running = trainable_mask(spec) == 0
+    assert decoded.grad[:, running].abs().sum() > 0  # gradients reach the running statistics too

@@ -14,8 +14,8 @@ higher, median min-L2 no lower) the generated models keep >= 99% of the anchors'
 >= 95%; the generator's frontier lies above the noise baseline's at >= 3 of its 5 novelty levels.
 
 Usage: python bench/frontier.py [--workspace WS] [--kind hyperrep|sane] [--n 32] [--quick] [--png assets/frontier.png]
-Without --workspace it unpacks the shipped default workspace into a temporary folder (or, with --resnet-zoo N,
-trains a zoo of N ResNets there). The last line of stdout is JSON.
+Without a workspace (no --workspace, or one that does not exist yet) it unpacks the shipped default workspace (or,
+with --resnet-zoo N, trains a zoo of N ResNets) into that folder or a temporary one. The last line of stdout is JSON.
 """
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ def generator_points(variant: str, run, anchors, table, rule, judge, args) -> tu
     prepared = run.prepare(anchors.zoo)
     points, seconds = [], {}
     data = judge.data
-    combos = [(s, sel, sp) for s in SAMPLERS for sel in SELECTIONS for sp in args.spreads]
+    combos = [
+        (s, sel, sp) for s in args.samplers.split(",") for sel in args.selections.split(",") for sp in args.spreads
+    ]
     combos += [("kde-per-dim", "none", 0.0)]
     for sampler, selection, spread in combos:
         if args.quick and (sampler != "kde" or selection == "subsample"):
@@ -218,6 +220,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="autoencoder variants to train and compare")
     parser.add_argument("--kind", choices=KINDS, default=KINDS[0], help="the autoencoder kind (default settings)")
     parser.add_argument("--resnet-zoo", type=int, default=0, help="without --workspace: a zoo of this many ResNets")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--selections", default=",".join(SELECTIONS))
     parser.add_argument("--quick", action="store_true", help="the kde sampler alone, no subsampling")
     parser.add_argument("--png", type=Path, default=None, help="write the frontier plot here")
     parser.add_argument("--from-json", type=Path, default=None, help="report (and plot) a saved run's last line")
@@ -232,9 +236,9 @@ def main() -> None:
     tune_cpu_allocator()
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace(args.workspace or Path(tmp) / "zoo")
-        if args.workspace is None and args.resnet_zoo:
+        if not workspace.exists() and args.resnet_zoo:
             generate_zoo(workspace, ZooConfig(arch="resnet", models=args.resnet_zoo, epochs=10))
-        elif args.workspace is None:
+        elif not workspace.exists():
             unpack_workspace(ASSET, workspace.root)
         runs, reconstruction = {}, {}
         ae_config = method_named(args.kind).config_type()

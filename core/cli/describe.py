@@ -47,6 +47,10 @@ def describe_samples(result: dict) -> list[str]:
     lines.append("mean test accuracy by fine-tuning epoch (0 = as generated):")
     for group, curve in result["curves"].items():
         lines.append(f"  {group:<13}" + " ".join(f"{a:.3f}" for a in curve))
+    frontier = result.get("noise_frontier") or []
+    if frontier:
+        points = ", ".join(f"{p['scale']:g}: {p['acc_mean']:.3f} at {p['max_iou_median']:.2f}" for p in frontier)
+        lines.append(f"anchor + noise (scale x layer std: accuracy at error-IoU): {points}")
     nov = result["novelty"]
     lines.append(
         f"novelty: median min L2 to the zoo {nov['min_l2_median']:.3f} (zoo to itself {nov['zoo_min_l2_median']:.3f}); "

@@ -49,16 +49,16 @@ class TrainConfig:
     align: bool = setting(True, "align the zoo (weight matching) before training")
     align_iterations: int = 2
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    # The behavioural loss (core/rep/behaviour.py): decoded and original models' outputs on query inputs. Why
-    # behaviour alone by default (bench/frontier.py, default zoo): held-out reconstructions keep 102% of accuracy
-    # (structure alone: 98%, both: 101%), and generated models beat the noise baseline at more novelty levels;
-    # the price is weight-space fidelity (reconstruction R^2 0.90 against 0.98), not function.
-    behaviour_weight: float = setting(1.0, "weight of the behavioural loss (0: off)")
+    # The behavioural loss (core/rep/behaviour.py): decoded and original models' outputs on query inputs. The two
+    # weights below default to the autoencoder kind's own (core/rep/methods/, `loss_weights`), measured per kind.
+    behaviour_weight: float | None = setting(
+        None, "weight of the behavioural loss (0: off; default: the kind's, hyperrep 1, sane 0)", parse=float
+    )
     behaviour_distance: str = setting("kl", "how outputs are compared", choices=DISTANCES)
     queries: str = setting("train", "query inputs of the behavioural loss", choices=QUERIES)
     query_batch: int = setting(64, "query inputs per training step of the behavioural loss")
-    structure_weight: float = setting(
-        0.0, "weight of the reconstruction loss in weight space (1 with --behaviour-weight 0: the 2022 method)"
+    structure_weight: float | None = setting(
+        None, "weight of the reconstruction loss in weight space (default: the kind's, hyperrep 0, sane 1)", parse=float
     )
     patience: int = setting(40, "stop after this many epochs without a better validation reconstruction")
     clip: float = 1.0
@@ -71,20 +71,17 @@ class TrainConfig:
             raise UserError(f"gamma must lie in [0, 1], got {self.gamma}")
         positive = {"lr": self.lr, "temperature": self.temperature, "clip": self.clip}
         bad = [f"{k} {v}" for k, v in positive.items() if not (math.isfinite(v) and v > 0)]
-        non_negative = {
-            "weight decay": self.weight_decay,
-            "noise": self.noise,
-            "warm-up epochs": self.warmup_epochs,
-            "behaviour weight": self.behaviour_weight,
-            "structure weight": self.structure_weight,
-        }
+        non_negative = {"weight decay": self.weight_decay, "noise": self.noise, "warm-up epochs": self.warmup_epochs}
+        for name, weight in (("behaviour weight", self.behaviour_weight), ("structure weight", self.structure_weight)):
+            if weight is not None:
+                non_negative[name] = weight
         bad += [f"{k} {v}" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0)]
         for name, p in (("erase", self.erase_probability), ("permute", self.permute_probability)):
             if not 0 <= p <= 1:
                 bad.append(f"{name} probability {p} (must lie in [0, 1])")
         if self.seed < 0 or self.patience < 1 or self.query_batch < 1:
             bad.append(f"seed {self.seed}, patience {self.patience}, query batch {self.query_batch} (>= 0, >= 1, >= 1)")
-        if self.structure_weight == 0 and self.behaviour_weight == 0:
+        if self.structure_weight == 0 and self.behaviour_weight == 0:  # both given, both 0
             bad.append("no reconstruction signal (structure and behaviour weights are both 0)")
         if bad:
             raise UserError(f"autoencoder training: {', '.join(bad)}")

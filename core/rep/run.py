@@ -18,7 +18,7 @@ from torch import nn
 
 from core.errors import UserError, ZooError
 from core.rep.loop import TrainConfig
-from core.rep.methods import Method, method_for, method_named
+from core.rep.methods import Method, method_for, method_named, with_kind_defaults
 from core.rep.prepare import PreparedZoo, Split, prepare
 from core.store.files import read_parquet, read_tensors
 from core.store.runs import AERunFiles, ae_runs, finished_ae_runs
@@ -89,7 +89,9 @@ class AERun:
 
 
 def run_name(ae_config, train_config: TrainConfig) -> str:
-    """Runs are named by their settings, so the same command resumes its own run and other settings get a new one."""
+    """Runs are named by their settings (the kind's defaults filled in), so the same command resumes its own run
+    and other settings get a new one."""
+    train_config = with_kind_defaults(ae_config, train_config)
     digest = hashlib.sha256(json.dumps([asdict(ae_config), asdict(train_config)], sort_keys=True).encode())
     return f"{method_for(ae_config).kind}-{digest.hexdigest()[:8]}"
 

@@ -16,7 +16,7 @@ import torch
 
 from core.errors import UserError
 from core.rep.loop import TrainConfig, fit
-from core.rep.methods import method_for
+from core.rep.methods import method_for, with_kind_defaults
 from core.rep.prepare import Split, prepare, split_models
 from core.rep.run import AERun, load_run, run_name, stats_tensors
 from core.store.files import write_tensors
@@ -37,7 +37,7 @@ def train_autoencoder(
     should_stop: Callable[[], bool] | None = None,
 ) -> AERun:
     """The trained run of these settings: trained now, resumed, or loaded when it was trained before."""
-    train_config = train_config or TrainConfig()
+    train_config = with_kind_defaults(ae_config, train_config or TrainConfig())
     method = method_for(ae_config)
     files = AERunFiles.of(workspace, run or run_name(ae_config, train_config))
     with workspace.lock():

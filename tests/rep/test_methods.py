@@ -4,7 +4,9 @@ import pytest
 
 from core.errors import UserError
 from core.rep.autoencoder import AEConfig
-from core.rep.methods import KINDS, METHODS, method_for, method_named
+from core.rep.loop import TrainConfig
+from core.rep.methods import KINDS, METHODS, method_for, method_named, with_kind_defaults
+from core.rep.run import run_name
 from core.rep.sane import SANEConfig
 from core.zoo.model_zoo import load_zoos
 
@@ -36,3 +38,18 @@ def test_sizes_are_checked():
         AEConfig(latent_dim=0)
     with pytest.raises(UserError, match="multiple of the 4 heads"):
         SANEConfig(d_model=7)
+
+
+def test_unset_loss_weights_take_the_kinds_defaults_and_given_ones_stay():
+    unset = TrainConfig()
+    assert unset.structure_weight is None and unset.behaviour_weight is None
+    for config in (AEConfig(), SANEConfig()):
+        filled = with_kind_defaults(config, unset)
+        assert {k: getattr(filled, k) for k in ("structure_weight", "behaviour_weight")} == method_for(
+            config
+        ).loss_weights
+    given = TrainConfig(structure_weight=0.5)
+    assert with_kind_defaults(SANEConfig(), given).structure_weight == 0.5
+    assert run_name(AEConfig(), unset) == run_name(AEConfig(), with_kind_defaults(AEConfig(), unset))
+    with pytest.raises(UserError, match="both 0"):
+        TrainConfig(structure_weight=0.0, behaviour_weight=0.0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from core.errors import UserError
+from core.rep.loop import TrainConfig
 from core.rep.methods.base import Method
 from core.rep.methods.hyperrep import HyperRep
 from core.rep.methods.sane import Sane
@@ -23,3 +26,9 @@ def method_for(config) -> Method:
         if isinstance(config, method.config_type):
             return method
     raise TypeError(f"{type(config).__name__} is no autoencoder kind's config")
+
+
+def with_kind_defaults(ae_config, train: TrainConfig) -> TrainConfig:
+    """The training settings with the kind's own loss weights wherever the user gave none."""
+    missing = {k: v for k, v in method_for(ae_config).loss_weights.items() if getattr(train, k) is None}
+    return replace(train, **missing) if missing else train

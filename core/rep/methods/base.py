@@ -27,6 +27,8 @@ class Method(Protocol):
     sampling_note: ClassVar[str]  # what sampling from this kind's codes means, for the Generate page ("" if plain)
     # Ways to pool a model's latents into one embedding, the default first; one entry when a model has one latent.
     aggregations: ClassVar[tuple[str, ...]]
+    # The kind's own loss weights, used where the training settings give none (measured per kind: bench/frontier.py).
+    loss_weights: ClassVar[dict[str, float]]
 
     def check_zoos(self, zoos: list[Zoo]) -> None:
         """Raise a UserError saying why, when this kind cannot read these architectures."""

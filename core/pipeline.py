@@ -31,7 +31,7 @@ from core.rep.run import AERun, load_run, run_name
 from core.rep.train import train_autoencoder
 from core.store import packing
 from core.store.runs import SamplesRun
-from core.store.workspace import Workspace
+from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import combined_table, load_zoos
@@ -103,6 +103,8 @@ def generate(
     (the app passes one for its lifetime)."""
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
+    stamp = zoo_stamp(zoos[0].manifest)
+    run.files.check_zoo(stamp)  # the zoo read is still the run's
     anchors = resolve_anchors(zoos, combined_table(zoos), config.anchors)
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
@@ -133,11 +135,14 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
+        **stamp,
     )
     samples.write(
         {"generated": generated, "finetuned": finetuned[: config.n]},
         {"architecture": anchors.spec.to_json(), "method": config.method},
-        _samples_table(per_model["generated"], figures["generated"], _map_positions(run, prepared, generated, device)),
+        _samples_table(
+            per_model["generated"], figures["generated"], _map_positions(run, zoos, prepared, generated, device)
+        ),
         curves,
         novelty_plane(per_model, figures),
     )
@@ -182,9 +187,9 @@ def _medians(figures: dict) -> dict:
     return {k: v for k, v in figures.items() if k.endswith("median")}
 
 
-def _map_positions(run: AERun, prepared, generated: torch.Tensor, device: str) -> np.ndarray:
+def _map_positions(run: AERun, zoos: list, prepared, generated: torch.Tensor, device: str) -> np.ndarray:
     """Where generated models sit on the run's map (core/rep/embed.py `place_on_map`)."""
-    table = load_embeddings(run.files)
+    table = load_embeddings(run.files, combined_table(zoos)["checkpoint"].to_list())
     xy = table.select("umap_x", "umap_y").to_numpy()
     return place_on_map(embedding_matrix(table), xy, run.embed(prepared, generated, device))
 

@@ -153,15 +153,19 @@ def ae_run(workspace: Workspace, name: str):
 
 
 @st.cache_resource(max_entries=8)
-def _embeddings(root: str, name: str, stamp: int) -> pl.DataFrame:
-    return read_parquet(AERunFiles.of(Workspace(root), name).embeddings)
+def _embeddings(root: str, name: str, stamp: int, zoo_stamp: int) -> pl.DataFrame:
+    workspace = Workspace(root)
+    files = AERunFiles.of(workspace, name)
+    files.check_zoo(workspace.zoo_stamp())
+    return files.read_map()
 
 
 def embeddings(workspace: Workspace, run: str) -> pl.DataFrame:
+    """The run's map, refused if the run was made from another zoo than the workspace's."""
     path = AERunFiles.of(workspace, run).embeddings
     if not path.exists():
         raise ZooError(f"{path}: the run has no map yet")
-    return _embeddings(key(workspace), run, _mtime(path))
+    return _embeddings(key(workspace), run, _mtime(path), _mtime(workspace.manifest_path))
 
 
 def chosen_run(workspace: Workspace) -> str | None:

@@ -129,7 +129,7 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
     spec = spec_from_json(json.loads(run.weights_metadata()["architecture"]))
     manifest = workspace.manifest()
     source = manifest.get("dataset", {})
-    data = load_dataset(source["name"], seed=source.get("seed", 0))
+    data = load_dataset(source.get("name", "unknown"), seed=source.get("seed", 0))
     target = data if not run.transfer else load_dataset(run.dataset, seed=0)
     final_spec = spec if target.n_classes == spec.n_classes else replace(spec, n_classes=target.n_classes)
 

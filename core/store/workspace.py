@@ -80,8 +80,7 @@ class Workspace:
         version = manifest.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
             raise ZooError(f"{path}: format version {version!r} is not one this program reads")
-        if not isinstance(manifest.get("dataset", {}), dict) or not isinstance(manifest.get("zoo", {}), dict):
-            raise ZooError(f"{path}: 'dataset' and 'zoo' must be JSON objects")
+        _check_sections(manifest, path)
         return manifest
 
     def has_zoo(self) -> bool:
@@ -92,8 +91,9 @@ class Workspace:
         return "architectures" in manifest or "architecture" in manifest
 
     def zoo_stamp(self) -> dict:
-        """What identifies the workspace's zoo; runs made from it store the same (see core/store/runs.py)."""
-        return zoo_stamp(self.manifest())
+        """What identifies the workspace's zoo ({} without a manifest); runs made from it store the same (see
+        core/store/runs.py)."""
+        return zoo_stamp(self.manifest()) if self.exists() else {}
 
     def write_manifest(self, manifest: dict) -> None:
         write_json(self.manifest_path, versioned(manifest))
@@ -137,6 +137,18 @@ class Workspace:
                     del _held[key]
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_sections(manifest: dict, path: Path) -> None:
+    """The parts of a manifest that readers index: `dataset` {name, seed} and `zoo` {id, created}."""
+    dataset, zoo = manifest.get("dataset", {}), manifest.get("zoo", {})
+    if not isinstance(dataset, dict) or not isinstance(zoo, dict):
+        raise ZooError(f"{path}: 'dataset' and 'zoo' must be JSON objects")
+    seed = dataset.get("seed", 0)
+    if not isinstance(dataset.get("name", ""), str) or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ZooError(f"{path}: 'dataset' must hold a name (text) and a seed (an integer >= 0)")
+    if not all(isinstance(zoo.get(k, ""), str) for k in ("id", "created")):
+        raise ZooError(f"{path}: the zoo's 'id' and 'created' must be text")
 
 
 def versioned(manifest: dict) -> dict:

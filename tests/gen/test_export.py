@@ -117,7 +117,7 @@ def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
     )
     samples = pl.DataFrame(
         {"sample": [0, 1, 2], "acc_epoch0": accuracies[:, 0], "acc_final": accuracies[:, -1]}
-        | {"min_l2": [0.0] * 3, "max_iou": [1.0] * 3}
+        | {"min_l2": [0.0] * 3, "max_iou": [1.0] * 3, "umap_x": [0.0] * 3, "umap_y": [0.0] * 3}
     )
     tensors = {"generated": models, "finetuned": finetuned}
     run.write(tensors, {"architecture": zoo.spec.to_json(), "method": "kde"}, samples, curves, samples)

@@ -51,5 +51,8 @@ MAX_BATCH_SIZE = 1 << 20
 # A zoo's float32 values held while it trains (every saved snapshot plus each model's weights and optimiser
 # state): 2^31 values are 8 GiB.
 MAX_ZOO_VALUES = 2**31
-# An autoencoder's transformer stacks, in parameters (4 bytes each, and as many again for each optimiser moment).
+# An autoencoder's size, in parameters (4 bytes each, and as many again for each optimiser moment), estimated
+# from its settings before anything is built; any one size setting, and the depth of each transformer stack.
 MAX_AE_PARAMETERS = 500_000_000
+MAX_SIZE_SETTING = 1 << 20
+MAX_LAYERS = 256

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from core.errors import ZooError
 from core.store.files import atomic_path
-from core.store.workspace import MANIFEST, Workspace
+from core.store.workspace import MANIFEST, Workspace, checked_output
 
 # Checks that a workspace is whole (e.g. its zoo loads), raising a UserError that names what is wrong. Packing
 # knows files, not zoos: the caller passes the check (core/pipeline.py passes the zoo loader).
@@ -41,8 +41,8 @@ def pack_workspace(workspace: Workspace, out: str | Path, validate: Validate) ->
     if not workspace.exists():
         raise ZooError(f"{workspace.root}: no workspace to pack (no {MANIFEST})")
     validate(workspace)  # refuse to pack a broken workspace
+    out = checked_output(out)
     files = _packed_files(workspace.root)
-    out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for relative in files:

@@ -151,6 +151,25 @@ def _check_sections(manifest: dict, path: Path) -> None:
         raise ZooError(f"{path}: the zoo's 'id' and 'created' must be text")
 
 
+def checked_output(out: str | Path) -> Path:
+    """A file path to write a zip to: not empty, not a folder, and outside every workspace (a pack or a bundle
+    written over a workspace's file would destroy it; written anywhere inside one, it would be packed with it).
+    Links are resolved before the check."""
+    text = str(out)
+    if not text.strip():
+        raise UserError("--out is empty: name the zip file to write")
+    path = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise UserError(f"{path}: is a folder; name the zip file to write")
+    resolved = path.resolve()
+    for folder in resolved.parents:
+        if (folder / MANIFEST).exists() or (folder / ZOO / PENDING_MANIFEST).exists():
+            raise UserError(f"{path}: inside the workspace {folder}; write it outside any workspace")
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{path}: {folder} is a file, not a folder")
+    return path
+
+
 def versioned(manifest: dict) -> dict:
     return {**manifest, "format_version": FORMAT_VERSION}
 

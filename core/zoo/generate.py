@@ -21,6 +21,7 @@ import polars as pl
 import torch
 
 from core.errors import Interrupted, UserError, ZooError
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
 from core.parsing import float_list, int_list, str_list
 from core.settings import setting
 from core.store.files import read_tensor_metadata, read_tensors, write_tensors
@@ -28,7 +29,7 @@ from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.data import load_dataset
 from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
-from core.zoo.model_zoo import Progress, Zoo, finish_table, save_zoo
+from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
 from core.zoo.population import INITS, Population, init_vectors
 
 
@@ -77,15 +78,15 @@ class ZooConfig:
     )
 
     def __post_init__(self) -> None:
+        if not 1 <= self.models <= MAX_MODELS:
+            raise UserError(f"a zoo needs 1 to {MAX_MODELS} models, got {self.models}")
+        if not (0 <= self.epochs <= MAX_EPOCHS and 1 <= self.batch_size <= MAX_BATCH_SIZE):
+            raise UserError(f"epochs must lie in 0..{MAX_EPOCHS} and batch size in 1..{MAX_BATCH_SIZE}")
         if self.save_epochs is None:
             object.__setattr__(self, "save_epochs", default_save_epochs(self.epochs))
         self._check_architectures()
-        if self.models < 1:
-            raise UserError("a zoo needs at least one model")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise UserError("epochs must be >= 0 and batch size >= 1")
-        if self.seed < 0 or self.data_seed < 0:
-            raise UserError(f"seeds must be >= 0, got {self.seed}")
+        if not (0 <= self.seed <= MAX_SEED and 0 <= self.data_seed <= MAX_SEED):
+            raise UserError(f"seeds must lie in 0..{MAX_SEED}, got {self.seed}")
         bad = [e for e in self.save_epochs if not 0 <= e <= self.epochs]
         if bad or not self.save_epochs:
             raise UserError(f"save epochs must lie in 0..{self.epochs}; got {list(self.save_epochs)}")
@@ -93,8 +94,8 @@ class ZooConfig:
             unknown = set(value) - set(allowed)
             if unknown or not value:
                 raise UserError(f"unknown {what} {sorted(unknown)}; choose from {', '.join(allowed)}")
-        if self.init_seeds < 0:
-            raise UserError("init seeds must be >= 0 (0: every model its own init)")
+        if not 0 <= self.init_seeds <= MAX_MODELS:
+            raise UserError(f"init seeds must lie in 0..{MAX_MODELS} (0: every model its own init)")
         if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
             raise UserError(f"learning rates must be finite and positive, got {list(self.lrs)}")
         if not self.dropouts or any(not 0 <= d < 1 for d in self.dropouts):
@@ -170,15 +171,18 @@ def generate_zoo(
     device: str = "cpu",
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    replace: bool = False,
 ) -> list[Zoo]:
     """Train the zoo, saving a resumable state after every epoch; an identical earlier call that was
-    interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap.
-    Returns one Zoo per architecture."""
+    interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap,
+    which must be asked for (`replace`) when the workspace holds a zoo. Returns one Zoo per architecture."""
     data = load_dataset(config.dataset, seed=config.data_seed)
     specs = {spec.name: spec for spec in zoo_specs(config, data)}
+    _check_size(config, specs)
     plan = plan_models(config, list(specs))
-    populations = _populations(specs, plan, device)
     with workspace.lock():
+        check_replacing(workspace, replace)
+        populations = _populations(specs, plan, device)
         partial = _Partial(workspace.root / "zoo.partial", config)
         first_epoch, saved_weights, saved_rows = partial.resume(populations)
         started = time.monotonic()
@@ -196,6 +200,17 @@ def generate_zoo(
         save_zoo(workspace, zoos)
         partial.clear()
     return zoos
+
+
+def _check_size(config: ZooConfig, specs: dict[str, Spec]) -> None:
+    """Refuse a zoo too large to hold while it trains (core/limits.py MAX_ZOO_VALUES): every saved snapshot plus
+    each model's weights, gradients and two optimiser moments."""
+    values = config.models * sum(spec.n_params for spec in specs.values()) * (len(config.save_epochs) + 4)
+    if values > MAX_ZOO_VALUES:
+        raise UserError(
+            f"a zoo of {config.models} models x {len(config.save_epochs)} saved epochs would hold {values:,} "
+            f"values while training, more than the {MAX_ZOO_VALUES:,} allowed; use fewer models or saved epochs"
+        )
 
 
 def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> list[Population]:

@@ -73,6 +73,16 @@ def combined_table(zoos: list[Zoo]) -> pl.DataFrame:
     return pl.concat([z.table for z in zoos], how="diagonal_relaxed").sort("checkpoint")
 
 
+def check_replacing(workspace: Workspace, replace: bool) -> None:
+    """Refuse to write a zoo over the workspace's zoo unless asked to: its runs would no longer match it."""
+    if replace or not workspace.has_zoo():
+        return
+    raise UserError(
+        f"{workspace.root}: already holds a zoo; replacing it leaves its autoencoder and samples runs stale. "
+        "Pass --replace to replace it, or choose a new workspace"
+    )
+
+
 def save_zoo(workspace: Workspace, zoos: list[Zoo]) -> None:
     """Write one weights tensor per architecture, one table and the new manifest (format 2: `architectures`
     maps each name to its spec; the zoo gets a fresh id) into a new folder, swap it in for the old zoo, then

@@ -263,7 +263,9 @@ def test_pickled_objects_are_refused_never_unpickled(tmp_path, as_torch_file):
     report = import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"))
     assert not marker.exists()
     assert report.models == 1 and len(report.problems) == 1 and "z_payload" in report.problems[0]
-    assert "not a readable torch state dict" in report.problems[0]
+    # In our words; never torch's advice to load it with weights_only=False, nor its terminal escapes.
+    assert "refused: it holds Python code" in report.problems[0]
+    assert "weights_only" not in report.problems[0] and "\x1b" not in report.problems[0]
 
 
 # ---------------------------------------------------------------- nothing to import

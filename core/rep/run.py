@@ -21,7 +21,7 @@ from core.rep.loop import TrainConfig
 from core.rep.methods import Method, method_for, method_named
 from core.rep.prepare import PreparedZoo, Split, prepare
 from core.store.files import read_parquet, read_tensors
-from core.store.runs import AERunFiles, ae_runs, finished_ae_runs
+from core.store.runs import AE_RUNS, AERunFiles, ae_runs, finished_ae_runs, stale_runs
 from core.store.workspace import Workspace
 from core.zoo.model_zoo import Zoo
 
@@ -100,7 +100,9 @@ def train_config_from_json(data: dict) -> TrainConfig:
 def latest_finished(workspace: Workspace) -> str:
     finished = finished_ae_runs(workspace)
     if not finished:
-        raise ZooError(f"{workspace.root}: no finished autoencoder run; train one with `ae train`")
+        stale = [run for run in stale_runs(workspace) if run.startswith(AE_RUNS)] if workspace.exists() else []
+        also = f" (the runs {', '.join(stale)} were made from a replaced zoo)" if stale else ""
+        raise ZooError(f"{workspace.root}: no finished autoencoder run of its zoo{also}; train one with `ae train`")
     return finished[-1]
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -181,10 +182,11 @@ def generate_zoo(
     _check_size(config, specs)
     plan = plan_models(config, list(specs))
     with workspace.lock():
-        check_replacing(workspace, replace)
         populations = _populations(specs, plan, device)
         partial = _Partial(workspace.root / "zoo.partial", config)
-        first_epoch, saved_weights, saved_rows = partial.resume(populations)
+        first_epoch, saved_weights, saved_rows = partial.resume(populations, workspace.zoo_stamp())
+        if not partial.may_replace(workspace.zoo_stamp()):
+            check_replacing(workspace, replace)
         started = time.monotonic()
         for epoch in range(first_epoch, config.epochs + 1):
             losses = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
@@ -196,7 +198,7 @@ def generate_zoo(
                 on_progress(epoch + 1, config.epochs + 1, info)
             if should_stop and should_stop() and epoch < config.epochs:
                 raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
-        zoos = _assemble(specs, plan, saved_weights, saved_rows, config, data)
+        zoos = _assemble(specs, plan, saved_weights, saved_rows, config, data, partial.zoo_id)
         save_zoo(workspace, zoos)
         partial.clear()
     return zoos
@@ -257,7 +259,7 @@ def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, l
     return population.weights(), rows
 
 
-def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data) -> list[Zoo]:
+def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data, zoo_id: str) -> list[Zoo]:
     """One Zoo per architecture, rows ordered by model and epoch, checkpoints numbered across all of them.
     Each architecture's saved rows appear in `saved_rows` in the order of its stacked weights."""
     joined = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
@@ -267,7 +269,12 @@ def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooCon
     table = table.with_columns(order["architecture"], order["row"])
     manifest = {
         "dataset": {"name": config.dataset, "seed": config.data_seed, "n_classes": data.n_classes},
-        "zoo": {"source": "generated", "config": asdict(config), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        "zoo": {
+            "source": "generated",
+            "config": asdict(config),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "id": zoo_id,
+        },
     }
     zoos = []
     for name, spec in specs.items():
@@ -280,13 +287,26 @@ def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooCon
 class _Partial:
     """The resumable state of an unfinished generation, kept apart from the finished zoo: one safetensors file
     holding every population's state and the snapshots so far, with the progress (settings digest, epoch,
-    snapshot rows) in its metadata, so the state and the progress it belongs to are committed in one rename."""
+    snapshot rows) in its metadata, so the state and the progress it belongs to are committed in one rename.
+
+    The progress also says which zoo the generation replaces (the workspace's stamp when it started, checked
+    against `--replace` then) and the id its own zoo gets: a rerun may write over either without asking again,
+    so that an interrupted `zoo generate --replace`, or one cut short after its zoo was swapped in, finishes
+    when run again."""
 
     def __init__(self, folder: Path, config: ZooConfig):
         self.folder, self.config = folder, config
         self.path = folder / "state.safetensors"
+        self.resumed, self.replaces, self.zoo_id = False, {}, uuid.uuid4().hex
 
-    def resume(self, populations: list[Population]) -> tuple[int, dict[str, list[torch.Tensor]], list[dict]]:
+    def may_replace(self, stamp: dict) -> bool:
+        """Whether this (resumed) generation may write over the zoo of `stamp` without --replace."""
+        return self.resumed and stamp in (self.replaces, {**stamp, "zoo_id": self.zoo_id})
+
+    def resume(
+        self, populations: list[Population], stamp: dict
+    ) -> tuple[int, dict[str, list[torch.Tensor]], list[dict]]:
+        self.replaces = stamp
         if not self.path.exists():
             self.clear()  # anything else here is from an older layout or a crash before the first commit
             return 0, {}, []
@@ -298,6 +318,8 @@ class _Partial:
             for i, population in enumerate(populations):
                 population.load_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{i}/")})
             saved = {k.split("/", 1)[1]: [v] for k, v in state.items() if k.startswith("saved/")}
+            self.replaces, self.zoo_id = info["replaces"], str(info["zoo_id"])
+            self.resumed = True
             return int(info["epoch"]) + 1, saved, info["rows"]
         except (ValueError, KeyError, TypeError, ZooError, RuntimeError):
             self.clear()  # stale or unreadable: start over rather than mix runs
@@ -307,6 +329,7 @@ class _Partial:
         tensors = {f"{i}/{k}": v for i, p in enumerate(populations) for k, v in p.state().items()}
         tensors.update({f"saved/{name}": torch.cat(parts) for name, parts in saved_weights.items()})
         progress = {"config_key": self.config.key(), "epoch": epoch, "rows": rows}
+        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
         write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
 
     def clear(self) -> None:

@@ -85,13 +85,14 @@ def check_replacing(workspace: Workspace, replace: bool) -> None:
 
 def save_zoo(workspace: Workspace, zoos: list[Zoo]) -> None:
     """Write one weights tensor per architecture, one table and the new manifest (format 2: `architectures`
-    maps each name to its spec; the zoo gets a fresh id) into a new folder, swap it in for the old zoo, then
-    move the manifest into place (core/store/workspace.py says why readers never see them disagree). The
-    caller holds the workspace's lock."""
+    maps each name to its spec; the zoo gets a fresh id unless its manifest brings one) into a new folder,
+    swap it in for the old zoo, then move the manifest into place (core/store/workspace.py says why readers
+    never see them disagree). The caller holds the workspace's lock."""
     names = [z.spec.name for z in zoos]
     if len(set(names)) != len(names):
         raise ZooError(f"{workspace.root}: architecture names must be unique in a zoo, got {names}")
-    stamped = {**zoos[0].manifest, "zoo": {**zoos[0].manifest.get("zoo", {}), "id": uuid.uuid4().hex}}
+    zoo_record = zoos[0].manifest.get("zoo", {})
+    stamped = {**zoos[0].manifest, "zoo": {**zoo_record, "id": zoo_record.get("id") or uuid.uuid4().hex}}
     for zoo in zoos:  # the zoos in memory get the column their stored table has, and the manifest
         zoo.table = _with_architecture(zoo.table, zoo.spec.name)
         zoo.manifest = stamped

@@ -81,7 +81,9 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def _size_text(n: int) -> str:
-    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f} GiB"
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n:,} bytes"
 
 
 def _open_regular(path: Path, cap: int) -> tuple[int, int]:

@@ -170,7 +170,7 @@ def test_a_writer_during_the_map_phase_is_told_busy(tiny_zoo_workspace, tmp_path
 # ---------------------------------------------------------------- sampling
 
 
-SAMPLE = SampleConfig(n=2, finetune_epochs=1, baselines=False, anchors="top:0.5")
+SAMPLE = SampleConfig(n=2, finetune_epochs=0, baselines=False, anchors="top:0.5")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.errors import ZooError
 from core.gen.anchors import Anchors, resolve_anchors
 from core.gen.baselines import reference_groups, simple_baselines
 from core.gen.config import SampleConfig
@@ -190,8 +191,10 @@ def _medians(figures: dict) -> dict:
 def _map_positions(run: AERun, zoos: list, prepared, generated: torch.Tensor, device: str) -> np.ndarray:
     """Where generated models sit on the run's map (core/rep/embed.py `place_on_map`)."""
     table = load_embeddings(run.files, combined_table(zoos)["checkpoint"].to_list())
-    xy = table.select("umap_x", "umap_y").to_numpy()
-    return place_on_map(embedding_matrix(table), xy, run.embed(prepared, generated, device))
+    stored, new = embedding_matrix(table), run.embed(prepared, generated, device)
+    if stored.shape[1] != new.shape[1]:
+        raise ZooError(f"{run.files.embeddings}: embeddings of {stored.shape[1]} values; the run makes {new.shape[1]}")
+    return place_on_map(stored, table.select("umap_x", "umap_y").to_numpy(), new)
 
 
 def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray) -> pl.DataFrame:

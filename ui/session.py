@@ -18,9 +18,9 @@ import streamlit as st
 from core.default import NAME as DEFAULT_NAME
 from core.errors import UserError, ZooError
 from core.runtime import resolve_device
-from core.store.files import read_parquet
 from core.store.runs import AERunFiles, SamplesRun, finished_ae_runs
 from core.store.workspace import Workspace
+from core.zoo.table import read_checkpoint_table
 from ui import keys
 from ui.jobs import JobRegistry
 
@@ -124,7 +124,7 @@ def zoos(workspace: Workspace):
 @st.cache_resource(max_entries=8)
 def _table(root: str, stamp: int):
     workspace = Workspace(root)
-    table = read_parquet(workspace.models_table_path)
+    table = read_checkpoint_table(workspace.models_table_path)
     if "architecture" not in table.columns:  # format 1: one architecture, named in the manifest
         name = workspace.manifest().get("architecture", {}).get("name", "?")
         table = table.with_columns(pl.lit(name).alias("architecture"))

@@ -149,8 +149,9 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
 
 def _stored_spec(run: SamplesRun) -> Spec:
     """The architecture the samples run's weights file names in its metadata."""
+    metadata = run.weights_metadata()
     try:
-        return spec_from_json(json.loads(run.weights_metadata()["architecture"]))
+        return spec_from_json(json.loads(metadata["architecture"]))
     except (ValueError, UserError) as exc:
         raise ZooError(f"{run.weights_path}: the architecture in its metadata does not read ({exc})") from None
 
@@ -159,6 +160,11 @@ def _weight_members(run: SamplesRun, spec: Spec, final_spec: Spec, fmt: str) -> 
     """{path in the zip: file}: each model as generated and after fine-tuning."""
     tensors, members = run.weights(), {}
     for kind, current in (("generated", spec), ("finetuned", final_spec)):
+        width = tensors[kind].shape[1]
+        if width != current.n_params:
+            raise ZooError(
+                f"{run.weights_path}: {kind} models of {width} values; {current.name} has {current.n_params}"
+            )
         for i, vector in enumerate(tensors[kind]):
             metadata = {"sample": str(i), "kind": kind}
             members[f"{kind}/model_{i:03d}.{fmt}"] = _weight_file(current, vector, fmt, metadata)

@@ -20,8 +20,6 @@ import torch
 
 from core.errors import UserError, ZooError
 from core.store.files import (
-    check_columns,
-    read_parquet,
     read_tensors,
     replace_dir,
     write_json,
@@ -31,12 +29,9 @@ from core.store.files import (
 from core.store.workspace import MANIFEST, PENDING_MANIFEST, ZOO, Workspace, versioned
 from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.families import spec_from_json
+from core.zoo.table import COLUMNS, read_checkpoint_table
 
 Progress = Callable[[int, int, dict], None]
-
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-SETTINGS = ("seed", "init_seed", "init", "lr", "weight_decay", "dropout", "activation", "batch_size")
-COLUMNS = ("checkpoint", "model_id", "epoch", *SETTINGS, *METRICS, "ggap")
 
 
 def finish_table(rows: list[dict]) -> pl.DataFrame:
@@ -118,12 +113,6 @@ def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:
     return table.select([*columns[:at], "architecture", *columns[at:]])
 
 
-# What every stored table has, by kind (core/store/files.py `check_columns`); `architecture` and `activation`
-# are checked where present (format 1 tables and old imports may lack them).
-REQUIRED_COLUMNS = {"checkpoint": "int", "model_id": "int", "epoch": "int", **dict.fromkeys(METRICS, "number")}
-NAME_COLUMNS = ("architecture", "activation")
-
-
 def _stored_specs(workspace: Workspace, manifest: dict) -> dict[str, tuple[Spec, str]]:
     """{architecture name: (spec, its tensor's name in weights.safetensors)}; format 1 held one spec under
     `architecture` and one tensor called `weights`."""
@@ -143,8 +132,7 @@ def _stored_specs(workspace: Workspace, manifest: dict) -> dict[str, tuple[Spec,
 
 def _checked_table(path, specs: dict) -> pl.DataFrame:
     """models.parquet, with every column of the right kind and every name one the manifest knows."""
-    table = read_parquet(path)
-    check_columns(table, {**REQUIRED_COLUMNS, **{c: "str" for c in NAME_COLUMNS if c in table.columns}}, path)
+    table = read_checkpoint_table(path)
     if table["checkpoint"].to_list() != list(range(table.height)):
         raise ZooError(f"{path}: column 'checkpoint' must number the rows 0..{table.height - 1}")
     if "architecture" not in table.columns:

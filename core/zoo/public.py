@@ -26,7 +26,8 @@ from core.store.files import read_bytes, read_json_value, read_torch
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
 from core.zoo.data import load_dataset
-from core.zoo.model_zoo import METRICS, Progress, Zoo, check_replacing, finish_table, save_zoo
+from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
+from core.zoo.table import METRICS
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 # The public zoos log the epoch-0 evaluation (before any training) with train_loss = train_acc = -999.

@@ -11,7 +11,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from core import pipeline
-from core.errors import ZooError
+from core.errors import UserError, ZooError
 from core.gen.config import SampleConfig
 from core.gen.novelty import ZooErrorSets
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
@@ -89,7 +89,7 @@ def test_a_fresh_generation_cut_at_its_swap_finishes_without_replace(old_and_new
     assert workspace.exists() == (crash_at == 8)
     generate_zoo(workspace, ZOO)
     assert torch.equal(load_zoos(workspace)[0].weights, expected.weights)
-    with pytest.raises(ZooError, match="already holds a zoo"):
+    with pytest.raises(UserError, match="already holds a zoo"):
         generate_zoo(workspace, ZOO)  # once finished, a new generation must ask
 
 

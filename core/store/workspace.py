@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import UserError, ZooError
-from core.store.files import give_umask_mode, read_json, recover_dir, write_json
+from core.store.files import give_umask_mode, read_json, recover_dir
 
 # 2: one weights tensor per architecture, `architectures` in the manifest, an `architecture` column.
 FORMAT_VERSION = 2
@@ -94,9 +94,6 @@ class Workspace:
         """What identifies the workspace's zoo ({} without a manifest); runs made from it store the same (see
         core/store/runs.py)."""
         return zoo_stamp(self.manifest()) if self.exists() else {}
-
-    def write_manifest(self, manifest: dict) -> None:
-        write_json(self.manifest_path, versioned(manifest))
 
     def new_build_dir(self, name: str) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -183,8 +180,9 @@ def zoo_stamp(manifest: dict) -> dict:
 
 def _finish_interrupted_writes(root: Path) -> None:
     """Run by each writer as it takes the lock: complete or undo what a crashed writer left. A zoo swap cut
-    between its renames goes back to the old zoo; a swapped zoo gets its manifest; temporary files and build
-    folders go."""
+    between its renames goes back to the old zoo; a swapped zoo gets its manifest; build folders and the
+    temporary files of the zoo's writes go (only those: samples and evaluations are written without the lock,
+    and their temporary files, hidden and never read, may belong to a write under way)."""
     zoo, old = root / ZOO, root / f"{ZOO}.old"
     recover_dir(zoo)
     if zoo.exists() and old.exists():
@@ -193,8 +191,9 @@ def _finish_interrupted_writes(root: Path) -> None:
         os.replace(zoo / PENDING_MANIFEST, root / MANIFEST)
     for build in root.glob(".*.build-*"):
         shutil.rmtree(build, ignore_errors=True)
-    for tmp in root.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    for folder in (root, zoo, root / f"{ZOO}.partial"):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _acquire(handle, root: Path, wait_s: float) -> None:

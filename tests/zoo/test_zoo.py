@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from core.errors import Interrupted, UserError, ZooError
-from core.store.workspace import Workspace
+from core.store.files import write_json
+from core.store.workspace import Workspace, versioned
 from core.zoo.arch import build_module, cnn_small
 from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo, model_seed, plan_models
@@ -199,7 +200,7 @@ def test_missing_workspace_and_empty_manifest(tmp_path):
         load_zoos(Workspace(tmp_path / "nowhere"))[0]
     workspace = Workspace(tmp_path / "ws")
     workspace.root.mkdir()
-    workspace.write_manifest({})
+    write_json(workspace.manifest_path, versioned({}))
     with pytest.raises(ZooError, match="holds no zoo yet"):
         load_zoos(workspace)[0]
     workspace.manifest_path.write_text("{broken")

@@ -13,6 +13,7 @@ result.json is checked for its type and range.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -105,8 +106,18 @@ def _metric(record: dict, key: str, epoch: int) -> float:
     return float("nan") if value == _NOT_MEASURED else value
 
 
-def _model_folders(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.rglob("params.json"))
+def _model_folders(root: Path) -> tuple[list[Path], list[str]]:
+    """The folders holding a params.json, and a problem for each link to a folder outside `root` (not followed;
+    links to folders inside it would only repeat models)."""
+    folders, problems, inside = [], [], root.resolve()
+    for here, subfolders, files in os.walk(root):
+        if "params.json" in files:
+            folders.append(Path(here))
+        for name in subfolders:
+            path = Path(here) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                problems.append(f"{path.relative_to(root)}: skipped: links to a folder outside the zoo folder")
+    return sorted(folders), problems
 
 
 def _inside(path: Path, root: Path) -> Path:
@@ -131,12 +142,12 @@ def import_public_zoo(
         raise UserError(f"{root}: not a folder (expected one folder per model with params.json)")
     data = load_dataset(dataset) if dataset else None
     check_replacing(workspace, replace)  # early, to fail before the work; again under the lock before writing
-    folders = _model_folders(root)
+    folders, problems = _model_folders(root)
     if not folders:
         raise UserError(f"{root}: no model folders found (none holds a params.json)")
 
     spec: ArchSpec | None = None
-    vectors, rows, problems = [], [], []
+    vectors, rows = [], []
     for model_id, folder in enumerate(folders):
         try:
             model_spec, model_vectors, model_rows = _read_model(folder, spec, root.resolve())

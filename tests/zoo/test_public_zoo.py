@@ -312,6 +312,14 @@ def test_broken_model_is_reported_and_skipped(tmp_path, breaker):
     assert zoo.manifest["zoo"]["import_problems"] == report.problems
 
 
+def test_a_model_folder_linked_from_outside_is_named_not_followed(tmp_path):
+    write_model(tmp_path / "src", "a_good", seed=3)
+    write_model(tmp_path / "elsewhere", "outside", seed=4)
+    (tmp_path / "src" / "z_link").symlink_to(tmp_path / "elsewhere" / "outside")
+    report = import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"))
+    assert report.models == 1 and report.problems == ["z_link: skipped: links to a folder outside the zoo folder"]
+
+
 def test_every_broken_model_is_named_while_the_import_goes_on(tmp_path):
     write_good_zoo(tmp_path / "src")
     for name, breaker in BREAKERS.items():

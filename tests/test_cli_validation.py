@@ -69,7 +69,7 @@ def options_and_values(command: tuple[str, ...]):
 
 
 PROPERTY = settings(
-    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.errors import ZooError
 from core.gen.anchors import Anchors, resolve_anchors
 from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
 from core.gen.config import SampleConfig
@@ -31,7 +32,7 @@ from core.rep.run import AERun, load_run, run_name
 from core.rep.train import train_autoencoder
 from core.store import packing
 from core.store.runs import SamplesRun
-from core.store.workspace import Workspace
+from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import combined_table, load_zoos
@@ -104,6 +105,7 @@ def generate(
     (the app passes one for its lifetime)."""
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
+    run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
     table = combined_table(zoos)
     anchors = resolve_anchors(zoos, table, config.anchors)
     prepared = run.prepare(anchors.zoo)
@@ -138,11 +140,14 @@ def generate(
         config=asdict(config),
         fallback=sampler.fallback,
         extra={"noise_frontier": frontier},
+        **stamp,
     )
     samples.write(
         {"generated": generated, "finetuned": finetuned[: config.n]},
         {"architecture": anchors.spec.to_json(), "method": config.method},
-        _samples_table(per_model["generated"], figures["generated"], _map_positions(run, prepared, generated, device)),
+        _samples_table(
+            per_model["generated"], figures["generated"], _map_positions(run, zoos, prepared, generated, device)
+        ),
         curves,
         novelty_plane(per_model, figures),
     )
@@ -198,11 +203,13 @@ def _medians(figures: dict) -> dict:
     return {k: v for k, v in figures.items() if k.endswith("median")}
 
 
-def _map_positions(run: AERun, prepared, generated: torch.Tensor, device: str) -> np.ndarray:
+def _map_positions(run: AERun, zoos: list, prepared, generated: torch.Tensor, device: str) -> np.ndarray:
     """Where generated models sit on the run's map (core/rep/embed.py `place_on_map`)."""
-    table = load_embeddings(run.files)
-    xy = table.select("umap_x", "umap_y").to_numpy()
-    return place_on_map(embedding_matrix(table), xy, run.embed(prepared, generated, device))
+    table = load_embeddings(run.files, combined_table(zoos)["checkpoint"].to_list())
+    stored, new = embedding_matrix(table), run.embed(prepared, generated, device)
+    if stored.shape[1] != new.shape[1]:
+        raise ZooError(f"{run.files.embeddings}: embeddings of {stored.shape[1]} values; the run makes {new.shape[1]}")
+    return place_on_map(stored, table.select("umap_x", "umap_y").to_numpy(), new)
 
 
 def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray) -> pl.DataFrame:

@@ -18,9 +18,9 @@ import streamlit as st
 from core.default import NAME as DEFAULT_NAME
 from core.errors import UserError, ZooError
 from core.runtime import resolve_device
-from core.store.files import read_parquet
 from core.store.runs import AERunFiles, SamplesRun, finished_ae_runs
 from core.store.workspace import Workspace
+from core.zoo.table import read_checkpoint_table
 from ui import keys
 from ui.jobs import JobRegistry
 
@@ -124,7 +124,7 @@ def zoos(workspace: Workspace):
 @st.cache_resource(max_entries=8)
 def _table(root: str, stamp: int):
     workspace = Workspace(root)
-    table = read_parquet(workspace.models_table_path)
+    table = read_checkpoint_table(workspace.models_table_path)
     if "architecture" not in table.columns:  # format 1: one architecture, named in the manifest
         name = workspace.manifest().get("architecture", {}).get("name", "?")
         table = table.with_columns(pl.lit(name).alias("architecture"))
@@ -153,15 +153,19 @@ def ae_run(workspace: Workspace, name: str):
 
 
 @st.cache_resource(max_entries=8)
-def _embeddings(root: str, name: str, stamp: int) -> pl.DataFrame:
-    return read_parquet(AERunFiles.of(Workspace(root), name).embeddings)
+def _embeddings(root: str, name: str, stamp: int, zoo_stamp: int) -> pl.DataFrame:
+    workspace = Workspace(root)
+    files = AERunFiles.of(workspace, name)
+    files.check_zoo(workspace.zoo_stamp())
+    return files.read_map()
 
 
 def embeddings(workspace: Workspace, run: str) -> pl.DataFrame:
+    """The run's map, refused if the run was made from another zoo than the workspace's."""
     path = AERunFiles.of(workspace, run).embeddings
     if not path.exists():
         raise ZooError(f"{path}: the run has no map yet")
-    return _embeddings(key(workspace), run, _mtime(path))
+    return _embeddings(key(workspace), run, _mtime(path), _mtime(workspace.manifest_path))
 
 
 def chosen_run(workspace: Workspace) -> str | None:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 2 bad input (one line on stderr saying what and where), 130 interrupted (resumable).
 With --json the last line of stdout is one JSON object. Options that set a config come from the config
-dataclasses (core/cli/options.py), so their defaults are the engine's.
+dataclasses (core/cli/options.py), so their defaults are the engine's. Messages go out through `printable`:
+they quote file names and contents from elsewhere, and no control character of theirs reaches the terminal.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sys
 
 from core.cli import commands, describe
+from core.cli.describe import printable
 from core.cli.options import add_settings, add_variant_settings
 from core.errors import Interrupted, UserError
 from core.gen.config import SampleConfig
@@ -21,6 +23,14 @@ from core.rep.methods import KINDS, METHODS
 from core.rep.sane import AGGREGATIONS
 from core.runtime import DEVICES, tune_cpu_allocator
 from core.zoo.generate import ZooConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with our error format: one line, `error: ...`, exit 2 (argparse prints its usage first)."""
+
+    def error(self, message: str):
+        print(f"error: {printable(self.prog)}: {printable(message)} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _add_common(parser: argparse.ArgumentParser, device: bool) -> None:
@@ -49,6 +59,12 @@ def _zoo_parsers(commands_: argparse._SubParsersAction) -> None:
                    commands.zoo_import, describe.describe_zoo)  # fmt: skip
     imp.add_argument("--from", dest="source", required=True, help="folder holding the model folders")
     imp.add_argument("--dataset", default=None, help="local dataset folder the zoo was trained on (for fine-tuning)")
+    for command in (gen, imp):
+        command.add_argument(
+            "--replace",
+            action="store_true",
+            help="replace the workspace's zoo (its runs become stale; they are listed)",
+        )
     _command(zoo, "info", "summarise a workspace's zoo", commands.zoo_describe, describe.describe_zoo)
 
 
@@ -94,7 +110,7 @@ def _other_parsers(commands_: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="Hyper-representations of model zoos.")
+    parser = _Parser(prog="python -m core", description="Hyper-representations of model zoos.")
     commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _zoo_parsers(commands_)
     _ae_parsers(commands_)
@@ -108,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.run_command(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: not enough memory for this request; ask for less (fewer models or samples)", file=sys.stderr)
         return 2
     except Interrupted as exc:
-        print(f"interrupted: {exc}", file=sys.stderr)
+        print(f"interrupted: {printable(str(exc))}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.cli.describe import printable
 from core.cli.options import settings_from, variant_from
 from core.cli.progress import with_progress
 from core.gen.config import SampleConfig
@@ -16,6 +17,7 @@ from core.rep.loop import TrainConfig
 from core.rep.methods import METHODS, method_named
 from core.rep.run import load_run
 from core.runtime import resolve_device
+from core.store.runs import stale_runs
 from core.store.workspace import Workspace
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos, zoo_info
@@ -27,21 +29,34 @@ KIND_CONFIGS = {kind: method.config_type for kind, method in METHODS.items()}
 def zoo_generate(args: argparse.Namespace) -> dict:
     config = settings_from(ZooConfig, args)
     device = resolve_device(args.device)
+    workspace = Workspace(args.workspace)
     zoos = with_progress(
-        "training zoo (epochs)", args.quiet, lambda bar: generate_zoo(Workspace(args.workspace), config, device, bar)
+        "training zoo (epochs)",
+        args.quiet,
+        lambda bar: generate_zoo(workspace, config, device, bar, replace=args.replace),
     )
-    return zoo_info(zoos)
+    return {**zoo_info(zoos), "stale_runs": _warn_stale(workspace)}
 
 
 def zoo_import(args: argparse.Namespace) -> dict:
+    workspace = Workspace(args.workspace)
     report = with_progress(
         "importing models",
         args.quiet,
-        lambda bar: import_public_zoo(args.source, Workspace(args.workspace), args.dataset, on_progress=bar),
+        lambda bar: import_public_zoo(args.source, workspace, args.dataset, bar, replace=args.replace),
     )
     for problem in report.problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    return {**zoo_info([report.zoo]), "imported_models": report.models, "problems": report.problems}
+        print(f"warning: {printable(problem)}", file=sys.stderr)
+    info = zoo_info([report.zoo])
+    return {**info, "imported_models": report.models, "problems": report.problems, "stale_runs": _warn_stale(workspace)}
+
+
+def _warn_stale(workspace: Workspace) -> list[str]:
+    """The runs a replaced zoo left stale, each named on stderr."""
+    stale = stale_runs(workspace)
+    for run in stale:
+        print(f"warning: {run} was made from the replaced zoo and is now stale", file=sys.stderr)
+    return stale
 
 
 def zoo_describe(args: argparse.Namespace) -> dict:

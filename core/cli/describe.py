@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """`text` on one line with every control or invisible character escaped: messages quote file names and
+    contents from elsewhere, and an escape sequence in them must not reach the terminal."""
+    return "".join(
+        c if c.isprintable() else " " if c in "\n\r\t" else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+        for c in text
+    )
+
+
 def describe_embed(result: dict) -> list[str]:
     run, how = result["run"], result["aggregation"]
     return [f"run {run}: {result['checkpoints']} checkpoints re-mapped with the {how} aggregation of token latents"]
@@ -80,5 +89,5 @@ def describe_zoo(result: dict) -> list[str]:
         f"epochs saved: {result['epochs']}",
         f"test accuracy: min {acc['min']:.3f}  mean {acc['mean']:.3f}  max {acc['max']:.3f}",
     ]
-    lines += [f"skipped: {s}" for s in result.get("skipped", [])]
+    lines += [f"skipped: {printable(s)}" for s in result.get("skipped", [])]
     return lines

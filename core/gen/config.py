@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from core.errors import UserError
 from core.gen.samplers import METHODS
 from core.gen.selection import SELECTIONS, Selection
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SAMPLES, MAX_SEED
 from core.settings import setting
 
 # The defaults are the measured best (bench/frontier.py, default zoo, behaviour-trained autoencoder): neighbour noise at
@@ -48,17 +49,19 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UserError(f"unknown sampler {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.n < 1 or self.finetune_epochs < 0:
-            raise UserError("need at least one sample and fine-tune epochs >= 0")
-        if self.seed < 0:
-            raise UserError(f"the seed must be >= 0, got {self.seed}")
+        if not (1 <= self.n <= MAX_SAMPLES and 0 <= self.finetune_epochs <= MAX_EPOCHS):
+            raise UserError(f"need 1 to {MAX_SAMPLES} samples and fine-tune epochs in 0..{MAX_EPOCHS}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"the seed must lie in 0..{MAX_SEED}, got {self.seed}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"the fine-tuning learning rate must be finite and positive, got {self.lr}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UserError(f"the fine-tuning batch size must be >= 1, got {self.batch_size}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise UserError(f"the fine-tuning batch size must lie in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
         if not (math.isfinite(self.spread) and self.spread >= 0):
             raise UserError(f"the spread must be a finite number >= 0, got {self.spread}")
         Selection(self.selection, self.candidates, self.rounds)  # validates the selection settings
+        if self.n * self.candidates > MAX_SAMPLES or self.rounds > MAX_EPOCHS:
+            raise UserError(f"n x candidates must stay within {MAX_SAMPLES} draws, and rounds within {MAX_EPOCHS}")
 
     @property
     def selector(self) -> Selection:

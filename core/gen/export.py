@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-from core.errors import UserError
+from core.errors import UserError, ZooError
 from core.store.files import atomic_path, read_parquet
 from core.store.runs import SamplesRun
-from core.store.workspace import Workspace
+from core.store.workspace import Workspace, checked_output
 from core.zoo.arch import Spec, ZooCNN, build_module
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.families import spec_from_json
@@ -125,11 +125,12 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
     """Write the bundle of one samples run to the zip file `out` (atomically); returns what went in."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = checked_output(out)
     run = SamplesRun.load(workspace, samples_run)
-    spec = spec_from_json(json.loads(run.weights_metadata()["architecture"]))
+    spec = _stored_spec(run)
     manifest = workspace.manifest()
     source = manifest.get("dataset", {})
-    data = load_dataset(source["name"], seed=source.get("seed", 0))
+    data = load_dataset(source.get("name", "unknown"), seed=source.get("seed", 0))
     target = data if not run.transfer else load_dataset(run.dataset, seed=0)
     final_spec = spec if target.n_classes == spec.n_classes else replace(spec, n_classes=target.n_classes)
 
@@ -139,7 +140,6 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
     members["card.json"] = (json.dumps(card, indent=2) + "\n").encode()
     members["README.md"] = _readme(card).encode()
     members["model.py"] = _model_source(spec, final_spec, data, target, run, fmt).encode()
-    out = Path(out).expanduser()
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name, payload in members.items():
             bundle.writestr(name, payload)
@@ -147,10 +147,24 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
     return {"bundle": str(out), "samples_run": samples_run, "format": fmt, "files": files, "models": models}
 
 
+def _stored_spec(run: SamplesRun) -> Spec:
+    """The architecture the samples run's weights file names in its metadata."""
+    metadata = run.weights_metadata()
+    try:
+        return spec_from_json(json.loads(metadata["architecture"]))
+    except (ValueError, UserError) as exc:
+        raise ZooError(f"{run.weights_path}: the architecture in its metadata does not read ({exc})") from None
+
+
 def _weight_members(run: SamplesRun, spec: Spec, final_spec: Spec, fmt: str) -> dict[str, bytes]:
     """{path in the zip: file}: each model as generated and after fine-tuning."""
     tensors, members = run.weights(), {}
     for kind, current in (("generated", spec), ("finetuned", final_spec)):
+        width = tensors[kind].shape[1]
+        if width != current.n_params:
+            raise ZooError(
+                f"{run.weights_path}: {kind} models of {width} values; {current.name} has {current.n_params}"
+            )
         for i, vector in enumerate(tensors[kind]):
             metadata = {"sample": str(i), "kind": kind}
             members[f"{kind}/model_{i:03d}.{fmt}"] = _weight_file(current, vector, fmt, metadata)

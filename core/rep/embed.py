@@ -17,9 +17,9 @@ from sklearn.decomposition import PCA
 from core.errors import UserError
 from core.rep.run import AERun
 from core.runtime import use_numba_cache
-from core.store.files import read_parquet, write_parquet
+from core.store.files import write_parquet
 from core.store.runs import AERunFiles
-from core.store.workspace import Workspace
+from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.model_zoo import Zoo
 
 
@@ -83,6 +83,7 @@ def set_aggregation(workspace: Workspace, run: AERun, zoos: list[Zoo], aggregati
     if aggregation not in choices:
         raise UserError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(choices)}")
     with workspace.lock():
+        run.files.check_zoo(zoo_stamp(zoos[0].manifest))  # the zoos handed in are the run's
         run.aggregation = aggregation
         table = compute_map(workspace, run, zoos, device)
         run.files.write_config({**run.files.read_config(), "aggregation": aggregation})
@@ -90,8 +91,9 @@ def set_aggregation(workspace: Workspace, run: AERun, zoos: list[Zoo], aggregati
     return {"run": run.name, "aggregation": aggregation, "checkpoints": table.height}
 
 
-def load_embeddings(files: AERunFiles) -> pl.DataFrame:
-    return read_parquet(files.embeddings)
+def load_embeddings(files: AERunFiles, checkpoints: list[int] | None = None) -> pl.DataFrame:
+    """The run's map table (checked: core/store/runs.py `AERunFiles.read_map`)."""
+    return files.read_map(checkpoints)
 
 
 def embedding_matrix(table: pl.DataFrame) -> np.ndarray:

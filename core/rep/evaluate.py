@@ -18,7 +18,7 @@ from core.rep.prepare import PreparedZoo
 from core.rep.probes import PROPERTIES, pooled_statistics, probe_all, weight_statistics
 from core.rep.run import AERun, load_run
 from core.store.files import read_json, write_json
-from core.store.workspace import Workspace
+from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.arch import layer_slices
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import combined_table, load_zoos
@@ -39,11 +39,15 @@ def _r2(truth: torch.Tensor, predicted: torch.Tensor) -> float:
 
 
 def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str = "cpu", refresh: bool = False) -> dict:
-    """The run's figures (stored as eval.json; computed again with `refresh`)."""
+    """The run's figures (stored as eval.json; computed again with `refresh`, or when the stored file does not
+    read as this run's figures)."""
     run = load_run(workspace, run_name)
     if run.files.eval.exists() and not refresh:
-        return read_json(run.files.eval)
+        stored = _stored_figures(run)
+        if stored is not None:
+            return stored
     zoos = load_zoos(workspace)
+    run.files.check_zoo(zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
     parts = [run.prepare(zoo) for zoo in zoos]  # aligned once, used by every figure below
     table = combined_table(zoos)
     sides = run.split.of(table["model_id"].to_numpy())
@@ -63,6 +67,19 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
         result["train_seconds"] = float(run.history["elapsed_s"].max())
     write_json(run.files.eval, result)
     return result
+
+
+STORED_KEYS = ("run", "test_models", "test_checkpoints", "recon_r2", "recon_r2_per_layer", "probe_r2")
+
+
+def _stored_figures(run: AERun) -> dict | None:
+    """eval.json if it holds this run's figures (derived data: a damaged or hand-edited one is recomputed)."""
+    try:
+        stored = read_json(run.files.eval)
+    except UserError:
+        return None
+    complete = all(k in stored for k in STORED_KEYS) and isinstance(stored["probe_r2"], dict)
+    return stored if complete and stored["run"] == run.name else None
 
 
 def _reconstruction(run: AERun, parts: list[PreparedZoo], device: str) -> dict:
@@ -93,7 +110,7 @@ def _reconstruction(run: AERun, parts: list[PreparedZoo], device: str) -> dict:
 def _probes(run: AERun, parts: list[PreparedZoo], table: pl.DataFrame, sides: np.ndarray) -> dict:
     """Probe R^2 of the stored embedding beside the baselines: flat aligned weights and s(W) for one architecture;
     for several, whose flat weights do not stack, pooled statistics of all weights."""
-    embedding = embedding_matrix(load_embeddings(run.files))
+    embedding = embedding_matrix(load_embeddings(run.files, table["checkpoint"].to_list()))
     zoos = [p.zoo for p in parts]
     if len(parts) > 1:
         features = {

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from core.errors import Interrupted, UserError
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 from core.rep.behaviour import DISTANCES, QUERIES
 from core.settings import setting
 from core.store.files import atomic_path, write_parquet, write_tensors
@@ -67,6 +68,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2:
             raise UserError("autoencoder training needs epochs >= 1 and batch size >= 2")
+        if self.epochs > MAX_EPOCHS or self.warmup_epochs > MAX_EPOCHS or self.batch_size > MAX_BATCH_SIZE:
+            raise UserError(f"autoencoder training: epochs at most {MAX_EPOCHS}, batch size at most {MAX_BATCH_SIZE}")
         if not 0 <= self.gamma <= 1:
             raise UserError(f"gamma must lie in [0, 1], got {self.gamma}")
         positive = {"lr": self.lr, "temperature": self.temperature, "clip": self.clip}
@@ -79,8 +82,10 @@ class TrainConfig:
         for name, p in (("erase", self.erase_probability), ("permute", self.permute_probability)):
             if not 0 <= p <= 1:
                 bad.append(f"{name} probability {p} (must lie in [0, 1])")
-        if self.seed < 0 or self.patience < 1 or self.query_batch < 1:
-            bad.append(f"seed {self.seed}, patience {self.patience}, query batch {self.query_batch} (>= 0, >= 1, >= 1)")
+        if not 0 <= self.seed <= MAX_SEED or self.patience < 1:
+            bad.append(f"seed {self.seed} and patience {self.patience} (seed in 0..{MAX_SEED}, patience >= 1)")
+        if not 1 <= self.query_batch <= MAX_BATCH_SIZE:
+            bad.append(f"query batch {self.query_batch} (must lie in 1..{MAX_BATCH_SIZE})")
         if self.structure_weight == 0 and self.behaviour_weight == 0:  # both given, both 0
             bad.append("no reconstruction signal (structure and behaviour weights are both 0)")
         if bad:

@@ -21,7 +21,7 @@ from core.rep.loop import TrainConfig
 from core.rep.methods import Method, method_for, method_named, with_kind_defaults
 from core.rep.prepare import PreparedZoo, Split, prepare
 from core.store.files import read_parquet, read_tensors
-from core.store.runs import AERunFiles, ae_runs, finished_ae_runs
+from core.store.runs import AE_RUNS, AERunFiles, ae_runs, finished_ae_runs, stale_runs
 from core.store.workspace import Workspace
 from core.zoo.model_zoo import Zoo
 
@@ -64,6 +64,9 @@ class AERun:
         stats = self.stats.get(zoo.spec.name, self.stats.get(None))
         if stats is None:
             raise UserError(f"{self.folder}: this run was not trained on architecture {zoo.spec.name}")
+        unsplit = set(zoo.table["model_id"].to_list()) - {*self.split.train, *self.split.val, *self.split.test}
+        if unsplit:
+            raise ZooError(f"{self.files.config}: its split leaves out models {sorted(unsplit)[:5]} of the zoo")
         return prepare(zoo, self.split, self.train_config.align, self.train_config.align_iterations, stats)
 
     def encode(self, prepared: PreparedZoo, weights: torch.Tensor, device: str = "cpu") -> np.ndarray:
@@ -103,16 +106,20 @@ def train_config_from_json(data: dict) -> TrainConfig:
 def latest_finished(workspace: Workspace) -> str:
     finished = finished_ae_runs(workspace)
     if not finished:
-        raise ZooError(f"{workspace.root}: no finished autoencoder run; train one with `ae train`")
+        stale = [run for run in stale_runs(workspace) if run.startswith(AE_RUNS)] if workspace.exists() else []
+        also = f" (the runs {', '.join(stale)} were made from a replaced zoo)" if stale else ""
+        raise ZooError(f"{workspace.root}: no finished autoencoder run of its zoo{also}; train one with `ae train`")
     return finished[-1]
 
 
 def load_run(workspace: Workspace, name: str | None = None, with_model: bool = True) -> AERun:
-    """A run by name, or the latest finished one."""
+    """A run by name, or the latest finished one; refused if its zoo has been replaced since, and every file
+    checked as it is read (a hand-edited one fails naming itself)."""
     files = AERunFiles.of(workspace, name or latest_finished(workspace))
     if not files.exists():
         have = ", ".join(r.name for r in ae_runs(workspace)) or "none"
         raise ZooError(f"{files.folder}: no such autoencoder run (have: {have})")
+    files.check_zoo(workspace.zoo_stamp())
     config = files.read_config()
     try:
         method = method_named(files.kind())
@@ -121,22 +128,51 @@ def load_run(workspace: Workspace, name: str | None = None, with_model: bool = T
             files,
             ae_config,
             train_config_from_json(config["train"]),
-            Split(**config["split"]),
+            _split(config["split"]),
             config["status"],
             aggregation=config.get("aggregation", ""),
         )
-    except (KeyError, TypeError) as exc:
-        raise ZooError(f"{files.config}: not a run config this program reads ({exc!r})") from None
+    except (KeyError, TypeError, ValueError, UserError) as exc:
+        raise ZooError(f"{files.config}: not a run config this program reads ({_first_line(exc)})") from None
     run.stats = read_stats(files)
     if with_model:
-        if run.status not in ("trained", "done"):
-            raise ZooError(f"{files.folder}: run is unfinished; `ae train` with the same settings resumes it")
-        run.model = method.build(ae_config, config)
-        run.model.load_state_dict(read_tensors(files.model))
-        run.model.eval()
+        run.model = _model(files, method, ae_config, config, run.status)
     if files.history.exists():
-        run.history = read_parquet(files.history)
+        run.history = read_parquet(files.history, HISTORY_COLUMNS)
     return run
+
+
+# What history.parquet holds: one row per epoch (core/rep/loop.py).
+HISTORY_COLUMNS = {"epoch": "int"} | dict.fromkeys(
+    ("loss", "reconstruction", "contrastive", "val_reconstruction", "lr", "elapsed_s"), "number"
+)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0] or repr(exc)
+
+
+def _split(data) -> Split:
+    """The stored split, as lists of model ids."""
+    sides = ("train", "val", "test")
+    if not isinstance(data, dict) or not all(isinstance(data.get(s), list) for s in sides):
+        raise ValueError("'split' must hold lists train, val and test")
+    if not all(isinstance(m, int) and not isinstance(m, bool) for s in sides for m in data[s]):
+        raise ValueError("'split' must hold model ids (integers)")
+    return Split(*(data[s] for s in sides))
+
+
+def _model(files: AERunFiles, method: Method, ae_config, config: dict, status: str) -> nn.Module:
+    """The trained model, built from the run's config and loaded with its stored weights."""
+    if status not in ("trained", "done"):
+        raise ZooError(f"{files.folder}: run is unfinished; `ae train` with the same settings resumes it")
+    weights = read_tensors(files.model)
+    try:
+        model = method.build(ae_config, config)
+        model.load_state_dict(weights)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ZooError(f"{files.model}: does not fit the run's config ({_first_line(exc)})") from None
+    return model.eval()
 
 
 def stats_tensors(parts: list[PreparedZoo]) -> dict[str, torch.Tensor]:
@@ -154,10 +190,12 @@ def stats_tensors(parts: list[PreparedZoo]) -> dict[str, torch.Tensor]:
 def read_stats(files: AERunFiles) -> Stats:
     """{architecture: (layer_mean, layer_std)}; the key None holds a one-architecture run's statistics."""
     tensors = read_tensors(files.stats)
-    if "layer_mean" in tensors:
-        return {None: (tensors["layer_mean"], tensors["layer_std"])}
-    names = {key.rsplit("/", 1)[0] for key in tensors}
     try:
+        if "layer_mean" in tensors or "layer_std" in tensors:
+            return {None: (tensors["layer_mean"], tensors["layer_std"])}
+        names = {key.rsplit("/", 1)[0] for key in tensors}
+        if not names:
+            raise KeyError("layer_mean")
         return {name: (tensors[f"{name}/layer_mean"], tensors[f"{name}/layer_std"]) for name in names}
     except KeyError as exc:
         raise ZooError(f"{files.stats}: lacks {exc}") from None

@@ -15,13 +15,14 @@ from dataclasses import asdict
 import torch
 
 from core.errors import UserError
+from core.limits import MAX_TRAIN_STATE_BYTES
 from core.rep.loop import TrainConfig, fit
 from core.rep.methods import method_for, with_kind_defaults
 from core.rep.prepare import Split, prepare, split_models
 from core.rep.run import AERun, load_run, run_name, stats_tensors
-from core.store.files import write_tensors
+from core.store.files import read_torch, write_tensors
 from core.store.runs import AERunFiles
-from core.store.workspace import Workspace
+from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.model_zoo import Progress, combined_table, load_zoos
 
 TRAINED = ("trained", "done")
@@ -41,6 +42,8 @@ def train_autoencoder(
     method = method_for(ae_config)
     files = AERunFiles.of(workspace, run or run_name(ae_config, train_config))
     with workspace.lock():
+        if files.exists():
+            files.check_zoo(workspace.zoo_stamp())  # a run of a replaced zoo is neither resumed nor returned
         if files.exists() and files.status() in TRAINED:
             _resume_state(files, ae_config, train_config)  # refuses a finished run of other settings
             return load_run(workspace, files.name)
@@ -62,7 +65,7 @@ def train_autoencoder(
             "split": asdict(split),
             **method.shape(parts, ae_config),
             "architectures": [z.spec.name for z in zoos],
-            "zoo_created": zoos[0].manifest.get("zoo", {}).get("created"),
+            **zoo_stamp(zoos[0].manifest),
             "status": "training",
         }
         if state is None:
@@ -82,4 +85,4 @@ def _resume_state(files: AERunFiles, ae_config, train_config: TrainConfig) -> di
         raise UserError(f"{files.folder}: a run of that name exists with other settings; choose another --run")
     if not files.state.exists():
         return None
-    return torch.load(files.state, map_location="cpu", weights_only=True)
+    return read_torch(files.state, MAX_TRAIN_STATE_BYTES)

@@ -1,8 +1,12 @@
-"""Files that are never half-written: atomic writes of JSON, tensors and tables, and reads that name the file
-when it is missing or broken.
+"""Files that are never half-written, and reads that are bounded and name the file when it is missing or broken.
 
-Every write goes to a temporary file in the same folder and is renamed into place. Folders that must change
-together (a zoo's weights and its table) are written to a temporary folder and swapped in with `replace_dir`.
+Every write goes to a temporary file in the same folder and is renamed into place, with the permissions the
+user's umask gives new files. Folders that must change together (a zoo's weights and its table) are written to a
+temporary folder and swapped in with `replace_dir`.
+
+Every read first checks that the path is a regular file no larger than a cap (core/limits.py): a link to
+/dev/zero, a FIFO or a huge file is refused before a byte is read. Torch files are read with
+`weights_only=True` only, after checking how large their zip members unpack.
 """
 
 from __future__ import annotations
@@ -10,18 +14,47 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import shutil
+import stat
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from core.errors import ZooError
+from core.limits import MAX_JSON_BYTES, MAX_WORKSPACE_FILE_BYTES
 
 if TYPE_CHECKING:
     import torch
+
+
+# ---------------------------------------------------------------- permissions
+
+
+def umask() -> int:
+    """The process's umask. Read from /proc where there is one: setting it to read it back, even for an
+    instant, would race with other threads creating files."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_umask_mode(path: Path) -> None:
+    """The mode a plain `open` or `mkdir` would have given: temporary files and folders start private (0600,
+    0700), and a rename keeps that."""
+    base = 0o777 if path.is_dir() else 0o666
+    os.chmod(path, base & ~umask())
+
+
+# ---------------------------------------------------------------- writes
 
 
 @contextlib.contextmanager
@@ -32,6 +65,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        give_umask_mode(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -43,16 +77,104 @@ def write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path) -> dict:
+# ---------------------------------------------------------------- bounded reads
+
+
+def _size_text(n: int) -> str:
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f} GiB"
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n:,} bytes"
+
+
+def _open_regular(path: Path, cap: int) -> tuple[int, int]:
+    """(descriptor, size) of `path` once it is known to be a regular file of at most `cap` bytes. Opened
+    non-blocking, so that a FIFO cannot hang the open, and checked on the descriptor, so that the file cannot
+    be swapped between the check and the read."""
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ZooError(f"{path}: missing") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ZooError(f"{path}: not valid JSON ({exc})") from exc
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ZooError(f"{path}: missing") from None
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot be read ({exc.strerror})") from None
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "not a regular file (a folder, device or FIFO); refused"
+    elif info.st_size > cap:
+        problem = f"{_size_text(info.st_size)}, more than the {_size_text(cap)} read from such a file; refused"
+    if problem:
+        os.close(fd)
+        raise ZooError(f"{path}: {problem}")
+    return fd, info.st_size
+
+
+def checked_file(path: Path, cap: int = MAX_WORKSPACE_FILE_BYTES) -> int:
+    """The size of `path`, a regular file of at most `cap` bytes (else ZooError), for readers that open it
+    themselves (safetensors, parquet, torch)."""
+    fd, size = _open_regular(Path(path), cap)
+    os.close(fd)
+    return size
+
+
+def read_bytes(path: Path, cap: int) -> bytes:
+    """The contents of the regular file `path`, refused beyond `cap` bytes (also if it grows while read)."""
+    fd, _ = _open_regular(Path(path), cap)
+    chunks, total = [], 0
+    try:
+        os.set_blocking(fd, True)
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise ZooError(f"{path}: more than the {_size_text(cap)} read from such a file; refused")
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def read_json_value(path: Path, cap: int = MAX_JSON_BYTES) -> Any:
+    """Any JSON value (bounded read; numbers too large for a float become inf, which callers check)."""
+    try:
+        return json.loads(read_bytes(path, cap).decode())
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and ints of too many digits
+        raise ZooError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ZooError(f"{path}: not valid JSON (nested too deeply)") from None
+
+
+def read_json(path: Path, cap: int = MAX_JSON_BYTES) -> dict:
+    data = read_json_value(path, cap)
     if not isinstance(data, dict):
         raise ZooError(f"{path}: expected a JSON object")
     return data
+
+
+def read_torch(path: Path, cap: int) -> Any:
+    """A torch file read with `weights_only=True` (tensors and plain containers, never arbitrary objects), after
+    checking that it and, for the zip format, the sum of its members unpacked stay within `cap` bytes."""
+    checked_file(path, cap)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise ZooError(f"{path}: not a readable torch file ({exc})") from None
+        if unpacked > cap:
+            raise ZooError(f"{path}: unpacks to {_size_text(unpacked)}, more than {_size_text(cap)}; refused")
+    # lazy: torch is heavy, and the app's first page reads tables only
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    # Never pass torch's own message on: it advises loading with weights_only=False, which would run the code.
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc):
+            raise ZooError(f"{path}: refused: it holds Python code or objects beyond tensors") from None
+        raise ZooError(f"{path}: not a readable torch file (damaged, or not a torch checkpoint)") from None
+    except Exception as exc:  # the loader fails on foreign bytes in many ways (EOFError, IndexError, ...)
+        raise ZooError(f"{path}: not a readable torch file ({type(exc).__name__})") from None
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
@@ -69,8 +191,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError  # lazy: see write_tensors
     from safetensors.torch import load_file  # lazy: see write_tensors
 
-    if not path.exists():
-        raise ZooError(f"{path}: missing")
+    checked_file(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -81,6 +202,7 @@ def read_tensor_metadata(path: Path) -> dict[str, str]:
     """The string metadata of a safetensors file (its header), without reading the tensors."""
     from safetensors import SafetensorError, safe_open  # lazy: see write_tensors
 
+    checked_file(path)
     try:
         with safe_open(str(path), "pt") as handle:
             return dict(handle.metadata() or {})
@@ -93,13 +215,46 @@ def write_parquet(path: Path, table: pl.DataFrame) -> None:
         table.write_parquet(tmp)
 
 
-def read_parquet(path: Path) -> pl.DataFrame:
-    if not path.exists():
-        raise ZooError(f"{path}: missing")
+def read_parquet(path: Path, columns: dict[str, str] | None = None) -> pl.DataFrame:
+    """A table, checked to have `columns` ({name: kind}, see `check_columns`) when given."""
+    checked_file(path)
     try:
-        return pl.read_parquet(path)
+        table = pl.read_parquet(path)
     except Exception as exc:  # polars raises several exception types for corrupt files
-        raise ZooError(f"{path}: not a readable parquet file ({exc})") from exc
+        raise ZooError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    if columns:
+        check_columns(table, columns, path)
+    return table
+
+
+def _kind_of(column: pl.Series) -> str | None:
+    dtype = column.dtype
+    if dtype.is_integer():
+        return "int"
+    if dtype.is_numeric():
+        return "number"
+    if dtype == pl.String:
+        return "str"
+    if isinstance(dtype, pl.List | pl.Array) and dtype.inner.is_numeric():
+        return "vector"
+    return None
+
+
+def check_columns(table: pl.DataFrame, columns: dict[str, str], path: Path) -> None:
+    """Each named column is there and of its kind: "int" and "str" without nulls (ids, names), "number" (an
+    integer column counts; nulls allowed: a metric may be unmeasured), "vector" (numeric lists of one length,
+    without nulls)."""
+    for name, kind in columns.items():
+        if name not in table.columns:
+            raise ZooError(f"{path}: missing column {name!r}")
+        column = table[name]
+        found = _kind_of(column)
+        if found != kind and not (kind == "number" and found == "int"):
+            raise ZooError(f"{path}: column {name!r} should hold {kind} values, found {column.dtype}")
+        if kind != "number" and column.null_count():
+            raise ZooError(f"{path}: column {name!r} has {column.null_count()} empty values")
+        if kind == "vector" and isinstance(column.dtype, pl.List) and column.list.len().n_unique() > 1:
+            raise ZooError(f"{path}: column {name!r} holds vectors of different lengths")
 
 
 def replace_dir(target: Path, build: Path) -> None:

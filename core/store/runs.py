@@ -5,6 +5,10 @@ and reads maps without it.
 An autoencoder run's meaning (its configs, its model) is the representation's business (core/rep/run.py); here
 it is a folder with a config record. A samples run is fully described here (`SamplesRun`): what one generation
 made, its provenance, curves and novelty.
+
+Every run records the stamp of the zoo it was made from (`zoo_id`, `zoo_created`; core/store/workspace.py).
+A run of another zoo (the workspace's zoo was replaced since) is stale: it is left out of the lists, and
+loading it by name says so (`check_made_from_zoo`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from core.store.workspace import Workspace
 
 AE_RUNS = "ae"
 SAMPLES_RUNS = "samples"
+# What an autoencoder run's embeddings.parquet holds (core/store/files.py `check_columns`).
+EMBEDDING_COLUMNS = {"checkpoint": "int", "split": "str", "embedding": "vector"} | dict.fromkeys(
+    ("umap_x", "umap_y", "pca_x", "pca_y"), "number"
+)
 
 
 def checked_run_name(name: str) -> str:
@@ -36,6 +44,24 @@ def checked_run_name(name: str) -> str:
     if not name or name != Path(name).name or name.startswith(".") or "\\" in name:
         raise UserError(f"{name!r} is not a usable run name: use letters, digits, '-' or '_'")
     return name
+
+
+def made_from_zoo(record: dict, stamp: dict) -> bool:
+    """Whether a run's record names the zoo of `stamp` (Workspace.zoo_stamp): by id where both have one, else
+    by creation time; a record from before stamps existed is taken as matching."""
+    for key in ("zoo_id", "zoo_created"):
+        if record.get(key) is not None and stamp.get(key) is not None:
+            return record[key] == stamp[key]
+    return True
+
+
+def check_made_from_zoo(record: dict, stamp: dict, where: Path, remedy: str) -> None:
+    """Refuse a run made from another zoo than the one of `stamp`, saying what to do instead."""
+    if not made_from_zoo(record, stamp):
+        raise ZooError(
+            f"{where}: made from an earlier zoo (created {record.get('zoo_created')}); the workspace's zoo was "
+            f"replaced since (created {stamp.get('zoo_created')}): {remedy}"
+        )
 
 
 # ---------------------------------------------------------------- autoencoder runs
@@ -74,6 +100,26 @@ class AERunFiles:
     def read_config(self) -> dict:
         return read_json(self.config)
 
+    def read_map(self, checkpoints: list[int] | None = None) -> pl.DataFrame:
+        """embeddings.parquet, checked column by column, and against the zoo's `checkpoints` when given (one
+        row for each, in order)."""
+        if not self.embeddings.exists() and self.exists():
+            raise ZooError(
+                f"{self.embeddings}: missing: the run was stopped before its map was written; run the same "
+                "`ae train` command to finish it"
+            )
+        table = read_parquet(self.embeddings, EMBEDDING_COLUMNS)
+        if checkpoints is not None and table["checkpoint"].to_list() != list(checkpoints):
+            raise ZooError(
+                f"{self.embeddings}: its {table.height} rows do not match the zoo's {len(checkpoints)} checkpoints"
+            )
+        return table
+
+    def check_zoo(self, stamp: dict) -> None:
+        """Refuse the run if it was trained on another zoo than the one of `stamp` (Workspace.zoo_stamp)."""
+        remedy = f"train a new run (`ae train` with another --run), or delete {self.folder}"
+        check_made_from_zoo(self.read_config(), stamp, self.folder, remedy)
+
     def write_config(self, config: dict) -> None:
         write_json(self.config, config)
 
@@ -95,14 +141,36 @@ def ae_runs(workspace: Workspace) -> list[AERunFiles]:
     return sorted(runs, key=lambda r: r.config.stat().st_mtime)
 
 
+def _readable_records(workspace: Workspace) -> dict[str, dict]:
+    """{run: config record} of every autoencoder run whose record reads (loading one by name says what is
+    wrong with the others), oldest first."""
+    records = {}
+    for run in ae_runs(workspace):
+        try:
+            records[run.name] = run.read_config()
+        except ZooError:
+            continue
+    return records
+
+
 def ae_run_statuses(workspace: Workspace) -> dict[str, str]:
-    """{run: status}, oldest first."""
-    return {run.name: run.status() for run in ae_runs(workspace)}
+    """{run: status} of the runs made from the workspace's zoo, oldest first."""
+    stamp = workspace.zoo_stamp()
+    records = _readable_records(workspace)
+    return {name: str(r.get("status", "?")) for name, r in records.items() if made_from_zoo(r, stamp)}
 
 
 def finished_ae_runs(workspace: Workspace) -> list[str]:
-    """Finished autoencoder runs, oldest first."""
+    """Finished autoencoder runs of the workspace's zoo, oldest first."""
     return [name for name, status in ae_run_statuses(workspace).items() if status == "done"]
+
+
+def stale_runs(workspace: Workspace) -> list[str]:
+    """Runs made from an earlier zoo than the workspace's, as `ae/<name>` and `samples/<name>`."""
+    stamp = workspace.zoo_stamp()
+    stale = [f"{AE_RUNS}/{name}" for name, r in _readable_records(workspace).items() if not made_from_zoo(r, stamp)]
+    samples = SamplesRun.list(workspace, current_zoo_only=False)
+    return stale + [f"{SAMPLES_RUNS}/{r.name}" for r in samples if not made_from_zoo(r.to_json(), stamp)]
 
 
 # ---------------------------------------------------------------- samples runs
@@ -134,6 +202,8 @@ class SamplesRun:
     config: dict  # the SampleConfig it was made with
     fallback: str | None = None
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    zoo_id: str | None = None  # the stamp of the zoo it was made from (core/store/workspace.py)
+    zoo_created: str | None = None
     extra: dict = field(default_factory=dict)  # any further figures a generation reports
 
     weights_path = property(lambda self: self.folder / "weights.safetensors")
@@ -157,11 +227,13 @@ class SamplesRun:
 
     @classmethod
     def from_json(cls, folder: Path, data: dict) -> SamplesRun:
+        """The record read back, every field checked (a hand-edited file fails here, naming itself)."""
         known = {f.name for f in fields(cls)} - {"folder", "extra"}
         required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
         missing = [k for k in required if k != "folder" and k not in data]
         if missing:
             raise ZooError(f"{folder / 'result.json'}: missing {missing}")
+        _check_record(data, folder / "result.json")
         values = {k: data[k] for k in known if k in data}
         extra = {k: v for k, v in data.items() if k not in known and k != "samples_run"}
         return cls(folder=folder, extra=extra, **values)
@@ -172,22 +244,30 @@ class SamplesRun:
 
     @classmethod
     def load(cls, workspace: Workspace, name: str) -> SamplesRun:
+        """A finished samples run by name, refused if it was made from an earlier zoo."""
         folder = cls.folder_of(workspace, name)
         if not (folder / "result.json").exists():
             have = ", ".join(r.name for r in cls.list(workspace)) or "none"
             raise UserError(f"{folder}: no such samples run (have: {have})")
-        return cls.from_json(folder, read_json(folder / "result.json"))
+        run = cls.from_json(folder, read_json(folder / "result.json"))
+        remedy = f"generate again (`sample`), or delete {folder}"
+        check_made_from_zoo(run.to_json(), workspace.zoo_stamp(), folder, remedy)
+        return run
 
     @classmethod
-    def list(cls, workspace: Workspace, ae_run: str | None = None) -> list[SamplesRun]:
-        """Finished samples runs, newest first; only those made from `ae_run` if given. A run whose record does
-        not read is left out of the list (loading it by name says what is wrong)."""
+    def list(cls, workspace: Workspace, ae_run: str | None = None, current_zoo_only: bool = True) -> list[SamplesRun]:
+        """Finished samples runs of the workspace's zoo (of any zoo unless `current_zoo_only`), newest first;
+        only those made from `ae_run` if given. A run whose record does not read is left out of the list
+        (loading it by name says what is wrong)."""
         runs = []
         for path in sorted((workspace.root / SAMPLES_RUNS).glob("*/result.json")):
             try:
                 runs.append(cls.from_json(path.parent, read_json(path)))
             except ZooError:
                 continue
+        if current_zoo_only and runs:
+            stamp = workspace.zoo_stamp()
+            runs = [r for r in runs if made_from_zoo(r.to_json(), stamp)]
         runs = [r for r in runs if ae_run is None or r.ae_run == ae_run]
         return sorted(runs, key=lambda r: r.created, reverse=True)
 
@@ -200,16 +280,69 @@ class SamplesRun:
         write_json(self.result_path, self.to_json())
 
     def weights(self) -> dict:
-        return read_tensors(self.weights_path)
+        """{"generated": [n, params], "finetuned": [n, params']} float32."""
+        tensors = read_tensors(self.weights_path)
+        for key in ("generated", "finetuned"):
+            if key not in tensors or tensors[key].dim() != 2 or len(tensors[key]) != self.n:
+                raise ZooError(f"{self.weights_path}: expected a tensor {key!r} of {self.n} rows")
+        return tensors
 
     def weights_metadata(self) -> dict[str, str]:
-        return read_tensor_metadata(self.weights_path)
+        metadata = read_tensor_metadata(self.weights_path)
+        if "architecture" not in metadata:
+            raise ZooError(f"{self.weights_path}: its metadata names no architecture")
+        return metadata
 
     def samples_table(self) -> pl.DataFrame:
-        return read_parquet(self.samples_path)
+        return read_parquet(self.samples_path, SAMPLES_COLUMNS)
 
     def curves_table(self) -> pl.DataFrame:
-        return read_parquet(self.curves_path)
+        return read_parquet(self.curves_path, CURVES_COLUMNS)
 
     def novelty_table(self) -> pl.DataFrame:
-        return read_parquet(self.novelty_path)
+        return read_parquet(self.novelty_path, NOVELTY_COLUMNS)
+
+
+# What a samples run's tables hold (core/store/files.py `check_columns`).
+SAMPLES_COLUMNS = {"sample": "int", **dict.fromkeys(("acc_epoch0", "acc_final", "min_l2", "max_iou"), "number")}
+SAMPLES_COLUMNS |= {"umap_x": "number", "umap_y": "number"}
+CURVES_COLUMNS = {"group": "str", "epoch": "int", "acc_mean": "number"}
+NOVELTY_COLUMNS = {"group": "str", "acc_epoch0": "number", "min_l2": "number", "max_iou": "number"}
+
+# The fields of result.json by JSON type; None allowed where the field's default is None.
+_RECORD_TYPES = {
+    **dict.fromkeys(("ae_run", "ae_kind", "method", "dataset", "architecture", "activation", "created"), str),
+    **dict.fromkeys(("anchors", "curves", "novelty", "novelty_baselines", "selection", "config"), dict),
+    "n": int,
+}
+_OPTIONAL_STR = ("source_dataset", "fallback", "zoo_id", "zoo_created")
+NOVELTY_MEDIANS = ("min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_record(data: dict, path: Path) -> None:
+    """Types of a samples run's record, down to what the readers (export, the app, the CLI) index."""
+    wrong = [k for k, t in _RECORD_TYPES.items() if not isinstance(data[k], t) or isinstance(data[k], bool)]
+    wrong += [k for k in _OPTIONAL_STR if data.get(k) is not None and not isinstance(data[k], str)]
+    anchors, curves, novelty = data["anchors"], data["curves"], data["novelty"]
+    if isinstance(anchors, dict) and not (isinstance(anchors.get("rule"), str) and _is_number(anchors.get("count"))):
+        wrong.append("anchors (rule, count)")
+    if isinstance(curves, dict) and not all(
+        isinstance(c, list) and c and all(_is_number(a) for a in c) for c in curves.values()
+    ):
+        wrong.append("curves (lists of accuracies)")
+    if isinstance(novelty, dict) and not all(_is_number(novelty.get(k)) for k in NOVELTY_MEDIANS):
+        wrong.append(f"novelty ({', '.join(NOVELTY_MEDIANS)})")
+    if isinstance(data["config"], dict) and not isinstance(data["config"].get("finetune_epochs"), int):
+        wrong.append("config (finetune_epochs)")
+    history = data["selection"].get("history", []) if isinstance(data["selection"], dict) else []
+    steps = ("round", "drawn_mean", "kept_mean")
+    if not isinstance(history, list) or not all(
+        isinstance(h, dict) and all(_is_number(h.get(k)) for k in steps) for h in history
+    ):
+        wrong.append("selection (history of rounds)")
+    if wrong:
+        raise ZooError(f"{path}: malformed fields: {', '.join(wrong)}")

@@ -1,12 +1,15 @@
 """Datasets the zoos train on: bundled digits, procedural shapes, and local MNIST-family / CIFAR-10 folders.
 
 Nothing here downloads. Every split is a deterministic function of a seed, and every image tensor is
-float32 [N, C, H, W], standardised per channel with the training split's statistics.
+float32 [N, C, H, W], standardised per channel with the training split's statistics. Dataset files are read
+within a size cap, decompressed ones too (core/limits.py), and checked to hold images.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from core.errors import DataError
+from core.errors import DataError, UserError
+from core.limits import MAX_DATASET_FILE_BYTES
+from core.store.files import read_bytes
 
 BUILTIN = ("digits", "shapes")
 
@@ -112,12 +117,26 @@ def make_shapes(n: int, seed: int, size: int = 8, noise: float = 0.1) -> tuple[n
 _IDX_MAGIC = {0x08: np.uint8}
 
 
+def _dataset_bytes(path: Path) -> bytes:
+    """A dataset file's bytes (decompressed for .gz), never more than MAX_DATASET_FILE_BYTES."""
+    try:
+        raw = read_bytes(path, MAX_DATASET_FILE_BYTES)
+        if path.suffix != ".gz":
+            return raw
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+            raw = unzipped.read(MAX_DATASET_FILE_BYTES + 1)
+    except UserError as exc:
+        raise DataError(str(exc)) from None
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt compressed data
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if len(raw) > MAX_DATASET_FILE_BYTES:
+        raise DataError(f"{path}: decompresses to more than {MAX_DATASET_FILE_BYTES:,} bytes; refused")
+    return raw
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (optionally gzipped); raise DataError naming the file when it is malformed."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:  # zlib.error: corrupt compressed data
-        raise DataError(f"{path}: cannot read ({exc})") from exc
+    raw = _dataset_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_MAGIC:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
     ndim = raw[3]
@@ -125,7 +144,7 @@ def read_idx(path: Path) -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)
     if len(raw) - header != expected:
         raise DataError(
             f"{path}: header promises {expected} bytes of data for shape {dims}, file has {len(raw) - header}"
@@ -154,6 +173,8 @@ def _idx_folder(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.n
             raise DataError(f"{labels_path}: expected 1 dimension (count), found {labels.ndim}")
         if len(images) != len(labels):
             raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
+        if not len(images) or 0 in images.shape[1:]:
+            raise DataError(f"{images_path}: holds no images (shape {list(images.shape)})")
         splits.append((images[:, None].astype(np.float32) / 255.0, labels.astype(np.int64)))
     return splits[0], splits[1]
 
@@ -171,7 +192,7 @@ def _find_cifar_folder(folder: Path) -> Path | None:
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.exists():
         raise DataError(f"{path}: missing CIFAR-10 batch file")
-    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    raw = np.frombuffer(_dataset_bytes(path), dtype=np.uint8)
     if raw.size == 0 or raw.size % _CIFAR_RECORD:
         raise DataError(
             f"{path}: size {raw.size} bytes is not a multiple of the CIFAR-10 record ({_CIFAR_RECORD} bytes)"
@@ -200,8 +221,10 @@ def _split(name, x, y, seed, val_fraction, test_fraction) -> Dataset:
 
 
 def _split_with_test(name, x_tr, y_tr, x_te, y_te, seed, val_fraction) -> Dataset:
+    if len(x_tr) < 2 or len(x_te) < 1:
+        raise DataError(f"{name}: {len(x_tr)} training and {len(x_te)} test images; need at least 2 and 1")
     order = np.random.default_rng(seed + 1).permutation(len(x_tr))
-    n_val = int(round(val_fraction * len(x_tr)))
+    n_val = max(1, int(round(val_fraction * len(x_tr))))
     val, train = order[:n_val], order[n_val:]
     mean = x_tr[train].mean(axis=(0, 2, 3), keepdims=True)
     std = x_tr[train].std(axis=(0, 2, 3), keepdims=True) + 1e-6

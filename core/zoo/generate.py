@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import polars as pl
 import torch
 
 from core.errors import Interrupted, UserError, ZooError
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
 from core.parsing import float_list, int_list, str_list
 from core.settings import setting
 from core.store.files import read_tensor_metadata, read_tensors, write_tensors
@@ -28,7 +30,7 @@ from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.data import load_dataset
 from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
-from core.zoo.model_zoo import Progress, Zoo, finish_table, save_zoo
+from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
 from core.zoo.population import INITS, Population, init_vectors
 
 
@@ -77,15 +79,15 @@ class ZooConfig:
     )
 
     def __post_init__(self) -> None:
+        if not 1 <= self.models <= MAX_MODELS:
+            raise UserError(f"a zoo needs 1 to {MAX_MODELS} models, got {self.models}")
+        if not (0 <= self.epochs <= MAX_EPOCHS and 1 <= self.batch_size <= MAX_BATCH_SIZE):
+            raise UserError(f"epochs must lie in 0..{MAX_EPOCHS} and batch size in 1..{MAX_BATCH_SIZE}")
         if self.save_epochs is None:
             object.__setattr__(self, "save_epochs", default_save_epochs(self.epochs))
         self._check_architectures()
-        if self.models < 1:
-            raise UserError("a zoo needs at least one model")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise UserError("epochs must be >= 0 and batch size >= 1")
-        if self.seed < 0 or self.data_seed < 0:
-            raise UserError(f"seeds must be >= 0, got {self.seed}")
+        if not (0 <= self.seed <= MAX_SEED and 0 <= self.data_seed <= MAX_SEED):
+            raise UserError(f"seeds must lie in 0..{MAX_SEED}, got {self.seed}")
         bad = [e for e in self.save_epochs if not 0 <= e <= self.epochs]
         if bad or not self.save_epochs:
             raise UserError(f"save epochs must lie in 0..{self.epochs}; got {list(self.save_epochs)}")
@@ -93,8 +95,8 @@ class ZooConfig:
             unknown = set(value) - set(allowed)
             if unknown or not value:
                 raise UserError(f"unknown {what} {sorted(unknown)}; choose from {', '.join(allowed)}")
-        if self.init_seeds < 0:
-            raise UserError("init seeds must be >= 0 (0: every model its own init)")
+        if not 0 <= self.init_seeds <= MAX_MODELS:
+            raise UserError(f"init seeds must lie in 0..{MAX_MODELS} (0: every model its own init)")
         if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
             raise UserError(f"learning rates must be finite and positive, got {list(self.lrs)}")
         if not self.dropouts or any(not 0 <= d < 1 for d in self.dropouts):
@@ -170,17 +172,21 @@ def generate_zoo(
     device: str = "cpu",
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    replace: bool = False,
 ) -> list[Zoo]:
     """Train the zoo, saving a resumable state after every epoch; an identical earlier call that was
-    interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap.
-    Returns one Zoo per architecture."""
+    interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap,
+    which must be asked for (`replace`) when the workspace holds a zoo. Returns one Zoo per architecture."""
     data = load_dataset(config.dataset, seed=config.data_seed)
     specs = {spec.name: spec for spec in zoo_specs(config, data)}
+    _check_size(config, specs)
     plan = plan_models(config, list(specs))
-    populations = _populations(specs, plan, device)
     with workspace.lock():
+        populations = _populations(specs, plan, device)
         partial = _Partial(workspace.root / "zoo.partial", config)
-        first_epoch, saved_weights, saved_rows = partial.resume(populations)
+        first_epoch, saved_weights, saved_rows = partial.resume(populations, workspace.zoo_stamp())
+        if not partial.may_replace(workspace.zoo_stamp()):
+            check_replacing(workspace, replace)
         started = time.monotonic()
         for epoch in range(first_epoch, config.epochs + 1):
             losses = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
@@ -192,10 +198,21 @@ def generate_zoo(
                 on_progress(epoch + 1, config.epochs + 1, info)
             if should_stop and should_stop() and epoch < config.epochs:
                 raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
-        zoos = _assemble(specs, plan, saved_weights, saved_rows, config, data)
+        zoos = _assemble(specs, plan, saved_weights, saved_rows, config, data, partial.zoo_id)
         save_zoo(workspace, zoos)
         partial.clear()
     return zoos
+
+
+def _check_size(config: ZooConfig, specs: dict[str, Spec]) -> None:
+    """Refuse a zoo too large to hold while it trains (core/limits.py MAX_ZOO_VALUES): every saved snapshot plus
+    each model's weights, gradients and two optimiser moments."""
+    values = config.models * sum(spec.n_params for spec in specs.values()) * (len(config.save_epochs) + 4)
+    if values > MAX_ZOO_VALUES:
+        raise UserError(
+            f"a zoo of {config.models} models x {len(config.save_epochs)} saved epochs would hold {values:,} "
+            f"values while training, more than the {MAX_ZOO_VALUES:,} allowed; use fewer models or saved epochs"
+        )
 
 
 def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> list[Population]:
@@ -242,7 +259,7 @@ def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, l
     return population.weights(), rows
 
 
-def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data) -> list[Zoo]:
+def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data, zoo_id: str) -> list[Zoo]:
     """One Zoo per architecture, rows ordered by model and epoch, checkpoints numbered across all of them.
     Each architecture's saved rows appear in `saved_rows` in the order of its stacked weights."""
     joined = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
@@ -252,7 +269,12 @@ def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooCon
     table = table.with_columns(order["architecture"], order["row"])
     manifest = {
         "dataset": {"name": config.dataset, "seed": config.data_seed, "n_classes": data.n_classes},
-        "zoo": {"source": "generated", "config": asdict(config), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        "zoo": {
+            "source": "generated",
+            "config": asdict(config),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "id": zoo_id,
+        },
     }
     zoos = []
     for name, spec in specs.items():
@@ -265,13 +287,26 @@ def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooCon
 class _Partial:
     """The resumable state of an unfinished generation, kept apart from the finished zoo: one safetensors file
     holding every population's state and the snapshots so far, with the progress (settings digest, epoch,
-    snapshot rows) in its metadata, so the state and the progress it belongs to are committed in one rename."""
+    snapshot rows) in its metadata, so the state and the progress it belongs to are committed in one rename.
+
+    The progress also says which zoo the generation replaces (the workspace's stamp when it started, checked
+    against `--replace` then) and the id its own zoo gets: a rerun may write over either without asking again,
+    so that an interrupted `zoo generate --replace`, or one cut short after its zoo was swapped in, finishes
+    when run again."""
 
     def __init__(self, folder: Path, config: ZooConfig):
         self.folder, self.config = folder, config
         self.path = folder / "state.safetensors"
+        self.resumed, self.replaces, self.zoo_id = False, {}, uuid.uuid4().hex
 
-    def resume(self, populations: list[Population]) -> tuple[int, dict[str, list[torch.Tensor]], list[dict]]:
+    def may_replace(self, stamp: dict) -> bool:
+        """Whether this (resumed) generation may write over the zoo of `stamp` without --replace."""
+        return self.resumed and stamp in (self.replaces, {**stamp, "zoo_id": self.zoo_id})
+
+    def resume(
+        self, populations: list[Population], stamp: dict
+    ) -> tuple[int, dict[str, list[torch.Tensor]], list[dict]]:
+        self.replaces = stamp
         if not self.path.exists():
             self.clear()  # anything else here is from an older layout or a crash before the first commit
             return 0, {}, []
@@ -283,6 +318,8 @@ class _Partial:
             for i, population in enumerate(populations):
                 population.load_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{i}/")})
             saved = {k.split("/", 1)[1]: [v] for k, v in state.items() if k.startswith("saved/")}
+            self.replaces, self.zoo_id = info["replaces"], str(info["zoo_id"])
+            self.resumed = True
             return int(info["epoch"]) + 1, saved, info["rows"]
         except (ValueError, KeyError, TypeError, ZooError, RuntimeError):
             self.clear()  # stale or unreadable: start over rather than mix runs
@@ -292,6 +329,7 @@ class _Partial:
         tensors = {f"{i}/{k}": v for i, p in enumerate(populations) for k, v in p.state().items()}
         tensors.update({f"saved/{name}": torch.cat(parts) for name, parts in saved_weights.items()})
         progress = {"config_key": self.config.key(), "epoch": epoch, "rows": rows}
+        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
         write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
 
     def clear(self) -> None:

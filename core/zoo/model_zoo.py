@@ -8,24 +8,30 @@ core/zoo/public.py.
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 import torch
 
-from core.errors import ZooError
-from core.store.files import read_parquet, read_tensors, recover_dir, replace_dir, write_parquet, write_tensors
-from core.store.workspace import Workspace
-from core.zoo.arch import Spec
+from core.errors import UserError, ZooError
+from core.store.files import (
+    read_tensors,
+    replace_dir,
+    write_json,
+    write_parquet,
+    write_tensors,
+)
+from core.store.workspace import MANIFEST, PENDING_MANIFEST, ZOO, Workspace, versioned
+from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.families import spec_from_json
+from core.zoo.table import COLUMNS, read_checkpoint_table
 
 Progress = Callable[[int, int, dict], None]
-
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-SETTINGS = ("seed", "init_seed", "init", "lr", "weight_decay", "dropout", "activation", "batch_size")
-COLUMNS = ("checkpoint", "model_id", "epoch", *SETTINGS, *METRICS, "ggap")
 
 
 def finish_table(rows: list[dict]) -> pl.DataFrame:
@@ -62,26 +68,41 @@ def combined_table(zoos: list[Zoo]) -> pl.DataFrame:
     return pl.concat([z.table for z in zoos], how="diagonal_relaxed").sort("checkpoint")
 
 
+def check_replacing(workspace: Workspace, replace: bool) -> None:
+    """Refuse to write a zoo over the workspace's zoo unless asked to: its runs would no longer match it."""
+    if replace or not workspace.has_zoo():
+        return
+    raise UserError(
+        f"{workspace.root}: already holds a zoo; replacing it leaves its autoencoder and samples runs stale. "
+        "Pass --replace to replace it, or choose a new workspace"
+    )
+
+
 def save_zoo(workspace: Workspace, zoos: list[Zoo]) -> None:
-    """Write one weights tensor per architecture and one table, swap them in together, then update the
-    manifest (format 2: `architectures` maps each name to its spec)."""
+    """Write one weights tensor per architecture, one table and the new manifest (format 2: `architectures`
+    maps each name to its spec; the zoo gets a fresh id unless its manifest brings one) into a new folder,
+    swap it in for the old zoo, then move the manifest into place (core/store/workspace.py says why readers
+    never see them disagree). The caller holds the workspace's lock."""
     names = [z.spec.name for z in zoos]
     if len(set(names)) != len(names):
         raise ZooError(f"{workspace.root}: architecture names must be unique in a zoo, got {names}")
-    for zoo in zoos:  # the zoos in memory get the column their stored table has
+    zoo_record = zoos[0].manifest.get("zoo", {})
+    stamped = {**zoos[0].manifest, "zoo": {**zoo_record, "id": zoo_record.get("id") or uuid.uuid4().hex}}
+    for zoo in zoos:  # the zoos in memory get the column their stored table has, and the manifest
         zoo.table = _with_architecture(zoo.table, zoo.spec.name)
-    table = combined_table(zoos)
+        zoo.manifest = stamped
+    previous = workspace.manifest() if workspace.exists() else {}
+    manifest = {**previous, **stamped, "architectures": {z.spec.name: z.spec.to_json() for z in zoos}}
+    manifest.pop("architecture", None)  # format 1's single spec
     build = workspace.new_build_dir("zoo")
     try:
         write_tensors(build / "weights.safetensors", {z.spec.name: z.weights.to(torch.float32) for z in zoos})
-        write_parquet(build / "models.parquet", table)
-        replace_dir(workspace.zoo_dir, build)
+        write_parquet(build / "models.parquet", combined_table(zoos))
+        write_json(build / PENDING_MANIFEST, versioned(manifest))
+        replace_dir(workspace.root / ZOO, build)
     finally:
         shutil.rmtree(build, ignore_errors=True)
-    previous = workspace.manifest() if workspace.exists() else {}
-    manifest = {**previous, **zoos[0].manifest, "architectures": {z.spec.name: z.spec.to_json() for z in zoos}}
-    manifest.pop("architecture", None)  # format 1's single spec
-    workspace.write_manifest(manifest)
+    os.replace(workspace.root / ZOO / PENDING_MANIFEST, workspace.root / MANIFEST)
 
 
 def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -92,50 +113,60 @@ def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:
     return table.select([*columns[:at], "architecture", *columns[at:]])
 
 
-REQUIRED_COLUMNS = ("checkpoint", "model_id", "epoch", *METRICS)
-
-
 def _stored_specs(workspace: Workspace, manifest: dict) -> dict[str, tuple[Spec, str]]:
     """{architecture name: (spec, its tensor's name in weights.safetensors)}; format 1 held one spec under
     `architecture` and one tensor called `weights`."""
-    if "architectures" in manifest:
-        entries = manifest["architectures"]
-        if not isinstance(entries, dict) or not entries:
-            raise ZooError(f"{workspace.manifest_path}: 'architectures' must map names to specs")
-        return {name: (spec_from_json(data), name) for name, data in entries.items()}
-    if "architecture" in manifest:
-        spec = spec_from_json(manifest["architecture"])
-        return {spec.name: (spec, "weights")}
+    try:
+        if "architectures" in manifest:
+            entries = manifest["architectures"]
+            if not isinstance(entries, dict) or not entries:
+                raise ZooError("'architectures' must map names to specs")
+            return {name: (spec_from_json(data), name) for name, data in entries.items()}
+        if "architecture" in manifest:
+            spec = spec_from_json(manifest["architecture"])
+            return {spec.name: (spec, "weights")}
+    except UserError as exc:
+        raise ZooError(f"{workspace.manifest_path}: {exc}") from None
     raise ZooError(f"{workspace.manifest_path}: holds no zoo yet (no architecture); generate or import one")
 
 
-def load_zoos(workspace: Workspace) -> list[Zoo]:
-    """Every architecture's zoo, loaded and validated; checkpoints with non-finite weights are reported in
-    `skipped` and left out. Checkpoint ids are shared: they number the rows of the one table."""
-    manifest = workspace.manifest()
-    specs = _stored_specs(workspace, manifest)
-    recover_dir(workspace.zoo_dir)
-    weights_path, table_path = workspace.zoo_weights_path, workspace.models_table_path
-    tensors = read_tensors(weights_path)
-    table = read_parquet(table_path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise ZooError(f"{table_path}: missing columns {missing}")
+def _checked_table(path, specs: dict) -> pl.DataFrame:
+    """models.parquet, with every column of the right kind and every name one the manifest knows."""
+    table = read_checkpoint_table(path)
     if table["checkpoint"].to_list() != list(range(table.height)):
-        raise ZooError(f"{table_path}: column 'checkpoint' must number the rows 0..{table.height - 1}")
+        raise ZooError(f"{path}: column 'checkpoint' must number the rows 0..{table.height - 1}")
     if "architecture" not in table.columns:
         if len(specs) > 1:
-            raise ZooError(f"{table_path}: no 'architecture' column, but the manifest names {len(specs)}")
+            raise ZooError(f"{path}: no 'architecture' column, but the manifest names {len(specs)}")
         table = _with_architecture(table, next(iter(specs)))
     unknown = sorted(set(table["architecture"].unique().to_list()) - set(specs))
     if unknown:
-        raise ZooError(f"{table_path}: architectures {unknown} are not in {workspace.manifest_path.name}")
+        raise ZooError(f"{path}: architectures {unknown} are not in the workspace's manifest")
+    if "activation" in table.columns:
+        odd = sorted(set(table["activation"].unique().to_list()) - set(ACTIVATIONS))
+        if odd:
+            raise ZooError(f"{path}: unknown activations {odd}; known: {', '.join(ACTIVATIONS)}")
+    return table
+
+
+def load_zoos(workspace: Workspace) -> list[Zoo]:
+    """Every architecture's zoo, loaded and validated; checkpoints with non-finite weights or no test accuracy
+    are reported in `skipped` and left out. Checkpoint ids are shared: they number the rows of the one table."""
+    manifest = workspace.manifest()
+    specs = _stored_specs(workspace, manifest)
+    weights_path, table_path = workspace.zoo_weights_path, workspace.models_table_path
+    tensors = read_tensors(weights_path)
+    table = _checked_table(table_path, specs)
     zoos = []
     for name, (spec, key) in specs.items():
         if key not in tensors:
             raise ZooError(f"{weights_path}: has no tensor named {key!r} (architecture {name})")
         part = table.filter(pl.col("architecture") == name)
+        if "activation" not in part.columns:
+            part = part.with_columns(pl.lit(spec.activation).alias("activation"))
         zoos.append(_validated_part(spec, tensors[key], part, manifest, weights_path, table_path))
+    if not any(z.table.height for z in zoos):
+        raise ZooError(f"{table_path}: no usable checkpoint ({'; '.join(zoos[0].skipped[:3])})")
     return zoos
 
 
@@ -149,13 +180,14 @@ def _validated_part(spec: Spec, weights: torch.Tensor, table: pl.DataFrame, mani
         raise ZooError(
             f"{table_path}: {table.height} rows of {spec.name}, but {weights_path.name} holds {weights.shape[0]}"
         )
-    finite = torch.isfinite(weights).all(dim=1)
-    skipped = [
-        f"checkpoint {c} (model {m}, epoch {e}): non-finite weights"
-        for c, m, e in zip(*(table[k].to_numpy()[~finite.numpy()] for k in ("checkpoint", "model_id", "epoch")))
-    ]
+    finite = torch.isfinite(weights).all(dim=1).numpy()
+    measured = table["test_acc"].cast(pl.Float64).fill_null(float("nan")).is_finite().to_numpy()
+    keep = finite & measured
+    left_out = table.filter(pl.Series(~keep)).select("checkpoint", "model_id", "epoch").rows()
+    reasons = np.where(finite[~keep], "no test accuracy", "non-finite weights")
+    skipped = [f"checkpoint {c} (model {m}, epoch {e}): {why}" for (c, m, e), why in zip(left_out, reasons)]
     if skipped:
-        weights, table = weights[finite], table.filter(pl.Series(finite.numpy()))
+        weights, table = weights[torch.from_numpy(keep)], table.filter(pl.Series(keep))
     return Zoo(spec, weights, table, manifest, skipped)
 
 

@@ -4,11 +4,16 @@ Their layout is one folder per trained model (a ray-tune trial): `params.json` (
 `model::activation`), `result.json` (one JSON object per line and epoch) and `checkpoint_<e>/checkpoints`
 (a torch state dict). State dicts are read with `torch.load(weights_only=True)` only: never arbitrary pickle.
 A model whose files are missing or broken is reported and skipped; the import goes on.
+
+The folder is untrusted: every file is read only if it is a regular file within a size cap (core/limits.py),
+and only if it lies inside the folder (a link pointing elsewhere is refused); every value of params.json and
+result.json is checked for its type and range.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -16,14 +21,20 @@ from pathlib import Path
 
 import torch
 
-from core.errors import ArchitectureError, UserError
+from core.errors import ArchitectureError, DataError, UserError
+from core.limits import MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, MAX_RESULT_LOG_BYTES
+from core.store.files import read_bytes, read_json_value, read_torch
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
-from core.zoo.model_zoo import Progress, Zoo, finish_table, save_zoo
+from core.zoo.data import load_dataset
+from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
+from core.zoo.table import METRICS
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 # The public zoos log the epoch-0 evaluation (before any training) with train_loss = train_acc = -999.
 _NOT_MEASURED = -999.0
+# Seeds and batch sizes are stored as 64-bit integers.
+_MAX_INT = 2**63 - 1
 
 
 @dataclass
@@ -44,27 +55,45 @@ def _candidates(activation: str) -> list[ArchSpec]:
 def _read_results(path: Path) -> dict[int, dict]:
     """Epoch -> metrics. Raise ValueError naming the line when the file is truncated or malformed."""
     by_epoch = {}
-    lines = path.read_text().splitlines()
+    try:
+        lines = read_bytes(path, MAX_RESULT_LOG_BYTES).decode().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not text") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {number} is not valid JSON (truncated file?)") from exc
-        epoch = int(record.get("training_iteration", number - 1))
-        by_epoch[epoch] = record
+        except (ValueError, RecursionError):
+            raise ValueError(f"{path}: line {number} is not valid JSON (truncated file?)") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {number} is not a JSON object")
+        by_epoch[_integer(record, "training_iteration", number - 1, f"result.json line {number}")] = record
     return by_epoch
+
+
+def _integer(record: dict, key: str, default: int, where: str) -> int:
+    """An integer field in 0..2^63-1 (a float that is a whole number counts, as JSON writers may give 7.0)."""
+    value = record.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_INT:
+        raise ValueError(f"{where}: {key} {value!r} is not an integer in 0..{_MAX_INT}")
+    return value
+
+
+def _number(record: dict, key: str, default: float, where: str) -> float:
+    value = record.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{where}: {key} {value!r} is not a number")
+    return float(value)
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    # The weights-only unpickler rejects foreign bytes with many exception types (UnpicklingError, KeyError for
-    # an unknown opcode, EOFError for an empty file, ...); every one of them means "not a state dict".
-    except Exception as exc:
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{path}: not a readable torch state dict ({first_line})") from exc
+        state = read_torch(path, MAX_CHECKPOINT_BYTES)
+    except UserError as exc:  # refused (size, code), or not a torch file: the message says which
+        raise ValueError(str(exc)) from None
     if isinstance(state, dict) and "model_state_dict" in state:
         state = state["model_state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -72,13 +101,31 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _metric(record: dict, key: str) -> float:
-    value = float(record.get(key, float("nan")))
+def _metric(record: dict, key: str, epoch: int) -> float:
+    value = _number(record, key, float("nan"), f"result.json epoch {epoch}")
     return float("nan") if value == _NOT_MEASURED else value
 
 
-def _model_folders(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.rglob("params.json"))
+def _model_folders(root: Path) -> tuple[list[Path], list[str]]:
+    """The folders holding a params.json, and a problem for each link to a folder outside `root` (not followed;
+    links to folders inside it would only repeat models)."""
+    folders, problems, inside = [], [], root.resolve()
+    for here, subfolders, files in os.walk(root):
+        if "params.json" in files:
+            folders.append(Path(here))
+        for name in subfolders:
+            path = Path(here) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                problems.append(f"{path.relative_to(root)}: skipped: links to a folder outside the zoo folder")
+    return sorted(folders), problems
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """`path`, refused when it (or a link on the way) leads outside the zoo folder `root` (resolved)."""
+    target = path.resolve()
+    if not target.is_relative_to(root):
+        raise ValueError(f"{path.name} links outside the zoo folder (to {target}); refused")
+    return path
 
 
 def import_public_zoo(
@@ -86,22 +133,27 @@ def import_public_zoo(
     workspace: Workspace,
     dataset: str | None = None,
     on_progress: Progress | None = None,
+    replace: bool = False,
 ) -> ImportReport:
+    """Import every sound model of the folder `source` into the workspace (which must hold no zoo unless
+    `replace`), reporting each skipped one; `dataset` names the data the zoo was trained on, checked to fit."""
     root = Path(source).expanduser()
     if not root.is_dir():
         raise UserError(f"{root}: not a folder (expected one folder per model with params.json)")
-    folders = _model_folders(root)
+    data = load_dataset(dataset) if dataset else None
+    check_replacing(workspace, replace)  # early, to fail before the work; again under the lock before writing
+    folders, problems = _model_folders(root)
     if not folders:
         raise UserError(f"{root}: no model folders found (none holds a params.json)")
 
     spec: ArchSpec | None = None
-    vectors, rows, problems = [], [], []
+    vectors, rows = [], []
     for model_id, folder in enumerate(folders):
         try:
-            model_spec, model_vectors, model_rows = _read_model(folder, spec)
-        except ValueError as exc:
+            model_spec, model_vectors, model_rows = _read_model(folder, spec, root.resolve())
+        except (ValueError, UserError) as exc:
             problems.append(f"{folder.relative_to(root)}: skipped: {exc}")
-        except (TypeError, AttributeError, KeyError) as exc:  # nulls or wrong types in params.json / result.json
+        except (TypeError, AttributeError, KeyError, OverflowError) as exc:  # what a check above may have missed
             problems.append(f"{folder.relative_to(root)}: skipped: malformed params.json or result.json ({exc!r})")
         else:
             spec = spec or model_spec
@@ -114,6 +166,8 @@ def import_public_zoo(
     if not rows:
         detail = "; ".join(problems[:3])
         raise UserError(f"{root}: no model could be imported ({len(problems)} problems: {detail})")
+    if data is not None:
+        _check_fits(data, dataset, spec)
 
     table = finish_table(rows)
     manifest = {
@@ -127,25 +181,35 @@ def import_public_zoo(
     }
     zoo = Zoo(spec, torch.stack(vectors), table, manifest)
     with workspace.lock():
+        check_replacing(workspace, replace)
         save_zoo(workspace, [zoo])
     return ImportReport(zoo, table["model_id"].n_unique(), problems)
 
 
-def _read_model(folder: Path, expected: ArchSpec | None) -> tuple[ArchSpec, list[torch.Tensor], list[dict]]:
-    try:
-        params = json.loads((folder / "params.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"params.json unreadable ({exc})") from exc
+def _check_fits(data, name: str, spec: ArchSpec) -> None:
+    """The dataset named for the zoo has its models' input shape and class count."""
+    wanted = (spec.in_channels, spec.in_size, spec.in_size)
+    if data.image_shape != wanted or data.n_classes != spec.n_classes:
+        raise DataError(
+            f"{name}: images {list(data.image_shape)} in {data.n_classes} classes do not fit the zoo's "
+            f"{spec.name} (images {list(wanted)}, {spec.n_classes} classes)"
+        )
+
+
+def _read_model(folder: Path, expected: ArchSpec | None, root: Path) -> tuple[ArchSpec, list[torch.Tensor], list[dict]]:
+    params = read_json_value(_inside(folder / "params.json", root), MAX_JSON_BYTES)
+    if not isinstance(params, dict):
+        raise ValueError("params.json: not a JSON object")
     if not (folder / "result.json").exists():
         raise ValueError("result.json missing")
-    results = _read_results(folder / "result.json")
+    results = _read_results(_inside(folder / "result.json", root))
     activation = str(params.get("model::activation", "tanh")).lower().replace("_", "")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation {activation!r} is not one we model ({', '.join(ACTIVATIONS)})")
 
     vectors, rows, spec = [], [], None
     for epoch, ckpt_dir in _checkpoint_folders(folder):
-        state = _load_state_dict(ckpt_dir / "checkpoints")
+        state = _load_state_dict(_inside(ckpt_dir / "checkpoints", root))
         if spec is None:
             spec = match_state_dict(state, _candidates(activation))
             if spec is None:
@@ -184,21 +248,18 @@ def _checkpoint_folders(folder: Path) -> list[tuple[int, Path]]:
 
 
 def _checkpoint_row(params: dict, activation: str, epoch: int, record: dict) -> dict:
-    """One checkpoint's row of the zoo table, from its model's params.json and its epoch's result.json line."""
+    """One checkpoint's row of the zoo table, from its model's params.json and its epoch's result.json line; a
+    value of the wrong type or out of range raises ValueError naming it."""
+    seed = _integer(params, "seed", 0, "params.json")
     return {
         "epoch": epoch,
-        "seed": int(params.get("seed", 0)),
-        "init_seed": int(params.get("seed", 0)),
+        "seed": seed,
+        "init_seed": seed,
         "init": str(params.get("model::init_type", "unknown")),
-        "lr": float(params.get("optim::lr", float("nan"))),
-        "weight_decay": float(params.get("optim::wd", 0.0)),
-        "dropout": float(params.get("model::dropout", 0.0)),
+        "lr": _number(params, "optim::lr", float("nan"), "params.json"),
+        "weight_decay": _number(params, "optim::wd", 0.0, "params.json"),
+        "dropout": _number(params, "model::dropout", 0.0, "params.json"),
         "activation": activation,
-        "batch_size": int(params.get("training::batchsize", 0)),
-        "train_loss": _metric(record, "train_loss"),
-        "train_acc": _metric(record, "train_acc"),
-        "val_loss": _metric(record, "val_loss"),
-        "val_acc": _metric(record, "val_acc"),
-        "test_loss": _metric(record, "test_loss"),
-        "test_acc": _metric(record, "test_acc"),
+        "batch_size": _integer(params, "training::batchsize", 0, "params.json"),
+        **{key: _metric(record, key, epoch) for key in METRICS},
     }

@@ -10,6 +10,7 @@ from core.gen.config import SampleConfig
 from core.gen.export import export_samples
 from core.gen.finetune import finetune_groups
 from core.pipeline import generate
+from core.store.files import umask
 from core.store.runs import SamplesRun
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import load_zoos
@@ -117,7 +118,7 @@ def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
     )
     samples = pl.DataFrame(
         {"sample": [0, 1, 2], "acc_epoch0": accuracies[:, 0], "acc_final": accuracies[:, -1]}
-        | {"min_l2": [0.0] * 3, "max_iou": [1.0] * 3}
+        | {"min_l2": [0.0] * 3, "max_iou": [1.0] * 3, "umap_x": [0.0] * 3, "umap_y": [0.0] * 3}
     )
     tensors = {"generated": models, "finetuned": finetuned}
     run.write(tensors, {"architecture": zoo.spec.to_json(), "method": "kde"}, samples, curves, samples)
@@ -127,6 +128,7 @@ def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
 def test_a_resnet_bundle_defines_the_resnet_in_plain_torch_and_matches_its_card(resnet_samples, tmp_path):
     workspace, run = resnet_samples
     export_samples(workspace, run, "pt", tmp_path / "bundle.zip")
+    assert (tmp_path / "bundle.zip").stat().st_mode & 0o777 == 0o666 & ~umask()  # not mkstemp's 0600
     unpacked = tmp_path / "fresh"
     with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
         archive.extractall(unpacked)

@@ -1,6 +1,8 @@
 """Workspace packs: what goes in, the round trip, and refusals of damaged or hostile packs."""
 
+import stat
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +96,83 @@ def test_cli_pack_and_unpack(tiny_zoo_workspace, tmp_path, run_cli):
     again = run_cli("workspace", "unpack", "--from", pack, "--workspace", target)
     assert again.code == 2 and "already exists" in again.err
     assert run_cli("workspace", "pack", "--workspace", tmp_path / "none", "--out", pack).code == 2
+
+
+# ---------------------------------------------------------------- limits on what a pack may hold
+
+
+def _pack_plus(workspace, tmp_path, add) -> Path:
+    """A sound pack of `workspace` with more members written by `add(archive)`."""
+    pack = tmp_path / "ws.zip"
+    pack_workspace(workspace, pack)
+    with zipfile.ZipFile(pack, "a") as archive:
+        add(archive)
+    return pack
+
+
+def _symlink_member(archive: zipfile.ZipFile) -> None:
+    info = zipfile.ZipInfo("ae/link.json")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive.writestr(info, "/etc/passwd")
+
+
+def _encrypted(pack: Path) -> None:
+    """Set the encryption flag of every member (zipfile cannot write encrypted members)."""
+    data = bytearray(pack.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            data[start + flags_at] |= 1
+            start += 4
+    pack.write_bytes(bytes(data))
+
+
+HOSTILE_MEMBERS = {
+    "pickled-pt": (lambda a: a.writestr("ae/r/train_state.pt", b"\x80\x02}q\x00."), "not a data file"),
+    "pickle-by-another-name": (lambda a: a.writestr("ae/r/model.pkl", b"\x80\x02}q\x00."), "not a data file"),
+    "symlink": (_symlink_member, "symbolic link"),
+    "bzip2": (lambda a: a.writestr("ae/x.json", "{}", compress_type=zipfile.ZIP_BZIP2), "compression method 12"),
+    "absolute": (lambda a: a.writestr("/etc/x.json", "{}"), "outside the workspace"),
+}
+
+
+@pytest.mark.parametrize("add, message", HOSTILE_MEMBERS.values(), ids=HOSTILE_MEMBERS.keys())
+def test_members_that_are_not_plain_data_are_refused_before_anything_is_extracted(
+    tiny_zoo_workspace, tmp_path, add, message
+):
+    pack = _pack_plus(tiny_zoo_workspace, tmp_path, add)
+    with pytest.raises(ZooError, match=message):
+        unpack_workspace(pack, tmp_path / "out" / "ws")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_encrypted_pack_is_one_clear_error(tiny_zoo_workspace, tmp_path):
+    pack = _pack_plus(tiny_zoo_workspace, tmp_path, lambda archive: None)
+    _encrypted(pack)
+    with pytest.raises(ZooError, match="is encrypted"):
+        unpack_workspace(pack, tmp_path / "out")
+
+
+def test_declared_sizes_are_checked_member_by_member_and_in_total(tiny_zoo_workspace, tmp_path, monkeypatch):
+    pack = _pack_plus(
+        tiny_zoo_workspace, tmp_path, lambda a: a.writestr("ae/big.json", bytes(200_000), zipfile.ZIP_DEFLATED)
+    )
+    # zeros deflate to almost nothing: the declared size counts, not the pack's
+    assert pack.stat().st_size < 200_000 < sum(i.file_size for i in zipfile.ZipFile(pack).infolist())
+    monkeypatch.setattr("core.store.packing.MAX_WORKSPACE_FILE_BYTES", 150_000)
+    with pytest.raises(ZooError, match="big.json' unpacks to 200,000 bytes"):
+        unpack_workspace(pack, tmp_path / "out")
+    monkeypatch.setattr("core.store.packing.MAX_WORKSPACE_FILE_BYTES", 1 << 30)
+    monkeypatch.setattr("core.store.packing.MAX_PACK_BYTES", 150_000)
+    with pytest.raises(ZooError, match="unpacks to .* bytes, more than the 150,000 allowed"):
+        unpack_workspace(pack, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_packs_hold_data_files_only(tiny_zoo_workspace, tmp_path):
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    (workspace.root / "notes.txt").write_text("mine")
+    (workspace.root / "zoo" / "extra.pt").write_bytes(b"\x80\x02}q\x00.")
+    pack_workspace(workspace, tmp_path / "ws.zip")
+    names = zipfile.ZipFile(tmp_path / "ws.zip").namelist()
+    assert all(Path(n).suffix in (".json", ".parquet", ".safetensors") for n in names) and "workspace.json" in names

@@ -6,7 +6,7 @@ import torch
 
 from core.errors import UserError, ZooError
 from core.store.files import read_json, write_json
-from core.store.runs import AERunFiles, SamplesRun, checked_run_name
+from core.store.runs import NOVELTY_MEDIANS, SAMPLES_COLUMNS, AERunFiles, SamplesRun, checked_run_name
 from core.store.workspace import Workspace
 
 
@@ -37,17 +37,17 @@ def _record(workspace: Workspace, name: str, created: str, ae_run: str = "hyperr
         activation="relu",
         anchors={"rule": "top:0.3", "count": 5, "ids": [1, 2, 3, 4, 5]},
         curves={"generated": [0.5, 0.9]},
-        novelty={"min_l2_median": 1.0},
+        novelty=dict.fromkeys(NOVELTY_MEDIANS, 1.0),
         novelty_baselines={},
         selection={"mode": "none"},
-        config={"n": 2},
+        config={"n": 2, "finetune_epochs": 1},
         created=created,
     )
 
 
 def test_a_samples_run_reads_back_as_written_and_lists_newest_first(tmp_path):
     workspace = Workspace(tmp_path)
-    table = pl.DataFrame({"sample": [0, 1]})
+    table = pl.DataFrame({"sample": [0, 1]} | {c: [0.5, 0.7] for c in SAMPLES_COLUMNS if c != "sample"})
     for name, created, ae_run in (("a", "2026-01-01", "hyperrep-1"), ("b", "2026-02-01", "sane-2")):
         _record(workspace, name, created, ae_run).write({"generated": torch.zeros(2, 3)}, {}, table, table, table)
     loaded = SamplesRun.load(workspace, "a")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,25 @@ def test_missing_cifar_batch(tmp_path):
     write_cifar_folder(tmp_path / "cifar")
     (tmp_path / "cifar" / "data_batch_4.bin").unlink()
     raises_naming("data_batch_4.bin", str(tmp_path / "cifar"))
+
+
+@pytest.mark.parametrize("n_train, n_test", [(0, 10), (40, 0)])
+def test_an_idx_file_of_no_images_is_one_clear_error(tmp_path, n_train, n_test):
+    write_idx_folder(tmp_path / "mnist", n_train=n_train, n_test=n_test)
+    raises_naming("holds no images", str(tmp_path / "mnist"))
+
+
+def test_a_gzip_that_decompresses_beyond_the_cap_is_refused(tmp_path, monkeypatch):
+    write_idx_folder(tmp_path / "mnist", gz=True)
+    blank = np.zeros((40, 28, 28), dtype=np.uint8)  # 31,376 bytes that compress to a few hundred
+    write_file(tmp_path / "mnist" / "train-images-idx3-ubyte", idx_bytes(blank), gz=True)
+    monkeypatch.setattr("core.zoo.data.MAX_DATASET_FILE_BYTES", 20_000)
+    raises_naming("train-images-idx3-ubyte.gz: decompresses to more than 20,000 bytes", str(tmp_path / "mnist"))
+
+
+def test_a_dataset_file_that_is_a_fifo_is_refused(tmp_path):
+    write_idx_folder(tmp_path / "mnist")
+    path = tmp_path / "mnist" / "train-labels-idx1-ubyte"
+    path.unlink()
+    os.mkfifo(path)
+    raises_naming("train-labels-idx1-ubyte: not a regular file", str(tmp_path / "mnist"))

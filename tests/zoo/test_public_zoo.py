@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from core.errors import UserError
+from core.errors import DataError, UserError
+from core.limits import MAX_CHECKPOINT_BYTES
 from core.store.workspace import Workspace
 from core.zoo.arch import ArchSpec, build_module, cnn_l, cnn_s, flatten
 from core.zoo.model_zoo import Zoo, load_zoos
@@ -208,7 +211,79 @@ def other_shapes() -> dict[str, torch.Tensor]:
     return state
 
 
+def edit_params(**changes):
+    def breaker(folder: Path) -> None:
+        params = json.loads((folder / "params.json").read_text())
+        (folder / "params.json").write_text(json.dumps({**params, **changes}))
+
+    return breaker
+
+
+def raw_params(text: str):
+    """params.json as raw text (JSON writers cannot write 1e400, which Python reads as inf)."""
+
+    def breaker(folder: Path) -> None:
+        (folder / "params.json").write_text(text)
+
+    return breaker
+
+
+def edit_result(epoch: int, **changes):
+    def breaker(folder: Path) -> None:
+        records = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+        records[epoch].update(changes)
+        (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    return breaker
+
+
+def replace_by_link(name: str, target: str):
+    def breaker(folder: Path) -> None:
+        (folder / name).unlink()
+        (folder / name).symlink_to(target)
+
+    return breaker
+
+
+def replace_by_fifo(name: str):
+    def breaker(folder: Path) -> None:
+        (folder / name).unlink()
+        os.mkfifo(folder / name)
+
+    return breaker
+
+
+def checkpoint_outside(folder: Path) -> None:
+    """checkpoint_0 links to a model folder outside the zoo (a sound one: only where it lies is wrong)."""
+    outside = folder.parent.parent / "elsewhere"
+    write_model(outside, "model", seed=4)
+    path = checkpoint_file(folder, 0)
+    path.unlink()
+    path.symlink_to(checkpoint_file(outside / "model", 0))
+
+
+def checkpoint_bomb(folder: Path) -> None:
+    """A checkpoint of a few KiB that unpacks to more than the cap (a deflated member of zeros)."""
+    with zipfile.ZipFile(checkpoint_file(folder, 1), "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data/padding", bytes(MAX_CHECKPOINT_BYTES + 1))
+
+
 BREAKERS = {
+    "seed-1e400": raw_params('{"model::activation": "tanh", "seed": 1e400}'),
+    "seed-1e30": edit_params(seed=1e30),
+    "seed-negative": edit_params(seed=-3),
+    "seed-text": edit_params(seed="seven"),
+    "lr-true": edit_params(**{"optim::lr": True}),
+    "params-a-list": raw_params("[1, 2]"),
+    "test-acc-true": edit_result(1, test_acc=True),
+    "test-acc-text": edit_result(1, test_acc="0.5"),
+    "epoch-not-an-integer": edit_result(2, training_iteration=1.5),
+    "result-line-a-list": lambda folder: (folder / "result.json").write_text("[1]\n"),
+    "result-links-to-dev-zero": replace_by_link("result.json", "/dev/zero"),
+    "result-is-a-fifo": replace_by_fifo("result.json"),
+    "params-links-outside": replace_by_link("params.json", "/etc/hostname"),
+    "checkpoint-links-outside": checkpoint_outside,
+    "checkpoint-unpacks-too-large": checkpoint_bomb,
     "truncated-result-json": truncate_results,
     "garbage-bytes": overwrite_checkpoint(1, bytes(range(256)) * 4),
     "text-bytes": overwrite_checkpoint(1, b"this is not a torch checkpoint\n"),
@@ -237,6 +312,14 @@ def test_broken_model_is_reported_and_skipped(tmp_path, breaker):
     assert zoo.manifest["zoo"]["import_problems"] == report.problems
 
 
+def test_a_model_folder_linked_from_outside_is_named_not_followed(tmp_path):
+    write_model(tmp_path / "src", "a_good", seed=3)
+    write_model(tmp_path / "elsewhere", "outside", seed=4)
+    (tmp_path / "src" / "z_link").symlink_to(tmp_path / "elsewhere" / "outside")
+    report = import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"))
+    assert report.models == 1 and report.problems == ["z_link: skipped: links to a folder outside the zoo folder"]
+
+
 def test_every_broken_model_is_named_while_the_import_goes_on(tmp_path):
     write_good_zoo(tmp_path / "src")
     for name, breaker in BREAKERS.items():
@@ -263,7 +346,9 @@ def test_pickled_objects_are_refused_never_unpickled(tmp_path, as_torch_file):
     report = import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"))
     assert not marker.exists()
     assert report.models == 1 and len(report.problems) == 1 and "z_payload" in report.problems[0]
-    assert "not a readable torch state dict" in report.problems[0]
+    # In our words; never torch's advice to load it with weights_only=False, nor its terminal escapes.
+    assert "refused: it holds Python code" in report.problems[0]
+    assert "weights_only" not in report.problems[0] and "\x1b" not in report.problems[0]
 
 
 # ---------------------------------------------------------------- nothing to import
@@ -314,3 +399,27 @@ def test_cli_import_from_a_missing_folder_fails_with_one_line(tmp_path, run_cli)
     lines = result.err.strip().splitlines()
     assert result.code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "missing" in lines[0]
     assert result.out == ""
+
+
+# ---------------------------------------------------------------- the workspace and the dataset
+
+
+def test_import_refuses_a_workspace_with_a_zoo_unless_asked_to_replace_it(tmp_path):
+    write_good_zoo(tmp_path / "src")
+    import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"))
+    first = load_zoos(Workspace(tmp_path / "ws"))[0].manifest["zoo"]["id"]
+    with pytest.raises(UserError, match="already holds a zoo.*--replace"):
+        import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"))
+    assert load_zoos(Workspace(tmp_path / "ws"))[0].manifest["zoo"]["id"] == first
+    import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"), replace=True)
+    assert load_zoos(Workspace(tmp_path / "ws"))[0].manifest["zoo"]["id"] != first
+
+
+@pytest.mark.parametrize(
+    "dataset, message", [("nonsense", "no such dataset"), ("digits", "do not fit the zoo's cnn-s")]
+)
+def test_the_dataset_named_for_an_import_must_exist_and_fit(tmp_path, dataset, message):
+    write_good_zoo(tmp_path / "src")
+    with pytest.raises(DataError, match=message):
+        import_public_zoo(tmp_path / "src", Workspace(tmp_path / "ws"), dataset)
+    assert not Workspace(tmp_path / "ws").exists()

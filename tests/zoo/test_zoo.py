@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from core.errors import Interrupted, ZooError
-from core.store.workspace import Workspace
+from core.errors import Interrupted, UserError, ZooError
+from core.store.files import write_json
+from core.store.workspace import Workspace, versioned
 from core.zoo.arch import build_module, cnn_small
 from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo, model_seed, plan_models
@@ -104,13 +105,15 @@ def test_interrupted_generation_resumes_to_the_same_zoo_and_keeps_the_old_one_re
     workspace = Workspace(tmp_path / "ws")
     old = generate_zoo(workspace, dataclasses.replace(config, epochs=1, save_epochs=(1,)))[0]
     calls = []
+    with pytest.raises(UserError, match="already holds a zoo"):
+        generate_zoo(workspace, config)
     with pytest.raises(Interrupted):
-        generate_zoo(workspace, config, should_stop=lambda: calls.append(1) or len(calls) >= 2)
+        generate_zoo(workspace, config, should_stop=lambda: calls.append(1) or len(calls) >= 2, replace=True)
     assert (workspace.root / "zoo.partial" / "state.safetensors").exists()
     still_there = load_zoos(workspace)[0]
     assert torch.equal(still_there.weights, old.weights)
 
-    seen = []
+    seen = []  # resuming needs no --replace again: the interrupted run was given it
     resumed = generate_zoo(workspace, config, on_progress=lambda done, total, info: seen.append(info["epoch"]))[0]
     assert seen == [2, 3]  # epochs 0 and 1 were not trained again
     assert torch.equal(resumed.weights, reference.weights)
@@ -197,7 +200,7 @@ def test_missing_workspace_and_empty_manifest(tmp_path):
         load_zoos(Workspace(tmp_path / "nowhere"))[0]
     workspace = Workspace(tmp_path / "ws")
     workspace.root.mkdir()
-    workspace.write_manifest({})
+    write_json(workspace.manifest_path, versioned({}))
     with pytest.raises(ZooError, match="holds no zoo yet"):
         load_zoos(workspace)[0]
     workspace.manifest_path.write_text("{broken")

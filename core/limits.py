@@ -1,0 +1,58 @@
+"""Every limit on what we read and on what a request may ask for, named in one place.
+
+Files from elsewhere (public zoos, packs, hand-edited workspaces, dataset folders) are untrusted: each read is
+bounded in bytes before it starts, so a link to /dev/zero, a FIFO or a compression bomb costs an error message,
+not the machine. Requests (CLI options, app fields) are bounded so that a typo cannot ask for terabytes; the
+bounds sit far above anything this workbench is sized for (a 2-core CPU or one GPU).
+"""
+
+from __future__ import annotations
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+# ---------------------------------------------------------------- files we read
+
+# A JSON record: a manifest, a run's config, eval.json or result.json, a public zoo's params.json.
+MAX_JSON_BYTES = 16 * MiB
+# A public zoo's result.json: one JSON line per epoch.
+MAX_RESULT_LOG_BYTES = 64 * MiB
+# A torch checkpoint of a public zoo, on disk and unpacked (the sum of its zip members' uncompressed sizes):
+# their CNNs have at most a few thousand parameters, so even with optimiser state they stay under 1 MiB.
+MAX_CHECKPOINT_BYTES = 64 * MiB
+# Our own resumable training state (model, optimiser, best model), which never travels in a pack.
+MAX_TRAIN_STATE_BYTES = 8 * GiB
+# One dataset file (an IDX file, decompressed, or a CIFAR-10 batch); EMNIST's largest is about 0.7 GiB.
+MAX_DATASET_FILE_BYTES = 2 * GiB
+
+# ---------------------------------------------------------------- packs (zip files of workspaces)
+
+# One file of a workspace (zoo weights, tables, a run's model), read from disk or from a pack.
+MAX_WORKSPACE_FILE_BYTES = 8 * GiB
+
+# ---------------------------------------------------------------- packs (zip files of workspaces)
+
+# Members and their sizes as the zip's directory declares them (extraction also stops at the declared size);
+# each member at most MAX_WORKSPACE_FILE_BYTES.
+MAX_PACK_MEMBERS = 100_000
+MAX_PACK_BYTES = 16 * GiB
+# What a pack may hold: data only. A pickled file (.pt, .pkl) could run code when loaded, so none is packed
+# and none is unpacked; resumable training state (train_state.pt) stays behind.
+PACK_SUFFIXES = (".json", ".parquet", ".safetensors")
+
+# ---------------------------------------------------------------- requests
+
+MAX_SEED = 2**32 - 1
+# Counts of models, samples and epochs.
+MAX_MODELS = 100_000
+MAX_EPOCHS = 100_000
+MAX_SAMPLES = 100_000
+MAX_BATCH_SIZE = 1 << 20
+# A zoo's float32 values held while it trains (every saved snapshot plus each model's weights and optimiser
+# state): 2^31 values are 8 GiB.
+MAX_ZOO_VALUES = 2**31
+# An autoencoder's size, in parameters (4 bytes each, and as many again for each optimiser moment), estimated
+# from its settings before anything is built; any one size setting, and the depth of each transformer stack.
+MAX_AE_PARAMETERS = 500_000_000
+MAX_SIZE_SETTING = 1 << 20
+MAX_LAYERS = 256

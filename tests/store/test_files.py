@@ -1,0 +1,88 @@
+"""Files: bounded reads (regular files only, size caps, torch files checked before loading), the umask's modes
+on what we write, and table columns checked by kind."""
+
+import io
+import os
+import zipfile
+
+import polars as pl
+import pytest
+import torch
+
+from core.errors import ZooError
+from core.store.files import check_columns, read_bytes, read_json, read_parquet, read_torch, write_json, write_parquet
+from core.store.workspace import Workspace
+
+
+@pytest.fixture
+def special_files(tmp_path):
+    """Paths that must never be read as data: a link to /dev/zero, a FIFO, a folder."""
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "folder.json").mkdir()
+    return [tmp_path / name for name in ("zero.json", "fifo.json", "folder.json")]
+
+
+def test_special_files_are_refused_without_reading_them(special_files):
+    for path in special_files:
+        for read in (read_json, lambda p: read_parquet(p), lambda p: read_torch(p, 1 << 20)):
+            with pytest.raises(ZooError, match="not a regular file"):
+                read(path)
+
+
+def test_reads_stop_at_their_cap(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text('{"a": "' + "x" * 2000 + '"}')
+    assert read_json(path)["a"] == "x" * 2000
+    with pytest.raises(ZooError, match="big.json: .*more than"):
+        read_json(path, cap=1000)
+    with pytest.raises(ZooError, match="more than"):
+        read_bytes(path, 100)
+
+
+def test_a_deflated_checkpoint_is_refused_by_its_unpacked_size(tmp_path):
+    """A small file that unpacks to far more than the cap never reaches torch.load."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(4)}, buffer)
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        dst.writestr("bomb/data/padding", bytes(8 << 20))  # 8 MiB of zeros, a few KiB deflated
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ZooError, match="unpacks to 8.0 MiB"):
+        read_torch(path, 1 << 20)
+
+
+def test_a_torch_file_within_its_cap_loads_weights_only(tmp_path):
+    torch.save({"w": torch.ones(3)}, tmp_path / "ok.pt")
+    assert torch.equal(read_torch(tmp_path / "ok.pt", 1 << 20)["w"], torch.ones(3))
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_and_zoo_folders_get_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        write_json(tmp_path / "a.json", {"a": 1})
+        write_parquet(tmp_path / "t.parquet", pl.DataFrame({"a": [1]}))
+        build = Workspace(tmp_path / "ws").new_build_dir("zoo")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "t.parquet").stat().st_mode & 0o777 == mode
+    assert build.stat().st_mode & 0o777 == 0o777 & ~mask  # a zoo folder is swapped in from such a folder
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        (pl.DataFrame({"id": ["1"], "acc": [0.5], "v": [[1.0]]}), "'id' should hold int"),
+        (pl.DataFrame({"id": [1, None], "acc": [0.5, 0.5], "v": [[1.0], [1.0]]}), "'id' has 1 empty"),
+        (pl.DataFrame({"id": [1], "acc": ["0.5"], "v": [[1.0]]}), "'acc' should hold number"),
+        (pl.DataFrame({"id": [1, 2], "acc": [0.5, 0.5], "v": [[1.0], [1.0, 2.0]]}), "vectors of different lengths"),
+        (pl.DataFrame({"id": [1], "acc": [0.5]}), "missing column 'v'"),
+    ],
+)
+def test_columns_are_checked_by_kind(table, message):
+    with pytest.raises(ZooError, match=message):
+        check_columns(table, {"id": "int", "acc": "number", "v": "vector"}, "t.parquet")

@@ -1,0 +1,226 @@
+"""Fault injection: a crash at each write of zoo generation, autoencoder training (its map included), sampling
+and packing, then the same call again. The rerun must end where an uninterrupted run ends, and a reader in
+between must see the old state or the new one, never a mix. Also: a writer during the map phase is told busy."""
+
+import threading
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+from core import pipeline
+from core.errors import UserError, ZooError
+from core.gen.config import SampleConfig
+from core.gen.novelty import ZooErrorSets
+from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
+from core.rep.loop import TrainConfig
+from core.rep.run import load_run
+from core.store.files import read_json, read_tensors
+from core.store.runs import AERunFiles, SamplesRun, finished_ae_runs
+from core.store.workspace import Workspace
+from core.zoo.generate import ZooConfig, generate_zoo
+from core.zoo.model_zoo import load_zoos
+from tests.conftest import TINY, TINY_AE, copy_workspace
+from tests.faults import Crash, crash_at_commit
+
+ZOO = ZooConfig(models=2, epochs=1, save_epochs=(0, 1), seed=5, init_seeds=0)
+TRAIN = TrainConfig(epochs=2, batch_size=8, warmup_epochs=1)
+
+
+def _hidden_leftovers(workspace: Workspace) -> list[str]:
+    return [p.name for p in workspace.root.rglob(".*") if p.name != ".lock"]
+
+
+def _commits(work) -> int:
+    with crash_at_commit(None) as count:
+        work()
+    return count["commits"]
+
+
+# ---------------------------------------------------------------- zoo generation
+
+
+@pytest.fixture(scope="module")
+def old_and_new_zoo(tmp_path_factory):
+    """A workspace with an old zoo, and the zoo ZOO makes when nothing goes wrong."""
+    root = tmp_path_factory.mktemp("zoo-faults")
+    old = Workspace(root / "old")
+    generate_zoo(old, ZooConfig(models=2, epochs=1, save_epochs=(1,), seed=9))
+    reference = copy_workspace(old, root / "reference")
+    commits = _commits(lambda: generate_zoo(reference, ZOO, replace=True))
+    return old, load_zoos(reference)[0], commits
+
+
+def test_zoo_generation_has_a_commit_per_epoch_and_four_for_the_swap(old_and_new_zoo):
+    # 2 resumable states (epochs 0 and 1), weights + table + manifest in the build folder, 2 swap renames (old
+    # zoo aside, new one in), the manifest moved into place
+    assert old_and_new_zoo[2] == 8
+
+
+@pytest.mark.parametrize("crash_at", range(1, 9))
+def test_a_crash_at_any_write_of_zoo_generate_replace_then_a_rerun_gives_the_uninterrupted_zoo(
+    old_and_new_zoo, tmp_path, crash_at
+):
+    old, expected, _ = old_and_new_zoo
+    old_weights = load_zoos(old)[0].weights
+    workspace = copy_workspace(old, tmp_path / "ws")
+    with pytest.raises(Crash), crash_at_commit(crash_at):
+        generate_zoo(workspace, ZOO, replace=True)
+    seen = load_zoos(workspace)[0]  # a reader between the crash and the rerun: the old zoo or the new, whole
+    assert torch.equal(seen.weights, old_weights) or torch.equal(seen.weights, expected.weights)
+    assert seen.spec.n_params == seen.weights.shape[1]
+
+    generate_zoo(workspace, ZOO, replace=True)
+    zoo = load_zoos(workspace)[0]
+    assert torch.equal(zoo.weights, expected.weights) and zoo.table.equals(expected.table)
+    assert _hidden_leftovers(workspace) == [] and not (workspace.root / "zoo.partial").exists()
+
+
+@pytest.mark.parametrize("crash_at", [6, 7])  # a fresh workspace has no old zoo to set aside: one swap rename
+def test_a_fresh_generation_cut_at_its_swap_finishes_without_replace(old_and_new_zoo, tmp_path, crash_at):
+    """The zoo swapped in (and its manifest maybe not yet moved) is this generation's own: the same command
+    finishes it, without --replace."""
+    _, expected, _ = old_and_new_zoo
+    workspace = Workspace(tmp_path / "ws")
+    with pytest.raises(Crash), crash_at_commit(crash_at):
+        generate_zoo(workspace, ZOO)
+    assert workspace.exists() == (crash_at == 7)
+    generate_zoo(workspace, ZOO)
+    assert torch.equal(load_zoos(workspace)[0].weights, expected.weights)
+    with pytest.raises(UserError, match="already holds a zoo"):
+        generate_zoo(workspace, ZOO)  # once finished, a new generation must ask
+
+
+# ---------------------------------------------------------------- autoencoder training and its map
+
+
+def _quick_map(embeddings: np.ndarray, seed: int):
+    """PCA for both maps: the crash windows are the subject here, not UMAP (which costs seconds a call)."""
+    xy = PCA(n_components=2, random_state=seed).fit_transform(embeddings)
+    return xy, xy
+
+
+@pytest.fixture(scope="module")
+def trained_reference(tiny_zoo_workspace, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("core.rep.embed.project_2d", _quick_map)
+        workspace = copy_workspace(tiny_zoo_workspace, tmp_path_factory.mktemp("ae-faults") / "ws")
+        commits = _commits(lambda: train_and_map(workspace, TINY_AE, TRAIN, "run", evaluate=False))
+    files = AERunFiles.of(workspace, "run")
+    return read_tensors(files.model), files.read_map(), commits
+
+
+def test_training_has_nine_commits(trained_reference):
+    # statistics, config, 2 resumable states, model, history, config "trained", map, config "done"
+    assert trained_reference[2] == 9
+
+
+@pytest.mark.parametrize("crash_at", range(1, 10))
+def test_a_crash_at_any_write_of_ae_train_then_a_rerun_ends_as_an_uninterrupted_run(
+    tiny_zoo_workspace, trained_reference, tmp_path, monkeypatch, crash_at
+):
+    monkeypatch.setattr("core.rep.embed.project_2d", _quick_map)
+    model, embeddings, _ = trained_reference
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    with pytest.raises(Crash), crash_at_commit(crash_at):
+        train_and_map(workspace, TINY_AE, TRAIN, "run", evaluate=False)
+    assert finished_ae_runs(workspace) == []  # not finished until its map is written
+
+    run = train_and_map(workspace, TINY_AE, TRAIN, "run", evaluate=False)
+    assert run.status == "done" and run.files.read_config()["status"] == "done"
+    stored = read_tensors(run.files.model)
+    assert stored.keys() == model.keys() and all(torch.equal(stored[k], model[k]) for k in model)
+    assert run.files.read_map().equals(embeddings)
+    assert finished_ae_runs(workspace) == ["run"] and _hidden_leftovers(workspace) == []
+
+
+def test_a_writer_during_the_map_phase_is_told_busy(tiny_zoo_workspace, tmp_path, monkeypatch):
+    """The lock is held from training to the end of the map: a zoo generation started then must not replace
+    the zoo under the run (it used to, and the run then died with an IndexError)."""
+    monkeypatch.setattr("core.rep.embed.project_2d", _quick_map)
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    in_map, release = threading.Event(), threading.Event()
+    real_compute_map = pipeline.compute_map
+
+    def held_map(*args, **kwargs):
+        in_map.set()
+        release.wait(60)
+        return real_compute_map(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compute_map", held_map)
+    outcome = {}
+    trainer = threading.Thread(
+        target=lambda: outcome.update(run=train_and_map(workspace, TINY_AE, TRAIN, "run", evaluate=False))
+    )
+    trainer.start()
+    try:
+        assert in_map.wait(120)
+        with pytest.raises(ZooError, match="busy"):
+            generate_zoo(workspace, TINY, replace=True)
+        with pytest.raises(ZooError, match="busy"):
+            train_and_map(workspace, TINY_AE, TRAIN, "other", evaluate=False)
+    finally:
+        release.set()
+        trainer.join(120)
+    assert outcome["run"].status == "done" and load_run(workspace, "run").status == "done"
+
+
+# ---------------------------------------------------------------- sampling
+
+
+SAMPLE = SampleConfig(n=2, finetune_epochs=0, baselines=False, anchors="top:0.5")
+
+
+@pytest.fixture(scope="module")
+def sampled_reference(tiny_ae_workspace, tmp_path_factory):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path_factory.mktemp("sample-faults") / "ws")
+    errors = ZooErrorSets()
+    commits = _commits(lambda: generate(workspace, SAMPLE, zoo_errors=errors))
+    return SamplesRun.list(workspace)[0], errors, commits
+
+
+def _record(run: SamplesRun) -> dict:
+    data = read_json(run.result_path)
+    del data["created"]
+    return data
+
+
+@pytest.mark.parametrize("crash_at", range(1, 6))
+def test_a_crash_at_any_write_of_sample_then_a_rerun_gives_the_same_run(
+    tiny_ae_workspace, sampled_reference, tmp_path, crash_at
+):
+    reference, errors, commits = sampled_reference
+    assert commits == 5  # weights, samples, curves, novelty, then result.json
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    with pytest.raises(Crash), crash_at_commit(crash_at):
+        generate(workspace, SAMPLE, zoo_errors=errors)
+    assert SamplesRun.list(workspace) == []  # unfinished until result.json, written last
+
+    run = generate(workspace, SAMPLE, zoo_errors=errors)
+    assert _record(run) == _record(reference)
+    for table in ("samples_table", "curves_table", "novelty_table"):
+        assert getattr(run, table)().equals(getattr(reference, table)())
+    assert all(torch.equal(run.weights()[k], reference.weights()[k]) for k in ("generated", "finetuned"))
+
+
+# ---------------------------------------------------------------- packing
+
+
+def test_a_crash_while_packing_or_unpacking_leaves_nothing_half_written(tiny_ae_workspace, tmp_path):
+    reference = tmp_path / "reference.zip"
+    pack_workspace(tiny_ae_workspace, reference)
+    out = tmp_path / "out.zip"
+    with pytest.raises(Crash), crash_at_commit(1):
+        pack_workspace(tiny_ae_workspace, out)
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["reference.zip"]
+    pack_workspace(tiny_ae_workspace, out)
+    assert out.read_bytes() == reference.read_bytes()
+
+    target = tmp_path / "unpacked"
+    with pytest.raises(Crash), crash_at_commit(1):
+        unpack_workspace(out, target)
+    assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out.zip", "reference.zip"]
+    unpacked = unpack_workspace(out, target)
+    assert pl.DataFrame(load_zoos(unpacked)[0].table).equals(load_zoos(tiny_ae_workspace)[0].table)

@@ -53,7 +53,7 @@ class TrainConfig:
     # The behavioural loss (core/rep/behaviour.py): decoded and original models' outputs on query inputs. The two
     # weights below default to the autoencoder kind's own (core/rep/methods/, `loss_weights`), measured per kind.
     behaviour_weight: float | None = setting(
-        None, "weight of the behavioural loss (0: off; default: the kind's, hyperrep 1, sane 0)", parse=float
+        None, "weight of the behavioural loss (0: off; default: the kind's, hyperrep 1, sane 1)", parse=float
     )
     behaviour_distance: str = setting("kl", "how outputs are compared", choices=DISTANCES)
     queries: str = setting("train", "query inputs of the behavioural loss", choices=QUERIES)

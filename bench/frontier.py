@@ -198,7 +198,8 @@ def _plot_panel(axis, name: str, result: dict, key: str, label: str) -> None:
     noise = result["noise"]
     axis.plot([p[key] for p in noise], [p["acc_ratio"] for p in noise], "k--o", label="anchor + noise (baseline)")
     wins = result["wins"]
-    shown = sorted(wins, key=lambda v: -wins[v])[:4]  # the four variants with the most frontier wins
+    best = {v: max(p["acc_ratio"] for p in result["points"] if p["generator"] == v) for v in wins}
+    shown = sorted(wins, key=lambda v: (-wins[v], -best[v]))[:4]  # the most frontier wins, then the most accurate
     shown += [v for v in ("structure/kde/none", "behaviour/kde-per-dim/none") if v in wins]  # 2022, and copying
     for variant in shown:
         mine = [p for p in result["points"] if p["generator"] == variant]

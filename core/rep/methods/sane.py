@@ -49,11 +49,12 @@ class _Part:
         self.prepared = prepared
         self.layout = sane_layout(prepared.zoo.spec, config)
         self.positions, self.mask = self.layout.positions.to(device), self.layout.mask.to(device)
+        self.device_layout = self.layout.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
         self.flat = prepared.standardised[torch.from_numpy(prepared.rows("train"))].to(device)
 
     def view(self, rows: torch.Tensor) -> torch.Tensor:
-        return to_sequence(self.layout, self.permute(self.flat[rows]))
+        return to_sequence(self.device_layout, self.permute(self.flat[rows]))
 
 
 class SANETrainer:
@@ -87,8 +88,7 @@ class SANETrainer:
         clean_a, clean_b = part.view(rows), part.view(rows)
         window = self.config.window
         target_a, positions, mask = random_windows(clean_a, part.positions, part.mask, window, self.generator)
-        start = int(positions[0, 0, 0])
-        target_b = clean_b[:, start : start + target_a.shape[1]]
+        target_b = clean_b.index_select(1, positions[0, :, 0])  # the same window
         noise = self.train.noise
         view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * mask
         view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * mask

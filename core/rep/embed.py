@@ -16,7 +16,7 @@ from sklearn.decomposition import PCA
 
 from core.errors import UserError
 from core.rep.run import AERun
-from core.runtime import use_numba_cache
+from core.runtime import cache_jit_functions, use_numba_cache
 from core.store.files import read_parquet, write_parquet
 from core.store.runs import AERunFiles
 from core.store.workspace import Workspace
@@ -29,6 +29,8 @@ def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     use_numba_cache()
     # lazy: importing umap compiles numba code (seconds); only computing a map needs it
     import umap
+
+    cache_jit_functions(("umap", "pynndescent"))
 
     neighbours = max(2, min(15, len(embeddings) - 1))
     reducer = umap.UMAP(

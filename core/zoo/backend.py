@@ -11,7 +11,8 @@ so one convolution of the population is a grouped convolution with groups = mode
   kernels, and 4,096 models trained at 270-300 model-epochs/s on an H100, no faster than 2 CPU cores.
   `F.unfold` + one `bmm` over models ran 4.1x faster at 256 models and 18.6x at 4,096 in a prototype.
 
-Speed settings not enabled, because no GPU measured them here (try them in bench/gpu.py, one at a time):
+Speed settings not enabled, because no GPU has measured them yet (each is to be tried on its own in bench/gpu.py's
+zoo worker, and kept only if it is faster there and tests/zoo/test_backend.py still passes on the GPU):
 TF32 matmuls (`torch.backends.cuda.matmul.allow_tf32`) for the unfold path's `bmm`, which moves results by about
 3e-4 relative, beyond the 2e-5 the equivalence tests allow, so the tests would need a TF32 tolerance first; bf16
 autocast of the stacked forward; a CUDA graph of one chunk's step (its shapes are static; the step counter of

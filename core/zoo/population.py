@@ -444,19 +444,21 @@ def train_single(
     batch_size: int,
     lr: float,
     weight_decay: float = 0.0,
+    device: str = "cpu",
 ) -> torch.Tensor:
     """The plain loop the papers' zoo code uses: one nn.Module in training mode (BatchNorm on batch statistics,
     updating its running statistics), torch.optim.Adam, one batch at a time."""
-    model = build_module(spec, vector).train()
+    model = build_module(spec, vector).train().to(device)
+    x, y = x.to(device), y.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     for epoch in range(1, epochs + 1):
-        order = torch.from_numpy(epoch_order(seed, epoch, x.shape[0]))
+        order = torch.from_numpy(epoch_order(seed, epoch, x.shape[0])).to(device)
         for start in range(0, x.shape[0], batch_size):
             index = order[start : start + batch_size]
             optimizer.zero_grad()
             F.cross_entropy(model(x[index]), y[index]).backward()
             optimizer.step()
-    return flatten(spec, model.state_dict())
+    return flatten(spec, model.state_dict()).cpu()
 
 
 def evaluate_models(

@@ -38,6 +38,8 @@ def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     )
     with warnings.catch_warnings():  # a fixed random_state makes UMAP single-threaded, and it says so each time
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        # from 4,096 points on, NN-descent compiles in every process (core/runtime.py `cache_jit_functions`)
+        warnings.filterwarnings("ignore", message="Cannot cache compiled function")
         return reducer.fit_transform(embeddings), pca
 
 

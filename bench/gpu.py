@@ -184,9 +184,10 @@ def main() -> None:
             f"{models:>7} {impl:>8} {measured['model_epochs_per_s']:>11.1f} {speedup:>7.1f}x "
             f"{measured['chunks']:>7} {measured['peak_mb']:>8.0f}"
         )
+    utilisation = results["gpu_utilisation_pct"]
     print(
         f"ae train: {results['ae_train_s']} s for {results['ae_epochs']} epochs ({results['ae_s_per_epoch']} s/epoch, "
-        f"batch {results['ae_batch_size']}, GPU utilisation {results['gpu_utilisation_pct']}%); "
+        f"batch {results['ae_batch_size']}, GPU utilisation {'n/a' if utilisation is None else f'{utilisation}%'}); "
         f"first map in a fresh process: {results['first_map_s']} s ({results['map_points']} points)"
     )
     print(json.dumps(results))

@@ -5,8 +5,9 @@ the `Backend` it returns (tests and benches pass their own).
 Why the convolution depends on the device. Activations are [B, M*C, H, W] for M models (core/zoo/population.py),
 so one convolution of the population is a grouped convolution with groups = models:
 
-* on the CPU, oneDNN runs it well in channels-last memory (NCHW was 3-4x slower), and im2col + batched matmul
-  measured slower than it;
+* on the CPU, oneDNN runs it well in channels-last memory (NCHW was 3-4x slower), and unfold + batched matmul
+  is slower (bench/gpu.py --quick on the 2-core CPU: 7.2 against 13.9 model-epochs/s at 256 models, 6.4 against
+  26.4 at 1,024);
 * on CUDA, cuDNN runs one tiny kernel per group: ten steps of 4,096 models launched 40,960 weight-gradient
   kernels, and 4,096 models trained at 270-300 model-epochs/s on an H100, no faster than 2 CPU cores.
   `F.unfold` + one `bmm` over models ran 4.1x faster at 256 models and 18.6x at 4,096 in a prototype.

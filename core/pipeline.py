@@ -29,7 +29,7 @@ from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
 from core.rep.run import AERun, load_run, run_name
-from core.rep.train import train_autoencoder
+from core.rep.train import settings_for_device, train_autoencoder
 from core.store import packing
 from core.store.runs import SamplesRun
 from core.store.workspace import Workspace, zoo_stamp
@@ -56,8 +56,9 @@ def train_and_map(
 ) -> AERun:
     """Train (or resume, or load) the run, map every checkpoint, mark the run done, then evaluate it. The writer
     lock is held throughout, so no other writer changes the zoo between training and mapping; a rerun finishes
-    whatever an interrupted one left (a trained run without its map is mapped)."""
-    train_config = train_config or TrainConfig()
+    whatever an interrupted one left (a trained run without its map is mapped). On CUDA the default batch size
+    and learning rate are scaled up to fill the GPU (core/rep/train.py `settings_for_device`)."""
+    train_config = settings_for_device(train_config or TrainConfig(), device)
     name = run or run_name(ae_config, train_config)
     with workspace.lock():
         trained = train_autoencoder(

@@ -187,7 +187,7 @@ if runs:
 if not finished:
     st.info("No finished run yet: train one above.")
     st.stop()
-chosen = session.chosen_run(workspace)
+chosen = session.chosen_run(workspace, finished)
 name = st.selectbox("Run to explore and generate from", finished, index=finished.index(chosen))
 if name != chosen:
     session.choose_run(workspace, name)

@@ -168,9 +168,10 @@ def embeddings(workspace: Workspace, run: str) -> pl.DataFrame:
     return _embeddings(key(workspace), run, _mtime(path), _mtime(workspace.manifest_path))
 
 
-def chosen_run(workspace: Workspace) -> str | None:
-    """The autoencoder run the pages work with: the user's choice if still there, else the newest finished."""
-    runs = finished_runs(workspace)
+def chosen_run(workspace: Workspace, runs: list[str] | None = None) -> str | None:
+    """The autoencoder run the pages work with: the user's choice if still there, else the newest finished. A page
+    that already listed the finished runs passes its list (a run may finish in between)."""
+    runs = finished_runs(workspace) if runs is None else runs
     wanted = st.session_state.get(keys.chosen_run(workspace.root.name))
     return wanted if wanted in runs else (runs[0] if runs else None)
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import UserError
+from core.zoo.backend import backend_for
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import Zoo
 from core.zoo.population import StackedNet, stacked_net
@@ -50,6 +51,8 @@ class Behaviour:
         self.spec, self.distance, self.query_batch = zoo.spec, distance, query_batch
         self.generator, self.device = generator, device
         self.activations = zoo.table["activation"].to_list()  # per zoo-table row
+        # Most zoos use one activation: their models run as one population, with no look-up of rows on the host.
+        self.only_activation = self.activations[0] if len(set(self.activations)) == 1 else None
         self.images = _query_images(zoo, queries).to(device)
         self.noise = queries == "noise"
         self.nets: dict[str, StackedNet] = {}
@@ -72,7 +75,9 @@ class Behaviour:
 
     def outputs(self, weights: torch.Tensor, rows: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         """Logits [models, queries, classes] of flat weights [models, params], the zoo-table rows `rows`."""
-        chosen = [self.activations[int(r)] for r in rows]
+        if self.only_activation is not None:
+            return self._forward(self.only_activation, weights, queries)
+        chosen = [self.activations[r] for r in rows.tolist()]
         groups = {a: [i for i, b in enumerate(chosen) if b == a] for a in sorted(set(chosen))}
         parts = {a: self._forward(a, weights[members], queries) for a, members in groups.items()}
         if len(parts) == 1:
@@ -82,7 +87,8 @@ class Behaviour:
 
     def _forward(self, activation: str, weights: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         if activation not in self.nets:
-            self.nets[activation] = stacked_net(self.spec.with_activation(activation))
+            conv = backend_for(self.device).conv  # the formulation this device runs fastest
+            self.nets[activation] = stacked_net(self.spec.with_activation(activation), conv)
         net = self.nets[activation]
         index = torch.arange(len(queries), device=queries.device).expand(len(weights), -1)
         return net.forward(weights, net.batch_input(queries, index))

@@ -16,7 +16,7 @@ from sklearn.decomposition import PCA
 
 from core.errors import UserError
 from core.rep.run import AERun
-from core.runtime import use_numba_cache
+from core.runtime import cache_jit_functions, use_numba_cache
 from core.store.files import write_parquet
 from core.store.runs import AERunFiles
 from core.store.workspace import Workspace, zoo_stamp
@@ -30,12 +30,16 @@ def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     # lazy: importing umap compiles numba code (seconds); only computing a map needs it
     import umap
 
+    cache_jit_functions(("umap", "pynndescent"))
+
     neighbours = max(2, min(15, len(embeddings) - 1))
     reducer = umap.UMAP(
         n_neighbors=neighbours, min_dist=0.1, random_state=seed, init="spectral" if len(embeddings) > 10 else "random"
     )
     with warnings.catch_warnings():  # a fixed random_state makes UMAP single-threaded, and it says so each time
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        # from 4,096 points on, NN-descent compiles in every process (core/runtime.py `cache_jit_functions`)
+        warnings.filterwarnings("ignore", message="Cannot cache compiled function")
         return reducer.fit_transform(embeddings), pca
 
 

@@ -179,9 +179,10 @@ def random_windows(
     tokens: torch.Tensor, layout_positions: torch.Tensor, layout_mask: torch.Tensor, window: int, generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One window of `window` tokens at a random start shared by the batch: (tokens [B, L, width],
-    positions [1, L, 3], mask [L, width])."""
+    positions [1, L, 3], mask [L, width]). The start stays on the generator's device (indices, not a slice):
+    reading it on the host would make every CUDA training step wait for the GPU."""
     n = tokens.shape[1]
     length = min(window, n)
-    start = int(torch.randint(0, n - length + 1, (1,), generator=generator, device=generator.device))
-    end = start + length
-    return tokens[:, start:end], layout_positions[start:end].unsqueeze(0), layout_mask[start:end]
+    start = torch.randint(0, n - length + 1, (1,), generator=generator, device=generator.device)
+    index = start + torch.arange(length, device=start.device)
+    return tokens.index_select(1, index), layout_positions.index_select(0, index).unsqueeze(0), layout_mask[index]

@@ -13,7 +13,7 @@ and its place within the layer. All maps are precomputed index gathers: exact an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -32,6 +32,12 @@ class SequenceLayout:
     @property
     def n_tokens(self) -> int:
         return self.index.shape[0]
+
+    def to(self, device: str | torch.device) -> SequenceLayout:
+        """The layout with its tensors on `device`: a training step then tokenizes without copying them from the
+        host (on CUDA each copy waits for the GPU)."""
+        moved = {name: getattr(self, name).to(device) for name in ("index", "mask", "positions")}
+        return replace(self, **moved)
 
     @property
     def token_layer(self) -> torch.Tensor:

@@ -26,6 +26,11 @@ class TokenLayout:
     def n_tokens(self) -> int:
         return self.index.shape[0]
 
+    def to(self, device: str | torch.device) -> TokenLayout:
+        """The layout with its index tensors on `device`: a training step then tokenizes without copying them
+        from the host (on CUDA each copy waits for the GPU)."""
+        return TokenLayout(self.spec, self.index.to(device), self.mask.to(device), self.token_layer.to(device))
+
     @property
     def width(self) -> int:
         return self.index.shape[1]

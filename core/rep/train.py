@@ -9,8 +9,9 @@ same name are refused.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
@@ -26,6 +27,25 @@ from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.model_zoo import Progress, combined_table, load_zoos
 
 TRAINED = ("trained", "done")
+# On CUDA the default step is launch-bound, not arithmetic-bound: an H100 trained the default run in 41.6 s, about
+# 50 ms for each of its 840 steps of 64 models. Four times the batch takes a quarter of the steps, each expected to
+# take about as long (not measured: no GPU was lent); Adam's square-root rule (lr x sqrt(4)) keeps the size of an
+# update. On the CPU, where it could be measured, the default zoo's run at batch 256 and lr 2e-3 kept its quality:
+# held-out reconstruction R^2 0.985 (0.985 at the defaults), accuracy kept 0.984 (0.981), share keeping 90% of
+# accuracy 0.961 (0.954), embedding probe R^2 for test accuracy 0.987 (0.986).
+GPU_BATCH_FACTOR = 4
+
+
+def settings_for_device(train_config: TrainConfig, device: str) -> TrainConfig:
+    """The training settings a run uses on `device`. On CUDA, a default batch size and learning rate become
+    GPU_BATCH_FACTOR times the batch and sqrt(GPU_BATCH_FACTOR) times the rate (the run records what it used);
+    on the CPU, and wherever either was changed from its default, the settings stay as given."""
+    default = TrainConfig()
+    chosen = (train_config.batch_size, train_config.lr) != (default.batch_size, default.lr)
+    if torch.device(device).type != "cuda" or chosen:
+        return train_config
+    batch_size, lr = default.batch_size * GPU_BATCH_FACTOR, default.lr * math.sqrt(GPU_BATCH_FACTOR)
+    return replace(train_config, batch_size=batch_size, lr=lr)
 
 
 def train_autoencoder(

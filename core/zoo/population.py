@@ -6,9 +6,11 @@ size 32. Instead the whole population is one set of stacked tensors with a hand-
 
 * all parameters live in one flat [models, n_params] tensor (views give each layer), so Adam is a handful of
   element-wise ops on one tensor instead of a Python loop over models and layers;
-* activations are [batch, models * channels, H, W] in channels-last memory, so each convolution of the whole
-  population is one grouped convolution (groups = models), which oneDNN runs well in that layout (in the
-  default NCHW layout grouped convolutions are 3-4x slower), and pooling uses the channels-last kernel;
+* activations are [batch, models * channels, H, W], so each convolution of the whole population is one call:
+  on the CPU a grouped convolution (groups = models) in channels-last memory, which oneDNN runs well (in NCHW
+  3-4x slower); on CUDA unfold + one batched matmul over models, as cuDNN runs a grouped convolution one group
+  at a time (core/zoo/backend.py chooses, per device);
+* a population larger than the device's memory budget trains and evaluates a chunk of models at a time;
 * the linear layers are batched matrix products (`baddbmm`) over models;
 * large temporary tensors are kept in glibc's heap instead of page-faulted anew, when the program's entry point
   (the CLI, the app, a bench) calls `core.runtime.tune_cpu_allocator` once.
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 
 from core.errors import ArchitectureError
 from core.zoo.arch import ArchSpec, Spec, build_module, flatten, layer_slices, trainable_mask
+from core.zoo.backend import CONVS, Backend, backend_for
 from core.zoo.resnet import ResNetSpec
 
 INITS = ("uniform", "normal", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")
@@ -103,7 +106,7 @@ def dropout_mask(seeds: torch.Tensor, step: int, slot: int, shape: tuple[int, ..
     """Inverted-dropout multipliers [models, *shape] that depend only on (seed, step, slot, element)."""
     key = (seeds.to(torch.int64) * 0x9E3779B1 + step * 0x85EBCA77 + slot * 0xC2B2AE3D) & _MASK32
     key = _hash32(key).view(-1, *([1] * len(shape)))
-    counter = torch.arange(math.prod(shape), dtype=torch.int64).view(shape)
+    counter = torch.arange(math.prod(shape), dtype=torch.int64, device=seeds.device).view(shape)
     uniform = _hash32(key ^ counter).to(torch.float32) * (1.0 / 2**32)
     keep = (1.0 - rate).view(-1, *([1] * len(shape)))
     return (uniform < keep).to(torch.float32) / keep.clamp_min(1e-6)
@@ -112,7 +115,6 @@ def dropout_mask(seeds: torch.Tensor, step: int, slot: int, shape: tuple[int, ..
 # ---------------------------------------------------------------- the stacked forward pass
 
 _ACT = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "leakyrelu": F.leaky_relu}
-_CHANNELS_LAST = torch.channels_last
 _BN_EPS = 1e-5  # nn.BatchNorm2d's
 
 
@@ -120,24 +122,27 @@ _BN_EPS = 1e-5  # nn.BatchNorm2d's
 class StackedNet:
     """The functional, population-wide forward pass of an ArchSpec.
 
-    Activations are [B, M*C, H, W] tensors in channels-last memory, so every convolution of the population is
-    one grouped convolution (groups = models) that oneDNN runs fast, and pooling uses its channels-last kernel.
-    Position b of the batch holds a different image for each model when the models train on their own batches.
+    Activations are [B, M*C, H, W] tensors, so every convolution of the population is one call of the
+    formulation `conv` (core/zoo/backend.py: a grouped convolution in channels-last memory on the CPU, unfold +
+    bmm on CUDA). Position b of the batch holds a different image for each model when the models train on their
+    own batches.
     """
 
     spec: ArchSpec
+    conv: str = "grouped"
 
     def __post_init__(self) -> None:
         self.slices = layer_slices(self.spec)
         self.act = _ACT[self.spec.activation]
+        self.formulation = CONVS[self.conv]
 
     def batch_input(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Per-model batches [B, M*C, H, W] (channels-last) from images [N, C, H, W] and indices [M, B]."""
+        """Per-model batches [B, M*C, H, W] from images [N, C, H, W] and indices [M, B], in the memory layout of
+        the convolution formulation."""
         models, batch = index.shape
         channels, height, width = x.shape[1:]
-        picked = x[index.T.reshape(-1)].view(batch, models, channels, height, width)
-        picked = picked.permute(0, 3, 4, 1, 2).contiguous()  # (b, h, w, m, c)
-        return picked.view(batch, height, width, models * channels).permute(0, 3, 1, 2)
+        picked = x[index.T.reshape(-1)].view(batch, models * channels, height, width)
+        return picked.contiguous(memory_format=self.formulation.memory_format)
 
     def _weights(self, params: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         layer = self.spec.layers[index]
@@ -159,8 +164,7 @@ class StackedNet:
         batch = x.shape[0]
         for index, conv in enumerate(self.spec.convs):
             weight, bias = self._weights(params, index)
-            weight = weight.reshape(-1, *weight.shape[2:]).contiguous(memory_format=_CHANNELS_LAST)
-            x = F.conv2d(x, weight, bias.reshape(-1), padding=conv.padding, groups=models)
+            x = self.formulation.run(x, weight, bias, 1, conv.padding)
             if conv.pool > 1:
                 x = F.max_pool2d(x, conv.pool)
             x = self.act(x)
@@ -242,8 +246,8 @@ class StackedResNet(StackedNet):
 
     def _conv(self, params: torch.Tensor, x: torch.Tensor, key: str, stride: int) -> torch.Tensor:
         shape = self.shape[key]
-        weight = params[:, self.span[key]].reshape(-1, *shape[1:]).contiguous(memory_format=_CHANNELS_LAST)
-        return F.conv2d(x, weight, None, stride, shape[-1] // 2, groups=params.shape[0])
+        weight = params[:, self.span[key]].view(params.shape[0], *shape)
+        return self.formulation.run(x, weight, None, stride, shape[-1] // 2)
 
     def _norm(self, params, x, key: str, updates: list | None, momentum: float) -> torch.Tensor:
         span, channels = self.span[key], self.shape[key][0]
@@ -265,8 +269,8 @@ class StackedResNet(StackedNet):
         return out
 
 
-def stacked_net(spec: Spec) -> StackedNet:
-    return StackedResNet(spec) if spec.family == "resnet" else StackedNet(spec)
+def stacked_net(spec: Spec, conv: str = "grouped") -> StackedNet:
+    return StackedResNet(spec, conv) if spec.family == "resnet" else StackedNet(spec, conv)
 
 
 # ---------------------------------------------------------------- the population trainer
@@ -288,8 +292,34 @@ def _store(params: torch.Tensor, running: list[tuple[slice, torch.Tensor]]) -> N
         params[:, span] = values
 
 
+def step_bytes_per_image(net: StackedNet, dropout: bool, batch: int = 8) -> int:
+    """Bytes one model's training step keeps for its backward pass, per image: what decides how many models fit
+    in one pass. Measured, not modelled, by running the step of one model on `batch` zero images on the CPU
+    in the net's formulation and adding up the distinct tensors autograd saves (the unfold formulation saves its
+    patches, k*k times the input). Evaluation keeps less, so the figure bounds it too."""
+    spec = net.spec
+    params = torch.zeros(1, spec.n_params, requires_grad=True)
+    x = torch.zeros(batch, spec.in_channels, spec.in_size, spec.in_size)
+    index = torch.arange(batch).unsqueeze(0)
+    masks = (torch.zeros(1, dtype=torch.int64), torch.full((1,), 0.5), 1) if dropout else None
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        logits, _ = net.train_forward(params, net.batch_input(x, index), masks)
+        _cross_entropy(logits, torch.zeros(batch, dtype=torch.int64)).sum()
+    return math.ceil(sum(saved.values()) / batch)
+
+
 class Population:
-    """Stacked parameters, Adam state and per-model hyper-parameters of many models of one architecture."""
+    """Stacked parameters, Adam state and per-model hyper-parameters of many models of one architecture.
+
+    `backend` (default: `backend_for(device)`) decides the convolution formulation and how many models one pass
+    holds; a population too large for it trains and evaluates a chunk of models at a time."""
 
     def __init__(
         self,
@@ -300,24 +330,32 @@ class Population:
         weight_decay: list[float],
         dropout: list[float],
         device: str = "cpu",
+        backend: Backend | None = None,
     ):
         if spec.family != "cnn" and any(rate > 0 for rate in dropout):
             raise ArchitectureError(f"{spec.name}: dropout is available for the CNN family only, not for ResNets")
-        self.spec, self.net, self.device = spec, stacked_net(spec), device
-        self.params = params.to(device=device, dtype=torch.float32).clone().requires_grad_(True)
+        self.spec, self.device = spec, device
+        self.params = params.to(device=device, dtype=torch.float32).clone()
         # 1 where Adam and weight decay act, 0 on BatchNorm running statistics.
         self.trainable = trainable_mask(spec).to(device=device, dtype=torch.float32)
         self.seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
         self.lr = torch.tensor(lr, dtype=torch.float32, device=device).unsqueeze(1)
         self.weight_decay = torch.tensor(weight_decay, dtype=torch.float32, device=device).unsqueeze(1)
         self.dropout = torch.tensor(dropout, dtype=torch.float32, device=device)
-        self.exp_avg = torch.zeros_like(self.params, requires_grad=False)
-        self.exp_avg_sq = torch.zeros_like(self.params, requires_grad=False)
+        self.exp_avg = torch.zeros_like(self.params)
+        self.exp_avg_sq = torch.zeros_like(self.params)
         self.step = 0
+        self.backend = backend or backend_for(device)  # after the state above, so free memory excludes it
+        self.net = stacked_net(spec, self.backend.conv)
+        self.bytes_per_model_image = step_bytes_per_image(self.net, bool((self.dropout > 0).any()))
 
     @property
     def size(self) -> int:
         return self.params.shape[0]
+
+    def model_chunks(self, images: int) -> list[slice]:
+        """The slices of models that one pass over `images` images per model takes at a time."""
+        return self.backend.model_chunks(self.size, images, self.bytes_per_model_image)
 
     def train_epoch(self, x: torch.Tensor, y: torch.Tensor, epoch: int, batch_size: int) -> torch.Tensor:
         """One epoch for every model, each in its own order; returns the per-model mean training loss."""
@@ -326,49 +364,58 @@ class Population:
         seeds = self.seeds.tolist()
         order = torch.from_numpy(np.stack([epoch_order(s, epoch, n) for s in seeds])).to(self.device)
         use_dropout = bool((self.dropout > 0).any())
+        chunks = self.model_chunks(batch_size)
         total = torch.zeros(self.size, device=self.device)
         steps = 0
         for start in range(0, n, batch_size):
-            index = order[:, start : start + batch_size]
             self.step += 1
-            dropout = (self.seeds, self.dropout, self.step) if use_dropout else None
-            logits, running = self.net.train_forward(self.params, self.net.batch_input(x, index), dropout)
-            losses = _cross_entropy(logits, labels[index])
-            grad = torch.autograd.grad(losses.sum(), self.params)[0]
-            self._adam(grad)
-            _store(self.params, running)
-            total += losses.detach()
+            for rows in chunks:
+                total[rows] += self._train_step(x, labels, order[rows, start : start + batch_size], rows, use_dropout)
             steps += 1
         return total / steps
 
+    def _train_step(self, x, labels, index: torch.Tensor, rows: slice, use_dropout: bool) -> torch.Tensor:
+        """One step of the models in `rows` on their batches `index` [rows, B]; returns their losses."""
+        params = self.params[rows].detach().requires_grad_(True)
+        dropout = (self.seeds[rows], self.dropout[rows], self.step) if use_dropout else None
+        logits, running = self.net.train_forward(params, self.net.batch_input(x, index), dropout)
+        losses = _cross_entropy(logits, labels[index])
+        grad = torch.autograd.grad(losses.sum(), params)[0]
+        self._adam(grad, rows)
+        _store(self.params[rows], running)
+        return losses.detach()
+
     @torch.no_grad()
-    def _adam(self, grad: torch.Tensor, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-        """torch.optim.Adam's update (L2 weight decay added to the gradient), per-model lr and decay; entries
-        outside the trainable mask keep zero moments, so they do not move."""
-        grad = grad.add(self.params * self.weight_decay).mul_(self.trainable)
-        self.exp_avg.lerp_(grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    def _adam(self, grad: torch.Tensor, rows: slice, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        """torch.optim.Adam's update (L2 weight decay added to the gradient) of the models in `rows`, per-model lr
+        and decay; entries outside the trainable mask keep zero moments, so they do not move."""
+        params, exp_avg, exp_avg_sq = self.params[rows], self.exp_avg[rows], self.exp_avg_sq[rows]
+        grad = grad.add(params * self.weight_decay[rows]).mul_(self.trainable)
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         bias1 = 1 - beta1**self.step
         bias2 = 1 - beta2**self.step
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(bias2)).add_(eps)
-        self.params.addcdiv_(self.exp_avg * (self.lr / bias1), denom, value=-1.0)
+        denom = (exp_avg_sq.sqrt() / math.sqrt(bias2)).add_(eps)
+        params.addcdiv_(exp_avg * (self.lr[rows] / bias1), denom, value=-1.0)
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-model mean loss and accuracy [M] on one shared dataset.
 
-        Every model sees the same chunk through the training path's layout; chunks are small because the
-        first layer's output grows with models x chunk, and tensors beyond ~32 MB are page-faulted anew.
-        """
+        Every model sees the same images through the training path's layout, `chunk` images at a time (default:
+        the backend's choice, small on the CPU, as many as fit on CUDA)."""
         x, labels = x.to(self.device), y.to(self.device)
+        chunk = chunk or self.backend.images_per_pass(self.size, x.shape[0], self.bytes_per_model_image)
         loss_sum = torch.zeros(self.size, device=self.device)
         correct = torch.zeros(self.size, device=self.device)
-        for start in range(0, x.shape[0], chunk):
-            part = labels[start : start + chunk]
-            index = torch.arange(start, start + part.shape[0], device=self.device).expand(self.size, -1)
-            logits = self.net.forward(self.params, self.net.batch_input(x, index))
-            loss_sum += _cross_entropy(logits, part) * part.shape[0]
-            correct += (logits.argmax(-1) == part).sum(1)
+        for rows in self.model_chunks(chunk):
+            params = self.params[rows]
+            for start in range(0, x.shape[0], chunk):
+                part = labels[start : start + chunk]
+                index = torch.arange(start, start + part.shape[0], device=self.device).expand(params.shape[0], -1)
+                logits = self.net.forward(params, self.net.batch_input(x, index))
+                loss_sum[rows] += _cross_entropy(logits, part) * part.shape[0]
+                correct[rows] += (logits.argmax(-1) == part).sum(1)
         return (loss_sum / x.shape[0]).cpu(), (correct / x.shape[0]).cpu()
 
     def weights(self) -> torch.Tensor:
@@ -404,19 +451,21 @@ def train_single(
     batch_size: int,
     lr: float,
     weight_decay: float = 0.0,
+    device: str = "cpu",
 ) -> torch.Tensor:
     """The plain loop the papers' zoo code uses: one nn.Module in training mode (BatchNorm on batch statistics,
     updating its running statistics), torch.optim.Adam, one batch at a time."""
-    model = build_module(spec, vector).train()
+    model = build_module(spec, vector).train().to(device)
+    x, y = x.to(device), y.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     for epoch in range(1, epochs + 1):
-        order = torch.from_numpy(epoch_order(seed, epoch, x.shape[0]))
+        order = torch.from_numpy(epoch_order(seed, epoch, x.shape[0])).to(device)
         for start in range(0, x.shape[0], batch_size):
             index = order[start : start + batch_size]
             optimizer.zero_grad()
             F.cross_entropy(model(x[index]), y[index]).backward()
             optimizer.step()
-    return flatten(spec, model.state_dict())
+    return flatten(spec, model.state_dict()).cpu()
 
 
 def evaluate_models(

@@ -13,6 +13,7 @@ from core.rep.loop import TrainConfig
 from core.rep.prepare import prepare, split_models
 from core.rep.run import load_run
 from core.rep.tokens import token_layout, tokenize
+from core.rep.train import settings_for_device
 from core.zoo.model_zoo import load_zoos
 from tests.conftest import copy_workspace
 
@@ -130,3 +131,14 @@ def test_eval_json_has_the_contract_keys(tiny_zoo_workspace, tmp_path, run_cli):
 def test_eval_without_a_run_is_a_clear_error(tiny_zoo_workspace, run_cli):
     result = run_cli("ae", "eval", "--workspace", tiny_zoo_workspace.root, "--json")
     assert result.code == 2 and "no finished autoencoder run" in result.err
+
+
+def test_cuda_scales_the_default_batch_and_learning_rate_and_nothing_else():
+    default = TrainConfig()
+    on_gpu = settings_for_device(default, "cuda")
+    assert (on_gpu.batch_size, on_gpu.lr) == (4 * default.batch_size, pytest.approx(2 * default.lr))
+    assert replace(on_gpu, batch_size=default.batch_size, lr=default.lr) == default
+    assert settings_for_device(default, "cpu") == default
+    chosen = TrainConfig(batch_size=32)
+    assert settings_for_device(chosen, "cuda") == chosen  # a batch size or rate the user chose stays
+    assert settings_for_device(TrainConfig(lr=3e-4), "cuda:0") == TrainConfig(lr=3e-4)

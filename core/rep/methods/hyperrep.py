@@ -41,9 +41,11 @@ class HyperRepTrainer:
         self.layout = token_layout(prepared.zoo.spec)
         self.mask = self.layout.mask.to(device)
         self.token_std = token_std(prepared, self.layout).to(device)
+        self.device_layout = self.layout.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
-        self.rows = torch.from_numpy(prepared.rows("train"))
-        self.flat = prepared.standardised[self.rows].to(device)
+        rows = torch.from_numpy(prepared.rows("train"))
+        self.flat = prepared.standardised[rows].to(device)
+        self.rows = rows.to(device)  # zoo-table rows of `flat`, looked up per batch on the batch's device
         self.steps_per_epoch = math.ceil(len(self.flat) / train.batch_size)
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std = prepared.entry_std().to(device)
@@ -61,7 +63,7 @@ class HyperRepTrainer:
 
     def view(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(augmented tokens, the clean tokens they must reconstruct)."""
-        clean = tokenize(self.layout, self.permute(flat))
+        clean = tokenize(self.device_layout, self.permute(flat))
         scale = torch.ones(self.layout.n_tokens, 1, device=self.device)  # tokens are standardised
         noisy = add_noise(clean, self.mask, scale, self.train.noise, self.generator)
         return random_erase(noisy, self.train.erase_probability, self.train.erase_area, self.generator), clean

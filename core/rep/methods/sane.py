@@ -49,14 +49,16 @@ class _Part:
         self.prepared = prepared
         self.layout = sane_layout(prepared.zoo.spec, config)
         self.positions, self.mask = self.layout.positions.to(device), self.layout.mask.to(device)
+        self.device_layout = self.layout.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
-        self.rows = torch.from_numpy(prepared.rows("train"))
-        self.flat = prepared.standardised[self.rows].to(device)
+        rows = torch.from_numpy(prepared.rows("train"))
+        self.flat = prepared.standardised[rows].to(device)
+        self.rows = rows.to(device)  # zoo-table rows of `flat`, looked up per batch on the batch's device
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std, self.entry_mean = prepared.entry_std().to(device), prepared.entry_mean().to(device)
 
     def view(self, rows: torch.Tensor) -> torch.Tensor:
-        return to_sequence(self.layout, self.permute(self.flat[rows]))
+        return to_sequence(self.device_layout, self.permute(self.flat[rows]))
 
     def weights(self, sequence: torch.Tensor) -> torch.Tensor:
         """Aligned (not standardised) flat weights of standardised token sequences."""
@@ -94,8 +96,7 @@ class SANETrainer:
         clean_a, clean_b = part.view(rows), part.view(rows)
         window = self.config.window
         target_a, positions, mask = random_windows(clean_a, part.positions, part.mask, window, self.generator)
-        start = int(positions[0, 0, 0])
-        target_b = clean_b[:, start : start + target_a.shape[1]]
+        target_b = clean_b.index_select(1, positions[0, :, 0])  # the same window
         noise = self.train.noise
         view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * mask
         view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * mask
@@ -106,8 +107,7 @@ class SANETrainer:
         if part.behaviour is not None:
             # The model with its window decoded and every other token clean: the window's share of the function,
             # with the memory of one window's decoder (the forward pass runs over whole models).
-            end = start + recon_a.shape[1]
-            spliced = torch.cat([clean_a[:, :start], recon_a, clean_a[:, end:]], dim=1)
+            spliced = clean_a.index_copy(1, positions[0, :, 0], recon_a.to(clean_a.dtype))
             decoded, original = part.weights(spliced), part.weights(clean_a)
             beh = part.behaviour.loss(decoded, original, part.rows[rows], part.behaviour.queries())
             parts["loss"] = parts["loss"] + self.train.behaviour_weight * beh

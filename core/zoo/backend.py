@@ -1,0 +1,124 @@
+"""How a population's arithmetic runs on one device: the formulation of its convolutions, and how many models and
+images one pass may hold. `backend_for(device)` is the one place where the device decides; everything else reads
+the `Backend` it returns (tests and benches pass their own).
+
+Why the convolution depends on the device. Activations are [B, M*C, H, W] for M models (core/zoo/population.py),
+so one convolution of the population is a grouped convolution with groups = models:
+
+* on the CPU, oneDNN runs it well in channels-last memory (NCHW was 3-4x slower), and unfold + batched matmul
+  is slower (bench/gpu.py --quick on the 2-core CPU: 7.2 against 13.9 model-epochs/s at 256 models, 6.4 against
+  26.4 at 1,024);
+* on CUDA, cuDNN runs one tiny kernel per group: ten steps of 4,096 models launched 40,960 weight-gradient
+  kernels, and 4,096 models trained at 270-300 model-epochs/s on an H100, no faster than 2 CPU cores.
+  `F.unfold` + one `bmm` over models ran 4.1x faster at 256 models and 18.6x at 4,096 in a prototype.
+
+Speed settings not enabled, because no GPU has measured them yet (each is to be tried on its own in bench/gpu.py's
+zoo worker, and kept only if it is faster there and tests/zoo/test_backend.py still passes on the GPU):
+TF32 matmuls (`torch.backends.cuda.matmul.allow_tf32`) for the unfold path's `bmm`, which moves results by about
+3e-4 relative, beyond the 2e-5 the equivalence tests allow, so the tests would need a TF32 tolerance first; bf16
+autocast of the stacked forward; a CUDA graph of one chunk's step (its shapes are static; the step counter of
+Adam's bias correction and the batch indices would have to live in device buffers); `torch.compile` of the step,
+which measured slower on the CPU and took 15-35 s to compile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Bytes of activations one pass may keep on the CPU. A cnn-small step keeps about 6 KB per model and image (190 KB
+# per model at batch 32), so the default 256-model zoo (48 MB) runs in one piece as before. 2,048 models run in two
+# chunks, which was no slower: 1.03 steps/s against 0.52 in one piece and 0.74 in six chunks (medians of three
+# interleaved runs on the shared 2-core CPU), likely because one huge step's tensors exceed the 32 MB above which
+# glibc page-faults them anew (core/runtime.py).
+CPU_MEMORY_BUDGET = 256 * 2**20
+# Share of the GPU's free memory one pass may use for activations; the rest covers what the estimate leaves out
+# (gradients in flight during the backward pass, the allocator's rounding, cuBLAS workspaces).
+CUDA_MEMORY_SHARE = 0.25
+# Images per evaluation pass on the CPU: the first layer's output grows with models x images, and tensors over
+# 32 MB are page-faulted anew. On CUDA the memory budget alone decides.
+CPU_EVAL_IMAGES = 64
+
+
+def grouped_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int
+) -> torch.Tensor:
+    """[B, M*C, H, W] -> [B, M*O, H', W'] with per-model kernels `weight` [M, O, C, k, k] and `bias` [M, O]: one
+    grouped convolution (groups = models) in channels-last memory."""
+    kernel = weight.reshape(-1, *weight.shape[2:]).contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, kernel, None if bias is None else bias.reshape(-1), stride, padding, groups=weight.shape[0])
+
+
+def unfolded_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int
+) -> torch.Tensor:
+    """The same as `grouped_conv`, as im2col (`F.unfold`) and one batched matrix product over models, in NCHW
+    memory (CUDA's im2col reads contiguous NCHW)."""
+    batch, _, height, width = x.shape
+    models, out, channels, kernel, _ = weight.shape
+    rows = (height + 2 * padding - kernel) // stride + 1
+    cols = (width + 2 * padding - kernel) // stride + 1
+    patches = F.unfold(x, kernel, padding=padding, stride=stride)  # [B, M*C*k*k, rows*cols]
+    patches = patches.view(batch, models, channels * kernel * kernel, -1).permute(1, 0, 3, 2)
+    patches = patches.reshape(models, -1, channels * kernel * kernel)  # [M, B*rows*cols, C*k*k]
+    kernels = weight.reshape(models, out, -1).transpose(1, 2)  # [M, C*k*k, O]
+    y = torch.bmm(patches, kernels) if bias is None else torch.baddbmm(bias.unsqueeze(1), patches, kernels)
+    return y.view(models, batch, rows, cols, out).permute(1, 0, 4, 2, 3).reshape(batch, models * out, rows, cols)
+
+
+@dataclass(frozen=True)
+class ConvFormulation:
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, int, int], torch.Tensor]
+    memory_format: torch.memory_format  # the layout the activations keep between layers
+
+
+CONVS = {
+    "grouped": ConvFormulation(grouped_conv, torch.channels_last),
+    "unfold": ConvFormulation(unfolded_conv, torch.contiguous_format),
+}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How a population runs: its convolution formulation (a key of CONVS), the bytes of activations one pass may
+    hold (populations that need more are trained and evaluated a chunk of models at a time; models are
+    independent, so the result is the same), and the images per evaluation pass (None: as many as fit)."""
+
+    conv: str = "grouped"
+    memory_budget: int = CPU_MEMORY_BUDGET
+    eval_images: int | None = CPU_EVAL_IMAGES
+
+    def __post_init__(self) -> None:
+        if self.conv not in CONVS:
+            raise ValueError(f"unknown convolution formulation {self.conv!r}; choose one of {', '.join(CONVS)}")
+        if self.memory_budget < 1 or (self.eval_images is not None and self.eval_images < 1):
+            raise ValueError("a backend needs a positive memory budget and, if given, positive evaluation images")
+
+    def model_chunks(self, models: int, images: int, bytes_per_model_image: int) -> list[slice]:
+        """Equal slices of the models such that each pass over `images` images stays within the budget (at
+        least one model per slice)."""
+        fits = max(1, self.memory_budget // max(1, images * bytes_per_model_image))
+        count = math.ceil(models / fits)
+        size = math.ceil(models / count)
+        return [slice(start, min(start + size, models)) for start in range(0, models, size)]
+
+    def images_per_pass(self, models: int, total: int, bytes_per_model_image: int) -> int:
+        """Images per evaluation pass for `models` models sharing `total` images."""
+        if self.eval_images is not None:
+            return min(self.eval_images, total)
+        return max(1, min(total, self.memory_budget // max(1, models * bytes_per_model_image)))
+
+
+def backend_for(device: str) -> Backend:
+    """The backend the device's kind measured fastest with: grouped convolutions and a fixed budget on the CPU,
+    unfold + bmm and a share of the free memory on CUDA (memory the caching allocator holds but does not use
+    counts as free)."""
+    if torch.device(device).type != "cuda":
+        return Backend()
+    free, _ = torch.cuda.mem_get_info(device)
+    idle = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return Backend("unfold", int((free + idle) * CUDA_MEMORY_SHARE), None)

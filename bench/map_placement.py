@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     workspace = Workspace(args.workspace)
     run = load_run(workspace, args.run, with_model=False)
-    table = load_embeddings(workspace, run.name)
+    table = load_embeddings(run.files)
     embeddings = embedding_matrix(table)
     new = table["split"].to_numpy() == "test"
     import umap

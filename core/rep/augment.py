@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from core.errors import UserError
+from core.rep.align_resnet import random_resnet_permutations
 from core.rep.tokens import random_permutation_indices
 from core.zoo.arch import Spec
 
@@ -20,10 +20,9 @@ class Permuter:
         self.probability, self.generator, self.device = probability, generator, device
         self.permutations = None
         if probability > 0:
-            if not spec.plain_units:
-                raise UserError(f"permutation augmentation is available for the CNN family only, not {spec.name}")
             cpu = torch.Generator().manual_seed(seed)
-            self.permutations = random_permutation_indices(spec, PERMUTATION_POOL, cpu).to(device)
+            draw = random_permutation_indices if spec.plain_units else random_resnet_permutations
+            self.permutations = draw(spec, PERMUTATION_POOL, cpu).to(device)
 
     def __call__(self, flat: torch.Tensor) -> torch.Tensor:
         if self.permutations is None:

@@ -5,8 +5,9 @@ process builds a batch of 16 random standardised models, then the autoencoder, i
 three training steps (both AEs with their default settings; SANE: tokens of 64, windows of 32). It reports the
 peak memory of that work above what the process held with the batch already in memory: on CPU the growth of
 peak resident memory, on a GPU torch's peak allocation. A size that fails (out of memory, or past
---timeout seconds) is null. SANE's positional table grows with the sequence (max_tokens x d_model x 3), the
-rest of its memory should not; the per-neuron AE's bottleneck maps all tokens at once and grows with the model.
+--timeout seconds) is null. SANE's step reads a batch of windows gathered from the flat weights and its positions
+hold no table as long as the sequence, so its memory should stay flat; the per-neuron AE's bottleneck maps all
+tokens at once and grows with the model.
 
 With --zoos (e.g. cnn,resnet,mixed) it also trains SANE on real zoos of digits models (cnn: cnn-small, where
 the per-neuron AE trains beside it; resnet: the ResNet preset; mixed: cnn-small and the ResNet in one
@@ -69,14 +70,14 @@ def measure(kind: str, target: int, device: str) -> dict:
     def rss_mb() -> float:
         return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
 
-    # The batch's tokens are data (the zoo lives in memory anyway): made before the baseline is read.
+    # The batch is data (the zoo lives in memory anyway), made before the baseline is read: SANE gathers its
+    # windows from the flat weights, the per-neuron AE reads its tokens.
     if kind == "sane":
-        from core.rep.sane import SANE, SANEConfig, random_windows, sane_losses
-        from core.rep.sequence import sequence_layout, to_sequence
+        from core.rep.sane import SANE, SANEConfig, sane_losses
+        from core.rep.sequence import sequence_layout
+        from core.rep.windows import epoch_windows, window_tokens
 
-        layout = sequence_layout(param_names(spec), 64)
-        tokens = to_sequence(layout, flat)
-        positions, mask = layout.positions.to(device), layout.mask.to(device)
+        layout = sequence_layout(param_names(spec), 64).to(device)
     else:
         from core.rep.autoencoder import AEConfig, HyperRepresentationAE
         from core.rep.losses import nt_xent, reconstruction_loss
@@ -85,7 +86,6 @@ def measure(kind: str, target: int, device: str) -> dict:
         layout = token_layout(spec)
         tokens = tokenize(layout, flat)
         mask, std = layout.mask.to(device), torch.ones(layout.n_tokens, 1, device=device)
-    del flat
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -93,12 +93,14 @@ def measure(kind: str, target: int, device: str) -> dict:
     else:
         before = rss_mb()
     if kind == "sane":
-        config = SANEConfig(token_width=64, window=32, halo=8, max_tokens=max(8192, layout.n_tokens))
+        config = SANEConfig(token_width=64, window=32, halo=8)
         model = SANE(config).to(device)
         generator = torch.Generator(device=device).manual_seed(0)
+        tiled = epoch_windows(BATCH, layout.n_tokens, config.window, generator)
 
         def step() -> torch.Tensor:
-            window, pos, window_mask = random_windows(tokens, positions, mask, config.window, generator)
+            picked = tiled[torch.randperm(len(tiled), generator=generator, device=device)[:BATCH]]
+            window, pos, window_mask, _ = window_tokens(layout, flat, picked, min(config.window, layout.n_tokens))
             return sane_losses(model, window, window, window, window, window_mask, pos, 0.05, 0.1)[0]
 
     else:

@@ -100,6 +100,6 @@ def test_training_with_the_behavioural_loss_logs_it_and_resumes_its_run(tiny_zoo
     run = train_and_map(workspace, SMALL, train, evaluate=False)
     assert {"behaviour", "val_behaviour"} <= set(run.history.columns)
     assert run.history["behaviour"].is_finite().all() and run.name == train_and_map(workspace, SMALL, train).name
-    sane = SANEConfig(token_width=16, window=8, halo=2, d_model=16, heads=2, latent_dim=4, max_tokens=512)
+    sane = SANEConfig(token_width=16, window=8, halo=2, d_model=16, heads=2, latent_dim=4)
     sane_run = train_and_map(workspace, sane, replace(train, behaviour_distance="mse"), evaluate=False)
     assert sane_run.history["val_behaviour"].is_finite().all() and sane_run.history["behaviour"].min() > 0

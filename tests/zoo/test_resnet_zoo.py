@@ -23,7 +23,7 @@ from tests.conftest import copy_workspace
 
 SANE_TINY = SANEConfig(
     token_width=64, window=8, halo=2, d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32,
-    latent_dim=4, projection_dim=8, max_tokens=1024,
+    latent_dim=4, projection_dim=8,
 )  # fmt: skip
 SANE_TRAIN = TrainConfig(epochs=2, batch_size=8, warmup_epochs=1, permute_probability=0.5)
 

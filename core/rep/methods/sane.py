@@ -25,6 +25,7 @@ from core.rep.methods.base import chunks, make_behaviour
 from core.rep.prepare import PreparedZoo
 from core.rep.sane import (
     AGGREGATIONS,
+    PRESETS,
     SANE,
     SANEConfig,
     aggregate,
@@ -168,6 +169,7 @@ class Sane:
     # behavioural loss sees one window at a time, and windows decoded without a weight-space target do not add up
     # to a working model), and generated ResNets keep 53% as generated against 47%.
     loss_weights: ClassVar[dict[str, float]] = {"structure_weight": 1.0, "behaviour_weight": 1.0}
+    gpu_presets: ClassVar[dict[str, dict]] = PRESETS
 
     def check_zoos(self, zoos: list[Zoo]) -> None:
         """SANE reads any architecture, and several in one model."""

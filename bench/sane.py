@@ -16,8 +16,11 @@ aggregation of token latents) beside the flat-weight (W) and weight-statistics (
 generative table:
 mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (KDE over token latents, anchors top 30%,
 subsampled on validation accuracy) against random initialisation and the anchors.
+An epoch of SANE covers every window of every model once (about tokens / window steps per model), so it costs as
+many steps as many epochs of the per-neuron AE on a long sequence: --sane-epochs sets SANE's count apart.
 Usage: python bench/sane.py [--device auto|cpu|cuda] [--sizes 10000,100000,1000000] [--timeout 600]
-                            [--zoos cnn,resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60] [--workdir DIR]
+                            [--zoos cnn,resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60]
+                            [--sane-epochs N (default: --ae-epochs)] [--workdir DIR]
 The last line of stdout is JSON: {"params": [...], "sane_peak_mb": [...], "neuron_ae_peak_mb": [...], and with
 --zoos "zoos": {zoo: {"sane": {"recon_r2", "probe_r2", "probe_r2_by_aggregation", "curves", ...},
 "neuron_ae": {...} (cnn only)}}}; --sizes "" skips the memory part.
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=48, help="models per architecture in those zoos")
     parser.add_argument("--zoo-epochs", type=int, default=10)
     parser.add_argument("--ae-epochs", type=int, default=60)
+    parser.add_argument("--sane-epochs", type=int, default=None, help="SANE's epochs (default: --ae-epochs)")
     parser.add_argument("--workdir", default=None, help="keep the zoos and runs here (default: a temporary folder)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,13 +188,14 @@ def zoo_table(name: str, args, device: str) -> dict:
         generate_zoo(workspace, zoo_config, device)
     zoo_s = time.monotonic() - started
     kinds = {"sane": SANEConfig(), **({"neuron_ae": AEConfig()} if name == "cnn" else {})}
-    figures = {kind: _learn_and_generate(workspace, config, args, device) for kind, config in kinds.items()}
+    epochs = {"sane": args.sane_epochs or args.ae_epochs, "neuron_ae": args.ae_epochs}
+    figures = {kind: _learn_and_generate(workspace, config, epochs[kind], device) for kind, config in kinds.items()}
     print(f"\n{name} zoo ({workspace.root.name}, {', '.join(figures['sane']['architectures'])}): zoo {zoo_s:.0f} s")
     for kind, f in figures.items():
         recalibrated = f.get("recon_acc_ratio_recalibrated")
         note = "" if recalibrated is None else f" ({recalibrated:.3f} with BatchNorm statistics re-estimated)"
         print(
-            f"{kind}: trained {f['train_seconds']:.0f} s; held-out reconstruction R^2 {f['recon_r2']:.3f}, "
+            f"{kind}: trained {f['epochs']} epochs in {f['train_seconds']:.0f} s; held-out reconstruction R^2 {f['recon_r2']:.3f}, "
             f"accuracy kept {f['recon_acc_ratio']:.3f}{note}"
         )
     print(f"{'probe R^2':<28}" + "".join(f"{p:>10}" for p in PROBED))
@@ -205,7 +210,7 @@ def zoo_table(name: str, args, device: str) -> dict:
     return {"zoo_seconds": round(zoo_s, 1), **figures}
 
 
-def _learn_and_generate(workspace, ae_config, args, device: str) -> dict:
+def _learn_and_generate(workspace, ae_config, epochs: int, device: str) -> dict:
     import time
 
     from core.gen.config import SampleConfig
@@ -214,13 +219,14 @@ def _learn_and_generate(workspace, ae_config, args, device: str) -> dict:
     from core.rep.loop import TrainConfig
 
     started = time.monotonic()
-    run = train_and_map(workspace, ae_config, TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)
+    run = train_and_map(workspace, ae_config, TrainConfig(epochs=epochs, batch_size=32), device=device)
     train_s = time.monotonic() - started
     result = evaluate_run(workspace, run.name, device)
     sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)
     generated = generate(workspace, sample, run.name, device).to_json()
     return {
         "architectures": result["architectures"],
+        "epochs": epochs,
         "train_seconds": round(train_s, 1),
         "recon_r2": result["recon_r2"],
         "recon_acc_ratio": result["recon_acc_ratio"],

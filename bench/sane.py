@@ -195,8 +195,8 @@ def zoo_table(name: str, args, device: str) -> dict:
         recalibrated = f.get("recon_acc_ratio_recalibrated")
         note = "" if recalibrated is None else f" ({recalibrated:.3f} with BatchNorm statistics re-estimated)"
         print(
-            f"{kind}: trained {f['epochs']} epochs in {f['train_seconds']:.0f} s; held-out reconstruction R^2 {f['recon_r2']:.3f}, "
-            f"accuracy kept {f['recon_acc_ratio']:.3f}{note}"
+            f"{kind}: trained {f['epochs']} epochs in {f['train_seconds']:.0f} s; "
+            f"held-out reconstruction R^2 {f['recon_r2']:.3f}, accuracy kept {f['recon_acc_ratio']:.3f}{note}"
         )
     print(f"{'probe R^2':<28}" + "".join(f"{p:>10}" for p in PROBED))
     for label, scores in _probe_rows(figures):

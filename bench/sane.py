@@ -17,7 +17,8 @@ generative table:
 mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (KDE over token latents, anchors top 30%,
 subsampled on validation accuracy) against random initialisation and the anchors.
 An epoch of SANE covers every window of every model once (about tokens / window steps per model), so it costs as
-many steps as many epochs of the per-neuron AE on a long sequence: --sane-epochs sets SANE's count apart.
+many steps as many epochs of the per-neuron AE on a long sequence: --sane-epochs sets SANE's count apart. Warm-up
+takes a twelfth of the epochs (the default 5 of 60).
 Usage: python bench/sane.py [--device auto|cpu|cuda] [--sizes 10000,100000,1000000] [--timeout 600]
                             [--zoos cnn,resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60]
                             [--sane-epochs N (default: --ae-epochs)] [--workdir DIR]
@@ -219,7 +220,7 @@ def _learn_and_generate(workspace, ae_config, epochs: int, device: str) -> dict:
     from core.rep.loop import TrainConfig
 
     started = time.monotonic()
-    run = train_and_map(workspace, ae_config, TrainConfig(epochs=epochs, batch_size=32), device=device)
+    run = train_and_map(workspace, ae_config, TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=max(1, epochs // 12)), device=device)
     train_s = time.monotonic() - started
     result = evaluate_run(workspace, run.name, device)
     sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)

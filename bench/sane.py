@@ -220,7 +220,8 @@ def _learn_and_generate(workspace, ae_config, epochs: int, device: str) -> dict:
     from core.rep.loop import TrainConfig
 
     started = time.monotonic()
-    run = train_and_map(workspace, ae_config, TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=max(1, epochs // 12)), device=device)
+    train = TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=max(1, epochs // 12))
+    run = train_and_map(workspace, ae_config, train, device=device)
     train_s = time.monotonic() - started
     result = evaluate_run(workspace, run.name, device)
     sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)

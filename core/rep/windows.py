@@ -64,3 +64,12 @@ def window_tokens(
     keep = (steps >= windows.keep_from.unsqueeze(1)) & (steps < windows.keep_to.unsqueeze(1))
     tokens = flat[windows.model.view(-1, 1, 1), entry] * real
     return tokens, layout.positions[token], real & keep.unsqueeze(2), entry
+
+
+def splice(flat: torch.Tensor, entry: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Rows of `flat` [W, params] with the entries each window read (`entry` [W, L, width], where `mask`) replaced
+    by `values` [W, L, width]. Entries read through a permutation go back where it took them from, so a row stays
+    the unpermuted model; padding and uncounted entries leave the row as it was."""
+    padded = torch.nn.functional.pad(flat, (0, 1))  # a spare last column takes the writes that do not count
+    target = torch.where(mask, entry, flat.shape[1]).flatten(1)
+    return padded.scatter(1, target, values.to(flat.dtype).flatten(1))[:, :-1]

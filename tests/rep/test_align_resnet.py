@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from core.rep.align import align_zoo
+from core.rep.augment import Permuter
 from core.rep.align_resnet import match_resnet, permutation_groups, random_resnet_permutations
 from core.zoo.arch import build_module, param_names
 from core.zoo.data import load_dataset
@@ -44,6 +45,17 @@ def test_random_permutations_keep_the_function_on_real_images():
     for gather in random_resnet_permutations(SPEC, 3, torch.Generator().manual_seed(1)):
         assert not torch.equal(vector[gather], vector)
         torch.testing.assert_close(build_module(SPEC, vector[gather]).eval()(x), before, atol=1e-5, rtol=1e-5)
+
+
+def test_the_permutation_augmentation_reads_resnets_and_keeps_their_function():
+    vectors = torch.stack([_trained_like(SPEC, seed) for seed in (5, 6)])
+    permute = Permuter(SPEC, 1.0, 0, torch.Generator().manual_seed(0), "cpu")
+    views = permute(vectors)
+    x = load_dataset("digits").x_test[:64]
+    for vector, view in zip(vectors, views):
+        assert not torch.equal(view, vector)
+        expected = build_module(SPEC, vector).eval()(x)
+        torch.testing.assert_close(build_module(SPEC, view).eval()(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_matching_undoes_a_planted_permutation():

@@ -6,7 +6,7 @@ import torch
 
 from core.rep.augment import Permuter
 from core.rep.sequence import sequence_layout, to_sequence
-from core.rep.windows import epoch_windows, window_tokens
+from core.rep.windows import epoch_windows, splice, window_tokens
 from core.zoo.arch import cnn_small, param_names
 
 
@@ -49,3 +49,12 @@ def test_window_tokens_are_the_sequence_s_tokens_read_through_the_permutation():
         span = slice(int(tiled.start[i]), int(tiled.start[i]) + 8)
         assert torch.equal(permuted[i], to_sequence(layout, model.unsqueeze(0))[0, span])
     assert torch.equal(flat[tiled.model.view(-1, 1, 1), read] * layout.mask[positions[..., 0]], permuted)
+
+    # the behavioural loss's model: the window's entries written back where the permutation read them from
+    rows = flat[tiled.model]
+    assert torch.equal(splice(rows, read, mask, permuted), rows)
+    changed = splice(rows, read, mask, permuted + 1.0) - rows
+    for i in range(len(tiled)):
+        expected = torch.zeros(spec.n_params)
+        expected[read[i][mask[i]]] = 1.0
+        torch.testing.assert_close(changed[i], expected)  # the counted entries moved, nothing else

@@ -34,7 +34,7 @@ from core.rep.sane import (
     sane_losses,
 )
 from core.rep.sequence import SequenceLayout, from_sequence, sequence_layout, to_sequence
-from core.rep.windows import Windows, epoch_windows, window_tokens
+from core.rep.windows import Windows, epoch_windows, splice, window_tokens
 from core.zoo.arch import Spec, param_names
 from core.zoo.model_zoo import Zoo
 
@@ -71,13 +71,9 @@ class _Part:
         return from_sequence(self.layout, sequence) * self.entry_std + self.entry_mean
 
     def spliced(self, picked: Windows, entry: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Aligned weights of each window's (unpermuted) model with the window's kept entries replaced by their
-        reconstruction: the window's share of the function. Permuted entries land where the permutation took them
-        from, so the model is the same function as the permuted one the window was read from."""
-        flat = torch.nn.functional.pad(self.flat[picked.model], (0, 1))  # a spare last column for the padding
-        entry = torch.where(mask, entry, flat.shape[1] - 1).flatten(1)
-        flat = flat.scatter(1, entry, recon.to(flat.dtype).flatten(1))[:, :-1]
-        return flat * self.entry_std + self.entry_mean
+        """Aligned weights of each window's model with the window's counted entries replaced by their
+        reconstruction: the window's share of the function."""
+        return splice(self.flat[picked.model], entry, mask, recon) * self.entry_std + self.entry_mean
 
 
 class SANETrainer:

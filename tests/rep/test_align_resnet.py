@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from core.rep.align import align_zoo
-from core.rep.augment import Permuter
 from core.rep.align_resnet import match_resnet, permutation_groups, random_resnet_permutations
+from core.rep.augment import Permuter
 from core.zoo.arch import build_module, param_names
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import load_zoos

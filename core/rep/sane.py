@@ -1,8 +1,9 @@
 """SANE: a sequence autoencoder over weight tokens, trained on windows (Schürholt, Mahoney and Borth, 2024).
 
 The per-neuron autoencoder reads a whole model at once, so its memory grows with the model. SANE reads a
-window of `window` consecutive tokens of the sequence (core/sequence.py) with their three-part positions and
-keeps one latent vector per token, so a training step costs the same whatever the model's size. A model's
+window of `window` consecutive tokens of the sequence (core/rep/sequence.py), placed by their layer and their place
+within it (`Positions`), and keeps one latent vector per token, so a training step costs the same whatever the
+model's size (core/rep/windows.py cuts an epoch into windows). A model's
 embedding aggregates its token latents over the whole sequence (by default their mean), computed window by
 window; decoding the whole sequence also goes window by window, each with `halo` tokens of context on both
 sides that are encoded or decoded but not kept ("haloing"), so that no token sits at the edge of what the

@@ -7,8 +7,8 @@ through the population forward pass (core/zoo/population.py, differentiable in t
 queries, and comparing the outputs, prices exactly those errors. The original runs in evaluation mode, on the
 running statistics it stores. A decoded model with BatchNorm runs on its batch statistics over the queries: its
 statistics re-estimated, then its outputs, as decoded models are evaluated (core/gen/draw.py re-estimates them), so
-the loss prices the weights that matter there rather than decoded running statistics that are replaced anyway. Models of one architecture may differ
-in activation; each activation is one population.
+the loss prices the weights that matter there rather than decoded running statistics that are replaced anyway.
+Models of one architecture may differ in activation; each activation is one population.
 
 Two distances, both a mean over models of each model's own value (so a batch gives the mean of what each model
 alone would give):

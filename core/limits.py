@@ -36,6 +36,11 @@ MAX_WORKSPACE_FILE_BYTES = 8 * GiB
 # each member at most MAX_WORKSPACE_FILE_BYTES.
 MAX_PACK_MEMBERS = 100_000
 MAX_PACK_BYTES = 16 * GiB
+# Unpacked over packed size, for members above 1 MiB. Our own packs stay under 2 (weights and parquet barely
+# deflate; the shipped pack's largest ratio is 1.5); a member of zeros reaches about 1,000: a zip bomb is refused
+# before it fills the disk, even within the size caps.
+MAX_PACK_RATIO = 100
+PACK_RATIO_FROM_BYTES = 1 * MiB
 # What a pack may hold: data only. A pickled file (.pt, .pkl) could run code when loaded, so none is packed
 # and none is unpacked; resumable training state (train_state.pt) stays behind.
 PACK_SUFFIXES = (".json", ".parquet", ".safetensors")

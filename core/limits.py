@@ -58,6 +58,7 @@ MAX_BATCH_SIZE = 1 << 20
 MAX_ZOO_VALUES = 2**31
 # An autoencoder's size, in parameters (4 bytes each, and as many again for each optimiser moment), estimated
 # from its settings before anything is built; any one size setting, and the depth of each transformer stack.
-MAX_AE_PARAMETERS = 500_000_000
+# SANE's paper preset for ResNets (width 2048, 8 + 8 blocks) estimates at about 0.87 billion: 14 GB with AdamW.
+MAX_AE_PARAMETERS = 1_000_000_000
 MAX_SIZE_SETTING = 1 << 20
 MAX_LAYERS = 256

@@ -14,7 +14,7 @@ from core.pipeline import generate, pack_workspace, train_and_map, unpack_worksp
 from core.rep.embed import set_aggregation
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
-from core.rep.methods import METHODS, method_named
+from core.rep.methods import METHODS, method_named, preset_settings
 from core.rep.run import load_run
 from core.runtime import resolve_device
 from core.store.runs import stale_runs
@@ -65,9 +65,10 @@ def zoo_describe(args: argparse.Namespace) -> dict:
 
 def ae_train(args: argparse.Namespace) -> dict:
     method = method_named(args.kind)
-    ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS)
-    train = settings_from(TrainConfig, args)
     device = resolve_device(args.device)
+    preset = preset_settings(method, args.preset, device)
+    ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS, preset)
+    train = settings_from(TrainConfig, args)
     workspace = Workspace(args.workspace)
     run = with_progress(
         "autoencoder",

@@ -202,7 +202,8 @@ def _epoch(run: _Fit, trainer: Trainer, config: TrainConfig, device: str, epoch:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     run.model.train()
     sums: dict[str, torch.Tensor] = {}
-    for batch in trainer.batches():
+    batches = trainer.batches()  # SANE's count varies a little from epoch to epoch (random window offsets)
+    for batch in batches:
         with autocast:
             parts = trainer.losses(run.model, batch)
         run.optimizer.zero_grad(set_to_none=True)
@@ -220,7 +221,7 @@ def _epoch(run: _Fit, trainer: Trainer, config: TrainConfig, device: str, epoch:
     if val < run.best:
         run.best, run.best_epoch = val, epoch
         run.best_weights = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
-    means = dict(zip(sums, (torch.stack(list(sums.values())) / trainer.steps_per_epoch).tolist()))
+    means = dict(zip(sums, (torch.stack(list(sums.values())) / max(1, len(batches))).tolist()))
     row = {
         "epoch": epoch,
         **means,

@@ -14,7 +14,7 @@ the per-neuron AE trains beside it; resnet: the ResNet preset; mixed: cnn-small 
 workspace), and reports held-out reconstruction, the property probes of the embedding (SANE: for each
 aggregation of token latents) beside the flat-weight (W) and weight-statistics (s(W)) baselines, and the
 generative table:
-mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (KDE over token latents, anchors top 30%,
+mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (the default sampler around the anchors, top 30%,
 subsampled on validation accuracy) against random initialisation and the anchors.
 An epoch of SANE covers every window of every model once (about tokens / window steps per model), so it costs as
 many steps as many epochs of the per-neuron AE on a long sequence: --sane-epochs sets SANE's count apart. Warm-up

@@ -15,6 +15,7 @@ import sys
 from core.cli import commands, describe
 from core.cli.describe import printable
 from core.cli.options import add_settings, add_variant_settings
+from core.cluster import ClusterConfig
 from core.errors import Interrupted, UserError
 from core.gen.config import SampleConfig
 from core.gen.export import FORMATS
@@ -55,6 +56,7 @@ def _zoo_parsers(commands_: argparse._SubParsersAction) -> None:
     gen = _command(zoo, "generate", "train a zoo of small CNNs or ResNets, all models at once",
                    commands.zoo_generate, describe.describe_zoo, device=True)  # fmt: skip
     add_settings(gen, ZooConfig)
+    add_settings(gen, ClusterConfig)
     imp = _command(zoo, "import", "import a zoo in the public model-zoo layout (one folder per model)",
                    commands.zoo_import, describe.describe_zoo)  # fmt: skip
     imp.add_argument("--from", dest="source", required=True, help="folder holding the model folders")
@@ -94,6 +96,7 @@ def _other_parsers(commands_: argparse._SubParsersAction) -> None:
                       commands.sample, describe.describe_samples, device=True)  # fmt: skip
     sample.add_argument("--run", default=None, help="autoencoder run (default: the latest finished)")
     add_settings(sample, SampleConfig)
+    add_settings(sample, ClusterConfig)
     space = commands_.add_parser("workspace", help="pack a workspace into one zip file, or unpack one")
     spaces = space.add_subparsers(dest="workspace_command", required=True, metavar="ACTION")
     pack = _command(spaces, "pack", "write the workspace (without resumable training state) to a zip",

@@ -8,6 +8,7 @@ import sys
 from core.cli.describe import printable
 from core.cli.options import settings_from, variant_from
 from core.cli.progress import with_progress
+from core.cluster import ClusterConfig
 from core.gen.config import SampleConfig
 from core.gen.export import export_samples
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
@@ -26,14 +27,22 @@ from core.zoo.public import import_public_zoo
 KIND_CONFIGS = {kind: method.config_type for kind, method in METHODS.items()}
 
 
+def _cluster(args: argparse.Namespace) -> ClusterConfig | None:
+    """The Ray cluster asked for with --cluster, or None (this process does the work)."""
+    cluster = settings_from(ClusterConfig, args)
+    return cluster if cluster.cluster else None
+
+
 def zoo_generate(args: argparse.Namespace) -> dict:
     config = settings_from(ZooConfig, args)
-    device = resolve_device(args.device)
+    cluster = _cluster(args)
+    # On a cluster each shard's device is the cluster's to say (core/cluster.py `placement`).
+    device = args.device if cluster else resolve_device(args.device)
     workspace = Workspace(args.workspace)
     zoos = with_progress(
-        "training zoo (epochs)",
+        "training zoo (epochs over all shards)" if cluster else "training zoo (epochs)",
         args.quiet,
-        lambda bar: generate_zoo(workspace, config, device, bar, replace=args.replace),
+        lambda bar: generate_zoo(workspace, config, device, bar, replace=args.replace, cluster=cluster),
     )
     return {**zoo_info(zoos), "stale_runs": _warn_stale(workspace)}
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from core.errors import Interrupted, UserError
-from core.runtime import tune_cpu_allocator
+from core.runtime import DEVICES, tune_cpu_allocator
 from core.settings import setting
 
 ADDRESSES = "local (start one on this machine), auto (the cluster `ray start` runs here) or ray://HOST:PORT"
@@ -47,6 +47,9 @@ class ClusterConfig:
         None, "disjoint shards of the models, one Ray task each (default: one per GPU, else per CPU)", parse=int
     )
     retries: int = setting(3, "times Ray reruns a shard whose worker died (then a rerun of the command finishes it)")
+    # Where shards compute: "auto" (a GPU per shard where the cluster has GPUs), "cpu" or "cuda". The commands set
+    # it from --device, which on a cluster is the cluster's to resolve, not the driver's.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         address = self.cluster
@@ -56,6 +59,8 @@ class ClusterConfig:
             raise UserError(f"--shards must lie in 1..{MAX_SHARDS}, got {self.shards}")
         if self.shards is not None and address is None:
             raise UserError("--shards needs --cluster (local, auto or ray://HOST:PORT)")
+        if self.device not in DEVICES:
+            raise UserError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if not 0 <= self.retries <= 100:
             raise UserError(f"--retries must lie in 0..100, got {self.retries}")
 
@@ -93,10 +98,10 @@ def connect(address: str) -> dict[str, float]:
     return ray.cluster_resources()
 
 
-def placement(config: ClusterConfig, resources: dict[str, float], device: str, items: int) -> Placement:
+def placement(config: ClusterConfig, resources: dict[str, float], items: int) -> Placement:
     """One GPU per shard where the cluster has GPUs (unless --device cpu), else an equal share of its CPUs; by
     default as many shards as GPUs (or CPUs), never more than `items` (models)."""
-    gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+    device, gpus, cpus = config.device, int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
     if device == "cuda" and not gpus:
         raise UserError("--device cuda: the Ray cluster has no GPU")
     on_gpu = gpus > 0 and device != "cpu"

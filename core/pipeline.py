@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.cluster import ClusterConfig
 from core.errors import ZooError
 from core.gen.anchors import Anchors, resolve_anchors
 from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
@@ -100,10 +101,11 @@ def generate(
     device: str = "cpu",
     on_progress: Progress | None = None,
     zoo_errors: ZooErrorSets | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> SamplesRun:
     """Anchors -> sampler -> decoded weights -> evaluated and fine-tuned beside the baselines, with novelty
     figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
-    (the app passes one for its lifetime)."""
+    (the app passes one for its lifetime). With `cluster`, the fine-tuning runs in shards on Ray."""
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
@@ -117,9 +119,8 @@ def generate(
     groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, config.n, rng)}
     if config.baselines:
         groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
-    target_name = config.dataset or source_name
-    target = load_dataset(target_name, seed=0) if target_name != source_name else source
-    curves, per_model, finetuned = _finetune(anchors, groups, config, target, target is not source, device, on_progress)
+    target_name, target = _target_dataset(config.dataset, source_name, source)
+    curves, per_model, finetuned = _finetune(anchors, groups, config, target, source, device, on_progress, cluster)
     zoo_errors = zoo_errors or ZooErrorSets()
     figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
     frontier = _frontier(workspace, anchors, prepared, anchors_aligned, config, source, rng, zoo_errors)
@@ -156,10 +157,10 @@ def generate(
 
 
 def _finetune(
-    anchors: Anchors, groups: dict, config: SampleConfig, target: Dataset, transfer: bool, device, on_progress
+    anchors: Anchors, groups: dict, config: SampleConfig, target: Dataset, source: Dataset, device, on_progress, cluster
 ):
-    """Every group fine-tuned together on the target (the zoo's recipe unless the config gives one), reporting the
-    curves so far after each epoch."""
+    """Every group fine-tuned together on the target (the zoo's recipe unless the config gives one; another dataset
+    than the source is a transfer task), reporting the curves so far after each epoch."""
     lr, batch_size = zoo_recipe(anchors.zoo, config.lr, config.batch_size)
 
     def progress(epoch: int, curves: pl.DataFrame) -> None:
@@ -167,7 +168,16 @@ def _finetune(
             on_progress(epoch + 1, config.finetune_epochs + 1, {"curves": curves})
 
     epochs, seed = config.finetune_epochs, config.seed
-    return finetune_groups(anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, transfer)
+    transfer = target is not source
+    return finetune_groups(
+        anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, transfer, cluster
+    )
+
+
+def _target_dataset(name: str | None, source_name: str | None, source: Dataset) -> tuple[str | None, Dataset]:
+    """The dataset to fine-tune on, by name, and its data: the source's own unless another is named."""
+    target_name = name or source_name
+    return target_name, load_dataset(target_name, seed=0) if target_name != source_name else source
 
 
 def _source_dataset(manifest: dict) -> tuple[str | None, Dataset]:

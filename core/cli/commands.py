@@ -8,7 +8,7 @@ import sys
 from core.cli.describe import printable
 from core.cli.options import settings_from, variant_from
 from core.cli.progress import with_progress
-from core.cluster import ClusterConfig
+from core.cluster import ClusterConfig, connect
 from core.gen.config import SampleConfig
 from core.gen.export import export_samples
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
@@ -28,16 +28,19 @@ KIND_CONFIGS = {kind: method.config_type for kind, method in METHODS.items()}
 
 
 def _cluster(args: argparse.Namespace) -> ClusterConfig | None:
-    """The Ray cluster asked for with --cluster, or None (this process does the work)."""
-    cluster = settings_from(ClusterConfig, args)
-    return cluster if cluster.cluster else None
+    """The Ray cluster asked for with --cluster, or None (this process does the work). On a cluster --device is
+    the cluster's to resolve (auto: a GPU per shard where it has GPUs), not this machine's."""
+    cluster = settings_from(ClusterConfig, args, device=args.device)
+    if not cluster.cluster:
+        return None
+    connect(cluster.cluster)  # before any work: a missing ray or an unreachable cluster is said at once
+    return cluster
 
 
 def zoo_generate(args: argparse.Namespace) -> dict:
     config = settings_from(ZooConfig, args)
     cluster = _cluster(args)
-    # On a cluster each shard's device is the cluster's to say (core/cluster.py `placement`).
-    device = args.device if cluster else resolve_device(args.device)
+    device = resolve_device(args.device)
     workspace = Workspace(args.workspace)
     zoos = with_progress(
         "training zoo (epochs over all shards)" if cluster else "training zoo (epochs)",
@@ -98,11 +101,12 @@ def ae_embed(args: argparse.Namespace) -> dict:
 
 def sample(args: argparse.Namespace) -> dict:
     config = settings_from(SampleConfig, args)
+    cluster = _cluster(args)
     device = resolve_device(args.device)
     samples = with_progress(
         "evaluating and fine-tuning (epochs)",
         args.quiet,
-        lambda bar: generate(Workspace(args.workspace), config, args.run, device, bar),
+        lambda bar: generate(Workspace(args.workspace), config, args.run, device, bar, cluster=cluster),
     )
     return samples.to_json()
 

@@ -193,7 +193,7 @@ def generate_zoo(
             saved_weights, saved_rows = _train_here(work, partial, workspace, replace, device, on_progress, should_stop)
         else:
             saved_weights, saved_rows = _train_on_cluster(
-                work, partial, workspace, replace, device, cluster, on_progress, should_stop
+                work, partial, workspace, replace, cluster, on_progress, should_stop
             )
         zoos = _assemble(specs, work.plan, saved_weights, saved_rows, config, data, partial.zoo_id)
         save_zoo(workspace, zoos)
@@ -254,10 +254,10 @@ def train_shard(config: ZooConfig, specs: dict[str, Spec], data: Dataset, plan: 
     yield {"weights": {name: torch.cat(parts) for name, parts in saved_weights.items()}, "rows": saved_rows}
 
 
-def _train_on_cluster(work: _Work, partial, workspace, replace, device, cluster: ClusterConfig, on_progress, stop):
+def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: ClusterConfig, on_progress, stop):
     """The models in shards on a Ray cluster; the shards that a previous run finished are not trained again.
     Progress counts epochs over all shards; a lost shard raises Interrupted once the others are kept."""
-    where = placement(cluster, connect(cluster.cluster), device, work.plan.height)
+    where = placement(cluster, connect(cluster.cluster), work.plan.height)
     finished = partial.resume_shards(workspace.zoo_stamp(), where.shards)
     _check_may_write(partial, workspace, replace)
     epochs = work.config.epochs + 1

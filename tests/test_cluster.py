@@ -1,17 +1,22 @@
-"""Zoo generation in shards on a local Ray cluster: the same zoo as one process, model by model, bit for bit; a
-killed worker costs its shard only, and the rerun finishes the identical zoo. Needs ray
-(requirements-cluster.txt): skipped without it, except where HYPERREP_REQUIRE_RAY is set (CI), where it fails."""
+"""Shards on a local Ray cluster (core/cluster.py). Zoo generation: the same zoo as one process, model by model, bit
+for bit; a killed worker costs its shard only, and the rerun finishes the identical zoo. Fine-tuning generated
+models: the same curves and weights as one process. Needs ray (requirements-cluster.txt): skipped without it,
+except where HYPERREP_REQUIRE_RAY is set (CI), where a missing ray fails."""
 
+import contextlib
 import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from core.cluster import ClusterConfig
 from core.errors import Interrupted
+from core.gen.finetune import finetune_groups
 from core.store.workspace import Workspace
+from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos
 from ui.jobs import Job
@@ -35,17 +40,24 @@ def local_cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The zoo one process makes, at one thread like each shard's worker. (With several threads, oneDNN splits a
-    grouped convolution's work by its number of groups, so models may differ in the last bit: 2.4e-7 at most
-    measured; at one thread a model's arithmetic does not depend on its population.)"""
+@contextlib.contextmanager
+def one_thread():
+    """One torch thread here, like each shard's worker. (With several threads, oneDNN splits a grouped
+    convolution's work by its number of groups, so models may differ in the last bit: 2.4e-7 at most measured; at
+    one thread a model's arithmetic does not depend on its population.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return generate_zoo(Workspace(tmp_path_factory.mktemp("unsharded") / "ws"), CONFIG)[0]
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The zoo one process makes."""
+    with one_thread():
+        return generate_zoo(Workspace(tmp_path_factory.mktemp("unsharded") / "ws"), CONFIG)[0]
 
 
 def _assert_same_zoo(zoo, reference):
@@ -97,3 +109,19 @@ def test_a_killed_worker_costs_its_shard_and_a_rerun_gives_the_same_zoo(local_cl
     _assert_same_zoo(zoo[0], reference)
     assert len(set(trained)) == 1 and f"shard-{trained[0]}" not in kept[0].name  # only the lost shard trained again
     assert not (workspace.root / "zoo.partial").exists()
+
+
+def test_fine_tuning_in_three_shards_gives_the_curves_and_weights_of_one_process(local_cluster, tiny_zoo_workspace):
+    zoo = load_zoos(tiny_zoo_workspace)[0]
+    groups = {"generated": zoo.weights[:5], "anchors": zoo.weights[5:9]}
+    data = load_dataset("digits")
+    with one_thread():
+        curves, per_model, final = finetune_groups(zoo.spec, groups, data, epochs=2, seed=1)
+    seen = []
+    sharded = finetune_groups(
+        zoo.spec, groups, data, 2, 1, on_epoch=lambda epoch, so_far: seen.append(epoch),
+        cluster=ClusterConfig("local", shards=3),
+    )  # fmt: skip
+    assert sharded[0].equals(curves) and seen == [0, 1, 2]
+    assert all(np.array_equal(sharded[1][name], per_model[name]) for name in groups)
+    assert torch.equal(sharded[2], final) and not torch.equal(final, torch.cat(list(groups.values())))

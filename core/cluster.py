@@ -15,7 +15,9 @@ and the tests run without it.
 
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,13 +87,15 @@ def connect(address: str) -> dict[str, float]:
     except ImportError:
         raise UserError(f"--cluster {address} needs Ray: pip install -r requirements-cluster.txt") from None
     if not ray.is_initialized():
+        # Ray logs each step of connecting at INFO on stderr; a command prints only its bar, its result or one error.
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if address == "local":
+            quiet["include_dashboard"] = False
         try:
-            ray.init(
-                address=None if address == "local" else address,
-                include_dashboard=False if address == "local" else None,
-                log_to_driver=False,
-                runtime_env=_RUNTIME_ENV,
-            )
+            with warnings.catch_warnings():  # a Ray Client warns before it raises; the error below says it once
+                warnings.simplefilter("ignore")
+                ray.init(address=None if address == "local" else address, runtime_env=_RUNTIME_ENV, **quiet)
         except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError, ... depending on the address kind
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"--cluster {address}: cannot connect to a Ray cluster ({first})") from None

@@ -2,6 +2,7 @@
 cluster where ray is not installed says how to install it. Runs whether or not ray is installed."""
 
 import sys
+import types
 
 import pytest
 
@@ -27,3 +28,24 @@ def test_a_cluster_without_ray_installed_says_how_to_install_it(run_cli, tmp_pat
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     result = run_cli("sample", "--workspace", tmp_path / "ws", "--cluster", "local")
     assert result.code == 2 and "pip install -r requirements-cluster.txt" in result.err
+
+
+def test_an_unreachable_cluster_is_one_line_and_nothing_is_written(run_cli, tmp_path, monkeypatch):
+    class Unreachable(types.ModuleType):
+        """Ray as a client sees a cluster that does not answer (a real ray:// timeout takes about 35 s)."""
+
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            raise ConnectionError("ray client connection timeout\nsecond line")
+
+    monkeypatch.setitem(sys.modules, "ray", Unreachable("ray"))
+    result = run_cli(
+        "zoo", "generate", "--workspace", tmp_path / "ws", "--models", 4, "--cluster", "ray://10.0.0.9:10001"
+    )
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "error: --cluster ray://10.0.0.9:10001: cannot connect to a Ray cluster (ray client connection timeout)"
+    ]
+    assert not (tmp_path / "ws").exists()

@@ -26,6 +26,7 @@ from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
 from core.rep.autoencoder import AEConfig
+from core.rep.distributed import place
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
@@ -54,13 +55,16 @@ def train_and_map(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     evaluate: bool = True,
-) -> AERun:
+) -> AERun | None:
     """Train (or resume, or load) the run, map every checkpoint, mark the run done, then evaluate it. The writer
     lock is held throughout, so no other writer changes the zoo between training and mapping; a rerun finishes
     whatever an interrupted one left (a trained run without its map is mapped). On CUDA the default batch size
-    and learning rate are scaled up to fill the GPU (core/rep/train.py `settings_for_device`)."""
+    and learning rate are scaled up to fill the GPU (core/rep/train.py `settings_for_device`). Under torchrun,
+    the processes other than rank 0 only train beside it, and return None."""
     train_config = settings_for_device(train_config or TrainConfig(), device)
     name = run or run_name(ae_config, train_config)
+    if not place().writer:
+        return train_autoencoder(workspace, ae_config, train_config, name, device)
     with workspace.lock():
         trained = train_autoencoder(
             workspace, ae_config, train_config, name, device, _phase(on_progress, "training"), should_stop

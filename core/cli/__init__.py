@@ -19,6 +19,7 @@ from core.cluster import ClusterConfig
 from core.errors import Interrupted, UserError
 from core.gen.config import SampleConfig
 from core.gen.export import FORMATS
+from core.rep.distributed import place
 from core.rep.loop import TrainConfig
 from core.rep.methods import KINDS, METHODS
 from core.rep.sane import AGGREGATIONS
@@ -78,7 +79,16 @@ def _ae_parsers(commands_: argparse._SubParsersAction) -> None:
                      commands.ae_train, describe.describe_eval, device=True)  # fmt: skip
     kinds = "; ".join(f"{kind}: {method.title}" for kind, method in METHODS.items())
     train.add_argument("--kind", choices=KINDS, default=KINDS[0], help=kinds)
-    train.add_argument("--run", default=None, help="run name (default: derived from the settings, so reruns resume)")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="train in N processes on this machine (torchrun; DDP: gloo on CPUs, NCCL on GPUs)",
+    )
+    # --run-name too: torchrun's parser reads an abbreviation of its own --run-path in a bare --run
+    train.add_argument(
+        "--run", "--run-name", default=None, help="run name (default: derived from the settings, so reruns resume)"
+    )
     add_variant_settings(train, commands.KIND_CONFIGS)
     add_settings(train, TrainConfig)
     evaluate = _command(ae, "eval", "held-out reconstruction and property probes of a run",
@@ -125,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_cpu_allocator()
     try:
+        if getattr(args, "nproc", None) is not None:
+            return commands.ae_launch(args, sys.argv[1:] if argv is None else argv)
         result = args.run_command(args)
     except UserError as exc:
-        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        if place().writer:  # under torchrun the other processes meet the same error; rank 0 says it once
+            print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except MemoryError:
         print("error: not enough memory for this request; ask for less (fewer models or samples)", file=sys.stderr)
@@ -141,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    if result is None:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(result))
     else:

@@ -6,12 +6,15 @@ import argparse
 import sys
 
 from core.cli.describe import printable
+from core.cli.launch import launch
 from core.cli.options import settings_from, variant_from
 from core.cli.progress import with_progress
 from core.cluster import ClusterConfig, connect
+from core.errors import UserError
 from core.gen.config import SampleConfig
 from core.gen.export import export_samples
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
+from core.rep import distributed
 from core.rep.embed import set_aggregation
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
@@ -75,18 +78,34 @@ def zoo_describe(args: argparse.Namespace) -> dict:
     return zoo_info(load_zoos(Workspace(args.workspace)))
 
 
-def ae_train(args: argparse.Namespace) -> dict:
+def ae_train(args: argparse.Namespace) -> dict | None:
+    """Train, map and evaluate; under torchrun every process trains and rank 0 alone reports (the others None)."""
     method = method_named(args.kind)
     ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS)
     train = settings_from(TrainConfig, args)
-    device = resolve_device(args.device)
+    here, device = distributed.start(resolve_device(args.device))
     workspace = Workspace(args.workspace)
-    run = with_progress(
-        "autoencoder",
-        args.quiet,
-        lambda bar: train_and_map(workspace, ae, train, args.run, device, on_progress=bar),
-    )
-    return evaluate_run(workspace, run.name, device)
+    try:
+        run = with_progress(
+            "autoencoder",
+            args.quiet or not here.writer,
+            lambda bar: train_and_map(workspace, ae, train, args.run, device, on_progress=bar),
+        )
+    finally:
+        distributed.stop()
+    return evaluate_run(workspace, run.name, device) if here.writer else None
+
+
+def ae_launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """`ae train --nproc N`: the options checked here (a bad one is one line, before any process starts), then
+    the command in N processes under torchrun; returns its exit code."""
+    method = method_named(args.kind)
+    variant_from(method.config_type, args.kind, args, KIND_CONFIGS)
+    settings_from(TrainConfig, args)
+    resolve_device(args.device)
+    if not Workspace(args.workspace).has_zoo():
+        raise UserError(f"{args.workspace}: no zoo here to train on (zoo generate or zoo import first)")
+    return launch(args.nproc, argv)
 
 
 def ae_eval(args: argparse.Namespace) -> dict:

@@ -10,6 +10,7 @@ the others are silent, even about an error rank 0 reports itself.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 
@@ -50,6 +51,8 @@ def launch(nproc: int, argv: list[str]) -> int:
         max_restarts=0,
     )
     logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # its INFO lines are not ours to show
+    # As torchrun does for several processes, but sharing the cores out rather than one thread each.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
         elastic_launch(config, sys.executable)("-m", "core", *without_nproc(argv))
     except ChildFailedError as exc:

@@ -4,15 +4,15 @@ what the public zoos' size (50,000 models) would take.
 1. Zoo generation: one process (all cores), then the same zoo on a local Ray cluster started once beforehand (as
    `ray start --head` would be; its start and its workers' first start are timed apart) in 1, 2 and 4 shards.
    Overhead = time / one process's - 1 (the same arithmetic on the same cores: K shards share them); the single
-   process runs before and after the shards and its mean is the baseline, against the drift of a shared machine.
-   Time to first finished shard: from the call to the first shard handed back.
+   process and the shard runs alternate, `--repeats` times, and medians are compared, against the drift of a
+   shared machine. Time to first finished shard: from the call to the first shard handed back.
 2. `ae train --nproc 1` and `--nproc 2` (gloo) on that zoo: training samples (checkpoints x epochs) per second of
    the history's training time (validation included; the map and evaluation after it are not counted).
 3. Extrapolation: models x epochs / (workers x model-epochs per second per worker), times (1 + the 2-shard
    overhead). Per GPU: bench/gpu.py's unfold path on an H200 (cnn-small on digits, batch 32); per CPU worker: the
    single process here. Digits has 1,294 training images; a zoo on MNIST-sized data (60,000) costs about 46x more
    per model-epoch, given as a second column.
-Usage: python bench/scale.py [--models 256] [--epochs 5] [--ae-epochs 3]. The last line of stdout is JSON.
+Usage: python bench/scale.py [--models 256] [--epochs 5] [--ae-epochs 3] [--repeats 3]. The last line of stdout is JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ sleep_while_waiting()  # before torch loads: the machine may be busy
 import polars as pl  # noqa: E402
 import ray  # noqa: E402
 
-from core.cluster import ClusterConfig  # noqa: E402
+from core.cluster import ClusterConfig, connect  # noqa: E402
 from core.runtime import tune_cpu_allocator  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
@@ -61,24 +62,29 @@ def _zoo(root: Path, name: str, config: ZooConfig, cluster: ClusterConfig | None
     return {"seconds": time.perf_counter() - started, "first_shard_s": first[0] if first else None}
 
 
-def zoo_generation(root: Path, config: ZooConfig, shard_counts: list[int]) -> dict:
-    before = _zoo(root, "single", config)["seconds"]
+def zoo_generation(root: Path, config: ZooConfig, shard_counts: list[int], repeats: int) -> dict:
+    """One process and K shards, interleaved `repeats` times (medians), with the cluster up throughout."""
     cpus = os.cpu_count() or 1
     started = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    connect("local")  # as `--cluster local` starts it: workers get `core` and the CLI's thread settings
     cluster_start = time.perf_counter() - started
     # The cluster's first tasks start its workers (each imports torch and unpacks `core`): paid once per cluster,
-    # timed here apart; the shard runs after it find the workers warm, as a long-lived cluster's would.
+    # timed here apart; the runs after it find the workers warm, as a long-lived cluster's would.
     warm_up = _zoo(root, "warm-up", ZooConfig(models=cpus, epochs=1), ClusterConfig("local", shards=cpus))["seconds"]
-    shards = {k: _zoo(root, f"shards-{k}", config, ClusterConfig("local", shards=k)) for k in shard_counts}
+    singles, runs = [], {k: [] for k in shard_counts}
+    for repeat in range(repeats):
+        singles.append(_zoo(root, f"single-{repeat}", config)["seconds"])
+        for k in shard_counts:
+            runs[k].append(_zoo(root, f"shards-{k}-{repeat}", config, ClusterConfig("local", shards=k)))
     ray.shutdown()
-    after = _zoo(root, "single-again", config)["seconds"]
-    single = (before + after) / 2
-    for row in shards.values():
-        row["overhead"] = row["seconds"] / single - 1
-    rate = config.models * config.epochs / single
-    timings = {"single_s": [before, after], "cluster_start_s": cluster_start, "workers_start_s": warm_up}
-    return {**timings, "shards": shards, "cpu_rate": rate}
+    single = statistics.median(singles)
+    shards = {}
+    for k, rows in runs.items():
+        seconds = statistics.median(row["seconds"] for row in rows)
+        first = statistics.median(row["first_shard_s"] for row in rows)
+        shards[k] = {"seconds": seconds, "first_shard_s": first, "overhead": seconds / single - 1}
+    timings = {"single_s": singles, "cluster_start_s": cluster_start, "workers_start_s": warm_up}
+    return {**timings, "shards": shards, "cpu_rate": config.models * config.epochs / single}
 
 
 def ddp(workspace: Path, epochs: int, processes: tuple[int, ...] = (1, 2)) -> dict:
@@ -117,7 +123,8 @@ def extrapolate(cpu_rate: float, overhead: float) -> dict:
 
 def _print(zoo: dict, trained: dict, plans: dict, config: ZooConfig) -> None:
     print(f"zoo: {config.models} models, {config.epochs} epochs, {os.cpu_count()} CPUs")
-    print(f"  one process            {zoo['single_s'][0]:7.1f} s, again {zoo['single_s'][1]:7.1f} s")
+    singles = ", ".join(f"{t:.1f}" for t in zoo["single_s"])
+    print(f"  one process            {statistics.median(zoo['single_s']):7.1f} s (median of {singles})")
     print(f"  ray cluster start      {zoo['cluster_start_s']:7.1f} s (once, not in the overheads)")
     print(
         f"  its workers' start     {zoo['workers_start_s']:7.1f} s (a 1-epoch warm-up zoo; once, not in the overheads)"
@@ -142,13 +149,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--shards", default="1,2,4")
     parser.add_argument("--ae-epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     tune_cpu_allocator()
     config = ZooConfig(models=args.models, epochs=args.epochs)
     root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
-        zoo = zoo_generation(root, config, [int(k) for k in args.shards.split(",")])
-        trained = ddp(root / "single", args.ae_epochs)
+        zoo = zoo_generation(root, config, [int(k) for k in args.shards.split(",")], args.repeats)
+        trained = ddp(root / "single-0", args.ae_epochs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     two = zoo["shards"].get(2, {}).get("overhead", 0.0)

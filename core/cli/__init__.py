@@ -19,7 +19,7 @@ from core.cluster import ClusterConfig
 from core.errors import Interrupted, UserError
 from core.gen.config import SampleConfig
 from core.gen.export import FORMATS
-from core.rep.distributed import place
+from core.rep.distributed import reports
 from core.rep.loop import TrainConfig
 from core.rep.methods import KINDS, METHODS
 from core.rep.sane import AGGREGATIONS
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.ae_launch(args, sys.argv[1:] if argv is None else argv)
         result = args.run_command(args)
     except UserError as exc:
-        if place().writer:  # under torchrun the other processes meet the same error; rank 0 says it once
+        if reports():  # under torchrun the other processes meet the same error; rank 0 says it once
             print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except MemoryError:

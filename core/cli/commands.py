@@ -83,7 +83,8 @@ def ae_train(args: argparse.Namespace) -> dict | None:
     method = method_named(args.kind)
     ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS)
     train = settings_from(TrainConfig, args)
-    here, device = distributed.start(resolve_device(args.device))
+    device = resolve_device(args.device)
+    here = distributed.start(device)
     workspace = Workspace(args.workspace)
     try:
         run = with_progress(

@@ -29,11 +29,10 @@ from core.errors import UserError
 
 @dataclass(frozen=True)
 class Place:
-    """This process's rank among `world` processes, and its GPU index on its node."""
+    """This process's rank among `world` processes."""
 
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
 
     @property
     def writer(self) -> bool:
@@ -41,25 +40,31 @@ class Place:
         return self.rank == 0
 
 
-def start(device: str) -> tuple[Place, str]:
-    """Join the process group torchrun set up (NCCL on GPUs, gloo on CPUs), or stay alone outside torchrun;
-    returns this process's place and the device it computes on (its own GPU under NCCL)."""
+def start(device: str) -> Place:
+    """Join the process group torchrun set up (NCCL on GPUs, gloo on CPUs), or stay alone outside torchrun; under
+    NCCL "cuda" then means this process's own GPU."""
     if "WORLD_SIZE" not in os.environ or dist.is_initialized():
-        return place(), device
+        return place()
     cuda = torch.device(device).type == "cuda"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         if local_rank >= torch.cuda.device_count():
             raise UserError(f"process {local_rank} of this node has no GPU ({torch.cuda.device_count()} seen)")
-        torch.cuda.set_device(local_rank)  # "cuda" is then this process's GPU everywhere below
+        torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if cuda else "gloo")
-    return place(), device
+    return place()
 
 
 def place() -> Place:
     if not dist.is_initialized():
         return Place()
-    return Place(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Place(dist.get_rank(), dist.get_world_size())
+
+
+def reports() -> bool:
+    """Whether this process tells the user anything: alone, or rank 0 as torchrun numbered it (which holds before
+    the process group starts and after it ends, when an error is reported)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def barrier() -> None:

@@ -93,7 +93,7 @@ def ae_train(args: argparse.Namespace) -> dict | None:
             lambda bar: train_and_map(workspace, ae, train, args.run, device, on_progress=bar),
         )
     finally:
-        distributed.stop()
+        distributed.leave()  # training ended the group already (distributed.stop); after an error, at once
     return evaluate_run(workspace, run.name, device) if here.writer else None
 
 

@@ -5,8 +5,9 @@ process builds a batch of 16 random standardised models, then the autoencoder, i
 three training steps (both AEs with their default settings; SANE: tokens of 64, windows of 32). It reports the
 peak memory of that work above what the process held with the batch already in memory: on CPU the growth of
 peak resident memory, on a GPU torch's peak allocation. A size that fails (out of memory, or past
---timeout seconds) is null. SANE's positional table grows with the sequence (max_tokens x d_model x 3), the
-rest of its memory should not; the per-neuron AE's bottleneck maps all tokens at once and grows with the model.
+--timeout seconds) is null. SANE's step reads a batch of windows gathered from the flat weights and its positions
+hold no table as long as the sequence, so its memory should stay flat; the per-neuron AE's bottleneck maps all
+tokens at once and grows with the model.
 
 With --zoos (e.g. cnn,resnet,mixed) it also trains SANE on real zoos of digits models (cnn: cnn-small, where
 the per-neuron AE trains beside it; resnet: the ResNet preset; mixed: cnn-small and the ResNet in one
@@ -15,8 +16,12 @@ aggregation of token latents) beside the flat-weight (W) and weight-statistics (
 generative table:
 mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (KDE over token latents, anchors top 30%,
 subsampled on validation accuracy) against random initialisation and the anchors.
+An epoch of SANE covers every window of every model once (about tokens / window steps per model), so it costs as
+many steps as many epochs of the per-neuron AE on a long sequence: --sane-epochs sets SANE's count apart. Warm-up
+takes a twelfth of the epochs (the default 5 of 60).
 Usage: python bench/sane.py [--device auto|cpu|cuda] [--sizes 10000,100000,1000000] [--timeout 600]
-                            [--zoos cnn,resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60] [--workdir DIR]
+                            [--zoos cnn,resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60]
+                            [--sane-epochs N (default: --ae-epochs)] [--workdir DIR]
 The last line of stdout is JSON: {"params": [...], "sane_peak_mb": [...], "neuron_ae_peak_mb": [...], and with
 --zoos "zoos": {zoo: {"sane": {"recon_r2", "probe_r2", "probe_r2_by_aggregation", "curves", ...},
 "neuron_ae": {...} (cnn only)}}}; --sizes "" skips the memory part.
@@ -69,14 +74,14 @@ def measure(kind: str, target: int, device: str) -> dict:
     def rss_mb() -> float:
         return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
 
-    # The batch's tokens are data (the zoo lives in memory anyway): made before the baseline is read.
+    # The batch is data (the zoo lives in memory anyway), made before the baseline is read: SANE gathers its
+    # windows from the flat weights, the per-neuron AE reads its tokens.
     if kind == "sane":
-        from core.rep.sane import SANE, SANEConfig, random_windows, sane_losses
-        from core.rep.sequence import sequence_layout, to_sequence
+        from core.rep.sane import SANE, SANEConfig, sane_losses
+        from core.rep.sequence import sequence_layout
+        from core.rep.windows import epoch_windows, window_tokens
 
-        layout = sequence_layout(param_names(spec), 64)
-        tokens = to_sequence(layout, flat)
-        positions, mask = layout.positions.to(device), layout.mask.to(device)
+        layout = sequence_layout(param_names(spec), 64).to(device)
     else:
         from core.rep.autoencoder import AEConfig, HyperRepresentationAE
         from core.rep.losses import nt_xent, reconstruction_loss
@@ -85,7 +90,6 @@ def measure(kind: str, target: int, device: str) -> dict:
         layout = token_layout(spec)
         tokens = tokenize(layout, flat)
         mask, std = layout.mask.to(device), torch.ones(layout.n_tokens, 1, device=device)
-    del flat
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -93,12 +97,14 @@ def measure(kind: str, target: int, device: str) -> dict:
     else:
         before = rss_mb()
     if kind == "sane":
-        config = SANEConfig(token_width=64, window=32, halo=8, max_tokens=max(8192, layout.n_tokens))
+        config = SANEConfig(token_width=64, window=32, halo=8)
         model = SANE(config).to(device)
         generator = torch.Generator(device=device).manual_seed(0)
+        tiled = epoch_windows(BATCH, layout.n_tokens, config.window, generator)
 
         def step() -> torch.Tensor:
-            window, pos, window_mask = random_windows(tokens, positions, mask, config.window, generator)
+            picked = tiled[torch.randperm(len(tiled), generator=generator, device=device)[:BATCH]]
+            window, pos, window_mask, _ = window_tokens(layout, flat, picked, min(config.window, layout.n_tokens))
             return sane_losses(model, window, window, window, window, window_mask, pos, 0.05, 0.1)[0]
 
     else:
@@ -135,6 +141,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=48, help="models per architecture in those zoos")
     parser.add_argument("--zoo-epochs", type=int, default=10)
     parser.add_argument("--ae-epochs", type=int, default=60)
+    parser.add_argument("--sane-epochs", type=int, default=None, help="SANE's epochs (default: --ae-epochs)")
     parser.add_argument("--workdir", default=None, help="keep the zoos and runs here (default: a temporary folder)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,14 +189,15 @@ def zoo_table(name: str, args, device: str) -> dict:
         generate_zoo(workspace, zoo_config, device)
     zoo_s = time.monotonic() - started
     kinds = {"sane": SANEConfig(), **({"neuron_ae": AEConfig()} if name == "cnn" else {})}
-    figures = {kind: _learn_and_generate(workspace, config, args, device) for kind, config in kinds.items()}
+    epochs = {"sane": args.sane_epochs or args.ae_epochs, "neuron_ae": args.ae_epochs}
+    figures = {kind: _learn_and_generate(workspace, config, epochs[kind], device) for kind, config in kinds.items()}
     print(f"\n{name} zoo ({workspace.root.name}, {', '.join(figures['sane']['architectures'])}): zoo {zoo_s:.0f} s")
     for kind, f in figures.items():
         recalibrated = f.get("recon_acc_ratio_recalibrated")
         note = "" if recalibrated is None else f" ({recalibrated:.3f} with BatchNorm statistics re-estimated)"
         print(
-            f"{kind}: trained {f['train_seconds']:.0f} s; held-out reconstruction R^2 {f['recon_r2']:.3f}, "
-            f"accuracy kept {f['recon_acc_ratio']:.3f}{note}"
+            f"{kind}: trained {f['epochs']} epochs in {f['train_seconds']:.0f} s; "
+            f"held-out reconstruction R^2 {f['recon_r2']:.3f}, accuracy kept {f['recon_acc_ratio']:.3f}{note}"
         )
     print(f"{'probe R^2':<28}" + "".join(f"{p:>10}" for p in PROBED))
     for label, scores in _probe_rows(figures):
@@ -203,7 +211,7 @@ def zoo_table(name: str, args, device: str) -> dict:
     return {"zoo_seconds": round(zoo_s, 1), **figures}
 
 
-def _learn_and_generate(workspace, ae_config, args, device: str) -> dict:
+def _learn_and_generate(workspace, ae_config, epochs: int, device: str) -> dict:
     import time
 
     from core.gen.config import SampleConfig
@@ -212,13 +220,15 @@ def _learn_and_generate(workspace, ae_config, args, device: str) -> dict:
     from core.rep.loop import TrainConfig
 
     started = time.monotonic()
-    run = train_and_map(workspace, ae_config, TrainConfig(epochs=args.ae_epochs, batch_size=32), device=device)
+    train = TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=max(1, epochs // 12))
+    run = train_and_map(workspace, ae_config, train, device=device)
     train_s = time.monotonic() - started
     result = evaluate_run(workspace, run.name, device)
     sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)
     generated = generate(workspace, sample, run.name, device).to_json()
     return {
         "architectures": result["architectures"],
+        "epochs": epochs,
         "train_seconds": round(train_s, 1),
         "recon_r2": result["recon_r2"],
         "recon_acc_ratio": result["recon_acc_ratio"],

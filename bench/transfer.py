@@ -13,9 +13,11 @@ Figures: mean test accuracy over models at epochs 0/1/5/15, averaged over seeds,
 epochs each start saves against B_T (the first epoch it reaches B_T's final accuracy); which task is suitable (B_F
 beats B_T on the mean of epochs 1, 5 and 15) and whether the generated models beat both there.
 
-Usage: python bench/transfer.py [--seeds 5] [--quick] [--png assets/transfer.png]. --quick: one seed of the new-classes
-task at k = 10. The last line of stdout is JSON: {"tasks": {task: {"epochs", "b_t", "b_f", "generated", "noise", ...}},
-"generated_method": ...}.
+Usage: python bench/transfer.py [--seeds 5] [--quick] [--png assets/transfer.png] [--from-json saved.log]
+--quick: one seed of the noisy task at k = 10, the most informative one (B_F beats B_T there by 0.3, so the task
+is suitable, and the generated models' lead over B_F is larger than the spread over seeds). --from-json re-plots a
+saved run's output. The last line of stdout is JSON: {"tasks": {task: {"epochs", "b_t", "b_f", "generated",
+"noise", ...}}, "generated_method": ...}.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ VARIANTS = {
     ),
 }
 GROUPS = {"b_t": "random_init", "b_f": "anchors", "noise": "noise"}
+LABELS = {"b_t": "B_T: random init", "b_f": "B_F: the anchors", "noise": "anchor + noise"}  # in the plot
 
 
 def source_workspace(dataset: str, root: Path) -> Workspace:
@@ -123,34 +126,53 @@ def print_task(name: str, rows: dict, verdict: dict) -> None:
 
 
 def plot(results: dict, path: Path) -> None:
+    """One panel per task (columns) and labelled set (rows: k = 10, all), one line per start with its spread."""
     import matplotlib  # a bench-only import: the engine and the app never draw static figures
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
-    for axis, name in zip(axes[0], names):
-        for row, figures in results[name]["rows"].items():
-            axis.errorbar(EPOCHS, figures["mean"], yerr=figures["spread"], marker="o", ms=3, capsize=2, label=row)
-        axis.set_title(name, fontsize=9)
-        axis.set_xlabel("fine-tuning epoch on the target")
-        axis.set_ylabel("mean test accuracy")
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
+    tasks = list(dict.fromkeys(name.split(", ")[0] for name in results))
+    shots = list(dict.fromkeys(name.split(", ")[1] for name in results))
+    fig, axes = plt.subplots(len(shots), len(tasks), figsize=(3.4 * len(tasks), 2.9 * len(shots)), squeeze=False)
+    for (row, shot), (col, task) in ((r, c) for r in enumerate(shots) for c in enumerate(tasks)):
+        axis, result = axes[row][col], results.get(f"{task}, {shot}")
+        if result is None:
+            axis.set_visible(False)
+            continue
+        for start, figures in result["rows"].items():
+            label = LABELS.get(start, start)
+            axis.errorbar(EPOCHS, figures["mean"], yerr=figures["spread"], marker="o", ms=3, capsize=2, label=label)
+        suitable = " (B_F beats B_T)" if result["suitable"] else ""
+        axis.set_title(f"{task}, {shot}{suitable}", fontsize=9)
+        axis.set_xlabel("fine-tuning epoch on the target", fontsize=8)
+        axis.set_ylabel("mean test accuracy", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+
+
+def results_from_json(path: Path) -> dict:
+    """A finished run's results, read back from the JSON line it printed last (to re-plot without re-running)."""
+    tasks = json.loads(path.read_text().strip().splitlines()[-1])["tasks"]
+    return {name: {"rows": task["variants"], "suitable": task["suitable"]} for name, task in tasks.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="one seed of the new-classes task at k=10")
+    parser.add_argument("--quick", action="store_true", help="one seed of the noisy task at k=10")
     parser.add_argument("--root", type=Path, default=None, help="keep the source workspaces here (default: temporary)")
     parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--from-json", type=Path, default=None, help="re-plot a saved run's output (needs --png)")
     args = parser.parse_args()
+    if args.from_json:
+        plot(results_from_json(args.from_json), args.png)
+        return
     tune_cpu_allocator()
-    tasks = {"new classes": TASKS["new classes"]} if args.quick else TASKS
+    tasks = {"noisy": TASKS["noisy"]} if args.quick else TASKS
     shots = (10,) if args.quick else SHOTS
     seeds = [0] if args.quick else list(range(args.seeds))
     results = {}

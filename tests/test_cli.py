@@ -7,6 +7,7 @@ from core.cli.commands import KIND_CONFIGS
 from core.cli.options import settings_from, variant_from
 from core.gen.config import SampleConfig
 from core.rep.loop import TrainConfig
+from core.rep.methods import METHODS, preset_settings
 from core.rep.sane import SANEConfig
 from core.zoo.generate import ZooConfig
 
@@ -81,3 +82,18 @@ def test_arch_takes_a_comma_list(tmp_path):
 def test_a_setting_of_another_kind_is_refused(tmp_path, run_cli):
     result = run_cli("ae", "train", "--workspace", tmp_path / "ws", "--kind", "hyperrep", "--window", 8)
     assert result.code == 2 and "--window: not a setting of hyperrep" in result.err
+
+
+def test_the_paper_preset_is_refused_off_a_gpu_and_gives_the_official_sizes_on_one(tmp_path, run_cli):
+    result = run_cli("ae", "train", "--workspace", tmp_path / "ws", "--kind", "sane", "--preset", "paper", "--device",
+                     "cpu")  # fmt: skip
+    err = result.err.strip().splitlines()
+    assert result.code == 2 and len(err) == 1 and "needs a CUDA GPU" in err[0]
+    assert not (tmp_path / "ws").exists()
+    result = run_cli("ae", "train", "--workspace", tmp_path / "ws", "--preset", "paper", "--device", "cpu")
+    assert result.code == 2 and "not a preset of hyperrep" in result.err
+    args = build_parser().parse_args(["ae", "train", "--workspace", "w", "--kind", "sane", "--window", "128"])
+    config = variant_from(SANEConfig, "sane", args, KIND_CONFIGS, preset_settings(METHODS["sane"], "paper", "cuda"))
+    assert (config.d_model, config.encoder_layers, config.latent_dim, config.token_width) == (2048, 8, 128, 288)
+    assert config.window == 128  # an option given beside the preset wins
+    assert SANEConfig(**preset_settings(METHODS["sane"], "paper-cnn", "cuda")).window == 64

@@ -21,7 +21,7 @@ from core.gen.config import SampleConfig
 from core.gen.export import FORMATS
 from core.rep.distributed import reports
 from core.rep.loop import TrainConfig
-from core.rep.methods import KINDS, METHODS
+from core.rep.methods import KINDS, METHODS, PRESETS
 from core.rep.sane import AGGREGATIONS
 from core.runtime import DEVICES, tune_cpu_allocator
 from core.zoo.generate import ZooConfig
@@ -89,6 +89,9 @@ def _ae_parsers(commands_: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--run", "--run-name", default=None, help="run name (default: derived from the settings, so reruns resume)"
     )
+    train.add_argument("--preset", choices=PRESETS, default=None,
+                       help="the paper's sizes (sane: paper for ResNets, paper-cnn for small CNNs); GPU only; "
+                       "options given beside it override its values")  # fmt: skip
     add_variant_settings(train, commands.KIND_CONFIGS)
     add_settings(train, TrainConfig)
     evaluate = _command(ae, "eval", "held-out reconstruction and property probes of a run",

@@ -18,7 +18,7 @@ from core.rep import distributed
 from core.rep.embed import set_aggregation
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
-from core.rep.methods import METHODS, method_named
+from core.rep.methods import METHODS, method_named, preset_settings
 from core.rep.run import load_run
 from core.runtime import resolve_device
 from core.store.runs import stale_runs
@@ -78,12 +78,18 @@ def zoo_describe(args: argparse.Namespace) -> dict:
     return zoo_info(load_zoos(Workspace(args.workspace)))
 
 
+def _ae_settings(args: argparse.Namespace) -> tuple:
+    """(autoencoder config, training settings, device) of `ae train`'s options; a bad one raises a UserError."""
+    method = method_named(args.kind)
+    device = resolve_device(args.device)
+    preset = preset_settings(method, args.preset, device)
+    ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS, preset)
+    return ae, settings_from(TrainConfig, args), device
+
+
 def ae_train(args: argparse.Namespace) -> dict | None:
     """Train, map and evaluate; under torchrun every process trains and rank 0 alone reports (the others None)."""
-    method = method_named(args.kind)
-    ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS)
-    train = settings_from(TrainConfig, args)
-    device = resolve_device(args.device)
+    ae, train, device = _ae_settings(args)
     here = distributed.start(device)
     workspace = Workspace(args.workspace)
     try:
@@ -100,10 +106,7 @@ def ae_train(args: argparse.Namespace) -> dict | None:
 def ae_launch(args: argparse.Namespace, argv: list[str]) -> int:
     """`ae train --nproc N`: the options checked here (a bad one is one line, before any process starts), then
     the command in N processes under torchrun; returns its exit code."""
-    method = method_named(args.kind)
-    variant_from(method.config_type, args.kind, args, KIND_CONFIGS)
-    settings_from(TrainConfig, args)
-    resolve_device(args.device)
+    _ae_settings(args)
     if not Workspace(args.workspace).has_zoo():
         raise UserError(f"{args.workspace}: no zoo here to train on (zoo generate or zoo import first)")
     return launch(args.nproc, argv)

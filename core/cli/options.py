@@ -75,12 +75,16 @@ def add_variant_settings(parser: argparse.ArgumentParser, variants: dict[str, ty
         add_option(parser, config_field, None, f"{config_field.metadata['help']} (default: {'; '.join(defaults)})")
 
 
-def variant_from(config_type: type, variant: str, args: argparse.Namespace, variants: dict[str, type]):
-    """The chosen variant's config from the options given; an option of another variant only is refused."""
+def variant_from(
+    config_type: type, variant: str, args: argparse.Namespace, variants: dict[str, type], base: dict | None = None
+):
+    """The chosen variant's config from the options given over `base` (a preset's values, else the dataclass's
+    defaults); an option of another variant only is refused."""
     own = {f.name for f in fields(config_type) if is_setting(f)}
     others = {f.name for t in variants.values() for f in fields(t) if is_setting(f)} - own
     given_elsewhere = sorted(name for name in others if getattr(args, name, None) is not None)
     if given_elsewhere:
         flags = ", ".join("--" + name.replace("_", "-") for name in given_elsewhere)
         raise UserError(f"{flags}: not a setting of {variant}")
-    return config_type(**{name: getattr(args, name) for name in own if getattr(args, name, None) is not None})
+    given = {name: getattr(args, name) for name in own if getattr(args, name, None) is not None}
+    return config_type(**{**(base or {}), **given})

@@ -5,7 +5,8 @@ their weight vectors sit in different permutation-equivalent corners of weight s
 memorises rather than generalises. Weight matching removes that nuisance exactly: per hidden layer, a
 linear assignment pairs the model's units with the reference's by the similarity of their incoming weights
 and bias (with the previous layer's reordering already applied to the inputs), and the reordering is then
-carried to the next layer's inputs. The function of every model is unchanged.
+carried to the next layer's inputs. The function of every model is unchanged. ResNets, whose residual streams
+tie layers together, are matched by core/rep/align_resnet.py.
 
 Each family of checkpoints (a model's trajectory, or all models that share an initialisation) gets one
 permutation, computed from its last checkpoints and applied to all of them, so a trajectory stays one.
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from core.rep.align_resnet import match_resnet
 from core.rep.tokens import permutation_index
-from core.zoo.arch import ArchSpec, layer_slices
+from core.zoo.arch import ArchSpec, Spec, layer_slices
 
 
 def match_to_reference(spec: ArchSpec, vector: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -44,8 +46,15 @@ def match_to_reference(spec: ArchSpec, vector: torch.Tensor, reference: torch.Te
     return permutation_index(spec, perms)
 
 
+def match_any(spec: Spec, vector: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The gather index aligning one model to a reference, for either family."""
+    if spec.plain_units:
+        return match_to_reference(spec, vector, reference)
+    return match_resnet(spec, vector, reference)
+
+
 def align_zoo(
-    spec: ArchSpec,
+    spec: Spec,
     weights: torch.Tensor,
     families: np.ndarray,
     epochs: np.ndarray,
@@ -68,7 +77,7 @@ def align_zoo(
     reference = weights[reference_row]
     indices: dict[int, torch.Tensor] = {}
     for _ in range(max(1, iterations)):
-        indices = {f: match_to_reference(spec, vector, reference) for f, vector in representatives.items()}
+        indices = {f: match_any(spec, vector, reference) for f, vector in representatives.items()}
         reference = torch.stack([vector[indices[f]] for f, vector in representatives.items()]).mean(0)
     gather = torch.stack([indices[f] for f in families.tolist()])
     return torch.gather(weights, 1, gather), indices

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from core.errors import UserError
+from core.rep.align_resnet import random_resnet_permutations
 from core.rep.tokens import random_permutation_indices
 from core.zoo.arch import Spec
 
@@ -20,17 +20,29 @@ class Permuter:
         self.probability, self.generator, self.device = probability, generator, device
         self.permutations = None
         if probability > 0:
-            if not spec.plain_units:
-                raise UserError(f"permutation augmentation is available for the CNN family only, not {spec.name}")
             cpu = torch.Generator().manual_seed(seed)
-            self.permutations = random_permutation_indices(spec, PERMUTATION_POOL, cpu).to(device)
+            draw = random_permutation_indices if spec.plain_units else random_resnet_permutations
+            self.permutations = draw(spec, PERMUTATION_POOL, cpu).to(device)
+
+    def draw(self, count: int) -> torch.Tensor | None:
+        """For each of `count` models, the pool index of its permutation, or -1 for none (None: augmentation off)."""
+        if self.permutations is None:
+            return None
+        pick = torch.randint(0, len(self.permutations), (count,), generator=self.generator, device=self.device)
+        permute = torch.rand(count, generator=self.generator, device=self.device) < self.probability
+        return torch.where(permute, pick, -1)
+
+    def entries(self, pick: torch.Tensor | None, entry: torch.Tensor) -> torch.Tensor:
+        """Flat positions `entry` [count, ...] of each model, read through its drawn permutation: only the entries
+        asked for are looked up, never a whole model's index."""
+        if pick is None:
+            return entry
+        chosen = self.permutations[pick.clamp_min(0).view(-1, *([1] * (entry.dim() - 1))), entry]
+        return torch.where((pick >= 0).view(-1, *([1] * (entry.dim() - 1))), chosen, entry)
 
     def __call__(self, flat: torch.Tensor) -> torch.Tensor:
-        if self.permutations is None:
+        pick = self.draw(flat.shape[0])
+        if pick is None:
             return flat
-        rows = flat.shape[0]
-        pick = torch.randint(0, len(self.permutations), (rows,), generator=self.generator, device=self.device)
-        permute = torch.rand(rows, generator=self.generator, device=self.device) < self.probability
-        identity = torch.arange(flat.shape[1], device=self.device)
-        gather = torch.where(permute.unsqueeze(1), self.permutations[pick], identity)
-        return torch.gather(flat, 1, gather)
+        identity = torch.arange(flat.shape[1], device=self.device).expand_as(flat)
+        return torch.gather(flat, 1, self.entries(pick, identity))

@@ -4,9 +4,11 @@ decoded model computes, compared with what its original computes, on the same qu
 A weight-space loss reconstructs weights closely but not function: a small error in a few sensitive weights costs
 accuracy that a mean squared error over all weights hardly sees. Running the decoded and the original weights
 through the population forward pass (core/zoo/population.py, differentiable in the weights) on one batch of
-queries, and comparing the outputs, prices exactly those errors. BatchNorm layers run in evaluation mode on the
-running statistics each model stores (the decoded model's own, decoded ones). Models of one architecture may differ
-in activation; each activation is one population.
+queries, and comparing the outputs, prices exactly those errors. The original runs in evaluation mode, on the
+running statistics it stores. A decoded model with BatchNorm runs on its batch statistics over the queries: its
+statistics re-estimated, then its outputs, as decoded models are evaluated (core/gen/draw.py re-estimates them), so
+the loss prices the weights that matter there rather than decoded running statistics that are replaced anyway.
+Models of one architecture may differ in activation; each activation is one population.
 
 Two distances, both a mean over models of each model's own value (so a batch gives the mean of what each model
 alone would give):
@@ -73,25 +75,29 @@ class Behaviour:
         count = min(self.query_batch, len(self.images))
         return self.images[torch.randperm(len(self.images), generator=generator, device=self.device)[:count]]
 
-    def outputs(self, weights: torch.Tensor, rows: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-        """Logits [models, queries, classes] of flat weights [models, params], the zoo-table rows `rows`."""
+    def outputs(
+        self, weights: torch.Tensor, rows: torch.Tensor, queries: torch.Tensor, batch_statistics: bool = False
+    ) -> torch.Tensor:
+        """Logits [models, queries, classes] of flat weights [models, params], the zoo-table rows `rows`; with
+        `batch_statistics`, BatchNorm normalises by the queries' statistics instead of the stored ones."""
         if self.only_activation is not None:
-            return self._forward(self.only_activation, weights, queries)
+            return self._forward(self.only_activation, weights, queries, batch_statistics)
         chosen = [self.activations[r] for r in rows.tolist()]
         groups = {a: [i for i, b in enumerate(chosen) if b == a] for a in sorted(set(chosen))}
-        parts = {a: self._forward(a, weights[members], queries) for a, members in groups.items()}
+        parts = {a: self._forward(a, weights[members], queries, batch_statistics) for a, members in groups.items()}
         if len(parts) == 1:
             return next(iter(parts.values()))
         order = torch.tensor([i for members in groups.values() for i in members], device=weights.device)
         return torch.cat(list(parts.values()))[torch.argsort(order)]
 
-    def _forward(self, activation: str, weights: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    def _forward(self, activation: str, weights: torch.Tensor, queries: torch.Tensor, batch_statistics: bool):
         if activation not in self.nets:
             conv = backend_for(self.device).conv  # the formulation this device runs fastest
             self.nets[activation] = stacked_net(self.spec.with_activation(activation), conv)
         net = self.nets[activation]
         index = torch.arange(len(queries), device=queries.device).expand(len(weights), -1)
-        return net.forward(weights, net.batch_input(queries, index))
+        inputs = net.batch_input(queries, index)
+        return net.train_forward(weights, inputs)[0] if batch_statistics else net.forward(weights, inputs)
 
     def loss(
         self, decoded: torch.Tensor, original: torch.Tensor, rows: torch.Tensor, queries: torch.Tensor
@@ -99,7 +105,7 @@ class Behaviour:
         """The distance between decoded and original models' outputs; gradients flow into `decoded` only."""
         with torch.no_grad():
             target = self.outputs(original, rows, queries)
-        return output_distance(self.outputs(decoded, rows, queries), target, self.distance)
+        return output_distance(self.outputs(decoded, rows, queries, batch_statistics=True), target, self.distance)
 
 
 def _query_images(zoo: Zoo, queries: str) -> torch.Tensor:

@@ -4,7 +4,7 @@ Every process holds the whole training zoo and draws the same shuffled global ba
 contiguous chunk of every batch, DDP averages the gradients, and the contrastive loss sees every process's
 projections (`gathered`), so a step is the step one process takes on the global batch. What is not bit-identical
 to one process, and why:
-- the augmentations (noise, erasing, permutations, SANE's windows, behavioural queries) and dropout: each process
+- the augmentations (noise, erasing, permutations, behavioural queries) and dropout: each process
   draws its own, from a stream of its own, so a model gets other noise than it would in one process;
 - a global batch that does not split evenly: DDP averages the chunks' mean gradients with equal weights;
 - floating-point order: the gradient is summed across processes (and the NT-Xent matrix is built from the

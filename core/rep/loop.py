@@ -212,7 +212,7 @@ def _epoch(run: _Fit, trainer: Trainer, step, config: TrainConfig, device: str, 
     run.model.train()
     sums: dict[str, torch.Tensor] = {}
     share_generator(generator)
-    batches = trainer.batches()
+    batches = trainer.batches()  # SANE's count varies a little from epoch to epoch (random window offsets)
     own_stream(generator, config.seed, epoch)
     for batch in batches:
         with autocast:
@@ -232,7 +232,7 @@ def _epoch(run: _Fit, trainer: Trainer, step, config: TrainConfig, device: str, 
     if val < run.best:
         run.best, run.best_epoch = val, epoch
         run.best_weights = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
-    means = dict(zip(sums, (mean_across(torch.stack(list(sums.values()))) / trainer.steps_per_epoch).tolist()))
+    means = dict(zip(sums, (mean_across(torch.stack(list(sums.values()))) / max(1, len(batches))).tolist()))
     row = {
         "epoch": epoch,
         **means,

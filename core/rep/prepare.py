@@ -105,7 +105,7 @@ def prepare(
     """Align (optional) and standardise; `stats` = saved (layer_mean, layer_std) to reuse a run's numbers."""
     table = zoo.table.with_row_index("checkpoint_row")
     model_ids = table["model_id"].to_numpy()
-    if align and zoo.spec.plain_units:  # weight matching reads plain units only
+    if align:
         reference = best_reference_row(table, split.train)
         families = table["init_seed"].to_numpy() if "init_seed" in table.columns else model_ids
         aligned, _ = align_zoo(zoo.spec, zoo.weights, families, table["epoch"].to_numpy(), reference, align_iterations)

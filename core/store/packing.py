@@ -6,8 +6,9 @@ It holds data only: JSON, parquet and safetensors files (core/limits.py PACK_SUF
 run code when loaded, so none is packed and a pack that holds one is refused.
 
 Unpacking checks every member before extracting any (name, kind, type, compression, encryption, declared
-size and the total against core/limits.py), extracts into a hidden build folder beside the target and renames
-it into place, so a failed unpack never leaves half a workspace, and then loads the zoo to validate it.
+size and compression ratio; their total against core/limits.py and the free disk space), extracts into a hidden
+build folder beside the target and renames it into place, so a failed unpack never leaves half a workspace, and
+then loads the zoo to validate it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from core.errors import ZooError
-from core.limits import MAX_PACK_BYTES, MAX_PACK_MEMBERS, MAX_WORKSPACE_FILE_BYTES, PACK_SUFFIXES
+from core.limits import (
+    MAX_PACK_BYTES,
+    MAX_PACK_MEMBERS,
+    MAX_PACK_RATIO,
+    MAX_WORKSPACE_FILE_BYTES,
+    PACK_RATIO_FROM_BYTES,
+    PACK_SUFFIXES,
+)
 from core.store.files import atomic_path, checked_file
 from core.store.workspace import MANIFEST, Workspace, checked_output
 
@@ -79,11 +87,15 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return f"uses compression method {info.compress_type}; only stored or deflated members are read"
     if info.file_size > MAX_WORKSPACE_FILE_BYTES:
         return f"unpacks to {info.file_size:,} bytes, more than the {MAX_WORKSPACE_FILE_BYTES:,} allowed"
+    ratio = info.file_size / max(1, info.compress_size)
+    if info.file_size > PACK_RATIO_FROM_BYTES and ratio > MAX_PACK_RATIO:
+        return f"unpacks to {ratio:,.0f} times its packed size (a workspace's files do not compress like that)"
     return None
 
 
-def _safe_members(archive: zipfile.ZipFile, source: Path) -> list[zipfile.ZipInfo]:
-    """The pack's file members, once every member and their total is known to be fit to extract."""
+def _safe_members(archive: zipfile.ZipFile, source: Path, target_folder: Path) -> list[zipfile.ZipInfo]:
+    """The pack's file members, once every member and their total is known to be fit to extract into
+    `target_folder` (which must have room for them)."""
     infos = archive.infolist()
     if len(infos) > MAX_PACK_MEMBERS:
         raise ZooError(f"{source}: {len(infos):,} members, more than the {MAX_PACK_MEMBERS:,} allowed")
@@ -95,6 +107,9 @@ def _safe_members(archive: zipfile.ZipFile, source: Path) -> list[zipfile.ZipInf
     total = sum(info.file_size for info in members)
     if total > MAX_PACK_BYTES:
         raise ZooError(f"{source}: unpacks to {total:,} bytes, more than the {MAX_PACK_BYTES:,} allowed")
+    free = shutil.disk_usage(target_folder).free
+    if total > free:
+        raise ZooError(f"{source}: unpacks to {total:,} bytes, but {target_folder} has {free:,} bytes free")
     if MANIFEST not in {m.filename for m in members}:
         raise ZooError(f"{source}: not a workspace pack (no {MANIFEST} at its top level)")
     return members
@@ -128,7 +143,7 @@ def unpack_workspace(source: str | Path, target: str | Path, validate: Validate)
     shutil.rmtree(build, ignore_errors=True)
     try:
         with archive:
-            for info in _safe_members(archive, source):
+            for info in _safe_members(archive, source, target.parent):
                 _extract(archive, info, build / info.filename)
         validate(Workspace(build))
         build.rename(target)

@@ -15,7 +15,9 @@ from core.rep.loop import TrainConfig
 from core.rep.methods.hyperrep import HyperRepTrainer
 from core.rep.prepare import prepare, split_models
 from core.rep.sane import SANEConfig
+from core.zoo.arch import trainable_mask
 from core.zoo.model_zoo import load_zoos
+from core.zoo.population import recalibrate_norm_statistics
 from tests.conftest import copy_workspace
 
 SMALL = AEConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=1, feedforward=32, latent_dim=8)
@@ -100,6 +102,23 @@ def test_training_with_the_behavioural_loss_logs_it_and_resumes_its_run(tiny_zoo
     run = train_and_map(workspace, SMALL, train, evaluate=False)
     assert {"behaviour", "val_behaviour"} <= set(run.history.columns)
     assert run.history["behaviour"].is_finite().all() and run.name == train_and_map(workspace, SMALL, train).name
-    sane = SANEConfig(token_width=16, window=8, halo=2, d_model=16, heads=2, latent_dim=4, max_tokens=512)
+    sane = SANEConfig(token_width=16, window=8, halo=2, d_model=16, heads=2, latent_dim=4)
     sane_run = train_and_map(workspace, sane, replace(train, behaviour_distance="mse"), evaluate=False)
     assert sane_run.history["val_behaviour"].is_finite().all() and sane_run.history["behaviour"].min() > 0
+
+
+def test_a_decoded_resnet_is_judged_with_its_statistics_re_estimated(tiny_resnet_workspace):
+    zoo = load_zoos(tiny_resnet_workspace)[0]
+    behaviour = Behaviour(zoo, "train", "mse", 64, torch.Generator().manual_seed(0), "cpu")
+    rows = torch.arange(6, 9)
+    original, queries = zoo.weights[rows], behaviour.fixed_queries(0)
+    scrambled = original.clone()
+    stored = ~trainable_mask(zoo.spec)
+    scrambled[:, stored] = torch.rand(3, int(stored.sum())) + 0.5  # running statistics a decoder got wrong
+    assert behaviour.loss(scrambled, original, rows, queries) == behaviour.loss(original, original, rows, queries)
+    # the decoded outputs are those of the model with its statistics re-estimated on the queries
+    recalibrated = recalibrate_norm_statistics(zoo.spec, scrambled, queries, batch_size=len(queries))
+    # (up to the unbiased variance PyTorch stores: 255/256 at the last stage's 2x2 maps of 64 images)
+    batch = behaviour.outputs(scrambled, rows, queries, batch_statistics=True)
+    assert (batch - behaviour.outputs(recalibrated, rows, queries)).norm() < 0.01 * batch.norm()
+    assert (batch - behaviour.outputs(scrambled, rows, queries)).norm() > 0.1 * batch.norm()

@@ -16,7 +16,7 @@ from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
 from core.rep.methods.sane import sane_layout
 from core.rep.run import load_run
-from core.rep.sane import SANE, SANEConfig, decode_sequence, encode_sequence, random_windows, windows
+from core.rep.sane import SANE, SANEConfig, decode_sequence, encode_sequence, windows
 from core.rep.sequence import from_sequence
 from core.store.files import read_parquet, read_tensors
 from core.store.workspace import Workspace
@@ -35,7 +35,6 @@ TINY = SANEConfig(
     feedforward=32,
     latent_dim=4,
     projection_dim=8,
-    max_tokens=512,
 )
 TRAIN = TrainConfig(epochs=3, batch_size=8, warmup_epochs=1, permute_probability=0.5)
 
@@ -77,13 +76,21 @@ def test_windowed_passes_equal_one_pass_when_the_sequence_fits_and_differ_only_t
     assert not torch.allclose(latents[:, 4:6], first[:, 4:6], atol=1e-4)  # context differs, so values do
 
 
-def test_a_training_window_has_the_same_length_whatever_the_model_size():
-    generator = torch.Generator().manual_seed(0)
-    for n in (20, 2000):
-        tokens = torch.zeros(3, n, 16)
-        positions = torch.zeros(n, 3, dtype=torch.long)
-        window, pos, mask = random_windows(tokens, positions, torch.ones(n, 16, dtype=torch.bool), 8, generator)
-        assert window.shape == (3, 8, 16) and pos.shape == (1, 8, 3) and mask.shape == (8, 16)
+def test_positions_hold_no_table_as_long_as_the_sequence_and_ignore_where_the_window_sits():
+    torch.manual_seed(0)
+    model = SANE(TINY).eval()
+    assert sum(p.numel() for p in model.encoder_positions.parameters()) == TINY.max_layers * TINY.d_model
+    tokens = torch.randn(2, 8, 16)
+    layer, within = torch.full((8,), 3), torch.arange(40, 48)
+    with torch.no_grad():
+        outputs = [
+            model.encode(tokens, torch.stack([offset + torch.arange(8), layer, within], 1).unsqueeze(0))
+            for offset in (0, 100, 5000)  # the same layer's tokens, with other layers' lengths before them
+        ]
+        moved = model.encode(tokens, torch.stack([torch.arange(8), layer, within + 1], 1).unsqueeze(0))
+        other_layer = model.encode(tokens, torch.stack([torch.arange(8), layer + 1, within], 1).unsqueeze(0))
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+    assert not torch.allclose(outputs[0], moved, atol=1e-4) and not torch.allclose(outputs[0], other_layer, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +191,7 @@ def test_sane_on_a_zoo_of_a_cnn_and_a_resnet(tmp_path):
     assert [z.spec.name for z in zoos] == ["cnn-small", "resnet"] and zoo_info(load_zoos(workspace))["models"] == 8
     with pytest.raises(UserError, match="--kind sane"):
         train_and_map(workspace, AEConfig(d_model=16, heads=2, latent_dim=4), TrainConfig(epochs=1))
-    wide_tokens = dataclasses.replace(TINY, token_width=64, max_tokens=1024)
+    wide_tokens = dataclasses.replace(TINY, token_width=64)
     run = train_and_map(workspace, wide_tokens, TrainConfig(epochs=2, batch_size=4, warmup_epochs=1))
     assert set(run.stats) == {"cnn-small", "resnet"}
     result = evaluate_run(workspace, run.name)

@@ -3,6 +3,7 @@
 import stat
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -166,6 +167,21 @@ def test_declared_sizes_are_checked_member_by_member_and_in_total(tiny_zoo_works
     monkeypatch.setattr("core.store.packing.MAX_PACK_BYTES", 150_000)
     with pytest.raises(ZooError, match="unpacks to .* bytes, more than the 150,000 allowed"):
         unpack_workspace(pack, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_zip_bomb_is_refused_by_its_ratio_and_a_pack_by_the_free_disk(tiny_zoo_workspace, tmp_path, monkeypatch):
+    bomb = _pack_plus(
+        tiny_zoo_workspace, tmp_path, lambda a: a.writestr("zoo/x.safetensors", bytes(4 << 20), zipfile.ZIP_DEFLATED)
+    )
+    with pytest.raises(ZooError, match="x.safetensors' unpacks to .* times its packed size"):
+        unpack_workspace(bomb, tmp_path / "out")
+    plain = tmp_path / "plain.zip"
+    pack_workspace(tiny_zoo_workspace, plain)
+    total = sum(i.file_size for i in zipfile.ZipFile(plain).infolist())
+    monkeypatch.setattr("core.store.packing.shutil.disk_usage", lambda _: SimpleNamespace(free=total - 1))
+    with pytest.raises(ZooError, match=f"unpacks to {total:,} bytes, but .* has {total - 1:,} bytes free"):
+        unpack_workspace(plain, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -11,6 +11,7 @@ from core.store.workspace import Workspace
 from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.tasks import Task, parse_task
+from tests.zoo.test_data import write_idx_folder
 
 
 def test_the_grammar():
@@ -82,3 +83,12 @@ def test_a_zoo_trains_on_a_class_subset(tmp_path):
     )
     assert zoos[0].spec.n_classes == 5 and zoos[0].dataset == "digits:classes=0-4"
     assert zoos[0].table["test_acc"].max() > 0.3  # five classes learned from one epoch, well above chance (0.2)
+
+
+def test_a_local_folder_takes_the_same_options(tmp_path):
+    write_idx_folder(tmp_path / "mnist", n_train=60, n_test=20)
+    task = load_dataset(f"{tmp_path / 'mnist'}:classes=2-4:k=2:invert", seed=0)
+    plain = load_dataset(str(tmp_path / "mnist"), seed=0)
+    assert task.n_classes == 3 and np.bincount(task.y_train.numpy()).tolist() == [2, 2, 2]
+    assert sorted(set(task.y_test.tolist())) == [0, 1, 2]
+    assert len(task.y_test) == int(((plain.y_test >= 2) & (plain.y_test <= 4)).sum())

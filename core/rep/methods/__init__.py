@@ -20,6 +20,26 @@ def method_named(kind: str) -> Method:
     return METHODS[kind]
 
 
+PRESETS = tuple(sorted({name for method in METHODS.values() for name in method.gpu_presets}))
+
+
+def preset_settings(method: Method, name: str | None, device: str) -> dict:
+    """The settings of a kind's GPU preset (none without a name); refused, saying why, for another kind or off a
+    GPU: the official sizes are hundreds of millions of parameters, weeks of steps on a CPU."""
+    if name is None:
+        return {}
+    if name not in method.gpu_presets:
+        have = ", ".join(method.gpu_presets) or "none"
+        raise UserError(f"--preset {name}: not a preset of {method.kind} (its presets: {have})")
+    if device != "cuda":
+        sizes = ", ".join(f"{k} {v}" for k, v in method.gpu_presets[name].items() if k in ("d_model", "window"))
+        raise UserError(
+            f"--preset {name} is the paper's GPU size ({sizes}, 8+8 transformer blocks, trained in bf16) and needs "
+            f"a CUDA GPU; this run would go on {device}. Leave out --preset for the CPU-sized defaults."
+        )
+    return dict(method.gpu_presets[name])
+
+
 def method_for(config) -> Method:
     """The kind whose config `config` is."""
     for method in METHODS.values():

@@ -29,6 +29,8 @@ class Method(Protocol):
     aggregations: ClassVar[tuple[str, ...]]
     # The kind's own loss weights, used where the training settings give none (measured per kind: bench/frontier.py).
     loss_weights: ClassVar[dict[str, float]]
+    # Named sets of settings sized for a GPU (`ae train --preset`); refused on other devices.
+    gpu_presets: ClassVar[dict[str, dict]]
 
     def check_zoos(self, zoos: list[Zoo]) -> None:
         """Raise a UserError saying why, when this kind cannot read these architectures."""

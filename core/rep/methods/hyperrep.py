@@ -122,6 +122,7 @@ class HyperRep:
     # (the weight-space loss alone: 98%, both: 101%) and generated models beat the noise baseline at all 5 novelty
     # levels; the price is weight-space fidelity (reconstruction R^2 0.90 against 0.98), not function.
     loss_weights: ClassVar[dict[str, float]] = {"structure_weight": 0.0, "behaviour_weight": 1.0}
+    gpu_presets: ClassVar[dict[str, dict]] = {}
 
     def check_zoos(self, zoos: list[Zoo]) -> None:
         if len(zoos) > 1:

@@ -1,9 +1,10 @@
 """SANE (Schürholt, Mahoney and Borth, ICML 2024) as a kind of autoencoder: fixed-width sequence tokens of any
 architecture, trained on windows, one latent per token.
 
-Each step trains on one random window of the sequences of a batch of models of one architecture; the two views
-differ by noise (and by a hidden-unit permutation, when that augmentation is on). With several architectures,
-every epoch visits each one's models in batches of its own, in a shuffled order. A model's code is all of its
+An epoch tiles every training model's whole sequence with windows (core/rep/windows.py) and trains on them in
+shuffled batches of windows of one architecture; the two views of a window differ by noise (and by a permutation
+of the window's model, when that augmentation is on). With several architectures, each one's windows
+come in batches of their own, in a shuffled order. A model's code is all of its
 token latents (encoded window by window with halo context), flattened, so a sampler models their joint density;
 its embedding aggregates them (core/rep/sane.py `aggregate`). Decoding goes window by window too, so a code of any
 length decodes with the memory of one window.
@@ -24,15 +25,16 @@ from core.rep.methods.base import chunks, make_behaviour
 from core.rep.prepare import PreparedZoo
 from core.rep.sane import (
     AGGREGATIONS,
+    PRESETS,
     SANE,
     SANEConfig,
     aggregate,
     decode_sequence,
     encode_sequence,
-    random_windows,
     sane_losses,
 )
 from core.rep.sequence import SequenceLayout, from_sequence, sequence_layout, to_sequence
+from core.rep.windows import Windows, epoch_windows, splice, window_tokens
 from core.zoo.arch import Spec, param_names
 from core.zoo.model_zoo import Zoo
 
@@ -42,8 +44,8 @@ def sane_layout(spec: Spec, config: SANEConfig) -> SequenceLayout:
 
 
 class _Part:
-    """One architecture's training data: its sequence layout, standardised training models, (for the CNN family,
-    when asked) its function-preserving permutations, and its behavioural loss (with a behaviour weight)."""
+    """One architecture's training data: its sequence layout, standardised training models, (when asked) its
+    function-preserving permutations, and its behavioural loss (with a behaviour weight)."""
 
     def __init__(self, prepared: PreparedZoo, config: SANEConfig, train: TrainConfig, generator, device: str):
         self.prepared = prepared
@@ -56,23 +58,36 @@ class _Part:
         self.rows = rows.to(device)  # zoo-table rows of `flat`, looked up per batch on the batch's device
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std, self.entry_mean = prepared.entry_std().to(device), prepared.entry_mean().to(device)
+        self.length = min(config.window, self.layout.n_tokens)
 
-    def view(self, rows: torch.Tensor) -> torch.Tensor:
-        return to_sequence(self.device_layout, self.permute(self.flat[rows]))
+    def windows(self, picked: Windows):
+        """(tokens, positions, loss mask, flat entries) of a batch of windows, each model permuted or not."""
+        pick = self.permute.draw(len(picked))
+        entries = None if pick is None else lambda entry: self.permute.entries(pick, entry)
+        return window_tokens(self.device_layout, self.flat, picked, self.length, entries)
 
     def weights(self, sequence: torch.Tensor) -> torch.Tensor:
         """Aligned (not standardised) flat weights of standardised token sequences."""
         return from_sequence(self.layout, sequence) * self.entry_std + self.entry_mean
+
+    def spliced(self, picked: Windows, entry: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Aligned weights of each window's model with the window's counted entries replaced by their
+        reconstruction: the window's share of the function."""
+        return splice(self.flat[picked.model], entry, mask, recon) * self.entry_std + self.entry_mean
 
 
 class SANETrainer:
     def __init__(self, parts: list[PreparedZoo], config: SANEConfig, train: TrainConfig, generator, device: str):
         self.config, self.train, self.generator, self.device = config, train, generator, device
         self.parts = [_Part(p, config, train, generator, device) for p in parts]
-        self.steps_per_epoch = sum(math.ceil(len(p.flat) / train.batch_size) for p in self.parts)
-        longest = max(p.layout.n_tokens for p in self.parts)
-        if longest > config.max_tokens:
-            raise UserError(f"the zoo's models make up to {longest} tokens; raise max_tokens or token_width")
+        # A typical epoch's count: random offsets add a window for some models (the schedule's cosine then rests
+        # at its end for those few steps).
+        self.steps_per_epoch = sum(
+            math.ceil(len(p.flat) * math.ceil(p.layout.n_tokens / p.length) / train.batch_size) for p in self.parts
+        )
+        layers = max(int(p.layout.positions[:, 1].max()) + 1 for p in self.parts)
+        if layers > config.max_layers:
+            raise UserError(f"the zoo's models have up to {layers} layers; raise max_layers to at least that")
 
     def build(self) -> SANE:
         return SANE(self.config).to(self.device)
@@ -80,36 +95,36 @@ class SANETrainer:
     def initialise(self, model: SANE) -> None:
         """SANE starts from its random initialisation."""
 
-    def batches(self) -> list[tuple[_Part, torch.Tensor]]:
-        batches = [
-            (part, rows)
-            for part in self.parts
-            for rows in shuffled_batches(len(part.flat), self.train.batch_size, self.generator, self.device)
-        ]
+    def batches(self) -> list[tuple[_Part, Windows]]:
+        batches = []
+        for part in self.parts:
+            tiled = epoch_windows(len(part.flat), part.layout.n_tokens, self.config.window, self.generator)
+            batches += [
+                (part, tiled[picked])
+                for picked in shuffled_batches(len(tiled), self.train.batch_size, self.generator, self.device)
+            ]
         if len(self.parts) == 1:
             return batches
         order = torch.randperm(len(batches), generator=self.generator, device=self.device).tolist()
         return [batches[i] for i in order]
 
-    def losses(self, model: SANE, batch: tuple[_Part, torch.Tensor]):
-        part, rows = batch
-        clean_a, clean_b = part.view(rows), part.view(rows)
-        window = self.config.window
-        target_a, positions, mask = random_windows(clean_a, part.positions, part.mask, window, self.generator)
-        target_b = clean_b.index_select(1, positions[0, :, 0])  # the same window
-        noise = self.train.noise
-        view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * mask
-        view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * mask
+    def losses(self, model: SANE, batch: tuple[_Part, Windows]):
+        part, picked = batch
+        target_a, positions, mask, entry = part.windows(picked)
+        target_b = part.windows(picked)[0]  # the same windows, through another permutation when augmenting
+        noise, real = self.train.noise, part.device_layout.mask[positions[..., 0]]
+        view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * real
+        view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * real
         gamma, temperature = self.train.gamma, self.train.temperature
         rec, con, recon_a = sane_losses(model, view_a, view_b, target_a, target_b, mask, positions, gamma, temperature)
         parts = {"loss": gamma * con + (1 - gamma) * self.train.structure_weight * rec}
         parts |= {"reconstruction": rec, "contrastive": con}
         if part.behaviour is not None:
-            # The model with its window decoded and every other token clean: the window's share of the function,
-            # with the memory of one window's decoder (the forward pass runs over whole models).
-            spliced = clean_a.index_copy(1, positions[0, :, 0], recon_a.to(clean_a.dtype))
-            decoded, original = part.weights(spliced), part.weights(clean_a)
-            beh = part.behaviour.loss(decoded, original, part.rows[rows], part.behaviour.queries())
+            # The model with its window decoded and every other entry clean; the forward pass runs over whole
+            # models, the decoder over one window.
+            original = part.flat[picked.model] * part.entry_std + part.entry_mean
+            decoded = part.spliced(picked, entry, mask, recon_a)
+            beh = part.behaviour.loss(decoded, original, part.rows[picked.model], part.behaviour.queries())
             parts["loss"] = parts["loss"] + self.train.behaviour_weight * beh
             parts["behaviour"] = beh
         return parts
@@ -150,6 +165,7 @@ class Sane:
     # behavioural loss sees one window at a time, and windows decoded without a weight-space target do not add up
     # to a working model), and generated ResNets keep 53% as generated against 47%.
     loss_weights: ClassVar[dict[str, float]] = {"structure_weight": 1.0, "behaviour_weight": 1.0}
+    gpu_presets: ClassVar[dict[str, dict]] = PRESETS
 
     def check_zoos(self, zoos: list[Zoo]) -> None:
         """SANE reads any architecture, and several in one model."""

@@ -1,0 +1,75 @@
+"""SANE's training windows: an epoch tiles every model's whole sequence, and a step reads only its windows' tokens.
+
+One random window per model per step (our first loader) saw each token a few times over a whole training run; the
+official loader draws about sequence-length / window windows per model per epoch. Here each model's sequence is
+cut into consecutive tiles of `window` tokens from a random offset, so every token falls in exactly one tile. A tile
+cut short by either end of the sequence is read as a full window slid back inside it, and only the tile's own
+tokens count in the loss (`keep`): every token is trained on exactly once per epoch, with full context. The step
+gathers the windows' entries from the flat weights directly (through a permutation, when one augments), so its
+memory grows with the window, never with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.rep.sequence import SequenceLayout
+
+
+@dataclass(frozen=True)
+class Windows:
+    """A set of windows over models of one architecture: each one's model (row of the training set), first token,
+    and the range [keep_from, keep_to) of its positions that count in the loss."""
+
+    model: torch.Tensor  # long [W]
+    start: torch.Tensor  # long [W]
+    keep_from: torch.Tensor  # long [W]
+    keep_to: torch.Tensor  # long [W]
+
+    def __len__(self) -> int:
+        return len(self.model)
+
+    def __getitem__(self, picked: torch.Tensor) -> Windows:
+        return Windows(self.model[picked], self.start[picked], self.keep_from[picked], self.keep_to[picked])
+
+
+def epoch_windows(n_models: int, n_tokens: int, window: int, generator: torch.Generator) -> Windows:
+    """Every model's sequence tiled by windows of min(window, n_tokens) tokens from a random offset per model."""
+    device = generator.device
+    length = min(window, n_tokens)
+    offsets = torch.randint(0, length, (n_models,), generator=generator, device=device)
+    tiles = -(-n_tokens // length) + 1  # enough tiles for any offset; the empty ones are dropped
+    tile_start = offsets.unsqueeze(1) - length + length * torch.arange(tiles, device=device)  # [models, tiles]
+    keep_start, keep_end = tile_start.clamp(0, n_tokens), (tile_start + length).clamp(0, n_tokens)
+    real = keep_end > keep_start
+    start = keep_start.clamp(max=n_tokens - length)
+    model = torch.arange(n_models, device=device).unsqueeze(1).expand_as(real)
+    return Windows(model[real], start[real], (keep_start - start)[real], (keep_end - start)[real])
+
+
+def window_tokens(
+    layout: SequenceLayout, flat: torch.Tensor, windows: Windows, length: int, entries=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tokens [W, L, width], positions [W, L, 3], loss mask [W, L, width], flat entry index [W, L, width]) of
+    windows over the rows of `flat` [models, params]. `entries` (optional) maps each window's flat positions
+    [W, L, width] through its model's permutation. `layout` must be on flat's device."""
+    steps = torch.arange(length, device=flat.device)
+    token = windows.start.unsqueeze(1) + steps  # [W, L]
+    entry = layout.index[token]  # [W, L, width]
+    if entries is not None:
+        entry = entries(entry)
+    real = layout.mask[token]
+    keep = (steps >= windows.keep_from.unsqueeze(1)) & (steps < windows.keep_to.unsqueeze(1))
+    tokens = flat[windows.model.view(-1, 1, 1), entry] * real
+    return tokens, layout.positions[token], real & keep.unsqueeze(2), entry
+
+
+def splice(flat: torch.Tensor, entry: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Rows of `flat` [W, params] with the entries each window read (`entry` [W, L, width], where `mask`) replaced
+    by `values` [W, L, width]. Entries read through a permutation go back where it took them from, so a row stays
+    the unpermuted model; padding and uncounted entries leave the row as it was."""
+    padded = torch.nn.functional.pad(flat, (0, 1))  # a spare last column takes the writes that do not count
+    target = torch.where(mask, entry, flat.shape[1]).flatten(1)
+    return padded.scatter(1, target, values.to(flat.dtype).flatten(1))[:, :-1]

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.cluster import ClusterConfig
 from core.errors import ZooError
 from core.gen.anchors import Anchors, resolve_anchors
 from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
@@ -25,6 +26,7 @@ from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
 from core.rep.autoencoder import AEConfig
+from core.rep.distributed import place
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
@@ -53,13 +55,16 @@ def train_and_map(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     evaluate: bool = True,
-) -> AERun:
+) -> AERun | None:
     """Train (or resume, or load) the run, map every checkpoint, mark the run done, then evaluate it. The writer
     lock is held throughout, so no other writer changes the zoo between training and mapping; a rerun finishes
     whatever an interrupted one left (a trained run without its map is mapped). On CUDA the default batch size
-    and learning rate are scaled up to fill the GPU (core/rep/train.py `settings_for_device`)."""
+    and learning rate are scaled up to fill the GPU (core/rep/train.py `settings_for_device`). Under torchrun,
+    the processes other than rank 0 only train beside it, and return None."""
     train_config = settings_for_device(train_config or TrainConfig(), device)
     name = run or run_name(ae_config, train_config)
+    if not place().writer:
+        return train_autoencoder(workspace, ae_config, train_config, name, device)
     with workspace.lock():
         trained = train_autoencoder(
             workspace, ae_config, train_config, name, device, _phase(on_progress, "training"), should_stop
@@ -100,10 +105,11 @@ def generate(
     device: str = "cpu",
     on_progress: Progress | None = None,
     zoo_errors: ZooErrorSets | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> SamplesRun:
     """Anchors -> sampler -> decoded weights -> evaluated and fine-tuned beside the baselines, with novelty
     figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
-    (the app passes one for its lifetime)."""
+    (the app passes one for its lifetime). With `cluster`, the fine-tuning runs in shards on Ray."""
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
@@ -118,7 +124,7 @@ def generate(
     if config.baselines:
         groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
     target_name = config.dataset or source_name
-    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, on_progress)
+    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, on_progress, cluster)
     zoo_errors = zoo_errors or ZooErrorSets()
     figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
     frontier = _frontier(workspace, anchors, prepared, anchors_aligned, config, source, rng, zoo_errors)
@@ -154,7 +160,7 @@ def generate(
     return samples
 
 
-def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Dataset, device, on_progress):
+def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Dataset, device, on_progress, cluster):
     """(whether the output layer was drawn anew, finetune_groups' result): every group fine-tuned together on the
     target (the zoo's own dataset unless the config names another), with the zoo's recipe unless the config gives
     one, reporting the curves so far after each epoch. A target of other classes gets a fresh output layer."""
@@ -169,7 +175,7 @@ def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Data
 
     epochs, seed = config.finetune_epochs, config.seed
     return new_head, finetune_groups(
-        anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, new_head
+        anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, new_head, cluster
     )
 
 

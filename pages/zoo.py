@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.cluster import ADDRESSES, ClusterConfig
 from core.errors import UserError
 from core.parsing import float_list, int_list
 from core.store.workspace import Workspace
@@ -76,6 +77,7 @@ def generate_form() -> None:
         )
         batch_size = c4.number_input("Batch size", 1, 1024, d.batch_size)
         seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed)
+        address = c4.text_input("Ray cluster", "", help=f"empty: train here; else shards as Ray tasks on {ADDRESSES}")
         st.markdown("**Variations** (each model draws one value from each list)")
         v1, v2, v3, v4, v5 = st.columns(5)
         inits = v1.multiselect("Initialisation", INITS, default=list(d.inits))
@@ -105,6 +107,7 @@ def generate_form() -> None:
             activations=tuple(activations),
             init_seeds=int(init_seeds),
         )
+        cluster = ClusterConfig(address.strip()) if address.strip() else None
     except UserError as exc:
         st.error(str(exc))
         return
@@ -112,7 +115,7 @@ def generate_form() -> None:
     def work(on_progress, should_stop):
         from core.zoo.generate import generate_zoo  # lazy: the engine loads in the background
 
-        generate_zoo(target, config, session.device(), on_progress, should_stop)
+        generate_zoo(target, config, session.device(), on_progress, should_stop, cluster=cluster)
         return target.root.name
 
     if start(target, "zoo", f"Training {config.models} models on {config.dataset}", work):

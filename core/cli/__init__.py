@@ -15,9 +15,11 @@ import sys
 from core.cli import commands, describe
 from core.cli.describe import printable
 from core.cli.options import add_settings, add_variant_settings
+from core.cluster import ClusterConfig
 from core.errors import Interrupted, UserError
 from core.gen.config import SampleConfig
 from core.gen.export import FORMATS
+from core.rep.distributed import reports
 from core.rep.loop import TrainConfig
 from core.rep.methods import KINDS, METHODS, PRESETS
 from core.rep.sane import AGGREGATIONS
@@ -55,6 +57,7 @@ def _zoo_parsers(commands_: argparse._SubParsersAction) -> None:
     gen = _command(zoo, "generate", "train a zoo of small CNNs or ResNets, all models at once",
                    commands.zoo_generate, describe.describe_zoo, device=True)  # fmt: skip
     add_settings(gen, ZooConfig)
+    add_settings(gen, ClusterConfig)
     imp = _command(zoo, "import", "import a zoo in the public model-zoo layout (one folder per model)",
                    commands.zoo_import, describe.describe_zoo)  # fmt: skip
     imp.add_argument("--from", dest="source", required=True, help="folder holding the model folders")
@@ -76,7 +79,16 @@ def _ae_parsers(commands_: argparse._SubParsersAction) -> None:
                      commands.ae_train, describe.describe_eval, device=True)  # fmt: skip
     kinds = "; ".join(f"{kind}: {method.title}" for kind, method in METHODS.items())
     train.add_argument("--kind", choices=KINDS, default=KINDS[0], help=kinds)
-    train.add_argument("--run", default=None, help="run name (default: derived from the settings, so reruns resume)")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="train in N processes on this machine (torchrun; DDP: gloo on CPUs, NCCL on GPUs)",
+    )
+    # --run-name too: torchrun's parser reads an abbreviation of its own --run-path in a bare --run
+    train.add_argument(
+        "--run", "--run-name", default=None, help="run name (default: derived from the settings, so reruns resume)"
+    )
     train.add_argument("--preset", choices=PRESETS, default=None,
                        help="the paper's sizes (sane: paper for ResNets, paper-cnn for small CNNs); GPU only; "
                        "options given beside it override its values")  # fmt: skip
@@ -97,6 +109,7 @@ def _other_parsers(commands_: argparse._SubParsersAction) -> None:
                       commands.sample, describe.describe_samples, device=True)  # fmt: skip
     sample.add_argument("--run", default=None, help="autoencoder run (default: the latest finished)")
     add_settings(sample, SampleConfig)
+    add_settings(sample, ClusterConfig)
     space = commands_.add_parser("workspace", help="pack a workspace into one zip file, or unpack one")
     spaces = space.add_subparsers(dest="workspace_command", required=True, metavar="ACTION")
     pack = _command(spaces, "pack", "write the workspace (without resumable training state) to a zip",
@@ -125,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_cpu_allocator()
     try:
+        if getattr(args, "nproc", None) is not None:
+            return commands.ae_launch(args, sys.argv[1:] if argv is None else argv)
         result = args.run_command(args)
     except UserError as exc:
-        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        if reports():  # under torchrun the other processes meet the same error; rank 0 says it once
+            print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except MemoryError:
         print("error: not enough memory for this request; ask for less (fewer models or samples)", file=sys.stderr)
@@ -141,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    if result is None:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(result))
     else:

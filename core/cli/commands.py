@@ -6,11 +6,15 @@ import argparse
 import sys
 
 from core.cli.describe import printable
+from core.cli.launch import launch
 from core.cli.options import settings_from, variant_from
 from core.cli.progress import with_progress
+from core.cluster import ClusterConfig, connect
+from core.errors import UserError
 from core.gen.config import SampleConfig
 from core.gen.export import export_samples
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
+from core.rep import distributed
 from core.rep.embed import set_aggregation
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
@@ -26,14 +30,25 @@ from core.zoo.public import import_public_zoo
 KIND_CONFIGS = {kind: method.config_type for kind, method in METHODS.items()}
 
 
+def _cluster(args: argparse.Namespace) -> ClusterConfig | None:
+    """The Ray cluster asked for with --cluster, or None (this process does the work). On a cluster --device is
+    the cluster's to resolve (auto: a GPU per shard where it has GPUs), not this machine's."""
+    cluster = settings_from(ClusterConfig, args, device=args.device)
+    if not cluster.cluster:
+        return None
+    connect(cluster.cluster)  # before any work: a missing ray or an unreachable cluster is said at once
+    return cluster
+
+
 def zoo_generate(args: argparse.Namespace) -> dict:
     config = settings_from(ZooConfig, args)
+    cluster = _cluster(args)
     device = resolve_device(args.device)
     workspace = Workspace(args.workspace)
     zoos = with_progress(
-        "training zoo (epochs)",
+        "training zoo (epochs over all shards)" if cluster else "training zoo (epochs)",
         args.quiet,
-        lambda bar: generate_zoo(workspace, config, device, bar, replace=args.replace),
+        lambda bar: generate_zoo(workspace, config, device, bar, replace=args.replace, cluster=cluster),
     )
     return {**zoo_info(zoos), "stale_runs": _warn_stale(workspace)}
 
@@ -63,19 +78,38 @@ def zoo_describe(args: argparse.Namespace) -> dict:
     return zoo_info(load_zoos(Workspace(args.workspace)))
 
 
-def ae_train(args: argparse.Namespace) -> dict:
+def _ae_settings(args: argparse.Namespace) -> tuple:
+    """(autoencoder config, training settings, device) of `ae train`'s options; a bad one raises a UserError."""
     method = method_named(args.kind)
     device = resolve_device(args.device)
     preset = preset_settings(method, args.preset, device)
     ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS, preset)
-    train = settings_from(TrainConfig, args)
+    return ae, settings_from(TrainConfig, args), device
+
+
+def ae_train(args: argparse.Namespace) -> dict | None:
+    """Train, map and evaluate; under torchrun every process trains and rank 0 alone reports (the others None)."""
+    ae, train, device = _ae_settings(args)
+    here = distributed.start(device)
     workspace = Workspace(args.workspace)
-    run = with_progress(
-        "autoencoder",
-        args.quiet,
-        lambda bar: train_and_map(workspace, ae, train, args.run, device, on_progress=bar),
-    )
-    return evaluate_run(workspace, run.name, device)
+    try:
+        run = with_progress(
+            "autoencoder",
+            args.quiet or not here.writer,
+            lambda bar: train_and_map(workspace, ae, train, args.run, device, on_progress=bar),
+        )
+    finally:
+        distributed.leave()  # training ended the group already (distributed.stop); after an error, at once
+    return evaluate_run(workspace, run.name, device) if here.writer else None
+
+
+def ae_launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """`ae train --nproc N`: the options checked here (a bad one is one line, before any process starts), then
+    the command in N processes under torchrun; returns its exit code."""
+    _ae_settings(args)
+    if not Workspace(args.workspace).has_zoo():
+        raise UserError(f"{args.workspace}: no zoo here to train on (zoo generate or zoo import first)")
+    return launch(args.nproc, argv)
 
 
 def ae_eval(args: argparse.Namespace) -> dict:
@@ -90,11 +124,12 @@ def ae_embed(args: argparse.Namespace) -> dict:
 
 def sample(args: argparse.Namespace) -> dict:
     config = settings_from(SampleConfig, args)
+    cluster = _cluster(args)
     device = resolve_device(args.device)
     samples = with_progress(
         "evaluating and fine-tuning (epochs)",
         args.quiet,
-        lambda bar: generate(Workspace(args.workspace), config, args.run, device, bar),
+        lambda bar: generate(Workspace(args.workspace), config, args.run, device, bar, cluster=cluster),
     )
     return samples.to_json()
 

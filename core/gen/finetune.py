@@ -15,6 +15,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.cluster import ClusterConfig, connect, lost_message, placement, run_shards, shard_rows
+from core.errors import Interrupted
 from core.zoo.arch import ArchSpec, layer_slices
 from core.zoo.data import Dataset
 from core.zoo.model_zoo import Zoo
@@ -56,26 +58,82 @@ def finetune_groups(
     device: str = "cpu",
     on_epoch: Callable[[int, pl.DataFrame], None] | None = None,
     fresh_head: bool = False,
+    cluster: ClusterConfig | None = None,
 ) -> tuple[pl.DataFrame, dict[str, np.ndarray], torch.Tensor]:
     """Per-epoch curves (group, epoch, acc/loss mean and std; epoch 0 = before any training), each model's
     test accuracy per epoch {group: [models, epochs + 1]}, and the final weights of all models in order.
-    `fresh_head` redraws every model's output layer (transfer to another dataset)."""
+    `fresh_head` redraws every model's output layer (transfer to another dataset). With `cluster`, the models
+    train in shards as Ray tasks (core/cluster.py); each model trains as it would in one population."""
     names = list(groups)
     vectors = torch.cat([groups[name] for name in names])
     owner = np.concatenate([[name] * len(groups[name]) for name in names])
     spec, vectors = with_fresh_head(spec, vectors, data.n_classes, seed, always=fresh_head)
     n = len(vectors)
     seeds = [seed * 100_003 + i for i in range(n)]
+    curves = _Curves(owner, names, epochs, on_epoch)
+    final = torch.empty_like(vectors)
+    shards = {0: list(range(n))}  # the models of each shard
+
+    def arrived(shard: int, item: dict) -> None:
+        if "weights" in item:
+            final[shards[shard]] = item["weights"]
+        else:
+            curves.add(shards[shard], item)
+
+    if cluster is None:
+        for item in finetune_models(spec, data, lr, epochs, batch_size, vectors, seeds, device):
+            arrived(0, item)
+    else:
+        where = placement(cluster, connect(cluster.cluster), n)
+        shards = {k: shard_rows(n, where.shards, k) for k in range(where.shards)}
+        todo = {k: (vectors[rows], [seeds[i] for i in rows], where.device) for k, rows in shards.items()}
+        shared = (spec, data, lr, epochs, batch_size)
+        lost = run_shards(finetune_models, shared, todo, where, arrived, cluster.retries)
+        if lost:
+            raise Interrupted(lost_message(lost, where.shards, "nothing was written; run the same command again"))
+    return pl.DataFrame(curves.rows), curves.per_model(), final
+
+
+def finetune_models(spec, data: Dataset, lr: float, epochs: int, batch_size: int, vectors, seeds, device: str):
+    """Train models together (one population, each its own seed), here or in a Ray worker: yields each epoch's
+    {"epoch", "loss", "acc"} per model on the test set (epoch 0 before training), then {"weights"}."""
+    n = len(vectors)
     population = Population(spec, vectors, seeds, [lr] * n, [0.0] * n, [0.0] * n, device)
-    accuracies, rows = [], []
     for epoch in range(epochs + 1):
         if epoch > 0:
             population.train_epoch(data.x_train, data.y_train, epoch, batch_size)
         loss, acc = population.evaluate(data.x_test, data.y_test)
-        accuracies.append(acc.numpy())
-        for name in names:
-            mine = owner == name
-            rows.append(
+        yield {"epoch": epoch, "loss": loss, "acc": acc}
+    yield {"weights": population.weights()}
+
+
+class _Curves:
+    """Each model's test figures per epoch, filled as shards report them; once every model has reported an epoch,
+    its rows (one per group) are added and `on_epoch` sees the curves so far."""
+
+    def __init__(self, owner: np.ndarray, names: list[str], epochs: int, on_epoch):
+        self.owner, self.names, self.on_epoch = owner, names, on_epoch
+        self.loss = np.zeros((len(owner), epochs + 1), dtype=np.float32)
+        self.acc = np.zeros((len(owner), epochs + 1), dtype=np.float32)
+        self.seen = [0] * (epochs + 1)
+        self.rows: list[dict] = []
+
+    def add(self, models: list[int], item: dict) -> None:
+        epoch = item["epoch"]
+        self.loss[models, epoch], self.acc[models, epoch] = item["loss"].numpy(), item["acc"].numpy()
+        self.seen[epoch] += len(models)
+        while self._next < len(self.seen) and self.seen[self._next] == len(self.owner):
+            self._close(self._next)
+
+    @property
+    def _next(self) -> int:
+        return len(self.rows) // len(self.names)
+
+    def _close(self, epoch: int) -> None:
+        acc, loss = torch.from_numpy(self.acc[:, epoch]), torch.from_numpy(self.loss[:, epoch])
+        for name in self.names:
+            mine = torch.from_numpy(self.owner == name)
+            self.rows.append(
                 {
                     "group": name,
                     "epoch": epoch,
@@ -84,10 +142,11 @@ def finetune_groups(
                     "loss_mean": float(loss[mine].mean()),
                 }
             )
-        if on_epoch:
-            on_epoch(epoch, pl.DataFrame(rows))
-    per_model = np.stack(accuracies, axis=1)
-    return pl.DataFrame(rows), {name: per_model[owner == name] for name in names}, population.weights()
+        if self.on_epoch:
+            self.on_epoch(epoch, pl.DataFrame(self.rows))
+
+    def per_model(self) -> dict[str, np.ndarray]:
+        return {name: self.acc[self.owner == name] for name in self.names}
 
 
 def transfer_summary(curves: pl.DataFrame, new_head: bool) -> dict:

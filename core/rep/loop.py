@@ -24,6 +24,7 @@ from torch import nn
 from core.errors import Interrupted, UserError
 from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 from core.rep.behaviour import DISTANCES, QUERIES
+from core.rep.distributed import chunk, loss_step, mean_across, own_stream, place, share_generator
 from core.settings import setting
 from core.store.files import atomic_path, write_parquet, write_tensors
 from core.store.runs import AERunFiles
@@ -115,9 +116,11 @@ class Trainer(Protocol):
 
 def shuffled_batches(count: int, batch_size: int, generator: torch.Generator, device: str) -> list[torch.Tensor]:
     """A shuffled epoch of row indices in batches, leaving out a last batch of one (the contrastive loss needs a
-    negative)."""
+    negative) or of fewer rows than processes. Under torchrun, this process's chunk of each (core/rep/
+    distributed.py)."""
     order = torch.randperm(count, generator=generator, device=device)
-    return [b for b in (order[i : i + batch_size] for i in range(0, count, batch_size)) if len(b) >= 2]
+    least = max(2, place().world)
+    return [chunk(b) for b in (order[i : i + batch_size] for i in range(0, count, batch_size)) if len(b) >= least]
 
 
 def schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -157,22 +160,27 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Train to the end (or early stop), write the best model and the history; returns the last epoch trained.
-    Raises Interrupted after saving when `should_stop` says so."""
+    Raises Interrupted after saving when `should_stop` says so. Under torchrun every process trains its share of
+    each batch (core/rep/distributed.py) and rank 0 alone writes."""
+    writer = place().writer
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []):
         torch.manual_seed(config.seed)
         run = _start(trainer, config, generator, state)
+        step = loss_step(trainer, run.model)
         started = time.monotonic()
         for epoch in range(run.epoch + 1, config.epochs + 1):
             if epoch - run.best_epoch > config.patience:
                 break
-            row = _epoch(run, trainer, config, device, epoch, started, files)
-            _save_state(files.state, run, generator)
+            row = _epoch(run, trainer, step, config, device, generator, epoch, started, files)
+            if writer:
+                _save_state(files.state, run, generator)
             if on_progress:
                 on_progress(epoch, config.epochs, {k: v for k, v in row.items() if k != "epoch"})
             if should_stop and should_stop() and epoch < config.epochs:
                 raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
-    write_tensors(files.model, run.best_weights)
-    write_parquet(files.history, pl.DataFrame(run.history))
+    if writer:
+        write_tensors(files.model, run.best_weights)
+        write_parquet(files.history, pl.DataFrame(run.history))
     return run.epoch
 
 
@@ -197,15 +205,18 @@ def _start(trainer: Trainer, config: TrainConfig, generator: torch.Generator, st
     return run
 
 
-def _epoch(run: _Fit, trainer: Trainer, config: TrainConfig, device: str, epoch: int, started: float, files) -> dict:
-    """One epoch of training and validation; the history row it adds."""
+def _epoch(run: _Fit, trainer: Trainer, step, config: TrainConfig, device: str, generator, epoch: int, started, files):
+    """One epoch of training and validation; the history row it adds. Under torchrun the processes draw the same
+    batches, then augment from streams of their own; the row holds the means over processes."""
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     run.model.train()
     sums: dict[str, torch.Tensor] = {}
+    share_generator(generator)
     batches = trainer.batches()  # SANE's count varies a little from epoch to epoch (random window offsets)
+    own_stream(generator, config.seed, epoch)
     for batch in batches:
         with autocast:
-            parts = trainer.losses(run.model, batch)
+            parts = step(batch)
         run.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.clip)
@@ -221,7 +232,7 @@ def _epoch(run: _Fit, trainer: Trainer, config: TrainConfig, device: str, epoch:
     if val < run.best:
         run.best, run.best_epoch = val, epoch
         run.best_weights = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
-    means = dict(zip(sums, (torch.stack(list(sums.values())) / max(1, len(batches))).tolist()))
+    means = dict(zip(sums, (mean_across(torch.stack(list(sums.values()))) / max(1, len(batches))).tolist()))
     row = {
         "epoch": epoch,
         **means,

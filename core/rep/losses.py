@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.rep.distributed import gathered
+
 
 def reconstruction_loss(
     predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, token_std: torch.Tensor, layer_norm: bool
@@ -22,7 +24,10 @@ def reconstruction_loss(
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The normalised-temperature cross-entropy of SimCLR: view a[i] must pick b[i] among all 2B - 1 others."""
+    """The normalised-temperature cross-entropy of SimCLR: view a[i] must pick b[i] among all 2B - 1 others. Under
+    torchrun B is the global batch: every process's projections are gathered, so the negatives are the ones a
+    single process would see."""
+    a, b = gathered(a), gathered(b)
     z = F.normalize(torch.cat([a, b]), dim=1)
     similarity = z @ z.T / temperature
     n = a.shape[0]

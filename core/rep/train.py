@@ -8,6 +8,7 @@ same name are refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import torch
 
 from core.errors import UserError
 from core.limits import MAX_TRAIN_STATE_BYTES
+from core.rep.distributed import barrier, place, stop
 from core.rep.loop import TrainConfig, fit
 from core.rep.methods import method_for, with_kind_defaults
 from core.rep.prepare import Split, prepare, split_models
@@ -56,17 +58,20 @@ def train_autoencoder(
     device: str = "cpu",
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> AERun:
-    """The trained run of these settings: trained now, resumed, or loaded when it was trained before."""
+) -> AERun | None:
+    """The trained run of these settings: trained now, resumed, or loaded when it was trained before. Under torchrun
+    every process trains (core/rep/distributed.py); rank 0 alone holds the lock, writes, and returns the run (the
+    others None). All processes read the run's files before rank 0 writes any."""
     train_config = with_kind_defaults(ae_config, train_config or TrainConfig())
     method = method_for(ae_config)
     files = AERunFiles.of(workspace, run or run_name(ae_config, train_config))
-    with workspace.lock():
+    writer = place().writer
+    with workspace.lock() if writer else contextlib.nullcontext():
         if files.exists():
             files.check_zoo(workspace.zoo_stamp())  # a run of a replaced zoo is neither resumed nor returned
         if files.exists() and files.status() in TRAINED:
             _resume_state(files, ae_config, train_config)  # refuses a finished run of other settings
-            return load_run(workspace, files.name)
+            return load_run(workspace, files.name) if writer else None
         zoos = load_zoos(workspace)
         method.check_zoos(zoos)
         state = _resume_state(files, ae_config, train_config)
@@ -88,11 +93,15 @@ def train_autoencoder(
             **zoo_stamp(zoos[0].manifest),
             "status": "training",
         }
-        if state is None:
+        barrier()  # every process has read what it needs
+        if state is None and writer:
             files.folder.mkdir(parents=True, exist_ok=True)
             write_tensors(files.stats, stats_tensors(parts))
             files.write_config(record)
         last = fit(files, trainer, train_config, generator, state, device, on_progress, should_stop)
+        stop()  # the processes part here: rank 0 alone goes on to write, map and evaluate
+        if not writer:
+            return None
         files.write_config({**record, "status": "trained", "stopped_at_epoch": last})
         return load_run(workspace, files.name)
 

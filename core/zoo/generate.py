@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.cluster import ClusterConfig, connect, lost_message, placement, run_shards, shard_rows
 from core.errors import Interrupted, UserError, ZooError
 from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
 from core.parsing import float_list, int_list, str_list
@@ -28,7 +29,7 @@ from core.settings import setting
 from core.store.files import read_tensor_metadata, read_tensors, write_tensors
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, Spec
-from core.zoo.data import load_dataset
+from core.zoo.data import Dataset, load_dataset
 from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
 from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
 from core.zoo.population import INITS, Population, init_vectors
@@ -173,35 +174,123 @@ def generate_zoo(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     replace: bool = False,
+    cluster: ClusterConfig | None = None,
 ) -> list[Zoo]:
     """Train the zoo, saving a resumable state after every epoch; an identical earlier call that was
     interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap,
-    which must be asked for (`replace`) when the workspace holds a zoo. Returns one Zoo per architecture."""
+    which must be asked for (`replace`) when the workspace holds a zoo. Returns one Zoo per architecture.
+
+    With `cluster`, the models train in disjoint shards as Ray tasks (core/cluster.py), each finished shard is
+    kept under zoo.partial/ and a rerun trains only the shards still missing. A model trains the same in any
+    population, so the zoo is the one a single process makes (tests/zoo/test_cluster.py)."""
     data = load_dataset(config.dataset, seed=config.data_seed)
     specs = {spec.name: spec for spec in zoo_specs(config, data)}
     _check_size(config, specs)
-    plan = plan_models(config, list(specs))
+    work = _Work(config, specs, plan_models(config, list(specs)), data)
     with workspace.lock():
-        populations = _populations(specs, plan, device)
         partial = _Partial(workspace.root / "zoo.partial", config)
-        first_epoch, saved_weights, saved_rows = partial.resume(populations, workspace.zoo_stamp())
-        if not partial.may_replace(workspace.zoo_stamp()):
-            check_replacing(workspace, replace)
-        started = time.monotonic()
-        for epoch in range(first_epoch, config.epochs + 1):
-            losses = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
-            partial.save(populations, epoch, saved_weights, saved_rows)
-            if on_progress:
-                info = {"epoch": epoch, "elapsed_s": time.monotonic() - started}
-                if losses:
-                    info["train_loss"] = float(torch.cat(losses).mean())
-                on_progress(epoch + 1, config.epochs + 1, info)
-            if should_stop and should_stop() and epoch < config.epochs:
-                raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
-        zoos = _assemble(specs, plan, saved_weights, saved_rows, config, data, partial.zoo_id)
+        if cluster is None:
+            saved_weights, saved_rows = _train_here(work, partial, workspace, replace, device, on_progress, should_stop)
+        else:
+            saved_weights, saved_rows = _train_on_cluster(
+                work, partial, workspace, replace, cluster, on_progress, should_stop
+            )
+        zoos = _assemble(specs, work.plan, saved_weights, saved_rows, config, data, partial.zoo_id)
         save_zoo(workspace, zoos)
         partial.clear()
     return zoos
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What a generation trains: its settings, architectures, plan of models and data."""
+
+    config: ZooConfig
+    specs: dict[str, Spec]
+    plan: pl.DataFrame
+    data: Dataset
+
+
+def _check_may_write(partial: _Partial, workspace: Workspace, replace: bool) -> None:
+    """A resumed generation may finish over the zoo it was started over (or its own); else --replace decides."""
+    if not partial.may_replace(workspace.zoo_stamp()):
+        check_replacing(workspace, replace)
+
+
+def _train_here(work: _Work, partial, workspace, replace: bool, device: str, on_progress, should_stop):
+    """Every model in this process, one epoch after another, the resumable state committed after each."""
+    config = work.config
+    populations = _populations(work.specs, work.plan, device)
+    first_epoch, saved_weights, saved_rows = partial.resume(populations, workspace.zoo_stamp())
+    _check_may_write(partial, workspace, replace)
+    started = time.monotonic()
+    for epoch in range(first_epoch, config.epochs + 1):
+        losses = _train_and_snapshot(populations, work.data, epoch, config, saved_weights, saved_rows)
+        partial.save(populations, epoch, saved_weights, saved_rows)
+        if on_progress:
+            on_progress(epoch + 1, config.epochs + 1, _epoch_info(epoch, losses, started))
+        if should_stop and should_stop() and epoch < config.epochs:
+            raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
+    return saved_weights, saved_rows
+
+
+def _epoch_info(epoch: int, losses: list[torch.Tensor], started: float) -> dict:
+    info = {"epoch": epoch, "elapsed_s": time.monotonic() - started}
+    if losses:
+        info["train_loss"] = float(torch.cat(losses).mean())
+    return info
+
+
+def train_shard(config: ZooConfig, specs: dict[str, Spec], data: Dataset, plan: pl.DataFrame, device: str):
+    """One shard's models (rows of the plan) through every epoch, in a Ray worker: yields each epoch's progress
+    ({"epoch", "elapsed_s", "train_loss"}), then {"weights": {architecture: [checkpoints, params]}, "rows": ...}.
+    It writes nothing: the driver, which holds the workspace's lock and may be on another machine, does."""
+    populations = _populations(specs, plan, device)
+    saved_weights, saved_rows = {}, []
+    started = time.monotonic()
+    for epoch in range(config.epochs + 1):
+        losses = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
+        yield _epoch_info(epoch, [loss.cpu() for loss in losses], started)
+    yield {"weights": {name: torch.cat(parts) for name, parts in saved_weights.items()}, "rows": saved_rows}
+
+
+def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: ClusterConfig, on_progress, stop):
+    """The models in shards on a Ray cluster; the shards that a previous run finished are not trained again.
+    Progress counts epochs over all shards; a lost shard raises Interrupted once the others are kept."""
+    where = placement(cluster, connect(cluster.cluster), work.plan.height)
+    finished = partial.resume_shards(workspace.zoo_stamp(), where.shards)
+    _check_may_write(partial, workspace, replace)
+    epochs = work.config.epochs + 1
+    done = dict.fromkeys(finished, epochs)
+
+    def arrived(shard: int, item: dict) -> None:
+        if "weights" in item:
+            partial.save_shard(shard, where.shards, item["weights"], item["rows"])
+            finished[shard] = (item["weights"], item["rows"])
+        else:
+            done[shard] = item["epoch"] + 1
+        if on_progress:
+            info = {"shard": shard, "shards_done": len(finished), "shards": where.shards}
+            info |= {k: item[k] for k in ("epoch", "train_loss") if k in item}
+            on_progress(sum(done.values()), where.shards * epochs, info)
+
+    todo = {
+        k: (work.plan[shard_rows(work.plan.height, where.shards, k)], where.device)
+        for k in range(where.shards)
+        if k not in finished
+    }
+    shared = (work.config, work.specs, work.data)
+    lost = run_shards(train_shard, shared, todo, where, arrived, cluster.retries, stop)
+    if lost:
+        kept = f"the {len(finished)} finished are kept in zoo.partial/; run the same command again to train the rest"
+        raise Interrupted(lost_message(lost, where.shards, kept))
+    saved_weights, saved_rows = {}, []
+    for shard in sorted(finished):
+        weights, rows = finished[shard]
+        for name, tensor in weights.items():
+            saved_weights.setdefault(name, []).append(tensor)
+        saved_rows += rows
+    return saved_weights, saved_rows
 
 
 def _check_size(config: ZooConfig, specs: dict[str, Spec]) -> None:
@@ -331,6 +420,37 @@ class _Partial:
         progress = {"config_key": self.config.key(), "epoch": epoch, "rows": rows}
         progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
         write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
+
+    def resume_shards(self, stamp: dict, shards: int) -> dict[int, tuple[dict[str, torch.Tensor], list[dict]]]:
+        """{shard: (weights by architecture, snapshot rows)} of the shards a sharded generation of these settings
+        into `shards` shards finished before; anything else here (another split, other settings, the state of
+        an unsharded run, an unreadable file) is cleared."""
+        self.replaces, found, owner = stamp, {}, None
+        try:
+            for path in sorted(self.folder.glob("shard-*.safetensors")):
+                info = json.loads(read_tensor_metadata(path)["progress"])
+                if (info.get("config_key"), info.get("shards")) != (self.config.key(), shards):
+                    raise ValueError("different settings")
+                if owner not in (None, (info["replaces"], info["zoo_id"])):
+                    raise ValueError("shards of two generations")
+                owner = (info["replaces"], info["zoo_id"])
+                weights = {k.split("/", 1)[1]: v for k, v in read_tensors(path).items()}
+                found[int(info["shard"])] = (weights, info["rows"])
+        except (ValueError, KeyError, TypeError, ZooError):
+            found = {}
+        if not found:
+            self.clear()
+            return {}
+        self.replaces, self.zoo_id = owner[0], str(owner[1])
+        self.resumed = True
+        return found
+
+    def save_shard(self, shard: int, shards: int, weights: dict[str, torch.Tensor], rows: list[dict]) -> None:
+        """One finished shard, committed in one rename: its snapshots, with the progress in the metadata."""
+        progress = {"config_key": self.config.key(), "shards": shards, "shard": shard, "rows": rows}
+        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
+        tensors = {f"saved/{name}": tensor for name, tensor in weights.items()}
+        write_tensors(self.folder / f"shard-{shard}.safetensors", tensors, {"progress": json.dumps(progress)})
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

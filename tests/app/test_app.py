@@ -105,6 +105,7 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
         ("zoo-name", "digits", "already has a zoo"),
         ("zoo-name", "../up", "not a usable workspace name"),
         ("Learning rates", "-1", "learning rates must be finite and positive"),
+        ("Ray cluster", "nowhere", "'nowhere': expected local (start one on this machine), auto"),
     ],
 )
 def test_zoo_form_rejects_bad_input_with_an_error_box(app_root, field, value, message):

@@ -86,16 +86,15 @@ def workspace_picker() -> None:
             st.info(f"Running: {busy.label}")
 
 
-session.mark_entry_point()
 ensure_default_workspace()
 workspace_picker()
 navigation = st.navigation(
     [
-        st.Page("pages/zoo.py", title="Zoo", icon=":material/grid_view:"),
-        st.Page("pages/autoencoder.py", title="Autoencoder", icon=":material/model_training:"),
-        st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),
-        st.Page("pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
-        st.Page("pages/export.py", title="Export", icon=":material/download:"),
+        st.Page("views/zoo.py", title="Zoo", icon=":material/grid_view:"),
+        st.Page("views/autoencoder.py", title="Autoencoder", icon=":material/model_training:"),
+        st.Page("views/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),
+        st.Page("views/generate.py", title="Generate", icon=":material/auto_awesome:"),
+        st.Page("views/export.py", title="Export", icon=":material/download:"),
     ]
 )
 navigation.run()

@@ -15,7 +15,6 @@ LIVE_LOSSES = "live-losses"
 
 # State the pages hand to each other.
 SWITCH_WORKSPACE = "switch-workspace"  # set by a page, applied by the picker before it is drawn
-ENTRY_POINT_RAN = "entry-point-ran"  # app.py ran in this session (see ui/session.py `through_entry_point`)
 ANCHOR_SOURCE = "anchor-source"  # Generate: where the anchors come from
 SAMPLES_RUN = "samples-run"  # Generate: the samples run shown
 EXPORT_RUN = "export-run"  # Export: the samples run to bundle

@@ -27,7 +27,6 @@ def or_stop(load: Callable[..., Any], *args, hint: str | None = None) -> Any:
 
 def page_start(title: str, caption: str) -> Workspace:
     """The page's title and one-line explanation, and its workspace (or a pointer to the Zoo page and stop)."""
-    session.through_entry_point()
     st.title(title)
     st.caption(caption)
     workspace = session.current()

@@ -29,8 +29,7 @@ def app_root(tiny_ae_workspace, tmp_path, monkeypatch):
 
 
 def page(name: str, workspace: str | None = "digits") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=120)
-    at.session_state[keys.ENTRY_POINT_RAN] = True  # as app.py, which runs before every page, marks it
+    at = AppTest.from_file(str(ROOT / "views" / f"{name}.py"), default_timeout=120)
     if workspace:
         at.session_state[keys.WORKSPACE] = workspace
     return at
@@ -251,3 +250,17 @@ def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_
     assert "subsample selection kept models" in " ".join(texts(generate.caption))
     result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
     assert result["ae_kind"] == "sane" and result["selection"]["candidates"] == 2
+
+
+def test_the_workspace_picker_keeps_its_choice_on_every_page(app_root, tiny_zoo_workspace):
+    # A pages/ folder beside app.py made Streamlit run its first script run in the legacy multipage mode: the
+    # picker changed identity after it, and the first choice snapped back to the default workspace.
+    copy_workspace(tiny_zoo_workspace, app_root / "other")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.sidebar.selectbox(key=keys.WORKSPACE).select("other").run()
+    assert not at.exception and texts(at.title) == ["Explore"]
+    assert "no trained autoencoder" in " ".join(texts(at.info))  # the map of `other`, not of digits
+    for name in ("zoo", "autoencoder", "explore", "generate", "export", "zoo"):
+        at.switch_page(f"views/{name}.py").run()
+        assert not at.exception
+        assert at.sidebar.selectbox(key=keys.WORKSPACE).value == "other", name

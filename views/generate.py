@@ -115,10 +115,10 @@ def show_result(result: SamplesRun) -> None:
         st.dataframe(result.samples_table(), hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     if c1.button("See them on the map"):
-        st.switch_page("pages/explore.py")
+        st.switch_page("views/explore.py")
     if c2.button("Export these models", type="primary"):
         st.session_state[keys.EXPORT_RUN] = result.name
-        st.switch_page("pages/export.py")
+        st.switch_page("views/export.py")
 
 
 job, running = watch(workspace, "generate", live=live_curves, stoppable=False)

@@ -17,7 +17,6 @@ from ui import keys, session
 from ui.figures import accuracy_histogram
 from ui.widgets import start, watch
 
-session.through_entry_point()
 st.title("Zoo")
 st.caption("A model zoo: many small networks trained from different seeds and settings, saved at several epochs.")
 

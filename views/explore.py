@@ -58,7 +58,7 @@ with controls:
         st.caption("epochs: " + ", ".join(f"{e} ({n})" for e, n in summary["epochs"].items()))
         if st.button("Generate from this selection", type="primary"):
             st.session_state[keys.ANCHOR_SOURCE] = "map selection"
-            st.switch_page("pages/generate.py")
+            st.switch_page("views/generate.py")
         if st.button("Clear selection"):
             st.session_state[selection_key] = []
             st.rerun()

@@ -9,9 +9,13 @@
   seconds per epoch, the batch size it used, and on CUDA the GPU's mean utilisation (nvidia-smi, every 0.5 s).
 * Map: seconds for the first map in a fresh process once numba's cache is warm (importing umap included).
 
-Usage: python bench/gpu.py [--device auto|cpu|cuda] [--quick]
+On CUDA the unfold path is also timed with TF32 matmuls ("unfold-tf32"), which the backend leaves off until it
+pays and the tests allow it.
+
+Usage: python bench/gpu.py [--device auto|cpu|cuda] [--quick] [--max-grouped-models N]
 `--quick` fits a 2-core CPU in a few minutes: 256 and 1,024 models, one timed epoch, 5 autoencoder epochs.
-The last line of stdout is JSON.
+`--max-grouped-models` skips the grouped path above N models (on an H100 it needs about a minute per epoch at
+16,384). Each figure is printed as it is measured; the last line of stdout is JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 IMPLS = ("plain", "grouped", "unfold")
+CUDA_ONLY_IMPLS = ("unfold-tf32",)
 
 
 def _sync(device: str) -> None:
@@ -69,7 +74,8 @@ def _zoo_worker(impl: str, models: int, epochs: int, device: str) -> dict:
         per_model_epoch = statistics.median(times)
     else:
         params = init_vectors(spec, seeds, ["kaiming_uniform"] * models)
-        backend = replace(backend_for(device), conv=impl)
+        torch.backends.cuda.matmul.allow_tf32 = impl.endswith("-tf32")
+        backend = replace(backend_for(device), conv=impl.removesuffix("-tf32"))
         population = Population(spec, params, seeds, [3e-3] * models, [0.0] * models, [0.0] * models, device, backend)
         chunks = len(population.model_chunks(32))
         population.train_epoch(x, y, 1, 32)
@@ -99,6 +105,10 @@ def _map_worker(embeddings: str) -> dict:
     start = time.perf_counter()
     project_2d(matrix, 0)
     return {"first_map_s": time.perf_counter() - start, "points": len(matrix)}
+
+
+def _progress(impl: str, models: int, measured: dict) -> None:
+    print(f"measured {impl} at {models} models: {json.dumps(measured)}", file=sys.stderr, flush=True)
 
 
 def _in_process(*argv) -> dict:
@@ -155,6 +165,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--quick", action="store_true", help="small sizes for a 2-core CPU (a few minutes)")
     parser.add_argument("--plain-models", type=int, default=4, help="models the plain loop is timed on")
+    parser.add_argument("--max-grouped-models", type=int, default=None, help="skip the grouped path above this")
     args = parser.parse_args()
 
     from core.runtime import resolve_device
@@ -164,24 +175,32 @@ def main() -> None:
     results: dict = {"device": device, "quick": args.quick, "architecture": "cnn-small", "batch_size": 32}
     plain = _in_process("zoo", "plain", args.plain_models, 1, device)
     results["plain_model_epochs_per_s"] = round(plain["model_epochs_per_s"], 2)
+    _progress("plain", args.plain_models, plain)
+    impls = IMPLS[1:] + (CUDA_ONLY_IMPLS if device == "cuda" else ())
     rows = []
     for models in sizes:
-        for impl in IMPLS[1:]:
+        for impl in impls:
+            if impl == "grouped" and args.max_grouped_models and models > args.max_grouped_models:
+                continue
             measured = _in_process("zoo", impl, models, epochs, device)
+            _progress(impl, models, measured)
             rows.append((models, impl, measured))
             results[f"{impl}_{models}_model_epochs_per_s"] = round(measured["model_epochs_per_s"], 1)
             results[f"{impl}_{models}_peak_mb"] = round(measured["peak_mb"])
             results[f"{impl}_{models}_chunks"] = measured["chunks"]
         results[f"data_order_{models}_s_per_epoch"] = round(measured["order_s"], 3)
+    largest, fastest = sizes[-1], max(m["model_epochs_per_s"] for n, _, m in rows if n == sizes[-1])
+    results[f"zoo_{largest}_models_15_epochs_train_s_from_throughput"] = round(largest * 15 / fastest, 1)
     with tempfile.TemporaryDirectory() as folder:
         results.update(_autoencoder(device, ae_epochs, Path(folder)))
+    print(f"measured ae train and first map: {json.dumps(results)}", file=sys.stderr, flush=True)
 
     print(f"device {device}; plain nn.Module loop: {plain['model_epochs_per_s']:.1f} model-epochs/s")
-    print(f"{'models':>7} {'path':>8} {'model-ep/s':>11} {'x plain':>8} {'chunks':>7} {'peak MB':>8}")
+    print(f"{'models':>7} {'path':>12} {'model-ep/s':>11} {'x plain':>8} {'chunks':>7} {'peak MB':>8}")
     for models, impl, measured in rows:
         speedup = measured["model_epochs_per_s"] / plain["model_epochs_per_s"]
         print(
-            f"{models:>7} {impl:>8} {measured['model_epochs_per_s']:>11.1f} {speedup:>7.1f}x "
+            f"{models:>7} {impl:>12} {measured['model_epochs_per_s']:>11.1f} {speedup:>7.1f}x "
             f"{measured['chunks']:>7} {measured['peak_mb']:>8.0f}"
         )
     utilisation = results["gpu_utilisation_pct"]

@@ -22,7 +22,7 @@ from core.gen.anchors import Anchors, resolve_anchors
 from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
-from core.gen.finetune import finetune_groups, zoo_recipe
+from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
 from core.rep.autoencoder import AEConfig
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
@@ -118,8 +118,7 @@ def generate(
     if config.baselines:
         groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
     target_name = config.dataset or source_name
-    target = load_dataset(target_name, seed=0) if target_name != source_name else source
-    curves, per_model, finetuned = _finetune(anchors, groups, config, target, target is not source, device, on_progress)
+    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, on_progress)
     zoo_errors = zoo_errors or ZooErrorSets()
     figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
     frontier = _frontier(workspace, anchors, prepared, anchors_aligned, config, source, rng, zoo_errors)
@@ -140,7 +139,7 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
-        extra={"noise_frontier": frontier},
+        extra={"noise_frontier": frontier, **transfer_summary(curves, new_head)},
         **stamp,
     )
     samples.write(
@@ -155,11 +154,13 @@ def generate(
     return samples
 
 
-def _finetune(
-    anchors: Anchors, groups: dict, config: SampleConfig, target: Dataset, transfer: bool, device, on_progress
-):
-    """Every group fine-tuned together on the target (the zoo's recipe unless the config gives one), reporting the
-    curves so far after each epoch."""
+def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Dataset, device, on_progress):
+    """(whether the output layer was drawn anew, finetune_groups' result): every group fine-tuned together on the
+    target (the zoo's own dataset unless the config names another), with the zoo's recipe unless the config gives
+    one, reporting the curves so far after each epoch. A target of other classes gets a fresh output layer."""
+    name = config.dataset
+    target = source if name in (None, source.name) else load_dataset(name, seed=_seed(anchors.zoo.manifest))
+    new_head = target.label_space != source.label_space
     lr, batch_size = zoo_recipe(anchors.zoo, config.lr, config.batch_size)
 
     def progress(epoch: int, curves: pl.DataFrame) -> None:
@@ -167,13 +168,21 @@ def _finetune(
             on_progress(epoch + 1, config.finetune_epochs + 1, {"curves": curves})
 
     epochs, seed = config.finetune_epochs, config.seed
-    return finetune_groups(anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, transfer)
+    return new_head, finetune_groups(
+        anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, new_head
+    )
 
 
 def _source_dataset(manifest: dict) -> tuple[str | None, Dataset]:
     """The zoo's own dataset: its name as the manifest gives it, and the data."""
     source = manifest.get("dataset", {})
-    return source.get("name"), load_dataset(source.get("name", "unknown"), seed=source.get("seed", 0))
+    return source.get("name"), load_dataset(source.get("name", "unknown"), seed=_seed(manifest))
+
+
+def _seed(manifest: dict) -> int:
+    """The zoo's data seed: a transfer task draws its splits with it too, so `digits:invert` tests on the images
+    that `digits` tests on."""
+    return manifest.get("dataset", {}).get("seed", 0)
 
 
 def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets):

@@ -131,7 +131,7 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
     manifest = workspace.manifest()
     source = manifest.get("dataset", {})
     data = load_dataset(source.get("name", "unknown"), seed=source.get("seed", 0))
-    target = data if not run.transfer else load_dataset(run.dataset, seed=0)
+    target = data if not run.transfer else load_dataset(run.dataset, seed=source.get("seed", 0))
     final_spec = spec if target.n_classes == spec.n_classes else replace(spec, n_classes=target.n_classes)
 
     members = _weight_members(run, spec, final_spec, fmt)
@@ -229,10 +229,15 @@ def _model_source(spec: Spec, final_spec: Spec, data: Dataset, target: Dataset, 
     )
     text = header + _NETS[spec.family] + _MODEL_FOOTER
     if run.transfer:
+        head = (
+            f"with a fresh output layer of {final_spec.n_classes} classes"
+            if run.extra.get("head", "redrawn") == "redrawn"
+            else "keeping their output layer (the same classes)"
+        )
         text += (
-            f"\n# finetuned/ models were fine-tuned on {_public_name(run.dataset)} with a fresh output layer of "
-            f"{final_spec.n_classes} classes (load them with n_classes=FINETUNED_N_CLASSES);\n"
-            f"# standardise their inputs with these instead:\nFINETUNED_N_CLASSES = {final_spec.n_classes}\n"
+            f"\n# finetuned/ models were fine-tuned on {_public_name(run.dataset)} {head}; load them with "
+            f"n_classes=FINETUNED_N_CLASSES\n"
+            f"# and standardise their inputs with these instead:\nFINETUNED_N_CLASSES = {final_spec.n_classes}\n"
             f"FINETUNED_INPUT_MEAN = {list(target.channel_mean)}\nFINETUNED_INPUT_STD = {list(target.channel_std)}\n"
         )
     return text

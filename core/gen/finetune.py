@@ -88,3 +88,17 @@ def finetune_groups(
             on_epoch(epoch, pl.DataFrame(rows))
     per_model = np.stack(accuracies, axis=1)
     return pl.DataFrame(rows), {name: per_model[owner == name] for name in names}, population.weights()
+
+
+def transfer_summary(curves: pl.DataFrame, new_head: bool) -> dict:
+    """What a fine-tuning says about its starts (Schürholt et al. 2022's protocol): whether the output layer was
+    kept or drawn anew, and for each group the first epoch at which its mean accuracy reaches random init's (B_T's)
+    final one, with the epochs that saves (None where it never does)."""
+    final = curves.filter(pl.col("group") == "random_init").sort("epoch")["acc_mean"].to_list()
+    last_epoch, target = len(final) - 1, final[-1]
+    reaches = {}
+    for (group,), rows in curves.group_by("group", maintain_order=True):
+        epochs = rows.sort("epoch").filter(pl.col("acc_mean") >= target)["epoch"].to_list()
+        reaches[group] = epochs[0] if epochs else None
+    saved = {group: None if epoch is None else last_epoch - epoch for group, epoch in reaches.items()}
+    return {"head": "redrawn" if new_head else "kept", "reaches_random_init_final": reaches, "epochs_saved": saved}

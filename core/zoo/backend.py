@@ -12,13 +12,15 @@ so one convolution of the population is a grouped convolution with groups = mode
   kernels, and 4,096 models trained at 270-300 model-epochs/s on an H100, no faster than 2 CPU cores.
   `F.unfold` + one `bmm` over models ran 4.1x faster at 256 models and 18.6x at 4,096 in a prototype.
 
-Speed settings not enabled, because no GPU has measured them yet (each is to be tried on its own in bench/gpu.py's
-zoo worker, and kept only if it is faster there and tests/zoo/test_backend.py still passes on the GPU):
-TF32 matmuls (`torch.backends.cuda.matmul.allow_tf32`) for the unfold path's `bmm`, which moves results by about
-3e-4 relative, beyond the 2e-5 the equivalence tests allow, so the tests would need a TF32 tolerance first; bf16
-autocast of the stacked forward; a CUDA graph of one chunk's step (its shapes are static; the step counter of
-Adam's bias correction and the batch indices would have to live in device buffers); `torch.compile` of the step,
-which measured slower on the CPU and took 15-35 s to compile.
+Measured on an H200 (bench/gpu.py, cnn-small on digits, batch 32, 2026-11-25): unfold + bmm trains 1,449
+model-epochs/s at 256 models, 6,641 at 4,096 and 7,177 at 16,384, against 274 and 346 for grouped convolutions and
+12 for the plain nn.Module loop; 16,384 models used 9.6 GB in one chunk. The same run compared:
+* TF32 matmuls for the unfold path's `bmm` (`torch.backends.cuda.matmul.allow_tf32`): no gain (1,507, 6,344 and
+  7,014 model-epochs/s), so they stay off. cuDNN's own TF32 default (`torch.backends.cudnn.allow_tf32`) moved the
+  grouped path's weights beyond the tests' 1e-5 in two epochs there; tests/zoo/test_backend.py turns it off on a GPU.
+Not tried yet: bf16 autocast of the stacked forward; a CUDA graph of one chunk's step (its shapes are static; the
+step counter of Adam's bias correction and the batch indices would have to live in device buffers);
+`torch.compile` of the step, which measured slower on the CPU and took 15-35 s to compile.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from sklearn.datasets import load_digits
 from core.errors import DataError, UserError
 from core.limits import MAX_DATASET_FILE_BYTES
 from core.store.files import read_bytes
+from core.zoo.tasks import Task, few_shot, parse_task
 
 BUILTIN = ("digits", "shapes")
 
@@ -39,6 +40,8 @@ class Dataset:
     # exported models carry them so that they can preprocess new images the same way.
     channel_mean: tuple[float, ...] = ()
     channel_std: tuple[float, ...] = ()
+    # What the labels mean (core/zoo/tasks.py): a model moving between datasets of one label space keeps its head.
+    label_space: tuple = ()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -46,26 +49,35 @@ class Dataset:
 
 
 def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.1) -> Dataset:
-    """`name` is `digits`, `shapes`, or a folder holding MNIST-family IDX files or CIFAR-10 binary batches."""
-    if name == "digits":
-        x, y = _digits()
-        return _split(name, x, y, seed, val_fraction, test_fraction=0.2)
-    if name == "shapes":
-        x, y = make_shapes(n=1800, seed=seed)
-        return _split(name, x, y, seed, val_fraction, test_fraction=0.2)
-    folder = Path(name).expanduser()
+    """`name` is `digits`, `shapes`, or a folder holding MNIST-family IDX files or CIFAR-10 binary batches, with
+    optional task options after it (`digits:classes=0-4:k=10`, core/zoo/tasks.py)."""
+    task = parse_task(name)
+    train, test = _base_arrays(task.base, seed)
+    x, y = task.transform(*train, seed)
+    if test is None:  # the built-in sets: a seeded fifth is the test split
+        order = np.random.default_rng(seed).permutation(len(x))
+        n_test = int(round(0.2 * len(x)))
+        test_rows, rest = order[:n_test], order[n_test:]
+        return _split_with_test(name, x[rest], y[rest], x[test_rows], y[test_rows], seed, val_fraction, task)
+    x_test, y_test = task.transform(*test, seed)
+    return _split_with_test(name, x, y, x_test, y_test, seed, val_fraction, task)
+
+
+def _base_arrays(base: str, seed: int):
+    """((images, labels) to train on, (images, labels) to test on, or None to split off), raw in [0, 1]."""
+    if base == "digits":
+        return _digits(), None
+    if base == "shapes":
+        return make_shapes(n=1800, seed=seed), None
+    folder = Path(base).expanduser()
     if not folder.exists():
         raise DataError(
-            f"{name}: no such dataset; use one of {', '.join(BUILTIN)} or a folder with IDX or CIFAR-10 files"
+            f"{base}: no such dataset; use one of {', '.join(BUILTIN)} or a folder with IDX or CIFAR-10 files"
         )
     if not folder.is_dir():
         raise DataError(f"{folder}: a dataset must be a folder (MNIST-family IDX files or CIFAR-10 binary batches)")
     cifar = _find_cifar_folder(folder)
-    if cifar is not None:
-        (x_tr, y_tr), (x_te, y_te) = _cifar10(cifar)
-    else:
-        (x_tr, y_tr), (x_te, y_te) = _idx_folder(folder)
-    return _split_with_test(str(folder), x_tr, y_tr, x_te, y_te, seed, val_fraction)
+    return _cifar10(cifar) if cifar is not None else _idx_folder(folder)
 
 
 # ---------------------------------------------------------------- built-in data
@@ -213,19 +225,14 @@ def _cifar10(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
 # ---------------------------------------------------------------- splits
 
 
-def _split(name, x, y, seed, val_fraction, test_fraction) -> Dataset:
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(test_fraction * len(x)))
-    test, rest = order[:n_test], order[n_test:]
-    return _split_with_test(name, x[rest], y[rest], x[test], y[test], seed, val_fraction)
-
-
-def _split_with_test(name, x_tr, y_tr, x_te, y_te, seed, val_fraction) -> Dataset:
+def _split_with_test(name, x_tr, y_tr, x_te, y_te, seed, val_fraction, task: Task) -> Dataset:
     if len(x_tr) < 2 or len(x_te) < 1:
         raise DataError(f"{name}: {len(x_tr)} training and {len(x_te)} test images; need at least 2 and 1")
     order = np.random.default_rng(seed + 1).permutation(len(x_tr))
     n_val = max(1, int(round(val_fraction * len(x_tr))))
     val, train = order[:n_val], order[n_val:]
+    if task.k is not None:  # few-shot: k labelled images per class to train on
+        train = train[few_shot(y_tr[train], task.k, seed, name)]
     mean = x_tr[train].mean(axis=(0, 2, 3), keepdims=True)
     std = x_tr[train].std(axis=(0, 2, 3), keepdims=True) + 1e-6
 
@@ -244,4 +251,5 @@ def _split_with_test(name, x_tr, y_tr, x_te, y_te, seed, val_fraction) -> Datase
         n_classes=n_classes,
         channel_mean=tuple(float(v) for v in mean.reshape(-1)),
         channel_std=tuple(float(v) for v in std.reshape(-1)),
+        label_space=task.label_space(n_classes),
     )

@@ -252,7 +252,9 @@ class StackedResNet(StackedNet):
     def _norm(self, params, x, key: str, updates: list | None, momentum: float) -> torch.Tensor:
         span, channels = self.span[key], self.shape[key][0]
         weight, bias, mean, var = params[:, span].view(params.shape[0], 4, channels).unbind(1)
-        weight, bias = weight.reshape(-1), bias.reshape(-1)
+        # Copies, not views: a chunk of one model starts at any float offset of the flat vector, and cuDNN's batch
+        # norm failed on such pointers ("misaligned address" on an H200, a ResNet population one model per chunk).
+        weight, bias = _standalone(weight), _standalone(bias)
         if updates is None and (mean.requires_grad or var.requires_grad):
             # Running statistics that carry gradients (decoded weights, core/rep/behaviour.py): F.batch_norm does
             # not differentiate through them, so the same evaluation-mode formula is written out.
@@ -260,13 +262,18 @@ class StackedResNet(StackedNet):
             scale = weight.view(shape) / (var.reshape(shape) + _BN_EPS).sqrt()
             return (x - mean.reshape(shape)) * scale + bias.view(shape)
         if updates is None:
-            return F.batch_norm(x, mean.reshape(-1), var.reshape(-1), weight, bias, training=False, eps=_BN_EPS)
+            return F.batch_norm(x, _standalone(mean), _standalone(var), weight, bias, training=False, eps=_BN_EPS)
         # F.batch_norm updates these copies in place (unbiased batch variance, PyTorch's momentum rule).
         running_mean, running_var = mean.detach().clone().reshape(-1), var.detach().clone().reshape(-1)
         out = F.batch_norm(x, running_mean, running_var, weight, bias, training=True, momentum=momentum)
         stats = torch.stack([running_mean, running_var]).view(2, -1, channels).transpose(0, 1)
         updates.append((slice(span.start + 2 * channels, span.stop), stats.reshape(params.shape[0], -1)))
         return out
+
+
+def _standalone(rows: torch.Tensor) -> torch.Tensor:
+    """[M, C] -> [M*C] in memory of its own (the allocator's alignment), keeping the autograd graph."""
+    return rows.reshape(-1).clone(memory_format=torch.contiguous_format)
 
 
 def stacked_net(spec: Spec, conv: str = "grouped") -> StackedNet:

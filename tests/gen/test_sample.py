@@ -1,5 +1,7 @@
 """Samplers, anchors, fine-tuning against baselines, novelty, and the `sample` command."""
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,11 +11,13 @@ from core.errors import UserError
 from core.gen.anchors import resolve_anchors, select_anchors
 from core.gen.config import SampleConfig
 from core.gen.draw import accuracy_predictor, draw_models
-from core.gen.finetune import finetune_groups, with_fresh_head
+from core.gen.finetune import finetune_groups, transfer_summary, with_fresh_head
 from core.gen.novelty import error_sets, novelty
 from core.gen.samplers import METHODS, make_sampler
 from core.gen.samplers.base import median_nearest_distance
+from core.pipeline import generate
 from core.rep.run import load_run
+from core.store.runs import SamplesRun
 from core.zoo.arch import cnn_small, layer_slices
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import combined_table, load_zoos
@@ -238,3 +242,29 @@ def test_guided_selection_raises_the_predicted_accuracy(drawing):
     guided_pred = predict(run.encode(prepared, guided)).mean()
     plain_pred = predict(run.encode(prepared, plain)).mean()
     assert guided_pred > plain_pred
+
+
+def test_the_transfer_summary_by_hand():
+    curves = pl.DataFrame(
+        {
+            "group": ["random_init"] * 4 + ["generated"] * 4 + ["anchors"] * 4,
+            "epoch": [0, 1, 2, 3] * 3,
+            "acc_mean": [0.1, 0.5, 0.7, 0.8] + [0.6, 0.85, 0.9, 0.9] + [0.2, 0.3, 0.4, 0.5],
+        }
+    )
+    summary = transfer_summary(curves, new_head=True)
+    assert summary["head"] == "redrawn"
+    assert summary["reaches_random_init_final"] == {"random_init": 3, "generated": 1, "anchors": None}
+    assert summary["epochs_saved"] == {"random_init": 0, "generated": 2, "anchors": None}
+    assert transfer_summary(curves, new_head=False)["head"] == "kept"
+
+
+def test_the_head_is_kept_for_the_same_classes_and_drawn_anew_for_others(tiny_ae_workspace, tmp_path):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    base = SampleConfig(n=2, finetune_epochs=1, baselines=False, selection="none")
+    shifted = generate(workspace, replace(base, dataset="digits:invert")).to_json()
+    other = generate(workspace, replace(base, dataset="digits:classes=0-4")).to_json()
+    assert shifted["head"] == "kept" and other["head"] == "redrawn"
+    assert set(shifted["epochs_saved"]) == {"generated", "random_init", "anchors"}
+    weights = SamplesRun.load(workspace, other["samples_run"]).weights()
+    assert weights["finetuned"].shape[1] < weights["generated"].shape[1]  # a 5-class head replaced the 10-class one

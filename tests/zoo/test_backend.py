@@ -1,8 +1,12 @@
 """Both convolution formulations train the same models, and a population split into chunks trains and evaluates
-as it does in one piece: the CPU proves here what the GPU's backend relies on."""
+as it does in one piece: the CPU proves here what the GPU's backend relies on. HYPERREP_TEST_DEVICE=cuda runs
+the training comparisons on a GPU (bench/gpu.py's device check); CI has none."""
+
+import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from core.zoo.arch import ArchSpec, Conv, cnn_small
 from core.zoo.backend import Backend, backend_for, grouped_conv, unfolded_conv
@@ -15,6 +19,9 @@ ODD = ArchSpec("odd", 1, 13, (Conv(4, 3, pool=2), Conv(3, 2, padding=1)), (9, 7)
 # Strided 3x3 convs with padding, a 1x1 strided shortcut conv, BatchNorm after every conv.
 SMALL_RESNET = resnet(widths=(4, 8), blocks=(1, 1))
 ONE_MODEL_PER_CHUNK = 1  # bytes: less than any model needs, so every chunk holds one model
+DEVICE = os.environ.get("HYPERREP_TEST_DEVICE", "cpu")
+if DEVICE.startswith("cuda"):
+    torch.backends.cudnn.allow_tf32 = False  # cuDNN's grouped convolutions default to TF32; compare in float32
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +36,7 @@ def _trained(spec, dropouts, data, backend: Backend, epochs: int = 2, batch_size
     inits = ["kaiming_uniform", "xavier_normal", "uniform"][: len(dropouts)]
     params, n = init_vectors(spec, seeds, inits), len(seeds)
     lrs, decays = [3e-3, 1e-2, 5e-3][:n], [0.0, 1e-3, 1e-2][:n]
-    population = Population(spec, params, seeds, lrs, decays, dropouts, "cpu", backend)
+    population = Population(spec, params, seeds, lrs, decays, dropouts, DEVICE, backend)
     for epoch in range(1, epochs + 1):
         population.train_epoch(x, y, epoch, batch_size)
     assert (population.weights() - params).abs().max() > 1e-2  # the models really trained
@@ -116,3 +123,19 @@ def test_memory_estimate_counts_what_the_step_keeps():
     # The unfold formulation keeps its patches too (k*k = 9 entries per input entry), and dropout its masks.
     assert step_bytes_per_image(stacked_net(spec, "unfold"), dropout=False) > 2 * grouped
     assert step_bytes_per_image(stacked_net(spec, "grouped"), dropout=True) > grouped
+
+
+def test_batch_norm_gets_aligned_memory_when_a_chunk_holds_one_model(digits, monkeypatch):
+    """One model's BatchNorm parameters are views at arbitrary float offsets of the flat vector; cuDNN failed on
+    such pointers on an H200, so they reach F.batch_norm as copies in aligned memory."""
+    seen = []
+    batch_norm = F.batch_norm
+
+    def recording(x, mean, var, weight, bias, *args, **kwargs):
+        seen.extend(t.data_ptr() % 16 for t in (mean, var, weight, bias))
+        return batch_norm(x, mean, var, weight, bias, *args, **kwargs)
+
+    monkeypatch.setattr(F, "batch_norm", recording)
+    population = _trained(SMALL_RESNET, [0.0] * 3, digits[:2], Backend(memory_budget=ONE_MODEL_PER_CHUNK), epochs=1)
+    population.evaluate(*digits[2:])
+    assert seen and set(seen) == {0}

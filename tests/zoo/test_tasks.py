@@ -1,0 +1,84 @@
+"""Transfer tasks made from a base dataset: the grammar, class subsets, few-shot splits, image transforms on
+hand-made images, label spaces, and a zoo trained on a class subset."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from core.errors import DataError
+from core.store.workspace import Workspace
+from core.zoo.data import load_dataset
+from core.zoo.generate import ZooConfig, generate_zoo
+from core.zoo.tasks import Task, parse_task
+
+
+def test_the_grammar():
+    assert parse_task("digits") == Task("digits")
+    assert parse_task("digits:classes=0-4:k=10") == Task("digits", classes=(0, 1, 2, 3, 4), k=10)
+    assert parse_task("digits:k=5:classes=1,3,8-9") == Task("digits", classes=(1, 3, 8, 9), k=5)
+    assert parse_task("digits:invert:rotate=-90:noise=0.3") == Task("digits", invert=True, rotate=270, noise=0.3)
+    assert parse_task("/data/my:zoo:k=2") == Task("/data/my:zoo", k=2)  # a colon in a folder name survives
+    for bad, message in (
+        ("digits:k=0", "at least 1"),
+        ("digits:classes=4-2", "backwards"),
+        ("digits:classes=1,1", "once"),
+        ("digits:rotate=45", "90, 180 or 270"),
+        ("digits:noise=-1", "noise std"),
+        ("digits:invert=2", "takes no value"),
+        (":k=3", "no base dataset"),
+    ):
+        with pytest.raises(DataError, match=message):
+            parse_task(bad)
+
+
+def test_a_class_subset_is_those_images_relabelled():
+    raw = load_digits()
+    subset = load_dataset("digits:classes=5-9")
+    whole = load_dataset("digits")
+    assert subset.n_classes == 5 and set(subset.y_test.tolist()) == {0, 1, 2, 3, 4}
+    total = len(subset.y_train) + len(subset.y_val) + len(subset.y_test)
+    assert total == int((raw.target >= 5).sum())
+    label_three = subset.y_test == 3  # class 8 of the base
+    assert label_three.sum() > 0 and subset.label_space == ("digits", (5, 6, 7, 8, 9))
+    assert whole.label_space == ("digits", tuple(range(10)))
+    with pytest.raises(DataError, match="no images of classes"):
+        load_dataset("digits:classes=10")
+
+
+def test_few_shot_keeps_k_per_class_in_training_and_the_rest_whole():
+    few = load_dataset("digits:k=10", seed=3)
+    whole = load_dataset("digits", seed=3)
+    assert np.bincount(few.y_train.numpy()).tolist() == [10] * 10
+    assert torch.equal(few.y_val, whole.y_val) and torch.equal(few.y_test, whole.y_test)
+    assert torch.equal(load_dataset("digits:k=10", seed=3).y_train, few.y_train)  # seeded
+    assert not torch.equal(load_dataset("digits:k=10", seed=4).y_train, few.y_train)
+    with pytest.raises(DataError, match="fewer than k=500"):
+        load_dataset("digits:k=500")
+
+
+def test_the_image_transforms_on_a_hand_made_image():
+    image = np.array([[[[0.0, 0.25], [0.5, 1.0]]]], dtype=np.float32)  # [1, 1, 2, 2]
+    labels = np.array([3])
+    inverted, same = Task("x", invert=True).transform(image, labels, seed=0)
+    assert np.allclose(inverted[0, 0], [[1.0, 0.75], [0.5, 0.0]]) and same.tolist() == [3]
+    turned, _ = Task("x", rotate=90).transform(image, labels, seed=0)
+    assert np.allclose(turned[0, 0], [[0.25, 1.0], [0.0, 0.5]])  # a quarter turn anticlockwise
+    noisy, _ = Task("x", noise=0.5).transform(image, labels, seed=0)
+    again, _ = Task("x", noise=0.5).transform(image, labels, seed=0)
+    assert np.array_equal(noisy, again) and not np.allclose(noisy, image) and noisy.min() >= 0 and noisy.max() <= 1
+
+
+def test_transforms_keep_the_label_space_and_subsets_change_it():
+    assert load_dataset("digits:invert").label_space == load_dataset("digits").label_space
+    assert load_dataset("digits:classes=0-4").label_space != load_dataset("digits:classes=5-9").label_space
+    assert load_dataset("shapes").label_space != load_dataset("digits").label_space
+
+
+def test_a_zoo_trains_on_a_class_subset(tmp_path):
+    zoos = generate_zoo(
+        Workspace(tmp_path / "ws"),
+        ZooConfig(dataset="digits:classes=0-4", models=2, epochs=1, save_epochs=(1,), init_seeds=1),
+    )
+    assert zoos[0].spec.n_classes == 5 and zoos[0].dataset == "digits:classes=0-4"
+    assert zoos[0].table["test_acc"].max() > 0.3  # five classes learned from one epoch, well above chance (0.2)

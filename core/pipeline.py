@@ -104,6 +104,8 @@ def generate(
     """Anchors -> sampler -> decoded weights -> evaluated and fine-tuned beside the baselines, with novelty
     figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
     (the app passes one for its lifetime)."""
+    preparing = _phase(on_progress, "preparing")
+    preparing(0, 1, {})
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
@@ -113,15 +115,23 @@ def generate(
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
     generated, sampler, selected = draw_models(run, prepared, anchors, config, source, rng, device, table)
+    preparing(1, 1, {})
     anchors_aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
     groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, config.n, rng)}
     if config.baselines:
         groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
     target_name = config.dataset or source_name
-    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, on_progress)
+    finetuning = _phase(on_progress, "fine-tuning")
+    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning)
+    measuring = _phase(on_progress, "novelty")  # the curves stay in the info: the page keeps drawing them
+    measuring(0, 2, {"curves": curves})
     zoo_errors = zoo_errors or ZooErrorSets()
     figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
+    measuring(1, 2, {"curves": curves})
     frontier = _frontier(workspace, anchors, prepared, anchors_aligned, config, source, rng, zoo_errors)
+    placing = _phase(on_progress, "map")
+    placing(0, 1, {"curves": curves})
+    map_xy = _map_positions(run, zoos, prepared, generated, device)
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
         ae_run=run.name,
@@ -145,9 +155,7 @@ def generate(
     samples.write(
         {"generated": generated, "finetuned": finetuned[: config.n]},
         {"architecture": anchors.spec.to_json(), "method": config.method},
-        _samples_table(
-            per_model["generated"], figures["generated"], _map_positions(run, zoos, prepared, generated, device)
-        ),
+        _samples_table(per_model["generated"], figures["generated"], map_xy),
         curves,
         novelty_plane(per_model, figures),
     )

@@ -58,14 +58,34 @@ def start(workspace: Workspace, kind: str, label: str, work: Work) -> Job | None
         return None
 
 
+# What the engine's phases (info["phase"]) are doing, in the words of the progress bar.
+PHASES = {
+    "zoo": "training the zoo",
+    "training": "training the autoencoder",
+    "map": "placing the checkpoints on the map (UMAP)",
+    "evaluation": "evaluating reconstructions and probes",
+    "preparing": "loading, sampling and decoding",
+    "fine-tuning": "evaluating and fine-tuning, epoch by epoch",
+    "novelty": "comparing the models' errors with the zoo's",
+}
+
+
 def progress_text(job: Job) -> str:
+    """The job, its phase, how far the phase is and how long it has left: an estimate only once the phase has
+    completed a step (it is the rate seen so far), and a plain statement where a phase is one indivisible step."""
     phase = job.info.get("phase")
-    text = f"{job.label}" + (f" ({phase})" if phase else "") + f": {job.done}/{job.total}"
-    eta = job.eta_seconds()
+    text = job.label + (f": {PHASES.get(phase, phase)}" if phase else "")
+    if job.total == 0:
+        return f"{text} · starting · {format_seconds(job.elapsed())} elapsed"
+    if job.total > 1:
+        text += f" · step {min(job.done + 1, job.total)} of {job.total}"
     text += f" · {format_seconds(job.elapsed())} elapsed"
+    eta = job.eta_seconds()
     if eta is not None:
-        text += f" · about {format_seconds(eta)} left"
-    return text
+        return text + f" · about {format_seconds(eta)} left in this phase"
+    if job.total == 1:
+        return text + f" · one step, running for {format_seconds(job.phase_elapsed())}, no estimate"
+    return text + " · estimating the time left after the first step"
 
 
 def watch(

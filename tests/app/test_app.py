@@ -90,7 +90,9 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     numbers["Models"].set_value(3)
     numbers["Epochs"].set_value(1)
     numbers["Shared initialisations"].set_value(1)
-    button(at, "Generate zoo").click()
+    button(at, "Generate zoo").click().run()
+    assert not at.exception and len(at.get("progress")) == 1  # feedback in the same page run as the submit
+    assert "Training 3 models on digits" in at.get("progress")[0].proto.text
     run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
     assert load_zoos(Workspace(app_root / "small"))[0].table["model_id"].n_unique() == 3
     button(at, "Open workspace small").click().run()
@@ -104,11 +106,13 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
         ("zoo-name", "digits", "already has a zoo"),
         ("zoo-name", "../up", "not a usable workspace name"),
         ("Learning rates", "-1", "learning rates must be finite and positive"),
+        ("Models", 0, "a zoo needs 1 to"),
     ],
 )
 def test_zoo_form_rejects_bad_input_with_an_error_box(app_root, field, value, message):
     at = page("zoo").run()
-    next(t for t in at.text_input if field in (t.label, t.key)).set_value(value)
+    fields = [*at.text_input, *at.number_input]
+    next(t for t in fields if field in (t.label, t.key)).set_value(value)
     button(at, "Generate zoo").click().run()
     assert not at.exception and any(message in e for e in texts(at.error)), texts(at.error)
     assert sorted(p.name for p in app_root.iterdir()) == ["digits"]  # nothing was written
@@ -119,6 +123,16 @@ def test_import_of_a_missing_folder_is_an_error_box(app_root, tmp_path):
     next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(str(tmp_path / "nope"))
     button(at, "Import zoo").click().run()
     assert any("nope: not a folder" in e for e in texts(at.error))
+
+
+def test_import_of_a_folder_that_is_no_zoo_shows_its_progress_then_why(app_root, tmp_path):
+    (tmp_path / "not-a-zoo").mkdir()
+    (tmp_path / "not-a-zoo" / "notes.txt").write_text("hello")
+    at = page("zoo").run()
+    next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(str(tmp_path / "not-a-zoo"))
+    button(at, "Import zoo").click().run()
+    assert not at.exception and (at.get("progress") or at.error)  # never a silent page after a valid submit
+    run_until(at, lambda at: any("no model folders" in e for e in texts(at.error)))
 
 
 # ---------------------------------------------------------------- autoencoder

@@ -7,11 +7,13 @@ import polars as pl
 import streamlit as st
 
 from core.errors import UserError
+from core.gen.anchors import anchor_warnings, resolve_anchors
 from core.gen.config import SampleConfig
 from core.gen.samplers import METHODS, SAMPLERS
 from core.gen.selection import SELECTIONS
 from core.rep.methods import method_named
 from core.store.runs import AERunFiles, SamplesRun
+from core.zoo.model_zoo import combined_table
 from ui import keys, session
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
 from ui.jobs import Job
@@ -51,6 +53,16 @@ def anchor_rule() -> str | None:
         return f"top:{fraction}"
     epochs = sorted(zoo_table["epoch"].unique().to_list())
     return f"epoch:{st.selectbox('Epoch', epochs, index=len(epochs) - 1)}"
+
+
+def warn_about(rule: str | None) -> None:
+    """Warnings for anchors that make a poor generation (too few, identical, at chance), before it runs."""
+    if rule is None:
+        return
+    zoos = or_stop(session.zoos, workspace)
+    anchors = or_stop(resolve_anchors, zoos, combined_table(zoos), rule)
+    for message in anchor_warnings(anchors):
+        st.warning(f"Anchors: {message}.", icon=":material/warning:")
 
 
 def describe_anchors(rule: str) -> str:
@@ -128,6 +140,7 @@ if job and not running and job.status == "done" and st.session_state.get(keys.GE
 
 if not running:
     rule = anchor_rule()
+    warn_about(rule)
     with st.form("generate"):
         c1, c2, c3 = st.columns(3)
         defaults = SampleConfig()

@@ -209,6 +209,20 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
 
 
+def test_generate_page_warns_about_degenerate_anchors_before_generating(app_root):
+    run = load_run(Workspace(app_root / "digits")).name
+    at = page("generate")
+    at.session_state[keys.selection("digits", run)] = [2]
+    at.session_state[keys.ANCHOR_SOURCE] = "map selection"
+    at.run()
+    assert not at.exception and any("only 1 anchor(s)" in w for w in texts(at.warning))
+    at.session_state[keys.selection("digits", run)] = [0, 3, 6, 9, 12, 15]  # every model's initialisation
+    at.run()
+    assert any("every anchor is at chance level" in w for w in texts(at.warning))
+    at.radio[0].set_value("best checkpoints").run()
+    assert not at.warning
+
+
 def test_generate_from_an_empty_map_selection_is_an_error_box(app_root):
     at = page("generate")
     at.session_state[keys.ANCHOR_SOURCE] = "map selection"

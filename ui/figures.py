@@ -26,7 +26,12 @@ GROUP_STYLE = {  # fine-tuning groups: (label, colour, dash)
     "average": ("average of 3 anchors", "#8c564b", "dot"),
     "weight_gauss": ("per-weight Gaussian", "#e377c2", "dot"),
 }
-LOSS_COLUMNS = ("loss", "reconstruction", "contrastive", "val_reconstruction")
+LOSS_COLUMNS = {  # history column -> legend name
+    "loss": "training loss (total)",
+    "reconstruction": "reconstruction (training)",
+    "contrastive": "contrastive (training)",
+    "val_reconstruction": "reconstruction (validation)",
+}
 _HOVER = (
     "checkpoint %{customdata[0]}<br>model %{customdata[1]}, epoch %{customdata[2]}<br>"
     "test accuracy %{customdata[3]:.3f}<br>generalisation gap %{customdata[4]:.3f}<extra></extra>"
@@ -46,68 +51,112 @@ def map_table(embeddings: pl.DataFrame, zoo_table: pl.DataFrame) -> pl.DataFrame
     return embeddings.select("checkpoint", "split", "umap_x", "umap_y").join(zoo_table, on="checkpoint", how="left")
 
 
-def map_figure(table: pl.DataFrame, colour: str, samples: pl.DataFrame | None = None) -> go.Figure:
-    """The UMAP map of the zoo (WebGL), coloured by `colour` (a COLOURINGS label), with generated samples
-    drawn over it as stars. Zoo points carry their checkpoint id as customdata[0]; sample points carry -1, so
-    a selection reads back zoo checkpoints only (see `selected_checkpoints`)."""
-    column, continuous = COLOURINGS[colour]
-    custom = ["checkpoint", "model_id", "epoch", "test_acc", "ggap"]
+RUN_SYMBOLS = ("star", "diamond", "triangle-up", "square", "pentagon", "hexagram", "star-triangle-up", "cross")
+
+
+def map_figure(
+    table: pl.DataFrame, colour: str, samples: pl.DataFrame | None = None, selected: list[int] | None = None
+) -> go.Figure:
+    """The UMAP map of the zoo (WebGL), coloured by `colour` (a COLOURINGS label); the `selected` checkpoints
+    ringed over the rest, dimmed; and generated samples on top, one legend entry per samples run (a click on it
+    shows or hides the run). Zoo points carry their checkpoint id as customdata[0]; sample points carry -1 and
+    the ring none, so a selection reads back zoo checkpoints only (see `selected_checkpoints`)."""
     table = table.with_columns(pl.col("ggap").fill_nan(None).fill_null(0.0))
     figure = go.Figure()
-    if continuous:
-        figure.add_trace(
-            go.Scattergl(
-                x=table["umap_x"].to_list(),
-                y=table["umap_y"].to_list(),
-                mode="markers",
-                name="zoo checkpoints",
-                customdata=table.select(custom).rows(),
-                hovertemplate=_HOVER,
-                marker={
-                    "size": 6,
-                    "color": table[column].fill_nan(None).to_list(),
-                    "colorscale": "Viridis",
-                    "colorbar": {"title": {"text": colour}},
-                    "showscale": True,
-                },
-                showlegend=False,
-            )
-        )
-    else:
-        palette = qualitative.Plotly + qualitative.Dark24
-        groups = table.with_columns(pl.col(column).cast(pl.String).fill_null("n/a")).partition_by(
-            column, maintain_order=True, as_dict=True
-        )
-        for i, (key, group) in enumerate(sorted(groups.items(), key=lambda kv: _natural(kv[0][0]))):
-            figure.add_trace(
-                go.Scattergl(
-                    x=group["umap_x"].to_list(),
-                    y=group["umap_y"].to_list(),
-                    mode="markers",
-                    name=f"{colour} {key[0]}",
-                    customdata=group.select(custom).rows(),
-                    hovertemplate=_HOVER,
-                    marker={"size": 6, "color": palette[i % len(palette)]},
-                )
-            )
+    dim = 0.35 if selected else 0.9
+    for trace in _zoo_traces(table, colour):
+        trace.marker.opacity = dim
+        figure.add_trace(trace)
+    if selected:
+        figure.add_trace(_selection_ring(table.filter(pl.col("checkpoint").is_in(selected))))
     if samples is not None and samples.height:
-        figure.add_trace(
-            go.Scattergl(
-                x=samples["umap_x"].to_list(),
-                y=samples["umap_y"].to_list(),
-                mode="markers",
-                name="generated samples",
-                customdata=[
-                    [-1, r, s, a0, af]
-                    for r, s, a0, af in samples.select("samples_run", "sample", "acc_epoch0", "acc_final").rows()
-                ],
-                hovertemplate="generated: %{customdata[1]} #%{customdata[2]}<br>accuracy as generated "
-                "%{customdata[3]:.3f}, after fine-tuning %{customdata[4]:.3f}<extra></extra>",
-                marker={"symbol": "star", "size": 12, "color": "#ff2d55", "line": {"width": 1, "color": "black"}},
-            )
-        )
+        accuracy = table["test_acc"].fill_nan(None)
+        scale = (accuracy.min() or 0.0, accuracy.max() or 1.0)
+        for i, ((run,), group) in enumerate(samples.partition_by("samples_run", as_dict=True).items()):
+            figure.add_trace(_samples_trace(run, group, RUN_SYMBOLS[i % len(RUN_SYMBOLS)], scale))
     return _layout(
-        figure, "UMAP 1 (no unit)", "UMAP 2 (no unit)", 600, dragmode="lasso", legend={"orientation": "h", "y": -0.15}
+        figure,
+        "UMAP 1 (no unit)",
+        "UMAP 2 (no unit)",
+        600,
+        dragmode="lasso",
+        legend={"orientation": "h", "y": -0.15},
+        hoverdistance=12,
+    )
+
+
+def _zoo_traces(table: pl.DataFrame, colour: str) -> list[go.Scattergl]:
+    """The zoo's points: one trace with a colour bar for a continuous colouring, one per category otherwise."""
+    column, continuous = COLOURINGS[colour]
+    custom = ["checkpoint", "model_id", "epoch", "test_acc", "ggap"]
+    if continuous:
+        marker = {
+            "size": 6,
+            "color": table[column].fill_nan(None).to_list(),
+            "colorscale": "Viridis",
+            "colorbar": {"title": {"text": colour}},
+            "showscale": True,
+        }
+        return [_points(table, "zoo checkpoints", marker, custom, showlegend=False)]
+    palette = qualitative.Plotly + qualitative.Dark24
+    groups = table.with_columns(pl.col(column).cast(pl.String).fill_null("n/a")).partition_by(
+        column, maintain_order=True, as_dict=True
+    )
+    ordered = sorted(groups.items(), key=lambda kv: _natural(kv[0][0]))
+    return [
+        _points(group, f"{colour} {key[0]}", {"size": 6, "color": palette[i % len(palette)]}, custom)
+        for i, (key, group) in enumerate(ordered)
+    ]
+
+
+def _points(rows: pl.DataFrame, name: str, marker: dict, custom: list[str], **extra) -> go.Scattergl:
+    return go.Scattergl(
+        x=rows["umap_x"].to_list(),
+        y=rows["umap_y"].to_list(),
+        mode="markers",
+        name=name,
+        customdata=rows.select(custom).rows(),
+        hovertemplate=_HOVER,
+        marker=marker,
+        **extra,
+    )
+
+
+def _selection_ring(rows: pl.DataFrame) -> go.Scattergl:
+    """A ring around each selected checkpoint: the selection stays visible after the page reruns or is left, when
+    the chart's own box or lasso is gone. No customdata and no hover, so it never enters a new selection."""
+    return go.Scattergl(
+        x=rows["umap_x"].to_list(),
+        y=rows["umap_y"].to_list(),
+        mode="markers",
+        name=f"selected ({rows.height})",
+        marker={"size": 11, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#111111"}},
+        hoverinfo="skip",
+    )
+
+
+def _samples_trace(run: str, rows: pl.DataFrame, symbol: str, scale: tuple[float, float]) -> go.Scatter:
+    """One samples run: its own marker, coloured by accuracy as generated on the zoo's accuracy range (the map's
+    colour bar when it shows test accuracy). SVG, not WebGL, so the markers sit over the zoo's canvas, and
+    larger than the zoo's points, so the pointer over one gets its hover rather than the checkpoint beneath."""
+    return go.Scatter(
+        x=rows["umap_x"].to_list(),
+        y=rows["umap_y"].to_list(),
+        mode="markers",
+        name=f"generated: {run}",
+        legendgroup=run,
+        customdata=[[-1, run, s, a0, af] for s, a0, af in rows.select("sample", "acc_epoch0", "acc_final").rows()],
+        hovertemplate="generated: %{customdata[1]} #%{customdata[2]}<br>accuracy as generated "
+        "%{customdata[3]:.3f}, after fine-tuning %{customdata[4]:.3f}<extra></extra>",
+        marker={
+            "symbol": symbol,
+            "size": 15,
+            "color": rows["acc_epoch0"].to_list(),
+            "colorscale": "Viridis",
+            "cmin": scale[0],
+            "cmax": scale[1],
+            "line": {"width": 1.5, "color": "#ff2d55"},
+        },
     )
 
 
@@ -175,9 +224,17 @@ def loss_figure(history: pl.DataFrame) -> go.Figure:
     figure = go.Figure()
     for column in (c for c in LOSS_COLUMNS if c in history.columns):
         figure.add_trace(
-            go.Scatter(x=history["epoch"].to_list(), y=history[column].to_list(), mode="lines+markers", name=column)
+            go.Scatter(
+                x=history["epoch"].to_list(),
+                y=history[column].to_list(),
+                mode="lines+markers",
+                name=LOSS_COLUMNS[column],
+            )
         )
-    return _layout(figure, "epoch", "loss (layer-normalised, no unit)", 360, yaxis_type="log")
+    # Full numbers at every tick: a log axis within a decade or two labels only the leading digit ("2, 1, 5").
+    return _layout(
+        figure, "epoch", "loss (layer-normalised, no unit)", 360, yaxis={"type": "log", "tickformat": ".2~g"}
+    )
 
 
 def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> go.Figure:

@@ -21,6 +21,7 @@ EXPORT_RUN = "export-run"  # Export: the samples run to bundle
 ZOO_TARGET = "zoo-target"  # Zoo: the workspace a zoo job is filling
 AE_JOB_APPLIED = "ae-job-applied"  # Autoencoder: the finished job whose run was selected once
 GENERATE_JOB_SEEN = "generate-job-seen"  # Generate: the finished job whose run was shown once
+RESULTS_FIRST = "results-first"  # Generate: a job just finished, so its results go above the form
 
 
 def chosen_run(workspace_name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from ui import keys, session
@@ -16,18 +17,28 @@ workspace = page_start(
 zoo_table = require_zoo_table(workspace)
 chosen = require_run(workspace)
 runs = session.finished_runs(workspace)
-controls, chart = st.columns([1, 4])
+controls, chart = st.columns([1.3, 4])
 with controls:
     run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen))
     if run != chosen:
         session.choose_run(workspace, run)
     colour = st.selectbox("Colour by", list(COLOURINGS), key=keys.MAP_COLOUR)
-    show_samples = st.toggle("Show generated samples", value=True, help="stars: models generated from this run")
+    samples = session.samples_points(workspace, run)
+    if samples is not None:
+        names = samples["samples_run"].unique(maintain_order=True).to_list()
+        shown = st.multiselect(
+            "Generated runs",
+            names,
+            default=names,
+            help="models generated from this autoencoder run: one marker per run, coloured by accuracy as "
+            "generated; a click on a run in the legend hides it too",
+        )
+        samples = samples.filter(pl.col("samples_run").is_in(shown))
 
 embeddings = or_stop(session.embeddings, workspace, run)
 table = map_table(embeddings, zoo_table)
-samples = session.samples_points(workspace, run) if show_samples else None
 selection_key = keys.selection(workspace.root.name, run)
+selected = session.selection(workspace, run)
 
 
 def keep_selection() -> None:
@@ -37,14 +48,13 @@ def keep_selection() -> None:
 
 with chart:
     st.plotly_chart(
-        map_figure(table, colour, samples),
+        map_figure(table, colour, samples, selected),
         key=keys.MAP,
         on_select=keep_selection,
         selection_mode=("lasso", "box"),
         width="stretch",
     )
 
-selected = session.selection(workspace, run)
 with controls:
     st.subheader("Selection")
     summary = selection_summary(table, selected)
@@ -58,6 +68,7 @@ with controls:
         st.caption("epochs: " + ", ".join(f"{e} ({n})" for e, n in summary["epochs"].items()))
         if st.button("Generate from this selection", type="primary"):
             st.session_state[keys.ANCHOR_SOURCE] = "map selection"
+            st.session_state.pop(keys.RESULTS_FIRST, None)  # a new selection: the form comes first again
             st.switch_page("views/generate.py")
         if st.button("Clear selection"):
             st.session_state[selection_key] = []

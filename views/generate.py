@@ -16,7 +16,7 @@ from core.store.runs import AERunFiles, SamplesRun
 from core.zoo.model_zoo import combined_table
 from ui import keys, session
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
-from ui.jobs import Job
+from ui.jobs import Job, format_seconds
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start, watch
 
 SELECTION_HELP = {
@@ -26,6 +26,12 @@ SELECTION_HELP = {
     "bootstrap": "Bootstrap: keep the best, refit the sampler on them, repeat",
 }
 ANCHOR_SOURCES = ("map selection", "best checkpoints", "one epoch")
+SHORT_NAMES = {"generated": "Generated", "anchors": "Anchors", "random_init": "Random init"}  # metric labels fit
+SPREAD_HELP = (
+    "how far from the anchors to sample, in units of their typical spacing (the median distance from an anchor to "
+    "its nearest other anchor in the embedding): 0 decodes the anchors themselves, 1 goes as far as the next "
+    "anchor typically is. Larger: newer models, usually less accurate as generated."
+)
 
 workspace = page_start(
     "Generate",
@@ -99,11 +105,13 @@ def show_result(result: SamplesRun) -> None:
     first = {g: v[0] for g, v in result.curves.items()}
     last = {g: v[-1] for g, v in result.curves.items()}
     cols = st.columns(4)
-    for col, group in zip(cols, ("generated", "anchors", "random_init"), strict=False):
+    for col, (group, name) in zip(cols, SHORT_NAMES.items(), strict=False):
         col.metric(
-            f"{GROUP_STYLE[group][0]}: accuracy as is",
+            f"{name}, as is",
             f"{first[group]:.1%}",
-            delta=f"{last[group] - first[group]:+.1%} after {len(result.curves[group]) - 1} epochs",
+            delta=f"{100 * (last[group] - first[group]):+.1f} points after {len(result.curves[group]) - 1} epochs",
+            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage "
+            "points",
         )
     cols[3].metric(
         "Error overlap with the zoo",
@@ -133,30 +141,19 @@ def show_result(result: SamplesRun) -> None:
         st.switch_page("views/export.py")
 
 
-job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
-if job and not running and job.status == "done" and st.session_state.get(keys.GENERATE_JOB_SEEN) != id(job):
-    st.session_state[keys.GENERATE_JOB_SEEN] = id(job)
-    st.session_state[keys.SAMPLES_RUN] = job.result.name
-
-if not running:
-    rule = anchor_rule()
-    warn_about(rule)
+def settings_form(rule: str | None) -> SampleConfig | None:
+    """The generation's settings; a checked config once submitted (None, with an error box, on bad input)."""
+    defaults = SampleConfig()
     with st.form("generate"):
         c1, c2, c3 = st.columns(3)
-        defaults = SampleConfig()
         method = c1.selectbox(
-            "Sampler", METHODS, index=METHODS.index(defaults.method), format_func=lambda m: SAMPLERS[m].description
+            "Sampler",
+            METHODS,
+            index=METHODS.index(defaults.method),
+            format_func=lambda m: SAMPLERS[m].description.split(":")[0].split(" (")[0],
+            help="\n".join(f"- {SAMPLERS[m].description}" for m in METHODS),
         )
-        spread = c1.slider(
-            "Spread",
-            0.0,
-            4.0,
-            float(defaults.spread),
-            0.05,
-            help="how far from the anchors to sample, in units of their typical spacing (the median distance from "
-            "an anchor to its nearest other anchor in the embedding): 0 decodes the anchors themselves, 1 goes as "
-            "far as the next anchor typically is. Larger: newer models, usually less accurate as generated.",
-        )
+        spread = c1.slider("Spread", 0.0, 4.0, float(defaults.spread), 0.05, help=SPREAD_HELP)
         n = c1.number_input("Models to generate", 1, 256, defaults.n)
         epochs = c2.number_input("Fine-tuning epochs", 0, 50, defaults.finetune_epochs)
         source = or_stop(workspace.manifest).get("dataset", {}).get("name", "?")
@@ -168,49 +165,61 @@ if not running:
             "Selection",
             SELECTIONS,
             index=SELECTIONS.index(defaults.selection),
-            format_func=lambda m: SELECTION_HELP.get(m, m),
+            format_func=lambda m: SELECTION_HELP.get(m, m).split(":")[0],
+            help="\n".join(f"- {SELECTION_HELP.get(m, m)}" for m in SELECTIONS),
         )
         candidates = c2.number_input(
             "Candidates per kept model", 1, 32, defaults.candidates, help="guided, subsample and bootstrap"
         )
         rounds = c3.number_input("Bootstrap rounds", 1, 10, defaults.rounds)
-        submitted = st.form_submit_button("Generate", type="primary")
-    if submitted:
-        try:
-            if rule is None:
-                raise UserError(
-                    "the map selection is empty: select a region on the Explore page or choose other anchors"
-                )
-            dataset = None if target == targets[0] else (folder.strip() if target == "local folder" else target)
-            if target == "local folder" and not dataset:
-                raise UserError("give the local dataset folder's path")
-            config = SampleConfig(
-                method=method,
-                spread=float(spread),
-                anchors=rule,
-                n=int(n),
-                finetune_epochs=int(epochs),
-                dataset=dataset,
-                seed=int(seed),
-                selection=selection,
-                candidates=int(candidates),
-                rounds=int(rounds),
-            )
-        except UserError as exc:
-            st.error(str(exc))
-        else:
-            zoo_errors = session.zoo_error_sets()
+        if not st.form_submit_button("Generate", type="primary"):
+            return None
+    try:
+        if rule is None:
+            raise UserError("the map selection is empty: select a region on the Explore page or choose other anchors")
+        dataset = None if target == targets[0] else (folder.strip() if target == "local folder" else target)
+        if target == "local folder" and not dataset:
+            raise UserError("give the local dataset folder's path")
+        return SampleConfig(
+            method=method,
+            spread=float(spread),
+            anchors=rule,
+            n=int(n),
+            finetune_epochs=int(epochs),
+            dataset=dataset,
+            seed=int(seed),
+            selection=selection,
+            candidates=int(candidates),
+            rounds=int(rounds),
+        )
+    except UserError as exc:
+        st.error(str(exc))
+        return None
 
-            def work(on_progress, should_stop):
-                from core.pipeline import generate  # lazy: the engine loads in the background (session.warm_up)
 
-                return generate(workspace, config, run, session.device(), on_progress, zoo_errors)
+def generation_form() -> None:
+    """Anchors, their warnings and the settings; a valid submit starts the job and reruns into its progress."""
+    rule = anchor_rule()
+    warn_about(rule)
+    config = settings_form(rule)
+    if config is None:
+        return
+    zoo_errors = session.zoo_error_sets()
 
-            if start(workspace, "generate", f"Generating {config.n} models", work):
-                st.rerun()
+    def work(on_progress, should_stop):
+        from core.pipeline import generate  # lazy: the engine loads in the background (session.warm_up)
 
-previous = session.samples_runs(workspace, run)
-if previous and not running:
+        return generate(workspace, config, run, session.device(), on_progress, zoo_errors)
+
+    if start(workspace, "generate", f"Generating {config.n} models", work):
+        st.session_state.pop(keys.RESULTS_FIRST, None)
+        st.rerun()
+
+
+def results() -> None:
+    previous = session.samples_runs(workspace, run)
+    if not previous:
+        return
     names = [r.name for r in previous]
     wanted = st.session_state.get(keys.SAMPLES_RUN)
     st.header("Results")
@@ -221,3 +230,21 @@ if previous and not running:
         format_func=lambda n: f"{n} ({next(r.created for r in previous if r.name == n)})",
     )
     show_result(next(r for r in previous if r.name == shown))
+
+
+job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
+if job and not running and job.status == "done" and st.session_state.get(keys.GENERATE_JOB_SEEN) != id(job):
+    st.session_state[keys.GENERATE_JOB_SEEN] = id(job)
+    st.session_state[keys.SAMPLES_RUN] = job.result.name
+    st.session_state[keys.RESULTS_FIRST] = True
+
+if not running and st.session_state.get(keys.RESULTS_FIRST):
+    # Just generated: the results come first, in view where the progress bar was, and the form follows.
+    if job and job.status == "done":
+        st.success(f"Generated `{job.result.name}` in {format_seconds(job.elapsed())}.", icon=":material/check:")
+    results()
+    st.header("Generate again")
+    generation_form()
+elif not running:
+    generation_form()
+    results()

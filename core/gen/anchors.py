@@ -103,10 +103,10 @@ def anchor_warnings(anchors: Anchors) -> list[str]:
         warnings.append(
             f"only {len(anchors.ids)} anchor(s): too few to estimate a density from; select at least {FEW_ANCHORS}"
         )
-    if distinct < len(anchors.ids):
+    if distinct * 2 <= len(anchors.ids):  # a few shared initialisations in a large selection do no harm
         warnings.append(
             f"the {len(anchors.ids)} anchors hold only {distinct} distinct weight set(s) (identical checkpoints, "
-            "e.g. epoch-0 models sharing an initialisation): generated models will be copies of them"
+            "e.g. epoch-0 models sharing an initialisation): generated models will stay close to copies of them"
         )
     if np.nanmax(accuracy) <= chance + CHANCE_MARGIN:
         warnings.append(

@@ -204,6 +204,8 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     button(at, "Generate").click()
     run_until(at, lambda at: "Results" in texts(at.header))
     assert len(at.get("plotly_chart")) == 2  # curves and the novelty plane
+    assert texts(at.header) == ["Results", "Generate again"]  # the outcome in view, not below the form
+    assert all(" points after 1 epochs" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
     assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -104,6 +105,7 @@ def generate(
     """Anchors -> sampler -> decoded weights -> evaluated and fine-tuned beside the baselines, with novelty
     figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
     (the app passes one for its lifetime)."""
+    started = time.monotonic()  # the run records its duration: the Generate page compares runs by it
     preparing = _phase(on_progress, "preparing")
     preparing(0, 1, {})
     run = load_run(workspace, run_name)
@@ -149,7 +151,11 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
-        extra={"noise_frontier": frontier, **transfer_summary(curves, new_head)},
+        extra={
+            "noise_frontier": frontier,
+            "seconds": round(time.monotonic() - started, 2),  # before the write, so not quite to the end
+            **transfer_summary(curves, new_head),
+        },
         **stamp,
     )
     samples.write(

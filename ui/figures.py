@@ -38,7 +38,7 @@ _HOVER = (
 )
 
 
-def _layout(figure: go.Figure, x: str, y: str, height: int, **extra) -> go.Figure:
+def standard_layout(figure: go.Figure, x: str, y: str, height: int, **extra) -> go.Figure:
     """Axis titles (with units), height and tight margins: the layout every figure here shares."""
     figure.update_layout(
         xaxis_title=x, yaxis_title=y, height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, **extra
@@ -74,7 +74,7 @@ def map_figure(
         scale = (accuracy.min() or 0.0, accuracy.max() or 1.0)
         for i, ((run,), group) in enumerate(samples.partition_by("samples_run", as_dict=True).items()):
             figure.add_trace(_samples_trace(run, group, RUN_SYMBOLS[i % len(RUN_SYMBOLS)], scale))
-    return _layout(
+    return standard_layout(
         figure,
         "UMAP 1 (no unit)",
         "UMAP 2 (no unit)",
@@ -209,7 +209,7 @@ def accuracy_histogram(zoo_table: pl.DataFrame) -> go.Figure:
     figure = go.Figure()
     for (epoch,), group in sorted(zoo_table.partition_by("epoch", as_dict=True).items()):
         figure.add_trace(go.Histogram(x=group["test_acc"].to_list(), name=f"epoch {epoch}", opacity=0.65, nbinsx=40))
-    return _layout(
+    return standard_layout(
         figure,
         "test accuracy (fraction correct)",
         "checkpoints (count)",
@@ -232,7 +232,7 @@ def loss_figure(history: pl.DataFrame) -> go.Figure:
             )
         )
     # Full numbers at every tick: a log axis within a decade or two labels only the leading digit ("2, 1, 5").
-    return _layout(
+    return standard_layout(
         figure, "epoch", "loss (layer-normalised, no unit)", 360, yaxis={"type": "log", "tickformat": ".2~g"}
     )
 
@@ -267,7 +267,7 @@ def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> g
                 line={"color": colour, "dash": dash, "width": 3 if group == "generated" else 2},
             )
         )
-    return _layout(
+    return standard_layout(
         figure,
         "fine-tuning epoch (0 = as generated)",
         "test accuracy (fraction correct)",
@@ -307,7 +307,7 @@ def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | Non
                     marker={"color": colour, "size": 9 if group == "generated" else 7},
                 )
             )
-    return _layout(
+    return standard_layout(
         figure,
         "max IoU of errors with any zoo model (0 = new, 1 = copy)",
         "test accuracy as generated (fraction)",

@@ -12,6 +12,9 @@ ZOO_NAME = "zoo-name"
 IMPORT_NAME = "import-name"
 LIVE_CURVES = "live-curves"
 LIVE_LOSSES = "live-losses"
+COMPARE_RUNS = "compare-runs"
+COMPARE_CURVES = "compare-curves"
+COMPARE_NOVELTY = "compare-novelty"
 
 # State the pages hand to each other.
 SWITCH_WORKSPACE = "switch-workspace"  # set by a page, applied by the picker before it is drawn

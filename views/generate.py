@@ -15,6 +15,7 @@ from core.rep.methods import method_named
 from core.store.runs import AERunFiles, SamplesRun
 from core.zoo.model_zoo import combined_table
 from ui import keys, session
+from ui.compare import comparison_curves, comparison_novelty, comparison_table
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
 from ui.jobs import Job, format_seconds
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start, watch
@@ -122,7 +123,7 @@ def show_result(result: SamplesRun) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Fine-tuning curves** (band: ±1 std over models)")
-        show_simple = st.toggle("Show the simple weight-space baselines", value=False)
+        show_simple = st.toggle("Show the simple weight-space baselines", value=True)
         st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
     with right:
         st.markdown("**Novelty**: are the generated models new, or copies of zoo models?")
@@ -232,6 +233,28 @@ def results() -> None:
     show_result(next(r for r in previous if r.name == shown))
 
 
+def comparison() -> None:
+    """Several samples runs of this autoencoder run side by side: one table, their curves, one novelty plane."""
+    previous = session.samples_runs(workspace, run)
+    if len(previous) < 2:
+        return
+    st.header("Compare runs")
+    names = [r.name for r in previous]
+    chosen = st.multiselect("Runs to compare", names, default=names[:3], key=keys.COMPARE_RUNS)
+    runs = [r for r in previous if r.name in chosen]
+    if not runs:
+        st.info("Pick runs to compare.")
+        return
+    st.dataframe(comparison_table(runs), hide_index=True, width="stretch")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Generated models, fine-tuned** (mean test accuracy)")
+        st.plotly_chart(comparison_curves(runs), width="stretch", key=keys.COMPARE_CURVES)
+    with right:
+        st.markdown("**Novelty**: each run's generated models")
+        st.plotly_chart(comparison_novelty(runs), width="stretch", key=keys.COMPARE_NOVELTY)
+
+
 job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
 if job and not running and job.status == "done" and st.session_state.get(keys.GENERATE_JOB_SEEN) != id(job):
     st.session_state[keys.GENERATE_JOB_SEEN] = id(job)
@@ -243,8 +266,10 @@ if not running and st.session_state.get(keys.RESULTS_FIRST):
     if job and job.status == "done":
         st.success(f"Generated `{job.result.name}` in {format_seconds(job.elapsed())}.", icon=":material/check:")
     results()
+    comparison()
     st.header("Generate again")
     generation_form()
 elif not running:
     generation_form()
     results()
+    comparison()

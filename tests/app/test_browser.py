@@ -87,6 +87,13 @@ def test_the_map_draws_the_selection_back_and_each_generated_model_hovers_on_its
         assert "selected (18)" in map_trace_names(page)  # the box is gone; the rings are not
         assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "18"
 
+        go_to(page, "Generate")  # the comparison view: both runs in one table, one curve chart, one plane
+        page.get_by_role("heading", name="Compare runs").wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000)
+        charts = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(c => c.data.map(t => t.name))")
+        compared = [sorted(n.split("-")[0] for n in names) for names in charts[-2:]]
+        assert compared == [["gauss", "kde", "random init"], ["gauss", "kde"]]
+
 
 def test_select_generate_and_export_in_a_real_browser(tiny_ae_workspace, tmp_path):
     root = tmp_path / "workspaces"

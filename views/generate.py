@@ -111,8 +111,7 @@ def show_result(result: SamplesRun) -> None:
             f"{name}, as is",
             f"{first[group]:.1%}",
             delta=f"{100 * (last[group] - first[group]):+.1f} points after {len(result.curves[group]) - 1} epochs",
-            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage "
-            "points",
+            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points",
         )
     cols[3].metric(
         "Error overlap with the zoo",

@@ -9,7 +9,7 @@ import polars as pl
 from plotly.colors import qualitative
 
 from core.store.runs import SamplesRun
-from ui.figures import GROUP_STYLE, standard_layout
+from ui.figures import GROUP_STYLE, curves_layout, novelty_layout
 
 
 def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
@@ -64,14 +64,7 @@ def comparison_curves(runs: list[SamplesRun]) -> go.Figure:
                 x=list(range(len(curve))), y=curve, mode="lines", name=label, line={"color": colour, "dash": "dot"}
             )
         )
-    return standard_layout(
-        figure,
-        "fine-tuning epoch (0 = as generated)",
-        "test accuracy (fraction correct)",
-        420,
-        xaxis_dtick=1,
-        legend={"orientation": "h", "y": -0.2},
-    )
+    return curves_layout(figure, 420)
 
 
 def comparison_novelty(runs: list[SamplesRun]) -> go.Figure:
@@ -89,10 +82,4 @@ def comparison_novelty(runs: list[SamplesRun]) -> go.Figure:
                 marker={"color": _colour(i), "size": 9},
             )
         )
-    return standard_layout(
-        figure,
-        "max IoU of errors with any zoo model (0 = new, 1 = copy)",
-        "test accuracy as generated (fraction)",
-        420,
-        legend={"orientation": "h", "y": -0.2},
-    )
+    return novelty_layout(figure, 420)

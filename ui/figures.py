@@ -46,6 +46,29 @@ def standard_layout(figure: go.Figure, x: str, y: str, height: int, **extra) -> 
     return figure
 
 
+def curves_layout(figure: go.Figure, height: int) -> go.Figure:
+    """Axes of a fine-tuning chart: accuracy against epoch, the legend below."""
+    return standard_layout(
+        figure,
+        "fine-tuning epoch (0 = as generated)",
+        "test accuracy (fraction correct)",
+        height,
+        xaxis_dtick=1,
+        legend={"orientation": "h", "y": -0.2},
+    )
+
+
+def novelty_layout(figure: go.Figure, height: int) -> go.Figure:
+    """Axes of the novelty plane (Zeng et al.): accuracy as generated against error overlap with the zoo."""
+    return standard_layout(
+        figure,
+        "max IoU of errors with any zoo model (0 = new, 1 = copy)",
+        "test accuracy as generated (fraction)",
+        height,
+        legend={"orientation": "h", "y": -0.2},
+    )
+
+
 def map_table(embeddings: pl.DataFrame, zoo_table: pl.DataFrame) -> pl.DataFrame:
     """One row per checkpoint with its map position and the zoo's properties."""
     return embeddings.select("checkpoint", "split", "umap_x", "umap_y").join(zoo_table, on="checkpoint", how="left")
@@ -267,14 +290,7 @@ def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> g
                 line={"color": colour, "dash": dash, "width": 3 if group == "generated" else 2},
             )
         )
-    return standard_layout(
-        figure,
-        "fine-tuning epoch (0 = as generated)",
-        "test accuracy (fraction correct)",
-        460,
-        xaxis_dtick=1,
-        legend={"orientation": "h", "y": -0.2},
-    )
+    return curves_layout(figure, 460)
 
 
 def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | None = None) -> go.Figure:
@@ -307,10 +323,4 @@ def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | Non
                     marker={"color": colour, "size": 9 if group == "generated" else 7},
                 )
             )
-    return standard_layout(
-        figure,
-        "max IoU of errors with any zoo model (0 = new, 1 = copy)",
-        "test accuracy as generated (fraction)",
-        460,
-        legend={"orientation": "h", "y": -0.2},
-    )
+    return novelty_layout(figure, 460)

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.colors import qualitative
 
+from core.rep.zoom import zoom_projection
+
 # Map colourings: label -> (column, continuous?)
 COLOURINGS: dict[str, tuple[str, bool]] = {
     "test accuracy": ("test_acc", True),
@@ -77,8 +79,15 @@ def map_table(embeddings: pl.DataFrame, zoo_table: pl.DataFrame) -> pl.DataFrame
 RUN_SYMBOLS = ("star", "diamond", "triangle-up", "square", "pentagon", "hexagram", "star-triangle-up", "cross")
 
 
+UMAP_AXES = ("UMAP 1 (no unit)", "UMAP 2 (no unit)")
+
+
 def map_figure(
-    table: pl.DataFrame, colour: str, samples: pl.DataFrame | None = None, selected: list[int] | None = None
+    table: pl.DataFrame,
+    colour: str,
+    samples: pl.DataFrame | None = None,
+    selected: list[int] | None = None,
+    axes: tuple[str, str] = UMAP_AXES,
 ) -> go.Figure:
     """The UMAP map of the zoo (WebGL), coloured by `colour` (a COLOURINGS label); the `selected` checkpoints
     ringed over the rest, dimmed; and generated samples on top, one legend entry per samples run (a click on it
@@ -99,8 +108,7 @@ def map_figure(
             figure.add_trace(_samples_trace(run, group, RUN_SYMBOLS[i % len(RUN_SYMBOLS)], scale))
     return standard_layout(
         figure,
-        "UMAP 1 (no unit)",
-        "UMAP 2 (no unit)",
+        *axes,
         600,
         dragmode="lasso",
         legend={"orientation": "h", "y": -0.15},
@@ -153,7 +161,7 @@ def _selection_ring(rows: pl.DataFrame) -> go.Scattergl:
         y=rows["umap_y"].to_list(),
         mode="markers",
         name=f"selected ({rows.height})",
-        marker={"size": 11, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#111111"}},
+        marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"width": 1, "color": "rgba(20,20,20,0.6)"}},
         hoverinfo="skip",
     )
 
@@ -181,6 +189,15 @@ def _samples_trace(run: str, rows: pl.DataFrame, symbol: str, scale: tuple[float
             "line": {"width": 1.5, "color": "#ff2d55"},
         },
     )
+
+
+def zoomed_table(table: pl.DataFrame, embeddings: pl.DataFrame, selected: list[int]) -> pl.DataFrame:
+    """The selected rows of the map table, placed by a projection of their embeddings alone (core/rep/zoom.py)
+    instead of the global map: the map's x and y columns are replaced, so the map figure draws it unchanged."""
+    chosen = embeddings.filter(pl.col("checkpoint").is_in(selected)).sort("checkpoint")
+    xy = zoom_projection(np.stack(chosen["embedding"].to_numpy()))
+    positions = pl.DataFrame({"checkpoint": chosen["checkpoint"], "umap_x": xy[:, 0], "umap_y": xy[:, 1]})
+    return table.drop("umap_x", "umap_y").join(positions, on="checkpoint", how="inner")
 
 
 def _natural(value: str) -> tuple:

@@ -7,6 +7,7 @@ from __future__ import annotations
 WORKSPACE = "workspace"  # the sidebar's workspace picker
 MAP = "map"  # the Explore page's chart (its selection)
 MAP_COLOUR = "map-colour"
+ZOOM = "map-zoom"  # Explore: the map shows the selection alone, re-projected
 AE_KIND = "ae-kind"
 ZOO_NAME = "zoo-name"
 IMPORT_NAME = "import-name"

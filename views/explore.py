@@ -6,8 +6,10 @@ import polars as pl
 import streamlit as st
 
 from ui import keys, session
-from ui.figures import COLOURINGS, map_figure, map_table, selected_checkpoints, selection_summary
+from ui.figures import COLOURINGS, map_figure, map_table, selected_checkpoints, selection_summary, zoomed_table
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table
+
+ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
 
 workspace = page_start(
     "Explore",
@@ -39,6 +41,15 @@ embeddings = or_stop(session.embeddings, workspace, run)
 table = map_table(embeddings, zoo_table)
 selection_key = keys.selection(workspace.root.name, run)
 selected = session.selection(workspace, run)
+with controls:
+    zoom = st.toggle(
+        "Zoom into the selection",
+        key=keys.ZOOM,
+        disabled=len(selected) < 3,
+        help="re-project only the selected checkpoints (PCA of their embeddings), so the structure inside one "
+        "region shows; a selection drawn here narrows the zoom further; clear the selection to go back",
+    )
+zoomed = zoom and len(selected) >= 3
 
 
 def keep_selection() -> None:
@@ -48,7 +59,9 @@ def keep_selection() -> None:
 
 with chart:
     st.plotly_chart(
-        map_figure(table, colour, samples, selected),
+        map_figure(zoomed_table(table, embeddings, selected), colour, axes=ZOOM_AXES)
+        if zoomed
+        else map_figure(table, colour, samples, selected),
         key=keys.MAP,
         on_select=keep_selection,
         selection_mode=("lasso", "box"),

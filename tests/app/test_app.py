@@ -177,6 +177,10 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
     at.selectbox(key="map-colour").set_value("init").run()
     assert not at.exception
     assert texts(at.metric)[:2] == ["3", "1"]  # checkpoints 0-2 are one model's three epochs
+    at.toggle(key=keys.ZOOM).set_value(True).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert not at.exception and spec["layout"]["xaxis"]["title"]["text"].startswith("selection's PCA 1")
+    assert sorted(p[0] for trace in spec["data"] for p in trace["customdata"]) == [0, 1, 2]  # the selection alone
     button(at, "Clear selection").click().run()
     assert "Nothing selected yet" in " ".join(texts(at.markdown))
 

@@ -107,13 +107,13 @@ def generate(
     figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
     (the app passes one for its lifetime)."""
     started = time.monotonic()  # the run records its duration: the Generate page compares runs by it
-    preparing = _phase(on_progress, "preparing")
-    preparing(0, 1, {})
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
     table = combined_table(zoos)
     anchors = resolve_anchors(zoos, table, config.anchors)
+    preparing = _phase(on_progress, "preparing")  # after the checks of the input: a refusal prints no bar
+    preparing(0, 1, {})
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)

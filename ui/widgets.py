@@ -49,6 +49,19 @@ def require_run(workspace: Workspace) -> str:
     return run
 
 
+def start_generation(workspace: Workspace, run: str, config, label: str) -> Job | None:
+    """Start a generation (core/pipeline.py `generate`) from the autoencoder run as the workspace's "generate"
+    job, which the Generate page watches; the zoo's error sets are kept for the server's lifetime."""
+    zoo_errors = session.zoo_error_sets()
+
+    def work(on_progress, should_stop):
+        from core.pipeline import generate  # lazy: the engine loads in the background (session.warm_up)
+
+        return generate(workspace, config, run, session.device(), on_progress, zoo_errors)
+
+    return start(workspace, "generate", label, work)
+
+
 def start(workspace: Workspace, kind: str, label: str, work: Work) -> Job | None:
     """Start a background job on the workspace, or say why not in an error box."""
     try:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from ui import keys, session
 from ui.figures import COLOURINGS, map_figure, map_table, selected_checkpoints, selection_summary, zoomed_table
-from ui.widgets import or_stop, page_start, require_run, require_zoo_table
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation
 
 ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
 
@@ -57,6 +57,18 @@ def keep_selection() -> None:
     st.session_state[selection_key] = selected_checkpoints(st.session_state[keys.MAP].selection)
 
 
+def decode(checkpoint: int) -> None:
+    """Decode one checkpoint's embedding (a generation of one model at spread 0, not fine-tuned) and show it."""
+    from core.gen.config import SampleConfig  # lazy: it imports torch, which the first page (this one) needs not
+
+    config = SampleConfig(
+        anchors=f"ids:{checkpoint}", n=1, spread=0.0, finetune_epochs=0, baselines=False, selection="none"
+    )
+    if start_generation(workspace, run, config, f"Decoding checkpoint {checkpoint}"):
+        st.session_state.pop(keys.RESULTS_FIRST, None)
+        st.switch_page("views/generate.py")
+
+
 with chart:
     st.plotly_chart(
         map_figure(zoomed_table(table, embeddings, selected), colour, axes=ZOOM_AXES)
@@ -64,7 +76,7 @@ with chart:
         else map_figure(table, colour, samples, selected),
         key=keys.MAP,
         on_select=keep_selection,
-        selection_mode=("lasso", "box"),
+        selection_mode=("points", "lasso", "box"),  # a click selects one checkpoint: it can be decoded
         width="stretch",
     )
 
@@ -79,6 +91,12 @@ with controls:
         st.metric("Test accuracy", f"{summary['acc_mean']:.1%}", help="mean of the selection")
         st.caption(f"range {summary['acc_min']:.1%} to {summary['acc_max']:.1%}")
         st.caption("epochs: " + ", ".join(f"{e} ({n})" for e, n in summary["epochs"].items()))
+        if summary["checkpoints"] == 1 and st.button(
+            "Decode this checkpoint",
+            help="the model the autoencoder reconstructs at this point (its own code, no noise): its accuracy, "
+            "novelty against the zoo, and export, on the Generate page",
+        ):
+            decode(selected[0])
         if st.button("Generate from this selection", type="primary"):
             st.session_state[keys.ANCHOR_SOURCE] = "map selection"
             st.session_state.pop(keys.RESULTS_FIRST, None)  # a new selection: the form comes first again

@@ -18,7 +18,7 @@ from ui import keys, session
 from ui.compare import comparison_curves, comparison_novelty, comparison_table
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
 from ui.jobs import Job, format_seconds
-from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start, watch
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation, watch
 
 SELECTION_HELP = {
     "none": "None: keep every sampled model",
@@ -204,14 +204,7 @@ def generation_form() -> None:
     config = settings_form(rule)
     if config is None:
         return
-    zoo_errors = session.zoo_error_sets()
-
-    def work(on_progress, should_stop):
-        from core.pipeline import generate  # lazy: the engine loads in the background (session.warm_up)
-
-        return generate(workspace, config, run, session.device(), on_progress, zoo_errors)
-
-    if start(workspace, "generate", f"Generating {config.n} models", work):
+    if start_generation(workspace, run, config, f"Generating {config.n} models"):
         st.session_state.pop(keys.RESULTS_FIRST, None)
         st.rerun()
 

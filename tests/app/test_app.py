@@ -185,6 +185,18 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
     assert "Nothing selected yet" in " ".join(texts(at.markdown))
 
 
+def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_root):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: the button changes page
+    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5]
+    at.run()
+    button(at, "Decode this checkpoint").click().run()
+    assert not at.exception
+    run_until(at, lambda at: "Results" in texts(at.header))
+    assert texts(at.title) == ["Generate"] and "1 models by neighbour from 1 anchors" in " ".join(texts(at.caption))
+    result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
+    assert result["anchors"]["ids"] == [5] and result["config"]["spread"] == 0.0 and result["n"] == 1
+
+
 def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):
     copy_workspace(tiny_zoo_workspace, tmp_path / "digits")
     monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path))

@@ -341,3 +341,25 @@ def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | Non
                 )
             )
     return novelty_layout(figure, 460)
+
+
+def path_figure(path: pl.DataFrame, ends: tuple[int, int]) -> go.Figure:
+    """Test accuracy along the straight line between two checkpoints: through the autoencoder's latent space
+    (decoded) and through weight space (the loss barrier), against the position t on the line."""
+    figure = go.Figure()
+    for column, name, colour in (
+        ("latent", "latent line, decoded", GROUP_STYLE["generated"][1]),
+        ("weights", "weight-space line (aligned weights)", GROUP_STYLE["anchors"][1]),
+    ):
+        figure.add_trace(
+            go.Scatter(
+                x=path["t"].to_list(), y=path[column].to_list(), mode="lines+markers", name=name, line={"color": colour}
+            )
+        )
+    return standard_layout(
+        figure,
+        f"position t on the line (0 = checkpoint {ends[0]}, 1 = checkpoint {ends[1]})",
+        "test accuracy (fraction correct)",
+        380,
+        legend={"orientation": "h", "y": -0.25},
+    )

@@ -7,6 +7,8 @@ from __future__ import annotations
 WORKSPACE = "workspace"  # the sidebar's workspace picker
 MAP = "map"  # the Explore page's chart (its selection)
 MAP_COLOUR = "map-colour"
+PATH = "latent-path"  # Explore: (run, ends, accuracies) of the latent path shown
+PATH_CHART = "latent-path-chart"
 ZOOM = "map-zoom"  # Explore: the map shows the selection alone, re-projected
 AE_KIND = "ae-kind"
 ZOO_NAME = "zoo-name"

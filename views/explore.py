@@ -6,7 +6,15 @@ import polars as pl
 import streamlit as st
 
 from ui import keys, session
-from ui.figures import COLOURINGS, map_figure, map_table, selected_checkpoints, selection_summary, zoomed_table
+from ui.figures import (
+    COLOURINGS,
+    map_figure,
+    map_table,
+    path_figure,
+    selected_checkpoints,
+    selection_summary,
+    zoomed_table,
+)
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation
 
 ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
@@ -57,6 +65,28 @@ def keep_selection() -> None:
     st.session_state[selection_key] = selected_checkpoints(st.session_state[keys.MAP].selection)
 
 
+def latent_path_of(ends: tuple[int, int]):
+    """The path's accuracies (core/gen/path.py): a few seconds, so it runs in the page, with a spinner."""
+    from core.gen.path import STEPS, latent_path  # lazy: it imports torch, which the first page (this one) needs not
+
+    with st.spinner("Decoding the path..."):
+        return or_stop(latent_path, workspace, run, ends, STEPS, session.device())
+
+
+def show_path() -> None:
+    """The latent path asked for last on this run, below the map."""
+    shown = st.session_state.get(keys.PATH)
+    if not shown or shown[0] != run:
+        return
+    _, ends, path = shown
+    st.subheader(f"Latent path: checkpoint {ends[0]} to {ends[1]}")
+    st.plotly_chart(path_figure(path, ends), width="stretch", key=keys.PATH_CHART)
+    st.caption(
+        "Red: models decoded along the straight line between the two embeddings (its ends are the checkpoints' "
+        "reconstructions). Blue: the straight line between their aligned weights; a dip is the loss barrier."
+    )
+
+
 def decode(checkpoint: int) -> None:
     """Decode one checkpoint's embedding (a generation of one model at spread 0, not fine-tuned) and show it."""
     from core.gen.config import SampleConfig  # lazy: it imports torch, which the first page (this one) needs not
@@ -97,6 +127,11 @@ with controls:
             "novelty against the zoo, and export, on the Generate page",
         ):
             decode(selected[0])
+        if summary["checkpoints"] == 2 and st.button(
+            "Latent path between these two",
+            help="decode the straight line between their embeddings, beside the straight line between their weights",
+        ):
+            st.session_state[keys.PATH] = (run, tuple(selected), latent_path_of(tuple(selected)))
         if st.button("Generate from this selection", type="primary"):
             st.session_state[keys.ANCHOR_SOURCE] = "map selection"
             st.session_state.pop(keys.RESULTS_FIRST, None)  # a new selection: the form comes first again
@@ -105,6 +140,7 @@ with controls:
             st.session_state[selection_key] = []
             st.rerun()
 
+show_path()
 if selected:
     with st.expander(f"The {len(selected)} selected checkpoints"):
         st.dataframe(table.filter(table["checkpoint"].is_in(selected)), hide_index=True, width="stretch")

@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -195,6 +196,19 @@ def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_r
     assert texts(at.title) == ["Generate"] and "1 models by neighbour from 1 anchors" in " ".join(texts(at.caption))
     result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
     assert result["anchors"]["ids"] == [5] and result["config"]["spread"] == 0.0 and result["n"] == 1
+
+
+def test_two_selected_checkpoints_give_a_latent_path_beside_the_weight_space_line(app_root):
+    at = page("explore")
+    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5, 14]
+    at.run()
+    button(at, "Latent path between these two").click().run()
+    assert not at.exception and "Latent path: checkpoint 5 to 14" in texts(at.subheader)
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)
+    latent, weights = spec["data"]
+    assert len(latent["y"]) == len(weights["y"]) == 11 and all(0 <= a <= 1 for a in latent["y"] + weights["y"])
+    table = load_zoos(Workspace(app_root / "digits"))[0].table
+    assert weights["y"][0] == pytest.approx(table.filter(pl.col("checkpoint") == 5)["test_acc"][0], abs=1e-4)
 
 
 def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):

@@ -22,7 +22,8 @@ ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
 workspace = page_start(
     "Explore",
     "Every checkpoint of the zoo is a point: its hyper-representation, mapped to 2-D with UMAP. "
-    "Lasso or box a region (the tools at the chart's top right) to sample new models from it.",
+    "Lasso or box a region (the tools at the chart's top right) to sample new models from it; with the pan or "
+    "zoom tool, click one checkpoint to decode it; select exactly two for the latent path between them.",
 )
 zoo_table = require_zoo_table(workspace)
 chosen = require_run(workspace)
@@ -106,7 +107,9 @@ with chart:
         else map_figure(table, colour, samples, selected),
         key=keys.MAP,
         on_select=keep_selection,
-        selection_mode=("points", "lasso", "box"),  # a click selects one checkpoint: it can be decoded
+        # Points: with the pan or zoom tool, a click selects one checkpoint (Streamlit
+        # turns clicks off while the lasso or box tool is active).
+        selection_mode=("points", "lasso", "box"),
         width="stretch",
     )
 

@@ -162,6 +162,26 @@ def hover_texts_of_stars(page) -> list[str]:
     return texts
 
 
+def click_first_checkpoint(page) -> int:
+    """With the pan tool (clicks select only outside the lasso and box tools), click the zoo's leftmost point;
+    returns its checkpoint id."""
+    page.locator('[data-testid="stPlotlyChart"]').first.hover()
+    page.locator('[data-testid="stPlotlyChart"] [data-title="Pan"]').first.click()
+    x, y, checkpoint = min(page.evaluate(ZOO_POSITIONS))
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    return checkpoint
+
+
+ZOO_POSITIONS = """() => {
+  const chart = document.querySelector('.js-plotly-plot');
+  const area = chart.querySelector('.nsewdrag').getBoundingClientRect();
+  const x = chart._fullLayout.xaxis, y = chart._fullLayout.yaxis, zoo = chart.data[0];
+  return zoo.x.map((v, i) => [area.left + x.d2p(v), area.top + y.d2p(zoo.y[i]), zoo.customdata[i][0]]);
+}"""
+
+
 def map_trace_names(page) -> list[str]:
     return page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
 

@@ -20,6 +20,7 @@ from tests.app.appdriver import (
     browser,
     choose_workspace,
     chromium_path,
+    click_first_checkpoint,
     explore_generate_export,
     go_to,
     hover_texts_of_stars,
@@ -77,10 +78,17 @@ def test_the_map_draws_the_selection_back_and_each_generated_model_hovers_on_its
         assert runs == ["generated: gauss", "generated: kde"]  # one legend entry per run
         hovers = hover_texts_of_stars(page)
         assert len(hovers) == 16 and all(h.startswith("generated: ") for h in hovers), hovers
+        click_first_checkpoint(page)  # one checkpoint clicked: it can be decoded
+        page.get_by_role("button", name="Decode this checkpoint").wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "1"
         box_select(page, 0.02, 0.02, 0.98, 0.98)
         page.get_by_role("button", name="Generate from this selection").wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('.js-plotly-plot').data.some(t => t.name === 'selected (18)')",
+            timeout=60_000,
+        )
         wait_idle(page)
-        assert "selected (18)" in map_trace_names(page)
         go_to(page, "Generate")
         go_to(page, "Explore")
         wait_for_map(page)

@@ -25,7 +25,8 @@ def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
                 "models": run.n,
                 "anchors": run.anchors["count"],
                 "acc as generated": run.curves["generated"][0],
-                f"acc after {len(run.curves['generated']) - 1} epochs": run.curves["generated"][-1],
+                "fine-tuning epochs": len(run.curves["generated"]) - 1,  # runs may differ: one column each
+                "acc after fine-tuning": run.curves["generated"][-1],
                 "max IoU (median)": run.novelty["max_iou_median"],
                 "min L2 (median)": run.novelty["min_l2_median"],
                 "seconds": run.extra.get("seconds"),

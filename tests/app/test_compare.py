@@ -27,7 +27,8 @@ def test_runs_compare_in_one_table_one_curve_chart_and_one_novelty_plane():
     runs = [fake_run("kde-1", "kde", [0.6, 0.8, 0.9], 4.2), fake_run("gauss-2", "gauss", [0.3, 0.7, 0.85], None)]
     table = comparison_table(runs)
     assert table["run"].to_list() == ["kde-1", "gauss-2"]
-    assert table["acc as generated"].to_list() == [0.6, 0.3] and table["acc after 2 epochs"].to_list() == [0.9, 0.85]
+    assert table["acc as generated"].to_list() == [0.6, 0.3] and table["acc after fine-tuning"].to_list() == [0.9, 0.85]
+    assert table["fine-tuning epochs"].to_list() == [2, 2]
     assert table["seconds"].to_list() == [4.2, None]  # runs made before durations were recorded
     curves = comparison_curves(runs)
     assert [t.name for t in curves.data] == ["kde-1", "gauss-2", "random init"]

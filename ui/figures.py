@@ -95,11 +95,12 @@ def map_figure(
     the ring none, so a selection reads back zoo checkpoints only (see `selected_checkpoints`)."""
     table = table.with_columns(pl.col("ggap").fill_nan(None).fill_null(0.0))
     figure = go.Figure()
-    dim = 0.35 if selected else 0.9
+    chosen = set(selected or [])
     for trace in _zoo_traces(table, colour):
-        trace.marker.opacity = dim
+        # the selection at full strength, the rest faded: this alone shows a large selection (rings would merge)
+        trace.marker.opacity = [0.95 if c[0] in chosen else 0.2 for c in trace.customdata] if chosen else 0.9
         figure.add_trace(trace)
-    if selected:
+    if chosen:
         figure.add_trace(_selection_ring(table.filter(pl.col("checkpoint").is_in(selected))))
     if samples is not None and samples.height:
         accuracy = table["test_acc"].fill_nan(None)
@@ -161,7 +162,7 @@ def _selection_ring(rows: pl.DataFrame) -> go.Scattergl:
         y=rows["umap_y"].to_list(),
         mode="markers",
         name=f"selected ({rows.height})",
-        marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"width": 1, "color": "rgba(20,20,20,0.6)"}},
+        marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"width": 1, "color": "rgba(20,20,20,0.25)"}},
         hoverinfo="skip",
     )
 

@@ -77,7 +77,8 @@ def test_the_selection_is_drawn_back_as_rings_over_dimmed_points(table):
     ring = figure.data[-1]
     assert ring.name == "selected (2)" and sorted(ring.x) == [2.0, 4.0] and ring.customdata is None
     assert ring.hoverinfo == "skip"  # the ring neither hovers nor enters a new selection
-    assert figure.data[0].marker.opacity < plain.data[0].marker.opacity
+    opacity = dict(zip([c[0] for c in figure.data[0].customdata], figure.data[0].marker.opacity, strict=True))
+    assert opacity[11] == opacity[13] > plain.data[0].marker.opacity / 2 > opacity[10] == opacity[12]
 
 
 def test_selection_reads_checkpoint_ids_not_per_trace_indices():

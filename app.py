@@ -8,6 +8,7 @@ functions to widgets.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -18,7 +19,10 @@ from core.store.workspace import Workspace
 from ui import keys, session
 from ui.widgets import start, watch
 
-st.set_page_config(page_title="Hyper-representation workbench", page_icon=":material/hub:", layout="wide")
+# The icon is a file of ours: a ":material/..." page icon makes the browser fetch it from fonts.gstatic.com, which
+# fails offline (the navigation's material icons come from the font Streamlit bundles, so they stay).
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+st.set_page_config(page_title="Hyper-representation workbench", page_icon=str(ICON), layout="wide")
 sleep_while_waiting()  # before the engine (torch) loads, in the background
 tune_cpu_allocator()
 session.warm_up()
@@ -86,16 +90,15 @@ def workspace_picker() -> None:
             st.info(f"Running: {busy.label}")
 
 
-session.mark_entry_point()
 ensure_default_workspace()
 workspace_picker()
 navigation = st.navigation(
     [
-        st.Page("pages/zoo.py", title="Zoo", icon=":material/grid_view:"),
-        st.Page("pages/autoencoder.py", title="Autoencoder", icon=":material/model_training:"),
-        st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),
-        st.Page("pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
-        st.Page("pages/export.py", title="Export", icon=":material/download:"),
+        st.Page("views/zoo.py", title="Zoo", icon=":material/grid_view:"),
+        st.Page("views/autoencoder.py", title="Autoencoder", icon=":material/model_training:"),
+        st.Page("views/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),
+        st.Page("views/generate.py", title="Generate", icon=":material/auto_awesome:"),
+        st.Page("views/export.py", title="Export", icon=":material/download:"),
     ]
 )
 navigation.run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -85,12 +86,13 @@ def train_and_map(
     return trained
 
 
-def _phase(on_progress: Progress | None, phase: str) -> Progress:
-    """The progress callback of one phase: info["phase"] names it, so a bar (or the app) starts a new line."""
+def _phase(on_progress: Progress | None, phase: str, carry: dict | None = None) -> Progress:
+    """The progress callback of one phase: info["phase"] names it, so a bar (or the app) starts a new line;
+    `carry` goes into every report's info (e.g. the curves so far, which the app keeps drawing)."""
 
     def report(done: int, total: int, info: dict) -> None:
         if on_progress:
-            on_progress(done, total, {"phase": phase, **info})
+            on_progress(done, total, {"phase": phase, **(carry or {}), **info})
 
     return report
 
@@ -110,31 +112,33 @@ def generate(
     """Anchors -> sampler -> decoded weights -> evaluated and fine-tuned beside the baselines, with novelty
     figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
     (the app passes one for its lifetime). With `cluster`, the fine-tuning runs in shards on Ray."""
+    started = time.monotonic()  # the run records its duration: the Generate page compares runs by it
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
     table = combined_table(zoos)
     anchors = resolve_anchors(zoos, table, config.anchors)
+    preparing = _phase(on_progress, "preparing")  # after the checks of the input: a refusal prints no bar
+    preparing(0, 1, {})
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
     generated, sampler, selected = draw_models(run, prepared, anchors, config, source, rng, device, table)
-    anchors_aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
-    groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, config.n, rng)}
-    if config.baselines:
-        groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
-    target_name = config.dataset or source_name
-    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, on_progress, cluster)
-    zoo_errors = zoo_errors or ZooErrorSets()
-    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
-    frontier = _frontier(workspace, anchors, prepared, anchors_aligned, config, source, rng, zoo_errors)
+    preparing(1, 1, {})
+    groups = _groups(generated, anchors, prepared, config, rng)
+    finetuning = _phase(on_progress, "fine-tuning")
+    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning, cluster)
+    measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
+    figures, frontier = _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, measuring)
+    _phase(on_progress, "map", {"curves": curves})(0, 1, {})
+    map_xy = _map_positions(run, zoos, prepared, generated, device)
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
         ae_run=run.name,
         ae_kind=run.kind,
         method=config.method,
         n=config.n,
-        dataset=target_name,
+        dataset=config.dataset or source_name,
         source_dataset=source_name,
         architecture=anchors.spec.name,
         activation=anchors.activation,
@@ -145,19 +149,34 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
-        extra={"noise_frontier": frontier, **transfer_summary(curves, new_head)},
+        extra=_extra(frontier, started, curves, new_head),
         **stamp,
     )
     samples.write(
         {"generated": generated, "finetuned": finetuned[: config.n]},
         {"architecture": anchors.spec.to_json(), "method": config.method},
-        _samples_table(
-            per_model["generated"], figures["generated"], _map_positions(run, zoos, prepared, generated, device)
-        ),
+        _samples_table(per_model["generated"], figures["generated"], map_xy),
         curves,
         novelty_plane(per_model, figures),
     )
     return samples
+
+
+def _extra(frontier: list[dict], started: float, curves: pl.DataFrame, new_head: bool) -> dict:
+    """A run's further figures: the noise frontier, its duration up to the write (the comparison view shows it),
+    and the transfer summary."""
+    seconds = round(time.monotonic() - started, 2)
+    return {"noise_frontier": frontier, "seconds": seconds, **transfer_summary(curves, new_head)}
+
+
+def _groups(generated: torch.Tensor, anchors: Anchors, prepared, config: SampleConfig, rng) -> dict:
+    """The generated models and what they are compared with: random init, the anchors, and (unless turned off)
+    the simple weight-space baselines, each as aligned weight vectors."""
+    anchors_aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, config.n, rng)}
+    if config.baselines:
+        groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
+    return groups
 
 
 def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Dataset, device, on_progress, cluster):
@@ -191,6 +210,15 @@ def _seed(manifest: dict) -> int:
     return manifest.get("dataset", {}).get("seed", 0)
 
 
+def _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, report) -> tuple:
+    """(each group's novelty figures, the noise baseline's frontier), reporting the two steps."""
+    report(0, 2, {})
+    zoo_errors = zoo_errors or ZooErrorSets()
+    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
+    report(1, 2, {})
+    return figures, _frontier(workspace, anchors, prepared, config, source, rng, zoo_errors)
+
+
 def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets):
     """Each group's novelty figures against the zoo (core/gen/novelty.py); random init is not a generator."""
     zoo = anchors.zoo
@@ -204,12 +232,12 @@ def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source
     }
 
 
-def _frontier(workspace, anchors: Anchors, prepared, aligned, config, source: Dataset, rng, zoo_errors) -> list[dict]:
+def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rng, zoo_errors) -> list[dict]:
     """The noise baseline at every scale of its frontier: mean accuracy as generated and median novelty (the
     Generate page draws it as a line on the novelty plane); none when the baselines are off."""
     if not config.baselines:
         return []
-    models = noise_frontier(aligned, prepared, config.n, rng)
+    models = noise_frontier(prepared.aligned[torch.from_numpy(anchors.rows)], prepared, config.n, rng)
     figures = _novelty_figures(workspace, anchors, prepared, {str(k): v for k, v in models.items()}, source, zoo_errors)
     accuracy = {k: evaluate_models(anchors.spec, v, source.x_test, source.y_test)[1] for k, v in models.items()}
     return [{"scale": k, "acc_mean": float(accuracy[k].mean()), **_medians(figures[str(k)])} for k in models]

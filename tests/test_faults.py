@@ -183,7 +183,7 @@ def sampled_reference(tiny_ae_workspace, tmp_path_factory):
 
 def _record(run: SamplesRun) -> dict:
     data = read_json(run.result_path)
-    del data["created"]
+    del data["created"], data["seconds"]  # when and how long: wall-clock facts, not the run's content
     return data
 
 

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.colors import qualitative
 
+from core.rep.zoom import zoom_projection
+
 # Map colourings: label -> (column, continuous?)
 COLOURINGS: dict[str, tuple[str, bool]] = {
     "test accuracy": ("test_acc", True),
@@ -26,14 +28,19 @@ GROUP_STYLE = {  # fine-tuning groups: (label, colour, dash)
     "average": ("average of 3 anchors", "#8c564b", "dot"),
     "weight_gauss": ("per-weight Gaussian", "#e377c2", "dot"),
 }
-LOSS_COLUMNS = ("loss", "reconstruction", "contrastive", "val_reconstruction")
+LOSS_COLUMNS = {  # history column -> legend name
+    "loss": "training loss (total)",
+    "reconstruction": "reconstruction (training)",
+    "contrastive": "contrastive (training)",
+    "val_reconstruction": "reconstruction (validation)",
+}
 _HOVER = (
     "checkpoint %{customdata[0]}<br>model %{customdata[1]}, epoch %{customdata[2]}<br>"
     "test accuracy %{customdata[3]:.3f}<br>generalisation gap %{customdata[4]:.3f}<extra></extra>"
 )
 
 
-def _layout(figure: go.Figure, x: str, y: str, height: int, **extra) -> go.Figure:
+def standard_layout(figure: go.Figure, x: str, y: str, height: int, **extra) -> go.Figure:
     """Axis titles (with units), height and tight margins: the layout every figure here shares."""
     figure.update_layout(
         xaxis_title=x, yaxis_title=y, height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, **extra
@@ -41,74 +48,157 @@ def _layout(figure: go.Figure, x: str, y: str, height: int, **extra) -> go.Figur
     return figure
 
 
+def curves_layout(figure: go.Figure, height: int) -> go.Figure:
+    """Axes of a fine-tuning chart: accuracy against epoch, the legend below."""
+    return standard_layout(
+        figure,
+        "fine-tuning epoch (0 = as generated)",
+        "test accuracy (fraction correct)",
+        height,
+        xaxis_dtick=1,
+        legend={"orientation": "h", "y": -0.2},
+    )
+
+
+def novelty_layout(figure: go.Figure, height: int) -> go.Figure:
+    """Axes of the novelty plane (Zeng et al.): accuracy as generated against error overlap with the zoo."""
+    return standard_layout(
+        figure,
+        "max IoU of errors with any zoo model (0 = new, 1 = copy)",
+        "test accuracy as generated (fraction)",
+        height,
+        legend={"orientation": "h", "y": -0.2},
+    )
+
+
 def map_table(embeddings: pl.DataFrame, zoo_table: pl.DataFrame) -> pl.DataFrame:
     """One row per checkpoint with its map position and the zoo's properties."""
     return embeddings.select("checkpoint", "split", "umap_x", "umap_y").join(zoo_table, on="checkpoint", how="left")
 
 
-def map_figure(table: pl.DataFrame, colour: str, samples: pl.DataFrame | None = None) -> go.Figure:
-    """The UMAP map of the zoo (WebGL), coloured by `colour` (a COLOURINGS label), with generated samples
-    drawn over it as stars. Zoo points carry their checkpoint id as customdata[0]; sample points carry -1, so
-    a selection reads back zoo checkpoints only (see `selected_checkpoints`)."""
-    column, continuous = COLOURINGS[colour]
-    custom = ["checkpoint", "model_id", "epoch", "test_acc", "ggap"]
+RUN_SYMBOLS = ("star", "diamond", "triangle-up", "square", "pentagon", "hexagram", "star-triangle-up", "cross")
+
+
+UMAP_AXES = ("UMAP 1 (no unit)", "UMAP 2 (no unit)")
+
+
+def map_figure(
+    table: pl.DataFrame,
+    colour: str,
+    samples: pl.DataFrame | None = None,
+    selected: list[int] | None = None,
+    axes: tuple[str, str] = UMAP_AXES,
+) -> go.Figure:
+    """The UMAP map of the zoo (WebGL), coloured by `colour` (a COLOURINGS label); the `selected` checkpoints
+    ringed over the rest, dimmed; and generated samples on top, one legend entry per samples run (a click on it
+    shows or hides the run). Zoo points carry their checkpoint id as customdata[0]; sample points carry -1 and
+    the ring none, so a selection reads back zoo checkpoints only (see `selected_checkpoints`)."""
     table = table.with_columns(pl.col("ggap").fill_nan(None).fill_null(0.0))
     figure = go.Figure()
-    if continuous:
-        figure.add_trace(
-            go.Scattergl(
-                x=table["umap_x"].to_list(),
-                y=table["umap_y"].to_list(),
-                mode="markers",
-                name="zoo checkpoints",
-                customdata=table.select(custom).rows(),
-                hovertemplate=_HOVER,
-                marker={
-                    "size": 6,
-                    "color": table[column].fill_nan(None).to_list(),
-                    "colorscale": "Viridis",
-                    "colorbar": {"title": {"text": colour}},
-                    "showscale": True,
-                },
-                showlegend=False,
-            )
-        )
-    else:
-        palette = qualitative.Plotly + qualitative.Dark24
-        groups = table.with_columns(pl.col(column).cast(pl.String).fill_null("n/a")).partition_by(
-            column, maintain_order=True, as_dict=True
-        )
-        for i, (key, group) in enumerate(sorted(groups.items(), key=lambda kv: _natural(kv[0][0]))):
-            figure.add_trace(
-                go.Scattergl(
-                    x=group["umap_x"].to_list(),
-                    y=group["umap_y"].to_list(),
-                    mode="markers",
-                    name=f"{colour} {key[0]}",
-                    customdata=group.select(custom).rows(),
-                    hovertemplate=_HOVER,
-                    marker={"size": 6, "color": palette[i % len(palette)]},
-                )
-            )
+    chosen = set(selected or [])
+    for trace in _zoo_traces(table, colour):
+        # the selection at full strength, the rest faded: this alone shows a large selection (rings would merge)
+        trace.marker.opacity = [0.95 if c[0] in chosen else 0.2 for c in trace.customdata] if chosen else 0.9
+        figure.add_trace(trace)
+    if chosen:
+        figure.add_trace(_selection_ring(table.filter(pl.col("checkpoint").is_in(selected))))
     if samples is not None and samples.height:
-        figure.add_trace(
-            go.Scattergl(
-                x=samples["umap_x"].to_list(),
-                y=samples["umap_y"].to_list(),
-                mode="markers",
-                name="generated samples",
-                customdata=[
-                    [-1, r, s, a0, af]
-                    for r, s, a0, af in samples.select("samples_run", "sample", "acc_epoch0", "acc_final").rows()
-                ],
-                hovertemplate="generated: %{customdata[1]} #%{customdata[2]}<br>accuracy as generated "
-                "%{customdata[3]:.3f}, after fine-tuning %{customdata[4]:.3f}<extra></extra>",
-                marker={"symbol": "star", "size": 12, "color": "#ff2d55", "line": {"width": 1, "color": "black"}},
-            )
-        )
-    return _layout(
-        figure, "UMAP 1 (no unit)", "UMAP 2 (no unit)", 600, dragmode="lasso", legend={"orientation": "h", "y": -0.15}
+        accuracy = table["test_acc"].fill_nan(None)
+        scale = (accuracy.min() or 0.0, accuracy.max() or 1.0)
+        for i, ((run,), group) in enumerate(samples.partition_by("samples_run", as_dict=True).items()):
+            figure.add_trace(_samples_trace(run, group, RUN_SYMBOLS[i % len(RUN_SYMBOLS)], scale))
+    return standard_layout(
+        figure,
+        *axes,
+        600,
+        dragmode="lasso",
+        legend={"orientation": "h", "y": -0.15},
+        hoverdistance=12,
     )
+
+
+def _zoo_traces(table: pl.DataFrame, colour: str) -> list[go.Scattergl]:
+    """The zoo's points: one trace with a colour bar for a continuous colouring, one per category otherwise."""
+    column, continuous = COLOURINGS[colour]
+    custom = ["checkpoint", "model_id", "epoch", "test_acc", "ggap"]
+    if continuous:
+        marker = {
+            "size": 6,
+            "color": table[column].fill_nan(None).to_list(),
+            "colorscale": "Viridis",
+            "colorbar": {"title": {"text": colour}},
+            "showscale": True,
+        }
+        return [_points(table, "zoo checkpoints", marker, custom, showlegend=False)]
+    palette = qualitative.Plotly + qualitative.Dark24
+    groups = table.with_columns(pl.col(column).cast(pl.String).fill_null("n/a")).partition_by(
+        column, maintain_order=True, as_dict=True
+    )
+    ordered = sorted(groups.items(), key=lambda kv: _natural(kv[0][0]))
+    return [
+        _points(group, f"{colour} {key[0]}", {"size": 6, "color": palette[i % len(palette)]}, custom)
+        for i, (key, group) in enumerate(ordered)
+    ]
+
+
+def _points(rows: pl.DataFrame, name: str, marker: dict, custom: list[str], **extra) -> go.Scattergl:
+    return go.Scattergl(
+        x=rows["umap_x"].to_list(),
+        y=rows["umap_y"].to_list(),
+        mode="markers",
+        name=name,
+        customdata=rows.select(custom).rows(),
+        hovertemplate=_HOVER,
+        marker=marker,
+        **extra,
+    )
+
+
+def _selection_ring(rows: pl.DataFrame) -> go.Scattergl:
+    """A ring around each selected checkpoint: the selection stays visible after the page reruns or is left, when
+    the chart's own box or lasso is gone. No customdata and no hover, so it never enters a new selection."""
+    return go.Scattergl(
+        x=rows["umap_x"].to_list(),
+        y=rows["umap_y"].to_list(),
+        mode="markers",
+        name=f"selected ({rows.height})",
+        marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"width": 1, "color": "rgba(20,20,20,0.25)"}},
+        hoverinfo="skip",
+    )
+
+
+def _samples_trace(run: str, rows: pl.DataFrame, symbol: str, scale: tuple[float, float]) -> go.Scatter:
+    """One samples run: its own marker, coloured by accuracy as generated on the zoo's accuracy range (the map's
+    colour bar when it shows test accuracy). SVG, not WebGL, so the markers sit over the zoo's canvas, and
+    larger than the zoo's points, so the pointer over one gets its hover rather than the checkpoint beneath."""
+    return go.Scatter(
+        x=rows["umap_x"].to_list(),
+        y=rows["umap_y"].to_list(),
+        mode="markers",
+        name=f"generated: {run}",
+        legendgroup=run,
+        customdata=[[-1, run, s, a0, af] for s, a0, af in rows.select("sample", "acc_epoch0", "acc_final").rows()],
+        hovertemplate="generated: %{customdata[1]} #%{customdata[2]}<br>accuracy as generated "
+        "%{customdata[3]:.3f}, after fine-tuning %{customdata[4]:.3f}<extra></extra>",
+        marker={
+            "symbol": symbol,
+            "size": 15,
+            "color": rows["acc_epoch0"].to_list(),
+            "colorscale": "Viridis",
+            "cmin": scale[0],
+            "cmax": scale[1],
+            "line": {"width": 1.5, "color": "#ff2d55"},
+        },
+    )
+
+
+def zoomed_table(table: pl.DataFrame, embeddings: pl.DataFrame, selected: list[int]) -> pl.DataFrame:
+    """The selected rows of the map table, placed by a projection of their embeddings alone (core/rep/zoom.py)
+    instead of the global map: the map's x and y columns are replaced, so the map figure draws it unchanged."""
+    chosen = embeddings.filter(pl.col("checkpoint").is_in(selected)).sort("checkpoint")
+    xy = zoom_projection(np.stack(chosen["embedding"].to_numpy()))
+    positions = pl.DataFrame({"checkpoint": chosen["checkpoint"], "umap_x": xy[:, 0], "umap_y": xy[:, 1]})
+    return table.drop("umap_x", "umap_y").join(positions, on="checkpoint", how="inner")
 
 
 def _natural(value: str) -> tuple:
@@ -160,7 +250,7 @@ def accuracy_histogram(zoo_table: pl.DataFrame) -> go.Figure:
     figure = go.Figure()
     for (epoch,), group in sorted(zoo_table.partition_by("epoch", as_dict=True).items()):
         figure.add_trace(go.Histogram(x=group["test_acc"].to_list(), name=f"epoch {epoch}", opacity=0.65, nbinsx=40))
-    return _layout(
+    return standard_layout(
         figure,
         "test accuracy (fraction correct)",
         "checkpoints (count)",
@@ -175,9 +265,17 @@ def loss_figure(history: pl.DataFrame) -> go.Figure:
     figure = go.Figure()
     for column in (c for c in LOSS_COLUMNS if c in history.columns):
         figure.add_trace(
-            go.Scatter(x=history["epoch"].to_list(), y=history[column].to_list(), mode="lines+markers", name=column)
+            go.Scatter(
+                x=history["epoch"].to_list(),
+                y=history[column].to_list(),
+                mode="lines+markers",
+                name=LOSS_COLUMNS[column],
+            )
         )
-    return _layout(figure, "epoch", "loss (layer-normalised, no unit)", 360, yaxis_type="log")
+    # Full numbers at every tick: a log axis within a decade or two labels only the leading digit ("2, 1, 5").
+    return standard_layout(
+        figure, "epoch", "loss (layer-normalised, no unit)", 360, yaxis={"type": "log", "tickformat": ".2~g"}
+    )
 
 
 def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> go.Figure:
@@ -210,14 +308,7 @@ def curves_figure(curves: pl.DataFrame, show_simple_baselines: bool = True) -> g
                 line={"color": colour, "dash": dash, "width": 3 if group == "generated" else 2},
             )
         )
-    return _layout(
-        figure,
-        "fine-tuning epoch (0 = as generated)",
-        "test accuracy (fraction correct)",
-        460,
-        xaxis_dtick=1,
-        legend={"orientation": "h", "y": -0.2},
-    )
+    return curves_layout(figure, 460)
 
 
 def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | None = None) -> go.Figure:
@@ -250,10 +341,26 @@ def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | Non
                     marker={"color": colour, "size": 9 if group == "generated" else 7},
                 )
             )
-    return _layout(
+    return novelty_layout(figure, 460)
+
+
+def path_figure(path: pl.DataFrame, ends: tuple[int, int]) -> go.Figure:
+    """Test accuracy along the straight line between two checkpoints: through the autoencoder's latent space
+    (decoded) and through weight space (the loss barrier), against the position t on the line."""
+    figure = go.Figure()
+    for column, name, colour in (
+        ("latent", "latent line, decoded", GROUP_STYLE["generated"][1]),
+        ("weights", "weight-space line (aligned weights)", GROUP_STYLE["anchors"][1]),
+    ):
+        figure.add_trace(
+            go.Scatter(
+                x=path["t"].to_list(), y=path[column].to_list(), mode="lines+markers", name=name, line={"color": colour}
+            )
+        )
+    return standard_layout(
         figure,
-        "max IoU of errors with any zoo model (0 = new, 1 = copy)",
-        "test accuracy as generated (fraction)",
-        460,
-        legend={"orientation": "h", "y": -0.2},
+        f"position t on the line (0 = checkpoint {ends[0]}, 1 = checkpoint {ends[1]})",
+        "test accuracy (fraction correct)",
+        380,
+        legend={"orientation": "h", "y": -0.25},
     )

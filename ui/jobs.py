@@ -70,6 +70,11 @@ class Job:
             return None
         return (time.monotonic() - since) / steps * (self.total - self.done)
 
+    def phase_elapsed(self) -> float:
+        """Seconds since the current phase began (since the start before the first progress report)."""
+        since = self._rate_start[0] if self._rate_start else self.started
+        return (self.finished or time.monotonic()) - since
+
     def elapsed(self) -> float:
         return (self.finished or time.monotonic()) - self.started
 

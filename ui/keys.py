@@ -7,21 +7,27 @@ from __future__ import annotations
 WORKSPACE = "workspace"  # the sidebar's workspace picker
 MAP = "map"  # the Explore page's chart (its selection)
 MAP_COLOUR = "map-colour"
+PATH = "latent-path"  # Explore: (run, ends, accuracies) of the latent path shown
+PATH_CHART = "latent-path-chart"
+ZOOM = "map-zoom"  # Explore: the map shows the selection alone, re-projected
 AE_KIND = "ae-kind"
 ZOO_NAME = "zoo-name"
 IMPORT_NAME = "import-name"
 LIVE_CURVES = "live-curves"
 LIVE_LOSSES = "live-losses"
+COMPARE_RUNS = "compare-runs"
+COMPARE_CURVES = "compare-curves"
+COMPARE_NOVELTY = "compare-novelty"
 
 # State the pages hand to each other.
 SWITCH_WORKSPACE = "switch-workspace"  # set by a page, applied by the picker before it is drawn
-ENTRY_POINT_RAN = "entry-point-ran"  # app.py ran in this session (see ui/session.py `through_entry_point`)
 ANCHOR_SOURCE = "anchor-source"  # Generate: where the anchors come from
 SAMPLES_RUN = "samples-run"  # Generate: the samples run shown
 EXPORT_RUN = "export-run"  # Export: the samples run to bundle
 ZOO_TARGET = "zoo-target"  # Zoo: the workspace a zoo job is filling
 AE_JOB_APPLIED = "ae-job-applied"  # Autoencoder: the finished job whose run was selected once
 GENERATE_JOB_SEEN = "generate-job-seen"  # Generate: the finished job whose run was shown once
+RESULTS_FIRST = "results-first"  # Generate: a job just finished, so its results go above the form
 
 
 def chosen_run(workspace_name: str) -> str:

@@ -82,20 +82,6 @@ def valid_workspace_name(name: str) -> str:
     return name
 
 
-def mark_entry_point() -> None:
-    """Called by app.py on every run: the workspace picker and the navigation exist."""
-    st.session_state[keys.ENTRY_POINT_RAN] = True
-
-
-def through_entry_point() -> None:
-    """Each page calls this first. When the first request a fresh server gets is a page's own address (a reload,
-    a bookmark, a tab reconnecting after a restart), Streamlit runs that page alone in its old pages/-folder
-    mode, without app.py: no workspace picker, no navigation, and "no workspace" although there are some.
-    Such a run goes to app.py instead, which sets both up (and turns that mode off for the server)."""
-    if not st.session_state.get(keys.ENTRY_POINT_RAN):
-        st.switch_page("app.py")
-
-
 def current() -> Workspace | None:
     name = st.session_state.get(keys.WORKSPACE)
     return Workspace(workspaces_root() / name) if name else None

@@ -27,7 +27,6 @@ def or_stop(load: Callable[..., Any], *args, hint: str | None = None) -> Any:
 
 def page_start(title: str, caption: str) -> Workspace:
     """The page's title and one-line explanation, and its workspace (or a pointer to the Zoo page and stop)."""
-    session.through_entry_point()
     st.title(title)
     st.caption(caption)
     workspace = session.current()
@@ -50,6 +49,19 @@ def require_run(workspace: Workspace) -> str:
     return run
 
 
+def start_generation(workspace: Workspace, run: str, config, label: str) -> Job | None:
+    """Start a generation (core/pipeline.py `generate`) from the autoencoder run as the workspace's "generate"
+    job, which the Generate page watches; the zoo's error sets are kept for the server's lifetime."""
+    zoo_errors = session.zoo_error_sets()
+
+    def work(on_progress, should_stop):
+        from core.pipeline import generate  # lazy: the engine loads in the background (session.warm_up)
+
+        return generate(workspace, config, run, session.device(), on_progress, zoo_errors)
+
+    return start(workspace, "generate", label, work)
+
+
 def start(workspace: Workspace, kind: str, label: str, work: Work) -> Job | None:
     """Start a background job on the workspace, or say why not in an error box."""
     try:
@@ -59,14 +71,34 @@ def start(workspace: Workspace, kind: str, label: str, work: Work) -> Job | None
         return None
 
 
+# What the engine's phases (info["phase"]) are doing, in the words of the progress bar.
+PHASES = {
+    "zoo": "training the zoo",
+    "training": "training the autoencoder",
+    "map": "placing the checkpoints on the map (UMAP)",
+    "evaluation": "evaluating reconstructions and probes",
+    "preparing": "loading, sampling and decoding",
+    "fine-tuning": "evaluating and fine-tuning, epoch by epoch",
+    "novelty": "comparing the models' errors with the zoo's",
+}
+
+
 def progress_text(job: Job) -> str:
+    """The job, its phase, how far the phase is and how long it has left: an estimate only once the phase has
+    completed a step (it is the rate seen so far), and a plain statement where a phase is one indivisible step."""
     phase = job.info.get("phase")
-    text = f"{job.label}" + (f" ({phase})" if phase else "") + f": {job.done}/{job.total}"
-    eta = job.eta_seconds()
+    text = job.label + (f": {PHASES.get(phase, phase)}" if phase else "")
+    if job.total == 0:
+        return f"{text} · starting · {format_seconds(job.elapsed())} elapsed"
+    if job.total > 1:
+        text += f" · step {min(job.done + 1, job.total)} of {job.total}"
     text += f" · {format_seconds(job.elapsed())} elapsed"
+    eta = job.eta_seconds()
     if eta is not None:
-        text += f" · about {format_seconds(eta)} left"
-    return text
+        return text + f" · about {format_seconds(eta)} left in this phase"
+    if job.total == 1:
+        return text + f" · one step, running for {format_seconds(job.phase_elapsed())}, no estimate"
+    return text + " · estimating the time left after the first step"
 
 
 def watch(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import torch
 
 from core.errors import UserError
 from core.zoo.arch import Spec
@@ -81,3 +82,35 @@ def resolve_anchors(zoos: list[Zoo], table: pl.DataFrame, rule: str) -> Anchors:
     activation = Counter(activations.tolist()).most_common(1)[0][0]
     keep = activations == activation
     return Anchors(zoo, rows[keep], [int(i) for i in np.array(ids)[keep]], activation)
+
+
+FEW_ANCHORS = 3  # fewer anchors give a density almost nothing to estimate: the samples stay near copies
+CHANCE_MARGIN = 0.05  # anchors this close to 1/classes accuracy have not learned the task
+
+
+def anchor_warnings(anchors: Anchors) -> list[str]:
+    """Why these anchors make a poor generation, in words a user can act on; empty when nothing is wrong.
+
+    A lasso around one dot of the map can hold many checkpoints with the same weights (the epoch-0 checkpoints of
+    models that share an initialisation): a generation from them decodes copies and reports an error overlap of
+    1.00, so the page warns before anything runs."""
+    weights = anchors.zoo.weights[torch.from_numpy(anchors.rows)].numpy()
+    distinct = len(np.unique(weights, axis=0))
+    accuracy = anchors.zoo.table["test_acc"].to_numpy()[anchors.rows]
+    chance = 1.0 / anchors.spec.n_classes
+    warnings = []
+    if len(anchors.ids) < FEW_ANCHORS:
+        warnings.append(
+            f"only {len(anchors.ids)} anchor(s): too few to estimate a density from; select at least {FEW_ANCHORS}"
+        )
+    if distinct * 2 <= len(anchors.ids):  # a few shared initialisations in a large selection do no harm
+        warnings.append(
+            f"the {len(anchors.ids)} anchors hold only {distinct} distinct weight set(s) (identical checkpoints, "
+            "e.g. epoch-0 models sharing an initialisation): generated models will stay close to copies of them"
+        )
+    if np.nanmax(accuracy) <= chance + CHANCE_MARGIN:
+        warnings.append(
+            f"every anchor is at chance level (best test accuracy {np.nanmax(accuracy):.1%}, chance "
+            f"{chance:.1%}): generated models will be too; select trained checkpoints"
+        )
+    return warnings

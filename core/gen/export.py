@@ -24,7 +24,7 @@ from core.store.files import atomic_path, read_parquet
 from core.store.runs import SamplesRun
 from core.store.workspace import Workspace, checked_output
 from core.zoo.arch import Spec, ZooCNN, build_module
-from core.zoo.data import Dataset, load_dataset
+from core.zoo.data import Dataset, data_recipe, load_dataset
 from core.zoo.families import spec_from_json
 from core.zoo.resnet import BasicBlock, ZooResNet
 
@@ -200,8 +200,13 @@ def _card(workspace, manifest: dict, run: SamplesRun, spec: Spec, data: Dataset,
             "selection": run.selection.get("mode"),
             "fallback": run.fallback,
         },
-        "anchors": {"rule": run.anchors["rule"], "count": run.anchors["count"]},
+        "anchors": {
+            "rule": _describe_rule(run.anchors["rule"]),
+            "count": run.anchors["count"],
+            "ids": run.anchors.get("ids", []),
+        },
         "evaluated_on": _public_name(run.dataset),
+        "data": data_recipe(run.dataset, manifest.get("dataset", {}).get("seed", 0)),
         "finetune_epochs": run.config["finetune_epochs"],
         "input_standardisation": {"mean": list(data.channel_mean), "std": list(data.channel_std)},
         "input_standardisation_finetuned": {"mean": list(target.channel_mean), "std": list(target.channel_std)},
@@ -210,6 +215,13 @@ def _card(workspace, manifest: dict, run: SamplesRun, spec: Spec, data: Dataset,
         "models": models,
         "format": fmt,
     }
+
+
+def _describe_rule(rule: str) -> str:
+    """The anchor rule as the card and README give it: a list of ids is named by its length (the ids themselves
+    are in the card's `anchors.ids`; a README listing 96 of them inline was unreadable)."""
+    kind, _, value = rule.partition(":")
+    return f"ids: {len(value.split(','))} checkpoints chosen by hand (see anchors.ids)" if kind == "ids" else rule
 
 
 def _zoo_models(workspace: Workspace) -> int:
@@ -269,6 +281,8 @@ trained on {card["source_zoo"]["dataset"]}, around {card["anchors"]["count"]} an
 `generated/` holds them as decoded; `finetuned/` after {card["finetune_epochs"]} epochs of fine-tuning on
 {card["evaluated_on"]}. `model.py` builds the network with plain PyTorch and loads a file; `card.json` has every
 figure below per model.
+
+Test split: {card["data"]["test_split"]}. Raw inputs: {card["data"]["raw_input"]}.
 
 Mean test accuracy on {card["evaluated_on"]} (epoch 0 = as generated):
 

@@ -63,6 +63,34 @@ def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.1) -> Dataset
     return _split_with_test(name, x, y, x_test, y_test, seed, val_fraction, task)
 
 
+_RAW_INPUT = {
+    "digits": "scikit-learn's load_digits() images hold pixel values 0 to 16: divide by 16 to get [0, 1]",
+    "shapes": "the generated shapes are already in [0, 1]",
+}
+
+
+def data_recipe(name: str, seed: int) -> dict:
+    """How a dataset's test split and raw inputs are made, in words for a model card: enough for someone without
+    this project to rebuild the test images and feed raw ones to an exported model (which then standardises them
+    with its own `preprocess`)."""
+    task = parse_task(name)
+    if task.base in BUILTIN:
+        test = (
+            f"a seeded fifth of the {task.base} images: numpy.random.default_rng({seed}).permutation(n), first "
+            "round(0.2 * n) indices (n images in the order the set gives them)"
+        )
+        raw = _RAW_INPUT[task.base]
+    else:
+        test = "the folder's own test files (MNIST-family t10k IDX files, or CIFAR-10's test_batch)"
+        raw = "image bytes 0 to 255: divide by 255 to get [0, 1]"
+    options = name[len(task.base) :].lstrip(":")
+    return {
+        "test_split": test + (f", after the task options {options!r}" if options else ""),
+        "raw_input": raw + ", then apply model.preprocess (the training split's per-channel standardisation)",
+        "layout": "float tensor [N, channels, height, width]",
+    }
+
+
 def _base_arrays(base: str, seed: int):
     """((images, labels) to train on, (images, labels) to test on, or None to split off), raw in [0, 1]."""
     if base == "digits":

@@ -111,6 +111,81 @@ def wait_idle(page, timeout_ms: float = 60_000) -> None:
     )
 
 
+def block_outside_requests(page) -> list[str]:
+    """Refuse every request that leaves the machine and record its address: the app must work offline."""
+    refused: list[str] = []
+
+    def refuse(route) -> None:
+        refused.append(route.request.url)
+        route.abort()
+
+    page.route(lambda url: not url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")), refuse)
+    return refused
+
+
+def choose_workspace(page, name: str) -> None:
+    """Pick a workspace in the sidebar's picker, as a user does: open it, click the name."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    wait_idle(page)
+
+
+def picked_workspace(page) -> str:
+    """The picker's shown value (a combobox input)."""
+    picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    return picker.locator('input[role="combobox"]').input_value()
+
+
+def go_to(page, title: str) -> None:
+    """Open a page through the sidebar's navigation (a new address would start a new session)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.locator("h1").get_by_text(title, exact=True).wait_for(timeout=60_000)
+    wait_idle(page)
+
+
+STAR_POSITIONS = """() => {
+  const chart = document.querySelector('.js-plotly-plot');
+  const area = chart.querySelector('.nsewdrag').getBoundingClientRect();
+  const x = chart._fullLayout.xaxis, y = chart._fullLayout.yaxis;
+  return chart.data.filter(t => (t.name || '').startsWith('generated')).flatMap(
+    t => t.x.map((v, i) => [area.left + x.d2p(v), area.top + y.d2p(t.y[i])]));
+}"""
+
+
+def hover_texts_of_stars(page) -> list[str]:
+    """Point at the centre of every generated model on the map and read the hover label that appears."""
+    texts = []
+    for x, y in page.evaluate(STAR_POSITIONS):
+        page.mouse.move(x, y)
+        page.wait_for_timeout(200)
+        texts.append(page.evaluate("() => document.querySelector('.hoverlayer').textContent"))
+    return texts
+
+
+def click_first_checkpoint(page) -> int:
+    """With the pan tool (clicks select only outside the lasso and box tools), click the zoo's leftmost point;
+    returns its checkpoint id."""
+    page.locator('[data-testid="stPlotlyChart"]').first.hover()
+    page.locator('[data-testid="stPlotlyChart"] [data-title="Pan"]').first.click()
+    x, y, checkpoint = min(page.evaluate(ZOO_POSITIONS))
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    return checkpoint
+
+
+ZOO_POSITIONS = """() => {
+  const chart = document.querySelector('.js-plotly-plot');
+  const area = chart.querySelector('.nsewdrag').getBoundingClientRect();
+  const x = chart._fullLayout.xaxis, y = chart._fullLayout.yaxis, zoo = chart.data[0];
+  return zoo.x.map((v, i) => [area.left + x.d2p(v), area.top + y.d2p(zoo.y[i]), zoo.customdata[i][0]]);
+}"""
+
+
+def map_trace_names(page) -> list[str]:
+    return page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
+
+
 def wait_for_map(page, timeout_ms: float = 120_000) -> None:
     """Wait for the Explore page's UMAP map: a plotly chart holding points."""
     page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=timeout_ms)

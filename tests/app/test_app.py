@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -29,8 +30,7 @@ def app_root(tiny_ae_workspace, tmp_path, monkeypatch):
 
 
 def page(name: str, workspace: str | None = "digits") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=120)
-    at.session_state[keys.ENTRY_POINT_RAN] = True  # as app.py, which runs before every page, marks it
+    at = AppTest.from_file(str(ROOT / "views" / f"{name}.py"), default_timeout=120)
     if workspace:
         at.session_state[keys.WORKSPACE] = workspace
     return at
@@ -91,7 +91,9 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     numbers["Models"].set_value(3)
     numbers["Epochs"].set_value(1)
     numbers["Shared initialisations"].set_value(1)
-    button(at, "Generate zoo").click()
+    button(at, "Generate zoo").click().run()
+    assert not at.exception and len(at.get("progress")) == 1  # feedback in the same page run as the submit
+    assert "Training 3 models on digits" in at.get("progress")[0].proto.text
     run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
     assert load_zoos(Workspace(app_root / "small"))[0].table["model_id"].n_unique() == 3
     button(at, "Open workspace small").click().run()
@@ -106,11 +108,13 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
         ("zoo-name", "../up", "not a usable workspace name"),
         ("Learning rates", "-1", "learning rates must be finite and positive"),
         ("Ray cluster", "nowhere", "'nowhere': expected local (start one on this machine), auto"),
+        ("Models", 0, "a zoo needs 1 to"),
     ],
 )
 def test_zoo_form_rejects_bad_input_with_an_error_box(app_root, field, value, message):
     at = page("zoo").run()
-    next(t for t in at.text_input if field in (t.label, t.key)).set_value(value)
+    fields = [*at.text_input, *at.number_input]
+    next(t for t in fields if field in (t.label, t.key)).set_value(value)
     button(at, "Generate zoo").click().run()
     assert not at.exception and any(message in e for e in texts(at.error)), texts(at.error)
     assert sorted(p.name for p in app_root.iterdir()) == ["digits"]  # nothing was written
@@ -121,6 +125,16 @@ def test_import_of_a_missing_folder_is_an_error_box(app_root, tmp_path):
     next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(str(tmp_path / "nope"))
     button(at, "Import zoo").click().run()
     assert any("nope: not a folder" in e for e in texts(at.error))
+
+
+def test_import_of_a_folder_that_is_no_zoo_shows_its_progress_then_why(app_root, tmp_path):
+    (tmp_path / "not-a-zoo").mkdir()
+    (tmp_path / "not-a-zoo" / "notes.txt").write_text("hello")
+    at = page("zoo").run()
+    next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(str(tmp_path / "not-a-zoo"))
+    button(at, "Import zoo").click().run()
+    assert not at.exception and (at.get("progress") or at.error)  # never a silent page after a valid submit
+    run_until(at, lambda at: any("no model folders" in e for e in texts(at.error)))
 
 
 # ---------------------------------------------------------------- autoencoder
@@ -165,8 +179,37 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
     at.selectbox(key="map-colour").set_value("init").run()
     assert not at.exception
     assert texts(at.metric)[:2] == ["3", "1"]  # checkpoints 0-2 are one model's three epochs
+    at.toggle(key=keys.ZOOM).set_value(True).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert not at.exception and spec["layout"]["xaxis"]["title"]["text"].startswith("selection's PCA 1")
+    assert sorted(p[0] for trace in spec["data"] for p in trace["customdata"]) == [0, 1, 2]  # the selection alone
     button(at, "Clear selection").click().run()
     assert "Nothing selected yet" in " ".join(texts(at.markdown))
+
+
+def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_root):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: the button changes page
+    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5]
+    at.run()
+    button(at, "Decode this checkpoint").click().run()
+    assert not at.exception
+    run_until(at, lambda at: "Results" in texts(at.header))
+    assert texts(at.title) == ["Generate"] and "1 models by neighbour from 1 anchors" in " ".join(texts(at.caption))
+    result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
+    assert result["anchors"]["ids"] == [5] and result["config"]["spread"] == 0.0 and result["n"] == 1
+
+
+def test_two_selected_checkpoints_give_a_latent_path_beside_the_weight_space_line(app_root):
+    at = page("explore")
+    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5, 14]
+    at.run()
+    button(at, "Latent path between these two").click().run()
+    assert not at.exception and "Latent path: checkpoint 5 to 14" in texts(at.subheader)
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)
+    latent, weights = spec["data"]
+    assert len(latent["y"]) == len(weights["y"]) == 11 and all(0 <= a <= 1 for a in latent["y"] + weights["y"])
+    table = load_zoos(Workspace(app_root / "digits"))[0].table
+    assert weights["y"][0] == pytest.approx(table.filter(pl.col("checkpoint") == 5)["test_acc"][0], abs=1e-4)
 
 
 def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):
@@ -192,9 +235,25 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     button(at, "Generate").click()
     run_until(at, lambda at: "Results" in texts(at.header))
     assert len(at.get("plotly_chart")) == 2  # curves and the novelty plane
+    assert texts(at.header) == ["Results", "Generate again"]  # the outcome in view, not below the form
+    assert all(" points after 1 epochs" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
     assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
+
+
+def test_generate_page_warns_about_degenerate_anchors_before_generating(app_root):
+    run = load_run(Workspace(app_root / "digits")).name
+    at = page("generate")
+    at.session_state[keys.selection("digits", run)] = [2]
+    at.session_state[keys.ANCHOR_SOURCE] = "map selection"
+    at.run()
+    assert not at.exception and any("only 1 anchor(s)" in w for w in texts(at.warning))
+    at.session_state[keys.selection("digits", run)] = [0, 3, 6, 9, 12, 15]  # every model's initialisation
+    at.run()
+    assert any("every anchor is at chance level" in w for w in texts(at.warning))
+    at.radio[0].set_value("best checkpoints").run()
+    assert not at.warning
 
 
 def test_generate_from_an_empty_map_selection_is_an_error_box(app_root):
@@ -252,3 +311,17 @@ def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_
     assert "subsample selection kept models" in " ".join(texts(generate.caption))
     result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
     assert result["ae_kind"] == "sane" and result["selection"]["candidates"] == 2
+
+
+def test_the_workspace_picker_keeps_its_choice_on_every_page(app_root, tiny_zoo_workspace):
+    # A pages/ folder beside app.py made Streamlit run its first script run in the legacy multipage mode: the
+    # picker changed identity after it, and the first choice snapped back to the default workspace.
+    copy_workspace(tiny_zoo_workspace, app_root / "other")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.sidebar.selectbox(key=keys.WORKSPACE).select("other").run()
+    assert not at.exception and texts(at.title) == ["Explore"]
+    assert "no trained autoencoder" in " ".join(texts(at.info))  # the map of `other`, not of digits
+    for name in ("zoo", "autoencoder", "explore", "generate", "export", "zoo"):
+        at.switch_page(f"views/{name}.py").run()
+        assert not at.exception
+        assert at.sidebar.selectbox(key=keys.WORKSPACE).value == "other", name

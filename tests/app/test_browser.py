@@ -12,7 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.appdriver import browser, chromium_path, explore_generate_export, serve, wait_idle
+from core.gen.config import SampleConfig
+from core.pipeline import generate
+from tests.app.appdriver import (
+    block_outside_requests,
+    box_select,
+    browser,
+    choose_workspace,
+    chromium_path,
+    click_first_checkpoint,
+    explore_generate_export,
+    go_to,
+    hover_texts_of_stars,
+    map_trace_names,
+    picked_workspace,
+    serve,
+    wait_for_map,
+    wait_idle,
+)
 from tests.conftest import copy_workspace
 from tests.gen.bundle_check import run_in_bundle
 
@@ -20,6 +37,72 @@ pytestmark = pytest.mark.skipif(
     chromium_path() is None and os.environ.get("HYPERREP_REQUIRE_BROWSER") != "1",
     reason="no Chromium (apt-get install chromium)",
 )
+
+
+def test_the_workspace_choice_sticks_on_every_page_and_nothing_is_fetched_from_outside(
+    tiny_ae_workspace, tiny_zoo_workspace, tmp_path
+):
+    root = tmp_path / "workspaces"
+    copy_workspace(tiny_ae_workspace, root / "digits")
+    copy_workspace(tiny_zoo_workspace, root / "other")
+    with serve(root, log=tmp_path / "server.log") as url, browser() as page:
+        refused = block_outside_requests(page)
+        page.goto(url)
+        wait_idle(page)
+        wait_for_map(page)
+        for title in ("Explore", "Zoo", "Autoencoder", "Generate", "Export"):
+            if title != "Explore":  # the first choice comes on the first page drawn, with no navigation before it
+                go_to(page, title)
+            choose_workspace(page, "other")
+            page.wait_for_timeout(1500)  # the snap back came with the rerun after the choice
+            wait_idle(page)
+            assert picked_workspace(page) == "other", title
+            go_to(page, "Zoo")  # and it stays when the user moves on
+            assert picked_workspace(page) == "other", title
+            choose_workspace(page, "digits")
+            assert picked_workspace(page) == "digits", title
+    assert refused == []
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_the_map_draws_the_selection_back_and_each_generated_model_hovers_on_its_own(tiny_ae_workspace, tmp_path):
+    root = tmp_path / "workspaces"
+    workspace = copy_workspace(tiny_ae_workspace, root / "digits")
+    for method in ("kde", "gauss"):
+        generate(workspace, SampleConfig(method=method, n=8, finetune_epochs=0, baselines=False))
+    with serve(root, log=tmp_path / "server.log") as url, browser() as page:
+        page.goto(url)
+        wait_idle(page)
+        wait_for_map(page)
+        runs = sorted(n.split("-")[0] for n in map_trace_names(page) if n.startswith("generated: "))
+        assert runs == ["generated: gauss", "generated: kde"]  # one legend entry per run
+        hovers = hover_texts_of_stars(page)
+        assert len(hovers) == 16 and all(h.startswith("generated: ") for h in hovers), hovers
+        click_first_checkpoint(page)  # one checkpoint clicked: it can be decoded
+        page.get_by_role("button", name="Decode this checkpoint").wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "1"
+        box_select(page, 0.02, 0.02, 0.98, 0.98)
+        page.get_by_role("button", name="Generate from this selection").wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('.js-plotly-plot').data.some(t => t.name === 'selected (18)')",
+            timeout=60_000,
+        )
+        wait_idle(page)
+        go_to(page, "Generate")
+        go_to(page, "Explore")
+        wait_for_map(page)
+        assert "selected (18)" in map_trace_names(page)  # the box is gone; the rings are not
+        assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "18"
+
+        go_to(page, "Generate")  # the comparison view: both runs in one table, one curve chart, one plane
+        page.get_by_role("heading", name="Compare runs").wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000)
+        charts = page.evaluate(
+            "() => [...document.querySelectorAll('.js-plotly-plot')].map(c => c.data.map(t => t.name))"
+        )
+        compared = [sorted(n.split("-")[0] for n in names) for names in charts[-2:]]
+        assert compared == [["gauss", "kde", "random init"], ["gauss", "kde"]]
 
 
 def test_select_generate_and_export_in_a_real_browser(tiny_ae_workspace, tmp_path):

@@ -7,6 +7,7 @@ from ui.figures import (
     COLOURINGS,
     accuracy_histogram,
     curves_figure,
+    loss_figure,
     map_figure,
     map_table,
     novelty_figure,
@@ -59,9 +60,25 @@ def test_categorical_colouring_splits_traces_and_samples_are_drawn_apart(table):
             "umap_y": [0.5],
         }
     )
+    samples = pl.concat([samples, samples.with_columns(pl.lit("gauss-2").alias("samples_run"), acc_epoch0=pl.lit(0.2))])
     figure = map_figure(table, "init", samples)
-    assert [t.name for t in figure.data] == ["init 0", "init 1", "generated samples"]
-    assert figure.data[-1].marker.symbol == "star" and figure.data[-1].customdata[0][0] == -1
+    assert [t.name for t in figure.data] == ["init 0", "init 1", "generated: kde-1", "generated: gauss-2"]
+    kde, gauss = figure.data[-2:]
+    assert kde.type == "scatter" and kde.customdata[0][0] == -1  # SVG over the zoo's WebGL canvas
+    assert kde.marker.symbol != gauss.marker.symbol  # one marker per run
+    assert (list(kde.marker.color), list(gauss.marker.color)) == ([0.5], [0.2])  # coloured by accuracy...
+    assert (kde.marker.cmin, kde.marker.cmax) == (0.1, 0.9)  # ...on the zoo's accuracy range
+    assert kde.marker.size > figure.data[0].marker.size  # the pointer finds a sample before the point beneath
+
+
+def test_the_selection_is_drawn_back_as_rings_over_dimmed_points(table):
+    plain = map_figure(table, "test accuracy")
+    figure = map_figure(table, "test accuracy", selected=[11, 13])
+    ring = figure.data[-1]
+    assert ring.name == "selected (2)" and sorted(ring.x) == [2.0, 4.0] and ring.customdata is None
+    assert ring.hoverinfo == "skip"  # the ring neither hovers nor enters a new selection
+    opacity = dict(zip([c[0] for c in figure.data[0].customdata], figure.data[0].marker.opacity, strict=True))
+    assert opacity[11] == opacity[13] > plain.data[0].marker.opacity / 2 > opacity[10] == opacity[12]
 
 
 def test_selection_reads_checkpoint_ids_not_per_trace_indices():
@@ -126,3 +143,10 @@ def test_the_novelty_plane_draws_the_noise_frontier_as_a_line():
     line = next(trace for trace in figure.data if trace.mode == "lines+markers")
     assert list(line.x) == [0.4, 0.8] and list(line.y) == [0.7, 0.95]  # ordered along the novelty axis
     assert len(novelty_figure(plane).data) == 2  # without a frontier: the points alone
+
+
+def test_the_loss_chart_names_its_curves_and_writes_whole_tick_labels():
+    history = pl.DataFrame({"epoch": [1, 2], "loss": [2.0, 0.1], "val_reconstruction": [1.5, 0.2]})
+    figure = loss_figure(history)
+    assert [t.name for t in figure.data] == ["training loss (total)", "reconstruction (validation)"]
+    assert figure.layout.yaxis.type == "log" and figure.layout.yaxis.tickformat == ".2~g"

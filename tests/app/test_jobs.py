@@ -7,6 +7,7 @@ import pytest
 
 from core.errors import Interrupted, UserError
 from ui.jobs import Job, JobRegistry, format_seconds
+from ui.widgets import progress_text
 
 
 def wait(job: Job, timeout: float = 10) -> Job:
@@ -41,6 +42,24 @@ def test_eta_follows_the_rate_of_the_current_phase(monkeypatch):
     assert job.eta_seconds() == pytest.approx(16.0)  # 2 s per step, 8 steps left
     job.progress(0, 5, {"phase": "autoencoder"})  # a new phase starts a new estimate
     assert job.eta_seconds() is None
+
+
+def test_progress_text_names_the_phase_and_never_shows_an_empty_count(monkeypatch):
+    clock = {"t": 100.0}
+    monkeypatch.setattr(time, "monotonic", lambda: clock["t"])
+    job = Job("ws", "generate", "Generating 16 models", started=100.0)
+    assert progress_text(job) == "Generating 16 models · starting · 0:00 elapsed"  # not "0/0"
+    job.progress(0, 1, {"phase": "map"})
+    clock["t"] += 30
+    assert progress_text(job) == (
+        "Generating 16 models: placing the checkpoints on the map (UMAP) · 0:30 elapsed · one step, running for "
+        "0:30, no estimate"
+    )
+    job.progress(0, 4, {"phase": "fine-tuning"})
+    assert progress_text(job).endswith("step 1 of 4 · 0:30 elapsed · estimating the time left after the first step")
+    clock["t"] += 5
+    job.progress(1, 4, {"phase": "fine-tuning"})
+    assert progress_text(job).endswith("step 2 of 4 · 0:35 elapsed · about 0:15 left in this phase")
 
 
 def test_stop_request_ends_the_job_as_stopped():

@@ -51,6 +51,21 @@ def test_bundle_runs_with_plain_torch_and_matches_its_card(samples, tmp_path, ru
     assert card["sampler"]["method"] == SampleConfig().method and card["anchors"]["rule"] == "top:0.5"
 
 
+def test_card_says_how_the_test_split_and_raw_inputs_are_made_and_keeps_the_anchor_ids(tiny_ae_workspace, tmp_path):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    ids = [4, 5, 7, 8, 10, 11, 13, 14]
+    config = SampleConfig(n=2, finetune_epochs=0, baselines=False, anchors="ids:" + ",".join(map(str, ids)))
+    run = generate(workspace, config).name
+    export_samples(workspace, run, "safetensors", tmp_path / "bundle.zip")
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
+        card = json.loads(archive.read("card.json"))
+        readme = archive.read("README.md").decode()
+    assert card["anchors"]["ids"] == ids and card["anchors"]["count"] == len(ids)
+    assert "4,5,7" not in readme and "8 checkpoints chosen by hand" in readme  # the ids live in the card only
+    assert "numpy.random.default_rng(0).permutation(n)" in card["data"]["test_split"]
+    assert "divide by 16" in card["data"]["raw_input"] and "Raw inputs: scikit-learn's load_digits()" in readme
+
+
 def test_export_of_an_unknown_run_is_a_clear_error(samples, tmp_path, run_cli):
     workspace, _ = samples
     result = run_cli("export", "--workspace", workspace.root, "--samples", "nope", "--out", tmp_path / "b.zip")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.errors import UserError
-from core.gen.anchors import resolve_anchors, select_anchors
+from core.gen.anchors import anchor_warnings, resolve_anchors, select_anchors
 from core.gen.config import SampleConfig
 from core.gen.draw import accuracy_predictor, draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, with_fresh_head
@@ -268,3 +268,23 @@ def test_the_head_is_kept_for_the_same_classes_and_drawn_anew_for_others(tiny_ae
     assert set(shifted["epochs_saved"]) == {"generated", "random_init", "anchors"}
     weights = SamplesRun.load(workspace, other["samples_run"]).weights()
     assert weights["finetuned"].shape[1] < weights["generated"].shape[1]  # a 5-class head replaced the 10-class one
+
+
+def test_degenerate_anchors_are_named_before_a_generation(tiny_zoo_workspace):
+    zoos = load_zoos(tiny_zoo_workspace)
+    table = combined_table(zoos)
+    trained = table.filter(pl.col("epoch") == 3).sort("test_acc", descending=True)
+    assert anchor_warnings(resolve_anchors(zoos, table, "ids:" + ",".join(map(str, trained["checkpoint"])))) == []
+
+    one = anchor_warnings(resolve_anchors(zoos, table, f"ids:{trained['checkpoint'][0]}"))
+    assert len(one) == 1 and one[0].startswith("only 1 anchor(s)")
+
+    # the epoch-0 checkpoints of models that share an initialisation hold the same weights
+    init = table.filter(pl.col("epoch") == 0).group_by("init_seed").agg("checkpoint").sort("init_seed")
+    shared = next(ids for ids in init["checkpoint"].to_list() if len(ids) >= 2)
+    messages = " ".join(anchor_warnings(resolve_anchors(zoos, table, "ids:" + ",".join(map(str, shared)))))
+    assert "hold only 1 distinct weight set" in messages
+
+    untrained = table.filter(pl.col("epoch") == 0)["checkpoint"].to_list()
+    chance = " ".join(anchor_warnings(resolve_anchors(zoos, table, "ids:" + ",".join(map(str, untrained)))))
+    assert "every anchor is at chance level" in chance

@@ -7,15 +7,18 @@ import polars as pl
 import streamlit as st
 
 from core.errors import UserError
+from core.gen.anchors import anchor_warnings, resolve_anchors
 from core.gen.config import SampleConfig
 from core.gen.samplers import METHODS, SAMPLERS
 from core.gen.selection import SELECTIONS
 from core.rep.methods import method_named
 from core.store.runs import AERunFiles, SamplesRun
+from core.zoo.model_zoo import combined_table
 from ui import keys, session
+from ui.compare import comparison_curves, comparison_novelty, comparison_table
 from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
-from ui.jobs import Job
-from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start, watch
+from ui.jobs import Job, format_seconds
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation, watch
 
 SELECTION_HELP = {
     "none": "None: keep every sampled model",
@@ -24,6 +27,12 @@ SELECTION_HELP = {
     "bootstrap": "Bootstrap: keep the best, refit the sampler on them, repeat",
 }
 ANCHOR_SOURCES = ("map selection", "best checkpoints", "one epoch")
+SHORT_NAMES = {"generated": "Generated", "anchors": "Anchors", "random_init": "Random init"}  # metric labels fit
+SPREAD_HELP = (
+    "how far from the anchors to sample, in units of their typical spacing (the median distance from an anchor to "
+    "its nearest other anchor in the embedding): 0 decodes the anchors themselves, 1 goes as far as the next "
+    "anchor typically is. Larger: newer models, usually less accurate as generated."
+)
 
 workspace = page_start(
     "Generate",
@@ -51,6 +60,16 @@ def anchor_rule() -> str | None:
         return f"top:{fraction}"
     epochs = sorted(zoo_table["epoch"].unique().to_list())
     return f"epoch:{st.selectbox('Epoch', epochs, index=len(epochs) - 1)}"
+
+
+def warn_about(rule: str | None) -> None:
+    """Warnings for anchors that make a poor generation (too few, identical, at chance), before it runs."""
+    if rule is None:
+        return
+    zoos = or_stop(session.zoos, workspace)
+    anchors = or_stop(resolve_anchors, zoos, combined_table(zoos), rule)
+    for message in anchor_warnings(anchors):
+        st.warning(f"Anchors: {message}.", icon=":material/warning:")
 
 
 def describe_anchors(rule: str) -> str:
@@ -87,11 +106,12 @@ def show_result(result: SamplesRun) -> None:
     first = {g: v[0] for g, v in result.curves.items()}
     last = {g: v[-1] for g, v in result.curves.items()}
     cols = st.columns(4)
-    for col, group in zip(cols, ("generated", "anchors", "random_init"), strict=False):
+    for col, (group, name) in zip(cols, SHORT_NAMES.items(), strict=False):
         col.metric(
-            f"{GROUP_STYLE[group][0]}: accuracy as is",
+            f"{name}, as is",
             f"{first[group]:.1%}",
-            delta=f"{last[group] - first[group]:+.1%} after {len(result.curves[group]) - 1} epochs",
+            delta=f"{100 * (last[group] - first[group]):+.1f} points after {len(result.curves[group]) - 1} epochs",
+            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points",
         )
     cols[3].metric(
         "Error overlap with the zoo",
@@ -102,7 +122,7 @@ def show_result(result: SamplesRun) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Fine-tuning curves** (band: ±1 std over models)")
-        show_simple = st.toggle("Show the simple weight-space baselines", value=False)
+        show_simple = st.toggle("Show the simple weight-space baselines", value=True)
         st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
     with right:
         st.markdown("**Novelty**: are the generated models new, or copies of zoo models?")
@@ -115,35 +135,25 @@ def show_result(result: SamplesRun) -> None:
         st.dataframe(result.samples_table(), hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     if c1.button("See them on the map"):
-        st.switch_page("pages/explore.py")
+        st.switch_page("views/explore.py")
     if c2.button("Export these models", type="primary"):
         st.session_state[keys.EXPORT_RUN] = result.name
-        st.switch_page("pages/export.py")
+        st.switch_page("views/export.py")
 
 
-job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
-if job and not running and job.status == "done" and st.session_state.get(keys.GENERATE_JOB_SEEN) != id(job):
-    st.session_state[keys.GENERATE_JOB_SEEN] = id(job)
-    st.session_state[keys.SAMPLES_RUN] = job.result.name
-
-if not running:
-    rule = anchor_rule()
+def settings_form(rule: str | None) -> SampleConfig | None:
+    """The generation's settings; a checked config once submitted (None, with an error box, on bad input)."""
+    defaults = SampleConfig()
     with st.form("generate"):
         c1, c2, c3 = st.columns(3)
-        defaults = SampleConfig()
         method = c1.selectbox(
-            "Sampler", METHODS, index=METHODS.index(defaults.method), format_func=lambda m: SAMPLERS[m].description
+            "Sampler",
+            METHODS,
+            index=METHODS.index(defaults.method),
+            format_func=lambda m: SAMPLERS[m].description.split(":")[0].split(" (")[0],
+            help="\n".join(f"- {SAMPLERS[m].description}" for m in METHODS),
         )
-        spread = c1.slider(
-            "Spread",
-            0.0,
-            4.0,
-            float(defaults.spread),
-            0.05,
-            help="how far from the anchors to sample, in units of their typical spacing (the median distance from "
-            "an anchor to its nearest other anchor in the embedding): 0 decodes the anchors themselves, 1 goes as "
-            "far as the next anchor typically is. Larger: newer models, usually less accurate as generated.",
-        )
+        spread = c1.slider("Spread", 0.0, 4.0, float(defaults.spread), 0.05, help=SPREAD_HELP)
         n = c1.number_input("Models to generate", 1, 256, defaults.n)
         epochs = c2.number_input("Fine-tuning epochs", 0, 50, defaults.finetune_epochs)
         source = or_stop(workspace.manifest).get("dataset", {}).get("name", "?")
@@ -155,49 +165,54 @@ if not running:
             "Selection",
             SELECTIONS,
             index=SELECTIONS.index(defaults.selection),
-            format_func=lambda m: SELECTION_HELP.get(m, m),
+            format_func=lambda m: SELECTION_HELP.get(m, m).split(":")[0],
+            help="\n".join(f"- {SELECTION_HELP.get(m, m)}" for m in SELECTIONS),
         )
         candidates = c2.number_input(
             "Candidates per kept model", 1, 32, defaults.candidates, help="guided, subsample and bootstrap"
         )
         rounds = c3.number_input("Bootstrap rounds", 1, 10, defaults.rounds)
-        submitted = st.form_submit_button("Generate", type="primary")
-    if submitted:
-        try:
-            if rule is None:
-                raise UserError(
-                    "the map selection is empty: select a region on the Explore page or choose other anchors"
-                )
-            dataset = None if target == targets[0] else (folder.strip() if target == "local folder" else target)
-            if target == "local folder" and not dataset:
-                raise UserError("give the local dataset folder's path")
-            config = SampleConfig(
-                method=method,
-                spread=float(spread),
-                anchors=rule,
-                n=int(n),
-                finetune_epochs=int(epochs),
-                dataset=dataset,
-                seed=int(seed),
-                selection=selection,
-                candidates=int(candidates),
-                rounds=int(rounds),
-            )
-        except UserError as exc:
-            st.error(str(exc))
-        else:
-            zoo_errors = session.zoo_error_sets()
+        if not st.form_submit_button("Generate", type="primary"):
+            return None
+    try:
+        if rule is None:
+            raise UserError("the map selection is empty: select a region on the Explore page or choose other anchors")
+        dataset = None if target == targets[0] else (folder.strip() if target == "local folder" else target)
+        if target == "local folder" and not dataset:
+            raise UserError("give the local dataset folder's path")
+        return SampleConfig(
+            method=method,
+            spread=float(spread),
+            anchors=rule,
+            n=int(n),
+            finetune_epochs=int(epochs),
+            dataset=dataset,
+            seed=int(seed),
+            selection=selection,
+            candidates=int(candidates),
+            rounds=int(rounds),
+        )
+    except UserError as exc:
+        st.error(str(exc))
+        return None
 
-            def work(on_progress, should_stop):
-                from core.pipeline import generate  # lazy: the engine loads in the background (session.warm_up)
 
-                return generate(workspace, config, run, session.device(), on_progress, zoo_errors)
+def generation_form() -> None:
+    """Anchors, their warnings and the settings; a valid submit starts the job and reruns into its progress."""
+    rule = anchor_rule()
+    warn_about(rule)
+    config = settings_form(rule)
+    if config is None:
+        return
+    if start_generation(workspace, run, config, f"Generating {config.n} models"):
+        st.session_state.pop(keys.RESULTS_FIRST, None)
+        st.rerun()
 
-            if start(workspace, "generate", f"Generating {config.n} models", work):
-                st.rerun()
 
-previous = session.samples_runs(workspace, run)
-if previous and not running:
+def results() -> None:
+    previous = session.samples_runs(workspace, run)
+    if not previous:
+        return
     names = [r.name for r in previous]
     wanted = st.session_state.get(keys.SAMPLES_RUN)
     st.header("Results")
@@ -208,3 +223,45 @@ if previous and not running:
         format_func=lambda n: f"{n} ({next(r.created for r in previous if r.name == n)})",
     )
     show_result(next(r for r in previous if r.name == shown))
+
+
+def comparison() -> None:
+    """Several samples runs of this autoencoder run side by side: one table, their curves, one novelty plane."""
+    previous = session.samples_runs(workspace, run)
+    if len(previous) < 2:
+        return
+    st.header("Compare runs")
+    names = [r.name for r in previous]
+    chosen = st.multiselect("Runs to compare", names, default=names[:3], key=keys.COMPARE_RUNS)
+    runs = [r for r in previous if r.name in chosen]
+    if not runs:
+        st.info("Pick runs to compare.")
+        return
+    st.dataframe(comparison_table(runs), hide_index=True, width="stretch")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Generated models, fine-tuned** (mean test accuracy)")
+        st.plotly_chart(comparison_curves(runs), width="stretch", key=keys.COMPARE_CURVES)
+    with right:
+        st.markdown("**Novelty**: each run's generated models")
+        st.plotly_chart(comparison_novelty(runs), width="stretch", key=keys.COMPARE_NOVELTY)
+
+
+job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
+if job and not running and job.status == "done" and st.session_state.get(keys.GENERATE_JOB_SEEN) != id(job):
+    st.session_state[keys.GENERATE_JOB_SEEN] = id(job)
+    st.session_state[keys.SAMPLES_RUN] = job.result.name
+    st.session_state[keys.RESULTS_FIRST] = True
+
+if not running and st.session_state.get(keys.RESULTS_FIRST):
+    # Just generated: the results come first, in view where the progress bar was, and the form follows.
+    if job and job.status == "done":
+        st.success(f"Generated `{job.result.name}` in {format_seconds(job.elapsed())}.", icon=":material/check:")
+    results()
+    comparison()
+    st.header("Generate again")
+    generation_form()
+elif not running:
+    generation_form()
+    results()
+    comparison()

@@ -18,7 +18,6 @@ from ui import keys, session
 from ui.figures import accuracy_histogram
 from ui.widgets import start, watch
 
-session.through_entry_point()
 st.title("Zoo")
 st.caption("A model zoo: many small networks trained from different seeds and settings, saved at several epochs.")
 
@@ -67,8 +66,10 @@ def generate_form() -> None:
         c1, c2, c3, c4 = st.columns(4)
         dataset = c1.selectbox("Dataset", ["digits", "shapes", "local folder"], help="digits: scikit-learn's 8x8")
         folder = c1.text_input("Local folder (MNIST-family IDX or CIFAR-10 binary)", value="")
-        models = c2.number_input("Models", 1, 4096, d.models, step=16)
-        epochs = c2.number_input("Epochs", 1, 200, d.epochs)
+        # Lower bounds of 0: the engine's own check then answers a 0 with an error box; a widget bound would only
+        # turn the field red and drop the submit silently.
+        models = c2.number_input("Models", 0, 4096, d.models, step=16)
+        epochs = c2.number_input("Epochs", 0, 200, d.epochs)
         save_epochs = c3.text_input(
             "Saved epochs", _listed(d.save_epochs), help="comma-separated; 0 is the initialisation"
         )
@@ -118,8 +119,7 @@ def generate_form() -> None:
         generate_zoo(target, config, session.device(), on_progress, should_stop, cluster=cluster)
         return target.root.name
 
-    if start(target, "zoo", f"Training {config.models} models on {config.dataset}", work):
-        st.session_state[keys.ZOO_TARGET] = target.root.name
+    started(start(target, "zoo", f"Training {config.models} models on {config.dataset}", work), target)
 
 
 def import_form() -> None:
@@ -146,8 +146,15 @@ def import_form() -> None:
         report = import_public_zoo(source.strip(), target, dataset.strip() or None, on_progress)
         return {"workspace": target.root.name, "models": report.models, "problems": report.problems}
 
-    if start(target, "zoo", f"Importing {source.strip()}", work):
+    started(start(target, "zoo", f"Importing {source.strip()}", work), target)
+
+
+def started(job, target: Workspace) -> None:
+    """Remember the job's workspace and rerun at once: the job's panel is drawn above the forms, so without the
+    rerun the page would show nothing until the user next touched it."""
+    if job:
         st.session_state[keys.ZOO_TARGET] = target.root.name
+        st.rerun()
 
 
 def show_new_zoo_job() -> None:

@@ -1,0 +1,37 @@
+"""The Generate page's comparison of samples runs: the table, the curves and the novelty plane."""
+
+from types import SimpleNamespace
+
+import polars as pl
+
+from ui.compare import comparison_curves, comparison_novelty, comparison_table
+
+
+def fake_run(name: str, method: str, curve: list[float], seconds: float | None) -> SimpleNamespace:
+    samples = pl.DataFrame({"max_iou": [0.4, 0.6], "acc_epoch0": [curve[0] - 0.01, curve[0] + 0.01]})
+    return SimpleNamespace(
+        name=name,
+        method=method,
+        n=2,
+        config={"spread": 1.0},
+        selection={"mode": "none"},
+        anchors={"count": 5},
+        curves={"generated": curve, "random_init": [0.1, 0.5, 0.7]},
+        novelty={"max_iou_median": 0.5, "min_l2_median": 3.0},
+        extra={} if seconds is None else {"seconds": seconds},
+        samples_table=lambda: samples,
+    )
+
+
+def test_runs_compare_in_one_table_one_curve_chart_and_one_novelty_plane():
+    runs = [fake_run("kde-1", "kde", [0.6, 0.8, 0.9], 4.2), fake_run("gauss-2", "gauss", [0.3, 0.7, 0.85], None)]
+    table = comparison_table(runs)
+    assert table["run"].to_list() == ["kde-1", "gauss-2"]
+    assert table["acc as generated"].to_list() == [0.6, 0.3] and table["acc after fine-tuning"].to_list() == [0.9, 0.85]
+    assert table["fine-tuning epochs"].to_list() == [2, 2]
+    assert table["seconds"].to_list() == [4.2, None]  # runs made before durations were recorded
+    curves = comparison_curves(runs)
+    assert [t.name for t in curves.data] == ["kde-1", "gauss-2", "random init"]
+    assert list(curves.data[1].y) == [0.3, 0.7, 0.85]
+    plane = comparison_novelty(runs)
+    assert [t.name for t in plane.data] == ["kde-1", "gauss-2"] and list(plane.data[0].x) == [0.4, 0.6]

@@ -1,0 +1,149 @@
+"""Explore: the zoo's embeddings as a UMAP map; lasso or box a region to sample new models from it."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from ui import keys, session
+from ui.figures import (
+    COLOURINGS,
+    map_figure,
+    map_table,
+    path_figure,
+    selected_checkpoints,
+    selection_summary,
+    zoomed_table,
+)
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation
+
+ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
+
+workspace = page_start(
+    "Explore",
+    "Every checkpoint of the zoo is a point: its hyper-representation, mapped to 2-D with UMAP. "
+    "Lasso or box a region (the tools at the chart's top right) to sample new models from it; with the pan or "
+    "zoom tool, click one checkpoint to decode it; select exactly two for the latent path between them.",
+)
+zoo_table = require_zoo_table(workspace)
+chosen = require_run(workspace)
+runs = session.finished_runs(workspace)
+controls, chart = st.columns([1.3, 4])
+with controls:
+    run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen))
+    if run != chosen:
+        session.choose_run(workspace, run)
+    colour = st.selectbox("Colour by", list(COLOURINGS), key=keys.MAP_COLOUR)
+    samples = session.samples_points(workspace, run)
+    if samples is not None:
+        names = samples["samples_run"].unique(maintain_order=True).to_list()
+        shown = st.multiselect(
+            "Generated runs",
+            names,
+            default=names,
+            help="models generated from this autoencoder run: one marker per run, coloured by accuracy as "
+            "generated; a click on a run in the legend hides it too",
+        )
+        samples = samples.filter(pl.col("samples_run").is_in(shown))
+
+embeddings = or_stop(session.embeddings, workspace, run)
+table = map_table(embeddings, zoo_table)
+selection_key = keys.selection(workspace.root.name, run)
+selected = session.selection(workspace, run)
+with controls:
+    zoom = st.toggle(
+        "Zoom into the selection",
+        key=keys.ZOOM,
+        disabled=len(selected) < 3,
+        help="re-project only the selected checkpoints (PCA of their embeddings), so the structure inside one "
+        "region shows; a selection drawn here narrows the zoom further; clear the selection to go back",
+    )
+zoomed = zoom and len(selected) >= 3
+
+
+def keep_selection() -> None:
+    """Copy the chart's selection into our own key: the chart's resets whenever its figure changes."""
+    st.session_state[selection_key] = selected_checkpoints(st.session_state[keys.MAP].selection)
+
+
+def latent_path_of(ends: tuple[int, int]):
+    """The path's accuracies (core/gen/path.py): a few seconds, so it runs in the page, with a spinner."""
+    from core.gen.path import STEPS, latent_path  # lazy: it imports torch, which the first page (this one) needs not
+
+    with st.spinner("Decoding the path..."):
+        return or_stop(latent_path, workspace, run, ends, STEPS, session.device())
+
+
+def show_path() -> None:
+    """The latent path asked for last on this run, below the map."""
+    shown = st.session_state.get(keys.PATH)
+    if not shown or shown[0] != run:
+        return
+    _, ends, path = shown
+    st.subheader(f"Latent path: checkpoint {ends[0]} to {ends[1]}")
+    st.plotly_chart(path_figure(path, ends), width="stretch", key=keys.PATH_CHART)
+    st.caption(
+        "Red: models decoded along the straight line between the two embeddings (its ends are the checkpoints' "
+        "reconstructions). Blue: the straight line between their aligned weights; a dip is the loss barrier."
+    )
+
+
+def decode(checkpoint: int) -> None:
+    """Decode one checkpoint's embedding (a generation of one model at spread 0, not fine-tuned) and show it."""
+    from core.gen.config import SampleConfig  # lazy: it imports torch, which the first page (this one) needs not
+
+    config = SampleConfig(
+        anchors=f"ids:{checkpoint}", n=1, spread=0.0, finetune_epochs=0, baselines=False, selection="none"
+    )
+    if start_generation(workspace, run, config, f"Decoding checkpoint {checkpoint}"):
+        st.session_state.pop(keys.RESULTS_FIRST, None)
+        st.switch_page("views/generate.py")
+
+
+with chart:
+    st.plotly_chart(
+        map_figure(zoomed_table(table, embeddings, selected), colour, axes=ZOOM_AXES)
+        if zoomed
+        else map_figure(table, colour, samples, selected),
+        key=keys.MAP,
+        on_select=keep_selection,
+        # Points: with the pan or zoom tool, a click selects one checkpoint (Streamlit
+        # turns clicks off while the lasso or box tool is active).
+        selection_mode=("points", "lasso", "box"),
+        width="stretch",
+    )
+
+with controls:
+    st.subheader("Selection")
+    summary = selection_summary(table, selected)
+    if not summary["checkpoints"]:
+        st.write("Nothing selected yet. Draw a lasso or a box around a region of the map.")
+    else:
+        st.metric("Checkpoints", summary["checkpoints"])
+        st.metric("Models", summary["models"])
+        st.metric("Test accuracy", f"{summary['acc_mean']:.1%}", help="mean of the selection")
+        st.caption(f"range {summary['acc_min']:.1%} to {summary['acc_max']:.1%}")
+        st.caption("epochs: " + ", ".join(f"{e} ({n})" for e, n in summary["epochs"].items()))
+        if summary["checkpoints"] == 1 and st.button(
+            "Decode this checkpoint",
+            help="the model the autoencoder reconstructs at this point (its own code, no noise): its accuracy, "
+            "novelty against the zoo, and export, on the Generate page",
+        ):
+            decode(selected[0])
+        if summary["checkpoints"] == 2 and st.button(
+            "Latent path between these two",
+            help="decode the straight line between their embeddings, beside the straight line between their weights",
+        ):
+            st.session_state[keys.PATH] = (run, tuple(selected), latent_path_of(tuple(selected)))
+        if st.button("Generate from this selection", type="primary"):
+            st.session_state[keys.ANCHOR_SOURCE] = "map selection"
+            st.session_state.pop(keys.RESULTS_FIRST, None)  # a new selection: the form comes first again
+            st.switch_page("views/generate.py")
+        if st.button("Clear selection"):
+            st.session_state[selection_key] = []
+            st.rerun()
+
+show_path()
+if selected:
+    with st.expander(f"The {len(selected)} selected checkpoints"):
+        st.dataframe(table.filter(table["checkpoint"].is_in(selected)), hide_index=True, width="stretch")

@@ -20,7 +20,7 @@ import torch
 
 from core.cluster import ClusterConfig
 from core.errors import ZooError
-from core.gen.anchors import Anchors, resolve_anchors
+from core.gen.anchors import Anchors, anchor_warnings, resolve_anchors
 from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
@@ -150,7 +150,7 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
-        extra=_extra(frontier, started, curves, new_head),
+        extra=_extra(frontier, started, curves, new_head, anchors),
         **stamp,
     )
     samples.write(
@@ -171,11 +171,13 @@ def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
     return anchors
 
 
-def _extra(frontier: list[dict], started: float, curves: pl.DataFrame, new_head: bool) -> dict:
+def _extra(frontier: list[dict], started: float, curves: pl.DataFrame, new_head: bool, anchors: Anchors) -> dict:
     """A run's further figures: the noise frontier, its duration up to the write (the comparison view shows it),
-    and the transfer summary."""
+    the transfer summary, and what was wrong with the anchors (the page warns before a run; the CLI prints these
+    after it)."""
     seconds = round(time.monotonic() - started, 2)
-    return {"noise_frontier": frontier, "seconds": seconds, **transfer_summary(curves, new_head)}
+    figures = {"noise_frontier": frontier, "seconds": seconds, "anchor_warnings": anchor_warnings(anchors)}
+    return {**figures, **transfer_summary(curves, new_head)}
 
 
 def _groups(generated: torch.Tensor, anchors: Anchors, prepared, config: SampleConfig, rng) -> dict:

@@ -51,6 +51,7 @@ def describe_samples(result: dict) -> list[str]:
     ]
     if result["fallback"]:
         lines.append(f"note: {result['fallback']}")
+    lines += [f"warning: {message}" for message in result.get("anchor_warnings", [])]
     for step in result["selection"].get("history", []):
         lines.append(
             f"selection round {step['round']}: mean validation accuracy {step['drawn_mean']:.3f} drawn, "

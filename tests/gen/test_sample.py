@@ -193,6 +193,9 @@ def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_
     result = transfer.json
     assert transfer.code == 0 and result["dataset"] == "shapes" and "one anchor" in result["fallback"]
     assert set(result["curves"]) == {"generated", "random_init", "anchors"}
+    assert any("only 1 anchor(s)" in w for w in result["anchor_warnings"])  # the page warns before; the CLI after
+    text = run_cli(*[a for a in base if a != "--json"], "--anchors", "ids:1")
+    assert text.code == 0 and "warning: only 1 anchor(s): too few" in text.out
     unknown = run_cli(*base, "--anchors", "ids:12345")
     assert unknown.code == 2 and "12345" in unknown.err
     bootstrap = run_cli(*base, "--selection", "bootstrap", "--rounds", 2, "--candidates", 3)

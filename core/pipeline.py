@@ -26,6 +26,7 @@ from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
+from core.gen.path import require_ends
 from core.rep.autoencoder import AEConfig
 from core.rep.distributed import place
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
@@ -117,7 +118,7 @@ def generate(
     zoos = load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
     table = combined_table(zoos)
-    anchors = resolve_anchors(zoos, table, config.anchors)
+    anchors = _anchors(zoos, table, config)
     preparing = _phase(on_progress, "preparing")  # after the checks of the input: a refusal prints no bar
     preparing(0, 1, {})
     prepared = run.prepare(anchors.zoo)
@@ -160,6 +161,14 @@ def generate(
         novelty_plane(per_model, figures),
     )
     return samples
+
+
+def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
+    """The config's anchors, checked before any work: for a point of a latent path, its two ends."""
+    anchors = resolve_anchors(zoos, table, config.anchors)
+    if config.path_t is not None:
+        require_ends(anchors)
+    return anchors
 
 
 def _extra(frontier: list[dict], started: float, curves: pl.DataFrame, new_head: bool, anchors: Anchors) -> dict:

@@ -344,9 +344,10 @@ def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | Non
     return novelty_layout(figure, 460)
 
 
-def path_figure(path: pl.DataFrame, ends: tuple[int, int]) -> go.Figure:
+def path_figure(path: pl.DataFrame, ends: tuple[int, int], at: float | None = None) -> go.Figure:
     """Test accuracy along the straight line between two checkpoints: through the autoencoder's latent space
-    (decoded) and through weight space (the loss barrier), against the position t on the line."""
+    (decoded) and through weight space (the loss barrier), against the position t on the line; a dotted line marks
+    the point `at` chosen for decoding."""
     figure = go.Figure()
     for column, name, colour in (
         ("latent", "latent line, decoded", GROUP_STYLE["generated"][1]),
@@ -357,6 +358,8 @@ def path_figure(path: pl.DataFrame, ends: tuple[int, int]) -> go.Figure:
                 x=path["t"].to_list(), y=path[column].to_list(), mode="lines+markers", name=name, line={"color": colour}
             )
         )
+    if at is not None:
+        figure.add_vline(x=at, line={"dash": "dot", "color": "grey", "width": 1})
     return standard_layout(
         figure,
         f"position t on the line (0 = checkpoint {ends[0]}, 1 = checkpoint {ends[1]})",

@@ -9,6 +9,7 @@ MAP = "map"  # the Explore page's chart (its selection)
 MAP_COLOUR = "map-colour"
 PATH = "latent-path"  # Explore: (run, ends, accuracies) of the latent path shown
 PATH_CHART = "latent-path-chart"
+PATH_T = "latent-path-t"  # Explore: the point of the latent path to decode
 ZOOM = "map-zoom"  # Explore: the map shows the selection alone, re-projected
 AE_KIND = "ae-kind"
 ZOO_NAME = "zoo-name"

@@ -75,27 +75,46 @@ def latent_path_of(ends: tuple[int, int]):
 
 
 def show_path() -> None:
-    """The latent path asked for last on this run, below the map."""
+    """The latent path asked for last on this run, below the map, and a point of it to decode."""
     shown = st.session_state.get(keys.PATH)
     if not shown or shown[0] != run:
         return
     _, ends, path = shown
+    accuracy = dict(zip(path["t"].round(6).to_list(), path["latent"].to_list(), strict=True))
+    middle = list(accuracy)[len(accuracy) // 2]
     st.subheader(f"Latent path: checkpoint {ends[0]} to {ends[1]}")
-    st.plotly_chart(path_figure(path, ends), width="stretch", key=keys.PATH_CHART)
+    at = st.session_state.get(keys.PATH_T, middle)
+    st.plotly_chart(path_figure(path, ends, at), width="stretch", key=keys.PATH_CHART)
     st.caption(
         "Red: models decoded along the straight line between the two embeddings (its ends are the checkpoints' "
         "reconstructions). Blue: the straight line between their aligned weights; a dip is the loss barrier."
     )
+    at = st.select_slider(
+        "Position t on the path",
+        list(accuracy),
+        value=middle,
+        format_func=lambda t: f"{t:g} (decoded: {accuracy[t]:.0%})",
+        key=keys.PATH_T,
+        help=f"0 is checkpoint {ends[0]}'s code, 1 is checkpoint {ends[1]}'s; the dotted line marks it on the chart",
+    )
+    if st.button(
+        "Decode the point at t",
+        help="the model decoded at this point of the latent line: its accuracy, novelty against the zoo, and export, "
+        "on the Generate page",
+    ):
+        decode(ends, f"Decoding t = {at:g} on the path from {ends[0]} to {ends[1]}", at)
 
 
-def decode(checkpoint: int) -> None:
-    """Decode one checkpoint's embedding (a generation of one model at spread 0, not fine-tuned) and show it."""
+def decode(ids: tuple[int, ...], label: str, path_t: float | None = None) -> None:
+    """Decode one model and show it: a generation of one at spread 0, not fine-tuned, at one checkpoint's code or
+    (with `path_t`) at the point t of the latent line between two checkpoints' codes."""
     from core.gen.config import SampleConfig  # lazy: it imports torch, which the first page (this one) needs not
 
+    rule = "ids:" + ",".join(str(i) for i in ids)
     config = SampleConfig(
-        anchors=f"ids:{checkpoint}", n=1, spread=0.0, finetune_epochs=0, baselines=False, selection="none"
+        anchors=rule, n=1, spread=0.0, finetune_epochs=0, baselines=False, selection="none", path_t=path_t
     )
-    if start_generation(workspace, run, config, f"Decoding checkpoint {checkpoint}"):
+    if start_generation(workspace, run, config, label):
         st.session_state.pop(keys.RESULTS_FIRST, None)
         st.switch_page("views/generate.py")
 
@@ -129,7 +148,7 @@ with controls:
             help="the model the autoencoder reconstructs at this point (its own code, no noise): its accuracy, "
             "novelty against the zoo, and export, on the Generate page",
         ):
-            decode(selected[0])
+            decode((selected[0],), f"Decoding checkpoint {selected[0]}")
         if summary["checkpoints"] == 2 and st.button(
             "Latent path between these two",
             help="decode the straight line between their embeddings, beside the straight line between their weights",

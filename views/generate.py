@@ -72,8 +72,12 @@ def warn_about(rule: str | None) -> None:
         st.warning(f"Anchors: {message}.", icon=":material/warning:")
 
 
-def describe_anchors(rule: str) -> str:
-    kind, _, value = rule.partition(":")
+def describe_anchors(result: SamplesRun) -> str:
+    kind, _, value = result.anchors["rule"].partition(":")
+    path_t = result.config.get("path_t")
+    if path_t is not None:
+        a, b = result.anchors["ids"]
+        return f"the point t = {path_t:g} of the latent path from checkpoint {a} to {b}"
     if kind == "ids":
         return "a map selection"
     if kind == "top":
@@ -94,7 +98,7 @@ def show_result(result: SamplesRun) -> None:
     kept = result.selection.get("history")
     st.caption(
         f"{result.n} models by {result.method} from {result.anchors['count']} anchors "
-        f"({describe_anchors(result.anchors['rule'])}), fine-tuned on {result.dataset}"
+        f"({describe_anchors(result)}), fine-tuned on {result.dataset}"
         + (f" (transfer from {result.source_dataset})" if result.transfer else "")
         + (
             f"; {result.selection['mode']} selection kept models of {kept[-1]['kept_mean']:.1%} mean validation "

@@ -42,9 +42,12 @@ def describe_eval(result: dict) -> list[str]:
 
 
 def describe_samples(result: dict) -> list[str]:
+    path_t = result["config"].get("path_t")
+    on_path = f" at t = {path_t:g} of the latent path between them" if path_t is not None else ""
     lines = [
         f"samples run {result['samples_run']}: {result['n']} models by {result['method']} from "
-        f"{result['anchors']['count']} anchors ({result['anchors']['rule']}), evaluated on {result['dataset']}",
+        f"{result['anchors']['count']} anchors ({result['anchors']['rule']}){on_path}, "
+        f"evaluated on {result['dataset']}",
     ]
     if result["fallback"]:
         lines.append(f"note: {result['fallback']}")

@@ -45,6 +45,13 @@ class SampleConfig:
     )
     candidates: int = setting(4, "draws per kept model (guided, subsample, bootstrap)")
     rounds: int = setting(3, "bootstrap rounds")
+    # A point of a latent path (core/gen/path.py): the draws centre on the code at t between two anchors.
+    path_t: float | None = setting(
+        None,
+        "centre the draws on the point at t of the straight line between the two anchors' codes (anchors ids:a,b; "
+        "0: a's code, 1: b's): with spread 0, the model decoded at that point of the latent path",
+        parse=float,
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -59,6 +66,8 @@ class SampleConfig:
             raise UserError(f"the fine-tuning batch size must lie in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
         if not (math.isfinite(self.spread) and self.spread >= 0):
             raise UserError(f"the spread must be a finite number >= 0, got {self.spread}")
+        if self.path_t is not None and not (math.isfinite(self.path_t) and 0 <= self.path_t <= 1):
+            raise UserError(f"the position on the path must lie in 0..1, got {self.path_t}")
         Selection(self.selection, self.candidates, self.rounds)  # validates the selection settings
         if self.n * self.candidates > MAX_SAMPLES or self.rounds > MAX_EPOCHS:
             raise UserError(f"n x candidates must stay within {MAX_SAMPLES} draws, and rounds within {MAX_EPOCHS}")

@@ -10,6 +10,7 @@ import torch
 
 from core.gen.anchors import Anchors
 from core.gen.config import SampleConfig
+from core.gen.path import on_line, require_ends
 from core.gen.samplers import Sampler, make_sampler
 from core.gen.selection import select_models
 from core.rep.embed import embedding_matrix, load_embeddings
@@ -38,6 +39,9 @@ def draw_models(
     zoo_rows = np.random.default_rng([config.seed, 1]).permutation(len(anchors.zoo.table))[:SPREAD_CHECKPOINTS]
     anchor_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(anchors.rows)], device)
     zoo_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(np.sort(zoo_rows))], device)
+    if config.path_t is not None:  # one anchor: the point at t of the latent path between the two
+        require_ends(anchors)
+        anchor_codes = on_line(anchor_codes, np.array([config.path_t]))
 
     def decode(codes: np.ndarray) -> torch.Tensor:
         # Decoded BatchNorm statistics are unreliable: re-estimate them on training images (SANE does).

@@ -12,7 +12,7 @@ import polars as pl
 import torch
 
 from core.errors import UserError
-from core.gen.anchors import resolve_anchors
+from core.gen.anchors import Anchors, resolve_anchors
 from core.rep.run import load_run
 from core.store.workspace import Workspace
 from core.zoo.data import load_dataset
@@ -20,6 +20,21 @@ from core.zoo.model_zoo import combined_table, load_zoos
 from core.zoo.population import evaluate_models, recalibrate_norm_statistics
 
 STEPS = 11  # points on each path, ends included
+
+
+def on_line(ends: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """[len(t), code]: the points (1 - t) a + t b of the straight line between the codes ends = [a, b]."""
+    t = np.asarray(t, dtype=np.float64)[:, None]
+    return (1 - t) * ends[0] + t * ends[1]
+
+
+def require_ends(anchors: Anchors) -> None:
+    """Refuse anchors that are not the two ends of a path (the rule named two checkpoints, but one was dropped
+    for its architecture or activation, or the rule named some other number)."""
+    if len(anchors.ids) != 2:
+        raise UserError(
+            f"a latent path needs two checkpoints of one architecture and activation; the anchors hold {anchors.ids}"
+        )
 
 
 def latent_path(
@@ -33,15 +48,14 @@ def latent_path(
     run = load_run(workspace, run_name)
     zoos = load_zoos(workspace)
     anchors = resolve_anchors(zoos, combined_table(zoos), f"ids:{ends[0]},{ends[1]}")
-    if len(anchors.ids) != 2:
-        raise UserError(f"checkpoints {ends[0]} and {ends[1]} differ in architecture or activation: no path")
+    require_ends(anchors)
     prepared = run.prepare(anchors.zoo)
     end_weights = prepared.aligned[torch.from_numpy(anchors.rows)]
     t = np.linspace(0.0, 1.0, steps)
     codes = run.encode(prepared, end_weights, device)
     manifest = anchors.zoo.manifest.get("dataset", {})
     data = load_dataset(manifest.get("name", "unknown"), seed=manifest.get("seed", 0))
-    decoded = run.decode(prepared, (1 - t)[:, None] * codes[0] + t[:, None] * codes[1], device)
+    decoded = run.decode(prepared, on_line(codes, t), device)
     decoded = recalibrate_norm_statistics(anchors.spec, decoded, data.x_train)
     mixed = (
         torch.from_numpy(1 - t).float()[:, None] * end_weights[0]

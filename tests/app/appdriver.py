@@ -182,6 +182,39 @@ ZOO_POSITIONS = """() => {
 }"""
 
 
+def settled_positions(page, tries: int = 20) -> tuple[list, dict]:
+    """(ZOO_POSITIONS, the plot area) once two reads half a second apart agree: the chart can still move while
+    the page around it is being drawn, and a box placed from stale positions misses its points."""
+    last = None
+    for _ in range(tries):
+        now = (page.evaluate(ZOO_POSITIONS), plot_area(page))
+        if now == last:
+            return now
+        last = now
+        page.wait_for_timeout(500)
+    raise AssertionError("the map kept moving")
+
+
+def box_around_two(points: list, area: dict, margin: float = 8.0) -> tuple[tuple[float, ...], set[int]]:
+    """A screen box inside the plot `area` that holds exactly two of the map's `points` ([x, y, checkpoint], as
+    ZOO_POSITIONS gives them), at two different places, and no other point; and those two checkpoints.
+
+    Boxing a region is how a user selects; a box around two points found by eye often held four, because
+    checkpoints with the same weights (epoch-0 models sharing an initialisation) lie on one spot."""
+    for i, a in enumerate(points):
+        for b in points[i + 1 :]:
+            if abs(a[0] - b[0]) + abs(a[1] - b[1]) < 2 * margin:  # too close to tell apart on screen
+                continue
+            x0, x1 = min(a[0], b[0]) - margin, max(a[0], b[0]) + margin
+            y0, y1 = min(a[1], b[1]) - margin, max(a[1], b[1]) + margin
+            inside_area = area["x"] < x0 and x1 < area["x"] + area["width"]
+            inside_area = inside_area and area["y"] < y0 and y1 < area["y"] + area["height"]
+            held = [p for p in points if x0 - margin <= p[0] <= x1 + margin and y0 - margin <= p[1] <= y1 + margin]
+            if inside_area and len(held) == 2:
+                return (x0, y0, x1, y1), {a[2], b[2]}
+    raise AssertionError("no two points of the map can be boxed without a third")
+
+
 def map_trace_names(page) -> list[str]:
     return page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
 
@@ -193,12 +226,21 @@ def wait_for_map(page, timeout_ms: float = 120_000) -> None:
 
 def box_select(page, left: float, top: float, right: float, bottom: float) -> None:
     """Draw a box selection on the page's first plotly chart; corners as fractions of its plot area."""
-    chart = page.locator('[data-testid="stPlotlyChart"]').first
-    chart.hover()
-    page.locator('[data-testid="stPlotlyChart"] [data-title="Box Select"]').first.click()
-    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first.bounding_box()
+    area = plot_area(page)
     x0, y0 = area["x"] + left * area["width"], area["y"] + top * area["height"]
     x1, y1 = area["x"] + right * area["width"], area["y"] + bottom * area["height"]
+    box_select_pixels(page, x0, y0, x1, y1)
+
+
+def plot_area(page) -> dict:
+    """The screen box (x, y, width, height) of the first plotly chart's plot area."""
+    return page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first.bounding_box()
+
+
+def box_select_pixels(page, x0: float, y0: float, x1: float, y1: float) -> None:
+    """Draw a box selection on the page's first plotly chart between two screen points."""
+    page.locator('[data-testid="stPlotlyChart"]').first.hover()
+    page.locator('[data-testid="stPlotlyChart"] [data-title="Box Select"]').first.click()
     page.mouse.move(x0, y0)
     page.mouse.down()
     page.mouse.move(x1, y1, steps=12)

@@ -212,6 +212,26 @@ def test_two_selected_checkpoints_give_a_latent_path_beside_the_weight_space_lin
     assert weights["y"][0] == pytest.approx(table.filter(pl.col("checkpoint") == 5)["test_acc"][0], abs=1e-4)
 
 
+def test_a_point_of_the_latent_path_is_decoded_on_the_generate_page(app_root):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: the button changes page
+    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5, 14]
+    at.run()
+    button(at, "Latent path between these two").click().run()
+    slider = at.select_slider(key=keys.PATH_T)
+    assert slider.value == 0.5 and len(slider.options) == 11
+    assert slider.options[0].startswith("0 (decoded: ") and slider.options[-1].startswith("1 (decoded: ")
+    slider.set_value(0.3).run()
+    marked = json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["shapes"]
+    assert [shape["x0"] for shape in marked] == [0.3]  # the chart marks the chosen point
+    button(at, "Decode the point at t").click().run()
+    assert not at.exception
+    run_until(at, lambda at: "Results" in texts(at.header))
+    caption = " ".join(texts(at.caption))
+    assert texts(at.title) == ["Generate"] and "the point t = 0.3 of the latent path from checkpoint 5 to 14" in caption
+    result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
+    assert result["config"]["path_t"] == 0.3 and result["anchors"]["ids"] == [5, 14] and result["n"] == 1
+
+
 def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):
     copy_workspace(tiny_zoo_workspace, tmp_path / "digits")
     monkeypatch.setenv("HYPERREP_WORKSPACES", str(tmp_path))

@@ -16,7 +16,9 @@ from core.gen.config import SampleConfig
 from core.pipeline import generate
 from tests.app.appdriver import (
     block_outside_requests,
+    box_around_two,
     box_select,
+    box_select_pixels,
     browser,
     choose_workspace,
     chromium_path,
@@ -27,6 +29,7 @@ from tests.app.appdriver import (
     map_trace_names,
     picked_workspace,
     serve,
+    settled_positions,
     wait_for_map,
     wait_idle,
 )
@@ -103,6 +106,41 @@ def test_the_map_draws_the_selection_back_and_each_generated_model_hovers_on_its
         )
         compared = [sorted(n.split("-")[0] for n in names) for names in charts[-2:]]
         assert compared == [["gauss", "kde", "random init"], ["gauss", "kde"]]
+
+
+PATH_LINES = """() => [...document.querySelectorAll('.js-plotly-plot')]
+  .map(chart => chart.data.map(t => [t.name, t.y]))
+  .find(traces => traces.some(([name]) => name === 'latent line, decoded'))"""
+
+
+def test_two_boxed_checkpoints_give_the_latent_path_and_a_point_of_it_decodes(tiny_ae_workspace, tmp_path):
+    root = tmp_path / "workspaces"
+    copy_workspace(tiny_ae_workspace, root / "digits")
+    with serve(root, log=tmp_path / "server.log") as url, browser() as page:
+        page.goto(url)
+        wait_idle(page)
+        wait_for_map(page)
+        box, pair = box_around_two(*settled_positions(page))
+        box_select_pixels(page, *box)
+        page.get_by_role("button", name="Latent path between these two").wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "2"  # the two boxed, no more
+        page.get_by_role("button", name="Latent path between these two").click()
+        heading = page.get_by_role("heading", name="Latent path: checkpoint")
+        heading.wait_for(timeout=60_000)
+        page.wait_for_function(f"() => ({PATH_LINES})() !== undefined", timeout=60_000)
+        wait_idle(page)
+        words = heading.inner_text().split()
+        assert {int(words[3]), int(words[5])} == pair
+        lines = dict(page.evaluate(PATH_LINES))
+        assert set(lines) == {"latent line, decoded", "weight-space line (aligned weights)"}
+        assert all(len(y) == 11 and all(0 <= a <= 1 for a in y) for y in lines.values())
+
+        page.get_by_role("button", name="Decode the point at t").click()  # the slider's default: the middle
+        page.get_by_text("the point t = 0.5 of the latent path from checkpoint").wait_for(timeout=120_000)
+    result = json.loads(next((root / "digits" / "samples").glob("*/result.json")).read_text())
+    assert result["config"]["path_t"] == 0.5 and set(result["anchors"]["ids"]) == pair
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 def test_select_generate_and_export_in_a_real_browser(tiny_ae_workspace, tmp_path):

@@ -1,11 +1,24 @@
 """Latent paths: decoded models along the line between two embeddings, beside the weight-space line."""
 
+from dataclasses import replace
+
+import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from core.errors import UserError
+from core.gen.anchors import resolve_anchors
+from core.gen.config import SampleConfig
+from core.gen.draw import draw_models
 from core.gen.path import latent_path
-from core.zoo.model_zoo import load_zoos
+from core.pipeline import generate
+from core.rep.run import load_run
+from core.store.runs import SamplesRun
+from core.zoo.data import load_dataset
+from core.zoo.model_zoo import combined_table, load_zoos
+from core.zoo.population import recalibrate_norm_statistics
+from tests.conftest import copy_workspace
 
 
 def test_the_weight_line_ends_at_the_checkpoints_and_the_latent_line_is_decoded(tiny_ae_workspace):
@@ -21,3 +34,53 @@ def test_the_weight_line_ends_at_the_checkpoints_and_the_latent_line_is_decoded(
 def test_a_path_needs_two_different_checkpoints(tiny_ae_workspace):
     with pytest.raises(UserError, match="two different checkpoints"):
         latent_path(tiny_ae_workspace, None, (5, 5))
+
+
+def _draw_at(workspace, t: float, ends=(5, 14)) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the model drawn at t on the path between `ends`, the ends' reconstructions), both recalibrated."""
+    run, zoos = load_run(workspace), load_zoos(workspace)
+    table = combined_table(zoos)
+    anchors = resolve_anchors(zoos, table, f"ids:{ends[0]},{ends[1]}")
+    prepared, data = run.prepare(anchors.zoo), load_dataset("digits")
+    config = SampleConfig(anchors=f"ids:{ends[0]},{ends[1]}", n=1, spread=0.0, selection="none", path_t=t)
+    drawn, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(0), "cpu", table)
+    ends_decoded = recalibrate_norm_statistics(anchors.spec, run.reconstruct(prepared, anchors.rows), data.x_train)
+    return drawn, ends_decoded
+
+
+def test_the_path_point_at_0_and_1_is_the_ends_reconstruction(tiny_ae_workspace):
+    at_a, ends = _draw_at(tiny_ae_workspace, 0.0)
+    at_b, _ = _draw_at(tiny_ae_workspace, 1.0)
+    assert at_a.shape == (1, ends.shape[1])
+    assert torch.allclose(at_a[0], ends[0], atol=1e-5) and torch.allclose(at_b[0], ends[1], atol=1e-5)
+    middle, _ = _draw_at(tiny_ae_workspace, 0.5)
+    assert torch.cdist(middle, ends).min() > 1e-3  # inside the line: neither end
+
+
+def test_a_samples_run_of_a_path_point_records_t_and_matches_the_path(tiny_ae_workspace, tmp_path):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    config = SampleConfig(
+        anchors="ids:5,14", n=1, spread=0.0, finetune_epochs=0, baselines=False, selection="none", path_t=0.5
+    )
+    record = generate(workspace, config).to_json()
+    assert record["config"]["path_t"] == 0.5 and record["anchors"]["ids"] == [5, 14] and record["n"] == 1
+    assert SamplesRun.load(workspace, record["samples_run"]).config["path_t"] == 0.5  # read back from disk
+    path = latent_path(workspace, None, (5, 14), steps=3)  # t = 0, 0.5, 1
+    assert record["curves"]["generated"][0] == pytest.approx(path["latent"][1], abs=0.01)  # the chart's point
+    again = generate(workspace, replace(config, path_t=0.0)).to_json()
+    assert again["samples_run"] != record["samples_run"]  # another point is another run
+
+
+def test_a_path_point_needs_two_anchors_and_t_in_0_to_1(tiny_ae_workspace, tmp_path, run_cli):
+    with pytest.raises(UserError, match="must lie in 0..1"):
+        SampleConfig(path_t=1.5)
+    with pytest.raises(UserError, match="needs two checkpoints"):
+        generate(tiny_ae_workspace, SampleConfig(anchors="ids:5", n=1, path_t=0.5))
+    base = ("sample", "--workspace", tiny_ae_workspace.root, "--n", 1, "--json", "--quiet")
+    assert run_cli(*base, "--path-t", "nan").code == 2
+    refused = run_cli(*base, "--anchors", "top:0.5", "--path-t", "0.5")
+    assert refused.code == 2 and "needs two checkpoints" in refused.err
+    copy = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    argv = ("sample", "--workspace", copy.root, "--anchors", "ids:5,14", "--path-t", "0.25", "--spread", 0, "--n", 1)
+    done = run_cli(*argv, "--selection", "none", "--finetune-epochs", 0, "--no-baselines", "--quiet")
+    assert done.code == 0 and "(ids:5,14) at t = 0.25 of the latent path between them" in done.out

@@ -150,7 +150,7 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
-        extra=_extra(frontier, started, curves, new_head, anchors),
+        extra=_extra(frontier, started, curves, new_head, anchors, config),
         **stamp,
     )
     samples.write(
@@ -171,12 +171,17 @@ def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
     return anchors
 
 
-def _extra(frontier: list[dict], started: float, curves: pl.DataFrame, new_head: bool, anchors: Anchors) -> dict:
+def _extra(
+    frontier: list[dict], started: float, curves: pl.DataFrame, new_head: bool, anchors: Anchors, config: SampleConfig
+) -> dict:
     """A run's further figures: the noise frontier, its duration up to the write (the comparison view shows it),
-    the transfer summary, and what was wrong with the anchors (the page warns before a run; the CLI prints these
-    after it)."""
+    the transfer summary, and what was wrong with the anchors for sampling around them (the page warns before a
+    run; the CLI prints these after it). Decoding a point (spread 0, or a point of a latent path) samples no
+    density, so nothing is wrong with one or two anchors there."""
     seconds = round(time.monotonic() - started, 2)
-    figures = {"noise_frontier": frontier, "seconds": seconds, "anchor_warnings": anchor_warnings(anchors)}
+    decoding = config.spread == 0 or config.path_t is not None
+    warnings = [] if decoding else anchor_warnings(anchors)
+    figures = {"noise_frontier": frontier, "seconds": seconds, "anchor_warnings": warnings}
     return {**figures, **transfer_summary(curves, new_head)}
 
 

@@ -196,6 +196,8 @@ def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_
     assert any("only 1 anchor(s)" in w for w in result["anchor_warnings"])  # the page warns before; the CLI after
     text = run_cli(*[a for a in base if a != "--json"], "--anchors", "ids:1")
     assert text.code == 0 and "warning: only 1 anchor(s): too few" in text.out
+    decoded = run_cli(*base, "--anchors", "ids:1", "--spread", 0)  # decoding one point samples no density
+    assert decoded.code == 0 and decoded.json["anchor_warnings"] == []
     unknown = run_cli(*base, "--anchors", "ids:12345")
     assert unknown.code == 2 and "12345" in unknown.err
     bootstrap = run_cli(*base, "--selection", "bootstrap", "--rounds", 2, "--candidates", 3)

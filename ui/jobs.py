@@ -41,6 +41,9 @@ class Job:
     error: str | None = None
     stop_requested: bool = False
     finished: float | None = None
+    # Seconds the last one-step phase of each name took on this workspace (the registry shares one dict among its
+    # jobs): a step with no rate to measure is estimated by its last duration instead.
+    one_step_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
     _rate_start: tuple[float, int] | None = None
 
     @property
@@ -50,6 +53,7 @@ class Job:
     def progress(self, done: int, total: int, info: dict) -> None:
         """The core's on_progress callback. A new phase (info["phase"]) restarts the ETA estimate."""
         if info.get("phase") != self.info.get("phase") or self._rate_start is None:
+            self.end_phase()
             self._rate_start = (time.monotonic(), done)
         self.done, self.total, self.info = done, total, info
         self.history.append({"done": done, "total": total, **{k: v for k, v in info.items() if _is_scalar(v)}})
@@ -69,6 +73,16 @@ class Job:
         if steps <= 0:
             return None
         return (time.monotonic() - since) / steps * (self.total - self.done)
+
+    def end_phase(self) -> None:
+        """Remember how long the current phase took if it was one indivisible step (a new phase begins, or the
+        job ends)."""
+        if self._rate_start and self.total == 1 and self.info.get("phase"):
+            self.one_step_seconds[(self.workspace, self.info["phase"])] = self.phase_elapsed()
+
+    def last_one_step_seconds(self) -> float | None:
+        """How long this one-step phase took the last time it ran on this workspace, if it has."""
+        return self.one_step_seconds.get((self.workspace, self.info.get("phase")))
 
     def phase_elapsed(self) -> float:
         """Seconds since the current phase began (since the start before the first progress report)."""
@@ -94,6 +108,7 @@ class JobRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[tuple[str, str], Job] = {}
+        self._one_step_seconds: dict[tuple[str, str], float] = {}  # shared by its jobs (Job.one_step_seconds)
 
     def get(self, workspace: str, kind: str) -> Job | None:
         with self._lock:
@@ -109,7 +124,7 @@ class JobRegistry:
             busy = next((j for (w, _), j in self._jobs.items() if w == workspace and j.running), None)
             if busy:
                 raise UserError(f"{workspace}: busy with '{busy.label}'; wait for it to finish or stop it first")
-            job = Job(workspace, kind, label)
+            job = Job(workspace, kind, label, one_step_seconds=self._one_step_seconds)
             self._jobs[(workspace, kind)] = job
         threading.Thread(target=self._run, args=(job, work), name=f"job-{kind}", daemon=True).start()
         return job
@@ -127,5 +142,6 @@ class JobRegistry:
             log.error("job %s on %s failed:\n%s", job.kind, job.workspace, traceback.format_exc())
             job.error = f"unexpected error ({type(exc).__name__}: {exc}); details are in the server log"
             status = "failed"
+        job.end_phase()
         job.finished = time.monotonic()
         job.status = status

@@ -97,8 +97,18 @@ def progress_text(job: Job) -> str:
     if eta is not None:
         return text + f" · about {format_seconds(eta)} left in this phase"
     if job.total == 1:
-        return text + f" · one step, running for {format_seconds(job.phase_elapsed())}, no estimate"
+        return text + " · one step, " + _one_step_estimate(job)
     return text + " · estimating the time left after the first step"
+
+
+def _one_step_estimate(job: Job) -> str:
+    """A one-step phase has no rate to measure: its last duration on this workspace, if any, is the estimate."""
+    running, last = job.phase_elapsed(), job.last_one_step_seconds()
+    if last is None:
+        return f"running for {format_seconds(running)}, no estimate (not timed on this workspace yet)"
+    if running <= last:
+        return f"about {format_seconds(last - running)} left (it took {format_seconds(last)} last time)"
+    return f"running for {format_seconds(running)}, longer than last time ({format_seconds(last)})"
 
 
 def watch(

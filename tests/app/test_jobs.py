@@ -53,13 +53,47 @@ def test_progress_text_names_the_phase_and_never_shows_an_empty_count(monkeypatc
     clock["t"] += 30
     assert progress_text(job) == (
         "Generating 16 models: placing the checkpoints on the map (UMAP) · 0:30 elapsed · one step, running for "
-        "0:30, no estimate"
+        "0:30, no estimate (not timed on this workspace yet)"
     )
     job.progress(0, 4, {"phase": "fine-tuning"})
     assert progress_text(job).endswith("step 1 of 4 · 0:30 elapsed · estimating the time left after the first step")
     clock["t"] += 5
     job.progress(1, 4, {"phase": "fine-tuning"})
     assert progress_text(job).endswith("step 2 of 4 · 0:35 elapsed · about 0:15 left in this phase")
+
+
+def test_a_one_step_phase_is_estimated_by_its_last_duration_on_the_workspace(monkeypatch):
+    clock = {"t": 0.0}
+    monkeypatch.setattr(time, "monotonic", lambda: clock["t"])
+    shared: dict = {}  # what a registry gives all its jobs
+    first = Job("ws", "train", "Training", started=0.0, one_step_seconds=shared)
+    first.progress(0, 1, {"phase": "map"})
+    clock["t"] += 30
+    first.progress(0, 1, {"phase": "evaluation"})  # the map took 30 s; evaluation is still running
+    assert shared == {("ws", "map"): 30.0}
+    second = Job("ws", "train", "Training", started=clock["t"], one_step_seconds=shared)
+    second.progress(0, 1, {"phase": "map"})
+    clock["t"] += 10
+    assert progress_text(second).endswith("one step, about 0:20 left (it took 0:30 last time)")
+    clock["t"] += 30
+    assert progress_text(second).endswith("one step, running for 0:40, longer than last time (0:30)")
+    other = Job("elsewhere", "train", "Training", started=clock["t"], one_step_seconds=shared)
+    other.progress(0, 1, {"phase": "map"})
+    assert progress_text(other).endswith("no estimate (not timed on this workspace yet)")  # maps of its own
+
+
+def test_the_registry_remembers_a_finished_jobs_last_one_step_phase():
+    registry = JobRegistry()
+
+    def work(on_progress, should_stop):
+        on_progress(0, 1, {"phase": "map"})
+
+    job = registry.start("ws", "train", "Training", work)
+    deadline = time.monotonic() + 10
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ("ws", "map") in job.one_step_seconds  # recorded when the job ended in that phase
+    assert registry.start("ws", "sample", "Sampling", lambda p, s: None).one_step_seconds is job.one_step_seconds
 
 
 def test_stop_request_ends_the_job_as_stopped():

@@ -88,10 +88,7 @@ def test_the_registry_remembers_a_finished_jobs_last_one_step_phase():
     def work(on_progress, should_stop):
         on_progress(0, 1, {"phase": "map"})
 
-    job = registry.start("ws", "train", "Training", work)
-    deadline = time.monotonic() + 10
-    while job.running and time.monotonic() < deadline:
-        time.sleep(0.01)
+    job = wait(registry.start("ws", "train", "Training", work))
     assert ("ws", "map") in job.one_step_seconds  # recorded when the job ended in that phase
     assert registry.start("ws", "sample", "Sampling", lambda p, s: None).one_step_seconds is job.one_step_seconds
 

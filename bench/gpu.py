@@ -3,8 +3,8 @@
 * Zoo: model-epochs per second of cnn-small on digits at batch 32, for 256, 4,096 and 16,384 models, with
   the plain nn.Module loop (one model after another: timed on a few models, per model-epoch), the grouped-
   convolution population (the CPU's formulation) and the unfold + bmm population (CUDA's), each in its own
-  process, after one untimed warm-up epoch. Also the seconds the host spends per epoch drawing every model's data
-  order (numpy; the GPU waits meanwhile).
+  process, after one untimed warm-up epoch. Also the seconds per epoch spent drawing every model's data order
+  (`epoch_orders`, on the device; included in the epoch's time).
 * Autoencoder: the default `ae train` on the default workspace's 256-model zoo: training seconds, epochs and
   seconds per epoch, the batch size it used, and on CUDA the GPU's mean utilisation (nvidia-smi, every 0.5 s).
 * Map: seconds for the first map in a fresh process once numba's cache is warm (importing umap included).
@@ -12,7 +12,7 @@
 On CUDA the unfold path is also timed with TF32 matmuls ("unfold-tf32"), which the backend leaves off until it
 pays and the tests allow it.
 
-Usage: python bench/gpu.py [--device auto|cpu|cuda] [--quick] [--max-grouped-models N]
+Usage: python bench/gpu.py [--device auto|cpu|cuda] [--quick] [--max-grouped-models N] [--paths unfold,...]
 `--quick` fits a 2-core CPU in a few minutes: 256 and 1,024 models, one timed epoch, 5 autoencoder epochs.
 `--max-grouped-models` skips the grouped path above N models (on an H100 it needs about a minute per epoch at
 16,384). Each figure is printed as it is measured; the last line of stdout is JSON.
@@ -50,14 +50,13 @@ def _zoo_worker(impl: str, models: int, epochs: int, device: str) -> dict:
     """One formulation's throughput in this process (the CLI's allocator setting, warm-up epoch untimed)."""
     from dataclasses import replace
 
-    import numpy as np
     import torch
 
     from core.runtime import tune_cpu_allocator
     from core.zoo.arch import cnn_small
     from core.zoo.backend import backend_for
     from core.zoo.data import load_dataset
-    from core.zoo.population import Population, epoch_order, init_vector, init_vectors, train_single
+    from core.zoo.population import Population, epoch_orders, init_vector, init_vectors, train_single
 
     tune_cpu_allocator()
     data, spec, seeds = load_dataset("digits"), cnn_small(), list(range(models))
@@ -86,8 +85,10 @@ def _zoo_worker(impl: str, models: int, epochs: int, device: str) -> dict:
             _sync(device)
             times.append(time.perf_counter() - start)
         per_model_epoch = statistics.median(times) / models
+    _sync(device)
     start = time.perf_counter()
-    np.stack([epoch_order(seed, 1, len(x)) for seed in seeds])
+    epoch_orders(torch.tensor(seeds, device=device), 1, len(x))
+    _sync(device)
     order_s = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device == "cuda":
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes for a 2-core CPU (a few minutes)")
     parser.add_argument("--plain-models", type=int, default=4, help="models the plain loop is timed on")
     parser.add_argument("--max-grouped-models", type=int, default=None, help="skip the grouped path above this")
+    parser.add_argument("--paths", default=None, help="comma-separated population paths to time (default: all)")
     args = parser.parse_args()
 
     from core.runtime import resolve_device
@@ -177,6 +179,7 @@ def main() -> None:
     results["plain_model_epochs_per_s"] = round(plain["model_epochs_per_s"], 2)
     _progress("plain", args.plain_models, plain)
     impls = IMPLS[1:] + (CUDA_ONLY_IMPLS if device == "cuda" else ())
+    impls = tuple(i for i in impls if args.paths is None or i in args.paths.split(","))
     rows = []
     for models in sizes:
         for impl in impls:

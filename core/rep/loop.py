@@ -1,5 +1,5 @@
 """The training loop every autoencoder kind shares: AdamW with warm-up and cosine decay, gradient clipping, early
-stopping on the validation reconstruction, and a resumable state after every epoch.
+stopping on the validation reconstruction, and a resumable state every few seconds and whenever stopped.
 
 What differs between kinds (the model, its batches, its losses, its validation criterion) comes from a `Trainer`
 (core/rep/methods/). Resuming restores model, optimiser, schedule and random-generator states, so on CPU an
@@ -28,6 +28,11 @@ from core.rep.distributed import chunk, loss_step, mean_across, own_stream, plac
 from core.settings import setting
 from core.store.files import atomic_path, write_parquet, write_tensors
 from core.store.runs import AERunFiles
+
+# Seconds between two writes of the resumable state (and at the last epoch, and whenever stopped). Written after
+# every epoch, the state (model, AdamW's moments, the best model: 30 MB by default) took 55 ms of each 0.18 s epoch
+# on an H200; a crash now loses at most these seconds of training.
+STATE_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -167,16 +172,18 @@ def fit(
         torch.manual_seed(config.seed)
         run = _start(trainer, config, generator, state)
         step = loss_step(trainer, run.model)
-        started = time.monotonic()
+        started = saved = time.monotonic()
         for epoch in range(run.epoch + 1, config.epochs + 1):
             if epoch - run.best_epoch > config.patience:
                 break
             row = _epoch(run, trainer, step, config, device, generator, epoch, started, files)
-            if writer:
-                _save_state(files.state, run, generator)
             if on_progress:
                 on_progress(epoch, config.epochs, {k: v for k, v in row.items() if k != "epoch"})
-            if should_stop and should_stop() and epoch < config.epochs:
+            stopping = should_stop is not None and should_stop() and epoch < config.epochs
+            if writer and (stopping or epoch == config.epochs or time.monotonic() - saved >= STATE_EVERY_S):
+                _save_state(files.state, run, generator)
+                saved = time.monotonic()
+            if stopping:
                 raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
     if writer:
         write_tensors(files.model, run.best_weights)
@@ -186,7 +193,9 @@ def fit(
 
 def _start(trainer: Trainer, config: TrainConfig, generator: torch.Generator, state: dict | None) -> _Fit:
     model = trainer.build()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # On CUDA, fused AdamW updates every parameter in one kernel (the step is launch-bound there).
+    fused = next(model.parameters()).is_cuda
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     steps = trainer.steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, schedule(config.warmup_epochs * steps, config.epochs * steps)

@@ -187,8 +187,9 @@ def sane_losses(
     Tokens are standardised per layer over the training zoo, so the masked mean squared error is the
     layer-wise normalised reconstruction loss. The contrastive loss pulls together the two views' window
     embeddings (mean token latents) through the projection head."""
-    latent_a, latent_b = model.encode(view_a, positions), model.encode(view_b, positions)
-    recon_a, recon_b = model.decode(latent_a, positions), model.decode(latent_b, positions)
+    both = positions if positions.shape[0] == 1 else torch.cat([positions, positions])
+    latent = model.encode(torch.cat([view_a, view_b]), both)  # both views in one pass: half the kernel launches
+    (latent_a, latent_b), (recon_a, recon_b) = latent.chunk(2), model.decode(latent, both).chunk(2)
     entries = mask.expand_as(target_a).sum().clamp_min(1)
     rec = 0.5 * sum(((r - t) * mask).pow(2).sum() / entries for r, t in ((recon_a, target_a), (recon_b, target_b)))
     if gamma > 0:

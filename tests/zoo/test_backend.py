@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from core.zoo.arch import ArchSpec, Conv, cnn_small
 from core.zoo.backend import Backend, backend_for, grouped_conv, unfolded_conv
 from core.zoo.data import load_dataset
-from core.zoo.population import Population, init_vectors, stacked_net, step_bytes_per_image
+from core.zoo.population import Population, epoch_orders, init_vectors, stacked_net, step_bytes_per_image
 from core.zoo.resnet import resnet
 
 # Tanh, a pooled map with a remainder to crop (11 -> 5), a padded conv, dropout slots, two hidden layers.
@@ -92,6 +92,11 @@ def test_a_small_memory_budget_splits_the_population_and_changes_no_result(spec,
     x_test, y_test = data
     for a, b in zip(chunked.evaluate(x_test, y_test), whole.evaluate(x_test, y_test)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_the_device_draws_the_same_data_orders_as_the_cpu():
+    seeds = torch.arange(0, 3000, 7)
+    assert torch.equal(epoch_orders(seeds.to(DEVICE), 5, 1437).cpu(), epoch_orders(seeds, 5, 1437))
 
 
 def test_chunks_cover_every_model_once_within_the_budget():

@@ -6,7 +6,15 @@ import torch.nn.functional as F
 
 from core.zoo.arch import ArchSpec, Conv, build_module, cnn_small
 from core.zoo.data import load_dataset
-from core.zoo.population import INITS, Population, dropout_mask, init_vector, init_vectors, train_single
+from core.zoo.population import (
+    INITS,
+    Population,
+    dropout_mask,
+    epoch_orders,
+    init_vector,
+    init_vectors,
+    train_single,
+)
 
 # A small odd-sized net: tanh, a pooled map with a remainder to crop (11 -> 5), dropout slots, two hidden layers.
 ODD = ArchSpec("odd", 1, 13, (Conv(4, 3, pool=2), Conv(3, 2, padding=1)), (9, 7), 5, "tanh", dropout_slots=True)
@@ -69,6 +77,17 @@ def test_dropout_mask_rate_and_determinism():
     assert 0.2 < dropped < 0.3
     assert torch.allclose(mask[0][mask[0] > 0], torch.tensor(1 / 0.75))
     assert torch.equal(mask[1], torch.ones(64, 50))
+
+
+def test_epoch_orders_are_permutations_of_each_model_alone():
+    orders = epoch_orders(torch.tensor([4, 5, 6]), epoch=2, n=1000)
+    assert all(torch.equal(row.sort().values, torch.arange(1000)) for row in orders)
+    assert torch.equal(orders[2], epoch_orders(torch.tensor([6]), 2, 1000)[0])  # whatever population it is in
+    assert not torch.equal(orders[0], orders[1])
+    assert not torch.equal(orders[0], epoch_orders(torch.tensor([4]), 3, 1000)[0])
+    # Orders look shuffled: an image's position hardly tells where it lands (|correlation| of a random order).
+    position = torch.arange(1000, dtype=torch.float32)
+    assert abs(torch.corrcoef(torch.stack([position, orders[0].float()]))[0, 1]) < 0.15
 
 
 def test_evaluate_matches_plain_modules(digits):

@@ -114,7 +114,8 @@ def test_recalibration_restores_scrambled_statistics_as_plain_modules_would():
     recalibrated = recalibrate_norm_statistics(spec, scrambled, x, batch_size=64)
     _, acc_recalibrated = evaluate_models(spec, recalibrated, x_test, y_test)
     assert (acc_trained > 0.8).all() and (acc_scrambled < acc_trained - 0.3).all()
-    assert (acc_recalibrated - acc_trained).abs().max() < 0.03
+    # Restored: statistics over the whole training set may even beat the running averages (one model +0.03).
+    assert (acc_recalibrated > acc_trained - 0.03).all()
     assert torch.equal(recalibrated[:, ~running], scrambled[:, ~running])  # no weight moved
 
     for i in range(2):  # PyTorch's cumulative average: momentum=None, from reset statistics

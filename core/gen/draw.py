@@ -51,7 +51,7 @@ def draw_models(
         return evaluate_models(spec, weights, source.x_val, source.y_val)[1].numpy()
 
     predict = accuracy_predictor(run, table) if config.selection == "guided" and table is not None else None
-    sampler = make_sampler(config.method, config.spread)
+    sampler = make_sampler(config.method, config.spread, run.code_token_width)
     selection = config.selector
     weights, report = select_models(sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict)
     return weights, sampler, report

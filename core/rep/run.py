@@ -52,6 +52,12 @@ class AERun:
         return self.method.kind
 
     @property
+    def code_token_width(self) -> int:
+        """Every kind's code is a sequence of latents of this width: one for the per-neuron AE, one per token for
+        SANE (the token sampler draws each on its own)."""
+        return self.ae_config.latent_dim
+
+    @property
     def folder(self):
         return self.files.folder
 

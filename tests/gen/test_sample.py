@@ -83,6 +83,28 @@ def test_the_public_per_dimension_kde_copies_anchors(anchors):
         assert np.abs(shift).max() < 0.02 and np.allclose(shift, shift[0], atol=1e-6)  # one tiny shift in every dim
 
 
+def test_the_token_mode_scales_noise_token_by_token_around_one_anchor():
+    # Three anchors of two tokens of width 2: token 0 spaced 1 apart, token 1 spaced 10 apart.
+    points = np.array([[0, 0, 0, 0], [1, 0, 10, 0], [2, 0, 20, 0]], dtype=np.float64)
+    at_anchors = (
+        make_sampler("token", spread=0.0, token_width=2).fit(points, points).sample(50, np.random.default_rng(0))
+    )
+    assert all(np.isclose(points, row, atol=1e-6).all(1).any() for row in at_anchors)  # whole anchors, not mixed
+    sampler = make_sampler("token", spread=1.0, token_width=2).fit(points, points)
+    assert sampler.token_units == pytest.approx([1.0, 10.0])
+    draws = sampler.sample(6000, np.random.default_rng(1)).reshape(6000, 2, 2)
+    # The anchors' second entries are all 0: there the draws are pure noise, of std unit / sqrt(width) per entry.
+    assert draws[:, :, 1].std(0) == pytest.approx(np.array([1.0, 10.0]) / np.sqrt(2), rel=0.05)
+    with pytest.raises(UserError, match="width 3"):
+        make_sampler("token", token_width=3).fit(points, points)
+
+
+def test_the_token_mode_takes_the_zoos_unit_where_the_anchors_coincide():
+    points = np.array([[0.0, 5.0], [0.0, 7.0]])  # token 0 identical, token 1 two apart
+    zoo = np.array([[0.0, 0.0], [4.0, 0.0], [8.0, 1.0]])  # token 0 spaced 4 in the zoo
+    assert make_sampler("token", token_width=1).fit(points, zoo).token_units == pytest.approx([4.0, 2.0])
+
+
 def test_a_negative_or_infinite_spread_is_refused():
     for spread in (-1.0, float("inf"), float("nan")):
         with pytest.raises(UserError, match="spread"):

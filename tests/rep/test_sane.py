@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from core.errors import UserError
+from core.gen.anchors import resolve_anchors
 from core.gen.config import SampleConfig
+from core.gen.draw import draw_models
 from core.pipeline import generate, train_and_map
 from core.rep.autoencoder import AEConfig
 from core.rep.embed import embedding_matrix
@@ -20,8 +22,9 @@ from core.rep.sane import SANE, SANEConfig, decode_sequence, encode_sequence, wi
 from core.rep.sequence import from_sequence
 from core.store.files import read_parquet, read_tensors
 from core.store.workspace import Workspace
+from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
-from core.zoo.model_zoo import load_zoos, zoo_info
+from core.zoo.model_zoo import combined_table, load_zoos, zoo_info
 from tests.conftest import copy_workspace
 
 TINY = SANEConfig(
@@ -162,6 +165,21 @@ def test_generation_from_a_sane_run_decodes_fine_tunes_and_places_models(sane_wo
     assert samples.height == 3 and samples["umap_x"].is_finite().all()
     weights = read_tensors(folder / "weights.safetensors")["generated"]
     assert weights.shape == (3, load_zoos(sane_workspace)[0].spec.n_params) and torch.isfinite(weights).all()
+
+
+def test_the_token_mode_draws_each_sane_token_with_its_own_unit(sane_workspace):
+    run = load_run(sane_workspace)
+    zoos = load_zoos(sane_workspace)
+    table = combined_table(zoos)
+    anchors = resolve_anchors(zoos, table, "top:0.5")
+    prepared = run.prepare(anchors.zoo)
+    config = SampleConfig(method="token", n=2, finetune_epochs=0, selection="none", baselines=False)
+    rng = np.random.default_rng(0)
+    weights, sampler, _ = draw_models(run, prepared, anchors, config, load_dataset("digits"), rng, "cpu")
+    n_tokens = sane_layout(prepared.zoo.spec, run.ae_config).n_tokens
+    assert sampler.token_units.shape == (n_tokens,) and (sampler.token_units > 0).all()
+    assert sampler.token_units.std() > 0  # tokens vary by different amounts across the anchors
+    assert weights.shape == (2, prepared.zoo.spec.n_params) and torch.isfinite(weights).all()
 
 
 def test_sane_generation_is_seeded(sane_workspace):

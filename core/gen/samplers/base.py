@@ -35,10 +35,11 @@ class Sampler:
     name: ClassVar[str]
     description: ClassVar[str]
 
-    def __init__(self, spread: float = 1.0) -> None:
+    def __init__(self, spread: float = 1.0, token_width: int | None = None) -> None:
         if not (np.isfinite(spread) and spread >= 0):
             raise UserError(f"spread must be a finite number >= 0, got {spread}")
         self.spread = spread
+        self.token_width = token_width  # codes are sequences of token latents this wide (samplers may ignore it)
         self.fallback: str | None = None
         self.anchors = np.zeros((0, 0))
         self.unit = 0.0

@@ -20,8 +20,9 @@ MAX_RESULT_LOG_BYTES = 64 * MiB
 # A torch checkpoint of a public zoo, on disk and unpacked (the sum of its zip members' uncompressed sizes):
 # their CNNs have at most a few thousand parameters, so even with optimiser state they stay under 1 MiB.
 MAX_CHECKPOINT_BYTES = 64 * MiB
-# Our own resumable training state (model, optimiser, best model), which never travels in a pack.
-MAX_TRAIN_STATE_BYTES = 8 * GiB
+# Our own resumable training state (model, AdamW's two moments, the best model: 16 bytes per parameter), which never
+# travels in a pack: room for the largest autoencoder allowed (MAX_AE_PARAMETERS; SANE's paper preset is 0.87e9).
+MAX_TRAIN_STATE_BYTES = 20 * GiB
 # One dataset file (an IDX file, decompressed, or a CIFAR-10 batch); EMNIST's largest is about 0.7 GiB.
 MAX_DATASET_FILE_BYTES = 2 * GiB
 

@@ -1,5 +1,6 @@
 """The training loop every autoencoder kind shares: AdamW with warm-up and cosine decay, gradient clipping, early
-stopping on the validation reconstruction, and a resumable state every few seconds and whenever stopped.
+stopping on the validation reconstruction, and a resumable state every few seconds and whenever stopped (removed
+once the run is trained: core/rep/train.py).
 
 What differs between kinds (the model, its batches, its losses, its validation criterion) comes from a `Trainer`
 (core/rep/methods/). Resuming restores model, optimiser, schedule and random-generator states, so on CPU an
@@ -29,10 +30,12 @@ from core.settings import setting
 from core.store.files import atomic_path, write_parquet, write_tensors
 from core.store.runs import AERunFiles
 
-# Seconds between two writes of the resumable state (and at the last epoch, and whenever stopped). Written after
-# every epoch, the state (model, AdamW's moments, the best model: 30 MB by default) took 55 ms of each 0.18 s epoch
-# on an H200; a crash now loses at most these seconds of training.
+# When the resumable state is written: whenever stopped, and otherwise once at least
+# STATE_EVERY_S seconds and STATE_COST_FACTOR times the last write's duration have passed, so that writing costs at
+# most about a tenth of the training however large the model. Written after every epoch, the default state (model,
+# AdamW's moments, the best model: 30 MB) took 55 ms of each 0.18 s epoch on an H200; SANE's paper preset writes 14 GB.
 STATE_EVERY_S = 5.0
+STATE_COST_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ def fit(
         run = _start(trainer, config, generator, state)
         step = loss_step(trainer, run.model)
         started = saved = time.monotonic()
+        wait = STATE_EVERY_S
         for epoch in range(run.epoch + 1, config.epochs + 1):
             if epoch - run.best_epoch > config.patience:
                 break
@@ -180,9 +184,11 @@ def fit(
             if on_progress:
                 on_progress(epoch, config.epochs, {k: v for k, v in row.items() if k != "epoch"})
             stopping = should_stop is not None and should_stop() and epoch < config.epochs
-            if writer and (stopping or epoch == config.epochs or time.monotonic() - saved >= STATE_EVERY_S):
+            if writer and (stopping or time.monotonic() - saved >= wait):
+                writing = time.monotonic()
                 _save_state(files.state, run, generator)
                 saved = time.monotonic()
+                wait = max(STATE_EVERY_S, STATE_COST_FACTOR * (saved - writing))
             if stopping:
                 raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
     if writer:

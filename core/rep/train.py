@@ -103,6 +103,7 @@ def train_autoencoder(
         if not writer:
             return None
         files.write_config({**record, "status": "trained", "stopped_at_epoch": last})
+        files.state.unlink(missing_ok=True)  # a trained run is never resumed: its state is only disk used
         return load_run(workspace, files.name)
 
 

@@ -97,25 +97,31 @@ def test_interrupted_training_resumes_bit_identically(tiny_zoo_workspace, tmp_pa
     assert again == [] and finished.name == resumed.name  # a finished run is returned, not retrained
 
 
-def test_the_resumable_state_is_written_at_intervals_when_stopped_and_at_the_end(
+def test_the_resumable_state_is_written_at_intervals_and_when_stopped_and_removed_once_trained(
     tiny_zoo_workspace, tmp_path, monkeypatch
 ):
     written = []
     save = loop._save_state
-    monkeypatch.setattr(
-        loop, "_save_state", lambda path, run, generator: (written.append(run.epoch), save(path, run, generator))
-    )
+
+    def counting(path, run, generator):
+        written.append(run.epoch)
+        save(path, run, generator)
+
+    monkeypatch.setattr(loop, "_save_state", counting)
     config = TrainConfig(epochs=5, batch_size=8, warmup_epochs=1)
-    monkeypatch.setattr(loop, "STATE_EVERY_S", 1e9)  # no interval passes: only a stop and the last epoch write
+    monkeypatch.setattr(loop, "STATE_EVERY_S", 1e9)  # no interval passes: only a stop writes
     workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
     with pytest.raises(Interrupted):
         train_and_map(workspace, SMALL, config, should_stop=lambda: not written, evaluate=False)
-    assert written == [1]
-    train_and_map(workspace, SMALL, config, evaluate=False)
-    assert written == [1, 5]
-    monkeypatch.setattr(loop, "STATE_EVERY_S", 0.0)  # every epoch
+    state = next((workspace.root / "ae").iterdir()) / "train_state.pt"
+    assert written == [1] and state.exists()
+    resumed = train_and_map(workspace, SMALL, config, evaluate=False)
+    assert written == [1] and resumed.history["epoch"].to_list() == [1, 2, 3, 4, 5]
+    assert not state.exists()  # a trained run is not resumed: its state is gone
+    monkeypatch.setattr(loop, "STATE_EVERY_S", 0.0)
+    monkeypatch.setattr(loop, "STATE_COST_FACTOR", 0.0)  # every epoch
     train_and_map(copy_workspace(tiny_zoo_workspace, tmp_path / "every"), SMALL, config, evaluate=False)
-    assert written[2:] == [1, 2, 3, 4, 5]
+    assert written[1:] == [1, 2, 3, 4, 5]
 
 
 def test_layer_norm_switch_changes_the_objective(tiny_zoo_workspace, tmp_path):

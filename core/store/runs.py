@@ -73,8 +73,9 @@ class AERunFiles:
 
     `config.json` holds settings, split and status; `stats.safetensors` the per-layer statistics;
     `train_state.pt` everything needed to resume (written every few seconds and when stopped; removed once
-    trained); `model.safetensors` the weights with the best validation reconstruction; `history.parquet` the losses per epoch; `embeddings.parquet` each
-    checkpoint's embedding and map position; `eval.json` the held-out evaluation."""
+    trained); `model.safetensors` the weights with the best validation reconstruction; `history.parquet` the
+    losses per epoch; `embeddings.parquet` each checkpoint's embedding and map position; `eval.json` the held-out
+    evaluation."""
 
     folder: Path
 

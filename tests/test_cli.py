@@ -2,12 +2,10 @@
 
 import pytest
 
-from core.cli import build_parser
-from core.cli.commands import KIND_CONFIGS
+from core.cli import build_parser, commands
 from core.cli.options import settings_from, variant_from
 from core.gen.config import SampleConfig
 from core.rep.loop import TrainConfig
-from core.rep.methods import METHODS, preset_settings
 from core.rep.sane import SANEConfig
 from core.zoo.generate import ZooConfig
 
@@ -71,7 +69,7 @@ def test_options_default_to_the_configs_own_defaults():
     assert settings_from(SampleConfig, parser.parse_args(["sample", "--workspace", "w"])) == SampleConfig()
     args = parser.parse_args(["ae", "train", "--workspace", "w", "--kind", "sane", "--no-align", "--lr", "0.01"])
     assert settings_from(TrainConfig, args) == TrainConfig(align=False, lr=0.01)
-    assert variant_from(SANEConfig, "sane", args, KIND_CONFIGS) == SANEConfig()
+    assert variant_from(SANEConfig, "sane", args, commands.KIND_CONFIGS) == SANEConfig()
 
 
 def test_arch_takes_a_comma_list(tmp_path):
@@ -84,7 +82,7 @@ def test_a_setting_of_another_kind_is_refused(tmp_path, run_cli):
     assert result.code == 2 and "--window: not a setting of hyperrep" in result.err
 
 
-def test_the_paper_preset_is_refused_off_a_gpu_and_gives_the_official_sizes_on_one(tmp_path, run_cli):
+def test_the_paper_preset_is_refused_off_a_gpu_and_gives_the_official_sizes_on_one(tmp_path, run_cli, monkeypatch):
     result = run_cli("ae", "train", "--workspace", tmp_path / "ws", "--kind", "sane", "--preset", "paper", "--device",
                      "cpu")  # fmt: skip
     err = result.err.strip().splitlines()
@@ -92,8 +90,13 @@ def test_the_paper_preset_is_refused_off_a_gpu_and_gives_the_official_sizes_on_o
     assert not (tmp_path / "ws").exists()
     result = run_cli("ae", "train", "--workspace", tmp_path / "ws", "--preset", "paper", "--device", "cpu")
     assert result.code == 2 and "not a preset of hyperrep" in result.err
-    args = build_parser().parse_args(["ae", "train", "--workspace", "w", "--kind", "sane", "--window", "128"])
-    config = variant_from(SANEConfig, "sane", args, KIND_CONFIGS, preset_settings(METHODS["sane"], "paper", "cuda"))
+    argv = ["ae", "train", "--workspace", "w", "--kind", "sane", "--window", "128", "--preset", "paper"]
+    monkeypatch.setattr(commands, "resolve_device", lambda device: "cuda")  # the checks of a GPU machine
+    config, train, _ = commands._ae_settings(build_parser().parse_args(argv))
     assert (config.d_model, config.encoder_layers, config.latent_dim, config.token_width) == (2048, 8, 128, 288)
     assert config.window == 128  # an option given beside the preset wins
-    assert SANEConfig(**preset_settings(METHODS["sane"], "paper-cnn", "cuda")).window == 64
+    assert train.lr == 1e-4 and train.batch_size == TrainConfig().batch_size  # the paper's learning rate
+    config, train, _ = commands._ae_settings(
+        build_parser().parse_args([*argv[:-2], "--preset", "paper-cnn", "--lr", "3e-4"])
+    )
+    assert config.d_model == 1024 and train.lr == 3e-4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields, replace
 
 from core.cli.describe import printable
 from core.cli.launch import launch
@@ -83,8 +84,12 @@ def _ae_settings(args: argparse.Namespace) -> tuple:
     method = method_named(args.kind)
     device = resolve_device(args.device)
     preset = preset_settings(method, args.preset, device)
-    ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS, preset)
-    return ae, settings_from(TrainConfig, args), device
+    own = {f.name for f in fields(method.config_type)}
+    ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS, {k: v for k, v in preset.items() if k in own})
+    train, default = settings_from(TrainConfig, args), TrainConfig()
+    # A preset's training settings (its learning rate) apply where the options left the default.
+    untouched = {k: v for k, v in preset.items() if k not in own and getattr(train, k) == getattr(default, k)}
+    return ae, replace(train, **untouched), device
 
 
 def ae_train(args: argparse.Namespace) -> dict | None:

@@ -57,13 +57,14 @@ class SANEConfig:
 
 # The official sizes (the SANE code's defaults): tokens of 288 entries, 8 transformer blocks in the encoder and 8 in
 # the decoder, 16 heads, 128 latent entries per token; width 2048 with windows of 256 for ResNets, width 1024 with
-# windows of 64 for small CNNs. Trained on GPUs with mixed precision; the loop runs CUDA steps in bf16. The halo
-# (a quarter of the window each side) and the 4x feed-forward width are our choices.
+# windows of 64 for small CNNs; AdamW at learning rate 1e-4 (a training setting: `ae train` applies it unless --lr is
+# given). Trained on GPUs with mixed precision; the loop runs CUDA steps in bf16. The halo (a quarter of the window
+# each side) and the 4x feed-forward width are our choices.
 PRESETS: dict[str, dict] = {
     "paper": dict(token_width=288, window=256, halo=32, d_model=2048, heads=16, encoder_layers=8, decoder_layers=8,
-                  feedforward=8192, latent_dim=128, projection_dim=128),
+                  feedforward=8192, latent_dim=128, projection_dim=128, lr=1e-4),
     "paper-cnn": dict(token_width=288, window=64, halo=8, d_model=1024, heads=16, encoder_layers=8,
-                      decoder_layers=8, feedforward=4096, latent_dim=128, projection_dim=128),
+                      decoder_layers=8, feedforward=4096, latent_dim=128, projection_dim=128, lr=1e-4),
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from core.errors import UserError, ZooError
 from core.gen.config import SampleConfig
 from core.gen.novelty import ZooErrorSets
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
+from core.rep import loop
 from core.rep.loop import TrainConfig
 from core.rep.run import load_run
 from core.store.files import read_json, read_tensors
@@ -102,10 +103,18 @@ def _quick_map(embeddings: np.ndarray, seed: int):
     return xy, xy
 
 
+def _state_every_epoch(patch: pytest.MonkeyPatch) -> None:
+    """The resumable state written after every epoch (it is written on a clock, core/rep/loop.py), so that the
+    writes are the same in every run and each can be crashed at."""
+    patch.setattr(loop, "STATE_EVERY_S", 0.0)
+    patch.setattr(loop, "STATE_COST_FACTOR", 0.0)
+
+
 @pytest.fixture(scope="module")
 def trained_reference(tiny_zoo_workspace, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("core.rep.embed.project_2d", _quick_map)
+        _state_every_epoch(patch)
         workspace = copy_workspace(tiny_zoo_workspace, tmp_path_factory.mktemp("ae-faults") / "ws")
         commits = _commits(lambda: train_and_map(workspace, TINY_AE, TRAIN, "run", evaluate=False))
     files = AERunFiles.of(workspace, "run")
@@ -122,6 +131,7 @@ def test_a_crash_at_any_write_of_ae_train_then_a_rerun_ends_as_an_uninterrupted_
     tiny_zoo_workspace, trained_reference, tmp_path, monkeypatch, crash_at
 ):
     monkeypatch.setattr("core.rep.embed.project_2d", _quick_map)
+    _state_every_epoch(monkeypatch)
     model, embeddings, _ = trained_reference
     workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
     with pytest.raises(Crash), crash_at_commit(crash_at):

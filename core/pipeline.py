@@ -26,7 +26,7 @@ from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
-from core.gen.path import require_ends
+from core.gen.path import path_ends, require_ends
 from core.rep.autoencoder import AEConfig
 from core.rep.distributed import place
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
@@ -124,7 +124,7 @@ def generate(
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
-    generated, sampler, selected = draw_models(run, prepared, anchors, config, source, rng, device, table)
+    generated, sampler, selected = _draw(workspace, run, prepared, anchors, config, source, rng, device, table)
     preparing(1, 1, {})
     groups = _groups(generated, anchors, prepared, config, rng)
     finetuning = _phase(on_progress, "fine-tuning")
@@ -164,11 +164,18 @@ def generate(
 
 
 def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
-    """The config's anchors, checked before any work: for a point of a latent path, its two ends."""
+    """The config's anchors, checked before any work: for a point of a latent path, its checkpoint ends."""
     anchors = resolve_anchors(zoos, table, config.anchors)
     if config.path_t is not None:
-        require_ends(anchors)
+        require_ends(anchors, config.path_to)
     return anchors
+
+
+def _draw(workspace, run: AERun, prepared, anchors: Anchors, config: SampleConfig, source, rng, device, table):
+    """draw_models (core/gen/draw.py); for a point of a latent path, on the path's ends, which may be a generated
+    model of another samples run (read from the workspace here)."""
+    ends = path_ends(workspace, run, prepared, anchors, config.path_to) if config.path_t is not None else None
+    return draw_models(run, prepared, anchors, config, source, rng, device, table, ends)
 
 
 def _extra(

@@ -41,6 +41,7 @@ from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import combined_table, load_zoos
 from core.zoo.population import evaluate_models
+from core.zoo.table import read_checkpoint_table
 
 Progress = Callable[[int, int, dict], None]
 
@@ -72,15 +73,16 @@ def train_and_map(
             workspace, ae_config, train_config, name, device, _phase(on_progress, "training"), should_stop
         )
         files = trained.files
+        points = {"points": read_checkpoint_table(workspace.models_table_path).height}  # what a phase's time scales by
         if trained.status != "done" or not files.embeddings.exists():
-            report = _phase(on_progress, "map")
+            report = _phase(on_progress, "map", points)
             report(0, 1, {})
             compute_map(workspace, trained, load_zoos(workspace), device)
             files.write_config({**files.read_config(), "status": "done"})
             report(1, 1, {})
         trained.status = "done"
         if evaluate:
-            report = _phase(on_progress, "evaluation")
+            report = _phase(on_progress, "evaluation", points)
             report(0, 1, {})
             evaluate_run(workspace, trained.name, device)
             report(1, 1, {})
@@ -131,7 +133,7 @@ def generate(
     new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning, cluster)
     measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
     figures, frontier = _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, measuring)
-    _phase(on_progress, "map", {"curves": curves})(0, 1, {})
+    _phase(on_progress, "placing", {"curves": curves})(0, 1, {})
     map_xy = _map_positions(run, zoos, prepared, generated, device)
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),

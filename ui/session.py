@@ -23,6 +23,7 @@ from core.store.workspace import Workspace
 from core.zoo.table import read_checkpoint_table
 from ui import keys
 from ui.jobs import JobRegistry
+from ui.timings import PhaseTimes
 
 ROOT_ENV = "HYPERREP_WORKSPACES"
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -35,7 +36,8 @@ def workspaces_root() -> Path:
 
 @st.cache_resource
 def registry() -> JobRegistry:
-    return JobRegistry()
+    """The server's jobs; their one-step phase durations are kept beside the workspaces (ui/timings.py)."""
+    return JobRegistry(PhaseTimes(on_disk=True))
 
 
 @functools.cache

@@ -39,7 +39,7 @@ from core.store.runs import SamplesRun
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
-from core.zoo.model_zoo import combined_table, load_zoos
+from core.zoo.model_zoo import Zoo, combined_table, load_zoos
 from core.zoo.population import evaluate_models
 from core.zoo.table import read_checkpoint_table
 
@@ -247,7 +247,7 @@ def _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zo
 def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets):
     """Each group's novelty figures against the zoo (core/gen/novelty.py); random init is not a generator."""
     zoo = anchors.zoo
-    key = (str(workspace.root), workspace.zoo_weights_path.stat().st_mtime_ns, zoo.spec.name, source.name)
+    key = _zoo_errors_key(workspace, zoo, source)
     zoo_sets = zoo_errors.get(key, zoo.spec, prepared.aligned, source, zoo.table["activation"].to_list())
     models = zoo.table["model_id"].to_numpy()
     return {
@@ -255,6 +255,24 @@ def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source
         for name, vectors in groups.items()
         if name != "random_init"
     }
+
+
+def _zoo_errors_key(workspace: Workspace, zoo: Zoo, source: Dataset) -> tuple:
+    """What a zoo's error sets are kept under: the workspace, the zoo's id (read with its weights, so a zoo
+    replaced in between cannot pass for the one loaded; a zoo from before ids: its file's time), its architecture
+    and the dataset."""
+    version = zoo_stamp(zoo.manifest)["zoo_id"] or workspace.zoo_weights_path.stat().st_mtime_ns
+    return (str(workspace.root), version, zoo.spec.name, source.name)
+
+
+def precompute_zoo_errors(workspace: Workspace, zoo_errors: ZooErrorSets) -> None:
+    """Compute the error sets of the workspace's zoos (one per architecture) into `zoo_errors`, from the zoo's own
+    weights: the app does it in the background when a workspace is opened, so the first generation does not
+    (a few seconds on 2 cores for the default zoo)."""
+    for zoo in load_zoos(workspace):
+        _, source = _source_dataset(zoo.manifest)
+        activations = zoo.table["activation"].to_list()
+        zoo_errors.get(_zoo_errors_key(workspace, zoo, source), zoo.spec, zoo.weights, source, activations)
 
 
 def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rng, zoo_errors) -> list[dict]:

@@ -201,6 +201,26 @@ def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_r
     assert result["anchors"]["ids"] == [5] and result["config"]["spread"] == 0.0 and result["n"] == 1
 
 
+def test_opening_a_workspace_computes_the_zoos_error_sets_once_and_the_first_generation_reuses_them(
+    app_root, zoo_error_computations
+):
+    computed = zoo_error_computations
+    workspace = Workspace(app_root / "digits")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state[keys.selection("digits", load_run(workspace).name)] = [5]
+    at.run()  # opens the default workspace on the map
+    zoo_size = len(load_zoos(workspace)[0].table)
+    for _ in range(600):  # the background thread starts after the page; a bound on the waiting, not a speed check
+        if computed:
+            break
+        time.sleep(0.1)
+    assert computed == [zoo_size]  # started by opening the workspace, before any generation
+    at.run()  # another page run: not started again
+    button(at, "Decode this checkpoint").click().run()
+    run_until(at, lambda at: "Results" in texts(at.header))
+    assert computed == [zoo_size]  # the generation waited for them or found them: computed once
+
+
 def test_two_selected_checkpoints_give_a_latent_path_beside_the_weight_space_line(app_root):
     at = page("explore")
     at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5, 14]

@@ -85,6 +85,8 @@ def workspace_picker() -> None:
         device = session.warm_up().get("device")
         st.caption(f"Computing on **{device}**." if device else "Loading the engine...")
         workspace = session.current()
+        if workspace:
+            session.precompute_zoo_errors(workspace)
         busy = workspace and session.registry().running(session.key(workspace))
         if busy:
             st.info(f"Running: {busy.label}")

@@ -26,7 +26,7 @@ from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
-from core.gen.path import require_ends
+from core.gen.path import path_ends, require_ends
 from core.rep.autoencoder import AEConfig
 from core.rep.distributed import place
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
@@ -39,8 +39,9 @@ from core.store.runs import SamplesRun
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
-from core.zoo.model_zoo import combined_table, load_zoos
+from core.zoo.model_zoo import Zoo, combined_table, load_zoos
 from core.zoo.population import evaluate_models
+from core.zoo.table import read_checkpoint_table
 
 Progress = Callable[[int, int, dict], None]
 
@@ -72,15 +73,16 @@ def train_and_map(
             workspace, ae_config, train_config, name, device, _phase(on_progress, "training"), should_stop
         )
         files = trained.files
+        points = {"points": read_checkpoint_table(workspace.models_table_path).height}  # what a phase's time scales by
         if trained.status != "done" or not files.embeddings.exists():
-            report = _phase(on_progress, "map")
+            report = _phase(on_progress, "map", points)
             report(0, 1, {})
             compute_map(workspace, trained, load_zoos(workspace), device)
             files.write_config({**files.read_config(), "status": "done"})
             report(1, 1, {})
         trained.status = "done"
         if evaluate:
-            report = _phase(on_progress, "evaluation")
+            report = _phase(on_progress, "evaluation", points)
             report(0, 1, {})
             evaluate_run(workspace, trained.name, device)
             report(1, 1, {})
@@ -124,14 +126,14 @@ def generate(
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
-    generated, sampler, selected = draw_models(run, prepared, anchors, config, source, rng, device, table)
+    generated, sampler, selected = _draw(workspace, run, prepared, anchors, config, source, rng, device, table)
     preparing(1, 1, {})
     groups = _groups(generated, anchors, prepared, config, rng)
     finetuning = _phase(on_progress, "fine-tuning")
     new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning, cluster)
     measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
     figures, frontier = _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, measuring)
-    _phase(on_progress, "map", {"curves": curves})(0, 1, {})
+    _phase(on_progress, "placing", {"curves": curves})(0, 1, {})
     map_xy = _map_positions(run, zoos, prepared, generated, device)
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
@@ -164,11 +166,18 @@ def generate(
 
 
 def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
-    """The config's anchors, checked before any work: for a point of a latent path, its two ends."""
+    """The config's anchors, checked before any work: for a point of a latent path, its checkpoint ends."""
     anchors = resolve_anchors(zoos, table, config.anchors)
     if config.path_t is not None:
-        require_ends(anchors)
+        require_ends(anchors, config.path_to)
     return anchors
+
+
+def _draw(workspace, run: AERun, prepared, anchors: Anchors, config: SampleConfig, source, rng, device, table):
+    """draw_models (core/gen/draw.py); for a point of a latent path, on the path's ends, which may be a generated
+    model of another samples run (read from the workspace here)."""
+    ends = path_ends(workspace, run, prepared, anchors, config.path_to) if config.path_t is not None else None
+    return draw_models(run, prepared, anchors, config, source, rng, device, table, ends)
 
 
 def _extra(
@@ -238,7 +247,7 @@ def _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zo
 def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets):
     """Each group's novelty figures against the zoo (core/gen/novelty.py); random init is not a generator."""
     zoo = anchors.zoo
-    key = (str(workspace.root), workspace.zoo_weights_path.stat().st_mtime_ns, zoo.spec.name, source.name)
+    key = _zoo_errors_key(workspace, zoo, source)
     zoo_sets = zoo_errors.get(key, zoo.spec, prepared.aligned, source, zoo.table["activation"].to_list())
     models = zoo.table["model_id"].to_numpy()
     return {
@@ -246,6 +255,24 @@ def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source
         for name, vectors in groups.items()
         if name != "random_init"
     }
+
+
+def _zoo_errors_key(workspace: Workspace, zoo: Zoo, source: Dataset) -> tuple:
+    """What a zoo's error sets are kept under: the workspace, the zoo's id (read with its weights, so a zoo
+    replaced in between cannot pass for the one loaded; a zoo from before ids: its file's time), its architecture
+    and the dataset."""
+    version = zoo_stamp(zoo.manifest)["zoo_id"] or workspace.zoo_weights_path.stat().st_mtime_ns
+    return (str(workspace.root), version, zoo.spec.name, source.name)
+
+
+def precompute_zoo_errors(workspace: Workspace, zoo_errors: ZooErrorSets) -> None:
+    """Compute the error sets of the workspace's zoos (one per architecture) into `zoo_errors`, from the zoo's own
+    weights: the app does it in the background when a workspace is opened, so the first generation does not
+    (a few seconds on 2 cores for the default zoo)."""
+    for zoo in load_zoos(workspace):
+        _, source = _source_dataset(zoo.manifest)
+        activations = zoo.table["activation"].to_list()
+        zoo_errors.get(_zoo_errors_key(workspace, zoo, source), zoo.spec, zoo.weights, source, activations)
 
 
 def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rng, zoo_errors) -> list[dict]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from core.cli import main
+from core.gen import novelty
 from core.pipeline import train_and_map
 from core.rep.autoencoder import AEConfig
 from core.rep.loop import TrainConfig
@@ -49,6 +50,19 @@ def run_cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def zoo_error_computations(monkeypatch) -> list[int]:
+    """The number of models of every zoo error-set computation (core/gen/novelty.py `ZooErrorSets`) in the test."""
+    computed, original = [], novelty.error_sets
+
+    def counting(spec, vectors, data, activations=None):
+        computed.append(len(vectors))
+        return original(spec, vectors, data, activations)
+
+    monkeypatch.setattr(novelty, "error_sets", counting)
+    return computed
 
 
 @pytest.fixture(scope="session")

@@ -344,8 +344,16 @@ def novelty_figure(novelty_table: pl.DataFrame, noise_frontier: list[dict] | Non
     return novelty_layout(figure, 460)
 
 
-def path_figure(path: pl.DataFrame, ends: tuple[int, int], at: float | None = None) -> go.Figure:
-    """Test accuracy along the straight line between two checkpoints: through the autoencoder's latent space
+def end_label(end: int | str) -> str:
+    """A latent path's end in words: a checkpoint id, or a generated model named RUN:I (core/gen/path.py)."""
+    if isinstance(end, str):
+        run, _, index = end.rpartition(":")
+        return f"generated model {index} of {run}"
+    return f"checkpoint {end}"
+
+
+def path_figure(path: pl.DataFrame, ends: tuple[int, int | str], at: float | None = None) -> go.Figure:
+    """Test accuracy along the straight line between two models: through the autoencoder's latent space
     (decoded) and through weight space (the loss barrier), against the position t on the line; a dotted line marks
     the point `at` chosen for decoding."""
     figure = go.Figure()
@@ -362,7 +370,7 @@ def path_figure(path: pl.DataFrame, ends: tuple[int, int], at: float | None = No
         figure.add_vline(x=at, line={"dash": "dot", "color": "grey", "width": 1})
     return standard_layout(
         figure,
-        f"position t on the line (0 = checkpoint {ends[0]}, 1 = checkpoint {ends[1]})",
+        f"position t on the line (0 = {end_label(ends[0])}, 1 = {end_label(ends[1])})",
         "test accuracy (fraction correct)",
         380,
         legend={"orientation": "h", "y": -0.25},

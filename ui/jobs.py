@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import Interrupted, UserError
+from ui.timings import Estimate, PhaseTimes
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ class Job:
     error: str | None = None
     stop_requested: bool = False
     finished: float | None = None
-    # Seconds the last one-step phase of each name took on this workspace (the registry shares one dict among its
-    # jobs): a step with no rate to measure is estimated by its last duration instead.
-    one_step_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    # How long one-step phases took (the registry shares one among its jobs, kept on disk in the app): a step with
+    # no rate to measure is estimated by its last duration instead.
+    timings: PhaseTimes = field(default_factory=PhaseTimes)
     _rate_start: tuple[float, int] | None = None
 
     @property
@@ -75,14 +76,15 @@ class Job:
         return (time.monotonic() - since) / steps * (self.total - self.done)
 
     def end_phase(self) -> None:
-        """Remember how long the current phase took if it was one indivisible step (a new phase begins, or the
-        job ends)."""
+        """Remember how long the current phase took, and for how many points (info["points"], where the engine
+        says), if it was one indivisible step (a new phase begins, or the job ends done)."""
         if self._rate_start and self.total == 1 and self.info.get("phase"):
-            self.one_step_seconds[(self.workspace, self.info["phase"])] = self.phase_elapsed()
+            self.timings.record(self.workspace, self.info["phase"], self.phase_elapsed(), self.info.get("points"))
 
-    def last_one_step_seconds(self) -> float | None:
-        """How long this one-step phase took the last time it ran on this workspace, if it has."""
-        return self.one_step_seconds.get((self.workspace, self.info.get("phase")))
+    def one_step_estimate(self) -> Estimate | None:
+        """How long this one-step phase should take: its last duration on this workspace, else on another
+        workspace of the same folder, scaled by points (ui/timings.py)."""
+        return self.timings.estimate(self.workspace, self.info.get("phase"), self.info.get("points"))
 
     def phase_elapsed(self) -> float:
         """Seconds since the current phase began (since the start before the first progress report)."""
@@ -105,10 +107,10 @@ def format_seconds(seconds: float) -> str:
 class JobRegistry:
     """The jobs of one server process. At most one running job per workspace: they all write to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, timings: PhaseTimes | None = None) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[tuple[str, str], Job] = {}
-        self._one_step_seconds: dict[tuple[str, str], float] = {}  # shared by its jobs (Job.one_step_seconds)
+        self.timings = timings or PhaseTimes()  # shared by its jobs (Job.timings)
 
     def get(self, workspace: str, kind: str) -> Job | None:
         with self._lock:
@@ -124,7 +126,7 @@ class JobRegistry:
             busy = next((j for (w, _), j in self._jobs.items() if w == workspace and j.running), None)
             if busy:
                 raise UserError(f"{workspace}: busy with '{busy.label}'; wait for it to finish or stop it first")
-            job = Job(workspace, kind, label, one_step_seconds=self._one_step_seconds)
+            job = Job(workspace, kind, label, timings=self.timings)
             self._jobs[(workspace, kind)] = job
         threading.Thread(target=self._run, args=(job, work), name=f"job-{kind}", daemon=True).start()
         return job
@@ -142,6 +144,7 @@ class JobRegistry:
             log.error("job %s on %s failed:\n%s", job.kind, job.workspace, traceback.format_exc())
             job.error = f"unexpected error ({type(exc).__name__}: {exc}); details are in the server log"
             status = "failed"
-        job.end_phase()
+        if status == "done":  # a phase cut short by an error or a stop says nothing of its length
+            job.end_phase()
         job.finished = time.monotonic()
         job.status = status

@@ -10,6 +10,7 @@ MAP_COLOUR = "map-colour"
 PATH = "latent-path"  # Explore: (run, ends, accuracies) of the latent path shown
 PATH_CHART = "latent-path-chart"
 PATH_T = "latent-path-t"  # Explore: the point of the latent path to decode
+PATH_TO = "latent-path-to"  # Explore: the generated model (RUN:I) a path from one checkpoint runs to
 ZOOM = "map-zoom"  # Explore: the map shows the selection alone, re-projected
 AE_KIND = "ae-kind"
 ZOO_NAME = "zoo-name"

@@ -8,6 +8,7 @@ a finished run is picked up without a manual refresh.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 from pathlib import Path
@@ -23,6 +24,9 @@ from core.store.workspace import Workspace
 from core.zoo.table import read_checkpoint_table
 from ui import keys
 from ui.jobs import JobRegistry
+from ui.timings import PhaseTimes
+
+log = logging.getLogger(__name__)
 
 ROOT_ENV = "HYPERREP_WORKSPACES"
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -35,7 +39,8 @@ def workspaces_root() -> Path:
 
 @st.cache_resource
 def registry() -> JobRegistry:
-    return JobRegistry()
+    """The server's jobs; their one-step phase durations are kept beside the workspaces (ui/timings.py)."""
+    return JobRegistry(PhaseTimes(on_disk=True))
 
 
 @functools.cache
@@ -66,6 +71,33 @@ def zoo_error_sets():
     from core.gen.novelty import ZooErrorSets  # lazy: the engine imports torch; the first page needs none
 
     return ZooErrorSets()
+
+
+@st.cache_resource(max_entries=8)
+def _zoo_errors_started(root: str, stamp: int) -> threading.Thread:
+    """The background computation of one zoo's error sets (`stamp`: its weight file's time): started once per zoo
+    and server, however many tabs open the workspace."""
+    errors = zoo_error_sets()
+
+    def work() -> None:
+        from core.pipeline import precompute_zoo_errors  # lazy: the engine imports torch; the first page needs none
+
+        try:
+            precompute_zoo_errors(Workspace(root), errors)
+        except Exception as exc:  # a hint only: the generation computes them itself, and reports what is wrong
+            log.warning("could not compute the error sets of %s ahead: %s", root, exc)
+
+    thread = threading.Thread(target=work, name="zoo-errors", daemon=True)
+    thread.start()
+    return thread
+
+
+def precompute_zoo_errors(workspace: Workspace) -> threading.Thread | None:
+    """Start computing the zoo's error sets (for novelty) in the background when a workspace is opened, so the
+    first generation does not wait for them (a few seconds on 2 cores); None when it has no zoo."""
+    if not workspace.zoo_weights_path.exists():
+        return None
+    return _zoo_errors_started(key(workspace), _mtime(workspace.zoo_weights_path))
 
 
 def workspace_names(root: Path) -> list[str]:

@@ -12,6 +12,7 @@ from core.errors import UserError
 from core.store.workspace import Workspace
 from ui import keys, session
 from ui.jobs import Job, Work, format_seconds
+from ui.timings import Estimate
 
 
 def or_stop(load: Callable[..., Any], *args, hint: str | None = None) -> Any:
@@ -80,6 +81,7 @@ PHASES = {
     "preparing": "loading, sampling and decoding",
     "fine-tuning": "evaluating and fine-tuning, epoch by epoch",
     "novelty": "comparing the models' errors with the zoo's",
+    "placing": "placing the generated models on the map",
 }
 
 
@@ -102,13 +104,28 @@ def progress_text(job: Job) -> str:
 
 
 def _one_step_estimate(job: Job) -> str:
-    """A one-step phase has no rate to measure: its last duration on this workspace, if any, is the estimate."""
-    running, last = job.phase_elapsed(), job.last_one_step_seconds()
-    if last is None:
+    """A one-step phase has no rate to measure: its last duration on this workspace is the estimate, else the
+    same phase on another workspace beside it, scaled by the number of points (ui/timings.py), saying so."""
+    running, estimate = job.phase_elapsed(), job.one_step_estimate()
+    if estimate is None:
         return f"running for {format_seconds(running)}, no estimate (not timed on this workspace yet)"
-    if running <= last:
-        return f"about {format_seconds(last - running)} left (it took {format_seconds(last)} last time)"
-    return f"running for {format_seconds(running)}, longer than last time ({format_seconds(last)})"
+    basis = _basis(estimate, job.info.get("points"))
+    if running <= estimate.seconds:
+        return f"about {format_seconds(estimate.seconds - running)} left ({basis})"
+    return f"running for {format_seconds(running)}, longer than estimated ({basis})"
+
+
+def _basis(estimate: Estimate, points: int | None) -> str:
+    """Where an estimate comes from, in words."""
+    took = format_seconds(estimate.took)
+    if estimate.source is not None:
+        return (
+            f"an estimate from workspace '{estimate.source}': {took} for {estimate.points:,} points there, "
+            f"{points:,} here"
+        )
+    if estimate.scaled:
+        return f"it took {took} last time, for {estimate.points:,} points; {points:,} now"
+    return f"it took {took} last time"
 
 
 def watch(

@@ -8,6 +8,7 @@ import streamlit as st
 from ui import keys, session
 from ui.figures import (
     COLOURINGS,
+    end_label,
     map_figure,
     map_table,
     path_figure,
@@ -23,7 +24,8 @@ workspace = page_start(
     "Explore",
     "Every checkpoint of the zoo is a point: its hyper-representation, mapped to 2-D with UMAP. "
     "Lasso or box a region (the tools at the chart's top right) to sample new models from it; with the pan or "
-    "zoom tool, click one checkpoint to decode it; select exactly two for the latent path between them.",
+    "zoom tool, click one checkpoint to decode it or for the latent path to a generated model; select exactly two "
+    "for the latent path between them.",
 )
 zoo_table = require_zoo_table(workspace)
 chosen = require_run(workspace)
@@ -66,7 +68,7 @@ def keep_selection() -> None:
     st.session_state[selection_key] = selected_checkpoints(st.session_state[keys.MAP].selection)
 
 
-def latent_path_of(ends: tuple[int, int]):
+def latent_path_of(ends: tuple[int, int | str]):
     """The path's accuracies (core/gen/path.py): a few seconds, so it runs in the page, with a spinner."""
     from core.gen.path import STEPS, latent_path  # lazy: it imports torch, which the first page (this one) needs not
 
@@ -82,11 +84,12 @@ def show_path() -> None:
     _, ends, path = shown
     accuracy = dict(zip(path["t"].round(6).to_list(), path["latent"].to_list(), strict=True))
     middle = list(accuracy)[len(accuracy) // 2]
-    st.subheader(f"Latent path: checkpoint {ends[0]} to {ends[1]}")
+    start, end = (end_label(e) for e in ends)
+    st.subheader(f"Latent path: {start} to {end}")
     at = st.session_state.get(keys.PATH_T, middle)
     st.plotly_chart(path_figure(path, ends, at), width="stretch", key=keys.PATH_CHART)
     st.caption(
-        "Red: models decoded along the straight line between the two embeddings (its ends are the checkpoints' "
+        "Red: models decoded along the straight line between the two embeddings (its ends are the models' "
         "reconstructions). Blue: the straight line between their aligned weights; a dip is the loss barrier."
     )
     at = st.select_slider(
@@ -95,28 +98,59 @@ def show_path() -> None:
         value=middle,
         format_func=lambda t: f"{t:g} (decoded: {accuracy[t]:.0%})",
         key=keys.PATH_T,
-        help=f"0 is checkpoint {ends[0]}'s code, 1 is checkpoint {ends[1]}'s; the dotted line marks it on the chart",
+        help=f"0 is the code of {start}, 1 that of {end}; the dotted line marks it on the chart",
     )
     if st.button(
         "Decode the point at t",
         help="the model decoded at this point of the latent line: its accuracy, novelty against the zoo, and export, "
         "on the Generate page",
     ):
-        decode(ends, f"Decoding t = {at:g} on the path from {ends[0]} to {ends[1]}", at)
+        decode(ends, f"Decoding t = {at:g} on the path from {start} to {end}", at)
 
 
-def decode(ids: tuple[int, ...], label: str, path_t: float | None = None) -> None:
+def decode(ends: tuple[int | str, ...], label: str, path_t: float | None = None) -> None:
     """Decode one model and show it: a generation of one at spread 0, not fine-tuned, at one checkpoint's code or
-    (with `path_t`) at the point t of the latent line between two checkpoints' codes."""
+    (with `path_t`) at the point t of the latent line between two models' codes (checkpoints, or a checkpoint and
+    a generated model RUN:I)."""
     from core.gen.config import SampleConfig  # lazy: it imports torch, which the first page (this one) needs not
 
-    rule = "ids:" + ",".join(str(i) for i in ids)
+    rule = "ids:" + ",".join(str(e) for e in ends if isinstance(e, int))
+    generated = next((e for e in ends if isinstance(e, str)), None)
     config = SampleConfig(
-        anchors=rule, n=1, spread=0.0, finetune_epochs=0, baselines=False, selection="none", path_t=path_t
+        anchors=rule,
+        n=1,
+        spread=0.0,
+        finetune_epochs=0,
+        baselines=False,
+        selection="none",
+        path_t=path_t,
+        path_to=generated,
     )
     if start_generation(workspace, run, config, label):
         st.session_state.pop(keys.RESULTS_FIRST, None)
         st.switch_page("views/generate.py")
+
+
+def path_to_generated(checkpoint: int) -> None:
+    """A generated model of the runs shown on the map, and the latent path from the selected checkpoint to it."""
+    if samples is None or not samples.height:
+        return
+    models = samples.select("samples_run", "sample", "acc_epoch0").rows()
+    accuracy = {f"{name}:{index}": acc for name, index, acc in models}
+    chosen = st.selectbox(
+        "Generated model",
+        list(accuracy),
+        format_func=lambda ref: f"{end_label(ref)} ({accuracy[ref]:.0%})",
+        key=keys.PATH_TO,
+        help="a model of the generated runs shown on the map (accuracy as generated), for the latent path from "
+        "this checkpoint to it",
+    )
+    if st.button(
+        "Latent path to this generated model",
+        help="decode the straight line between the checkpoint's embedding and the generated model's (its weights "
+        "encoded by this autoencoder run), beside the straight line between their weights",
+    ):
+        st.session_state[keys.PATH] = (run, (checkpoint, chosen), latent_path_of((checkpoint, chosen)))
 
 
 with chart:
@@ -149,6 +183,8 @@ with controls:
             "novelty against the zoo, and export, on the Generate page",
         ):
             decode((selected[0],), f"Decoding checkpoint {selected[0]}")
+        if summary["checkpoints"] == 1:
+            path_to_generated(selected[0])
         if summary["checkpoints"] == 2 and st.button(
             "Latent path between these two",
             help="decode the straight line between their embeddings, beside the straight line between their weights",

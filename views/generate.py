@@ -16,7 +16,7 @@ from core.store.runs import AERunFiles, SamplesRun
 from core.zoo.model_zoo import combined_table
 from ui import keys, session
 from ui.compare import comparison_curves, comparison_novelty, comparison_table
-from ui.figures import GROUP_STYLE, curves_figure, novelty_figure
+from ui.figures import GROUP_STYLE, curves_figure, end_label, novelty_figure
 from ui.jobs import Job, format_seconds
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation, watch
 
@@ -76,8 +76,9 @@ def describe_anchors(result: SamplesRun) -> str:
     kind, _, value = result.anchors["rule"].partition(":")
     path_t = result.config.get("path_t")
     if path_t is not None:
-        a, b = result.anchors["ids"]
-        return f"the point t = {path_t:g} of the latent path from checkpoint {a} to {b}"
+        generated = result.config.get("path_to")
+        a, b = (end_label(e) for e in [*result.anchors["ids"], *([generated] if generated else [])])
+        return f"the point t = {path_t:g} of the latent path from {a} to {b}"
     if kind == "ids":
         return "a map selection"
     if kind == "top":

@@ -42,8 +42,10 @@ def describe_eval(result: dict) -> list[str]:
 
 
 def describe_samples(result: dict) -> list[str]:
-    path_t = result["config"].get("path_t")
+    path_t, path_to = result["config"].get("path_t"), result["config"].get("path_to")
     on_path = f" at t = {path_t:g} of the latent path between them" if path_t is not None else ""
+    if path_to is not None:
+        on_path = f" at t = {path_t:g} of the latent path from it to generated model {path_to}"
     lines = [
         f"samples run {result['samples_run']}: {result['n']} models by {result['method']} from "
         f"{result['anchors']['count']} anchors ({result['anchors']['rule']}){on_path}, "

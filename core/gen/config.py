@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from core.errors import UserError
+from core.gen.path import generated_ref
 from core.gen.samplers import METHODS
 from core.gen.selection import SELECTIONS, Selection
 from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SAMPLES, MAX_SEED
@@ -52,6 +53,11 @@ class SampleConfig:
         "0: a's code, 1: b's): with spread 0, the model decoded at that point of the latent path",
         parse=float,
     )
+    path_to: str | None = setting(
+        None,
+        "with --path-t: the path runs from the one anchor (anchors ids:a) to generated model RUN:I (model I of "
+        "samples run RUN, made by the same autoencoder run) instead of to a second checkpoint",
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,6 +74,10 @@ class SampleConfig:
             raise UserError(f"the spread must be a finite number >= 0, got {self.spread}")
         if self.path_t is not None and not (math.isfinite(self.path_t) and 0 <= self.path_t <= 1):
             raise UserError(f"the position on the path must lie in 0..1, got {self.path_t}")
+        if self.path_to is not None:
+            if self.path_t is None:
+                raise UserError("a path's generated end (path_to) needs a position on the path (path_t)")
+            generated_ref(self.path_to)
         Selection(self.selection, self.candidates, self.rounds)  # validates the selection settings
         if self.n * self.candidates > MAX_SAMPLES or self.rounds > MAX_EPOCHS:
             raise UserError(f"n x candidates must stay within {MAX_SAMPLES} draws, and rounds within {MAX_EPOCHS}")

@@ -32,16 +32,20 @@ def draw_models(
     rng: np.random.Generator,
     device: str,
     table: pl.DataFrame | None = None,
+    ends: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Sampler, dict]:
     """(weights [n, params] aligned, the fitted sampler, the selection's report). `table`: the whole zoo's
-    checkpoint table, which guided selection's probe learns accuracy from."""
+    checkpoint table, which guided selection's probe learns accuracy from. `ends`: the aligned weights [2, params]
+    of the latent path that `config.path_t` lies on (core/gen/path.py `path_ends`; default: the two anchors)."""
     spec = anchors.spec
     zoo_rows = np.random.default_rng([config.seed, 1]).permutation(len(anchors.zoo.table))[:SPREAD_CHECKPOINTS]
     anchor_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(anchors.rows)], device)
     zoo_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(np.sort(zoo_rows))], device)
-    if config.path_t is not None:  # one anchor: the point at t of the latent path between the two
-        require_ends(anchors)
-        anchor_codes = on_line(anchor_codes, np.array([config.path_t]))
+    if config.path_t is not None:  # one anchor: the point at t of the latent path between its ends
+        if ends is None:
+            require_ends(anchors)
+        end_codes = anchor_codes if ends is None else run.encode(prepared, ends, device)
+        anchor_codes = on_line(end_codes, np.array([config.path_t]))
 
     def decode(codes: np.ndarray) -> torch.Tensor:
         # Decoded BatchNorm statistics are unreliable: re-estimate them on training images (SANE does).

@@ -9,6 +9,7 @@ A copy sits at distance ~0 and IoU ~1.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -100,17 +101,26 @@ def novelty_plane(per_model: dict[str, np.ndarray], figures: dict[str, dict]) ->
 
 class ZooErrorSets:
     """The error sets of zoos, computed once per zoo and kept: they depend only on the zoo's weights and the
-    dataset, and take a second or two for a 256-model zoo. Aligned weights compute the same functions, so every
-    autoencoder run of a zoo shares them. A long-lived process (the app) keeps one of these for its lifetime;
-    each CLI command makes its own. The key includes the zoo file's modification time, so a new zoo is seen."""
+    dataset, and take a few seconds for a 256-model zoo. Aligned weights compute the same functions as the zoo's
+    own (alignment only permutes hidden neurons), so every autoencoder run of a zoo shares them, and the app can
+    compute them before any run is loaded. A long-lived process (the app) keeps one of these for its lifetime and
+    fills it from a background thread; each CLI command makes its own. The key names the zoo (core/pipeline.py),
+    so a new zoo is seen.
+
+    Computing holds a lock: a generation that asks while the background thread computes the same zoo waits for
+    that result instead of computing it a second time."""
 
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
         self._sets: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def get(self, key: tuple, spec: Spec, aligned: torch.Tensor, data: Dataset, activations: list[str]) -> torch.Tensor:
-        if key not in self._sets:
-            if len(self._sets) >= self.capacity:
-                self._sets.popitem(last=False)
-            self._sets[key] = error_sets(spec, aligned, data, activations)
-        return self._sets[key]
+    def get(self, key: tuple, spec: Spec, weights: torch.Tensor, data: Dataset, activations: list[str]) -> torch.Tensor:
+        """The zoo's error sets under `key`, computed from `weights` (the zoo's, aligned or not) if not kept yet."""
+        with self._lock:
+            if key not in self._sets:
+                if len(self._sets) >= self.capacity:
+                    self._sets.popitem(last=False)
+                self._sets[key] = error_sets(spec, weights, data, activations)
+            self._sets.move_to_end(key)
+            return self._sets[key]

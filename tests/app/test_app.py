@@ -10,6 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.default as default
+from core.gen.config import SampleConfig
+from core.pipeline import generate
 from core.rep.run import load_run
 from core.store.workspace import Workspace
 from core.zoo.model_zoo import load_zoos
@@ -199,12 +201,32 @@ def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_r
     assert result["anchors"]["ids"] == [5] and result["config"]["spread"] == 0.0 and result["n"] == 1
 
 
+def test_opening_a_workspace_computes_the_zoos_error_sets_once_and_the_first_generation_reuses_them(
+    app_root, zoo_error_computations
+):
+    computed = zoo_error_computations
+    workspace = Workspace(app_root / "digits")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state[keys.selection("digits", load_run(workspace).name)] = [5]
+    at.run()  # opens the default workspace on the map
+    zoo_size = len(load_zoos(workspace)[0].table)
+    for _ in range(600):  # the background thread starts after the page; a bound on the waiting, not a speed check
+        if computed:
+            break
+        time.sleep(0.1)
+    assert computed == [zoo_size]  # started by opening the workspace, before any generation
+    at.run()  # another page run: not started again
+    button(at, "Decode this checkpoint").click().run()
+    run_until(at, lambda at: "Results" in texts(at.header))
+    assert computed == [zoo_size]  # the generation waited for them or found them: computed once
+
+
 def test_two_selected_checkpoints_give_a_latent_path_beside_the_weight_space_line(app_root):
     at = page("explore")
     at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5, 14]
     at.run()
     button(at, "Latent path between these two").click().run()
-    assert not at.exception and "Latent path: checkpoint 5 to 14" in texts(at.subheader)
+    assert not at.exception and "Latent path: checkpoint 5 to checkpoint 14" in texts(at.subheader)
     spec = json.loads(at.get("plotly_chart")[1].proto.spec)
     latent, weights = spec["data"]
     assert len(latent["y"]) == len(weights["y"]) == 11 and all(0 <= a <= 1 for a in latent["y"] + weights["y"])
@@ -227,9 +249,38 @@ def test_a_point_of_the_latent_path_is_decoded_on_the_generate_page(app_root):
     assert not at.exception
     run_until(at, lambda at: "Results" in texts(at.header))
     caption = " ".join(texts(at.caption))
-    assert texts(at.title) == ["Generate"] and "the point t = 0.3 of the latent path from checkpoint 5 to 14" in caption
+    assert texts(at.title) == ["Generate"]
+    assert "the point t = 0.3 of the latent path from checkpoint 5 to checkpoint 14" in caption
     result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
     assert result["config"]["path_t"] == 0.3 and result["anchors"]["ids"] == [5, 14] and result["n"] == 1
+
+
+def test_a_checkpoint_and_a_generated_model_give_a_latent_path_and_a_point_of_it_is_decoded(app_root):
+    workspace = Workspace(app_root / "digits")
+    config = SampleConfig(anchors="ids:5,14", n=2, finetune_epochs=0, baselines=False, selection="none")
+    samples = generate(workspace, config)
+    ref = f"{samples.name}:1"
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: decoding changes page
+    at.session_state[keys.selection("digits", load_run(workspace).name)] = [3]
+    at.run()
+    at.selectbox(key=keys.PATH_TO).set_value(ref).run()
+    button(at, "Latent path to this generated model").click().run()
+    assert not at.exception and f"Latent path: checkpoint 3 to generated model 1 of {samples.name}" in texts(
+        at.subheader
+    )
+    latent, weights = json.loads(at.get("plotly_chart")[1].proto.spec)["data"]
+    assert len(latent["y"]) == len(weights["y"]) == 11
+    table = load_zoos(workspace)[0].table
+    assert weights["y"][0] == pytest.approx(table.filter(pl.col("checkpoint") == 3)["test_acc"][0], abs=1e-4)
+    assert weights["y"][-1] == pytest.approx(samples.samples_table()["acc_epoch0"][1], abs=1e-4)  # the model
+    button(at, "Decode the point at t").click().run()
+    assert not at.exception
+    run_until(at, lambda at: "Results" in texts(at.header))
+    caption = " ".join(texts(at.caption))
+    assert f"the point t = 0.5 of the latent path from checkpoint 3 to generated model 1 of {samples.name}" in caption
+    records = [json.loads(p.read_text()) for p in (workspace.root / "samples").glob("*/result.json")]
+    decoded = next(r for r in records if r["config"]["path_to"] == ref)
+    assert decoded["config"]["path_t"] == 0.5 and decoded["anchors"]["ids"] == [3] and decoded["n"] == 1
 
 
 def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspace, tmp_path, monkeypatch):

@@ -131,7 +131,7 @@ def test_two_boxed_checkpoints_give_the_latent_path_and_a_point_of_it_decodes(ti
         page.wait_for_function(f"() => ({PATH_LINES})() !== undefined", timeout=60_000)
         wait_idle(page)
         words = heading.inner_text().split()
-        assert {int(words[3]), int(words[5])} == pair
+        assert {int(words[3]), int(words[6])} == pair  # "Latent path: checkpoint A to checkpoint B"
         lines = dict(page.evaluate(PATH_LINES))
         assert set(lines) == {"latent line, decoded", "weight-space line (aligned weights)"}
         assert all(len(y) == 11 and all(0 <= a <= 1 for a in y) for y in lines.values())

@@ -1,5 +1,6 @@
 """Latent paths: decoded models along the line between two embeddings, beside the weight-space line."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -17,7 +18,7 @@ from core.rep.run import load_run
 from core.store.runs import SamplesRun
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import combined_table, load_zoos
-from core.zoo.population import recalibrate_norm_statistics
+from core.zoo.population import evaluate_models, recalibrate_norm_statistics
 from tests.conftest import copy_workspace
 
 
@@ -32,7 +33,7 @@ def test_the_weight_line_ends_at_the_checkpoints_and_the_latent_line_is_decoded(
 
 
 def test_a_path_needs_two_different_checkpoints(tiny_ae_workspace):
-    with pytest.raises(UserError, match="two different checkpoints"):
+    with pytest.raises(UserError, match="two different models"):
         latent_path(tiny_ae_workspace, None, (5, 5))
 
 
@@ -84,3 +85,85 @@ def test_a_path_point_needs_two_anchors_and_t_in_0_to_1(tiny_ae_workspace, tmp_p
     argv = ("sample", "--workspace", copy.root, "--anchors", "ids:5,14", "--path-t", "0.25", "--spread", 0, "--n", 1)
     done = run_cli(*argv, "--selection", "none", "--finetune-epochs", 0, "--no-baselines", "--quiet")
     assert done.code == 0 and "(ids:5,14) at t = 0.25 of the latent path between them" in done.out
+
+
+# ---------------------------------------------------------------- a checkpoint and a generated model
+
+
+@pytest.fixture(scope="module")
+def with_generated(tiny_ae_workspace, tmp_path_factory):
+    """(a copy of the tiny workspace holding one samples run of two generated models, that run's name)."""
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path_factory.mktemp("generated") / "ws")
+    config = SampleConfig(anchors="ids:5,14", n=2, finetune_epochs=0, baselines=False, selection="none")
+    return workspace, generate(workspace, config).name
+
+
+def _reconstruction_accuracy(workspace, weights: torch.Tensor) -> float:
+    """Test accuracy of the run's reconstruction of aligned `weights` [1, params], recalibrated as a path is."""
+    run, zoo = load_run(workspace), load_zoos(workspace)[0]
+    prepared, data = run.prepare(zoo), load_dataset("digits")
+    decoded = run.decode(prepared, run.encode(prepared, weights))
+    decoded = recalibrate_norm_statistics(zoo.spec, decoded, data.x_train)
+    return float(evaluate_models(zoo.spec, decoded, data.x_test, data.y_test)[1][0])
+
+
+def test_a_path_to_a_generated_model_ends_at_it_and_at_its_reconstruction(with_generated):
+    workspace, name = with_generated
+    path = latent_path(workspace, None, (3, f"{name}:1"), steps=3)
+    samples = SamplesRun.load(workspace, name)
+    generated = samples.weights()["generated"][1:2]
+    zoo = load_zoos(workspace)[0]
+    row = zoo.table["checkpoint"].to_list().index(3)
+    assert path["weights"][0] == pytest.approx(zoo.table["test_acc"][row], abs=1e-4)  # the checkpoint itself
+    assert path["weights"][-1] == pytest.approx(samples.samples_table()["acc_epoch0"][1], abs=1e-4)  # the model
+    aligned = load_run(workspace).prepare(zoo).aligned[row : row + 1]
+    assert path["latent"][0] == pytest.approx(_reconstruction_accuracy(workspace, aligned), abs=1e-4)
+    assert path["latent"][-1] == pytest.approx(_reconstruction_accuracy(workspace, generated), abs=1e-4)
+    other = latent_path(workspace, None, (3, f"{name}:0"), steps=3)
+    assert other["weights"][-1] == pytest.approx(samples.samples_table()["acc_epoch0"][0], abs=1e-4)
+
+
+def test_a_path_to_a_generated_model_refuses_what_it_cannot_join(with_generated, tmp_path):
+    workspace, name = with_generated
+    for ref, message in (
+        (f"{name}:2", "holds models 0 to 1"),
+        (f"{name}:x", "does not name a generated model"),
+        ("no-such-run:0", "no such samples run"),
+    ):
+        with pytest.raises(UserError, match=message):
+            latent_path(workspace, None, (3, ref))
+    copy = copy_workspace(workspace, tmp_path / "ws")
+    record = json.loads((copy.root / "samples" / name / "result.json").read_text())
+    (copy.root / "samples" / name / "result.json").write_text(json.dumps({**record, "ae_run": "another"}))
+    with pytest.raises(UserError, match="decoded by autoencoder run another"):  # another run's aligned frame
+        latent_path(copy, None, (3, f"{name}:0"))
+
+
+def test_a_point_of_a_path_to_a_generated_model_is_decoded_into_a_run(with_generated, tmp_path):
+    workspace = copy_workspace(with_generated[0], tmp_path / "ws")
+    to = f"{with_generated[1]}:1"
+    path = latent_path(workspace, None, (3, to), steps=3)  # t = 0, 0.5, 1
+    config = SampleConfig(
+        anchors="ids:3", n=1, spread=0.0, finetune_epochs=0, baselines=False, selection="none", path_t=1.0, path_to=to
+    )
+    for t, point in ((1.0, 2), (0.5, 1), (0.0, 0)):
+        record = generate(workspace, replace(config, path_t=t)).to_json()
+        assert record["config"]["path_to"] == to and record["anchors"]["ids"] == [3]
+        assert record["curves"]["generated"][0] == pytest.approx(path["latent"][point], abs=0.01)
+    with pytest.raises(UserError, match="starts at one checkpoint"):
+        generate(workspace, replace(config, anchors="ids:3,5"))
+    with pytest.raises(UserError, match="needs a position on the path"):
+        SampleConfig(anchors="ids:3", path_to=to)
+
+
+def test_the_command_line_decodes_a_point_of_a_path_to_a_generated_model(with_generated, tmp_path, run_cli):
+    workspace = copy_workspace(with_generated[0], tmp_path / "ws")
+    to = f"{with_generated[1]}:0"
+    base = ("sample", "--workspace", workspace.root, "--anchors", "ids:3", "--spread", 0, "--n", 1, "--quiet")
+    base += ("--selection", "none", "--finetune-epochs", 0, "--no-baselines")
+    done = run_cli(*base, "--path-t", "0.5", "--path-to", to)
+    assert done.code == 0 and f"at t = 0.5 of the latent path from it to generated model {to}" in done.out
+    assert run_cli(*base, "--path-to", to).code == 2  # no position on the path
+    assert run_cli(*base, "--path-t", "0.5", "--path-to", "nonsense").code == 2
+    refused = run_cli(*base, "--path-t", "0.5", "--path-to", f"{with_generated[1]}:9")
+    assert refused.code == 2 and "holds models 0 to 1" in refused.err

@@ -84,10 +84,18 @@ def test_interrupted_training_resumes_bit_identically(tiny_zoo_workspace, tmp_pa
         )
     resumed_epochs = []
     resumed = train_and_map(
-        workspace, SMALL, config, on_progress=lambda d, t, i: resumed_epochs.append((i["phase"], d)), evaluate=False
+        workspace, SMALL, config, on_progress=lambda d, t, i: resumed_epochs.append((i["phase"], d, i)), evaluate=False
     )
     # the epochs left, then the map of the finished run
-    assert resumed_epochs == [("training", 4), ("training", 5), ("training", 6), ("map", 0), ("map", 1)]
+    assert [(p, d) for p, d, _ in resumed_epochs] == [
+        ("training", 4),
+        ("training", 5),
+        ("training", 6),
+        ("map", 0),
+        ("map", 1),
+    ]
+    checkpoints = len(load_zoos(workspace)[0].table)
+    assert all(info["points"] == checkpoints for p, _, info in resumed_epochs if p == "map")  # what its time scales by
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
     deterministic = ["epoch", "loss", "reconstruction", "contrastive", "val_reconstruction", "lr"]

@@ -54,14 +54,14 @@ def draw_models(
     def score(weights: torch.Tensor) -> np.ndarray:
         return evaluate_models(spec, weights, source.x_val, source.y_val)[1].numpy()
 
-    predict = accuracy_predictor(run, table) if config.selection == "guided" and table is not None else None
+    predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
     sampler = make_sampler(config.method, config.spread, run.code_token_width)
     selection = config.selector
     weights, report = select_models(sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict)
     return weights, sampler, report
 
 
-def accuracy_predictor(run: AERun, table: pl.DataFrame):
+def accuracy_predictor(run: AERun, prepared: PreparedZoo, table: pl.DataFrame):
     """codes -> predicted accuracy: a ridge probe from the run's map embedding to validation accuracy (test accuracy
     where a zoo has no validation split), fit on the run's training models, lambda chosen on its validation models.
     The test models stay out of it."""
@@ -69,4 +69,4 @@ def accuracy_predictor(run: AERun, table: pl.DataFrame):
     metric = "val_acc" if embeddings["val_acc"].is_not_nan().all() else "test_acc"
     target = embeddings[metric].cast(pl.Float64).to_numpy()
     probe = fit_ridge(embedding_matrix(embeddings), target, embeddings["split"].to_numpy())
-    return lambda codes: probe.predict(run.code_embedding(codes))
+    return lambda codes: probe.predict(run.code_embedding(prepared, codes))

@@ -87,9 +87,9 @@ class AERun:
         """[N, embedding]: what the map and the probes use (SANE: token latents aggregated as the run says)."""
         return self.method.embed(self.model, prepared, weights, device, (self.aggregation,))[self.aggregation]
 
-    def code_embedding(self, codes: np.ndarray) -> np.ndarray:
-        """The map embedding [N, dim] of codes [N, code], without decoding them."""
-        return self.method.code_embedding(self.model, codes, self.aggregation)
+    def code_embedding(self, prepared: PreparedZoo, codes: np.ndarray) -> np.ndarray:
+        """The map embedding [N, dim] of codes [N, code] of `prepared`'s architecture, without decoding them."""
+        return self.method.code_embedding(self.model, prepared, codes, self.aggregation)
 
     def reconstruct(self, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
         """Aligned weights [rows, params] decoded from the codes of the given checkpoints."""
@@ -136,7 +136,7 @@ def load_run(workspace: Workspace, name: str | None = None, with_model: bool = T
             train_config_from_json(config["train"]),
             _split(config["split"]),
             config["status"],
-            aggregation=config.get("aggregation", ""),
+            aggregation=config.get("aggregation", method.unrecorded_aggregation),
         )
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise ZooError(f"{files.config}: not a run config this program reads ({_first_line(exc)})") from None

@@ -155,13 +155,33 @@ def decode_sequence(model: SANE, latents: torch.Tensor, positions: torch.Tensor)
     return _windowed(model.decode, latents, positions, c.window, c.halo, c.token_width)
 
 
-AGGREGATIONS = ("mean", "max", "meanstd")
+AGGREGATIONS = ("depth", "mean", "max", "meanstd")
+# Parts of the network's depth the "depth" aggregation averages over. Measured (probe R^2 of test accuracy, SANE at
+# the CPU-sized defaults): 48-CNN zoo 0.972 with 4 parts against 0.876 for the mean of all tokens and 0.953 for
+# mean and std (the per-neuron AE: 0.988); 48-ResNet zoo 0.984 against 0.932 and 0.975. 2, 3, 6 and 8 parts gave
+# 0.943, 0.935, 0.964, 0.967 on the CNNs.
+DEPTH_PARTS = 4
 
 
-def aggregate(token_latents: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    """A model's embedding from its token latents [B, N, latent]: their mean (the paper's choice), their
-    entry-wise max, or mean and standard deviation side by side ([B, 2 * latent]). All three are defined for
-    any sequence length, so models of different architectures share one embedding space."""
+def depth_parts(layers: torch.Tensor, parts: int = DEPTH_PARTS) -> list[torch.Tensor]:
+    """Masks over tokens, one per consecutive part of the network's depth: a token of layer l of L layers falls in
+    part floor(l * parts / L); a part no layer falls in (a network of fewer layers than parts) takes the layer at
+    its depth, floor(part * L / parts)."""
+    count = int(layers.max()) + 1
+    masks = []
+    for part in range(parts):
+        members = layers * parts // count == part
+        masks.append(members if members.any() else layers == part * count // parts)
+    return masks
+
+
+def aggregate(token_latents: torch.Tensor, how: str, layers: torch.Tensor) -> torch.Tensor:
+    """A model's embedding from its token latents [B, N, latent] and each token's layer `layers` [N]: the mean
+    latent of each quarter of the network's depth side by side ([B, DEPTH_PARTS * latent]), the mean of all
+    tokens (the paper's choice), their entry-wise max, or mean and standard deviation side by side. All are defined
+    for any sequence length and depth, so models of different architectures share one embedding space."""
+    if how == "depth":
+        return torch.cat([token_latents[:, members].mean(1) for members in depth_parts(layers)], dim=1)
     if how == "mean":
         return token_latents.mean(1)
     if how == "max":

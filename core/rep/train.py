@@ -90,6 +90,7 @@ def train_autoencoder(
             "split": asdict(split),
             **method.shape(parts, ae_config),
             "architectures": [z.spec.name for z in zoos],
+            "aggregation": method.aggregations[0],
             **zoo_stamp(zoos[0].manifest),
             "status": "training",
         }

@@ -259,13 +259,12 @@ def test_spread_zero_decodes_the_anchors_and_the_public_kde_copies_them(drawing)
 
 
 def test_guided_selection_raises_the_predicted_accuracy(drawing):
-    run, _, _, table, _ = drawing
-    predict = accuracy_predictor(run, table)
+    run, prepared, _, table, _ = drawing
+    predict = accuracy_predictor(run, prepared, table)
     guided, report = _draw(drawing, method="kde", spread=2.0, selection="guided", candidates=8)
     plain, _ = _draw(drawing, method="kde", spread=2.0)
     step = report["history"][0]
     assert report["mode"] == "guided" and step["kept_mean"] > step["drawn_mean"]
-    prepared = drawing[1]
     guided_pred = predict(run.encode(prepared, guided)).mean()
     plain_pred = predict(run.encode(prepared, plain)).mean()
     assert guided_pred > plain_pred

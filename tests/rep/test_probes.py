@@ -6,7 +6,7 @@ import torch
 
 from core.errors import UserError
 from core.rep.probes import ridge_probe
-from core.rep.sane import aggregate
+from core.rep.sane import aggregate, depth_parts
 
 
 def _normal_equations_probe(features, target, sides) -> float:
@@ -35,11 +35,22 @@ def test_the_ridge_probe_equals_the_normal_equations(n_features):
     assert expected > 0.2  # the probe finds some signal, so the comparison is not between two failures
 
 
+def test_depth_parts_split_layers_by_relative_depth():
+    eight = depth_parts(torch.tensor([0, 0, 1, 2, 3, 4, 5, 6, 7, 7]))  # eight layers: two per part
+    assert [m.nonzero().flatten().tolist() for m in eight] == [[0, 1, 2], [3, 4], [5, 6], [7, 8, 9]]
+    five = depth_parts(torch.tensor([0, 1, 2, 3, 4]))  # parts floor(4l/5): 0, 0, 1, 2, 3
+    assert [m.nonzero().flatten().tolist() for m in five] == [[0, 1], [2], [3], [4]]
+
+
 def test_aggregations_of_token_latents_by_hand():
     latents = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [2.0, 2.0]]])  # one model, three tokens, latent size 2
-    assert torch.equal(aggregate(latents, "mean"), torch.tensor([[2.0, 0.0]]))
-    assert torch.equal(aggregate(latents, "max"), torch.tensor([[3.0, 2.0]]))
+    layers = torch.tensor([0, 0, 1])
+    assert torch.equal(aggregate(latents, "mean", layers), torch.tensor([[2.0, 0.0]]))
+    assert torch.equal(aggregate(latents, "max", layers), torch.tensor([[3.0, 2.0]]))
     std = torch.tensor([(2 / 3) ** 0.5, (8 / 3) ** 0.5])
-    torch.testing.assert_close(aggregate(latents, "meanstd"), torch.cat([torch.tensor([2.0, 0.0]), std])[None])
+    torch.testing.assert_close(aggregate(latents, "meanstd", layers), torch.cat([torch.tensor([2.0, 0.0]), std])[None])
+    # Two layers, four parts of depth: layer 0 fills parts 0 and 1 (its tokens' mean), layer 1 parts 2 and 3.
+    layer0, layer1 = [2.0, -1.0], [2.0, 2.0]
+    assert torch.equal(aggregate(latents, "depth", layers), torch.tensor([layer0 + layer0 + layer1 + layer1]))
     with pytest.raises(UserError, match="unknown aggregation 'median'"):
-        aggregate(latents, "median")
+        aggregate(latents, "median", layers)

@@ -18,7 +18,7 @@ from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
 from core.rep.methods.sane import sane_layout
 from core.rep.run import load_run
-from core.rep.sane import SANE, SANEConfig, decode_sequence, encode_sequence, windows
+from core.rep.sane import DEPTH_PARTS, SANE, SANEConfig, aggregate, decode_sequence, encode_sequence, windows
 from core.rep.sequence import from_sequence
 from core.store.files import read_parquet, read_tensors
 from core.store.workspace import Workspace
@@ -107,7 +107,7 @@ def test_a_sane_run_trains_maps_and_evaluates(sane_workspace):
     run = load_run(sane_workspace)
     assert run.kind == "sane" and run.name.startswith("sane-") and isinstance(run.model, SANE)
     table = read_parquet(run.files.embeddings)
-    assert table.height == 18 and len(table["embedding"][0]) == TINY.latent_dim
+    assert table.height == 18 and len(table["embedding"][0]) == DEPTH_PARTS * TINY.latent_dim
     result = evaluate_run(sane_workspace, run.name)
     assert result["kind"] == "sane" and math.isfinite(result["recon_r2"])  # 3 epochs: no quality to assert
     assert set(result["recon_r2_per_layer"]) == {
@@ -139,8 +139,9 @@ def test_sane_codes_are_all_token_latents_and_decode_window_by_window(sane_works
     assert codes.shape == (5, layout.n_tokens * TINY.latent_dim) and layout.n_tokens > TINY.window
     latents = torch.from_numpy(codes).view(5, layout.n_tokens, -1)
     stored = embedding_matrix(read_parquet(run.files.embeddings))[:5]
-    assert np.allclose(run.embed(prepared, weights), latents.mean(1).numpy(), atol=1e-6)
-    assert np.allclose(stored, latents.mean(1).numpy(), atol=1e-5)  # the map's embedding is the mean token latent
+    by_depth = aggregate(latents, "depth", layout.token_layer).numpy()  # the map's embedding: latents by depth
+    assert np.allclose(run.embed(prepared, weights), by_depth, atol=1e-6) and by_depth.shape == (5, 4 * TINY.latent_dim)
+    assert np.allclose(stored, by_depth, atol=1e-5)
     decoded = run.decode(prepared, codes)
     by_hand = prepared.destandardise(
         from_sequence(layout, decode_sequence(run.model, latents, layout.positions))
@@ -231,8 +232,9 @@ def test_remapping_with_another_aggregation_changes_the_map_and_the_probes_agree
     workspace = copy_workspace(sane_workspace, tmp_path / "ws")
     run = load_run(workspace)
     before = evaluate_run(workspace, run.name)
-    assert before["aggregation"] == "mean" and set(before["probe_r2_by_aggregation"]) == {"mean", "max", "meanstd"}
-    assert before["probe_r2_by_aggregation"]["mean"] == pytest.approx(before["probe_r2"]["embedding"], abs=1e-6)
+    assert set(before["probe_r2_by_aggregation"]) == {"depth", "mean", "max", "meanstd"}
+    assert before["aggregation"] == "depth" and run.files.read_config()["aggregation"] == "depth"  # recorded
+    assert before["probe_r2_by_aggregation"]["depth"] == pytest.approx(before["probe_r2"]["embedding"], abs=1e-6)
 
     result = run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "meanstd", "--json", "--quiet")
     assert result.code == 0 and result.json["checkpoints"] == 18
@@ -245,6 +247,13 @@ def test_remapping_with_another_aggregation_changes_the_map_and_the_probes_agree
     assert stored.shape == (18, 2 * TINY.latent_dim) and np.allclose(stored, expected, atol=1e-5)
     after = evaluate_run(workspace, run.name)
     assert after["probe_r2"]["embedding"] == pytest.approx(after["probe_r2_by_aggregation"]["meanstd"], abs=1e-6)
+
+
+def test_a_run_that_recorded_no_aggregation_reads_as_mapped_then_with_the_mean(sane_workspace, tmp_path):
+    workspace = copy_workspace(sane_workspace, tmp_path / "ws")
+    files = load_run(workspace).files
+    files.write_config({k: v for k, v in files.read_config().items() if k != "aggregation"})
+    assert load_run(workspace).aggregation == "mean"
 
 
 def test_only_sane_runs_can_be_remapped(tiny_ae_workspace, run_cli):

@@ -27,6 +27,8 @@ class Method(Protocol):
     sampling_note: ClassVar[str]  # what sampling from this kind's codes means, for the Generate page ("" if plain)
     # Ways to pool a model's latents into one embedding, the default first; one entry when a model has one latent.
     aggregations: ClassVar[tuple[str, ...]]
+    # The aggregation of a run whose config records none (runs made before they recorded it, with the default then).
+    unrecorded_aggregation: ClassVar[str]
     # The kind's own loss weights, used where the training settings give none (measured per kind: bench/frontier.py).
     loss_weights: ClassVar[dict[str, float]]
     # Named sets of settings sized for a GPU (`ae train --preset`); refused on other devices.
@@ -60,8 +62,11 @@ class Method(Protocol):
         """{aggregation: embeddings [N, dim]} of weight vectors, for each aggregation asked for."""
         ...
 
-    def code_embedding(self, model: nn.Module, codes: np.ndarray, aggregation: str) -> np.ndarray:
-        """The embeddings [N, dim] of codes [N, code] without decoding them (what a probe of the map reads)."""
+    def code_embedding(
+        self, model: nn.Module, prepared: PreparedZoo, codes: np.ndarray, aggregation: str
+    ) -> np.ndarray:
+        """The embeddings [N, dim] of codes [N, code] of `prepared`'s architecture, without decoding them (what a
+        probe of the map reads)."""
         ...
 
 

@@ -118,6 +118,7 @@ class HyperRep:
     title: ClassVar[str] = "Hyper-representation: one token per neuron, the whole model at once (2021/2022)"
     sampling_note: ClassVar[str] = ""
     aggregations: ClassVar[tuple[str, ...]] = ("latent",)
+    unrecorded_aggregation: ClassVar[str] = "latent"
     # The behavioural loss alone (bench/frontier.py, default zoo): held-out reconstructions keep 102% of accuracy
     # (the weight-space loss alone: 98%, both: 101%) and generated models beat the noise baseline at all 5 novelty
     # levels; the price is weight-space fidelity (reconstruction R^2 0.90 against 0.98), not function.
@@ -164,6 +165,6 @@ class HyperRep:
         codes = self.encode(model, prepared, weights, device)
         return dict.fromkeys(aggregations, codes)
 
-    def code_embedding(self, model, codes: np.ndarray, aggregation: str) -> np.ndarray:
+    def code_embedding(self, model, prepared, codes: np.ndarray, aggregation: str) -> np.ndarray:
         """The code is the embedding."""
         return np.asarray(codes, dtype=np.float32)

@@ -160,6 +160,7 @@ class Sane:
         "context), and new models are decoded window by window."
     )
     aggregations: ClassVar[tuple[str, ...]] = AGGREGATIONS
+    unrecorded_aggregation: ClassVar[str] = "mean"  # the default of runs made before runs recorded theirs
     # Both losses (bench/frontier.py, 48-ResNet zoo, CPU-sized SANE): reconstructions keep 41% of accuracy after
     # BatchNorm re-estimation (the weight-space loss alone: 39%; the behavioural loss alone: 11%, chance: SANE's
     # behavioural loss sees one window at a time, and windows decoded without a weight-space target do not add up
@@ -205,17 +206,18 @@ class Sane:
         ]
         return prepared.destandardise(torch.cat(parts))
 
-    def code_embedding(self, model: SANE, codes: np.ndarray, aggregation: str) -> np.ndarray:
+    def code_embedding(self, model: SANE, prepared: PreparedZoo, codes: np.ndarray, aggregation: str) -> np.ndarray:
         """The token latents a code holds, aggregated as the map's embedding is."""
         latents = torch.as_tensor(np.asarray(codes, dtype=np.float32)).view(len(codes), -1, model.config.latent_dim)
-        return aggregate(latents, aggregation).numpy()
+        return aggregate(latents, aggregation, sane_layout(prepared.zoo.spec, model.config).token_layer).numpy()
 
     @torch.no_grad()
     def embed(self, model, prepared, weights, device: str, aggregations: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Each chunk of models aggregated as it is encoded, so all token latents of a large zoo are never held
         at once."""
         parts = {how: [] for how in aggregations}
+        layers = sane_layout(prepared.zoo.spec, model.config).token_layer
         for latents in self.token_latents(model, prepared, weights, device):
             for how in aggregations:
-                parts[how].append(aggregate(latents, how))
+                parts[how].append(aggregate(latents, how, layers))
         return {how: torch.cat(pieces).numpy() for how, pieces in parts.items()}

@@ -18,9 +18,16 @@ model-epochs/s at 256 models, 6,641 at 4,096 and 7,177 at 16,384, against 274 an
 * TF32 matmuls for the unfold path's `bmm` (`torch.backends.cuda.matmul.allow_tf32`): no gain (1,507, 6,344 and
   7,014 model-epochs/s), so they stay off. cuDNN's own TF32 default (`torch.backends.cudnn.allow_tf32`) moved the
   grouped path's weights beyond the tests' 1e-5 in two epochs there; tests/zoo/test_backend.py turns it off on a GPU.
-Not tried yet: bf16 autocast of the stacked forward; a CUDA graph of one chunk's step (its shapes are static; the
-step counter of Adam's bias correction and the batch indices would have to live in device buffers);
-`torch.compile` of the step, which measured slower on the CPU and took 15-35 s to compile.
+Measured on the same H200 (2026-11-26), after the data orders moved onto the device (`epoch_orders`, 0.83 s of host
+time per epoch of 16,384 models before): 8,670 model-epochs/s at 4,096 models and 9,301 at 16,384 (a 15-epoch
+zoo of 16,384 models: 26 s of training).
+* `torch.compile` of `StackedNet.train_forward` (dynamic=False): 14,696 model-epochs/s at 4,096 models, but its
+  first epoch took 22.4 s (compilation) against 0.92 s: it pays only where eager training would take more than
+  about 50 s (a 15-epoch zoo of 4,096 models: 7 s eager, about 26 s compiled; of 16,384: 26 s against about
+  39 s), so it is not used. On the CPU it measured slower and took 15-35 s to compile.
+Not tried: bf16 autocast of the stacked forward (it would move the weights beyond the tests' tolerance, so it
+could only be an option); a CUDA graph of one chunk's step (its shapes are static; the step counter of Adam's bias
+correction and the batch indices would have to live in device buffers).
 """
 
 from __future__ import annotations

@@ -79,10 +79,12 @@ def test_dropout_mask_rate_and_determinism():
     assert torch.equal(mask[1], torch.ones(64, 50))
 
 
-def test_epoch_orders_are_permutations_of_each_model_alone():
+def test_epoch_orders_are_permutations_of_each_model_alone(monkeypatch):
     orders = epoch_orders(torch.tensor([4, 5, 6]), epoch=2, n=1000)
     assert all(torch.equal(row.sort().values, torch.arange(1000)) for row in orders)
     assert torch.equal(orders[2], epoch_orders(torch.tensor([6]), 2, 1000)[0])  # whatever population it is in
+    monkeypatch.setattr("core.zoo.population.ORDER_BLOCK_ENTRIES", 1500)  # one model per block: the same orders
+    assert torch.equal(epoch_orders(torch.tensor([4, 5, 6]), 2, 1000), orders)
     assert not torch.equal(orders[0], orders[1])
     assert not torch.equal(orders[0], epoch_orders(torch.tensor([4]), 3, 1000)[0])
     # Orders look shuffled: an image's position hardly tells where it lands (|correlation| of a random order).

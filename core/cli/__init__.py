@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt:
         print(
-            "interrupted: progress up to the last finished epoch is kept; run the same command to resume",
+            "interrupted: progress is kept up to the last saved point (a zoo's last finished epoch, an autoencoder's "
+            "state of a few seconds ago); run the same command to resume",
             file=sys.stderr,
         )
         return 130

@@ -52,5 +52,8 @@ def test_aggregations_of_token_latents_by_hand():
     # Two layers, four parts of depth: layer 0 fills parts 0 and 1 (its tokens' mean), layer 1 parts 2 and 3.
     layer0, layer1 = [2.0, -1.0], [2.0, 2.0]
     assert torch.equal(aggregate(latents, "depth", layers), torch.tensor([layer0 + layer0 + layer1 + layer1]))
+    spread0, spread1 = [1.0, 1.0], [0.0, 0.0]  # layer 0's two tokens differ by 2 in each entry; layer 1 has one
+    expected = layer0 + layer0 + layer1 + layer1 + spread0 + spread0 + spread1 + spread1
+    assert torch.equal(aggregate(latents, "depthstd", layers), torch.tensor([expected]))
     with pytest.raises(UserError, match="unknown aggregation 'median'"):
         aggregate(latents, "median", layers)

@@ -107,7 +107,7 @@ def test_a_sane_run_trains_maps_and_evaluates(sane_workspace):
     run = load_run(sane_workspace)
     assert run.kind == "sane" and run.name.startswith("sane-") and isinstance(run.model, SANE)
     table = read_parquet(run.files.embeddings)
-    assert table.height == 18 and len(table["embedding"][0]) == DEPTH_PARTS * TINY.latent_dim
+    assert table.height == 18 and len(table["embedding"][0]) == 2 * DEPTH_PARTS * TINY.latent_dim
     result = evaluate_run(sane_workspace, run.name)
     assert result["kind"] == "sane" and math.isfinite(result["recon_r2"])  # 3 epochs: no quality to assert
     assert set(result["recon_r2_per_layer"]) == {
@@ -139,8 +139,9 @@ def test_sane_codes_are_all_token_latents_and_decode_window_by_window(sane_works
     assert codes.shape == (5, layout.n_tokens * TINY.latent_dim) and layout.n_tokens > TINY.window
     latents = torch.from_numpy(codes).view(5, layout.n_tokens, -1)
     stored = embedding_matrix(read_parquet(run.files.embeddings))[:5]
-    by_depth = aggregate(latents, "depth", layout.token_layer).numpy()  # the map's embedding: latents by depth
-    assert np.allclose(run.embed(prepared, weights), by_depth, atol=1e-6) and by_depth.shape == (5, 4 * TINY.latent_dim)
+    by_depth = aggregate(latents, "depthstd", layout.token_layer).numpy()  # the map's embedding: latents by depth
+    assert np.allclose(run.embed(prepared, weights), by_depth, atol=1e-6)
+    assert by_depth.shape == (5, 2 * DEPTH_PARTS * TINY.latent_dim)
     assert np.allclose(stored, by_depth, atol=1e-5)
     decoded = run.decode(prepared, codes)
     by_hand = prepared.destandardise(
@@ -232,9 +233,9 @@ def test_remapping_with_another_aggregation_changes_the_map_and_the_probes_agree
     workspace = copy_workspace(sane_workspace, tmp_path / "ws")
     run = load_run(workspace)
     before = evaluate_run(workspace, run.name)
-    assert set(before["probe_r2_by_aggregation"]) == {"depth", "mean", "max", "meanstd"}
-    assert before["aggregation"] == "depth" and run.files.read_config()["aggregation"] == "depth"  # recorded
-    assert before["probe_r2_by_aggregation"]["depth"] == pytest.approx(before["probe_r2"]["embedding"], abs=1e-6)
+    assert set(before["probe_r2_by_aggregation"]) == {"depthstd", "depth", "mean", "max", "meanstd"}
+    assert before["aggregation"] == "depthstd" and run.files.read_config()["aggregation"] == "depthstd"  # recorded
+    assert before["probe_r2_by_aggregation"]["depthstd"] == pytest.approx(before["probe_r2"]["embedding"], abs=1e-6)
 
     result = run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "meanstd", "--json", "--quiet")
     assert result.code == 0 and result.json["checkpoints"] == 18

@@ -102,8 +102,8 @@ def show_result(result: SamplesRun) -> None:
         f"({describe_anchors(result)}), fine-tuned on {result.dataset}"
         + (f" (transfer from {result.source_dataset})" if result.transfer else "")
         + (
-            f"; {result.selection['mode']} selection kept models of {kept[-1]['kept_mean']:.1%} mean validation "
-            f"accuracy out of draws of {kept[-1]['drawn_mean']:.1%}"
+            f"; {result.selection['mode']} selection kept models of {kept[-1]['kept_mean']:.1%} mean "
+            f"{result.selection.get('scored_by', 'validation accuracy')} out of draws of {kept[-1]['drawn_mean']:.1%}"
             if kept
             else ""
         )

@@ -54,9 +54,10 @@ def describe_samples(result: dict) -> list[str]:
     if result["fallback"]:
         lines.append(f"note: {result['fallback']}")
     lines += [f"warning: {message}" for message in result.get("anchor_warnings", [])]
+    scored_by = result["selection"].get("scored_by", "validation accuracy")  # guided: a probe's prediction
     for step in result["selection"].get("history", []):
         lines.append(
-            f"selection round {step['round']}: mean validation accuracy {step['drawn_mean']:.3f} drawn, "
+            f"selection round {step['round']}: mean {scored_by} {step['drawn_mean']:.3f} drawn, "
             f"{step['kept_mean']:.3f} kept"
         )
     lines.append("mean test accuracy by fine-tuning epoch (0 = as generated):")

@@ -309,6 +309,7 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert texts(at.header) == ["Results", "Generate again"]  # the outcome in view, not below the form
     assert all(" points after 1 epochs" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
     assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
+    assert "mean validation accuracy out of draws" in " ".join(texts(at.caption))  # subsampling scores on data
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
 

@@ -222,6 +222,8 @@ def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_
     assert decoded.code == 0 and decoded.json["anchor_warnings"] == []
     unknown = run_cli(*base, "--anchors", "ids:12345")
     assert unknown.code == 2 and "12345" in unknown.err
+    guided = run_cli(*[a for a in base if a != "--json"], "--selection", "guided", "--candidates", 3)
+    assert guided.code == 0 and "selection round 0: mean predicted accuracy" in guided.out  # a probe's, not data's
     bootstrap = run_cli(*base, "--selection", "bootstrap", "--rounds", 2, "--candidates", 3)
     assert bootstrap.code == 0
     assert bootstrap.json["ae_kind"] == "hyperrep" and len(bootstrap.json["selection"]["history"]) == 2

@@ -174,9 +174,9 @@ def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
 
 
 def _draw(workspace, run: AERun, prepared, anchors: Anchors, config: SampleConfig, source, rng, device, table):
-    """draw_models (core/gen/draw.py); for a point of a latent path, on the path's ends, which may be a generated
-    model of another samples run (read from the workspace here)."""
-    ends = path_ends(workspace, run, prepared, anchors, config.path_to) if config.path_t is not None else None
+    """draw_models (core/gen/draw.py); for a point of a latent path to a generated model, on the path's ends, the
+    second read from its samples run here (a path between two checkpoints runs between the anchors themselves)."""
+    ends = path_ends(workspace, run, prepared, anchors, config.path_to) if config.path_to is not None else None
     return draw_models(run, prepared, anchors, config, source, rng, device, table, ends)
 
 

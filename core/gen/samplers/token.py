@@ -45,7 +45,8 @@ class TokenKDE(Sampler):
         count = len(self.token_units)
         width = self.anchors.shape[1] // count
         noise = rng.normal(size=(n, count, width)) / np.sqrt(width)
-        return (noise * (self.token_units / self.unit)[:, None]).reshape(n, -1)
+        relative = self.token_units / self.unit if self.unit > 0 else np.zeros(count)  # no spacing anywhere: none
+        return (noise * relative[:, None]).reshape(n, -1)
 
     def _tokens(self, codes: np.ndarray) -> np.ndarray:
         """Codes [N, tokens * width] as [N, tokens, width]; without a token width, the whole code is one token."""

@@ -30,12 +30,16 @@ def describe_eval(result: dict) -> list[str]:
         )
     if "recon_acc_ratio_recalibrated" in result:
         lines.append(f"... with BatchNorm statistics re-estimated: {result['recon_acc_ratio_recalibrated']:.3f}")
-    lines.append(f"{'probe R^2':<16}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
-    rows = list(result["probe_r2"].items())
-    rows += [(f"{how} tokens", scores) for how, scores in result.get("probe_r2_by_aggregation", {}).items()]
-    for name, scores in rows:
-        cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
-        lines.append(f"{name:<16}" + "".join(f"{cell:>10}" for cell in cells))
+    for measure, title in (("r2", "probe R^2"), ("tau", "probe tau")):
+        if f"probe_{measure}" not in result:  # an evaluation stored before Kendall's tau was measured
+            continue
+        lines.append(f"{title:<16}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
+        rows = list(result[f"probe_{measure}"].items())
+        by_aggregation = result.get(f"probe_{measure}_by_aggregation", {})
+        rows += [(f"{how} tokens", scores) for how, scores in by_aggregation.items()]
+        for name, scores in rows:
+            cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
+            lines.append(f"{name:<16}" + "".join(f"{cell:>10}" for cell in cells))
     if "aggregation" in result:
         lines.append(f"the embedding aggregates token latents by {result['aggregation']} (change: ae embed)")
     return lines
@@ -54,6 +58,10 @@ def describe_samples(result: dict) -> list[str]:
     if result["fallback"]:
         lines.append(f"note: {result['fallback']}")
     lines += [f"warning: {message}" for message in result.get("anchor_warnings", [])]
+    calibration = result["selection"].get("spread_calibration")
+    if calibration:
+        trial = ", ".join(f"{t['spread']:g}: {t['kept']:.1%}" for t in calibration["tried"])
+        lines.append(f"spread {calibration['spread']:g}: {calibration['reason']} (tried {trial})")
     scored_by = result["selection"].get("scored_by", "validation accuracy")  # guided: a probe's prediction
     for step in result["selection"].get("history", []):
         lines.append(

@@ -29,6 +29,13 @@ class SampleConfig:
     spread: float = setting(
         1.5, "noise around the anchors, in units of their median nearest-neighbour distance (0: the anchors)"
     )
+    # core/gen/calibrate.py: the spread chosen per zoo by what it does to the decoded models.
+    spread_keep: float | None = setting(
+        None,
+        "choose the spread for this zoo instead: the largest whose draws keep this share of the anchors' validation "
+        "accuracy (e.g. 0.95); the trial and the choice are recorded in the run",
+        parse=float,
+    )
     baselines: bool = setting(True, "also make the simple weight-space baselines (noise, average, per-weight Gaussian)")
     lr: float | None = setting(
         None, "fine-tuning learning rate (default: the zoo's)", flag="--finetune-lr", parse=float
@@ -72,6 +79,8 @@ class SampleConfig:
             raise UserError(f"the fine-tuning batch size must lie in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
         if not (math.isfinite(self.spread) and self.spread >= 0):
             raise UserError(f"the spread must be a finite number >= 0, got {self.spread}")
+        if self.spread_keep is not None and not (math.isfinite(self.spread_keep) and 0 < self.spread_keep <= 1.5):
+            raise UserError(f"the share of accuracy to keep must lie in (0, 1.5], got {self.spread_keep}")
         if self.path_t is not None and not (math.isfinite(self.path_t) and 0 <= self.path_t <= 1):
             raise UserError(f"the position on the path must lie in 0..1, got {self.path_t}")
         if self.path_to is not None:

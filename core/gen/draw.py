@@ -9,6 +9,7 @@ import polars as pl
 import torch
 
 from core.gen.anchors import Anchors
+from core.gen.calibrate import calibrate_spread
 from core.gen.config import SampleConfig
 from core.gen.path import on_line, require_ends
 from core.gen.samplers import Sampler, make_sampler
@@ -56,8 +57,16 @@ def draw_models(
 
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
     sampler = make_sampler(config.method, config.spread, run.code_token_width)
+    calibration = None
+    if config.spread_keep is not None and config.path_t is None:  # a point of a path is decoded where it lies
+        anchors_val_acc = float(score(prepared.aligned[torch.from_numpy(anchors.rows)]).mean())
+        calibration = calibrate_spread(
+            sampler, anchor_codes, zoo_codes, anchors_val_acc, config.spread_keep, config.seed, decode, score
+        )
     selection = config.selector
     weights, report = select_models(sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict)
+    if calibration is not None:
+        report = report | {"spread_calibration": calibration.to_json()}
     return weights, sampler, report
 
 

@@ -57,11 +57,11 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
         "architectures": [z.spec.name for z in zoos],
         "test_models": len(run.split.test),
         **_reconstruction(run, parts, device),
-        "probe_r2": _probes(run, parts, table, sides),
+        **_named(_probes(run, parts, table, sides), "probe_{}"),
     }
     if len(run.method.aggregations) > 1:
         result["aggregation"] = run.aggregation
-        result["probe_r2_by_aggregation"] = _aggregation_probes(run, parts, table, sides, device)
+        result |= _named(_aggregation_probes(run, parts, table, sides, device), "probe_{}_by_aggregation")
     if run.history.height:
         result["epochs_trained"] = int(run.history["epoch"].max())
         result["train_seconds"] = float(run.history["elapsed_s"].max())
@@ -107,6 +107,11 @@ def _reconstruction(run: AERun, parts: list[PreparedZoo], device: str) -> dict:
     }
 
 
+def _named(scores: dict, pattern: str) -> dict:
+    """probe_all's {"r2": ..., "tau": ...} as result keys (`probe_r2`, `probe_tau`, ...)."""
+    return {pattern.format(measure): table for measure, table in scores.items()}
+
+
 def _probes(run: AERun, parts: list[PreparedZoo], table: pl.DataFrame, sides: np.ndarray) -> dict:
     """Probe R^2 of the stored embedding beside the baselines: flat aligned weights and s(W) for one architecture;
     for several, whose flat weights do not stack, pooled statistics of all weights."""
@@ -117,7 +122,8 @@ def _probes(run: AERun, parts: list[PreparedZoo], table: pl.DataFrame, sides: np
             "embedding": embedding,
             "stats": np.concatenate([pooled_statistics(z.weights) for z in zoos])[_order(zoos)],
         }
-        return {"weights": dict.fromkeys(PROPERTIES), **probe_all(features, table, sides)}
+        scores = probe_all(features, table, sides)
+        return {m: {"weights": dict.fromkeys(PROPERTIES), **by} for m, by in scores.items()}
     prepared = parts[0]
     features = {
         "embedding": embedding,

@@ -1,6 +1,7 @@
 """Linear probes of model properties (Schürholt et al. 2021): closed-form ridge regression from features (an
-embedding, flat weights W, weight statistics s(W)) to test accuracy, epoch and generalisation gap, scored as R^2
-on held-out models."""
+embedding, flat weights W, weight statistics s(W)) to test accuracy, epoch and generalisation gap, scored on
+held-out models as R^2 (the 2021 paper's measure) and as Kendall's tau between predicted and true values (the
+rank agreement the later weight-space literature reports)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import torch
+from scipy.stats import kendalltau
 
 from core.zoo.arch import Spec, tensor_slices
 
@@ -79,14 +81,31 @@ def fit_ridge(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> Ri
     return Ridge(mean, std, best[1], y_mean)
 
 
-def ridge_probe(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> float:
-    """Test R^2 of `fit_ridge`'s probe (the test rows never enter the fit or the choice of lambda)."""
+def _tau(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Kendall's tau-b (ties counted as scipy does); NaN where either side is constant."""
+    if len(truth) < 2 or np.ptp(truth) == 0 or np.ptp(predicted) == 0:
+        return float("nan")
+    return float(kendalltau(truth, predicted).statistic)
+
+
+def probe_scores(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> dict[str, float]:
+    """{"r2", "tau"} of `fit_ridge`'s probe on the test rows (which never enter the fit or the choice of lambda)."""
     test = (sides == "test") & np.isfinite(target)
-    return _r2(target[test], fit_ridge(features, target, sides).predict(features[test]))
+    predicted = fit_ridge(features, target, sides).predict(features[test])
+    return {"r2": _r2(target[test], predicted), "tau": _tau(target[test], predicted)}
 
 
-def probe_all(features: dict[str, np.ndarray], table: pl.DataFrame, sides: np.ndarray) -> dict[str, dict[str, float]]:
-    return {
-        name: {prop: ridge_probe(x, table[prop].cast(pl.Float64).to_numpy(), sides) for prop in PROPERTIES}
+def ridge_probe(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> float:
+    """Test R^2 of `fit_ridge`'s probe."""
+    return probe_scores(features, target, sides)["r2"]
+
+
+def probe_all(
+    features: dict[str, np.ndarray], table: pl.DataFrame, sides: np.ndarray
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{"r2": {feature set: {property: score}}, "tau": the same}: every property probed from every feature set."""
+    scores = {
+        name: {prop: probe_scores(x, table[prop].cast(pl.Float64).to_numpy(), sides) for prop in PROPERTIES}
         for name, x in features.items()
     }
+    return {m: {name: {p: s[m] for p, s in by.items()} for name, by in scores.items()} for m in ("r2", "tau")}

@@ -1,11 +1,12 @@
 """Linear probes and SANE's aggregations of token latents, on small hand-checked cases."""
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
 from core.errors import UserError
-from core.rep.probes import ridge_probe
+from core.rep.probes import _tau, probe_all, probe_scores, ridge_probe
 from core.rep.sane import aggregate, depth_parts
 
 
@@ -33,6 +34,27 @@ def test_the_ridge_probe_equals_the_normal_equations(n_features):
     expected = _normal_equations_probe(features, target, sides)
     assert ridge_probe(features, target, sides) == pytest.approx(expected, abs=1e-9)
     assert expected > 0.2  # the probe finds some signal, so the comparison is not between two failures
+
+
+def test_kendall_tau_by_hand():
+    # Pairs of (1,2,3,4) against (1,3,2,4): five concordant, one discordant, so tau = (5 - 1) / 6.
+    assert _tau(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(4 / 6)
+    assert _tau(np.array([1.0, 2.0, 3.0]), np.array([30.0, 20.0, 10.0])) == pytest.approx(-1.0)
+    assert np.isnan(_tau(np.array([1.0, 2.0, 3.0]), np.array([5.0, 5.0, 5.0])))  # a constant prediction ranks nothing
+
+
+def test_probe_scores_rank_and_fit_the_same_probe():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(60, 4))
+    target = features @ np.array([1.0, 0.0, 0.0, 0.0])  # exactly linear: any sensible probe ranks it perfectly
+    sides = np.array(["train"] * 40 + ["val"] * 10 + ["test"] * 10)
+    scores = probe_scores(features, target, sides)
+    assert scores["r2"] == pytest.approx(ridge_probe(features, target, sides))
+    assert scores["tau"] == pytest.approx(1.0)
+    table = pl.DataFrame({"test_acc": target, "epoch": -target, "ggap": rng.normal(size=60)})
+    both = probe_all({"x": features}, table, sides)
+    assert set(both) == {"r2", "tau"} and both["tau"]["x"]["epoch"] == pytest.approx(1.0)
+    assert both["r2"]["x"]["test_acc"] == pytest.approx(scores["r2"])
 
 
 def test_depth_parts_split_layers_by_relative_depth():

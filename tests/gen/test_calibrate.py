@@ -1,0 +1,69 @@
+"""Choosing the spread per zoo (core/gen/calibrate.py) on a constructed case whose answer is known."""
+
+import numpy as np
+import torch
+
+from core.gen.calibrate import SPREADS, calibrate_spread
+from core.gen.samplers.neighbour import Neighbour
+from tests.conftest import copy_workspace
+
+ANCHORS = np.array([[0.0, 0.0], [1.0, 0.0]])  # spacing 1, so the spread is the noise's RMS length
+
+
+def _decode(codes: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(codes, dtype=np.float64))
+
+
+def _score(weights: torch.Tensor) -> np.ndarray:
+    """A model's 'accuracy' falls by 0.1 per unit of distance from the nearest anchor."""
+    distance = np.linalg.norm(weights.numpy()[:, None] - ANCHORS[None], axis=2).min(1)
+    return 1.0 - 0.1 * distance
+
+
+def _calibrate(target: float, seed: int = 0):
+    sampler = Neighbour(spread=9.0)
+    return sampler, calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, target, seed, _decode, _score)
+
+
+def test_the_largest_spread_that_keeps_the_share_is_chosen():
+    # Mean distance of 2-D Gaussian noise of RMS length s is about 0.89 s (less where the other anchor is nearer):
+    # spread 1 keeps about 91%, spread 1.5 about 87%, so a 90% target chooses 1.
+    sampler, calibration = _calibrate(0.90)
+    assert calibration.spread == 1.0 and sampler.spread == 1.0
+    kept = dict(calibration.tried)
+    assert kept[1.0] >= 0.90 > kept[1.5]
+    assert list(kept) == [s for s in SPREADS if s <= 1.5]  # stops at the first spread that falls short
+    assert calibration.to_json()["tried"][0] == {"spread": SPREADS[0], "kept": kept[SPREADS[0]]}
+
+
+def test_kept_share_falls_with_the_spread_on_common_draws():
+    _, calibration = _calibrate(0.0)
+    shares = [k for _, k in calibration.tried]
+    assert shares == sorted(shares, reverse=True)  # the same draws at every spread: no luck between them
+    assert calibration.spread == SPREADS[-1] and "largest" in calibration.reason
+
+
+def test_no_spread_keeping_the_share_falls_back_to_the_smallest_and_says_so():
+    sampler, calibration = _calibrate(0.999)
+    assert calibration.spread == SPREADS[0] == sampler.spread
+    assert calibration.reason.startswith("no spread kept")
+
+
+def test_the_same_seed_gives_the_same_choice():
+    assert _calibrate(0.9, seed=3)[1] == _calibrate(0.9, seed=3)[1]
+    assert _calibrate(0.0, seed=3)[1].tried != _calibrate(0.0, seed=4)[1].tried
+
+
+def test_sample_with_a_share_to_keep_records_the_chosen_spread(tiny_ae_workspace, tmp_path, run_cli):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    base = ("sample", "--workspace", workspace.root, "--anchors", "top:0.5", "--n", 2, "--finetune-epochs", 0)
+    base += ("--no-baselines", "--quiet")
+    result = run_cli(*base, "--spread-keep", 0.9, "--json")
+    assert result.code == 0
+    calibration = result.json["selection"]["spread_calibration"]
+    assert calibration["spread"] in SPREADS and calibration["target"] == 0.9
+    assert [t["spread"] for t in calibration["tried"]] == list(SPREADS[: len(calibration["tried"])])
+    text = run_cli(*base, "--spread-keep", 0.9)
+    assert text.code == 0 and f"spread {calibration['spread']:g}: " in text.out
+    refused = run_cli(*base, "--spread-keep", 0)
+    assert refused.code == 2 and "share of accuracy" in refused.err

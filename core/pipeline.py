@@ -25,6 +25,7 @@ from core.gen.baselines import noise_frontier, reference_groups, simple_baseline
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
+from core.gen.intervals import accuracy_intervals, novelty_intervals
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
 from core.gen.path import path_ends, require_ends
 from core.rep.autoencoder import AEConfig
@@ -152,6 +153,8 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
+        intervals=accuracy_intervals(per_model, config.seed),
+        novelty_intervals=novelty_intervals(figures, config.seed),
         extra=_extra(frontier, started, curves, new_head, anchors, config),
         **stamp,
     )

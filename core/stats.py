@@ -48,6 +48,12 @@ class Interval:
     def half_width(self) -> float:
         return (self.hi - self.lo) / 2
 
+    @classmethod
+    def from_json(cls, data: dict, name: str = "mean", how: str = "bootstrap") -> Interval:
+        """An interval read back from `to_json`'s form (with "n" where the record has it; else 0: not known)."""
+        lo, hi = (math.nan if data[k] is None else float(data[k]) for k in ("lo", "hi"))
+        return cls(float(data[name]), lo, hi, int(data.get("n", 0)), how)
+
     def to_json(self, name: str = "mean") -> dict:
         """{name: estimate, "lo", "hi"}; unknown ends as None (JSON has no NaN)."""
         return {name: _plain(self.estimate), "lo": _plain(self.lo), "hi": _plain(self.hi)}

@@ -205,12 +205,9 @@ class SamplesRun:
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     zoo_id: str | None = None  # the stamp of the zoo it was made from (core/store/workspace.py)
     zoo_created: str | None = None
-    # Intervals over the run's models (core/gen/intervals.py): group -> one row per fine-tuning epoch with the
-    # mean, its bootstrap 95% interval and the spread; group -> the medians of novelty figures with their
-    # intervals. Empty in runs made before intervals were recorded.
-    intervals: dict = field(default_factory=dict)
-    novelty_intervals: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)  # any further figures a generation reports
+    # Any further figures a generation reports, among them (checked as read, absent in runs from before them)
+    # "intervals" and "novelty_intervals" (core/gen/intervals.py; read them with `interval_rows`).
+    extra: dict = field(default_factory=dict)
 
     weights_path = property(lambda self: self.folder / "weights.safetensors")
     samples_path = property(lambda self: self.folder / "samples.parquet")
@@ -225,6 +222,15 @@ class SamplesRun:
     @property
     def transfer(self) -> bool:
         return self.dataset != self.source_dataset
+
+    def interval_rows(self) -> dict[str, list[dict]]:
+        """{group: one row per fine-tuning epoch: "epoch", "n", "mean", "lo", "hi", "std", "min", "max"}: each
+        group's mean accuracy over its models with a bootstrap 95% interval; {} for a run from before them."""
+        return self.extra.get("intervals", {})
+
+    def novelty_interval(self, group: str = "generated", figure: str = "max_iou") -> dict | None:
+        """{"median", "lo", "hi"} of a group's novelty figure ("max_iou" or "min_l2"); None before them."""
+        return self.extra.get("novelty_intervals", {}).get(group, {}).get(figure)
 
     def to_json(self) -> dict:
         """The record as `result.json` holds it and `sample --json` prints it (name as `samples_run`)."""

@@ -189,13 +189,15 @@ def test_a_hand_edited_samples_record_names_its_file(workspace, edit, message):
 
 
 def test_a_record_with_well_formed_intervals_loads_and_one_from_before_them_has_none(workspace):
-    assert SamplesRun.load(workspace, "s").intervals == {}  # the fixture's record is of the old kind
+    old = SamplesRun.load(workspace, "s")  # the fixture's record is of the old kind
+    assert old.interval_rows() == {} and old.novelty_interval() is None
     novelty = {"generated": {"max_iou": {"median": 0.5, "lo": 0.4, "hi": 0.6}}}
     _json_edit("samples/s/result.json", lambda d: d.update(intervals={"generated": [_ROW]}, novelty_intervals=novelty))(
         workspace
     )
     run = SamplesRun.load(workspace, "s")
-    assert run.intervals == {"generated": [_ROW]} and run.novelty_intervals == novelty
+    assert run.interval_rows() == {"generated": [_ROW]} and run.novelty_interval() == novelty["generated"]["max_iou"]
+    assert run.to_json()["intervals"] == {"generated": [_ROW]}
 
 
 def test_samples_tables_and_weights_are_checked_as_they_are_read(workspace):

@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from core.errors import UserError
+from core.parsing import seed_list
 from core.stats import (
     NO_DIFFERENCE,
     Interval,
@@ -106,3 +108,14 @@ def test_intervals_over_seeds_keep_the_nesting_of_the_records():
     assert out["probe"]["acc"]["mean"] == pytest.approx(0.6)
     # sd of (0.8, 0.9) is 0.05 * sqrt(2); over sqrt(2) seeds: 0.05; times t(0.975, 1) = 12.706
     assert out["r2"]["lo"] == pytest.approx(0.85 - 12.706 * 0.05, abs=1e-3)
+
+
+@pytest.mark.parametrize(("text", "seeds"), [("3", (0, 1, 2)), ("1", (0,)), ("0,4,7", (0, 4, 7)), ("5,", (5,))])
+def test_bench_seeds_are_a_count_or_a_list(text, seeds):
+    assert seed_list(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "-1,2", "1,1", "x", ""])
+def test_bench_seeds_refuse_none_negative_repeated_or_text(text):
+    with pytest.raises(UserError, match="--seeds"):
+        seed_list(text)

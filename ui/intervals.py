@@ -46,7 +46,7 @@ def intervals_caption(run: SamplesRun) -> str | None:
         return None
     last = len(rows["generated"]) - 1
     parts = []
-    for epoch, when in {0: "as generated", last: f"after {last} epochs"}.items():
+    for epoch, when in {0: "as generated", **({last: f"after {last} epochs"} if last else {})}.items():
         mine = Interval.from_json(rows["generated"][epoch])
         said = [_said(mine, Interval.from_json(r[epoch]), g) for g, r in rows.items() if g != "generated"]
         parts.append(f"{when}: " + ", ".join(said))

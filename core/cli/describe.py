@@ -88,7 +88,7 @@ def interval_lines(intervals: dict) -> list[str]:
         return []
     last = len(next(iter(intervals.values()))) - 1
     epochs = [0, last] if last else [0]
-    when = {0: "as generated", last: f"after {last} epochs"}
+    when = {0: "as generated", **({last: f"after {last} epochs"} if last else {})}
     lines = [f"mean test accuracy ± half its 95% bootstrap interval over models [ends], {' and '.join(when.values())}:"]
     for group, rows in intervals.items():
         cells = "   ".join(format_interval(Interval.from_json(rows[e])) for e in epochs)

@@ -52,3 +52,9 @@ def test_a_run_from_before_intervals_has_no_notes():
     run = _run({})
     assert accuracy_note(run, "generated", 0) is None and novelty_note(run) is None and intervals_caption(run) is None
     assert accuracy_note(_run({"intervals": {"generated": _rows((0.4, 0.5))}}), "anchors", 0) is None
+
+
+def test_a_run_without_fine_tuning_is_described_as_generated_only():
+    run = _run({"intervals": {"generated": _rows((0.4, 0.5)), "anchors": _rows((0.7, 0.8))}})
+    assert "as generated: lower than selected zoo models (anchors)." in intervals_caption(run)
+    assert "after 0 epochs" not in intervals_caption(run)

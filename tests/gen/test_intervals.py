@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from core.cli.describe import interval_lines
 from core.gen.intervals import accuracy_intervals, novelty_intervals
 
 
@@ -36,3 +37,18 @@ def test_novelty_intervals_are_around_the_lower_median_as_novelty_takes_it():
     assert out["max_iou"]["median"] == pytest.approx(0.2)  # torch's median of four: the second smallest
     assert 0.1 <= out["max_iou"]["lo"] <= 0.2 <= out["max_iou"]["hi"] <= 0.4
     assert out["min_l2"] == {"median": 2.0, "lo": 2.0, "hi": 2.0}
+
+
+def test_the_cli_prints_each_group_with_its_interval_and_the_comparisons():
+    per_model = {
+        "generated": np.array([[0.5, 0.9], [0.52, 0.91], [0.51, 0.9]]),
+        "random_init": np.array([[0.1, 0.89], [0.11, 0.9], [0.1, 0.92]]),
+    }
+    lines = interval_lines(accuracy_intervals(per_model, seed=0))
+    assert lines[0].endswith("as generated and after 1 epochs:")
+    assert lines[1].startswith("  generated    0.510 ± ") and lines[1].endswith("(std 0.006 over 3 models)")
+    assert lines[3] == "  as generated: generated higher than random_init"
+    assert lines[4] == "  after 1 epochs: generated vs random_init: no measurable difference"
+    before = interval_lines(accuracy_intervals({k: v[:, :1] for k, v in per_model.items()}, seed=0))
+    assert before[0].endswith("as generated:") and len(before) == 4  # no fine-tuning: epoch 0 alone
+    assert interval_lines({}) == []  # a run from before intervals

@@ -13,18 +13,30 @@ family. Goals (issue "good and new"): at a novelty at least the noise baseline's
 higher, median min-L2 no lower) the generated models keep >= 99% of the anchors' accuracy; at twice that min-L2,
 >= 95%; the generator's frontier lies above the noise baseline's at >= 3 of its 5 novelty levels.
 
-Usage: python bench/frontier.py [--workspace WS] [--kind hyperrep|sane] [--n 32] [--quick] [--png assets/frontier.png]
-Without a workspace (no --workspace, or one that does not exist yet) it unpacks the shipped default workspace (or,
-with --resnet-zoo N, trains a zoo of N ResNets) into that folder or a temporary one. The last line of stdout is JSON.
+Each seed (`--seeds`: a count N for 0..N-1, or a list) makes its own zoo of `--dataset` (digits at seed 0 and the
+default size: the shipped default workspace; with --resnet-zoo N, N ResNets), trains its own autoencoders and
+samples with its own seed; an existing --workspace is the zoo of every seed (then only the autoencoders' and the
+sampler's seeds vary). Every figure is the mean over seeds with its Student-t 95% interval; the frontier wins and
+the goals too, and the best generated accuracy as novel as the reference noise is compared with that noise's:
+higher, lower, or no measurable difference (the intervals overlap).
+
+Usage: python bench/frontier.py [--dataset digits] [--seeds 3 | 0,4,7] [--workspace WS] [--kind hyperrep|sane]
+                                [--n 32] [--quick] [--models 256] [--zoo-epochs 15] [--ae-epochs 60]
+                                [--variants structure,behaviour,both] [--spreads 0.5,1] [--png assets/frontier.png]
+The last line of stdout is JSON: for each anchor set its "noise" and "points" (the means over seeds under their
+keys, and "intervals": {figure: {"mean", "lo", "hi"}}), "wins" (means) and "wins_intervals", "goals"; and
+"reconstruction", "seeds", "dataset".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +55,13 @@ from core.gen.anchors import resolve_anchors  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
 from core.gen.draw import draw_models  # noqa: E402
 from core.gen.novelty import error_sets, novelty  # noqa: E402
+from core.parsing import seed_list  # noqa: E402
 from core.pipeline import train_and_map, unpack_workspace  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402
 from core.rep.loop import TrainConfig  # noqa: E402
 from core.rep.methods import KINDS, method_named  # noqa: E402
 from core.runtime import tune_cpu_allocator  # noqa: E402
+from core.stats import Interval, as_json, format_interval, intervals_over, means, t_interval, verdict  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.data import load_dataset  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
@@ -109,7 +123,7 @@ def noise_points(judge: Judge, anchors_aligned: torch.Tensor, n: int, seed: int)
     return points
 
 
-def generator_points(variant: str, run, anchors, table, rule, judge, args) -> tuple[list[dict], dict]:
+def generator_points(variant: str, run, anchors, table, rule, judge, args, seed: int) -> tuple[list[dict], dict]:
     """Every sampler x selection x spread of one run; and the seconds each selection took at spread 1."""
     prepared = run.prepare(anchors.zoo)
     points, seconds = [], {}
@@ -121,9 +135,9 @@ def generator_points(variant: str, run, anchors, table, rule, judge, args) -> tu
     for sampler, selection, spread in combos:
         if args.quick and (sampler != "kde" or selection == "subsample"):
             continue
-        config = SampleConfig(method=sampler, anchors=rule, n=args.n, spread=spread, selection=selection, seed=1)
+        config = SampleConfig(method=sampler, anchors=rule, n=args.n, spread=spread, selection=selection, seed=seed)
         started = time.monotonic()
-        weights, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(1), "cpu", table)
+        weights, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(seed), "cpu", table)
         if spread == 1.0 and sampler == "kde":
             seconds[selection] = round(time.monotonic() - started, 2)
         name = f"{variant}/{sampler}/{selection}"
@@ -162,16 +176,6 @@ def goals(points: list[dict], noise: list[dict]) -> dict:
         "goal_as_novel": 0.99,
         "goal_twice_as_far": 0.95,
     }
-
-
-def print_table(title: str, points: list[dict]) -> None:
-    print(f"\n{title}")
-    print(f"{'generator':<32}{'setting':>8}{'acc':>8}{'kept':>8}{'max-IoU':>9}{'min-L2':>8}{'L2/zoo':>8}")
-    for p in points:
-        print(
-            f"{p['generator']:<32}{p['setting']:>8}{p['acc']:>8.3f}{p['acc_ratio']:>8.3f}{p['iou']:>9.3f}"
-            f"{p['l2']:>8.3f}{p['l2_rel']:>8.2f}"
-        )
 
 
 def plot(results: dict, path: Path) -> None:
@@ -216,6 +220,11 @@ def _plot_panel(axis, name: str, result: dict, key: str, label: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=None, help="default: the shipped workspace, unpacked")
+    parser.add_argument("--dataset", default="digits", help="the zoo's dataset where one is made (digits, shapes, ...)")
+    parser.add_argument("--seeds", type=seed_list, default=seed_list("3"), help="a count N (0..N-1) or a list")
+    parser.add_argument("--models", type=int, default=ZooConfig().models, help="models in each zoo made here")
+    parser.add_argument("--zoo-epochs", type=int, default=ZooConfig().epochs)
+    parser.add_argument("--ae-epochs", type=int, default=None, help="autoencoder epochs (default: the variants')")
     parser.add_argument("--n", type=int, default=32, help="models per generated point")
     parser.add_argument("--spreads", type=lambda t: tuple(float(v) for v in t.split(",")), default=SPREADS)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="autoencoder variants to train and compare")
@@ -230,35 +239,65 @@ def main() -> None:
     if args.from_json:
         saved = json.loads(args.from_json.read_text().strip().splitlines()[-1])
         reconstruction = saved.pop("reconstruction")
+        before_seeds = "seeds" not in saved  # a saved run from before seeds: one seed, its goals computed again
+        args.seeds = saved.pop("seeds", [1])
+        saved.pop("dataset", None)
         for result in saved.values():
-            result["goals"] = goals(result["points"], result["noise"])
+            if before_seeds:
+                result["goals"] = goals_over_seeds([goals(result["points"], result["noise"])])
         report(saved, reconstruction, args)
         return
     tune_cpu_allocator()
+    per_seed, reconstructions = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        workspace = Workspace(args.workspace or Path(tmp) / "zoo")
-        if not workspace.exists() and args.resnet_zoo:
-            generate_zoo(workspace, ZooConfig(arch="resnet", models=args.resnet_zoo, epochs=10))
-        elif not workspace.exists():
-            unpack_workspace(ASSET, workspace.root)
-        runs, reconstruction = {}, {}
-        ae_config = method_named(args.kind).config_type()
-        for variant in args.variants.split(","):
-            started = time.monotonic()
-            run = train_and_map(workspace, ae_config, VARIANTS[variant])  # named by its settings: reruns reuse it
-            figures = evaluate_run(workspace, run.name)
-            reconstruction[variant] = {
-                "recon_acc_ratio": figures.get("recon_acc_ratio_recalibrated", figures["recon_acc_ratio"]),
-                "probe_test_acc": figures["probe_r2"]["embedding"]["test_acc"],
-                "train_s": round(float(run.history["elapsed_s"].max()), 1),
-                "wall_s": round(time.monotonic() - started, 1),
-            }
-            runs[variant] = run
-        results = measure(workspace, runs, args)
-    report(results, reconstruction, args)
+        for seed in args.seeds:
+            workspace = seed_workspace(args, seed, Path(tmp))
+            runs, reconstruction = train_variants(workspace, args, seed)
+            per_seed.append(measure(workspace, runs, args, seed))
+            reconstructions.append(reconstruction)
+    report(over_seeds(per_seed), intervals_over(reconstructions), args)
 
 
-def measure(workspace: Workspace, runs: dict, args) -> dict:
+def seed_workspace(args, seed: int, tmp: Path) -> Workspace:
+    """The zoo of one seed: --workspace (the same zoo for every seed: then only the autoencoder's and the
+    sampler's seeds vary), else one made with the seed (the shipped workspace for digits at seed 0 and the default
+    size), a ResNet zoo with --resnet-zoo."""
+    if args.workspace and Workspace(args.workspace).exists():
+        return Workspace(args.workspace)
+    root = args.workspace or tmp
+    workspace = Workspace(root if len(args.seeds) == 1 and args.workspace else Path(root) / f"zoo-s{seed}")
+    if workspace.exists():
+        return workspace
+    arch = "resnet" if args.resnet_zoo else "auto"
+    models, epochs = (args.resnet_zoo, 10) if args.resnet_zoo else (args.models, args.zoo_epochs)
+    config = ZooConfig(dataset=args.dataset, seed=seed, models=models, epochs=epochs, arch=arch)
+    if args.dataset == "digits" and config == ZooConfig():
+        unpack_workspace(ASSET, workspace.root)
+    else:
+        generate_zoo(workspace, config)
+    return workspace
+
+
+def train_variants(workspace: Workspace, args, seed: int) -> tuple[dict, dict]:
+    """(variant: its trained run, variant: its reconstruction figures), the autoencoders seeded with `seed`."""
+    runs, reconstruction = {}, {}
+    ae_config = method_named(args.kind).config_type()
+    for variant in args.variants.split(","):
+        started = time.monotonic()
+        train = replace(VARIANTS[variant], seed=seed, **({"epochs": args.ae_epochs} if args.ae_epochs else {}))
+        run = train_and_map(workspace, ae_config, train)  # named by its settings: reruns reuse it
+        figures = evaluate_run(workspace, run.name)
+        reconstruction[variant] = {
+            "recon_acc_ratio": figures.get("recon_acc_ratio_recalibrated", figures["recon_acc_ratio"]),
+            "probe_test_acc": figures["probe_r2"]["embedding"]["test_acc"],
+            "train_s": round(float(run.history["elapsed_s"].max()), 1),
+            "wall_s": round(time.monotonic() - started, 1),
+        }
+        runs[variant] = run
+    return runs, reconstruction
+
+
+def measure(workspace: Workspace, runs: dict, args, seed: int) -> dict:
     zoos = load_zoos(workspace)
     table = combined_table(zoos)
     data = load_dataset(zoos[0].dataset, seed=zoos[0].manifest.get("dataset", {}).get("seed", 0))
@@ -267,10 +306,10 @@ def measure(workspace: Workspace, runs: dict, args) -> dict:
         anchors = resolve_anchors(zoos, table, rule)
         first = next(iter(runs.values())).prepare(anchors.zoo)
         judge = Judge(anchors, first, data)
-        noise = noise_points(judge, first.aligned[torch.from_numpy(anchors.rows)], args.n, seed=7)
+        noise = noise_points(judge, first.aligned[torch.from_numpy(anchors.rows)], args.n, seed=7 + 1000 * seed)
         points, seconds = [], {}
         for variant, run in runs.items():
-            found, took = generator_points(variant, run, anchors, table, rule, judge, args)
+            found, took = generator_points(variant, run, anchors, table, rule, judge, args, seed)
             points += found
             seconds[variant] = took
         results[name] = {
@@ -285,38 +324,101 @@ def measure(workspace: Workspace, runs: dict, args) -> dict:
     return results
 
 
+FIGURES = ("acc", "acc_ratio", "iou", "l2", "l2_rel")
+
+
+def over_seeds(per_seed: list[dict]) -> dict:
+    """Each anchor set's figures over seeds: every point (same generator and setting in every seed) and noise level
+    with its means and "intervals"; the frontier wins and the goals as intervals over seeds."""
+    results = {}
+    for name, first in per_seed[0].items():
+        seeds = [r[name] for r in per_seed]
+        wins = intervals_over([r["wins"] for r in seeds])
+        results[name] = {
+            "anchors": statistics.fmean(r["anchors"] for r in seeds),
+            "anchor_acc": statistics.fmean(r["anchor_acc"] for r in seeds),
+            "noise": [_point_over_seeds([r["noise"][i] for r in seeds]) for i in range(len(first["noise"]))],
+            "points": [_point_over_seeds([r["points"][i] for r in seeds]) for i in range(len(first["points"]))],
+            "wins": means(wins),
+            "wins_intervals": wins,
+            "goals": goals_over_seeds([r["goals"] for r in seeds]),
+            "selection_seconds": first["selection_seconds"],
+        }
+    return results
+
+
+def _point_over_seeds(points: list[dict]) -> dict:
+    intervals = intervals_over([{k: p[k] for k in FIGURES} for p in points])
+    return {"generator": points[0]["generator"], "setting": points[0]["setting"], **means(intervals),
+            "intervals": intervals}  # fmt: skip
+
+
+def goals_over_seeds(per_seed: list[dict]) -> dict:
+    """The goals' figures as intervals over seeds (None where some seed has no point as novel as the reference),
+    and the best generated accuracy at the reference noise's novelty against that noise's accuracy."""
+    kept = {k: [g[k] for g in per_seed] for k in ("kept_as_novel", "kept_twice_as_far")}
+    best = [g["best_as_novel"] and g["best_as_novel"]["acc"] for g in per_seed]
+    reference = t_interval([g["noise_reference"]["acc"] for g in per_seed])
+    said = "no generated point as novel in every seed"
+    if all(b is not None for b in best):
+        said = verdict(t_interval(best), reference, "best generated as novel", f"noise {REFERENCE_SCALE}")
+    return {
+        **{k: t_interval(v) if all(x is not None for x in v) else None for k, v in kept.items()},
+        "noise_reference_acc": reference,
+        "best_vs_noise": said,
+        "goal_as_novel": 0.99,
+        "goal_twice_as_far": 0.95,
+    }
+
+
+def _pm(point: dict, key: str, digits: int = 3) -> str:
+    """A point's figure as "mean±half its 95% interval" ("mean" alone where one seed gives none)."""
+    interval = point.get("intervals", {}).get(key)
+    if isinstance(interval, dict):  # read back from a saved run
+        interval = Interval.from_json(interval, how="t")
+    if interval is None or not interval.known:
+        return f"{point[key]:.{digits}f}"
+    return f"{interval.estimate:.{digits}f}±{interval.half_width:.{digits}f}"
+
+
+def print_table(title: str, points: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'generator':<32}{'setting':>8}{'acc':>14}{'kept':>14}{'max-IoU':>14}{'min-L2':>14}{'L2/zoo':>12}")
+    for p in points:
+        cells = "".join(f"{_pm(p, k):>14}" for k in ("acc", "acc_ratio", "iou", "l2")) + f"{_pm(p, 'l2_rel', 2):>12}"
+        print(f"{p['generator']:<32}{p['setting']:>8}{cells}")
+
+
 def report(results: dict, reconstruction: dict, args) -> None:
+    print(f"over {len(args.seeds)} seeds ({','.join(map(str, args.seeds))}): mean ± half the 95% interval over seeds")
     print("autoencoder variants (held-out reconstructions):")
     for variant, figures in reconstruction.items():
-        print(f"  {variant:<10} accuracy kept {figures['recon_acc_ratio']:.3f}, probe R^2 (test acc) "
-              f"{figures['probe_test_acc']:.3f}, training {figures['train_s']} s")  # fmt: skip
+        print(f"  {variant:<10} accuracy kept {_text(figures.get('recon_acc_ratio'))}, probe R^2 (test acc) "
+              f"{_text(figures.get('probe_test_acc'))}, training {_text(figures.get('train_s'), 1)} s")  # fmt: skip
     for name, result in results.items():
-        print_table(f"{name}: {result['anchors']} anchors, mean test accuracy {result['anchor_acc']:.3f}",
+        print_table(f"{name}: {result['anchors']:.0f} anchors, mean test accuracy {result['anchor_acc']:.3f}",
                     result["noise"] + result["points"])  # fmt: skip
         best = sorted(result["wins"].items(), key=lambda kv: -kv[1])[:5]
-        print("frontier above the noise baseline at (of 5 levels):", ", ".join(f"{v} {w}" for v, w in best))
+        spread = result.get("wins_intervals", {})
+        print("frontier above the noise baseline at (of 5 levels):",
+              ", ".join(f"{v} {_text(spread.get(v, w), 1)}" for v, w in best))  # fmt: skip
         g = result["goals"]
-        print(f"kept at the noise baseline's novelty: {g['kept_as_novel']} (goal 0.99); at twice its min-L2: "
-              f"{g['kept_twice_as_far']} (goal 0.95); seconds per selection (kde, spread 1): "
-              f"{result['selection_seconds']}")  # fmt: skip
+        print(f"kept at the noise baseline's novelty: {_text(g['kept_as_novel'])} (goal 0.99); at twice its min-L2: "
+              f"{_text(g['kept_twice_as_far'])} (goal 0.95); {g['best_vs_noise']}; seconds per selection "
+              f"(kde, spread 1, first seed): {result['selection_seconds']}")  # fmt: skip
     if args.png:
         plot(results, args.png)
-    summary = {
-        "reconstruction": reconstruction,
-        **{
-            name: {
-                "anchors": r["anchors"],
-                "anchor_acc": r["anchor_acc"],
-                "noise": r["noise"],
-                "points": r["points"],
-                "wins": r["wins"],
-                "goals": r["goals"],
-                "selection_seconds": r["selection_seconds"],
-            }
-            for name, r in results.items()
-        },
-    }
-    print(json.dumps(summary))
+    summary = {"reconstruction": as_json(reconstruction), "seeds": list(args.seeds), "dataset": args.dataset}
+    print(json.dumps({**summary, **as_json(results)}))
+
+
+def _text(value, digits: int = 3) -> str:
+    """An Interval as "mean ± half [lo, hi]", a number as itself, None as "-"."""
+    if isinstance(value, Interval):
+        return format_interval(value, digits)
+    if isinstance(value, dict) and "mean" in value:  # read back from a saved run
+        return format_interval(Interval.from_json(value, how="t"), digits)
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -9,22 +9,27 @@ peak resident memory, on a GPU torch's peak allocation. A size that fails (out o
 hold no table as long as the sequence, so its memory should stay flat; the per-neuron AE's bottleneck maps all
 tokens at once and grows with the model.
 
-With --zoos (e.g. cnn,resnet,mixed) it also trains SANE on real zoos of digits models (cnn: cnn-small, where
+With --zoos (e.g. cnn,resnet,mixed) it also trains SANE on real zoos of --dataset's models (cnn: cnn-small, where
 the per-neuron AE trains beside it; resnet: the ResNet preset; mixed: cnn-small and the ResNet in one
 workspace), and reports held-out reconstruction, the property probes of the embedding (SANE: for each
 aggregation of token latents) beside the flat-weight (W) and weight-statistics (s(W)) baselines, and the
 generative table:
 mean test accuracy at fine-tuning epochs 0, 1 and 3 of sampled models (the default sampler around the anchors, top 30%,
-subsampled on validation accuracy) against random initialisation and the anchors.
+subsampled on validation accuracy) against random initialisation and the anchors. Each of --seeds makes its own
+zoo, autoencoders and samples; every figure is the mean over seeds with its Student-t 95% interval, and SANE is
+compared with the baselines (probes: W, s(W); generation: random init, anchors; accuracy kept: the per-neuron AE)
+as higher, lower, or no measurable difference (the intervals overlap).
 An epoch of SANE covers every window of every model once (about tokens / window steps per model), so it costs as
 many steps as many epochs of the per-neuron AE on a long sequence: --sane-epochs sets SANE's count apart. Warm-up
 takes a twelfth of the epochs (the default 5 of 60).
 Usage: python bench/sane.py [--device auto|cpu|cuda] [--sizes 10000,100000,1000000] [--timeout 600]
                             [--zoos cnn,resnet,mixed] [--models 48] [--zoo-epochs 10] [--ae-epochs 60]
-                            [--sane-epochs N (default: --ae-epochs)] [--workdir DIR]
+                            [--sane-epochs N (default: --ae-epochs)] [--dataset digits] [--seeds 3 | 0,4,7]
+                            [--workdir DIR]
 The last line of stdout is JSON: {"params": [...], "sane_peak_mb": [...], "neuron_ae_peak_mb": [...], and with
---zoos "zoos": {zoo: {"sane": {"recon_r2", "probe_r2", "probe_r2_by_aggregation", "curves", ...},
-"neuron_ae": {...} (cnn only)}}}; --sizes "" skips the memory part.
+--zoos "zoos": {zoo: {"sane": {"recon_r2", "probe_r2", "probe_r2_by_aggregation", "curves", ... (means over
+seeds), "intervals": {the same keys, each {"mean", "lo", "hi"}}}, "neuron_ae": {...} (cnn only)}}, "seeds",
+"dataset"}; --sizes "" skips the memory part.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +144,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--zoos", default="", help="also the probe and generative tables on: cnn,resnet,mixed")
+    parser.add_argument("--dataset", default="digits", help="those zoos' dataset (digits, shapes, a folder)")
+    parser.add_argument("--seeds", default="3", help="those zoos' seeds (zoo, autoencoder, sampler): N or a list")
     parser.add_argument("--models", type=int, default=48, help="models per architecture in those zoos")
     parser.add_argument("--zoo-epochs", type=int, default=10)
     parser.add_argument("--ae-epochs", type=int, default=60)
@@ -156,7 +164,13 @@ def main() -> None:
         return
     summary = memory_table(args, device) if args.sizes else {"device": device}
     if args.zoos:
-        summary["zoos"] = {name: zoo_table(name, args, device) for name in args.zoos.split(",")}
+        from core.parsing import seed_list
+        from core.stats import as_json
+
+        args.seeds = seed_list(args.seeds)
+        zoos = {name: zoo_table(name, args, device) for name in args.zoos.split(",")}
+        summary["zoos"] = as_json(zoos)
+        summary["seeds"], summary["dataset"] = list(args.seeds), args.dataset
     print(json.dumps(summary))
 
 
@@ -166,8 +180,9 @@ PROBED = ("test_acc", "epoch", "ggap")
 
 
 def zoo_table(name: str, args, device: str) -> dict:
-    """Generate a zoo (or reuse it in --workdir), train SANE on it (and, on a CNN zoo, the per-neuron AE beside
-    it), evaluate, sample; print and return the figures."""
+    """For each seed: generate a zoo (or reuse it in --workdir), train SANE on it (and, on a CNN zoo, the per-neuron
+    AE beside it), evaluate, sample; print the figures as means over seeds with their 95% intervals and return them
+    (means under the keys of one seed's figures, and "intervals")."""
     import tempfile
     import time
 
@@ -177,41 +192,93 @@ def zoo_table(name: str, args, device: str) -> dict:
     from core.zoo.generate import ZooConfig, generate_zoo
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="sane-bench-"))
-    workspace = Workspace(root / f"{name}-{args.models}-e{args.zoo_epochs}")
-    started = time.monotonic()
-    zoo_config = ZooConfig(
-        models=args.models,
-        epochs=args.zoo_epochs,
-        save_epochs=tuple(sorted({0, 1, args.zoo_epochs // 4, args.zoo_epochs // 2, args.zoo_epochs})),
-        arch=ZOO_ARCHS[name],
-    )
-    if not workspace.exists():
-        generate_zoo(workspace, zoo_config, device)
-    zoo_s = time.monotonic() - started
     kinds = {"sane": SANEConfig(), **({"neuron_ae": AEConfig()} if name == "cnn" else {})}
     epochs = {"sane": args.sane_epochs or args.ae_epochs, "neuron_ae": args.ae_epochs}
-    figures = {kind: _learn_and_generate(workspace, config, epochs[kind], device) for kind, config in kinds.items()}
-    print(f"\n{name} zoo ({workspace.root.name}, {', '.join(figures['sane']['architectures'])}): zoo {zoo_s:.0f} s")
-    for kind, f in figures.items():
-        recalibrated = f.get("recon_acc_ratio_recalibrated")
-        note = "" if recalibrated is None else f" ({recalibrated:.3f} with BatchNorm statistics re-estimated)"
-        print(
-            f"{kind}: trained {f['epochs']} epochs in {f['train_seconds']:.0f} s; "
-            f"held-out reconstruction R^2 {f['recon_r2']:.3f}, accuracy kept {f['recon_acc_ratio']:.3f}{note}"
+    per_seed: dict[str, list] = {kind: [] for kind in kinds}
+    zoo_s = 0.0
+    for seed in args.seeds:
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", args.dataset).strip("_")
+        workspace = Workspace(root / f"{name}-{slug}-{args.models}-e{args.zoo_epochs}-s{seed}")
+        started = time.monotonic()
+        zoo_config = ZooConfig(
+            dataset=args.dataset,
+            seed=seed,
+            models=args.models,
+            epochs=args.zoo_epochs,
+            save_epochs=tuple(sorted({0, 1, args.zoo_epochs // 4, args.zoo_epochs // 2, args.zoo_epochs})),
+            arch=ZOO_ARCHS[name],
         )
-    print(f"{'probe R^2':<28}" + "".join(f"{p:>10}" for p in PROBED))
+        if not workspace.exists():
+            generate_zoo(workspace, zoo_config, device)
+        zoo_s += time.monotonic() - started
+        for kind, config in kinds.items():
+            per_seed[kind].append(_learn_and_generate(workspace, config, epochs[kind], device, seed))
+    figures = {kind: _over_seeds(records) for kind, records in per_seed.items()}
+    _print_zoo(name, figures, args, zoo_s / len(args.seeds))
+    return {"zoo_seconds": round(zoo_s / len(args.seeds), 1), **figures}
+
+
+def _over_seeds(records: list[dict]) -> dict:
+    """One autoencoder's figures over seeds: means under their own keys, the 95% t-intervals under "intervals"
+    ({"mean", "lo", "hi"} each in the JSON), and what is not a number from the first seed."""
+    from core.stats import intervals_over, means
+
+    intervals = intervals_over(records)
+    words = {k: records[0][k] for k in ("architectures", "generated_architecture")}
+    return {**words, **means(intervals), "intervals": intervals}
+
+
+def _print_zoo(name: str, figures: dict, args, zoo_s: float) -> None:
+    from core.stats import format_interval, verdict
+
+    sane = figures["sane"]
+    seeds = ",".join(map(str, args.seeds))
+    print(f"\n{name} zoo of {args.dataset} ({', '.join(sane['architectures'])}), {len(args.seeds)} seeds ({seeds}): "
+          f"zoo {zoo_s:.0f} s per seed; mean ± half the 95% interval over seeds")  # fmt: skip
+    for kind, f in figures.items():
+        iv = f["intervals"]
+        recalibrated = iv.get("recon_acc_ratio_recalibrated")
+        note = (
+            "" if recalibrated is None else f" ({format_interval(recalibrated)} with BatchNorm statistics re-estimated)"
+        )
+        kept = iv.get("recon_acc_ratio")
+        print(
+            f"{kind}: trained {f['epochs']:.0f} epochs in {f['train_seconds']:.0f} s; held-out reconstruction R^2 "
+            f"{format_interval(iv['recon_r2'])}, accuracy kept {format_interval(kept) if kept else '-'}{note}"
+        )
+    if "neuron_ae" in figures and "recon_acc_ratio" in figures["neuron_ae"]["intervals"]:
+        kept = {kind: f["intervals"]["recon_acc_ratio"] for kind, f in figures.items()}
+        print(f"accuracy kept: {verdict(kept['sane'], kept['neuron_ae'], 'SANE', 'the per-neuron AE')}")
+    print(f"{'probe R^2':<28}" + "".join(f"{p:>16}" for p in PROBED))
     for label, scores in _probe_rows(figures):
-        print(f"{label:<28}" + "".join(f"{'-' if scores[p] is None else f'{scores[p]:.3f}':>10}" for p in PROBED))
+        print(f"{label:<28}" + "".join(f"{_pm(scores.get(p)):>16}" for p in PROBED))
+    probes = sane["intervals"]["probe_r2"]
+    for baseline in ("weights", "stats"):
+        if "test_acc" in probes["embedding"] and "test_acc" in probes[baseline]:
+            said = verdict(probes["embedding"]["test_acc"], probes[baseline]["test_acc"], "SANE embedding", baseline)
+            print(f"probe R^2 test_acc: {said}")
     for kind, f in figures.items():
         print(
             f"{kind}: generated from {f['generated_architecture']} anchors; mean test accuracy at epochs {CURVE_EPOCHS}"
         )
-        for group, curve in f["curves"].items():
-            print(f"  {group:<14}" + "".join(f"{a:>10.3f}" for a in curve))
-    return {"zoo_seconds": round(zoo_s, 1), **figures}
+        curves = f["intervals"]["curves"]
+        for group, curve in curves.items():
+            print(f"  {group:<14}" + "".join(f"{_pm(a):>16}" for a in curve))
+        for i, epoch in enumerate(CURVE_EPOCHS):
+            others = [
+                verdict(curves["generated"][i], c[i], "generated", g) for g, c in curves.items() if g != "generated"
+            ]
+            print(f"  epoch {epoch}: " + "; ".join(others))
 
 
-def _learn_and_generate(workspace, ae_config, epochs: int, device: str) -> dict:
+def _pm(interval) -> str:
+    """ "0.912±0.004" (half the 95% interval), "0.912" where one seed gives none, "-" where there is no figure."""
+    if interval is None:
+        return "-"
+    return f"{interval.estimate:.3f}" if not interval.known else f"{interval.estimate:.3f}±{interval.half_width:.3f}"
+
+
+def _learn_and_generate(workspace, ae_config, epochs: int, device: str, seed: int) -> dict:
     import time
 
     from core.gen.config import SampleConfig
@@ -220,11 +287,11 @@ def _learn_and_generate(workspace, ae_config, epochs: int, device: str) -> dict:
     from core.rep.loop import TrainConfig
 
     started = time.monotonic()
-    train = TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=max(1, epochs // 12))
+    train = TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=max(1, epochs // 12), seed=seed)
     run = train_and_map(workspace, ae_config, train, device=device)
     train_s = time.monotonic() - started
     result = evaluate_run(workspace, run.name, device)
-    sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False)
+    sample = SampleConfig(n=16, finetune_epochs=max(CURVE_EPOCHS), selection="subsample", baselines=False, seed=seed)
     generated = generate(workspace, sample, run.name, device).to_json()
     return {
         "architectures": result["architectures"],
@@ -242,13 +309,14 @@ def _learn_and_generate(workspace, ae_config, epochs: int, device: str) -> dict:
 
 
 def _probe_rows(figures: dict):
-    """(label, {property: R^2}): each run's embedding (SANE: per aggregation of token latents), then the
+    """(label, {property: interval}): each run's embedding (SANE: per aggregation of token latents), then the
     weight baselines once (they do not depend on the run)."""
     for kind, f in figures.items():
-        yield f"{kind} embedding", f["probe_r2"]["embedding"]
-        for how, scores in (f["probe_r2_by_aggregation"] or {}).items():
+        iv = f["intervals"]
+        yield f"{kind} embedding", iv["probe_r2"]["embedding"]
+        for how, scores in (iv.get("probe_r2_by_aggregation") or {}).items():
             yield f"  {kind}, {how} of tokens", scores
-    baselines = figures["sane"]["probe_r2"]
+    baselines = figures["sane"]["intervals"]["probe_r2"]
     yield "flat weights W", baselines["weights"]
     yield "weight statistics s(W)", baselines["stats"]
 

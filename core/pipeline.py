@@ -25,6 +25,7 @@ from core.gen.baselines import noise_frontier, reference_groups, simple_baseline
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
+from core.gen.intervals import accuracy_intervals, novelty_intervals
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
 from core.gen.path import path_ends, require_ends
 from core.rep.autoencoder import AEConfig
@@ -152,7 +153,7 @@ def generate(
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
-        extra=_extra(frontier, started, curves, new_head, anchors, config),
+        extra=_extra(frontier, started, curves, new_head, anchors, config, (per_model, figures)),
         **stamp,
     )
     samples.write(
@@ -181,16 +182,26 @@ def _draw(workspace, run: AERun, prepared, anchors: Anchors, config: SampleConfi
 
 
 def _extra(
-    frontier: list[dict], started: float, curves: pl.DataFrame, new_head: bool, anchors: Anchors, config: SampleConfig
+    frontier: list[dict],
+    started: float,
+    curves: pl.DataFrame,
+    new_head: bool,
+    anchors: Anchors,
+    config: SampleConfig,
+    per_model_figures: tuple[dict, dict],
 ) -> dict:
     """A run's further figures: the noise frontier, its duration up to the write (the comparison view shows it),
-    the transfer summary, and what was wrong with the anchors for sampling around them (the page warns before a
-    run; the CLI prints these after it). Decoding a point (spread 0, or a point of a latent path) samples no
-    density, so nothing is wrong with one or two anchors there."""
+    the transfer summary, what was wrong with the anchors for sampling around them (the page warns before a
+    run; the CLI prints these after it), and the intervals over models of each group's accuracy and novelty
+    (core/gen/intervals.py; the bootstrap seeded by the run's seed). Decoding a point (spread 0, or a point of a
+    latent path) samples no density, so nothing is wrong with one or two anchors there."""
     seconds = round(time.monotonic() - started, 2)
     decoding = config.spread == 0 or config.path_t is not None
     warnings = [] if decoding else anchor_warnings(anchors)
     figures = {"noise_frontier": frontier, "seconds": seconds, "anchor_warnings": warnings}
+    per_model, novelty_figures = per_model_figures
+    figures["intervals"] = accuracy_intervals(per_model, config.seed)
+    figures["novelty_intervals"] = novelty_intervals(novelty_figures, config.seed)
     return {**figures, **transfer_summary(curves, new_head)}
 
 

@@ -10,11 +10,13 @@ from plotly.colors import qualitative
 
 from core.store.runs import SamplesRun
 from ui.figures import GROUP_STYLE, curves_layout, novelty_layout
+from ui.intervals import accuracy_range
 
 
 def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
-    """One row per run: sampler and settings, generated models' mean accuracy as generated and after fine-tuning,
-    the median novelty figures, and how long the run took (None for runs made before it was recorded)."""
+    """One row per run: sampler and settings, generated models' mean accuracy as generated and after fine-tuning
+    with their 95% intervals over models, the median novelty figures, and how long the run took (None for runs
+    made before intervals or durations were recorded)."""
     return pl.DataFrame(
         [
             {
@@ -25,8 +27,10 @@ def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
                 "models": run.n,
                 "anchors": run.anchors["count"],
                 "acc as generated": run.curves["generated"][0],
+                "95% interval as generated": accuracy_range(run, "generated", 0),
                 "fine-tuning epochs": len(run.curves["generated"]) - 1,  # runs may differ: one column each
                 "acc after fine-tuning": run.curves["generated"][-1],
+                "95% interval after fine-tuning": accuracy_range(run, "generated", -1),
                 "max IoU (median)": run.novelty["max_iou_median"],
                 "min L2 (median)": run.novelty["min_l2_median"],
                 "seconds": run.extra.get("seconds"),

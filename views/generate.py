@@ -17,6 +17,7 @@ from core.zoo.model_zoo import combined_table
 from ui import keys, session
 from ui.compare import comparison_curves, comparison_novelty, comparison_table
 from ui.figures import GROUP_STYLE, curves_figure, end_label, novelty_figure
+from ui.intervals import accuracy_note, intervals_caption, novelty_note
 from ui.jobs import Job, format_seconds
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation, watch
 
@@ -112,18 +113,30 @@ def show_result(result: SamplesRun) -> None:
     last = {g: v[-1] for g, v in result.curves.items()}
     cols = st.columns(4)
     for col, (group, name) in zip(cols, SHORT_NAMES.items(), strict=False):
+        epochs = len(result.curves[group]) - 1
+        notes = [f"as is: {n}" for n in [accuracy_note(result, group, 0)] if n]
+        notes += [f"after {epochs} epochs: {n}" for n in [accuracy_note(result, group, -1)] if n and epochs]
         col.metric(
             f"{name}, as is",
             f"{first[group]:.1%}",
-            delta=f"{100 * (last[group] - first[group]):+.1f} points after {len(result.curves[group]) - 1} epochs",
-            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points",
+            delta=f"{100 * (last[group] - first[group]):+.1f} points after {epochs} epochs",
+            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points"
+            + "".join(f"; {n}" for n in notes),
         )
+        if notes:
+            col.caption(notes[0])
+    iou_note = novelty_note(result)
     cols[3].metric(
         "Error overlap with the zoo",
         f"{result.novelty['max_iou_median']:.2f}",
         help="median over generated models of the largest IoU of their misclassified test images with any zoo "
-        f"model's; among zoo models: {result.novelty['zoo_max_iou_median']:.2f}; 1 = a copy",
+        f"model's; among zoo models: {result.novelty['zoo_max_iou_median']:.2f}; 1 = a copy"
+        + (f"; {iou_note} (bootstrap over models)" if iou_note else ""),
     )
+    if iou_note:
+        cols[3].caption(iou_note)
+    if caption := intervals_caption(result):
+        st.caption(caption)
     left, right = st.columns(2)
     with left:
         st.markdown("**Fine-tuning curves** (band: ±1 std over models)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.stats import Interval, format_interval, verdict
+
 
 def printable(text: str) -> str:
     """`text` on one line with every control or invisible character escaped: messages quote file names and
@@ -75,12 +77,40 @@ def describe_samples(result: dict) -> list[str]:
     if frontier:
         points = ", ".join(f"{p['scale']:g}: {p['acc_mean']:.3f} at {p['max_iou_median']:.2f}" for p in frontier)
         lines.append(f"anchor + noise (scale x layer std: accuracy at error-IoU): {points}")
+    lines += interval_lines(result.get("intervals") or {})
     nov = result["novelty"]
+    ranges = (result.get("novelty_intervals") or {}).get("generated", {})
+    l2, iou = (_bracket(ranges.get(k)) for k in ("min_l2", "max_iou"))
     lines.append(
-        f"novelty: median min L2 to the zoo {nov['min_l2_median']:.3f} (zoo to itself {nov['zoo_min_l2_median']:.3f}); "
-        f"median max error-IoU {nov['max_iou_median']:.3f} (zoo {nov['zoo_max_iou_median']:.3f})"
+        f"novelty: median min L2 to the zoo {nov['min_l2_median']:.3f}{l2} (zoo to itself "
+        f"{nov['zoo_min_l2_median']:.3f}); median max error-IoU {nov['max_iou_median']:.3f}{iou} "
+        f"(zoo {nov['zoo_max_iou_median']:.3f})"
     )
     return lines
+
+
+def interval_lines(intervals: dict) -> list[str]:
+    """Each group's mean accuracy as generated and after fine-tuning with its 95% bootstrap interval over models,
+    and how the generated models compare with each other group (runs from before intervals: nothing)."""
+    if not intervals:
+        return []
+    last = len(next(iter(intervals.values()))) - 1
+    epochs = [0, last] if last else [0]
+    when = {0: "as generated", **({last: f"after {last} epochs"} if last else {})}
+    lines = [f"mean test accuracy ± half its 95% bootstrap interval over models [ends], {' and '.join(when.values())}:"]
+    for group, rows in intervals.items():
+        cells = "   ".join(format_interval(Interval.from_json(rows[e])) for e in epochs)
+        lines.append(f"  {group:<13}{cells}   (std {rows[last]['std']:.3f} over {rows[last]['n']} models)")
+    if "generated" in intervals:
+        for e in epochs:
+            mine = Interval.from_json(intervals["generated"][e])
+            others = {g: Interval.from_json(rows[e]) for g, rows in intervals.items() if g != "generated"}
+            lines.append(f"  {when[e]}: " + "; ".join(verdict(mine, o, "generated", g) for g, o in others.items()))
+    return lines
+
+
+def _bracket(entry: dict | None) -> str:
+    return "" if not entry else f" [{entry['lo']:.3f}, {entry['hi']:.3f}]"
 
 
 def describe_export(result: dict) -> list[str]:

@@ -205,7 +205,9 @@ class SamplesRun:
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     zoo_id: str | None = None  # the stamp of the zoo it was made from (core/store/workspace.py)
     zoo_created: str | None = None
-    extra: dict = field(default_factory=dict)  # any further figures a generation reports
+    # Any further figures a generation reports, among them (checked as read, absent in runs from before them)
+    # "intervals" and "novelty_intervals" (core/gen/intervals.py; read them with `interval_rows`).
+    extra: dict = field(default_factory=dict)
 
     weights_path = property(lambda self: self.folder / "weights.safetensors")
     samples_path = property(lambda self: self.folder / "samples.parquet")
@@ -220,6 +222,15 @@ class SamplesRun:
     @property
     def transfer(self) -> bool:
         return self.dataset != self.source_dataset
+
+    def interval_rows(self) -> dict[str, list[dict]]:
+        """{group: one row per fine-tuning epoch: "epoch", "n", "mean", "lo", "hi", "std", "min", "max"}: each
+        group's mean accuracy over its models with a bootstrap 95% interval; {} for a run from before them."""
+        return self.extra.get("intervals", {})
+
+    def novelty_interval(self, group: str = "generated", figure: str = "max_iou") -> dict | None:
+        """{"median", "lo", "hi"} of a group's novelty figure ("max_iou" or "min_l2"); None before them."""
+        return self.extra.get("novelty_intervals", {}).get(group, {}).get(figure)
 
     def to_json(self) -> dict:
         """The record as `result.json` holds it and `sample --json` prints it (name as `samples_run`)."""
@@ -316,6 +327,9 @@ _RECORD_TYPES = {
     **dict.fromkeys(("anchors", "curves", "novelty", "novelty_baselines", "selection", "config"), dict),
     "n": int,
 }
+_OPTIONAL_DICT = ("intervals", "novelty_intervals")
+INTERVAL_ROW = ("mean", "lo", "hi", "std", "min", "max")
+NOVELTY_INTERVAL = ("median", "lo", "hi")
 _OPTIONAL_STR = ("source_dataset", "fallback", "zoo_id", "zoo_created")
 NOVELTY_MEDIANS = ("min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median")
 
@@ -328,6 +342,8 @@ def _check_record(data: dict, path: Path) -> None:
     """Types of a samples run's record, down to what the readers (export, the app, the CLI) index."""
     wrong = [k for k, t in _RECORD_TYPES.items() if not isinstance(data[k], t) or isinstance(data[k], bool)]
     wrong += [k for k in _OPTIONAL_STR if data.get(k) is not None and not isinstance(data[k], str)]
+    wrong += [k for k in _OPTIONAL_DICT if not isinstance(data.get(k, {}), dict)]
+    wrong += _check_intervals(data)
     anchors, curves, novelty = data["anchors"], data["curves"], data["novelty"]
     if isinstance(anchors, dict) and not (isinstance(anchors.get("rule"), str) and _is_number(anchors.get("count"))):
         wrong.append("anchors (rule, count)")
@@ -347,3 +363,36 @@ def _check_record(data: dict, path: Path) -> None:
         wrong.append("selection (history of rounds)")
     if wrong:
         raise ZooError(f"{path}: malformed fields: {', '.join(wrong)}")
+
+
+def _check_intervals(data: dict) -> list[str]:
+    """What is wrong with a record's intervals, if it has them: each group's rows are the epochs of its curve in
+    order, each with numbers, lo <= hi; each novelty entry a median with numbers lo <= hi."""
+    wrong = []
+    intervals, curves = data.get("intervals", {}), data["curves"]
+    if isinstance(intervals, dict) and isinstance(curves, dict):
+        for group, rows in intervals.items():
+            length = len(curves[group]) if isinstance(curves.get(group), list) else None
+            if not (isinstance(rows, list) and len(rows) == length and all(_row_ok(r, e) for e, r in enumerate(rows))):
+                wrong.append(f"intervals ({group}: one row per epoch of its curve, n, {', '.join(INTERVAL_ROW)})")
+    novelty = data.get("novelty_intervals", {})
+    if isinstance(novelty, dict):
+        for group, entry in novelty.items():
+            if not (isinstance(entry, dict) and all(_interval_ok(v, NOVELTY_INTERVAL) for v in entry.values())):
+                wrong.append(f"novelty_intervals ({group}: {', '.join(NOVELTY_INTERVAL)} per figure)")
+    return wrong
+
+
+def _row_ok(row, epoch: int) -> bool:
+    """A row of one epoch: its epoch, a count of models, and the interval's numbers."""
+    if not (isinstance(row, dict) and _is_int(row.get("n")) and _is_int(row.get("epoch"))):
+        return False
+    return row["epoch"] == epoch and _interval_ok(row, INTERVAL_ROW)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _interval_ok(entry, keys: tuple[str, ...]) -> bool:
+    return isinstance(entry, dict) and all(_is_number(entry.get(k)) for k in keys) and entry["lo"] <= entry["hi"]

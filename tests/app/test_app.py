@@ -310,8 +310,20 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert all(" points after 1 epochs" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
     assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
     assert "mean validation accuracy out of draws" in " ".join(texts(at.caption))  # subsampling scores on data
+    # each metric with its 95% interval over the models, and what the intervals measure
+    captions = " ".join(texts(at.caption))
+    assert "as is: 95% interval " in captions and " over 4 models" in captions
+    assert "95% interval" in at.metric[0].proto.help and "95% interval" in at.metric[3].proto.help
+    assert "95% bootstrap intervals over models" in captions and "Generated models as generated: " in captions
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
+    # a run made before intervals were recorded: the figures alone, and no error
+    record = json.loads(results[0].read_text())
+    del record["intervals"], record["novelty_intervals"]
+    results[0].write_text(json.dumps(record))
+    at.run()
+    assert not at.exception and not at.error and "Results" in texts(at.header)
+    assert "95% interval" not in " ".join(texts(at.caption)) and "95% interval" not in at.metric[0].proto.help
 
 
 def test_generate_page_warns_about_degenerate_anchors_before_generating(app_root):

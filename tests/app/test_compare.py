@@ -7,7 +7,7 @@ import polars as pl
 from ui.compare import comparison_curves, comparison_novelty, comparison_table
 
 
-def fake_run(name: str, method: str, curve: list[float], seconds: float | None) -> SimpleNamespace:
+def fake_run(name: str, method: str, curve: list[float], seconds: float | None, rows=None) -> SimpleNamespace:
     samples = pl.DataFrame({"max_iou": [0.4, 0.6], "acc_epoch0": [curve[0] - 0.01, curve[0] + 0.01]})
     return SimpleNamespace(
         name=name,
@@ -20,12 +20,20 @@ def fake_run(name: str, method: str, curve: list[float], seconds: float | None) 
         novelty={"max_iou_median": 0.5, "min_l2_median": 3.0},
         extra={} if seconds is None else {"seconds": seconds},
         samples_table=lambda: samples,
+        interval_rows=lambda: {"generated": rows} if rows else {},
     )
 
 
 def test_runs_compare_in_one_table_one_curve_chart_and_one_novelty_plane():
-    runs = [fake_run("kde-1", "kde", [0.6, 0.8, 0.9], 4.2), fake_run("gauss-2", "gauss", [0.3, 0.7, 0.85], None)]
+    rows = [{"lo": 0.55, "hi": 0.65}, {"lo": 0.7, "hi": 0.9}, {"lo": 0.88, "hi": 0.92}]
+    runs = [
+        fake_run("kde-1", "kde", [0.6, 0.8, 0.9], 4.2, rows),
+        fake_run("gauss-2", "gauss", [0.3, 0.7, 0.85], None),
+    ]
     table = comparison_table(runs)
+    # runs made before intervals were recorded have none
+    assert table["95% interval as generated"].to_list() == ["0.550–0.650", None]
+    assert table["95% interval after fine-tuning"].to_list() == ["0.880–0.920", None]
     assert table["run"].to_list() == ["kde-1", "gauss-2"]
     assert table["acc as generated"].to_list() == [0.6, 0.3] and table["acc after fine-tuning"].to_list() == [0.9, 0.85]
     assert table["fine-tuning epochs"].to_list() == [2, 2]

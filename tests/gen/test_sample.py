@@ -1,5 +1,6 @@
 """Samplers, anchors, fine-tuning against baselines, novelty, and the `sample` command."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -203,8 +204,20 @@ def test_sample_command_writes_a_run_and_the_contract_json(tiny_ae_workspace, tm
     assert [p["scale"] for p in frontier] == [0.025, 0.05, 0.1, 0.2, 0.4]
     distances = [p["min_l2_median"] for p in frontier]
     assert distances == sorted(distances) and all(0 <= p["acc_mean"] <= 1 for p in frontier)
-    again = run_cli(*argv)  # the same seed gives the same samples
+    intervals = result["intervals"]  # over the models of each group, per epoch (core/gen/intervals.py)
+    assert set(intervals) == set(result["curves"])
+    for group, rows in intervals.items():
+        assert [r["epoch"] for r in rows] == [0, 1]
+        for row, mean in zip(rows, result["curves"][group], strict=True):
+            assert row["mean"] == pytest.approx(mean, abs=1e-6) and row["min"] <= row["lo"] <= row["hi"] <= row["max"]
+    assert intervals["generated"][0]["n"] == 4
+    novelty_ranges = result["novelty_intervals"]
+    assert set(novelty_ranges) == set(result["curves"]) - {"random_init"}
+    iou = novelty_ranges["generated"]["max_iou"]
+    assert iou["median"] == pytest.approx(result["novelty"]["max_iou_median"]) and iou["lo"] <= iou["hi"]
+    again = run_cli(*argv)  # the same seed gives the same samples, and the same intervals
     assert again.code == 0 and again.json["curves"] == result["curves"]
+    assert again.json["intervals"] == intervals and again.json["novelty_intervals"] == novelty_ranges
 
 
 def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_cli):
@@ -218,6 +231,8 @@ def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_
     assert any("only 1 anchor(s)" in w for w in result["anchor_warnings"])  # the page warns before; the CLI after
     text = run_cli(*[a for a in base if a != "--json"], "--anchors", "ids:1")
     assert text.code == 0 and "warning: only 1 anchor(s): too few" in text.out
+    assert "95% bootstrap interval over models" in text.out and re.search(r"random_init +\d\.\d{3} ± ", text.out)
+    assert re.search(r"after 1 epochs: generated (vs random_init: no measurable difference|higher|lower)", text.out)
     decoded = run_cli(*base, "--anchors", "ids:1", "--spread", 0)  # decoding one point samples no density
     assert decoded.code == 0 and decoded.json["anchor_warnings"] == []
     unknown = run_cli(*base, "--anchors", "ids:12345")

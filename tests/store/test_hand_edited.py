@@ -164,12 +164,20 @@ def test_a_checkpoint_without_test_accuracy_is_skipped_and_named(workspace, run_
     assert result.code == 0 and result.json["skipped"] == ["checkpoint 2 (model 0, epoch 3): no test accuracy"]
 
 
+_ROW = {"epoch": 0, "n": 2, "mean": 0.5, "lo": 0.4, "hi": 0.6, "std": 0.1, "min": 0.4, "max": 0.6}
 SAMPLES_CASES = {
     "anchors-text": (lambda d: d.update(anchors="x"), "malformed fields: anchors"),
     "config-text": (lambda d: d.update(config="x"), "malformed fields: config"),
     "n-true": (lambda d: d.update(n=True), "malformed fields: n"),
     "curves-of-text": (lambda d: d.update(curves={"generated": ["a"]}), "curves"),
     "novelty-missing": (lambda d: d.update(novelty={}), "novelty"),
+    "intervals-text": (lambda d: d.update(intervals="x"), "intervals"),
+    "intervals-short": (lambda d: d.update(intervals={"generated": []}), r"intervals \(generated"),
+    "intervals-no-group": (lambda d: d.update(intervals={"other": [_ROW]}), r"intervals \(other"),
+    "intervals-bad-epoch": (lambda d: d.update(intervals={"generated": [{**_ROW, "epoch": 1}]}), "intervals"),
+    "intervals-reversed": (lambda d: d.update(intervals={"generated": [{**_ROW, "lo": 0.9}]}), "intervals"),
+    "intervals-no-n": (lambda d: d.update(intervals={"generated": [{**_ROW, "n": "2"}]}), "intervals"),
+    "novelty-intervals-text": (lambda d: d.update(novelty_intervals={"generated": {"max_iou": 1}}), "novelty_int"),
 }
 
 
@@ -178,6 +186,18 @@ def test_a_hand_edited_samples_record_names_its_file(workspace, edit, message):
     _json_edit("samples/s/result.json", edit)(workspace)
     with pytest.raises(ZooError, match=f"result.json: .*{message}"):
         SamplesRun.load(workspace, "s")
+
+
+def test_a_record_with_well_formed_intervals_loads_and_one_from_before_them_has_none(workspace):
+    old = SamplesRun.load(workspace, "s")  # the fixture's record is of the old kind
+    assert old.interval_rows() == {} and old.novelty_interval() is None
+    novelty = {"generated": {"max_iou": {"median": 0.5, "lo": 0.4, "hi": 0.6}}}
+    _json_edit("samples/s/result.json", lambda d: d.update(intervals={"generated": [_ROW]}, novelty_intervals=novelty))(
+        workspace
+    )
+    run = SamplesRun.load(workspace, "s")
+    assert run.interval_rows() == {"generated": [_ROW]} and run.novelty_interval() == novelty["generated"]["max_iou"]
+    assert run.to_json()["intervals"] == {"generated": [_ROW]}
 
 
 def test_samples_tables_and_weights_are_checked_as_they_are_read(workspace):

@@ -86,10 +86,14 @@ class HyperRepresentationAE(nn.Module):
             layer.weight.zero_()
             layer.bias.zero_()
 
+    def token_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, tokens, width] (standardised) -> [B, tokens, d_model]: the encoder's normalised output per neuron,
+        before it is compressed into the latent."""
+        return self.encoder_norm(self.encoder(self.embed(tokens) + self.encoder_position))
+
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, tokens, width] (standardised) -> [B, latent]."""
-        h = self.encoder(self.embed(tokens) + self.encoder_position)
-        return self.to_latent(self.encoder_norm(h).flatten(1)) + self.linear_encoder(tokens.flatten(1))
+        return self.to_latent(self.token_states(tokens).flatten(1)) + self.linear_encoder(tokens.flatten(1))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """[B, latent] -> [B, tokens, width] (standardised)."""

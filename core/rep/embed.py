@@ -82,8 +82,6 @@ def set_aggregation(workspace: Workspace, run: AERun, zoos: list[Zoo], aggregati
     recomputed, its config remembers the choice, and its stored evaluation is dropped (the embedding probes
     change)."""
     choices = run.method.aggregations
-    if len(choices) < 2:
-        raise UserError(f"{run.folder}: a {run.kind} run has one latent per model; only SANE runs aggregate tokens")
     if aggregation not in choices:
         raise UserError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(choices)}")
     with workspace.lock():

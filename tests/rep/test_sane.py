@@ -13,7 +13,7 @@ from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.pipeline import generate, train_and_map
 from core.rep.autoencoder import AEConfig
-from core.rep.embed import embedding_matrix
+from core.rep.embed import embedding_matrix, load_embeddings
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
 from core.rep.methods.sane import sane_layout
@@ -257,6 +257,17 @@ def test_a_run_that_recorded_no_aggregation_reads_as_mapped_then_with_the_mean(s
     assert load_run(workspace).aggregation == "mean"
 
 
-def test_only_sane_runs_can_be_remapped(tiny_ae_workspace, run_cli):
-    result = run_cli("ae", "embed", "--workspace", tiny_ae_workspace.root, "--aggregation", "max")
-    assert result.code == 2 and "only SANE runs aggregate tokens" in result.err
+def test_a_per_neuron_run_is_remapped_with_its_pooled_encoder_states(tiny_ae_workspace, tmp_path, run_cli):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    refused = run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "max")
+    assert refused.code == 2 and "unknown aggregation 'max'; choose one of latent, depthstd, meanstd" in refused.err
+    before = run_cli("ae", "eval", "--workspace", workspace.root, "--json").json
+    assert set(before["probe_r2_by_aggregation"]) == {"latent", "depthstd", "meanstd"}
+    assert before["probe_r2"]["embedding"] == pytest.approx(before["probe_r2_by_aggregation"]["latent"], abs=1e-6)
+    assert run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "depthstd").code == 0
+    run = load_run(workspace)
+    assert run.aggregation == "depthstd"
+    width = 2 * DEPTH_PARTS * run.ae_config.d_model  # mean and std of the states in each part of the depth
+    assert embedding_matrix(load_embeddings(run.files)).shape[1] == width
+    after = run_cli("ae", "eval", "--workspace", workspace.root, "--json").json
+    assert after["probe_r2"]["embedding"] == pytest.approx(after["probe_r2_by_aggregation"]["depthstd"], abs=1e-6)

@@ -1,0 +1,286 @@
+"""The papers' MNIST experiments end to end with our engine, over seeds, with 95% intervals.
+
+For each seed s (the zoo's, the autoencoder's and the sampler's seed at once), on MNIST CNN-s zoos:
+  1. a zoo of CNN-s models (the public model zoos' MNIST architecture, 2,464 parameters), trained with the engine;
+  2. the hyper-representation with the defaults, and its probes of test accuracy, epoch and generalisation gap
+     from the embedding, the flat (aligned) weights W and the weight statistics s(W) (R^2 and Kendall's tau);
+  3. generation around the best 30% at several spreads (no fine-tuning): accuracy against the *source* anchors of
+     the kept models, median max error-IoU with the zoo, and the noise baseline (anchor + noise) at its scales,
+     with the generator's own selection, so that the two frontiers are compared like for like;
+  4. transfer to another MNIST task (B_T: random init; B_F: the anchors fine-tuned) after 0, 1 and 5 epochs;
+  5. the 2022 paper's ablation: the weight-space (structure) loss alone, with and without layer-wise loss
+     normalisation, judged by the accuracy of generated models as generated.
+Every figure is printed as mean ± 95% t-interval over the seeds; where two compared figures' intervals overlap
+the bench says "no measurable difference". A PNG shows the frontiers and the probe table.
+
+Scales: quick (a subset; the issue's budget is 15 minutes on 2 CPU cores), cpu (hours), gpu (the public zoo's size:
+about 1,000 models x 50 epochs on all 60,000 images; for a lent GPU).
+Usage: python bench/paper.py --scale quick [--dataset ../shared/data/mnist] [--seeds 0,1,2] [--workdir DIR]
+       [--png assets/paper.png] [--device auto]
+The last line of stdout is JSON: scale, seeds, probe_test_acc {embedding, weights, stats}, generated_ratio,
+generated_iou, noise_iou, frontier_margin (each {"mean", "lo", "hi"}) and the rest of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.runtime import sleep_while_waiting  # noqa: E402
+
+sleep_while_waiting()  # before torch loads: the machine may be busy
+
+from core.gen.config import SampleConfig  # noqa: E402
+from core.pipeline import generate, train_and_map  # noqa: E402
+from core.rep.autoencoder import AEConfig  # noqa: E402
+from core.rep.evaluate import evaluate_run  # noqa: E402
+from core.rep.loop import TrainConfig  # noqa: E402
+from core.runtime import resolve_device, tune_cpu_allocator  # noqa: E402
+from core.stats import as_json, format_interval, t_interval, verdict  # noqa: E402
+from core.store.workspace import Workspace  # noqa: E402
+from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
+
+MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+SPREADS = (0.5, 1.0, 1.5, 2.5)  # the generator's novelty levels (the default spread is among them)
+TRANSFER_TASK = "rotate=90"  # MNIST turned by 90 degrees: the zoo's classes, so the output layer is kept
+TRANSFER_EPOCHS = (0, 1, 5)
+
+
+@dataclass(frozen=True)
+class Scale:
+    models: int
+    k: int | None  # training images per class (None: all 60,000)
+    epochs: int
+    ae_epochs: int
+    n: int  # models generated per group
+    transfer_k: int  # labelled target images per class
+
+
+SCALES = {
+    "quick": Scale(models=64, k=50, epochs=6, ae_epochs=30, n=16, transfer_k=10),
+    "cpu": Scale(models=256, k=500, epochs=15, ae_epochs=60, n=32, transfer_k=10),
+    "gpu": Scale(models=1000, k=None, epochs=50, ae_epochs=60, n=32, transfer_k=10),
+}
+
+
+def zoo_config(scale: Scale, dataset: str, seed: int) -> ZooConfig:
+    """A CNN-s zoo varied as the public model zoos vary theirs (seeds, and the learning rate, weight decay and
+    dropout drawn per model), with one activation, so that the anchors of a region share it."""
+    name = dataset if scale.k is None else f"{dataset}:k={scale.k}"
+    epochs = scale.epochs
+    save = sorted({0, 1, epochs // 4, epochs // 2, epochs} if epochs <= 15 else set(range(0, epochs + 1, 5)) | {1})
+    return ZooConfig(
+        dataset=name,
+        arch="cnn-s",
+        models=scale.models,
+        epochs=epochs,
+        save_epochs=tuple(save),
+        seed=seed,
+        lrs=(1e-3, 3e-3),
+        weight_decays=(0.0, 1e-4),
+        dropouts=(0.0, 0.1),
+    )
+
+
+def replicate(scale: Scale, dataset: str, seed: int, root: Path, device: str) -> dict:
+    """Every figure of one seed (zoo, autoencoder and sampler seed s)."""
+    workspace = Workspace(root / f"zoo-{seed}")
+    if not workspace.exists():
+        generate_zoo(workspace, zoo_config(scale, dataset, seed), device)
+    train = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed)
+    run = train_and_map(workspace, AEConfig(), train, run="default", device=device)
+    figures = {"probes": _probes(evaluate_run(workspace, run.name, device))}
+    figures["frontier"] = _frontier(workspace, run.name, scale, seed, device)
+    target = f"{dataset}:{TRANSFER_TASK}:k={scale.transfer_k}"
+    figures["transfer"] = _transfer(workspace, run.name, scale, seed, target, device)
+    figures["ablation"] = _ablation(workspace, scale, train, seed, device)
+    return figures
+
+
+def _probes(result: dict) -> dict:
+    return {m: result[f"probe_{m}"] for m in ("r2", "tau")}
+
+
+def _sample(workspace: Workspace, run: str, config: SampleConfig, device: str) -> dict:
+    return generate(workspace, config, run, device).to_json()
+
+
+def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: str) -> dict:
+    """The generator at each spread and the noise baseline at its scales, as generated, with the same selection;
+    accuracy relative to the source anchors (the anchors the kept models were drawn around)."""
+    points, noise, at_default = [], [], None
+    for spread in SPREADS:
+        config = SampleConfig(n=scale.n, spread=spread, finetune_epochs=0, seed=seed)
+        result = _sample(workspace, run, config, device)
+        source = result["curves"].get("source_anchors", result["curves"]["anchors"])[0]
+        point = {
+            "spread": spread,
+            "acc": result["curves"]["generated"][0],
+            "ratio": result["curves"]["generated"][0] / source,
+            "iou": result["novelty"]["max_iou_median"],
+        }
+        points.append(point)
+        if spread == SampleConfig().spread:
+            at_default = point | {"noise_iou": result["novelty_baselines"]["noise"]["max_iou_median"]}
+            noise = [{"acc": p["acc_mean"], "iou": p["max_iou_median"]} for p in result["noise_frontier"]]
+    margins = [p["acc"] - _noise_accuracy_at(noise, p["iou"]) for p in points]
+    return {"points": points, "noise": noise, "default": at_default, "margin": float(np.nanmin(margins))}
+
+
+def _noise_accuracy_at(noise: list[dict], iou: float) -> float:
+    """The noise frontier's accuracy at a novelty level: its upper envelope, linearly interpolated between its
+    points by IoU (NaN outside the IoU range it covers: no like-for-like comparison there)."""
+    points = sorted((p["iou"], p["acc"]) for p in noise)
+    ious, accs = np.array([p[0] for p in points]), np.maximum.accumulate(np.array([p[1] for p in points])[::-1])[::-1]
+    if not len(ious) or not ious[0] <= iou <= ious[-1]:
+        return float("nan")
+    return float(np.interp(iou, ious, accs))
+
+
+def _transfer(workspace: Workspace, run: str, scale: Scale, seed: int, target: str, device: str) -> dict:
+    config = SampleConfig(n=scale.n, finetune_epochs=max(TRANSFER_EPOCHS), dataset=target, seed=seed)
+    curves = _sample(workspace, run, config, device)["curves"]
+    groups = {"generated": "generated", "b_t": "random_init", "b_f": "anchors"}
+    return {row: [curves[group][e] for e in TRANSFER_EPOCHS] for row, group in groups.items()}
+
+
+def _ablation(workspace: Workspace, scale: Scale, train: TrainConfig, seed: int, device: str) -> dict:
+    """Generated accuracy as generated (relative to the anchors) from structure-only autoencoders, with and without
+    layer-wise loss normalisation (the 2022 paper's ablation, as it defines it: the loss divides each layer's
+    error by that layer's weight variance, or not)."""
+    figures = {}
+    for name, layer_norm in (("layer_norm", True), ("plain_mse", False)):
+        config = replace(train, structure_weight=1.0, behaviour_weight=0.0, layer_norm=layer_norm)
+        run = train_and_map(workspace, AEConfig(), config, run=f"structure-{name}", device=device, evaluate=False)
+        result = _sample(workspace, run.name, SampleConfig(n=scale.n, finetune_epochs=0, seed=seed), device)
+        figures[name] = result["curves"]["generated"][0] / result["curves"]["anchors"][0]
+    return figures
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """Each figure over seeds as a t-interval (core/stats.py)."""
+
+    def over(get):
+        return t_interval([get(f) for f in per_seed])
+
+    features = ("embedding", "weights", "stats")
+    summary = {
+        f"probe_{prop}": {x: over(lambda f, x=x, p=prop: f["probes"]["r2"][x][p]) for x in features}
+        for prop in ("test_acc", "epoch", "ggap")
+    }
+    summary["probe_tau_test_acc"] = {x: over(lambda f, x=x: f["probes"]["tau"][x]["test_acc"]) for x in features}
+    summary["generated_ratio"] = over(lambda f: f["frontier"]["default"]["ratio"])
+    summary["generated_iou"] = over(lambda f: f["frontier"]["default"]["iou"])
+    summary["noise_iou"] = over(lambda f: f["frontier"]["default"]["noise_iou"])
+    summary["frontier_margin"] = over(lambda f: f["frontier"]["margin"])
+    summary["transfer"] = {
+        row: [over(lambda f, r=row, i=i: f["transfer"][r][i]) for i in range(len(TRANSFER_EPOCHS))]
+        for row in ("generated", "b_t", "b_f")
+    }
+    summary["ablation"] = {name: over(lambda f, n=name: f["ablation"][n]) for name in ("layer_norm", "plain_mse")}
+    return summary
+
+
+def report(summary: dict) -> None:
+    def show(label: str, figure) -> None:
+        print(f"  {label:<40}{format_interval(figure)}")
+
+    print("\nprobe R^2 of held-out checkpoints (mean ± 95% interval over seeds)")
+    for prop in ("test_acc", "epoch", "ggap"):
+        probes = summary[f"probe_{prop}"]
+        for features, figure in probes.items():
+            show(f"{prop} from {features}", figure)
+        best = max(("weights", "stats"), key=lambda x: probes[x].estimate)
+        print(f"    {verdict(probes['embedding'], probes[best], 'embedding', best)}")
+    for features, figure in summary["probe_tau_test_acc"].items():
+        show(f"Kendall tau of test_acc from {features}", figure)
+    print("\ngeneration at the default spread, as generated")
+    show("accuracy / source anchors'", summary["generated_ratio"])
+    show("median max error-IoU, generated", summary["generated_iou"])
+    show("median max error-IoU, noise 0.1", summary["noise_iou"])
+    print(f"    {verdict(summary['generated_iou'], summary['noise_iou'], 'generated IoU', 'noise IoU')}")
+    show("frontier margin (generated - noise)", summary["frontier_margin"])
+    print(f"\ntransfer to MNIST {TRANSFER_TASK} (accuracy after {', '.join(map(str, TRANSFER_EPOCHS))} epochs)")
+    for row, figures in summary["transfer"].items():
+        print(f"  {row:<12}" + "  ".join(format_interval(f) for f in figures))
+    for i, epoch in enumerate(TRANSFER_EPOCHS):
+        rows = summary["transfer"]
+        said = [verdict(rows["generated"][i], rows[b][i], "generated", b) for b in ("b_t", "b_f")]
+        print(f"    epoch {epoch}: {'; '.join(said)}; {verdict(rows['b_f'][i], rows['b_t'][i], 'B_F', 'B_T')}")
+    print("\nablation: structure loss alone, generated accuracy / anchors'")
+    for name, figure in summary["ablation"].items():
+        show(name, figure)
+    ablation = summary["ablation"]
+    print(f"    {verdict(ablation['layer_norm'], ablation['plain_mse'], 'layer-normalised', 'plain MSE')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=tuple(SCALES), default="quick")
+    parser.add_argument("--dataset", default=str(MNIST), help="an MNIST folder (the four IDX files)")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of zoo, autoencoder and sampler (at least 3)")
+    parser.add_argument("--workdir", default=None, help="keep zoos and runs here (default: a temporary folder)")
+    parser.add_argument("--png", default=None, help="write the frontiers and probe table here")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    tune_cpu_allocator()
+    device = resolve_device(args.device)
+    scale, seeds = SCALES[args.scale], [int(s) for s in args.seeds.split(",")]
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="paper-")) / args.scale
+    started, per_seed = time.monotonic(), []
+    for seed in seeds:
+        per_seed.append(replicate(scale, args.dataset, seed, root, device))
+        print(f"seed {seed} done at {time.monotonic() - started:.0f} s", flush=True)
+    summary = summarise(per_seed)
+    report(summary)
+    if args.png:
+        plot(per_seed, summary, Path(args.png))
+    seconds = round(time.monotonic() - started, 1)
+    print(
+        json.dumps({"scale": args.scale, "seeds": seeds, "seconds": seconds, **as_json(summary), "per_seed": per_seed})
+    )
+
+
+def plot(per_seed: list[dict], summary: dict, path: Path) -> None:
+    """The generator's and the noise baseline's frontiers of every seed, and the probe table."""
+    import matplotlib  # noqa: PLC0415 (a bench's figure only: matplotlib is not needed to measure)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for number, figures in enumerate(per_seed):
+        gen, noise = figures["frontier"]["points"], figures["frontier"]["noise"]
+        left.plot([p["iou"] for p in gen], [p["acc"] for p in gen], "o-", color="C0", label="generated" * (not number))
+        left.plot(
+            [p["iou"] for p in noise],
+            [p["acc"] for p in noise],
+            "s--",
+            color="C1",
+            label="anchor + noise" * (not number),
+        )
+    left.set(xlabel="median max error-IoU with the zoo (lower: newer)", ylabel="test accuracy as generated")
+    left.legend()
+    rows = [
+        (f"{prop}", [summary[f"probe_{prop}"][x] for x in ("embedding", "weights", "stats")])
+        for prop in ("test_acc", "epoch", "ggap")
+    ]
+    cells = [[format_interval(f) for f in figures] for _, figures in rows]
+    right.axis("off")
+    right.table(cellText=cells, rowLabels=[r[0] for r in rows], colLabels=["embedding", "W", "s(W)"], loc="center")
+    right.set_title("probe R^2 on held-out models (mean [95% interval])")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,11 +34,10 @@ sleep_while_waiting()  # before torch loads: the machine may be busy
 
 from core.default import ASSET  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
-from core.pipeline import generate, train_and_map  # noqa: E402
+from core.pipeline import generate, train_and_map, unpack_workspace  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.loop import TrainConfig  # noqa: E402
 from core.runtime import tune_cpu_allocator  # noqa: E402
-from core.store.packing import unpack_workspace  # noqa: E402
 from core.store.runs import finished_ae_runs  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402

@@ -71,33 +71,44 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     return (gap.abs().view(-1, bins).sum(1) / confidence.shape[-1]).view(lead)
 
 
-def _figures(members: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each figure [D] of D ensembles at once: `weights` [D, M] holds 1 where a member of the group
-    `members` (probabilities [M, N, K]) belongs to an ensemble (it may count a member twice: 2)."""
-    count, (m, n, k) = weights.sum(1), members.shape
-    flat = members.reshape(m, n * k).to(torch.float64)
-    probs = (weights.to(torch.float64) @ flat / count.unsqueeze(1)).view(-1, n, k)
-    predicted = members.argmax(-1)  # [M, N]
-    votes = weights.to(torch.float64) @ torch.nn.functional.one_hot(predicted, k).reshape(m, n * k).double()
-    votes = votes.view(-1, n, k)
-    member_acc = (predicted == labels).double().mean(1)  # [M]
-    pairs = count * (count - 1)
-    agree = (votes * (votes - 1)).sum(-1).mean(-1)  # pairs that agree, per input, averaged over inputs
-    acc = (probs.argmax(-1) == labels).double().mean(-1)
-    return {
-        "acc": acc,
-        "vote_acc": ((votes + 0.5 * probs).argmax(-1) == labels).double().mean(-1),
-        "nll": negative_log_likelihood(probs, labels),
-        "ece": expected_calibration_error(probs, labels),
-        "brier": brier_score(probs, labels),
-        "disagreement": torch.where(pairs > 0, 1 - agree / pairs.clamp_min(1), torch.zeros_like(agree)),
-        "gain": acc - weights.double() @ member_acc / count,
-    }
+class _Group:
+    """A group's members (probabilities [M, N, K]) made ready once for many ensembles of them: flattened, each
+    member's votes (one-hot argmax) and accuracy. Computed in the members' precision: float32 from the forward
+    pass (a mean of at most a few dozen probabilities loses nothing that matters; float64 took twice as long)."""
+
+    def __init__(self, members: torch.Tensor, labels: torch.Tensor):
+        self.shape, self.labels, self.dtype = members.shape, labels, members.dtype
+        m, n, k = members.shape
+        self.flat = members.reshape(m, n * k)
+        predicted = members.argmax(-1)  # [M, N]
+        self.votes = torch.nn.functional.one_hot(predicted, k).reshape(m, n * k).to(self.dtype)
+        self.member_acc = (predicted == labels).to(self.dtype).mean(1)  # [M]
+
+    def figures(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each figure [D] of D ensembles at once: `weights` [D, M] holds 1 where a member belongs to an
+        ensemble (a greedy selection's repeat would be 2)."""
+        _, n, k = self.shape
+        labels, weights = self.labels, weights.to(self.dtype)
+        count = weights.sum(1)
+        probs = (weights @ self.flat / count.unsqueeze(1)).view(-1, n, k)
+        votes = (weights @ self.votes).view(-1, n, k)
+        pairs = count * (count - 1)
+        agree = (votes * (votes - 1)).sum(-1).mean(-1)  # ordered pairs of members that agree, averaged over inputs
+        acc = (probs.argmax(-1) == labels).to(self.dtype).mean(-1)
+        return {
+            "acc": acc,
+            "vote_acc": ((votes + 0.5 * probs).argmax(-1) == labels).to(self.dtype).mean(-1),
+            "nll": negative_log_likelihood(probs, labels),
+            "ece": expected_calibration_error(probs, labels),
+            "brier": brier_score(probs, labels),
+            "disagreement": torch.where(pairs > 0, 1 - agree / pairs.clamp_min(1), torch.zeros_like(agree)),
+            "gain": acc - weights @ self.member_acc / count,
+        }
 
 
 def ensemble_figures(members: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """The figures (module docstring) of the ensemble of all `members` (probabilities [M, N, K])."""
-    figures = _figures(members, torch.ones(1, len(members)), labels)
+    figures = _Group(members, labels).figures(torch.ones(1, len(members)))
     return {name: float(values[0]) for name, values in figures.items()}
 
 
@@ -119,13 +130,13 @@ def subsets(members: int, size: int, draws: int, rng: np.random.Generator) -> np
 def ensemble_table(members: torch.Tensor, labels: torch.Tensor, draws: int = DRAWS, seed: int = 0) -> dict:
     """{"N": {figure: {"mean", "lo", "hi"}}} for ensembles of each size of `ensemble_sizes` drawn from the group
     `members` (probabilities [M, N, K]); lo and hi: the 2.5th and 97.5th percentiles over the subsets."""
-    rng = np.random.default_rng([seed, 27])
+    rng, group = np.random.default_rng([seed, 27]), _Group(members, labels)
     table = {}
     for size in ensemble_sizes(len(members)):
         chosen = torch.from_numpy(subsets(len(members), size, draws, rng))
         weights = torch.zeros(len(chosen), len(members)).scatter_(1, chosen, 1.0)
-        figures = _figures(members, weights, labels)
-        table[str(size)] = {name: _summary(values.numpy()) for name, values in figures.items()}
+        figures = group.figures(weights)
+        table[str(size)] = {name: _summary(values.double().numpy()) for name, values in figures.items()}
     return table
 
 

@@ -14,16 +14,19 @@ evaluates them):
 - `deep`: a deep ensemble, the final epoch of N zoo models trained independently, from distinct init seeds as far
   as the zoo has them (Lakshminarayanan et al. 2017's baseline for ensembles).
 
-Why ensembles are not computed by every `sample` (SampleConfig.ensemble, off by default): the groups' members
-(5 x n models) each need a forward pass over the test split, and the noise group's selection scores n x candidates
-more models on validation data. Measured on the default digits zoo (16 models, subsample 4, 2-core CPU shared with
-other work): see bench/ensembles.py; about a second on top of a generation of 10-20 s. On MNIST-sized test sets
-the forward passes dominate (32 CNN-s models over 10,000 images: about 30 s on the shared 2-core CPU), too much
-for the Generate page's budget; ask for them with `--ensemble`, or later with `python -m core ensemble`.
+Why ensembles are not computed by every `sample` (SampleConfig.ensemble, off by default): every group's members
+(up to 5 x n models) need a forward pass over the whole test split, and the noise group's selection scores
+n x candidates more models on validation data. On the default digits zoo that is cheap (bench/ensembles.py, 8
+models, subsample 4: 0.2 s beside a generation of 8.9 s), but it grows with the test set: 32 CNN-s models over
+MNIST's 10,000 test images took 17 s of forward passes on the shared 2-core CPU (load 5; the tables from the
+stored probabilities: 0.3 s), so five groups of 16 would add about 40 s to a generation the Generate page aims to
+finish in 10. Ask for them with `sample --ensemble`, or afterwards with `python -m core ensemble`.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -88,7 +91,7 @@ def ensemble_groups(
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """({group: members [n, params]}, notes on how they were made) for n generated models drawn around
     `anchors`, each from the anchor whose checkpoint id `sources` gives (-1: unknown)."""
-    n, rng = len(generated), np.random.default_rng([seed, 27])
+    started, n, rng = time.perf_counter(), len(generated), np.random.default_rng([seed, 27])
     aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
     row_of = {c: i for i, c in enumerate(anchors.ids)}
     known = all(int(s) in row_of for s in sources)
@@ -107,6 +110,7 @@ def ensemble_groups(
         "anchors": "source anchors" if known else "drawn at random (no source anchors recorded)",
         "noise_selection": noise_selection.mode,
         "deep_inits": len(np.unique(anchors.zoo.table[init].to_numpy()[deep])),
+        "seconds_groups": round(time.perf_counter() - started, 3),  # the noise group's selection, mostly
     }
     return {k: v for k, v in groups.items() if v is not None}, notes
 
@@ -117,6 +121,10 @@ def ensemble_section(
     """{"ensembles": {group: {N: {figure: {mean, lo, hi}}}}, "ensemble_settings": how}: the groups evaluated
     on the test split of the zoo's own dataset."""
     tables, cost = evaluate_ensembles(spec, groups, source.x_test, source.y_test, seed, device)
-    settings = {"split": f"{source.name} test ({len(source.y_test)} images)", **notes, **cost}
+    notes = dict(notes)
+    seconds = {"groups": notes.pop("seconds_groups", 0.0), **cost["seconds"]}
+    seconds["total"] = round(seconds["groups"] + seconds["total"], 3)  # groups, then their forward passes and tables
+    split = f"{Path(source.name).name} test ({len(source.y_test)} images)"  # no folder of this machine in a card
+    settings = {"split": split, **notes, **cost, "seconds": seconds}
     settings["interval"] = "lo, hi: 2.5th and 97.5th percentiles over random subsets of the group (mean: their mean)"
     return {"ensembles": tables, "ensemble_settings": settings}

@@ -232,8 +232,11 @@ def test_the_exported_ensemble_predicts_the_engines_averaged_probabilities(with_
     unpacked = tmp_path / "fresh"
     with zipfile.ZipFile(bundle) as archive:
         archive.extractall(unpacked)
+        text = b"".join(archive.read(n) for n in archive.namelist() if n.endswith((".json", ".md", ".py"))).decode()
+    assert str(workspace.root) not in text and str(tmp_path) not in text  # no paths of this machine
     card = json.loads((unpacked / "card.json").read_text())
     assert [m["sample"] for m in card["ensemble"]["members"]] == [0, 1, 2, 3]
+    assert [m["source_anchor"] for m in card["ensemble"]["members"]] == run.source_anchors()
     assert card["ensemble"]["figures"] == json.loads(json.dumps(run.ensembles["generated"]["4"]))
     script = """
 import json, sys
@@ -247,3 +250,18 @@ print(json.dumps(model.predict(nets, torch.from_numpy(np.load(sys.argv[1]))).tol
     spec = load_zoos(workspace)[0].spec.with_activation(run.activation)
     engine = model_probabilities(spec, run.weights()["generated"], data.x_test).mean(0)
     assert torch.allclose(predicted, engine, atol=1e-5)
+
+
+def test_sample_with_ensemble_prints_the_table_and_puts_it_in_the_json(tiny_ae_workspace, tmp_path, run_cli):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    args = ("sample", "--workspace", workspace.root, "--n", 2, "--finetune-epochs", 0, "--no-baselines", "--quiet")
+    args += ("--anchors", "top:0.5", "--selection", "diverse", "--ensemble")
+    text = run_cli(*args)
+    assert text.code == 0 and "ensembles on digits test (359 images)" in text.out
+    assert all(f"  {group}" in text.out for group in ("generated", "anchors", "noise", "deep"))
+    result = run_cli(*args, "--json").json
+    assert set(result["ensembles"]) == {"generated", "anchors", "noise", "deep"}  # no fine-tuning: no finetuned
+    assert result["selection"]["mode"] == "diverse" and 1 <= result["selection"]["distinct"] <= 2
+    assert result["ensemble_settings"]["noise_selection"] == "diverse"
+    plain = run_cli(*args[:-1], "--json").json  # the same run without --ensemble: same name, same models
+    assert plain["samples_run"] == result["samples_run"] and plain["ensembles"] is None

@@ -98,7 +98,7 @@ def ensemble_groups(
     picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(aligned), n).tolist()
     noise_selection = selection if selection.mode != "guided" else Selection("none")
     score, predictions = validation_scorers(anchors.spec, source.x_val, source.y_val)
-    noise, report, _ = select_models(
+    noise, _, _ = select_models(
         WeightNoise(prepared.entry_std()), aligned.numpy(), aligned.numpy(), n, rng,
         lambda codes: torch.from_numpy(codes), score, noise_selection, predictions=predictions,
     )  # fmt: skip

@@ -44,6 +44,7 @@ from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
 GROUPS = ("generated", "generated_diverse", "finetuned", "anchors", "noise", "deep")
 FIGURES = ("acc", "nll")
+BOUNDS = {"acc": (0.0, 1.0), "nll": (0.0, float("inf"))}
 
 
 def digits_workspace(folder: Path) -> Workspace:
@@ -87,13 +88,14 @@ def measure(workspace: Workspace, args: argparse.Namespace) -> tuple[dict, dict]
     return {g: v for g, v in values.items() if v["acc"]}, cost
 
 
-def interval(values: list[float]) -> dict[str, float]:
-    """Mean and 95% t-interval over seeds (lo = hi = mean for a single seed)."""
+def interval(values: list[float], bounds: tuple[float, float]) -> dict[str, float]:
+    """Mean and 95% t-interval over seeds, clipped to the figure's range `bounds` (lo = hi = mean for one seed;
+    with few seeds the t-interval is wide: 12.7 standard errors each side for 2)."""
     mean = float(np.mean(values))
     if len(values) < 2:
         return {"mean": mean, "lo": mean, "hi": mean}
     half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half}
+    return {"mean": mean, "lo": max(bounds[0], mean - half), "hi": min(bounds[1], mean + half)}
 
 
 def compared(mine: dict, theirs: dict, lower_is_better: bool) -> str:
@@ -146,7 +148,7 @@ def main() -> None:
             continue
         workspace = digits_workspace(folder) if name == "digits" else mnist_workspace(folder, args)
         values, cost = measure(workspace, args)
-        results[name] = {g: {f: interval(v) for f, v in figures.items()} for g, figures in values.items()}
+        results[name] = {g: {f: interval(v, BOUNDS[f]) for f, v in figures.items()} for g, figures in values.items()}
         costs[name] = {k: round(float(np.mean(v)), 3) for k, v in cost.items()}
         report(name, results[name], cost, args)
     print(json.dumps({"datasets": results, "cost": costs}))

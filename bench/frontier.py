@@ -137,7 +137,7 @@ def generator_points(variant: str, run, anchors, table, rule, judge, args, seed:
             continue
         config = SampleConfig(method=sampler, anchors=rule, n=args.n, spread=spread, selection=selection, seed=seed)
         started = time.monotonic()
-        weights, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(seed), "cpu", table)
+        weights, _, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(seed), "cpu", table)
         if spread == 1.0 and sampler == "kde":
             seconds[selection] = round(time.monotonic() - started, 2)
         name = f"{variant}/{sampler}/{selection}"

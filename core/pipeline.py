@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import polars as pl
@@ -24,10 +24,12 @@ from core.gen.anchors import Anchors, anchor_warnings, resolve_anchors
 from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
+from core.gen.ensemble_groups import ensemble_groups, ensemble_section
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.intervals import accuracy_intervals, novelty_intervals
 from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
 from core.gen.path import path_ends, require_ends
+from core.gen.selection import Selection
 from core.rep.autoencoder import AEConfig
 from core.rep.distributed import place
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
@@ -117,17 +119,15 @@ def generate(
     figures and map positions, written as a samples run. `zoo_errors` keeps the zoo's error sets between calls
     (the app passes one for its lifetime). With `cluster`, the fine-tuning runs in shards on Ray."""
     started = time.monotonic()  # the run records its duration: the Generate page compares runs by it
-    run = load_run(workspace, run_name)
-    zoos = load_zoos(workspace)
+    run, zoos = load_run(workspace, run_name), load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
     table = combined_table(zoos)
     anchors = _anchors(zoos, table, config)
-    preparing = _phase(on_progress, "preparing")  # after the checks of the input: a refusal prints no bar
-    preparing(0, 1, {})
+    (preparing := _phase(on_progress, "preparing"))(0, 1, {})  # after the checks: a refusal prints no bar
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
-    generated, sampler, selected = _draw(workspace, run, prepared, anchors, config, source, rng, device, table)
+    generated, sampler, selected, sources = _draw(workspace, run, prepared, anchors, config, source, rng, device, table)
     preparing(1, 1, {})
     groups = _groups(generated, anchors, prepared, config, rng)
     finetuning = _phase(on_progress, "fine-tuning")
@@ -136,6 +136,7 @@ def generate(
     figures, frontier = _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, measuring)
     _phase(on_progress, "placing", {"curves": curves})(0, 1, {})
     map_xy = _map_positions(run, zoos, prepared, generated, device)
+    ensembles = _ensembles(anchors, prepared, (generated, finetuned[: config.n], sources), config, source, device)
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
         ae_run=run.name,
@@ -155,14 +156,56 @@ def generate(
         fallback=sampler.fallback,
         extra=_extra(frontier, started, curves, new_head, anchors, config, (per_model, figures)),
         **stamp,
+        **ensembles,
     )
     samples.write(
         {"generated": generated, "finetuned": finetuned[: config.n]},
         {"architecture": anchors.spec.to_json(), "method": config.method},
-        _samples_table(per_model["generated"], figures["generated"], map_xy),
+        _samples_table(per_model["generated"], figures["generated"], map_xy, sources),
         curves,
         novelty_plane(per_model, figures),
     )
+    return samples
+
+
+def _ensembles(anchors: Anchors, prepared, drawn: tuple, config: SampleConfig, source: Dataset, device) -> dict:
+    """The run's ensemble fields (core/gen/ensemble_groups.py), if the config asks for them: generated, fine-tuned
+    (on the zoo's own task only: the section evaluates every group on its test split), source anchors, noise,
+    deep ensemble."""
+    if not config.ensemble:
+        return {}
+    generated, finetuned, sources = drawn
+    own_task = config.finetune_epochs > 0 and config.dataset in (None, source.name)
+    finetuned = finetuned if own_task else None
+    seed = config.seed
+    groups, notes = ensemble_groups(anchors, prepared, generated, finetuned, sources, config.selector, source, seed)
+    return ensemble_section(anchors.spec, groups, notes, source, seed, device)
+
+
+def ensembles(workspace: Workspace, samples_run: str, device: str = "cpu", refresh: bool = False) -> SamplesRun:
+    """A finished samples run with its ensembles: read where the run has them (unless `refresh`), else computed
+    from its files (generated and fine-tuned weights, source anchors) and the zoo, and written into its record."""
+    samples = SamplesRun.load(workspace, samples_run)
+    if samples.ensembles is not None and not refresh:
+        return samples
+    run = load_run(workspace, samples.ae_run)
+    zoos = load_zoos(workspace)
+    ids = samples.anchors.get("ids")
+    rule = "ids:" + ",".join(str(i) for i in ids) if ids else samples.anchors["rule"]
+    anchors = resolve_anchors(zoos, combined_table(zoos), rule)
+    prepared = run.prepare(anchors.zoo)
+    _, source = _source_dataset(anchors.zoo.manifest)
+    config = samples.config
+    selection = Selection(config.get("selection", "none"), config.get("candidates", 4), config.get("rounds", 3))
+    tensors = samples.weights()
+    finetuned = tensors["finetuned"] if config["finetune_epochs"] > 0 and not samples.transfer else None
+    sources = np.array([-1 if s is None else s for s in samples.source_anchors()], dtype=np.int64)
+    seed = int(config.get("seed", 0))
+    generated = tensors["generated"]
+    groups, notes = ensemble_groups(anchors, prepared, generated, finetuned, sources, selection, source, seed)
+    section = ensemble_section(anchors.spec, groups, notes, source, seed, device)
+    samples = replace(samples, **section)
+    samples.write_record()
     return samples
 
 
@@ -310,8 +353,10 @@ def _map_positions(run: AERun, zoos: list, prepared, generated: torch.Tensor, de
     return place_on_map(stored, table.select("umap_x", "umap_y").to_numpy(), new)
 
 
-def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray) -> pl.DataFrame:
-    """One row per generated model: accuracy as generated and after fine-tuning, novelty, map position."""
+def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray, sources: np.ndarray) -> pl.DataFrame:
+    """One row per generated model: accuracy as generated and after fine-tuning, novelty, map position, and the
+    checkpoint id of the anchor it was drawn around (empty for a point of a latent path)."""
+    anchor = pl.Series("source_anchor", [int(s) if s >= 0 else None for s in sources], dtype=pl.Int64)
     return pl.DataFrame(
         {
             "sample": list(range(len(accuracy))),
@@ -322,12 +367,14 @@ def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray) -> p
             "umap_x": map_xy[:, 0],
             "umap_y": map_xy[:, 1],
         }
-    )
+    ).with_columns(anchor)
 
 
 def _samples_name(config: SampleConfig, ae_run: str) -> str:
     """Named by the settings and the run: the same request overwrites its own run, others get a new name."""
-    digest = hashlib.sha256(json.dumps([asdict(config), ae_run], sort_keys=True).encode()).hexdigest()[:6]
+    settings = asdict(config)
+    del settings["ensemble"]  # the same models with or without their ensembles: one run, which --ensemble completes
+    digest = hashlib.sha256(json.dumps([settings, ae_run], sort_keys=True).encode()).hexdigest()[:6]
     return f"{config.method}-{digest}"
 
 

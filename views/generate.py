@@ -26,6 +26,8 @@ SELECTION_HELP = {
     "guided": "Guided: draw more, keep those the embedding predicts most accurate (no data needed)",
     "subsample": "Subsample: draw more, keep the best on validation data",
     "bootstrap": "Bootstrap: keep the best, refit the sampler on them, repeat",
+    "diverse": "Diverse: draw more, keep an ensemble whose members err differently (greedy on validation NLL; a "
+    "model may be kept twice)",
 }
 ANCHOR_SOURCES = ("map selection", "best checkpoints", "one epoch")
 SHORT_NAMES = {"generated": "Generated", "anchors": "Anchors", "random_init": "Random init"}  # metric labels fit
@@ -187,7 +189,7 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             help="\n".join(f"- {SELECTION_HELP.get(m, m)}" for m in SELECTIONS),
         )
         candidates = c2.number_input(
-            "Candidates per kept model", 1, 32, defaults.candidates, help="guided, subsample and bootstrap"
+            "Candidates per kept model", 1, 32, defaults.candidates, help="guided, subsample, bootstrap and diverse"
         )
         rounds = c3.number_input("Bootstrap rounds", 1, 10, defaults.rounds)
         if not st.form_submit_button("Generate", type="primary"):

@@ -18,7 +18,7 @@ from core.cli.options import add_settings, add_variant_settings
 from core.cluster import ClusterConfig
 from core.errors import Interrupted, UserError
 from core.gen.config import SampleConfig
-from core.gen.export import FORMATS
+from core.gen.export import FORMATS, MEMBER_KINDS
 from core.rep.distributed import reports
 from core.rep.loop import TrainConfig
 from core.rep.methods import KINDS, METHODS, PRESETS
@@ -119,10 +119,18 @@ def _other_parsers(commands_: argparse._SubParsersAction) -> None:
                       commands.workspace_unpack, describe.describe_pack)  # fmt: skip
     unpack.add_argument("--from", dest="source", required=True, help="the zip file made by `workspace pack`")
     export = _command(commands_, "export", "bundle a samples run: weight files, model.py and a model card",
-                      commands.export, describe.describe_export)  # fmt: skip
+                      commands.export, describe.describe_export, device=True)  # fmt: skip
     export.add_argument("--samples", required=True, help="samples run name (printed by `sample`)")
     export.add_argument("--format", choices=FORMATS, default=FORMATS[0])
     export.add_argument("--out", required=True, help="the zip file to write")
+    export.add_argument(
+        "--ensemble", action="store_true", help="one ensemble of the run's models: model.py's predict averages them"
+    )
+    export.add_argument("--members", choices=MEMBER_KINDS, default=MEMBER_KINDS[0], help="with --ensemble: which")
+    ensemble = _command(commands_, "ensemble", "ensembles of a samples run beside anchors, noise and a deep ensemble",
+                        commands.ensemble, describe.describe_ensembles, device=True)  # fmt: skip
+    ensemble.add_argument("--samples", required=True, help="samples run name (printed by `sample`)")
+    ensemble.add_argument("--refresh", action="store_true", help="recompute instead of reading the stored figures")
 
 
 def build_parser() -> argparse.ArgumentParser:

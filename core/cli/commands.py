@@ -13,8 +13,8 @@ from core.cli.progress import with_progress
 from core.cluster import ClusterConfig, connect
 from core.errors import UserError
 from core.gen.config import SampleConfig
-from core.gen.export import export_samples
-from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
+from core.gen.export import export_ensemble, export_samples
+from core.pipeline import ensembles, generate, pack_workspace, train_and_map, unpack_workspace
 from core.rep import distributed
 from core.rep.embed import set_aggregation
 from core.rep.evaluate import evaluate_run
@@ -23,7 +23,7 @@ from core.rep.methods import METHODS, method_named, preset_settings
 from core.rep.run import load_run
 from core.runtime import resolve_device
 from core.store.runs import stale_runs
-from core.store.workspace import Workspace
+from core.store.workspace import Workspace, checked_output
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos, zoo_info
 from core.zoo.public import import_public_zoo
@@ -140,7 +140,18 @@ def sample(args: argparse.Namespace) -> dict:
 
 
 def export(args: argparse.Namespace) -> dict:
-    return export_samples(Workspace(args.workspace), args.samples, args.format, args.out)
+    workspace = Workspace(args.workspace)
+    if not args.ensemble:
+        return export_samples(workspace, args.samples, args.format, args.out)
+    checked_output(args.out)  # a bad output path is said before the ensembles are computed
+    ensembles(workspace, args.samples, resolve_device(args.device))  # read, or computed and kept in the run
+    return export_ensemble(workspace, args.samples, args.format, args.out, args.members)
+
+
+def ensemble(args: argparse.Namespace) -> dict:
+    """The ensembles of a samples run, read from its record or computed (and written there)."""
+    run = ensembles(Workspace(args.workspace), args.samples, resolve_device(args.device), args.refresh)
+    return {"samples_run": run.name, "n": run.n, "ensembles": run.ensembles, "ensemble_settings": run.ensemble_settings}
 
 
 def workspace_pack(args: argparse.Namespace) -> dict:

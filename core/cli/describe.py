@@ -86,6 +86,30 @@ def describe_samples(result: dict) -> list[str]:
         f"{nov['zoo_min_l2_median']:.3f}); median max error-IoU {nov['max_iou_median']:.3f}{iou} "
         f"(zoo {nov['zoo_max_iou_median']:.3f})"
     )
+    return lines + (describe_ensembles(result) if result.get("ensembles") else [])
+
+
+_ENSEMBLE_COLUMNS = (("acc", "acc"), ("vote", "vote_acc"), ("NLL", "nll"), ("ECE", "ece"), ("Brier", "brier"))
+_ENSEMBLE_COLUMNS += (("disagree", "disagreement"), ("gain", "gain"))
+
+
+def describe_ensembles(result: dict) -> list[str]:
+    """The ensembles of a samples run: for each group and size, the mean over random subsets of that size, and
+    the 95% range of accuracy."""
+    how = result.get("ensemble_settings") or {}
+    lines = [
+        f"ensembles on {how.get('split', 'the test split')} (mean over random subsets of each size; acc range: 95% "
+        f"of the subsets); anchors: {how.get('anchors', '?')}; noise selection: {how.get('noise_selection', '?')}",
+        f"  {'group':<11}{'N':>4}" + "".join(f"{name:>10}" for name, _ in _ENSEMBLE_COLUMNS) + f"{'acc range':>16}",
+    ]
+    for group, table in result["ensembles"].items():
+        for size, row in table.items():
+            cells = "".join(f"{row[key]['mean']:>10.3f}" for _, key in _ENSEMBLE_COLUMNS)
+            spread = f"{row['acc']['lo']:.3f}-{row['acc']['hi']:.3f}"
+            lines.append(f"  {group:<11}{size:>4}{cells}{spread:>16}")
+    distinct = how.get("distinct")
+    if distinct:
+        lines.append("distinct models per group: " + ", ".join(f"{g} {k}" for g, k in distinct.items()))
     return lines
 
 
@@ -114,6 +138,8 @@ def _bracket(entry: dict | None) -> str:
 
 
 def describe_export(result: dict) -> list[str]:
+    if result.get("ensemble"):
+        return [f"wrote {result['bundle']}: an ensemble of {result['models']} models, model.py (predict), card.json"]
     return [
         f"wrote {result['bundle']}: {result['models']} models ({result['files']} {result['format']} files), "
         "model.py, card.json, README.md"

@@ -48,11 +48,18 @@ class SampleConfig:
         "subsample",
         "guided: draw n x candidates, keep the n a probe of the embedding predicts most accurate (no data needed); "
         "subsample: keep the best n on validation data; bootstrap: repeat, refitting the sampler on the kept ones "
-        "(SANE, 2024)",
+        "(SANE, 2024); diverse: keep n by greedy ensemble selection on validation NLL (Caruana et al. 2004; a model "
+        "may be kept twice)",
         choices=SELECTIONS,
     )
-    candidates: int = setting(4, "draws per kept model (guided, subsample, bootstrap)")
+    candidates: int = setting(4, "draws per kept model (guided, subsample, bootstrap, diverse)")
     rounds: int = setting(3, "bootstrap rounds")
+    # Off by default: see core/gen/ensemble_groups.py for what it costs.
+    ensemble: bool = setting(
+        False,
+        "also evaluate ensembles of the generated models beside anchors, anchor + noise and a deep ensemble "
+        "(core/gen/ensemble.py)",
+    )
     # A point of a latent path (core/gen/path.py): the draws centre on the code at t between two anchors.
     path_t: float | None = setting(
         None,

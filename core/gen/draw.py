@@ -4,6 +4,8 @@ scored on validation data)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import polars as pl
 import torch
@@ -11,6 +13,7 @@ import torch
 from core.gen.anchors import Anchors
 from core.gen.calibrate import calibrate_spread
 from core.gen.config import SampleConfig
+from core.gen.ensemble import validation_scorers
 from core.gen.path import on_line, require_ends
 from core.gen.samplers import Sampler, make_sampler
 from core.gen.selection import select_models
@@ -19,9 +22,16 @@ from core.rep.prepare import PreparedZoo
 from core.rep.probes import fit_ridge
 from core.rep.run import AERun
 from core.zoo.data import Dataset
-from core.zoo.population import evaluate_models, recalibrate_norm_statistics
+from core.zoo.population import recalibrate_norm_statistics
 
 SPREAD_CHECKPOINTS = 256  # a random subset of the zoo whose codes scale the one-anchor fallback noise
+
+
+class Drawn(NamedTuple):
+    weights: torch.Tensor  # [n, params], aligned
+    sampler: Sampler  # fitted
+    report: dict  # the selection's
+    sources: np.ndarray  # [n] the checkpoint id of the anchor each model was drawn around; -1: a point of a path
 
 
 def draw_models(
@@ -34,27 +44,27 @@ def draw_models(
     device: str,
     table: pl.DataFrame | None = None,
     ends: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, Sampler, dict]:
-    """(weights [n, params] aligned, the fitted sampler, the selection's report). `table`: the whole zoo's
-    checkpoint table, which guided selection's probe learns accuracy from. `ends`: the aligned weights [2, params]
-    of the latent path that `config.path_t` lies on (core/gen/path.py `path_ends`; default: the two anchors)."""
+) -> Drawn:
+    """The drawn models, the fitted sampler, the selection's report and each model's source anchor. `table`: the
+    whole zoo's checkpoint table, which guided selection's probe learns accuracy from. `ends`: the aligned weights
+    [2, params] of the latent path that `config.path_t` lies on (core/gen/path.py `path_ends`; default: the two
+    anchors); the draws of a path's point have no anchor of their own (source -1)."""
     spec = anchors.spec
     zoo_rows = np.random.default_rng([config.seed, 1]).permutation(len(anchors.zoo.table))[:SPREAD_CHECKPOINTS]
     anchor_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(anchors.rows)], device)
     zoo_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(np.sort(zoo_rows))], device)
+    ids = np.array(anchors.ids, dtype=np.int64)
     if config.path_t is not None:  # one anchor: the point at t of the latent path between its ends
         if ends is None:
             require_ends(anchors)
         end_codes = anchor_codes if ends is None else run.encode(prepared, ends, device)
-        anchor_codes = on_line(end_codes, np.array([config.path_t]))
+        anchor_codes, ids = on_line(end_codes, np.array([config.path_t])), np.array([-1])
 
     def decode(codes: np.ndarray) -> torch.Tensor:
         # Decoded BatchNorm statistics are unreliable: re-estimate them on training images (SANE does).
         return recalibrate_norm_statistics(spec, run.decode(prepared, codes, device), source.x_train)
 
-    def score(weights: torch.Tensor) -> np.ndarray:
-        return evaluate_models(spec, weights, source.x_val, source.y_val)[1].numpy()
-
+    score, predictions = validation_scorers(spec, source.x_val, source.y_val)
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
     sampler = make_sampler(config.method, config.spread, run.code_token_width)
     calibration = None
@@ -64,10 +74,12 @@ def draw_models(
             sampler, anchor_codes, zoo_codes, anchors_val_acc, config.spread_keep, config.seed, decode, score
         )
     selection = config.selector
-    weights, report = select_models(sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict)
+    weights, report, rows = select_models(
+        sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions
+    )
     if calibration is not None:
         report = report | {"spread_calibration": calibration.to_json()}
-    return weights, sampler, report
+    return Drawn(weights, sampler, report, ids[rows])
 
 
 def accuracy_predictor(run: AERun, prepared: PreparedZoo, table: pl.DataFrame):

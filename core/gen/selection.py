@@ -7,12 +7,17 @@
   decode and score them all (validation accuracy), keep the best n;
 - `bootstrap`: SANE's "bootstrapped" sampling: `rounds` times, draw n x `candidates`, keep the best n, and centre
   the sampler on their codes (its spread unit stays the anchors'), so the draws walk towards the region that
-  decodes well.
+  decodes well;
+- `diverse`: draw n x `candidates`, decode and score them all on validation data, and keep n by greedy forward
+  selection with replacement for an ensemble (Caruana et al. 2004): each step adds the draw that most lowers the
+  validation NLL of the averaged probabilities, so the n kept err differently (a model may be kept twice: it then
+  counts twice in the average).
 Scoring only ranks the draws; the kept models' reported accuracies come from the test split, later.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,15 +25,16 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from core.gen.ensemble import greedy_ensemble
 from core.gen.samplers.base import Sampler
 
-SELECTIONS = ("none", "guided", "subsample", "bootstrap")
+SELECTIONS = ("none", "guided", "subsample", "bootstrap", "diverse")
 
 
 @dataclass(frozen=True)
 class Selection:
     mode: str = "none"
-    candidates: int = 4  # draws per kept model (guided, subsample, bootstrap)
+    candidates: int = 4  # draws per kept model (guided, subsample, bootstrap, diverse)
     rounds: int = 3  # bootstrap: draw-and-keep rounds, the sampler refit between them
 
     def __post_init__(self) -> None:
@@ -48,34 +54,69 @@ def select_models(
     score: Callable[[torch.Tensor], np.ndarray],
     selection: Selection,
     predict: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[torch.Tensor, dict]:
-    """(weights [n, params], info): n models drawn from `sampler` fitted on the anchors' codes, selected as
-    `selection` says (`score` rates decoded weights, `predict` rates codes); `info` has each round's mean score of
-    all draws and of the kept ones."""
+    predictions: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[torch.Tensor, dict, np.ndarray]:
+    """(weights [n, params], info, sources [n]): n models drawn from `sampler` fitted on the anchors' codes,
+    selected as `selection` says (`score` rates decoded weights, `predict` rates codes, `predictions` gives
+    decoded weights' true-class probabilities and accuracies on validation data, for `diverse`); `info` has each
+    round's mean score of all draws and of the kept ones; `sources` the row of `anchor_codes` each kept model was
+    drawn around (for bootstrap rounds, traced back through the draws it was centred on)."""
     sampler.fit(anchor_codes, zoo_codes)
     if selection.mode == "none":
-        return decode(sampler.sample(n, rng)), {"mode": "none"}
+        codes, centres = sampler.draw(n, rng)
+        return decode(codes), {"mode": "none"}, centres
     if selection.mode == "guided":
         if predict is None:
             raise UserError("guided selection needs an accuracy predictor (a probe of the run's embedding)")
-        codes = sampler.sample(n * selection.candidates, rng)
+        codes, centres = sampler.draw(n * selection.candidates, rng)
         best, step = _best(np.asarray(predict(codes), dtype=np.float64), n, 0)
         info = {"mode": "guided", "candidates": selection.candidates, "rounds": 1, "history": [step]}
-        return decode(codes[best]), info | {"scored_by": "predicted accuracy"}
+        return decode(codes[best]), info | {"scored_by": "predicted accuracy"}, centres[best]
+    if selection.mode == "diverse":
+        return _diverse(sampler, n, rng, decode, selection, predictions)
     rounds = selection.rounds if selection.mode == "bootstrap" else 1
-    history = []
+    history, origin = [], np.arange(len(anchor_codes))  # origin: the anchor row behind each current centre
     for number in range(rounds):
-        codes = sampler.sample(n * selection.candidates, rng)
+        codes, centres = sampler.draw(n * selection.candidates, rng)
         weights = decode(codes)
         best, step = _best(np.asarray(score(weights), dtype=np.float64), n, number)
         history.append(step)
+        sources = origin[centres][best]
         if number < rounds - 1:
             sampler.recentre(codes[best])
+            origin = sources
     info = {"mode": selection.mode, "candidates": selection.candidates, "rounds": rounds, "history": history}
-    return weights[torch.from_numpy(best)], info | {"scored_by": "validation accuracy"}
+    return weights[torch.from_numpy(best)], info | {"scored_by": "validation accuracy"}, sources
 
 
 def _best(scores: np.ndarray, n: int, number: int) -> tuple[np.ndarray, dict]:
     """The indices of the n best scores, and the round's report."""
     best = np.argsort(-scores, kind="stable")[:n]
     return best, {"round": number, "drawn_mean": float(scores.mean()), "kept_mean": float(scores[best].mean())}
+
+
+def _diverse(sampler: Sampler, n: int, rng, decode, selection: Selection, predictions) -> tuple:
+    """`diverse`: n x candidates draws decoded and scored on validation data, n kept by greedy ensemble selection
+    (core/gen/ensemble.py `greedy_ensemble`); the kept may repeat a model, and the report says how many are
+    distinct, what the selection cost and the validation NLL of the best single draw and of the ensemble."""
+    if predictions is None:
+        raise UserError("diverse selection needs validation predictions of the decoded draws")
+    started = time.perf_counter()
+    codes, centres = sampler.draw(n * selection.candidates, rng)
+    weights = decode(codes)
+    true_probs, accuracy = predictions(weights)
+    picks, path = greedy_ensemble(true_probs, n)
+    step = {"round": 0, "drawn_mean": float(np.mean(accuracy)), "kept_mean": float(np.mean(accuracy[picks]))}
+    info = {
+        "mode": "diverse",
+        "candidates": selection.candidates,
+        "rounds": 1,
+        "history": [step],
+        "scored_by": "validation accuracy",
+        "candidates_scored": len(codes),
+        "distinct": len(np.unique(picks)),
+        "val_nll_best_single": path[0],
+        "val_nll_ensemble": path[-1],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return weights[torch.from_numpy(picks)], info, centres[picks]

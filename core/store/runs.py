@@ -205,6 +205,9 @@ class SamplesRun:
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     zoo_id: str | None = None  # the stamp of the zoo it was made from (core/store/workspace.py)
     zoo_created: str | None = None
+    # {group: {"N": {figure: {"mean", "lo", "hi"}}}} (core/gen/ensemble.py) and how they were made; None: not asked
+    ensembles: dict | None = None
+    ensemble_settings: dict | None = None
     # Any further figures a generation reports, among them (checked as read, absent in runs from before them)
     # "intervals" and "novelty_intervals" (core/gen/intervals.py; read them with `interval_rows`).
     extra: dict = field(default_factory=dict)
@@ -289,6 +292,11 @@ class SamplesRun:
         write_parquet(self.samples_path, samples)
         write_parquet(self.curves_path, curves)
         write_parquet(self.novelty_path, novelty)
+        self.write_record()
+
+    def write_record(self) -> None:
+        """(Re)write `result.json` alone: a finished run that gains its ensembles."""
+        _check_record(self.to_json(), self.result_path)
         write_json(self.result_path, self.to_json())
 
     def weights(self) -> dict:
@@ -306,7 +314,17 @@ class SamplesRun:
         return metadata
 
     def samples_table(self) -> pl.DataFrame:
-        return read_parquet(self.samples_path, SAMPLES_COLUMNS)
+        """One row per generated model; `source_anchor` (the checkpoint it was drawn around, empty for a point of a
+        latent path) is checked where present: runs from before it have none."""
+        table = read_parquet(self.samples_path, SAMPLES_COLUMNS)
+        if "source_anchor" in table.columns and not table["source_anchor"].dtype.is_integer():
+            raise ZooError(f"{self.samples_path}: column 'source_anchor' should hold checkpoint ids")
+        return table
+
+    def source_anchors(self) -> list[int | None]:
+        """Each generated model's source anchor (a checkpoint id), or None where unknown."""
+        table = self.samples_table()
+        return table["source_anchor"].to_list() if "source_anchor" in table.columns else [None] * table.height
 
     def curves_table(self) -> pl.DataFrame:
         return read_parquet(self.curves_path, CURVES_COLUMNS)
@@ -331,6 +349,7 @@ _OPTIONAL_DICT = ("intervals", "novelty_intervals")
 INTERVAL_ROW = ("mean", "lo", "hi", "std", "min", "max")
 NOVELTY_INTERVAL = ("median", "lo", "hi")
 _OPTIONAL_STR = ("source_dataset", "fallback", "zoo_id", "zoo_created")
+ENSEMBLE_FIGURES = ("acc", "vote_acc", "nll", "ece", "brier", "disagreement", "gain")  # core/gen/ensemble.py
 NOVELTY_MEDIANS = ("min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median")
 
 
@@ -361,6 +380,7 @@ def _check_record(data: dict, path: Path) -> None:
         isinstance(h, dict) and all(_is_number(h.get(k)) for k in steps) for h in history
     ):
         wrong.append("selection (history of rounds)")
+    wrong += _wrong_ensembles(data)
     if wrong:
         raise ZooError(f"{path}: malformed fields: {', '.join(wrong)}")
 
@@ -396,3 +416,28 @@ def _is_int(value) -> bool:
 
 def _interval_ok(entry, keys: tuple[str, ...]) -> bool:
     return isinstance(entry, dict) and all(_is_number(entry.get(k)) for k in keys) and entry["lo"] <= entry["hi"]
+
+
+def _wrong_ensembles(data: dict) -> list[str]:
+    """The ensemble fields, where present: {group: {"N": {figure: {"mean", "lo", "hi"}}}} with every figure, N a
+    positive integer, numbers everywhere; and a settings record."""
+    ensembles, settings = data.get("ensembles"), data.get("ensemble_settings")
+    wrong = [] if settings is None or isinstance(settings, dict) else ["ensemble_settings"]
+    if ensembles is None:
+        return wrong
+
+    def summary(value) -> bool:
+        return isinstance(value, dict) and all(_is_number(value.get(k)) for k in ("mean", "lo", "hi"))
+
+    def table(sizes) -> bool:
+        return isinstance(sizes, dict) and all(
+            size.isdigit()
+            and int(size) > 0
+            and isinstance(row, dict)
+            and all(summary(row.get(f)) for f in ENSEMBLE_FIGURES)
+            for size, row in sizes.items()
+        )
+
+    if not (isinstance(ensembles, dict) and all(isinstance(g, str) and table(t) for g, t in ensembles.items())):
+        wrong.append("ensembles ({group: {N: {figure: {mean, lo, hi}}}})")
+    return wrong

@@ -414,25 +414,39 @@ class Population:
         denom = (exp_avg_sq.sqrt() / math.sqrt(bias2)).add_(eps)
         params.addcdiv_(exp_avg * (self.lr[rows] / bias1), denom, value=-1.0)
 
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-model mean loss and accuracy [M] on one shared dataset.
-
-        Every model sees the same images through the training path's layout, `chunk` images at a time (default:
-        the backend's choice, small on the CPU, as many as fit on CUDA)."""
-        x, labels = x.to(self.device), y.to(self.device)
+    def _passes(self, x: torch.Tensor, chunk: int | None):
+        """(models, images, logits [models, images, classes]) over every chunk of models and of images: each model
+        sees the same images through the training path's layout, `chunk` images at a time (default: the backend's
+        choice, small on the CPU, as many as fit on CUDA)."""
+        x = x.to(self.device)
         chunk = chunk or self.backend.images_per_pass(self.size, x.shape[0], self.bytes_per_model_image)
-        loss_sum = torch.zeros(self.size, device=self.device)
-        correct = torch.zeros(self.size, device=self.device)
         for rows in self.model_chunks(chunk):
             params = self.params[rows]
             for start in range(0, x.shape[0], chunk):
-                part = labels[start : start + chunk]
-                index = torch.arange(start, start + part.shape[0], device=self.device).expand(params.shape[0], -1)
-                logits = self.net.forward(params, self.net.batch_input(x, index))
-                loss_sum[rows] += _cross_entropy(logits, part) * part.shape[0]
-                correct[rows] += (logits.argmax(-1) == part).sum(1)
+                stop = min(start + chunk, x.shape[0])
+                index = torch.arange(start, stop, device=self.device).expand(params.shape[0], -1)
+                yield rows, slice(start, stop), self.net.forward(params, self.net.batch_input(x, index))
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-model mean loss and accuracy [M] on one shared dataset."""
+        labels = y.to(self.device)
+        loss_sum = torch.zeros(self.size, device=self.device)
+        correct = torch.zeros(self.size, device=self.device)
+        for rows, images, logits in self._passes(x, chunk):
+            part = labels[images]
+            loss_sum[rows] += _cross_entropy(logits, part) * part.shape[0]
+            correct[rows] += (logits.argmax(-1) == part).sum(1)
         return (loss_sum / x.shape[0]).cpu(), (correct / x.shape[0]).cpu()
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Each model's softmax probabilities [M, images, classes] on one shared dataset (float32, on the CPU): what
+        an ensemble averages."""
+        out = torch.empty(self.size, x.shape[0], self.spec.n_classes)
+        for rows, images, logits in self._passes(x, chunk):
+            out[rows, images] = torch.softmax(logits, -1).cpu()
+        return out
 
     def weights(self) -> torch.Tensor:
         return self.params.detach().cpu().clone()
@@ -498,6 +512,13 @@ def evaluate_models(
         )
         loss[rows], acc[rows] = population.evaluate(x, y)
     return loss, acc
+
+
+def model_probabilities(spec: Spec, vectors: torch.Tensor, x: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """Softmax probabilities [N, images, classes] of N flat weight vectors of one activation, evaluated together."""
+    n = len(vectors)
+    population = Population(spec, vectors, [0] * n, [0.0] * n, [0.0] * n, [0.0] * n, device)
+    return population.probabilities(x)
 
 
 @torch.no_grad()

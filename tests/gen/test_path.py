@@ -44,7 +44,7 @@ def _draw_at(workspace, t: float, ends=(5, 14)) -> tuple[torch.Tensor, torch.Ten
     anchors = resolve_anchors(zoos, table, f"ids:{ends[0]},{ends[1]}")
     prepared, data = run.prepare(anchors.zoo), load_dataset("digits")
     config = SampleConfig(anchors=f"ids:{ends[0]},{ends[1]}", n=1, spread=0.0, selection="none", path_t=t)
-    drawn, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(0), "cpu", table)
+    drawn, _, _, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(0), "cpu", table)
     ends_decoded = recalibrate_norm_statistics(anchors.spec, run.reconstruct(prepared, anchors.rows), data.x_train)
     return drawn, ends_decoded
 

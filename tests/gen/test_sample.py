@@ -259,7 +259,7 @@ def drawing(tiny_ae_workspace):
 def _draw(drawing, **settings) -> torch.Tensor:
     run, prepared, anchors, table, data = drawing
     config = SampleConfig(anchors="top:0.5", n=6, seed=2, **settings)
-    weights, _, report = draw_models(run, prepared, anchors, config, data, np.random.default_rng(2), "cpu", table)
+    weights, _, report, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(2), "cpu", table)
     return weights, report
 
 

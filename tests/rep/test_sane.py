@@ -177,7 +177,7 @@ def test_the_token_mode_draws_each_sane_token_with_its_own_unit(sane_workspace):
     prepared = run.prepare(anchors.zoo)
     config = SampleConfig(method="token", n=2, finetune_epochs=0, selection="none", baselines=False)
     rng = np.random.default_rng(0)
-    weights, sampler, _ = draw_models(run, prepared, anchors, config, load_dataset("digits"), rng, "cpu")
+    weights, sampler, _, _ = draw_models(run, prepared, anchors, config, load_dataset("digits"), rng, "cpu")
     n_tokens = sane_layout(prepared.zoo.spec, run.ae_config).n_tokens
     assert sampler.token_units.shape == (n_tokens,) and (sampler.token_units > 0).all()
     assert sampler.token_units.std() > 0  # tokens vary by different amounts across the anchors

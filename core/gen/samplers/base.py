@@ -2,6 +2,7 @@
 
     sampler = make_sampler("kde", spread=1.0).fit(anchor_codes, zoo_codes)
     codes = sampler.sample(16, rng)
+    codes, centres = sampler.draw(16, rng)   # the same, with the anchor row each draw is centred on
 
 A draw is a random anchor's code plus noise whose root-mean-square length is `spread` times the anchors' median
 nearest-neighbour distance (their typical spacing), so one spread means the same thing in every run and every
@@ -66,8 +67,14 @@ class Sampler:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """[n, code] float32 codes: a random anchor each, plus noise of RMS length spread x unit."""
-        centres = self.anchors[rng.integers(0, len(self.anchors), n)]
-        return (centres + self.spread * self.unit * self._noise(n, rng)).astype(np.float32)
+        return self.draw(n, rng)[0]
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(codes [n, code] as `sample` draws them, the centre of each [n]: its row of the codes the sampler was
+        fitted on or recentred on last), so that a generated model's source anchor is known."""
+        centres = rng.integers(0, len(self.anchors), n)
+        codes = self.anchors[centres] + self.spread * self.unit * self._noise(n, rng)
+        return codes.astype(np.float32), centres
 
     def _fit(self) -> None:
         """Estimate the noise's shape from `self.anchors`."""

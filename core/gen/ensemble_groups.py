@@ -1,0 +1,130 @@
+"""What an ensemble of generated models is compared with, like for like, N members each (core/gen/ensemble.py
+evaluates them):
+
+- `generated`: the generated models as decoded (a `diverse` selection may keep one twice: it counts twice);
+- `finetuned`: the same after fine-tuning (when the run fine-tuned on the zoo's own task);
+- `anchors`: each generated model's source anchor, the checkpoint it was drawn around (so an anchor behind
+  several generated models counts as often); a run from before provenance was recorded, or a point of a latent
+  path, has none: then N anchors drawn at random, and the settings say so;
+- `noise`: an anchor plus Gaussian noise of 10% of each layer's std (core/gen/baselines.py), drawn as a sampler
+  in weight space and kept by the generated models' own selection on the same validation data (best n of
+  n x candidates for `subsample`, greedy ensemble selection for `diverse`, bootstrap rounds for `bootstrap`, none
+  for `none`); `guided` scores codes with a probe of the embedding, which noise models have none of, so their
+  selection is then `none`;
+- `deep`: a deep ensemble, the final epoch of N zoo models trained independently, from distinct init seeds as far
+  as the zoo has them (Lakshminarayanan et al. 2017's baseline for ensembles).
+
+Why ensembles are not computed by every `sample` (SampleConfig.ensemble, off by default): every group's members
+(up to 5 x n models) need a forward pass over the whole test split, and the noise group's selection scores
+n x candidates more models on validation data. On the default digits zoo that is cheap (bench/ensembles.py, 8
+models, subsample 4: 0.2 s beside a generation of 8.9 s), but it grows with the test set: 32 CNN-s models over
+MNIST's 10,000 test images took 17 s of forward passes on the shared 2-core CPU (load 5; the tables from the
+stored probabilities: 0.3 s), so five groups of 16 would add about 40 s to a generation the Generate page aims to
+finish in 10. Ask for them with `sample --ensemble`, or afterwards with `python -m core ensemble`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import torch
+
+from core.gen.anchors import Anchors
+from core.gen.baselines import NOISE_SCALE
+from core.gen.ensemble import evaluate_ensembles, validation_scorers
+from core.gen.samplers.base import Sampler
+from core.gen.selection import Selection, select_models
+from core.rep.prepare import PreparedZoo
+from core.zoo.arch import Spec
+from core.zoo.data import Dataset
+
+GROUPS = ("generated", "finetuned", "anchors", "noise", "deep")
+
+
+class WeightNoise(Sampler):
+    """The noise baseline as a sampler whose codes are aligned weight vectors: an anchor plus Gaussian noise of
+    NOISE_SCALE x each weight's layer std, so that it can go through any selection a generation uses."""
+
+    name: ClassVar[str] = "weight-noise"
+    description: ClassVar[str] = "an anchor's weights plus noise of 10% of each layer's std"
+
+    def __init__(self, entry_std: torch.Tensor) -> None:
+        super().__init__(1.0)
+        self.std = entry_std.numpy().astype(np.float64)
+
+    def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> WeightNoise:
+        self.anchors = anchors.astype(np.float64)  # the unit of spread is the layers' std, not the anchors' spacing
+        return self
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        centres = rng.integers(0, len(self.anchors), n)
+        noise = rng.normal(size=(n, self.anchors.shape[1])) * NOISE_SCALE * self.std
+        return (self.anchors[centres] + noise).astype(np.float32), centres
+
+
+def deep_rows(table: pl.DataFrame, activation: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows of one zoo's `table`: the final-epoch checkpoints of up to n models of `activation`, taking one model
+    per init seed in turn (models in a random order), so that the members start from distinct inits wherever
+    the zoo has as many; without an `init_seed` column the model's own seed stands in."""
+    init = "init_seed" if "init_seed" in table.columns else "seed"
+    rows = table.with_row_index("row").filter(pl.col("activation") == activation)
+    final = rows.filter(pl.col("epoch") == pl.col("epoch").max().over("model_id"))
+    final = final[rng.permutation(final.height)]
+    turn = final.with_columns(turn=pl.int_range(pl.len()).over(init))  # 0 for each init's first model, 1 ...
+    order = turn.with_row_index("drawn").sort("turn", "drawn")
+    return order["row"].to_numpy()[:n].astype(np.int64)
+
+
+def ensemble_groups(
+    anchors: Anchors,
+    prepared: PreparedZoo,
+    generated: torch.Tensor,
+    finetuned: torch.Tensor | None,
+    sources: np.ndarray,
+    selection: Selection,
+    source: Dataset,
+    seed: int,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """({group: members [n, params]}, notes on how they were made) for n generated models drawn around
+    `anchors`, each from the anchor whose checkpoint id `sources` gives (-1: unknown)."""
+    started, n, rng = time.perf_counter(), len(generated), np.random.default_rng([seed, 27])
+    aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    row_of = {c: i for i, c in enumerate(anchors.ids)}
+    known = all(int(s) in row_of for s in sources)
+    picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(aligned), n).tolist()
+    noise_selection = selection if selection.mode != "guided" else Selection("none")
+    score, predictions = validation_scorers(anchors.spec, source.x_val, source.y_val)
+    noise, _, _ = select_models(
+        WeightNoise(prepared.entry_std()), aligned.numpy(), aligned.numpy(), n, rng,
+        lambda codes: torch.from_numpy(codes), score, noise_selection, predictions=predictions,
+    )  # fmt: skip
+    deep = deep_rows(anchors.zoo.table, anchors.activation, n, rng)
+    groups = {"generated": generated, "finetuned": finetuned, "anchors": aligned[torch.tensor(picked)]}
+    groups |= {"noise": noise, "deep": anchors.zoo.weights[torch.from_numpy(deep)]}
+    init = "init_seed" if "init_seed" in anchors.zoo.table.columns else "seed"
+    notes = {
+        "anchors": "source anchors" if known else "drawn at random (no source anchors recorded)",
+        "noise_selection": noise_selection.mode,
+        "deep_inits": len(np.unique(anchors.zoo.table[init].to_numpy()[deep])),
+        "seconds_groups": round(time.perf_counter() - started, 3),  # the noise group's selection, mostly
+    }
+    return {k: v for k, v in groups.items() if v is not None}, notes
+
+
+def ensemble_section(
+    spec: Spec, groups: dict[str, torch.Tensor], notes: dict, source: Dataset, seed: int, device: str = "cpu"
+) -> dict:
+    """{"ensembles": {group: {N: {figure: {mean, lo, hi}}}}, "ensemble_settings": how}: the groups evaluated
+    on the test split of the zoo's own dataset."""
+    tables, cost = evaluate_ensembles(spec, groups, source.x_test, source.y_test, seed, device)
+    notes = dict(notes)
+    seconds = {"groups": notes.pop("seconds_groups", 0.0), **cost["seconds"]}
+    seconds["total"] = round(seconds["groups"] + seconds["total"], 3)  # groups, then their forward passes and tables
+    split = f"{Path(source.name).name} test ({len(source.y_test)} images)"  # no folder of this machine in a card
+    settings = {"split": split, **notes, **cost, "seconds": seconds}
+    settings["interval"] = "lo, hi: 2.5th and 97.5th percentiles over random subsets of the group (mean: their mean)"
+    return {"ensembles": tables, "ensemble_settings": settings}

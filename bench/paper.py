@@ -40,6 +40,7 @@ from core.runtime import sleep_while_waiting  # noqa: E402
 sleep_while_waiting()  # before torch loads: the machine may be busy
 
 from core.gen.config import SampleConfig  # noqa: E402
+from core.gen.novelty import ZooErrorSets  # noqa: E402
 from core.pipeline import generate, train_and_map  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402
@@ -53,6 +54,7 @@ MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mni
 SPREADS = (0.5, 1.0, 1.5, 2.5)  # the generator's novelty levels (the default spread is among them)
 TRANSFER_TASK = "rotate=90"  # MNIST turned by 90 degrees: the zoo's classes, so the output layer is kept
 TRANSFER_EPOCHS = (0, 1, 5)
+ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "deep")
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,24 @@ class Scale:
 
 
 SCALES = {
-    "quick": Scale(models=64, k=50, epochs=6, ae_epochs=30, n=16, transfer_k=10),
+    "quick": Scale(models=64, k=100, epochs=6, ae_epochs=30, n=16, transfer_k=10),
     "cpu": Scale(models=256, k=500, epochs=15, ae_epochs=60, n=32, transfer_k=10),
     "gpu": Scale(models=1000, k=None, epochs=50, ae_epochs=60, n=32, transfer_k=10),
 }
 
 
-def zoo_config(scale: Scale, dataset: str, seed: int) -> ZooConfig:
-    """A CNN-s zoo varied as the public model zoos vary theirs (seeds, and the learning rate, weight decay and
-    dropout drawn per model), with one activation, so that the anchors of a region share it."""
+RECIPES = {
+    # The public zoos' "seed" kind: one recipe, models differing in seed (8 shared inits: core/zoo/generate.py says
+    # why); the engine's defaults otherwise.
+    "seed": {},
+    # Their "hyperparameter" kind: learning rate, weight decay and dropout drawn per model, one activation, so that
+    # the anchors of a region share it.
+    "varied": {"lrs": (1e-3, 3e-3), "weight_decays": (0.0, 1e-4), "dropouts": (0.0, 0.1)},
+}
+
+
+def zoo_config(scale: Scale, dataset: str, seed: int, recipe: str) -> ZooConfig:
+    """A CNN-s zoo of the recipe, trained on the scale's share of MNIST."""
     name = dataset if scale.k is None else f"{dataset}:k={scale.k}"
     epochs = scale.epochs
     save = sorted({0, 1, epochs // 4, epochs // 2, epochs} if epochs <= 15 else set(range(0, epochs + 1, 5)) | {1})
@@ -85,33 +96,46 @@ def zoo_config(scale: Scale, dataset: str, seed: int) -> ZooConfig:
         epochs=epochs,
         save_epochs=tuple(save),
         seed=seed,
-        lrs=(1e-3, 3e-3),
-        weight_decays=(0.0, 1e-4),
-        dropouts=(0.0, 0.1),
+        **RECIPES[recipe],
     )
 
 
-def replicate(scale: Scale, dataset: str, seed: int, root: Path, device: str) -> dict:
-    """Every figure of one seed (zoo, autoencoder and sampler seed s)."""
-    workspace = Workspace(root / f"zoo-{seed}")
+def replicate(scale: Scale, dataset: str, recipe: str, seed: int, root: Path, device: str) -> dict:
+    """Every figure of one seed (zoo, autoencoder and sampler seed s), with the seconds each stage took."""
+    workspace, seconds, started = Workspace(root / f"{recipe}-{seed}"), {}, time.monotonic()
+
+    def lap(stage: str) -> None:
+        nonlocal started
+        seconds[stage], started = round(time.monotonic() - started, 1), time.monotonic()
+
     if not workspace.exists():
-        generate_zoo(workspace, zoo_config(scale, dataset, seed), device)
+        generate_zoo(workspace, zoo_config(scale, dataset, seed, recipe), device)
+    lap("zoo")
     train = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed)
     run = train_and_map(workspace, AEConfig(), train, run="default", device=device)
     figures = {"probes": _probes(evaluate_run(workspace, run.name, device))}
+    lap("autoencoder")
     figures["frontier"] = _frontier(workspace, run.name, scale, seed, device)
+    figures["ensembles"] = figures["frontier"]["default"].pop("ensembles")
+    figures["ensembles"]["generated_diverse"] = _diverse(workspace, run.name, scale, seed, device)
+    lap("generation")
     target = f"{dataset}:{TRANSFER_TASK}:k={scale.transfer_k}"
     figures["transfer"] = _transfer(workspace, run.name, scale, seed, target, device)
+    lap("transfer")
     figures["ablation"] = _ablation(workspace, scale, train, seed, device)
-    return figures
+    lap("ablation")
+    return figures | {"seconds": seconds}
 
 
 def _probes(result: dict) -> dict:
     return {m: result[f"probe_{m}"] for m in ("r2", "tau")}
 
 
+ZOO_ERRORS = ZooErrorSets()  # the zoos' error sets on the test split, computed once per zoo (as the app keeps them)
+
+
 def _sample(workspace: Workspace, run: str, config: SampleConfig, device: str) -> dict:
-    return generate(workspace, config, run, device).to_json()
+    return generate(workspace, config, run, device, zoo_errors=ZOO_ERRORS).to_json()
 
 
 def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: str) -> dict:
@@ -119,9 +143,10 @@ def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: s
     accuracy relative to the source anchors (the anchors the kept models were drawn around)."""
     points, noise, at_default = [], [], None
     for spread in SPREADS:
-        config = SampleConfig(n=scale.n, spread=spread, finetune_epochs=0, seed=seed)
+        default = spread == SampleConfig().spread
+        config = SampleConfig(n=scale.n, spread=spread, finetune_epochs=0, seed=seed, ensemble=default)
         result = _sample(workspace, run, config, device)
-        source = result["curves"].get("source_anchors", result["curves"]["anchors"])[0]
+        source = result["curves"]["anchors"][0]  # the source anchors of the kept models
         point = {
             "spread": spread,
             "acc": result["curves"]["generated"][0],
@@ -129,11 +154,27 @@ def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: s
             "iou": result["novelty"]["max_iou_median"],
         }
         points.append(point)
-        if spread == SampleConfig().spread:
+        if default:
             at_default = point | {"noise_iou": result["novelty_baselines"]["noise"]["max_iou_median"]}
+            at_default["ensembles"] = _ensembles_at(result, scale.n)
             noise = [{"acc": p["acc_mean"], "iou": p["max_iou_median"]} for p in result["noise_frontier"]]
     margins = [p["acc"] - _noise_accuracy_at(noise, p["iou"]) for p in points]
     return {"points": points, "noise": noise, "default": at_default, "margin": float(np.nanmin(margins))}
+
+
+def _ensembles_at(result: dict, members: int) -> dict:
+    """{group: {"acc", "nll"}} of the run's ensembles of `members` members (each a mean over member draws)."""
+    return {
+        group: {figure: sizes[str(members)][figure]["mean"] for figure in ("acc", "nll")}
+        for group, sizes in result["ensembles"].items()
+        if str(members) in sizes
+    }
+
+
+def _diverse(workspace: Workspace, run: str, scale: Scale, seed: int, device: str) -> dict:
+    """The generated ensemble whose members greedy selection chose for a low validation NLL (`diverse`)."""
+    config = SampleConfig(n=scale.n, finetune_epochs=0, seed=seed, ensemble=True, selection="diverse")
+    return _ensembles_at(_sample(workspace, run, config, device), scale.n)["generated"]
 
 
 def _noise_accuracy_at(noise: list[dict], iou: float) -> float:
@@ -186,11 +227,15 @@ def summarise(per_seed: list[dict]) -> dict:
         row: [over(lambda f, r=row, i=i: f["transfer"][r][i]) for i in range(len(TRANSFER_EPOCHS))]
         for row in ("generated", "b_t", "b_f")
     }
+    groups = [g for g in ENSEMBLE_GROUPS if all(g in f["ensembles"] for f in per_seed)]
+    summary["ensembles"] = {
+        g: {m: over(lambda f, g=g, m=m: f["ensembles"][g][m]) for m in ("acc", "nll")} for g in groups
+    }
     summary["ablation"] = {name: over(lambda f, n=name: f["ablation"][n]) for name in ("layer_norm", "plain_mse")}
     return summary
 
 
-def report(summary: dict) -> None:
+def report(summary: dict, members: int) -> None:
     def show(label: str, figure) -> None:
         print(f"  {label:<40}{format_interval(figure)}")
 
@@ -216,6 +261,14 @@ def report(summary: dict) -> None:
         rows = summary["transfer"]
         said = [verdict(rows["generated"][i], rows[b][i], "generated", b) for b in ("b_t", "b_f")]
         print(f"    epoch {epoch}: {'; '.join(said)}; {verdict(rows['b_f'][i], rows['b_t'][i], 'B_F', 'B_T')}")
+    print(f"\nensembles of {members} members (softmax averaged; test accuracy and NLL)")
+    ensembles = summary["ensembles"]
+    for group, figures in ensembles.items():
+        print(f"  {group:<18} acc {format_interval(figures['acc'])}   nll {format_interval(figures['nll'])}")
+    for other in ("anchors", "noise", "deep"):
+        if other in ensembles and "generated" in ensembles:
+            said = [verdict(ensembles["generated"][m], ensembles[other][m], "generated", other) for m in ("acc", "nll")]
+            print(f"    accuracy: {said[0]}; NLL: {said[1]}")
     print("\nablation: structure loss alone, generated accuracy / anchors'")
     for name, figure in summary["ablation"].items():
         show(name, figure)
@@ -227,6 +280,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=tuple(SCALES), default="quick")
     parser.add_argument("--dataset", default=str(MNIST), help="an MNIST folder (the four IDX files)")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default="seed", help="how the zoo's models differ")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of zoo, autoencoder and sampler (at least 3)")
     parser.add_argument("--workdir", default=None, help="keep zoos and runs here (default: a temporary folder)")
     parser.add_argument("--png", default=None, help="write the frontiers and probe table here")
@@ -238,10 +292,10 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="paper-")) / args.scale
     started, per_seed = time.monotonic(), []
     for seed in seeds:
-        per_seed.append(replicate(scale, args.dataset, seed, root, device))
+        per_seed.append(replicate(scale, args.dataset, args.recipe, seed, root, device))
         print(f"seed {seed} done at {time.monotonic() - started:.0f} s", flush=True)
     summary = summarise(per_seed)
-    report(summary)
+    report(summary, scale.n)
     if args.png:
         plot(per_seed, summary, Path(args.png))
     seconds = round(time.monotonic() - started, 1)

@@ -104,7 +104,7 @@ PHASES = {
     "fine-tuning": "evaluating and fine-tuning, epoch by epoch",
     "novelty": "comparing the models' errors with the zoo's",
     "placing": "placing the generated models on the map",
-    "ensembles": "ensembles of the models beside anchors, noise and a deep ensemble",
+    "ensembles": "every group's models on the test split",
 }
 
 

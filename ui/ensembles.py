@@ -70,6 +70,24 @@ def ensemble_figure(ensembles: dict, figure: str = "acc", height: int = 380) -> 
     )
 
 
+def ensemble_caption(settings: dict | None, n: int) -> str:
+    """How the ensembles were made, in one line: the split, what the error bars hold, where the anchors and the deep
+    ensemble come from, and how many distinct models a selection that repeats members kept."""
+    how = settings or {}
+    parts = [
+        f"On {how.get('split', 'the test split')}",
+        "error bars: 95% of the ensembles of that size drawn at random from the group",
+    ]
+    if how.get("anchors"):
+        parts.append(f"anchors: {how['anchors']}")
+    if how.get("deep_inits") is not None:
+        parts.append(f"deep ensemble: {how['deep_inits']} distinct initialisations")
+    distinct = how.get("distinct", {}).get("generated")
+    if distinct is not None and distinct < n:
+        parts.append(f"{distinct} distinct of the {n} generated models (the selection kept some twice)")
+    return "; ".join(parts) + "."
+
+
 def ensemble_row(run: SamplesRun, group: str = "generated", size: int | None = None) -> dict | None:
     """{figure: {"mean", "lo", "hi"}} of the group's ensembles of `size` members (the run's n unless given);
     None for a run without ensembles, a group it has not, or a size the group does not reach."""

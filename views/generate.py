@@ -16,7 +16,7 @@ from core.store.runs import AERunFiles, SamplesRun
 from core.zoo.model_zoo import combined_table
 from ui import keys, session
 from ui.compare import COLUMN_HELP, comparison_curves, comparison_novelty, comparison_table
-from ui.ensembles import FIGURES, ensemble_figure, ensemble_metric, groups_help
+from ui.ensembles import FIGURES, ensemble_caption, ensemble_figure, ensemble_metric, groups_help
 from ui.figures import GROUP_STYLE, curves_figure, end_label, novelty_figure
 from ui.intervals import accuracy_note, intervals_caption, novelty_note
 from ui.jobs import Job, format_seconds
@@ -204,12 +204,7 @@ def ensemble_section(result: SamplesRun) -> None:
         return
     figure = st.radio("Ensemble figure", list(FIGURES), format_func=lambda f: FIGURES[f][0], horizontal=True)
     st.plotly_chart(ensemble_figure(result.ensembles, figure), width="stretch")
-    how = result.ensemble_settings or {}
-    st.caption(
-        f"On {how.get('split', 'the test split')}; error bars: 95% of the ensembles of that size drawn at random "
-        f"from each group; anchors {how.get('anchors', '?')}; the deep ensemble from {how.get('deep_inits', '?')} "
-        "distinct initialisations."
-    )
+    st.caption(ensemble_caption(result.ensemble_settings, result.n))
 
 
 def settings_form(rule: str | None) -> SampleConfig | None:

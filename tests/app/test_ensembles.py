@@ -4,7 +4,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui.ensembles import ENSEMBLE_STYLE, ensemble_columns, ensemble_figure, ensemble_metric, groups_help
+from ui.ensembles import (
+    ENSEMBLE_STYLE,
+    ensemble_caption,
+    ensemble_columns,
+    ensemble_figure,
+    ensemble_metric,
+    groups_help,
+)
 
 
 def summary(mean: float, spread: float = 0.02) -> dict:
@@ -68,3 +75,13 @@ def test_the_metric_compares_the_generated_ensemble_of_n_with_the_anchors(ensemb
 def test_comparison_cells_hold_the_ensemble_of_n_and_are_empty_for_old_runs(ensembles):
     assert ensemble_columns(run(ensembles)) == pytest.approx({"ensemble acc": 0.83, "ensemble NLL": 0.6})
     assert ensemble_columns(run(None)) == {"ensemble acc": None, "ensemble NLL": None}
+
+
+def test_the_caption_says_how_the_ensembles_were_made_and_what_a_selection_repeated():
+    settings = {"split": "digits test (359 images)", "anchors": "source anchors", "deep_inits": 3}
+    settings["distinct"] = {"generated": 4, "deep": 5}
+    caption = ensemble_caption(settings, 5)
+    assert caption.startswith("On digits test (359 images); error bars: 95% of the ensembles")
+    assert "anchors: source anchors" in caption and "deep ensemble: 3 distinct initialisations" in caption
+    assert "4 distinct of the 5 generated models" in caption
+    assert "distinct of the" not in ensemble_caption(settings, 4) and ensemble_caption(None, 4).startswith("On the")

@@ -344,6 +344,12 @@ def test_generate_page_generates_with_ensembles_and_shows_them(app_root):
     assert len(at.get("plotly_chart")) == 3  # curves, novelty plane, ensembles
     next(r for r in at.radio if r.label == "Ensemble figure").set_value("nll").run()
     assert not at.exception and len(at.get("plotly_chart")) == 3
+    # beside a run without ensembles in the comparison: its ensemble cells are empty
+    generate(Workspace(app_root / "digits"), SampleConfig(n=2, finetune_epochs=0, baselines=False, seed=1))
+    at.run()
+    assert not at.exception and "Compare runs" in texts(at.header)
+    table = at.dataframe[-1].value
+    assert table["ensemble acc"].isna().sum() == 1 and table["ensemble NLL"].notna().sum() == 1
 
 
 def test_a_run_without_ensembles_is_evaluated_as_one_from_its_button(app_root):

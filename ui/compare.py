@@ -9,14 +9,21 @@ import polars as pl
 from plotly.colors import qualitative
 
 from core.store.runs import SamplesRun
+from ui.ensembles import ensemble_columns
 from ui.figures import GROUP_STYLE, curves_layout, novelty_layout
 from ui.intervals import accuracy_range
+
+COLUMN_HELP = {  # the page's column tips for the ensemble cells
+    "ensemble acc": "test accuracy of the averaged softmax of all the run's generated models (empty: not evaluated)",
+    "ensemble NLL": "test NLL of that ensemble, in nats; lower is better (empty: not evaluated)",
+}
 
 
 def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
     """One row per run: sampler and settings, generated models' mean accuracy as generated and after fine-tuning
-    with their 95% intervals over models, the median novelty figures, and how long the run took (None for runs
-    made before intervals or durations were recorded)."""
+    with their 95% intervals over models, the median novelty figures, the accuracy and NLL of the ensemble of
+    its n generated models, and how long the run took (None for runs made before intervals or durations were
+    recorded, or whose ensembles were not evaluated)."""
     return pl.DataFrame(
         [
             {
@@ -33,6 +40,7 @@ def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
                 "95% interval after fine-tuning": accuracy_range(run, "generated", -1),
                 "max IoU (median)": run.novelty["max_iou_median"],
                 "min L2 (median)": run.novelty["min_l2_median"],
+                **ensemble_columns(run),
                 "seconds": run.extra.get("seconds"),
             }
             for run in runs

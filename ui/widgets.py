@@ -63,6 +63,28 @@ def start_generation(workspace: Workspace, run: str, config, label: str) -> Job 
     return start(workspace, "generate", label, work)
 
 
+def ensemble_job(run: str) -> str:
+    """The kind of the job that evaluates one samples run as an ensemble: one per run, so that its progress and
+    its outcome show under that run alone."""
+    return f"ensemble:{run}"
+
+
+def start_ensembles(workspace: Workspace, run: str, models: int) -> Job | None:
+    """Evaluate a finished samples run as an ensemble beside its baselines (core/pipeline.py `ensembles`, which
+    writes the figures into the run's record) as a background job; one indivisible step, estimated from its last
+    duration for as many models."""
+
+    def work(on_progress, should_stop):
+        from core.pipeline import ensembles  # lazy: the engine loads in the background (session.warm_up)
+
+        on_progress(0, 1, {"phase": "ensembles", "points": models})
+        result = ensembles(workspace, run, session.device())
+        on_progress(1, 1, {"phase": "ensembles", "points": models})
+        return result
+
+    return start(workspace, ensemble_job(run), f"Evaluating `{run}` as an ensemble", work)
+
+
 def start(workspace: Workspace, kind: str, label: str, work: Work) -> Job | None:
     """Start a background job on the workspace, or say why not in an error box."""
     try:
@@ -82,6 +104,7 @@ PHASES = {
     "fine-tuning": "evaluating and fine-tuning, epoch by epoch",
     "novelty": "comparing the models' errors with the zoo's",
     "placing": "placing the generated models on the map",
+    "ensembles": "every group's models on the test split",
 }
 
 

@@ -15,19 +15,29 @@ from core.rep.methods import method_named
 from core.store.runs import AERunFiles, SamplesRun
 from core.zoo.model_zoo import combined_table
 from ui import keys, session
-from ui.compare import comparison_curves, comparison_novelty, comparison_table
+from ui.compare import COLUMN_HELP, comparison_curves, comparison_novelty, comparison_table
+from ui.ensembles import FIGURES, ensemble_caption, ensemble_figure, ensemble_metric, groups_help
 from ui.figures import GROUP_STYLE, curves_figure, end_label, novelty_figure
 from ui.intervals import accuracy_note, intervals_caption, novelty_note
 from ui.jobs import Job, format_seconds
-from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation, watch
+from ui.widgets import (
+    ensemble_job,
+    or_stop,
+    page_start,
+    require_run,
+    require_zoo_table,
+    start_ensembles,
+    start_generation,
+    watch,
+)
 
 SELECTION_HELP = {
     "none": "None: keep every sampled model",
     "guided": "Guided: draw more, keep those the embedding predicts most accurate (no data needed)",
     "subsample": "Subsample: draw more, keep the best on validation data",
     "bootstrap": "Bootstrap: keep the best, refit the sampler on them, repeat",
-    "diverse": "Diverse: draw more, keep an ensemble whose members err differently (greedy on validation NLL; a "
-    "model may be kept twice)",
+    "diverse": "Diverse: draw more, keep the draws that lower the ensemble's validation NLL, one at a time (greedy "
+    "ensemble selection: members that err differently; a model may be kept twice)",
 }
 ANCHOR_SOURCES = ("map selection", "best checkpoints", "one epoch")
 SHORT_NAMES = {"generated": "Generated", "anchors": "Anchors", "random_init": "Random init"}  # metric labels fit
@@ -113,7 +123,8 @@ def show_result(result: SamplesRun) -> None:
     )
     first = {g: v[0] for g, v in result.curves.items()}
     last = {g: v[-1] for g, v in result.curves.items()}
-    cols = st.columns(4)
+    ensemble = ensemble_metric(result)
+    cols = st.columns(5 if ensemble else 4)
     for col, (group, name) in zip(cols, SHORT_NAMES.items(), strict=False):
         epochs = len(result.curves[group]) - 1
         notes = [f"as is: {n}" for n in [accuracy_note(result, group, 0)] if n]
@@ -137,6 +148,8 @@ def show_result(result: SamplesRun) -> None:
     )
     if iou_note:
         cols[3].caption(iou_note)
+    if ensemble:
+        ensemble_metric_cell(cols[4], ensemble)
     if caption := intervals_caption(result):
         st.caption(caption)
     left, right = st.columns(2)
@@ -151,6 +164,7 @@ def show_result(result: SamplesRun) -> None:
             f"Median nearest-zoo L2 distance: {result.novelty['min_l2_median']:.2f} "
             f"(between zoo models: {result.novelty['zoo_min_l2_median']:.2f})."
         )
+    ensemble_section(result)
     with st.expander("Per generated model"):
         st.dataframe(result.samples_table(), hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
@@ -159,6 +173,38 @@ def show_result(result: SamplesRun) -> None:
     if c2.button("Export these models", type="primary"):
         st.session_state[keys.EXPORT_RUN] = result.name
         st.switch_page("views/export.py")
+
+
+def ensemble_metric_cell(col, ensemble: dict) -> None:
+    """The generated models' ensemble of all n against the source anchors' ensemble of as many."""
+    points = 100 * (ensemble["acc"] - ensemble["anchors_acc"])
+    col.metric(
+        f"Ensemble of {ensemble['n']}",
+        f"{ensemble['acc']:.1%}",
+        delta=f"{points:+.1f} points vs anchors",
+        help=f"test accuracy of the averaged softmax of all {ensemble['n']} generated models, as generated; the "
+        f"ensemble of their {ensemble['n']} source anchors: {ensemble['anchors_acc']:.1%}. Below: its NLL (nats, "
+        "lower is better) against the anchors' ensemble",
+    )
+    col.caption(f"NLL {ensemble['nll']:.3f}, {ensemble['nll'] - ensemble['anchors_nll']:+.3f} vs anchors")
+
+
+def ensemble_section(result: SamplesRun) -> None:
+    """The run's models as ensembles of 1, 2, 4, ... members beside the baselines' ensembles; for a run without
+    them, a button that evaluates them in the background (the run's "ensemble" job)."""
+    if result.ensembles is None and result.n < 2:
+        return
+    st.subheader("As an ensemble", help=groups_help())
+    _, running = watch(workspace, ensemble_job(result.name), stoppable=False)
+    if result.ensembles is None:
+        st.caption("Average the models' softmax, and compare with anchors, anchor + noise and a deep ensemble.")
+        clicked = not running and st.button("Evaluate as an ensemble")
+        if clicked and start_ensembles(workspace, result.name, result.n):
+            st.rerun()  # into the job's progress
+        return
+    figure = st.radio("Ensemble figure", list(FIGURES), format_func=lambda f: FIGURES[f][0], horizontal=True)
+    st.plotly_chart(ensemble_figure(result.ensembles, figure), width="stretch")
+    st.caption(ensemble_caption(result.ensemble_settings, result.n))
 
 
 def settings_form(rule: str | None) -> SampleConfig | None:
@@ -192,6 +238,12 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             "Candidates per kept model", 1, 32, defaults.candidates, help="guided, subsample, bootstrap and diverse"
         )
         rounds = c3.number_input("Bootstrap rounds", 1, 10, defaults.rounds)
+        ensemble = c3.checkbox(
+            "Also evaluate as an ensemble",
+            defaults.ensemble,
+            help="ensembles of 1, 2, 4, ... of the generated models beside source anchors, anchor + noise and a deep "
+            "ensemble: up to 5 x n more models evaluated on the test split (a run can also be evaluated later)",
+        )
         if not st.form_submit_button("Generate", type="primary"):
             return None
     try:
@@ -211,6 +263,7 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             selection=selection,
             candidates=int(candidates),
             rounds=int(rounds),
+            ensemble=bool(ensemble),
         )
     except UserError as exc:
         st.error(str(exc))
@@ -257,7 +310,8 @@ def comparison() -> None:
     if not runs:
         st.info("Pick runs to compare.")
         return
-    st.dataframe(comparison_table(runs), hide_index=True, width="stretch")
+    tips = {name: st.column_config.NumberColumn(help=tip, format="%.3f") for name, tip in COLUMN_HELP.items()}
+    st.dataframe(comparison_table(runs), hide_index=True, width="stretch", column_config=tips)
     left, right = st.columns(2)
     with left:
         st.markdown("**Generated models, fine-tuned** (mean test accuracy)")

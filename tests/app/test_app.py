@@ -326,6 +326,47 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert "95% interval" not in " ".join(texts(at.caption)) and "95% interval" not in at.metric[0].proto.help
 
 
+def test_generate_page_generates_with_ensembles_and_shows_them(app_root):
+    at = page("generate").run()
+    selection = next(s for s in at.selectbox if s.label == "Selection")
+    assert "Diverse" in selection.options and "keep the draws that lower the ensemble's validation NLL" in (
+        selection.proto.help
+    )
+    next(n for n in at.number_input if n.label == "Models to generate").set_value(4)
+    next(n for n in at.number_input if n.label == "Fine-tuning epochs").set_value(1)
+    next(c for c in at.checkbox if c.label == "Also evaluate as an ensemble").check()
+    button(at, "Generate").click()
+    run_until(at, lambda at: "Results" in texts(at.header))
+    assert "As an ensemble" in texts(at.subheader) and not at.error
+    metric = next(m for m in at.metric if m.label == "Ensemble of 4")
+    assert " points vs anchors" in str(metric.proto.delta) and "NLL " in " ".join(texts(at.caption))
+    assert "Evaluate as an ensemble" not in [b.label for b in at.button]
+    assert len(at.get("plotly_chart")) == 3  # curves, novelty plane, ensembles
+    next(r for r in at.radio if r.label == "Ensemble figure").set_value("nll").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 3
+    # beside a run without ensembles in the comparison: its ensemble cells are empty
+    generate(Workspace(app_root / "digits"), SampleConfig(n=2, finetune_epochs=0, baselines=False, seed=1))
+    at.run()
+    assert not at.exception and "Compare runs" in texts(at.header)
+    table = at.dataframe[-1].value
+    assert table["ensemble acc"].isna().sum() == 1 and table["ensemble NLL"].notna().sum() == 1
+
+
+def test_a_run_without_ensembles_is_evaluated_as_one_from_its_button(app_root):
+    generate(Workspace(app_root / "digits"), SampleConfig(n=2, finetune_epochs=0, baselines=False))
+    at = page("generate").run()
+    assert "As an ensemble" in texts(at.subheader)
+    assert not [m for m in at.metric if m.label.startswith("Ensemble of")]
+    button(at, "Evaluate as an ensemble").click().run()
+    assert not at.exception and not at.error
+    progress = [p.proto.text for p in at.get("progress")]  # feedback in the same page run as the click
+    assert any("as an ensemble" in p for p in progress) or any(m.label == "Ensemble of 2" for m in at.metric)
+    run_until(at, lambda at: any(m.label == "Ensemble of 2" for m in at.metric))
+    assert "Evaluate as an ensemble" not in [b.label for b in at.button] and not at.error
+    record = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
+    assert set(record["ensembles"]) >= {"generated", "anchors", "noise", "deep"}
+
+
 def test_generate_page_warns_about_degenerate_anchors_before_generating(app_root):
     run = load_run(Workspace(app_root / "digits")).name
     at = page("generate")

@@ -7,7 +7,9 @@ import polars as pl
 from ui.compare import comparison_curves, comparison_novelty, comparison_table
 
 
-def fake_run(name: str, method: str, curve: list[float], seconds: float | None, rows=None) -> SimpleNamespace:
+def fake_run(
+    name: str, method: str, curve: list[float], seconds: float | None, rows=None, ensembles=None
+) -> SimpleNamespace:
     samples = pl.DataFrame({"max_iou": [0.4, 0.6], "acc_epoch0": [curve[0] - 0.01, curve[0] + 0.01]})
     return SimpleNamespace(
         name=name,
@@ -19,15 +21,17 @@ def fake_run(name: str, method: str, curve: list[float], seconds: float | None, 
         curves={"generated": curve, "random_init": [0.1, 0.5, 0.7]},
         novelty={"max_iou_median": 0.5, "min_l2_median": 3.0},
         extra={} if seconds is None else {"seconds": seconds},
+        ensembles=ensembles,
         samples_table=lambda: samples,
         interval_rows=lambda: {"generated": rows} if rows else {},
     )
 
 
 def test_runs_compare_in_one_table_one_curve_chart_and_one_novelty_plane():
+    ensemble = {f: {"mean": m, "lo": m - 0.01, "hi": m + 0.01} for f, m in (("acc", 0.93), ("nll", 0.25))}
     rows = [{"lo": 0.55, "hi": 0.65}, {"lo": 0.7, "hi": 0.9}, {"lo": 0.88, "hi": 0.92}]
     runs = [
-        fake_run("kde-1", "kde", [0.6, 0.8, 0.9], 4.2, rows),
+        fake_run("kde-1", "kde", [0.6, 0.8, 0.9], 4.2, rows, {"generated": {"2": ensemble}}),
         fake_run("gauss-2", "gauss", [0.3, 0.7, 0.85], None),
     ]
     table = comparison_table(runs)
@@ -37,6 +41,8 @@ def test_runs_compare_in_one_table_one_curve_chart_and_one_novelty_plane():
     assert table["run"].to_list() == ["kde-1", "gauss-2"]
     assert table["acc as generated"].to_list() == [0.6, 0.3] and table["acc after fine-tuning"].to_list() == [0.9, 0.85]
     assert table["fine-tuning epochs"].to_list() == [2, 2]
+    # the ensemble of the run's n generated models; empty for runs whose ensembles were not evaluated
+    assert table["ensemble acc"].to_list() == [0.93, None] and table["ensemble NLL"].to_list() == [0.25, None]
     assert table["seconds"].to_list() == [4.2, None]  # runs made before durations were recorded
     curves = comparison_curves(runs)
     assert [t.name for t in curves.data] == ["kde-1", "gauss-2", "random init"]

@@ -134,9 +134,9 @@ def generate(
     new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning, cluster)
     measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
     figures, frontier = _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, measuring)
-    _phase(on_progress, "placing", {"curves": curves})(0, 1, {})
-    map_xy = _map_positions(run, zoos, prepared, generated, device)
-    ensembles = _ensembles(anchors, prepared, (generated, finetuned[: config.n], sources), config, source, device)
+    map_xy = _map_positions(run, zoos, prepared, generated, device, _phase(on_progress, "placing", {"curves": curves}))
+    drawn = (generated, finetuned[: config.n], sources)
+    ensembles = _ensembles(anchors, prepared, drawn, config, source, device, _phase(on_progress, "ensembles"))
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
         ae_run=run.name,
@@ -168,12 +168,15 @@ def generate(
     return samples
 
 
-def _ensembles(anchors: Anchors, prepared, drawn: tuple, config: SampleConfig, source: Dataset, device) -> dict:
+def _ensembles(
+    anchors: Anchors, prepared, drawn: tuple, config: SampleConfig, source: Dataset, device, report: Progress
+) -> dict:
     """The run's ensemble fields (core/gen/ensemble_groups.py), if the config asks for them: generated, fine-tuned
     (on the zoo's own task only: the section evaluates every group on its test split), source anchors, noise,
     deep ensemble."""
     if not config.ensemble:
         return {}
+    report(0, 1, {})
     generated, finetuned, sources = drawn
     own_task = config.finetune_epochs > 0 and config.dataset in (None, source.name)
     finetuned = finetuned if own_task else None
@@ -344,8 +347,9 @@ def _medians(figures: dict) -> dict:
     return {k: v for k, v in figures.items() if k.endswith("median")}
 
 
-def _map_positions(run: AERun, zoos: list, prepared, generated: torch.Tensor, device: str) -> np.ndarray:
+def _map_positions(run: AERun, zoos: list, prepared, generated: torch.Tensor, device: str, report: Progress):
     """Where generated models sit on the run's map (core/rep/embed.py `place_on_map`)."""
+    report(0, 1, {})
     table = load_embeddings(run.files, combined_table(zoos)["checkpoint"].to_list())
     stored, new = embedding_matrix(table), run.embed(prepared, generated, device)
     if stored.shape[1] != new.shape[1]:

@@ -261,7 +261,10 @@ def _extra(
     warnings = list(anchors.dropped) if decoding else anchor_warnings(anchors)
     frontier, selections = baselines
     figures = {"noise_frontier": frontier, "seconds": seconds, "anchor_warnings": warnings}
-    figures["baseline_selection"] = selections | ({"noise_frontier": frontier[0]["selection"]} if frontier else {})
+    if frontier:  # its mode; how each scale's draws scored is in its own point
+        how = frontier[0]["selection"]
+        selections = selections | {"noise_frontier": {k: v for k, v in how.items() if k in ("mode", "note")}}
+    figures["baseline_selection"] = selections
     figures["source_ratio"] = _source_ratio(curves)
     per_model, novelty_figures = per_model_figures
     figures["intervals"] = accuracy_intervals(per_model, config.seed)

@@ -21,13 +21,23 @@ import torch
 from core.cluster import ClusterConfig
 from core.errors import ZooError
 from core.gen.anchors import Anchors, anchor_warnings, resolve_anchors
-from core.gen.baselines import noise_frontier, reference_groups, simple_baselines
+from core.gen.baselines import noise_frontier, reference_groups, selection_summary, simple_baselines
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
+from core.gen.ensemble import validation_scorers
 from core.gen.ensemble_groups import ensemble_groups, ensemble_section
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.intervals import accuracy_intervals, novelty_intervals
-from core.gen.novelty import ZooErrorSets, error_sets, novelty, novelty_plane
+from core.gen.novelty import (
+    ZooErrorSets,
+    agreement,
+    decoded_novelty,
+    error_sets,
+    novelty,
+    novelty_plane,
+    predicted_classes,
+    zoo_agreement_median,
+)
 from core.gen.path import path_ends, require_ends
 from core.gen.selection import Selection
 from core.rep.autoencoder import AEConfig
@@ -43,7 +53,7 @@ from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import Zoo, combined_table, load_zoos
-from core.zoo.population import evaluate_models
+from core.zoo.population import evaluate_models, recalibrate_norm_statistics
 from core.zoo.table import read_checkpoint_table
 
 Progress = Callable[[int, int, dict], None]
@@ -121,19 +131,19 @@ def generate(
     started = time.monotonic()  # the run records its duration: the Generate page compares runs by it
     run, zoos = load_run(workspace, run_name), load_zoos(workspace)
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
-    table = combined_table(zoos)
-    anchors = _anchors(zoos, table, config)
+    anchors = _anchors(zoos, table := combined_table(zoos), config)
     (preparing := _phase(on_progress, "preparing"))(0, 1, {})  # after the checks: a refusal prints no bar
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
     generated, sampler, selected, sources = _draw(workspace, run, prepared, anchors, config, source, rng, device, table)
     preparing(1, 1, {})
-    groups = _groups(generated, anchors, prepared, config, rng)
+    groups, selections = _groups(generated, sources, anchors, prepared, config, source, rng)
     finetuning = _phase(on_progress, "fine-tuning")
     new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning, cluster)
     measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
-    figures, frontier = _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, measuring)
+    made = (run, anchors, prepared, device)  # the generated models are also compared with the run's decodes
+    figures, frontier = _novelty_phase(workspace, made, groups, config, source, rng, zoo_errors, measuring)
     map_xy = _map_positions(run, zoos, prepared, generated, device, _phase(on_progress, "placing", {"curves": curves}))
     drawn = (generated, finetuned[: config.n], sources)
     ensembles = _ensembles(anchors, prepared, drawn, config, source, device, _phase(on_progress, "ensembles"))
@@ -147,14 +157,14 @@ def generate(
         source_dataset=source_name,
         architecture=anchors.spec.name,
         activation=anchors.activation,
-        anchors={"rule": config.anchors, "count": len(anchors.ids), "ids": anchors.ids},
+        anchors=_anchors_record(config, anchors),
         curves={g: curves.filter(pl.col("group") == g).sort("epoch")["acc_mean"].to_list() for g in groups},
         novelty=_medians(figures["generated"]),
         novelty_baselines={name: _medians(f) for name, f in figures.items() if name != "generated"},
         selection=selected,
         config=asdict(config),
         fallback=sampler.fallback,
-        extra=_extra(frontier, started, curves, new_head, anchors, config, (per_model, figures)),
+        extra=_extra((frontier, selections), started, curves, new_head, anchors, config, (per_model, figures)),
         **stamp,
         **ensembles,
     )
@@ -212,6 +222,12 @@ def ensembles(workspace: Workspace, samples_run: str, device: str = "cpu", refre
     return samples
 
 
+def _anchors_record(config: SampleConfig, anchors: Anchors) -> dict:
+    """The record's anchors: the rule, how many and which it gave, and how many it named that were dropped (the
+    run's anchor warnings say why)."""
+    return {"rule": config.anchors, "count": len(anchors.ids), "ids": anchors.ids, "dropped": anchors.dropped_count}
+
+
 def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
     """The config's anchors, checked before any work: for a point of a latent path, its checkpoint ends."""
     anchors = resolve_anchors(zoos, table, config.anchors)
@@ -228,7 +244,7 @@ def _draw(workspace, run: AERun, prepared, anchors: Anchors, config: SampleConfi
 
 
 def _extra(
-    frontier: list[dict],
+    baselines: tuple[list[dict], dict],
     started: float,
     curves: pl.DataFrame,
     new_head: bool,
@@ -240,25 +256,53 @@ def _extra(
     the transfer summary, what was wrong with the anchors for sampling around them (the page warns before a
     run; the CLI prints these after it), and the intervals over models of each group's accuracy and novelty
     (core/gen/intervals.py; the bootstrap seeded by the run's seed). Decoding a point (spread 0, or a point of a
-    latent path) samples no density, so nothing is wrong with one or two anchors there."""
+    latent path) samples no density, so nothing is wrong with one or two anchors there; anchors the rule named
+    but the generation dropped are named either way. Also: the selection each group got, and the generated models'
+    accuracy over that of their source anchors (as generated, and after fine-tuning)."""
     seconds = round(time.monotonic() - started, 2)
     decoding = config.spread == 0 or config.path_t is not None
-    warnings = [] if decoding else anchor_warnings(anchors)
+    warnings = list(anchors.dropped) if decoding else anchor_warnings(anchors)
+    frontier, selections = baselines
     figures = {"noise_frontier": frontier, "seconds": seconds, "anchor_warnings": warnings}
+    if frontier:  # its mode; how each scale's draws scored is in its own point
+        how = frontier[0]["selection"]
+        selections = selections | {"noise_frontier": {k: v for k, v in how.items() if k in ("mode", "note")}}
+    figures["baseline_selection"] = selections
+    figures["source_ratio"] = _source_ratio(curves)
     per_model, novelty_figures = per_model_figures
     figures["intervals"] = accuracy_intervals(per_model, config.seed)
     figures["novelty_intervals"] = novelty_intervals(novelty_figures, config.seed)
     return {**figures, **transfer_summary(curves, new_head)}
 
 
-def _groups(generated: torch.Tensor, anchors: Anchors, prepared, config: SampleConfig, rng) -> dict:
-    """The generated models and what they are compared with: random init, the anchors, and (unless turned off)
-    the simple weight-space baselines, each as aligned weight vectors."""
+def _groups(generated, sources, anchors: Anchors, prepared, config: SampleConfig, source: Dataset, rng) -> tuple:
+    """({group: aligned weight vectors}, {group: the selection it got}): the generated models and what they are
+    compared with: random init, the generated models' source anchors, and (unless turned off) the simple
+    weight-space baselines, kept by the generated models' selection on the same validation data
+    (core/gen/baselines.py)."""
     anchors_aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
-    groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, config.n, rng)}
+    groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, sources, config.n, rng)}
+    selections = {"random_init": {"mode": "none"}, "anchors": {"mode": "source anchors of the generated models"}}
     if config.baselines:
-        groups.update(simple_baselines(anchors_aligned, prepared, config.n, rng))
-    return groups
+        scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
+        simple, reports = simple_baselines(anchors_aligned, prepared, config.n, rng, scorers, config.selector)
+        groups.update(simple)
+        selections.update({name: selection_summary(info) for name, info in reports.items()})
+    return groups, selections
+
+
+def _source_ratio(curves: pl.DataFrame) -> dict:
+    """{"as_generated", "finetuned"}: the generated models' mean test accuracy over their source anchors' (None
+    where the anchors' mean is 0, or without fine-tuning)."""
+    mean = {
+        g: curves.filter(pl.col("group") == g).sort("epoch")["acc_mean"].to_list() for g in ("generated", "anchors")
+    }
+    generated, anchors = mean["generated"], mean["anchors"]
+
+    def ratio(epoch: int) -> float | None:
+        return generated[epoch] / anchors[epoch] if anchors[epoch] > 0 else None
+
+    return {"as_generated": ratio(0), "finetuned": ratio(-1) if len(generated) > 1 else None}
 
 
 def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Dataset, device, on_progress, cluster):
@@ -292,26 +336,51 @@ def _seed(manifest: dict) -> int:
     return manifest.get("dataset", {}).get("seed", 0)
 
 
-def _novelty_phase(workspace, anchors, prepared, groups, config, source, rng, zoo_errors, report) -> tuple:
-    """(each group's novelty figures, the noise baseline's frontier), reporting the two steps."""
+def _novelty_phase(workspace, made: tuple, groups, config, source, rng, zoo_errors, report) -> tuple:
+    """(each group's novelty figures, the noise baseline's frontier), reporting the two steps. `made`: the
+    autoencoder run, anchors, prepared zoo and device; the generated models are also compared with the run's
+    decodes of the anchors (core/gen/novelty.py)."""
+    run, anchors, prepared, device = made
+    decoded = _decoded_anchors(run, prepared, anchors, source, device)
     report(0, 2, {})
     zoo_errors = zoo_errors or ZooErrorSets()
-    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors)
+    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors, reference=True)
+    generated = groups["generated"]
+    spec = anchors.spec
+    decodes = decoded_novelty(
+        generated, error_sets(spec, generated, source), decoded, error_sets(spec, decoded, source)
+    )
+    figures["generated"] |= decodes
     report(1, 2, {})
     return figures, _frontier(workspace, anchors, prepared, config, source, rng, zoo_errors)
 
 
-def _novelty_figures(workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets):
-    """Each group's novelty figures against the zoo (core/gen/novelty.py); random init is not a generator."""
+def _decoded_anchors(run: AERun, prepared, anchors: Anchors, source: Dataset, device) -> torch.Tensor:
+    """The anchors encoded and decoded by the run, BatchNorm statistics re-estimated as for generated models
+    (core/gen/draw.py): what a spread-0 generation returns."""
+    return recalibrate_norm_statistics(anchors.spec, run.reconstruct(prepared, anchors.rows, device), source.x_train)
+
+
+def _novelty_figures(
+    workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets, reference=False
+) -> dict:
+    """Each group's novelty figures against the zoo (core/gen/novelty.py): L2, error-IoU and prediction agreement;
+    with `reference`, the zoo's own median agreement beside them (once: it costs more than the rest). Random init
+    is not a generator."""
     zoo = anchors.zoo
     key = _zoo_errors_key(workspace, zoo, source)
-    zoo_sets = zoo_errors.get(key, zoo.spec, prepared.aligned, source, zoo.table["activation"].to_list())
+    zoo_predictions = zoo_errors.predictions(key, zoo.spec, prepared.aligned, source, zoo.table["activation"].to_list())
+    zoo_sets = zoo_predictions != source.y_test
     models = zoo.table["model_id"].to_numpy()
-    return {
-        name: novelty(vectors, error_sets(anchors.spec, vectors, source), prepared.aligned, zoo_sets, models)
-        for name, vectors in groups.items()
-        if name != "random_init"
-    }
+    zoo_figures = {"zoo_max_agreement_median": zoo_agreement_median(zoo_predictions, models)} if reference else {}
+    figures = {}
+    for name, vectors in groups.items():
+        if name == "random_init":
+            continue
+        predicted = predicted_classes(anchors.spec, vectors, source)
+        figures[name] = novelty(vectors, predicted != source.y_test, prepared.aligned, zoo_sets, models)
+        figures[name] |= agreement(predicted, zoo_predictions) | zoo_figures
+    return figures
 
 
 def _zoo_errors_key(workspace: Workspace, zoo: Zoo, source: Dataset) -> tuple:
@@ -333,14 +402,21 @@ def precompute_zoo_errors(workspace: Workspace, zoo_errors: ZooErrorSets) -> Non
 
 
 def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rng, zoo_errors) -> list[dict]:
-    """The noise baseline at every scale of its frontier: mean accuracy as generated and median novelty (the
-    Generate page draws it as a line on the novelty plane); none when the baselines are off."""
+    """The noise baseline at every scale of its frontier, each scale kept by the generated models' selection
+    (core/gen/baselines.py): mean accuracy as generated, median novelty and the selection it got (the Generate
+    page draws it as a line on the novelty plane); none when the baselines are off."""
     if not config.baselines:
         return []
-    models = noise_frontier(prepared.aligned[torch.from_numpy(anchors.rows)], prepared, config.n, rng)
+    scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
+    aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    models, reports = noise_frontier(aligned, prepared, config.n, rng, scorers, config.selector)
     figures = _novelty_figures(workspace, anchors, prepared, {str(k): v for k, v in models.items()}, source, zoo_errors)
     accuracy = {k: evaluate_models(anchors.spec, v, source.x_test, source.y_test)[1] for k, v in models.items()}
-    return [{"scale": k, "acc_mean": float(accuracy[k].mean()), **_medians(figures[str(k)])} for k in models]
+    return [
+        {"scale": k, "acc_mean": float(accuracy[k].mean()), **_medians(figures[str(k)])}
+        | {"selection": selection_summary(reports[k])}
+        for k in models
+    ]
 
 
 def _medians(figures: dict) -> dict:
@@ -358,8 +434,9 @@ def _map_positions(run: AERun, zoos: list, prepared, generated: torch.Tensor, de
 
 
 def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray, sources: np.ndarray) -> pl.DataFrame:
-    """One row per generated model: accuracy as generated and after fine-tuning, novelty, map position, and the
-    checkpoint id of the anchor it was drawn around (empty for a point of a latent path)."""
+    """One row per generated model: accuracy as generated and after fine-tuning, novelty (against the zoo and
+    against the generator's decodes of its anchors), map position, and the checkpoint id of the anchor it was
+    drawn around (empty for a point of a latent path)."""
     anchor = pl.Series("source_anchor", [int(s) if s >= 0 else None for s in sources], dtype=pl.Int64)
     return pl.DataFrame(
         {
@@ -368,6 +445,9 @@ def _samples_table(accuracy: np.ndarray, figures: dict, map_xy: np.ndarray, sour
             "acc_final": accuracy[:, -1],
             "min_l2": figures["min_l2"],
             "max_iou": figures["max_iou"],
+            "max_agreement": figures["max_agreement"],
+            "decoded_min_l2": figures["decoded_min_l2"],
+            "decoded_max_iou": figures["decoded_max_iou"],
             "umap_x": map_xy[:, 0],
             "umap_y": map_xy[:, 1],
         }

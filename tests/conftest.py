@@ -55,13 +55,13 @@ def run_cli(capsys):
 @pytest.fixture
 def zoo_error_computations(monkeypatch) -> list[int]:
     """The number of models of every zoo error-set computation (core/gen/novelty.py `ZooErrorSets`) in the test."""
-    computed, original = [], novelty.error_sets
+    computed, original = [], novelty.predicted_classes
 
     def counting(spec, vectors, data, activations=None):
         computed.append(len(vectors))
         return original(spec, vectors, data, activations)
 
-    monkeypatch.setattr(novelty, "error_sets", counting)
+    monkeypatch.setattr(novelty, "predicted_classes", counting)
     return computed
 
 

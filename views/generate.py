@@ -17,7 +17,7 @@ from core.zoo.model_zoo import combined_table
 from ui import keys, session
 from ui.compare import COLUMN_HELP, comparison_curves, comparison_novelty, comparison_table
 from ui.ensembles import FIGURES, ensemble_caption, ensemble_figure, ensemble_metric, groups_help
-from ui.figures import GROUP_STYLE, curves_figure, end_label, novelty_figure
+from ui.figures import GROUP_STYLE, curves_figure, end_label, frontier_selection, novelty_figure
 from ui.intervals import accuracy_note, intervals_caption, novelty_note
 from ui.jobs import Job, format_seconds
 from ui.widgets import (
@@ -164,6 +164,8 @@ def show_result(result: SamplesRun) -> None:
             f"Median nearest-zoo L2 distance: {result.novelty['min_l2_median']:.2f} "
             f"(between zoo models: {result.novelty['zoo_min_l2_median']:.2f})."
         )
+        if kept := frontier_selection(result.extra.get("noise_frontier") or []):
+            st.caption(f"The noise line's draws were kept as the generated models were ({kept}): like for like.")
     ensemble_section(result)
     with st.expander("Per generated model"):
         st.dataframe(result.samples_table(), hide_index=True, width="stretch")

@@ -73,20 +73,66 @@ def describe_samples(result: dict) -> list[str]:
     lines.append("mean test accuracy by fine-tuning epoch (0 = as generated):")
     for group, curve in result["curves"].items():
         lines.append(f"  {group:<13}" + " ".join(f"{a:.3f}" for a in curve))
+    lines += _source_ratio_lines(result.get("source_ratio"))
     frontier = result.get("noise_frontier") or []
     if frontier:
         points = ", ".join(f"{p['scale']:g}: {p['acc_mean']:.3f} at {p['max_iou_median']:.2f}" for p in frontier)
         lines.append(f"anchor + noise (scale x layer std: accuracy at error-IoU): {points}")
+    lines += _baseline_selection_lines(result.get("baseline_selection"))
     lines += interval_lines(result.get("intervals") or {})
+    return lines + _novelty_lines(result) + (describe_ensembles(result) if result.get("ensembles") else [])
+
+
+def _source_ratio_lines(ratio: dict | None) -> list[str]:
+    """The generated models' mean accuracy over their source anchors' (runs from before it: nothing)."""
+    if not ratio or ratio.get("as_generated") is None:
+        return []
+    after = ratio.get("finetuned")
+    tail = f", {after:.3f} after fine-tuning" if after is not None else ""
+    return [f"generated / their source anchors' mean accuracy: {ratio['as_generated']:.3f} as generated{tail}"]
+
+
+def _baseline_selection_lines(selections: dict | None) -> list[str]:
+    """Which selection each weight-space baseline got (runs from before it: nothing)."""
+    if not selections:
+        return []
+    cells = []
+    for group, how in selections.items():
+        if group in ("random_init", "anchors"):
+            continue
+        scored = (
+            f" (validation {how['drawn_mean']:.3f} drawn, {how['kept_mean']:.3f} kept)" if "kept_mean" in how else ""
+        )
+        cells.append(f"{group} {how['mode']}{scored}")
+    notes = sorted({how["note"] for how in selections.values() if "note" in how})
+    lines = [f"baselines' selection: {'; '.join(cells)}"] if cells else []
+    return lines + [f"note: {note}: they get none" for note in notes]
+
+
+def _novelty_lines(result: dict) -> list[str]:
+    """The generated models' median novelty against the zoo, against the run's decodes of its anchors, and their
+    prediction agreement with the most similar zoo checkpoint (the last two: runs from before them, not)."""
     nov = result["novelty"]
     ranges = (result.get("novelty_intervals") or {}).get("generated", {})
     l2, iou = (_bracket(ranges.get(k)) for k in ("min_l2", "max_iou"))
-    lines.append(
+    lines = [
         f"novelty: median min L2 to the zoo {nov['min_l2_median']:.3f}{l2} (zoo to itself "
         f"{nov['zoo_min_l2_median']:.3f}); median max error-IoU {nov['max_iou_median']:.3f}{iou} "
         f"(zoo {nov['zoo_max_iou_median']:.3f})"
-    )
-    return lines + (describe_ensembles(result) if result.get("ensembles") else [])
+    ]
+    if "decoded_min_l2_median" in nov:
+        lines.append(
+            f"  against the run's own decodes of the anchors: median min L2 {nov['decoded_min_l2_median']:.3f}, "
+            f"median max error-IoU {nov['decoded_max_iou_median']:.3f} (0 and 1: the generator returns its decodes)"
+        )
+    if "max_agreement_median" in nov:
+        zoo = nov.get("zoo_max_agreement_median")
+        beside = f" (zoo checkpoints with other models': {zoo:.3f})" if zoo is not None else ""
+        lines.append(
+            f"  median prediction agreement with the most similar zoo checkpoint {nov['max_agreement_median']:.3f}"
+            f"{beside}; unlike error-IoU it does not rise again for collapsed models"
+        )
+    return lines
 
 
 _ENSEMBLE_COLUMNS = (("acc", "acc"), ("vote", "vote_acc"), ("NLL", "nll"), ("ECE", "ece"), ("Brier", "brier"))

@@ -61,6 +61,8 @@ class Anchors:
     rows: np.ndarray
     ids: list[int]
     activation: str
+    dropped: tuple[str, ...] = ()  # why checkpoints the rule named are not among them, one line per reason
+    dropped_count: int = 0  # how many of them
 
     @property
     def spec(self) -> Spec:
@@ -69,19 +71,49 @@ class Anchors:
 
 def resolve_anchors(zoos: list[Zoo], table: pl.DataFrame, rule: str) -> Anchors:
     """The rule's checkpoints, narrowed to the most common architecture among them, then to its most common
-    activation: one generation makes models of one architecture."""
-    ids = select_anchors(table, rule)
-    architectures = table.filter(pl.col("checkpoint").is_in(ids))["architecture"].to_list()
+    activation: one generation makes models of one architecture. What is dropped, and why, goes into
+    `Anchors.dropped` (a generation records it among its anchor warnings, the Generate page shows it before)."""
+    named = select_anchors(table, rule)
+    architectures = table.filter(pl.col("checkpoint").is_in(named))["architecture"].to_list()
     zoo = {z.spec.name: z for z in zoos}[Counter(architectures).most_common(1)[0][0]]
     row_of = {c: r for r, c in enumerate(zoo.table["checkpoint"].to_list())}
-    ids = [c for c in ids if c in row_of]
+    ids = [c for c in named if c in row_of]
     if not ids:  # every one was skipped on load (non-finite weights)
         raise UserError(f"anchors {rule!r}: none of these checkpoints could be loaded from the zoo")
     rows = np.array([row_of[c] for c in ids])
     activations = zoo.table["activation"].to_numpy()[rows]
     activation = Counter(activations.tolist()).most_common(1)[0][0]
     keep = activations == activation
-    return Anchors(zoo, rows[keep], [int(i) for i in np.array(ids)[keep]], activation)
+    other_architecture = len(named) - architectures.count(zoo.spec.name)
+    dropped = _dropped(zoo.spec.name, other_architecture, len(named) - other_architecture - len(ids))
+    dropped += _dropped_activations(activations[~keep].tolist(), activation, int(keep.sum()))
+    kept = [int(i) for i in np.array(ids)[keep]]
+    return Anchors(zoo, rows[keep], kept, activation, dropped, len(named) - len(kept))
+
+
+def _dropped(architecture: str, other_architecture: int, unloadable: int) -> tuple[str, ...]:
+    """Lines saying how many named checkpoints were of another architecture, or could not be loaded."""
+    lines = ()
+    if other_architecture:
+        lines += (
+            f"{other_architecture} of the checkpoints the rule names were dropped: not of architecture "
+            f"{architecture}, the most common among them (a generation makes models of one architecture)",
+        )
+    if unloadable:
+        lines += (f"{unloadable} of the checkpoints the rule names were dropped: skipped on load (non-finite weights)",)
+    return lines
+
+
+def _dropped_activations(others: list[str], activation: str, kept: int) -> tuple[str, ...]:
+    """A line saying how many named checkpoints had another activation than the one kept, and which."""
+    if not others:
+        return ()
+    which = ", ".join(f"{count} {name}" for name, count in sorted(Counter(others).items()))
+    return (
+        f"{len(others)} of the checkpoints the rule names were dropped ({which}): a generation makes models of "
+        f"one activation, and kept the {kept} {activation} ones, the most common; name checkpoints of one "
+        "activation (e.g. by ids) to sample around the others",
+    )
 
 
 FEW_ANCHORS = 3  # fewer anchors give a density almost nothing to estimate: the samples stay near copies
@@ -98,7 +130,7 @@ def anchor_warnings(anchors: Anchors) -> list[str]:
     distinct = len(np.unique(weights, axis=0))
     accuracy = anchors.zoo.table["test_acc"].to_numpy()[anchors.rows]
     chance = 1.0 / anchors.spec.n_classes
-    warnings = []
+    warnings = list(anchors.dropped)  # also where the rest is fine: the user asked for those checkpoints
     if len(anchors.ids) < FEW_ANCHORS:
         warnings.append(
             f"only {len(anchors.ids)} anchor(s): too few to estimate a density from; select at least {FEW_ANCHORS}"

@@ -6,11 +6,11 @@ evaluates them):
 - `anchors`: each generated model's source anchor, the checkpoint it was drawn around (so an anchor behind
   several generated models counts as often); a run from before provenance was recorded, or a point of a latent
   path, has none: then N anchors drawn at random, and the settings say so;
-- `noise`: an anchor plus Gaussian noise of 10% of each layer's std (core/gen/baselines.py), drawn as a sampler
-  in weight space and kept by the generated models' own selection on the same validation data (best n of
-  n x candidates for `subsample`, greedy ensemble selection for `diverse`, bootstrap rounds for `bootstrap`, none
-  for `none`); `guided` scores codes with a probe of the embedding, which noise models have none of, so their
-  selection is then `none`;
+- `noise`: an anchor plus Gaussian noise of 10% of each layer's std (core/gen/baselines.py `WeightNoise`), drawn
+  as a sampler in weight space and kept by the generated models' own selection on the same validation data (best
+  n of n x candidates for `subsample`, greedy ensemble selection for `diverse`, bootstrap rounds for `bootstrap`,
+  none for `none`); `guided` scores codes with a probe of the embedding, which noise models have none of, so
+  their selection is then `none` (core/gen/baselines.py `baseline_selection`, as for a generation's baselines);
 - `deep`: a deep ensemble, the final epoch of N zoo models trained independently, from distinct init seeds as far
   as the zoo has them (Lakshminarayanan et al. 2017's baseline for ensembles).
 
@@ -27,43 +27,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import polars as pl
 import torch
 
 from core.gen.anchors import Anchors
-from core.gen.baselines import NOISE_SCALE
+from core.gen.baselines import WeightNoise, baseline_selection
 from core.gen.ensemble import evaluate_ensembles, validation_scorers
-from core.gen.samplers.base import Sampler
 from core.gen.selection import Selection, select_models
 from core.rep.prepare import PreparedZoo
 from core.zoo.arch import Spec
 from core.zoo.data import Dataset
 
 GROUPS = ("generated", "finetuned", "anchors", "noise", "deep")
-
-
-class WeightNoise(Sampler):
-    """The noise baseline as a sampler whose codes are aligned weight vectors: an anchor plus Gaussian noise of
-    NOISE_SCALE x each weight's layer std, so that it can go through any selection a generation uses."""
-
-    name: ClassVar[str] = "weight-noise"
-    description: ClassVar[str] = "an anchor's weights plus noise of 10% of each layer's std"
-
-    def __init__(self, entry_std: torch.Tensor) -> None:
-        super().__init__(1.0)
-        self.std = entry_std.numpy().astype(np.float64)
-
-    def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> WeightNoise:
-        self.anchors = anchors.astype(np.float64)  # the unit of spread is the layers' std, not the anchors' spacing
-        return self
-
-    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        centres = rng.integers(0, len(self.anchors), n)
-        noise = rng.normal(size=(n, self.anchors.shape[1])) * NOISE_SCALE * self.std
-        return (self.anchors[centres] + noise).astype(np.float32), centres
 
 
 def deep_rows(table: pl.DataFrame, activation: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +73,7 @@ def ensemble_groups(
     row_of = {c: i for i, c in enumerate(anchors.ids)}
     known = all(int(s) in row_of for s in sources)
     picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(aligned), n).tolist()
-    noise_selection = selection if selection.mode != "guided" else Selection("none")
+    noise_selection = baseline_selection(selection)
     score, predictions = validation_scorers(anchors.spec, source.x_val, source.y_val)
     noise, _, _ = select_models(
         WeightNoise(prepared.entry_std()), aligned.numpy(), aligned.numpy(), n, rng,

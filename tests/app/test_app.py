@@ -315,6 +315,7 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert "as is: 95% interval " in captions and " over 4 models" in captions
     assert "95% interval" in at.metric[0].proto.help and "95% interval" in at.metric[3].proto.help
     assert "95% bootstrap intervals over models" in captions and "Generated models as generated: " in captions
+    assert "noise line's draws were kept as the generated models were (best of 4 draws on validation)" in captions
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
     # a run made before intervals were recorded: the figures alone, and no error

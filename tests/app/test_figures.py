@@ -145,6 +145,20 @@ def test_the_novelty_plane_draws_the_noise_frontier_as_a_line():
     assert len(novelty_figure(plane).data) == 2  # without a frontier: the points alone
 
 
+def test_the_noise_frontier_is_drawn_as_its_upper_envelope_with_its_selection():
+    plane = pl.DataFrame({"group": ["generated"], "acc_epoch0": [0.9], "min_l2": [1.0], "max_iou": [0.5]})
+    kept = {"mode": "subsample", "candidates": 4, "drawn_mean": 0.8, "kept_mean": 0.85}
+    frontier = [  # scale 0.4 collapses: a higher overlap than 0.2's (the zoo's untrained checkpoints), less accurate
+        {"scale": 0.4, "acc_mean": 0.3, "max_iou_median": 0.45, "selection": kept},
+        {"scale": 0.2, "acc_mean": 0.7, "max_iou_median": 0.3, "selection": kept},
+        {"scale": 0.05, "acc_mean": 0.95, "max_iou_median": 0.8, "selection": kept},
+    ]
+    line = next(trace for trace in novelty_figure(plane, frontier).data if trace.mode == "lines+markers")
+    assert list(line.x) == [0.3, 0.45, 0.8] and list(line.y) == [0.7, 0.7, 0.95]  # only rises as novelty falls
+    assert "best of 4 draws on validation" in line.name and "upper envelope" in line.name
+    assert "scale 0.2 does better" in line.text[1]
+
+
 def test_the_loss_chart_names_its_curves_and_writes_whole_tick_labels():
     history = pl.DataFrame({"epoch": [1, 2], "loss": [2.0, 0.1], "val_reconstruction": [1.5, 0.2]})
     figure = loss_figure(history)

@@ -35,7 +35,7 @@ def test_error_sets_computed_ahead_are_the_ones_a_generation_uses(tiny_ae_worksp
 
 def test_two_threads_asking_for_one_zoo_compute_it_once(tiny_zoo_workspace, monkeypatch):
     zoo, data = load_zoos(tiny_zoo_workspace)[0], load_dataset("digits")
-    entered, release, original = threading.Event(), threading.Event(), novelty.error_sets
+    entered, release, original = threading.Event(), threading.Event(), novelty.predicted_classes
     computed = []
 
     def held(spec, vectors, data, activations=None):
@@ -44,11 +44,11 @@ def test_two_threads_asking_for_one_zoo_compute_it_once(tiny_zoo_workspace, monk
         release.wait(60)
         return original(spec, vectors, data, activations)
 
-    monkeypatch.setattr(novelty, "error_sets", held)
+    monkeypatch.setattr(novelty, "predicted_classes", held)
     errors, results = ZooErrorSets(), {}
 
     def ask(name: str) -> None:
-        results[name] = errors.get(("zoo",), zoo.spec, zoo.weights, data, zoo.table["activation"].to_list())
+        results[name] = errors.predictions(("zoo",), zoo.spec, zoo.weights, data, zoo.table["activation"].to_list())
 
     first = threading.Thread(target=ask, args=("first",), name="first")
     first.start()

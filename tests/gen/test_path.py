@@ -68,8 +68,13 @@ def test_a_samples_run_of_a_path_point_records_t_and_matches_the_path(tiny_ae_wo
     assert SamplesRun.load(workspace, record["samples_run"]).config["path_t"] == 0.5  # read back from disk
     path = latent_path(workspace, None, (5, 14), steps=3)  # t = 0, 0.5, 1
     assert record["curves"]["generated"][0] == pytest.approx(path["latent"][1], abs=0.01)  # the chart's point
+    # its source anchors are the two checkpoints it decodes: the weight-space line's ends
+    ends_acc = (path["weights"][0] + path["weights"][2]) / 2
+    assert record["curves"]["anchors"][0] == pytest.approx(ends_acc, abs=1e-6)
+    assert record["source_ratio"]["as_generated"] == pytest.approx(record["curves"]["generated"][0] / ends_acc)
     again = generate(workspace, replace(config, path_t=0.0)).to_json()
     assert again["samples_run"] != record["samples_run"]  # another point is another run
+    assert again["novelty"]["decoded_min_l2_median"] == pytest.approx(0.0, abs=1e-3)  # t = 0: the first end's decode
 
 
 def test_a_path_point_needs_two_anchors_and_t_in_0_to_1(tiny_ae_workspace, tmp_path, run_cli):
@@ -150,6 +155,7 @@ def test_a_point_of_a_path_to_a_generated_model_is_decoded_into_a_run(with_gener
         record = generate(workspace, replace(config, path_t=t)).to_json()
         assert record["config"]["path_to"] == to and record["anchors"]["ids"] == [3]
         assert record["curves"]["generated"][0] == pytest.approx(path["latent"][point], abs=0.01)
+        assert record["curves"]["anchors"][0] == pytest.approx(path["weights"][0], abs=1e-6)  # its one checkpoint
     with pytest.raises(UserError, match="starts at one checkpoint"):
         generate(workspace, replace(config, anchors="ids:3,5"))
     with pytest.raises(UserError, match="needs a position on the path"):

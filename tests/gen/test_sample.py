@@ -192,7 +192,18 @@ def test_sample_command_writes_a_run_and_the_contract_json(tiny_ae_workspace, tm
     result = first.json
     assert set(result["curves"]) >= {"generated", "random_init", "anchors", "noise", "average", "weight_gauss"}
     assert all(len(curve) == 2 for curve in result["curves"].values())
-    assert set(result["novelty"]) == {"min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median"}
+    contract = {"min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median"}
+    beside = {"decoded_min_l2_median", "decoded_max_iou_median", "max_agreement_median", "zoo_max_agreement_median"}
+    assert set(result["novelty"]) == contract | beside
+    assert all(0 <= result["novelty"][k] <= 1 for k in ("max_agreement_median", "zoo_max_agreement_median"))
+    # every weight-space baseline got the generated models' selection (subsample, the default), on validation data
+    chosen = result["baseline_selection"]
+    assert {chosen[g]["mode"] for g in ("noise", "average", "weight_gauss", "noise_frontier")} == {"subsample"}
+    assert all(chosen[g]["kept_mean"] >= chosen[g]["drawn_mean"] for g in ("noise", "average", "weight_gauss"))
+    assert chosen["random_init"]["mode"] == "none" and chosen["anchors"]["mode"].startswith("source anchors")
+    ratio = result["source_ratio"]
+    assert ratio["as_generated"] == pytest.approx(result["curves"]["generated"][0] / result["curves"]["anchors"][0])
+    assert ratio["finetuned"] == pytest.approx(result["curves"]["generated"][1] / result["curves"]["anchors"][1])
     folder = workspace.root / "samples" / result["samples_run"]
     for name in ("weights.safetensors", "samples.parquet", "curves.parquet", "novelty.parquet", "result.json"):
         assert (folder / name).exists(), name
@@ -204,6 +215,10 @@ def test_sample_command_writes_a_run_and_the_contract_json(tiny_ae_workspace, tm
     assert [p["scale"] for p in frontier] == [0.025, 0.05, 0.1, 0.2, 0.4]
     distances = [p["min_l2_median"] for p in frontier]
     assert distances == sorted(distances) and all(0 <= p["acc_mean"] <= 1 for p in frontier)
+    assert all(p["selection"]["mode"] == "subsample" for p in frontier)
+    samples = pl.read_parquet(folder / "samples.parquet")
+    assert plane.filter(pl.col("group") == "anchors").height == 4  # one source anchor per generated model
+    assert samples["max_agreement"].is_between(0, 1).all() and (samples["decoded_min_l2"] >= 0).all()
     intervals = result["intervals"]  # over the models of each group, per epoch (core/gen/intervals.py)
     assert set(intervals) == set(result["curves"])
     for group, rows in intervals.items():
@@ -218,6 +233,11 @@ def test_sample_command_writes_a_run_and_the_contract_json(tiny_ae_workspace, tm
     again = run_cli(*argv)  # the same seed gives the same samples, and the same intervals
     assert again.code == 0 and again.json["curves"] == result["curves"]
     assert again.json["intervals"] == intervals and again.json["novelty_intervals"] == novelty_ranges
+    text = run_cli(*[a for a in argv if a != "--json"])
+    assert "generated / their source anchors' mean accuracy: " in text.out
+    assert "baselines' selection: noise subsample (validation " in text.out
+    assert "against the run's own decodes of the anchors: median min L2 " in text.out
+    assert "median prediction agreement with the most similar zoo checkpoint " in text.out
 
 
 def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_cli):

@@ -51,7 +51,7 @@ from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
 MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
-SPREADS = (0.5, 1.0, 1.5, 2.5)  # the generator's novelty levels (the default spread is among them)
+SPREADS = (0.75, 1.5, 3.0)  # the generator's novelty levels (the default spread is among them)
 TRANSFER_TASK = "rotate=90"  # MNIST turned by 90 degrees: the zoo's classes, so the output layer is kept
 TRANSFER_EPOCHS = (0, 1, 5)
 ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "deep")
@@ -143,8 +143,10 @@ def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: s
     accuracy relative to the source anchors (the anchors the kept models were drawn around)."""
     points, noise, at_default = [], [], None
     for spread in SPREADS:
-        default = spread == SampleConfig().spread
-        config = SampleConfig(n=scale.n, spread=spread, finetune_epochs=0, seed=seed, ensemble=default)
+        default = spread == SampleConfig().spread  # the baselines and their frontier: once, at the default
+        config = SampleConfig(
+            n=scale.n, spread=spread, finetune_epochs=0, seed=seed, ensemble=default, baselines=default
+        )
         result = _sample(workspace, run, config, device)
         source = result["curves"]["anchors"][0]  # the source anchors of the kept models
         point = {
@@ -173,7 +175,7 @@ def _ensembles_at(result: dict, members: int) -> dict:
 
 def _diverse(workspace: Workspace, run: str, scale: Scale, seed: int, device: str) -> dict:
     """The generated ensemble whose members greedy selection chose for a low validation NLL (`diverse`)."""
-    config = SampleConfig(n=scale.n, finetune_epochs=0, seed=seed, ensemble=True, selection="diverse")
+    config = SampleConfig(n=scale.n, finetune_epochs=0, seed=seed, ensemble=True, selection="diverse", baselines=False)
     return _ensembles_at(_sample(workspace, run, config, device), scale.n)["generated"]
 
 
@@ -188,7 +190,9 @@ def _noise_accuracy_at(noise: list[dict], iou: float) -> float:
 
 
 def _transfer(workspace: Workspace, run: str, scale: Scale, seed: int, target: str, device: str) -> dict:
-    config = SampleConfig(n=scale.n, finetune_epochs=max(TRANSFER_EPOCHS), dataset=target, seed=seed)
+    config = SampleConfig(
+        n=scale.n, finetune_epochs=max(TRANSFER_EPOCHS), dataset=target, seed=seed, baselines=False
+    )  # B_T (random init) and B_F (the source anchors) come with every generation
     curves = _sample(workspace, run, config, device)["curves"]
     groups = {"generated": "generated", "b_t": "random_init", "b_f": "anchors"}
     return {row: [curves[group][e] for e in TRANSFER_EPOCHS] for row, group in groups.items()}
@@ -202,7 +206,8 @@ def _ablation(workspace: Workspace, scale: Scale, train: TrainConfig, seed: int,
     for name, layer_norm in (("layer_norm", True), ("plain_mse", False)):
         config = replace(train, structure_weight=1.0, behaviour_weight=0.0, layer_norm=layer_norm)
         run = train_and_map(workspace, AEConfig(), config, run=f"structure-{name}", device=device, evaluate=False)
-        result = _sample(workspace, run.name, SampleConfig(n=scale.n, finetune_epochs=0, seed=seed), device)
+        config = SampleConfig(n=scale.n, finetune_epochs=0, seed=seed, baselines=False)
+        result = _sample(workspace, run.name, config, device)
         figures[name] = result["curves"]["generated"][0] / result["curves"]["anchors"][0]
     return figures
 

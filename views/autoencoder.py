@@ -38,9 +38,9 @@ def eval_tables(result: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
     reconstruction = pl.DataFrame({"figure": list(figures), "value": list(figures.values())})
     labels = {"embedding": "embedding (ours)", "weights": "flat weights W", "stats": "weight statistics s(W)"}
     if "aggregation" in result:
-        labels["embedding"] = f"embedding (ours: {result['aggregation']} of tokens)"
+        labels["embedding"] = f"embedding (ours, by {result['aggregation']})"
     probes = {labels.get(k, k): v for k, v in result["probe_r2"].items()} | {
-        f"  {how} of tokens": scores for how, scores in result.get("probe_r2_by_aggregation", {}).items()
+        f"  embedding by {how}": scores for how, scores in result.get("probe_r2_by_aggregation", {}).items()
     }
     table = pl.DataFrame([{"features": name, **scores} for name, scores in probes.items()])
     return reconstruction, table
@@ -82,14 +82,15 @@ def show_run(name: str) -> None:
 
 
 def aggregation_form(run) -> None:
-    """SANE: re-map the run with another aggregation of its token latents (the probe columns above compare them)."""
+    """Re-map the run with another embedding: SANE's token latents or the per-neuron encoder's token states pooled
+    another way, or the per-neuron latent itself (the probe rows above compare them)."""
     _, remapping = watch(workspace, "embed", stoppable=False)
     if remapping:
         return
     left, right = st.columns([2, 1])
     choices = run.method.aggregations
     how = left.selectbox(
-        "Map embedding: aggregate token latents by",
+        "Map embedding: latent, or token states pooled by",
         choices,
         index=choices.index(run.aggregation),
         key=f"aggregation-{run.name}",

@@ -38,12 +38,12 @@ def describe_eval(result: dict) -> list[str]:
         lines.append(f"{title:<16}{'test_acc':>10}{'epoch':>10}{'ggap':>10}")
         rows = list(result[f"probe_{measure}"].items())
         by_aggregation = result.get(f"probe_{measure}_by_aggregation", {})
-        rows += [(f"{how} tokens", scores) for how, scores in by_aggregation.items()]
+        rows += [(f"  by {how}", scores) for how, scores in by_aggregation.items()]
         for name, scores in rows:
             cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
             lines.append(f"{name:<16}" + "".join(f"{cell:>10}" for cell in cells))
     if "aggregation" in result:
-        lines.append(f"the embedding aggregates token latents by {result['aggregation']} (change: ae embed)")
+        lines.append(f"the map's embedding is made by {result['aggregation']} (change: ae embed --aggregation)")
     return lines
 
 

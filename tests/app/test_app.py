@@ -148,7 +148,9 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     button(at, "Evaluate this run").click()
     run_until(at, lambda at: len(at.dataframe) >= 3)  # runs, reconstruction figures, probes
     probes = at.dataframe[2].value
-    assert "embedding (ours)" in probes["features"].to_list() and {"test_acc", "epoch", "ggap"} <= set(probes.columns)
+    assert "embedding (ours, by latent)" in probes["features"].to_list() and {"test_acc", "epoch", "ggap"} <= set(
+        probes.columns
+    )
 
     next(n for n in at.number_input if n.label == "Epochs").set_value(300)
     button(at, "Train autoencoder").click().run()

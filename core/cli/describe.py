@@ -149,7 +149,7 @@ def describe_ensembles(result: dict) -> list[str]:
         f"  {'group':<11}{'N':>4}" + "".join(f"{name:>10}" for name, _ in _ENSEMBLE_COLUMNS) + f"{'acc range':>16}",
     ]
     for group, table in result["ensembles"].items():
-        for size, row in table.items():
+        for size, row in sorted(table.items(), key=lambda item: int(item[0])):  # JSON keeps sizes as text
             cells = "".join(f"{row[key]['mean']:>10.3f}" for _, key in _ENSEMBLE_COLUMNS)
             spread = f"{row['acc']['lo']:.3f}-{row['acc']['hi']:.3f}"
             lines.append(f"  {group:<11}{size:>4}{cells}{spread:>16}")

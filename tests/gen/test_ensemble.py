@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 import torch
 
+from core.cli.describe import describe_ensembles
 from core.gen.config import SampleConfig
 from core.gen.ensemble import (
     FIGURES,
@@ -265,3 +266,11 @@ def test_sample_with_ensemble_prints_the_table_and_puts_it_in_the_json(tiny_ae_w
     assert result["ensemble_settings"]["noise_selection"] == "diverse"
     plain = run_cli(*args[:-1], "--json").json  # the same run without --ensemble: same name, same models
     assert plain["samples_run"] == result["samples_run"] and plain["ensembles"] is None
+
+
+def test_the_ensemble_table_lists_sizes_in_numeric_order():
+    figure = {"mean": 0.5, "lo": 0.4, "hi": 0.6}
+    row = dict.fromkeys(("acc", "vote_acc", "nll", "ece", "brier", "disagreement", "gain"), figure)
+    result = {"ensembles": {"generated": {"1": row, "16": row, "2": row}}}  # as sorted JSON keys read back
+    sizes = [line.split()[1] for line in describe_ensembles(result) if line.strip().startswith("generated")]
+    assert sizes == ["1", "2", "16"]

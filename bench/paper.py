@@ -49,6 +49,7 @@ from core.runtime import resolve_device, tune_cpu_allocator  # noqa: E402
 from core.stats import as_json, format_interval, t_interval, verdict  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
+from ui.figures import frontier_envelope  # noqa: E402
 
 MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
 SPREADS = (0.75, 1.5, 3.0)  # the generator's novelty levels (the default spread is among them)
@@ -180,11 +181,11 @@ def _diverse(workspace: Workspace, run: str, scale: Scale, seed: int, device: st
 
 
 def _noise_accuracy_at(noise: list[dict], iou: float) -> float:
-    """The noise frontier's accuracy at a novelty level: its upper envelope, linearly interpolated between its
-    points by IoU (NaN outside the IoU range it covers: no like-for-like comparison there)."""
-    points = sorted((p["iou"], p["acc"]) for p in noise)
-    ious, accs = np.array([p[0] for p in points]), np.maximum.accumulate(np.array([p[1] for p in points])[::-1])[::-1]
-    if not len(ious) or not ious[0] <= iou <= ious[-1]:
+    """The noise frontier's accuracy at a novelty level: the best accuracy noise reached at that novelty or more
+    (its upper envelope, the Generate page's line: ui/figures.py `frontier_envelope`), linearly interpolated by IoU;
+    NaN outside the IoU range it covers (no like-for-like comparison there)."""
+    ious, accs, _ = frontier_envelope([{"max_iou_median": p["iou"], "acc_mean": p["acc"], "scale": 0} for p in noise])
+    if not ious or not ious[0] <= iou <= ious[-1]:
         return float("nan")
     return float(np.interp(iou, ious, accs))
 

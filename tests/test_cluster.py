@@ -122,6 +122,11 @@ def test_fine_tuning_in_three_shards_gives_the_curves_and_weights_of_one_process
         zoo.spec, groups, data, 2, 1, on_epoch=lambda epoch, so_far: seen.append(epoch),
         cluster=ClusterConfig("local", shards=3),
     )  # fmt: skip
-    assert sharded[0].equals(curves) and seen == [0, 1, 2]
-    assert all(np.array_equal(sharded[1][name], per_model[name]) for name in groups)
-    assert torch.equal(sharded[2], final) and not torch.equal(final, torch.cat(list(groups.values())))
+    # Equal up to the last bits of float32: on some CPUs (an AMD EPYC here) oneDNN picks other kernels for the
+    # shards' smaller populations even at one thread, and the weights after two epochs differ by 1.2e-7 at most.
+    assert seen == [0, 1, 2] and sharded[0].select("group", "epoch").equals(curves.select("group", "epoch"))
+    for column in ("acc_mean", "acc_std", "loss_mean"):
+        np.testing.assert_allclose(sharded[0][column].to_numpy(), curves[column].to_numpy(), rtol=0, atol=1e-6)
+    assert all(np.allclose(sharded[1][name], per_model[name], rtol=0, atol=1e-6) for name in groups)
+    torch.testing.assert_close(sharded[2], final, rtol=0, atol=1e-5)
+    assert not torch.allclose(final, torch.cat(list(groups.values())), atol=1e-3)  # the shards did train

@@ -42,7 +42,7 @@ from core.store.runs import finished_ae_runs  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
-GROUPS = ("generated", "generated_diverse", "finetuned", "anchors", "noise", "deep")
+GROUPS = ("generated", "generated_diverse", "finetuned", "anchors", "noise", "average", "deep")
 FIGURES = ("acc", "nll")
 BOUNDS = {"acc": (0.0, 1.0), "nll": (0.0, float("inf"))}
 

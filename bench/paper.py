@@ -55,7 +55,7 @@ MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mni
 SPREADS = (0.75, 1.5, 3.0)  # the generator's novelty levels (the default spread is among them)
 TRANSFER_TASK = "noise=0.5"  # MNIST with pixel noise of std 0.5: the zoo's classes, so the output layer is kept
 TRANSFER_EPOCHS = (0, 1, 5)
-ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "deep")
+ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "average", "deep")
 
 
 @dataclass(frozen=True)
@@ -271,7 +271,7 @@ def report(summary: dict, members: int) -> None:
     ensembles = summary["ensembles"]
     for group, figures in ensembles.items():
         print(f"  {group:<18} acc {format_interval(figures['acc'])}   nll {format_interval(figures['nll'])}")
-    for other in ("anchors", "noise", "deep"):
+    for other in ("anchors", "noise", "average", "deep"):
         if other in ensembles and "generated" in ensembles:
             said = [verdict(ensembles["generated"][m], ensembles[other][m], "generated", other) for m in ("acc", "nll")]
             print(f"    accuracy: {said[0]}; NLL: {said[1]}")

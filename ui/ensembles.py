@@ -16,6 +16,7 @@ ENSEMBLE_STYLE = {
     "finetuned": ("generated, fine-tuned", "#ff7f0e", "solid", "the same models after fine-tuning"),
     "anchors": ("source anchors", "#1f77b4", "solid", "the zoo checkpoint each generated model was drawn around"),
     "noise": ("anchor + noise", "#9467bd", "dot", "an anchor plus noise, kept by the same selection"),
+    "average": ("average of 3 anchors", "#8c564b", "dot", "the mean of three random anchors, same selection"),
     "deep": ("deep ensemble", "#2ca02c", "dash", "N zoo models trained independently: the ensemble to reach"),
 }
 FIGURES = {  # figure -> (toggle label, axis title)

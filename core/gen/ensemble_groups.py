@@ -11,6 +11,8 @@ evaluates them):
   n of n x candidates for `subsample`, greedy ensemble selection for `diverse`, bootstrap rounds for `bootstrap`,
   none for `none`); `guided` scores codes with a probe of the embedding, which noise models have none of, so
   their selection is then `none` (core/gen/baselines.py `baseline_selection`, as for a generation's baselines);
+- `average`: the mean of three random aligned anchors (core/gen/baselines.py), through the same selection as
+  `noise`;
 - `deep`: a deep ensemble, the final epoch of N zoo models trained independently, from distinct init seeds as far
   as the zoo has them (Lakshminarayanan et al. 2017's baseline for ensembles).
 
@@ -33,14 +35,14 @@ import polars as pl
 import torch
 
 from core.gen.anchors import Anchors
-from core.gen.baselines import WeightNoise, baseline_selection
+from core.gen.baselines import WeightAverage, WeightNoise, baseline_selection
 from core.gen.ensemble import evaluate_ensembles, validation_scorers
 from core.gen.selection import Selection, select_models
 from core.rep.prepare import PreparedZoo
 from core.zoo.arch import Spec
 from core.zoo.data import Dataset
 
-GROUPS = ("generated", "finetuned", "anchors", "noise", "deep")
+GROUPS = ("generated", "finetuned", "anchors", "noise", "average", "deep")
 
 
 def deep_rows(table: pl.DataFrame, activation: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -75,13 +77,16 @@ def ensemble_groups(
     picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(aligned), n).tolist()
     noise_selection = baseline_selection(selection)
     score, predictions = validation_scorers(anchors.spec, source.x_val, source.y_val)
-    noise, _, _ = select_models(
-        WeightNoise(prepared.entry_std()), aligned.numpy(), aligned.numpy(), n, rng,
-        lambda codes: torch.from_numpy(codes), score, noise_selection, predictions=predictions,
-    )  # fmt: skip
+    simple = {
+        name: select_models(
+            sampler, aligned.numpy(), aligned.numpy(), n, rng,
+            lambda codes: torch.from_numpy(codes), score, noise_selection, predictions=predictions,
+        )[0]
+        for name, sampler in (("noise", WeightNoise(prepared.entry_std())), ("average", WeightAverage()))
+    }  # fmt: skip
     deep = deep_rows(anchors.zoo.table, anchors.activation, n, rng)
     groups = {"generated": generated, "finetuned": finetuned, "anchors": aligned[torch.tensor(picked)]}
-    groups |= {"noise": noise, "deep": anchors.zoo.weights[torch.from_numpy(deep)]}
+    groups |= {**simple, "deep": anchors.zoo.weights[torch.from_numpy(deep)]}
     init = "init_seed" if "init_seed" in anchors.zoo.table.columns else "seed"
     notes = {
         "anchors": "source anchors" if known else "drawn at random (no source anchors recorded)",

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.cli.describe import describe_ensembles
+from core.gen.anchors import resolve_anchors
 from core.gen.config import SampleConfig
 from core.gen.ensemble import (
     FIGURES,
@@ -22,12 +23,13 @@ from core.gen.ensemble import (
     greedy_ensemble,
     negative_log_likelihood,
 )
-from core.gen.ensemble_groups import deep_rows
+from core.gen.ensemble_groups import deep_rows, ensemble_groups
+from core.gen.selection import Selection
 from core.pipeline import ensembles, generate
 from core.rep.run import load_run
 from core.store.runs import SamplesRun
 from core.zoo.data import load_dataset
-from core.zoo.model_zoo import load_zoos
+from core.zoo.model_zoo import combined_table, load_zoos
 from core.zoo.population import model_probabilities
 from tests.conftest import copy_workspace
 from tests.gen.bundle_check import run_in_bundle
@@ -149,12 +151,29 @@ def with_ensembles(tiny_ae_workspace, tmp_path_factory):
 
 def test_a_samples_run_records_its_ensembles_and_reloads(with_ensembles):
     workspace, run = with_ensembles
-    assert set(run.ensembles) == {"generated", "finetuned", "anchors", "noise", "deep"}
+    assert set(run.ensembles) == {"generated", "finetuned", "anchors", "noise", "average", "deep"}
     assert list(run.ensembles["generated"]) == ["1", "2", "4"]
     reloaded = SamplesRun.load(workspace, run.name)
     assert reloaded.ensembles == json.loads(json.dumps(run.ensembles))
     assert reloaded.ensemble_settings["anchors"] == "source anchors"
     assert reloaded.ensemble_settings["noise_selection"] == "subsample"
+
+
+def test_the_average_group_is_means_of_three_anchors(tiny_ae_workspace):
+    run, zoos = load_run(tiny_ae_workspace), load_zoos(tiny_ae_workspace)
+    anchors = resolve_anchors(zoos, combined_table(zoos), "top:0.5")
+    prepared = run.prepare(anchors.zoo)
+    aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    sources = np.array(anchors.ids[:3])
+    groups, _ = ensemble_groups(
+        anchors, prepared, aligned[:3], None, sources, Selection("none"), load_dataset("digits"), seed=2
+    )
+    triples = torch.stack([aligned[[a, b, c]].mean(0) for a in range(len(aligned)) for b in range(len(aligned))
+                           for c in range(len(aligned))])  # fmt: skip
+    assert len(groups["average"]) == 3
+    for member in groups["average"]:
+        assert (triples - member).abs().amax(1).min() < 1e-5  # the mean of some three anchors
+    assert not torch.equal(groups["average"], groups["noise"])
 
 
 def test_every_generated_model_names_its_source_anchor(with_ensembles):
@@ -196,7 +215,7 @@ def test_an_old_run_gains_its_ensembles_on_request(tiny_ae_workspace, tmp_path, 
         del record[key]
     run.result_path.write_text(json.dumps(record))
     result = run_cli("ensemble", "--workspace", workspace.root, "--samples", run.name, "--json")
-    assert result.code == 0 and set(result.json["ensembles"]) == {"generated", "anchors", "noise", "deep"}
+    assert result.code == 0 and set(result.json["ensembles"]) == {"generated", "anchors", "noise", "average", "deep"}
     assert result.json["ensemble_settings"]["anchors"].startswith("drawn at random")
     assert SamplesRun.load(workspace, run.name).ensembles is not None  # written into the record
 
@@ -261,7 +280,13 @@ def test_sample_with_ensemble_prints_the_table_and_puts_it_in_the_json(tiny_ae_w
     assert text.code == 0 and "ensembles on digits test (359 images)" in text.out
     assert all(f"  {group}" in text.out for group in ("generated", "anchors", "noise", "deep"))
     result = run_cli(*args, "--json").json
-    assert set(result["ensembles"]) == {"generated", "anchors", "noise", "deep"}  # no fine-tuning: no finetuned
+    assert set(result["ensembles"]) == {
+        "generated",
+        "anchors",
+        "noise",
+        "average",
+        "deep",
+    }  # no fine-tuning: no finetuned
     assert result["selection"]["mode"] == "diverse" and 1 <= result["selection"]["distinct"] <= 2
     assert result["ensemble_settings"]["noise_selection"] == "diverse"
     plain = run_cli(*args[:-1], "--json").json  # the same run without --ensemble: same name, same models

@@ -199,7 +199,10 @@ def ensemble_section(result: SamplesRun) -> None:
     st.subheader("As an ensemble", help=groups_help())
     _, running = watch(workspace, ensemble_job(result.name), stoppable=False)
     if result.ensembles is None:
-        st.caption("Average the models' softmax, and compare with anchors, anchor + noise and a deep ensemble.")
+        st.caption(
+            "Average the models' softmax, and compare with their anchors, anchor + noise, averages of anchors and "
+            "a deep ensemble."
+        )
         clicked = not running and st.button("Evaluate as an ensemble")
         if clicked and start_ensembles(workspace, result.name, result.n):
             st.rerun()  # into the job's progress
@@ -244,7 +247,7 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             "Also evaluate as an ensemble",
             defaults.ensemble,
             help="ensembles of 1, 2, 4, ... of the generated models beside source anchors, anchor + noise and a deep "
-            "ensemble: up to 5 x n more models evaluated on the test split (a run can also be evaluated later)",
+            "ensemble: up to 6 x n more models evaluated on the test split (a run can also be evaluated later)",
         )
         if not st.form_submit_button("Generate", type="primary"):
             return None

@@ -17,11 +17,11 @@ evaluates them):
   as the zoo has them (Lakshminarayanan et al. 2017's baseline for ensembles).
 
 Why ensembles are not computed by every `sample` (SampleConfig.ensemble, off by default): every group's members
-(up to 5 x n models) need a forward pass over the whole test split, and the noise group's selection scores
+(up to 6 x n models) need a forward pass over the whole test split, and the noise group's selection scores
 n x candidates more models on validation data. On the default digits zoo that is cheap (bench/ensembles.py, 8
 models, subsample 4: 0.2 s beside a generation of 8.9 s), but it grows with the test set: 32 CNN-s models over
 MNIST's 10,000 test images took 17 s of forward passes on the shared 2-core CPU (load 5; the tables from the
-stored probabilities: 0.3 s), so five groups of 16 would add about 40 s to a generation the Generate page aims to
+stored probabilities: 0.3 s), so six groups of 16 would add about 50 s to a generation the Generate page aims to
 finish in 10. Ask for them with `sample --ensemble`, or afterwards with `python -m core ensemble`.
 """
 

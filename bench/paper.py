@@ -39,6 +39,7 @@ from core.runtime import sleep_while_waiting  # noqa: E402
 
 sleep_while_waiting()  # before torch loads: the machine may be busy
 
+from core.gen.baselines import frontier_envelope  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
 from core.gen.novelty import ZooErrorSets  # noqa: E402
 from core.pipeline import generate, train_and_map  # noqa: E402
@@ -49,7 +50,6 @@ from core.runtime import resolve_device, tune_cpu_allocator  # noqa: E402
 from core.stats import as_json, format_interval, t_interval, verdict  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
-from ui.figures import frontier_envelope  # noqa: E402
 
 MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
 SPREADS = (0.75, 1.5, 3.0)  # the generator's novelty levels (the default spread is among them)
@@ -182,7 +182,7 @@ def _diverse(workspace: Workspace, run: str, scale: Scale, seed: int, device: st
 
 def _noise_accuracy_at(noise: list[dict], iou: float) -> float:
     """The noise frontier's accuracy at a novelty level: the best accuracy noise reached at that novelty or more
-    (its upper envelope, the Generate page's line: ui/figures.py `frontier_envelope`), linearly interpolated by IoU;
+    (its upper envelope, the Generate page's line: core/gen/baselines.py `frontier_envelope`), interpolated by IoU;
     NaN outside the IoU range it covers (no like-for-like comparison there)."""
     ious, accs, _ = frontier_envelope([{"max_iou_median": p["iou"], "acc_mean": p["acc"], "scale": 0} for p in noise])
     if not ious or not ious[0] <= iou <= ious[-1]:

@@ -24,7 +24,8 @@ zoo of 16,384 models: 26 s of training).
 * `torch.compile` of `StackedNet.train_forward` (dynamic=False): 14,696 model-epochs/s at 4,096 models, but its
   first epoch took 22.4 s (compilation) against 0.92 s: it pays only where eager training would take more than
   about 50 s (a 15-epoch zoo of 4,096 models: 7 s eager, about 26 s compiled; of 16,384: 26 s against about
-  39 s), so it is not used. On the CPU it measured slower and took 15-35 s to compile.
+  39 s), so `zoo generate --compile auto` compiles only where it pays, judged after the first epoch
+  (core/zoo/compiling.py). On the CPU it measured slower and took 15-35 s to compile.
 Not tried: bf16 autocast of the stacked forward (it would move the weights beyond the tests' tolerance, so it
 could only be an option); a CUDA graph of one chunk's step (its shapes are static; the step counter of Adam's bias
 correction and the batch indices would have to live in device buffers).

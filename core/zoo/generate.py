@@ -29,6 +29,8 @@ from core.settings import setting
 from core.store.files import read_tensor_metadata, read_tensors, write_tensors
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, Spec
+from core.zoo.compiling import MODES as COMPILE_MODES
+from core.zoo.compiling import CompileWhenItPays
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
 from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
@@ -78,6 +80,14 @@ class ZooConfig:
         "auto",
         f"architecture: {', '.join(ARCH_NAMES)}; several, comma-separated (e.g. cnn-small,resnet), make a mixed zoo",
     )
+    # How the models train, not which zoo they make: left out of `key()`, so a run resumes under another mode.
+    compile_mode: str = setting(
+        "auto",
+        "compile the stacked forward pass: auto (on a GPU, when the eager epochs still to come outweigh the "
+        "compiling, judged after the first epoch), on, off",
+        flag="--compile",
+        choices=COMPILE_MODES,
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.models <= MAX_MODELS:
@@ -96,6 +106,8 @@ class ZooConfig:
             unknown = set(value) - set(allowed)
             if unknown or not value:
                 raise UserError(f"unknown {what} {sorted(unknown)}; choose from {', '.join(allowed)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise UserError(f"unknown compile mode {self.compile_mode!r}; choose one of {', '.join(COMPILE_MODES)}")
         if not 0 <= self.init_seeds <= MAX_MODELS:
             raise UserError(f"init seeds must lie in 0..{MAX_MODELS} (0: every model its own init)")
         if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
@@ -122,6 +134,7 @@ class ZooConfig:
         """A digest of everything that determines the zoo, to tell a resumable partial run from a stale one.
         `arch` enters only when it is not "auto", so configs from before it existed keep their digest."""
         settings = asdict(self)
+        del settings["compile_mode"]
         if settings["arch"] == "auto":
             del settings["arch"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -223,21 +236,28 @@ def _train_here(work: _Work, partial, workspace, replace: bool, device: str, on_
     populations = _populations(work.specs, work.plan, device)
     first_epoch, saved_weights, saved_rows = partial.resume(populations, workspace.zoo_stamp())
     _check_may_write(partial, workspace, replace)
+    compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
     started = time.monotonic()
     for epoch in range(first_epoch, config.epochs + 1):
-        losses = _train_and_snapshot(populations, work.data, epoch, config, saved_weights, saved_rows)
+        info = _timed_epoch(populations, work.data, epoch, config, saved_weights, saved_rows, compiler, started)
         partial.save(populations, epoch, saved_weights, saved_rows)
         if on_progress:
-            on_progress(epoch + 1, config.epochs + 1, _epoch_info(epoch, losses, started))
+            on_progress(epoch + 1, config.epochs + 1, info)
         if should_stop and should_stop() and epoch < config.epochs:
             raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
     return saved_weights, saved_rows
 
 
-def _epoch_info(epoch: int, losses: list[torch.Tensor], started: float) -> dict:
+def _timed_epoch(populations, data, epoch: int, config: ZooConfig, saved_weights, saved_rows, compiler, started):
+    """`_train_and_snapshot` and the epoch's progress info, which says what was decided about compiling at the
+    epoch that decided it (the losses' transfer to the host ends the epoch's queued CUDA work, so the time is
+    the training's)."""
+    losses, training_s = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
     info = {"epoch": epoch, "elapsed_s": time.monotonic() - started}
     if losses:
         info["train_loss"] = float(torch.cat(losses).mean())
+    if epoch > 0 and (reason := compiler.after_epoch(training_s, config.epochs - epoch)):
+        info["compile"] = reason
     return info
 
 
@@ -246,11 +266,11 @@ def train_shard(config: ZooConfig, specs: dict[str, Spec], data: Dataset, plan: 
     ({"epoch", "elapsed_s", "train_loss"}), then {"weights": {architecture: [checkpoints, params]}, "rows": ...}.
     It writes nothing: the driver, which holds the workspace's lock and may be on another machine, does."""
     populations = _populations(specs, plan, device)
+    compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
     saved_weights, saved_rows = {}, []
     started = time.monotonic()
     for epoch in range(config.epochs + 1):
-        losses = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
-        yield _epoch_info(epoch, [loss.cpu() for loss in losses], started)
+        yield _timed_epoch(populations, data, epoch, config, saved_weights, saved_rows, compiler, started)
     yield {"weights": {name: torch.cat(parts) for name, parts in saved_weights.items()}, "rows": saved_rows}
 
 
@@ -317,16 +337,19 @@ def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> lis
 
 def _train_and_snapshot(populations, data, epoch: int, config: ZooConfig, saved_weights: dict, saved_rows: list):
     """One epoch of every population (none at epoch 0), keeping a snapshot where the config saves the epoch;
-    returns the per-model training losses."""
-    losses = []
+    returns the per-model training losses and the seconds spent training (the snapshots' evaluation left out:
+    compiling speeds up training only)."""
+    losses, training_s = [], 0.0
     for population in populations:
         if epoch > 0:
-            losses.append(population.train_epoch(data.x_train, data.y_train, epoch, config.batch_size))
+            started = time.monotonic()
+            losses.append(population.train_epoch(data.x_train, data.y_train, epoch, config.batch_size).cpu())
+            training_s += time.monotonic() - started
         if epoch in config.save_epochs:
             weights, rows = _snapshot(population, data, epoch)
             saved_weights.setdefault(population.spec.name, []).append(weights)
             saved_rows += rows
-    return losses
+    return losses, training_s
 
 
 def zoo_specs(config: ZooConfig, data) -> list[Spec]:

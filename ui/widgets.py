@@ -50,6 +50,16 @@ def require_run(workspace: Workspace) -> str:
     return run
 
 
+def run_picker(workspace: Workspace, label: str, runs: list[str], chosen: str) -> str:
+    """A selectbox over the workspace's finished autoencoder runs that shows and changes the pages' run choice
+    (session.chosen_run). Its own state is set from the choice on every run: a widget keeps its value and ignores
+    a new default, so a run chosen elsewhere (a training that just finished) would be switched back."""
+    picker = session.state(workspace, keys.RUN_PICKER)
+    st.session_state[picker] = chosen
+    st.selectbox(label, runs, key=picker, on_change=lambda: session.choose_run(workspace, st.session_state[picker]))
+    return chosen
+
+
 def start_generation(workspace: Workspace, run: str, config, label: str) -> Job | None:
     """Start a generation (core/pipeline.py `generate`) from the autoencoder run as the workspace's "generate"
     job, which the Generate page watches; the zoo's error sets are kept for the server's lifetime."""

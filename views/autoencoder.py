@@ -16,7 +16,7 @@ from core.store.runs import AERunFiles, ae_run_statuses
 from ui import keys, session
 from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
-from ui.widgets import or_stop, page_start, start, watch
+from ui.widgets import or_stop, page_start, run_picker, start, watch
 
 workspace = page_start(
     "Autoencoder",
@@ -190,12 +190,4 @@ if not finished:
     st.info("No finished run yet: train one above.")
     st.stop()
 chosen = session.chosen_run(workspace, finished)
-name = st.selectbox(
-    "Run to explore and generate from",
-    finished,
-    index=finished.index(chosen),
-    key=session.state(workspace, keys.RUN_PICKER),
-)
-if name != chosen:
-    session.choose_run(workspace, name)
-show_run(name)
+show_run(run_picker(workspace, "Run to explore and generate from", finished, chosen))

@@ -16,7 +16,7 @@ from ui.figures import (
     selection_summary,
     zoomed_table,
 )
-from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table, run_picker, start_generation
 
 ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
 
@@ -32,9 +32,7 @@ chosen = require_run(workspace)
 runs = session.finished_runs(workspace)
 controls, chart = st.columns([1.3, 4])
 with controls:
-    run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen), key=session.state(workspace, keys.RUN_PICKER))
-    if run != chosen:
-        session.choose_run(workspace, run)
+    run = run_picker(workspace, "Autoencoder run", runs, chosen)
     colour = st.selectbox("Colour by", list(COLOURINGS), key=keys.MAP_COLOUR)
     samples = session.samples_points(workspace, run)
     if samples is not None:

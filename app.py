@@ -69,17 +69,20 @@ def _build(default: Workspace):
 
 
 def workspace_picker() -> None:
+    """The sidebar's workspace picker over the session's workspace (keys.WORKSPACE), which the URL carries too.
+
+    The widget only shows and changes the choice: its own state may be dropped by Streamlit on a page change, so
+    it is set from the choice on every run, and its change callback writes the choice."""
     names = session.workspace_names(session.workspaces_root())
-    switch_to = st.session_state.pop(keys.SWITCH_WORKSPACE, None)  # set by a page, applied before the widget exists
-    if switch_to in names:
-        st.session_state[keys.WORKSPACE] = switch_to
-    if st.session_state.get(keys.WORKSPACE) not in names:
-        st.session_state[keys.WORKSPACE] = names[0] if names else None
+    asked = st.query_params.get(keys.WORKSPACE_PARAM)
+    session.open_workspace(session.pick_workspace(names, asked, st.session_state.get(keys.WORKSPACE)))
+    st.session_state[keys.WORKSPACE_PICKER] = st.session_state[keys.WORKSPACE]
     with st.sidebar:
         st.selectbox(
             "Workspace",
             names,
-            key=keys.WORKSPACE,
+            key=keys.WORKSPACE_PICKER,
+            on_change=lambda: session.open_workspace(st.session_state[keys.WORKSPACE_PICKER]),
             help=f"Folders under {session.workspaces_root()}; make a new one on the Zoo page.",
         )
         device = session.warm_up().get("device")

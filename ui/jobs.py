@@ -99,6 +99,17 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, int | float | str | bool) or value is None
 
 
+# How often a watching page redraws a running job's progress, by how long the job has run: (until s, every s).
+# Each redraw is a fragment rerun in the page's script thread, which competes with the job for the 2 cores and the
+# GIL; a long job gains nothing from a bar that moves every second.
+REFRESH = ((10.0, 1.0), (60.0, 2.0), (float("inf"), 5.0))
+
+
+def refresh_every(elapsed: float) -> float:
+    """Seconds between progress redraws for a job that has run `elapsed` seconds."""
+    return next(every for until, every in REFRESH if elapsed < until)
+
+
 def format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"

@@ -114,6 +114,27 @@ def valid_workspace_name(name: str) -> str:
     return name
 
 
+def pick_workspace(names: list[str], asked: str | None, kept: str | None) -> str | None:
+    """The workspace to open: the URL's (a reload, a bookmark, a shared link, or an in-page navigation that carried
+    it), else the one this session is on, else the first (the default). A name that is not there is passed over."""
+    return next((name for name in (asked, kept) if name in names), names[0] if names else None)
+
+
+def open_workspace(name: str | None) -> None:
+    """Make `name` the session's workspace and the URL's, so that a reload opens it again."""
+    st.session_state[keys.WORKSPACE] = name
+    if name is None:
+        st.query_params.pop(keys.WORKSPACE_PARAM, None)
+    elif st.query_params.get(keys.WORKSPACE_PARAM) != name:
+        st.query_params[keys.WORKSPACE_PARAM] = name
+
+
+def switch_page(page: str) -> None:
+    """`st.switch_page` that keeps the workspace: a page switch clears the query string unless told what to set."""
+    name = st.session_state.get(keys.WORKSPACE)
+    st.switch_page(page, query_params={keys.WORKSPACE_PARAM: name} if name else None)
+
+
 def current() -> Workspace | None:
     name = st.session_state.get(keys.WORKSPACE)
     return Workspace(workspaces_root() / name) if name else None
@@ -121,6 +142,19 @@ def current() -> Workspace | None:
 
 def key(workspace: Workspace) -> str:
     return str(workspace.root)
+
+
+def workspace_id(workspace: Workspace) -> str:
+    """What the session state of a workspace is kept under: its folder's name and its zoo's stamp, so that neither
+    another workspace (whose runs may have the same names) nor a new zoo in the same folder inherits it."""
+    return f"{workspace.root.name}@{_zoo_stamp(key(workspace), _mtime(workspace.manifest_path))}"
+
+
+@functools.lru_cache(maxsize=64)
+def _zoo_stamp(root: str, stamp: int) -> str:
+    """The zoo's id (its creation time for zoos from before ids), read once per manifest version."""
+    zoo = Workspace(root).zoo_stamp()
+    return str(zoo.get("zoo_id") or zoo.get("zoo_created") or "no-zoo")
 
 
 def _mtime(path: Path) -> int:
@@ -190,12 +224,12 @@ def chosen_run(workspace: Workspace, runs: list[str] | None = None) -> str | Non
     """The autoencoder run the pages work with: the user's choice if still there, else the newest finished. A page
     that already listed the finished runs passes its list (a run may finish in between)."""
     runs = finished_runs(workspace) if runs is None else runs
-    wanted = st.session_state.get(keys.chosen_run(workspace.root.name))
+    wanted = st.session_state.get(keys.chosen_run(workspace_id(workspace)))
     return wanted if wanted in runs else (runs[0] if runs else None)
 
 
 def choose_run(workspace: Workspace, name: str) -> None:
-    st.session_state[keys.chosen_run(workspace.root.name)] = name
+    st.session_state[keys.chosen_run(workspace_id(workspace))] = name
 
 
 def samples_runs(workspace: Workspace, ae_run_name: str | None = None) -> list[SamplesRun]:
@@ -213,4 +247,9 @@ def samples_points(workspace: Workspace, ae_run_name: str) -> pl.DataFrame | Non
 
 
 def selection(workspace: Workspace, run: str) -> list[int]:
-    return st.session_state.get(keys.selection(workspace.root.name, run), [])
+    return st.session_state.get(keys.selection(workspace_id(workspace), run), [])
+
+
+def state(workspace: Workspace, name: str) -> str:
+    """The session-state key of `name` (one of keys.py's workspace-scoped names) on this workspace."""
+    return keys.scoped(name, workspace_id(workspace))

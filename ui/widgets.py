@@ -11,7 +11,7 @@ import streamlit as st
 from core.errors import UserError
 from core.store.workspace import Workspace
 from ui import keys, session
-from ui.jobs import Job, Work, format_seconds
+from ui.jobs import Job, Work, format_seconds, refresh_every
 from ui.timings import Estimate
 
 
@@ -48,6 +48,16 @@ def require_run(workspace: Workspace) -> str:
         st.info("This workspace has no trained autoencoder yet: train one on the Autoencoder page.")
         st.stop()
     return run
+
+
+def run_picker(workspace: Workspace, label: str, runs: list[str], chosen: str) -> str:
+    """A selectbox over the workspace's finished autoencoder runs that shows and changes the pages' run choice
+    (session.chosen_run). Its own state is set from the choice on every run: a widget keeps its value and ignores
+    a new default, so a run chosen elsewhere (a training that just finished) would be switched back."""
+    picker = session.state(workspace, keys.RUN_PICKER)
+    st.session_state[picker] = chosen
+    st.selectbox(label, runs, key=picker, on_change=lambda: session.choose_run(workspace, st.session_state[picker]))
+    return chosen
 
 
 def start_generation(workspace: Workspace, run: str, config, label: str) -> Job | None:
@@ -155,8 +165,12 @@ def watch(
     workspace: Workspace, kind: str, live: Callable[[Job], None] | None = None, stoppable: bool = True
 ) -> tuple[Job | None, bool]:
     """Draw the workspace's `kind` job: a progress bar with ETA, `live(job)` (e.g. partial curves) and a stop
-    button while it runs, refreshed every second; when it ends, rerun the whole page once so it shows the new
-    data; after that, its outcome (the caller shows a successful result).
+    button while it runs; when it ends, rerun the whole page once so it shows the new data; after that, its
+    outcome (the caller shows a successful result).
+
+    While it runs only this panel redraws (a fragment), less often as the job gets longer (ui/jobs.py REFRESH):
+    a fragment's interval is fixed when the page draws it, so the panel reruns the page once when the interval
+    should change.
 
     Returns the job and whether it was running when this page run looked: the thread may finish at any moment,
     so the page decides what else to draw from that one reading, never from a second look."""
@@ -166,13 +180,16 @@ def watch(
         return None, False
     was_running = job.running
     seen = keys.job_seen_running(session.key(workspace), kind)
+    every = refresh_every(job.elapsed()) if was_running else None
 
-    @st.fragment(run_every=1.0 if was_running else None)
+    @st.fragment(run_every=every)
     def panel() -> None:
         current = registry.get(session.key(workspace), kind)
         if current is None:
             return
         if current.running:
+            if every is not None and refresh_every(current.elapsed()) != every:
+                st.rerun()  # the page draws the panel again at the new interval
             st.session_state[seen] = True
             st.progress(current.fraction(), text=progress_text(current))
             if live:

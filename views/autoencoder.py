@@ -16,7 +16,7 @@ from core.store.runs import AERunFiles, ae_run_statuses
 from ui import keys, session
 from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
-from ui.widgets import or_stop, page_start, start, watch
+from ui.widgets import or_stop, page_start, run_picker, start, watch
 
 workspace = page_start(
     "Autoencoder",
@@ -93,7 +93,7 @@ def aggregation_form(run) -> None:
         "Map embedding: latent, or token states pooled by",
         choices,
         index=choices.index(run.aggregation),
-        key=f"aggregation-{run.name}",
+        key=session.state(workspace, f"aggregation-{run.name}"),
     )
     if how != run.aggregation and right.button("Re-map the run", key=f"remap-{run.name}"):
 
@@ -122,9 +122,9 @@ def kind_inputs(config_type: type, columns) -> dict:
 
 
 def train_form() -> None:
-    kind = st.radio("Kind", KINDS, format_func=lambda k: METHODS[k].title, key=keys.AE_KIND)
+    kind = st.radio("Kind", KINDS, format_func=lambda k: METHODS[k].title, key=session.state(workspace, keys.AE_KIND))
     config_type, train_defaults = METHODS[kind].config_type, TrainConfig()
-    with st.form("train-ae"):
+    with st.form(keys.form(session.workspace_id(workspace), "train-ae")):
         c1, c2, c3, c4 = st.columns(4)
         epochs = c1.number_input("Epochs", 1, 2000, train_defaults.epochs)
         sizes = kind_inputs(config_type, [c1, c2, c3])
@@ -170,8 +170,9 @@ st.write(
 job, training = watch(workspace, "ae", live=live_losses)
 if job and not training and job.status == "done":
     st.success(f"Trained `{job.result}` in {job.elapsed():.0f} s.")
-    if st.session_state.get(keys.AE_JOB_APPLIED) != id(job):  # select the new run once, not on every rerun
-        st.session_state[keys.AE_JOB_APPLIED] = id(job)
+    applied = session.state(workspace, keys.AE_JOB_APPLIED)
+    if st.session_state.get(applied) != id(job):  # select the new run once, not on every rerun
+        st.session_state[applied] = id(job)
         session.choose_run(workspace, job.result)
 if not training:
     train_form()
@@ -189,7 +190,4 @@ if not finished:
     st.info("No finished run yet: train one above.")
     st.stop()
 chosen = session.chosen_run(workspace, finished)
-name = st.selectbox("Run to explore and generate from", finished, index=finished.index(chosen))
-if name != chosen:
-    session.choose_run(workspace, name)
-show_run(name)
+show_run(run_picker(workspace, "Run to explore and generate from", finished, chosen))

@@ -16,7 +16,7 @@ from ui.figures import (
     selection_summary,
     zoomed_table,
 )
-from ui.widgets import or_stop, page_start, require_run, require_zoo_table, start_generation
+from ui.widgets import or_stop, page_start, require_run, require_zoo_table, run_picker, start_generation
 
 ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
 
@@ -32,9 +32,7 @@ chosen = require_run(workspace)
 runs = session.finished_runs(workspace)
 controls, chart = st.columns([1.3, 4])
 with controls:
-    run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen))
-    if run != chosen:
-        session.choose_run(workspace, run)
+    run = run_picker(workspace, "Autoencoder run", runs, chosen)
     colour = st.selectbox("Colour by", list(COLOURINGS), key=keys.MAP_COLOUR)
     samples = session.samples_points(workspace, run)
     if samples is not None:
@@ -50,12 +48,14 @@ with controls:
 
 embeddings = or_stop(session.embeddings, workspace, run)
 table = map_table(embeddings, zoo_table)
-selection_key = keys.selection(workspace.root.name, run)
+selection_key = keys.selection(session.workspace_id(workspace), run)
+map_key, path_key = session.state(workspace, keys.MAP), session.state(workspace, keys.PATH)
+path_t_key = session.state(workspace, keys.PATH_T)
 selected = session.selection(workspace, run)
 with controls:
     zoom = st.toggle(
         "Zoom into the selection",
-        key=keys.ZOOM,
+        key=session.state(workspace, keys.ZOOM),
         disabled=len(selected) < 3,
         help="re-project only the selected checkpoints (PCA of their embeddings), so the structure inside one "
         "region shows; a selection drawn here narrows the zoom further; clear the selection to go back",
@@ -65,7 +65,7 @@ zoomed = zoom and len(selected) >= 3
 
 def keep_selection() -> None:
     """Copy the chart's selection into our own key: the chart's resets whenever its figure changes."""
-    st.session_state[selection_key] = selected_checkpoints(st.session_state[keys.MAP].selection)
+    st.session_state[selection_key] = selected_checkpoints(st.session_state[map_key].selection)
 
 
 def latent_path_of(ends: tuple[int, int | str]):
@@ -77,8 +77,8 @@ def latent_path_of(ends: tuple[int, int | str]):
 
 
 def show_path() -> None:
-    """The latent path asked for last on this run, below the map, and a point of it to decode."""
-    shown = st.session_state.get(keys.PATH)
+    """The latent path asked for last on this run of this workspace, below the map, and a point of it to decode."""
+    shown = st.session_state.get(path_key)
     if not shown or shown[0] != run:
         return
     _, ends, path = shown
@@ -86,7 +86,7 @@ def show_path() -> None:
     middle = list(accuracy)[len(accuracy) // 2]
     start, end = (end_label(e) for e in ends)
     st.subheader(f"Latent path: {start} to {end}")
-    at = st.session_state.get(keys.PATH_T, middle)
+    at = st.session_state.get(path_t_key, middle)
     st.plotly_chart(path_figure(path, ends, at), width="stretch", key=keys.PATH_CHART)
     st.caption(
         "Red: models decoded along the straight line between the two embeddings (its ends are the models' "
@@ -97,7 +97,7 @@ def show_path() -> None:
         list(accuracy),
         value=middle,
         format_func=lambda t: f"{t:g} (decoded: {accuracy[t]:.0%})",
-        key=keys.PATH_T,
+        key=path_t_key,
         help=f"0 is the code of {start}, 1 that of {end}; the dotted line marks it on the chart",
     )
     if st.button(
@@ -127,8 +127,8 @@ def decode(ends: tuple[int | str, ...], label: str, path_t: float | None = None)
         path_to=generated,
     )
     if start_generation(workspace, run, config, label):
-        st.session_state.pop(keys.RESULTS_FIRST, None)
-        st.switch_page("views/generate.py")
+        st.session_state.pop(session.state(workspace, keys.RESULTS_FIRST), None)
+        session.switch_page("views/generate.py")
 
 
 def path_to_generated(checkpoint: int) -> None:
@@ -141,7 +141,7 @@ def path_to_generated(checkpoint: int) -> None:
         "Generated model",
         list(accuracy),
         format_func=lambda ref: f"{end_label(ref)} ({accuracy[ref]:.0%})",
-        key=keys.PATH_TO,
+        key=session.state(workspace, keys.PATH_TO),
         help="a model of the generated runs shown on the map (accuracy as generated), for the latent path from "
         "this checkpoint to it",
     )
@@ -150,7 +150,7 @@ def path_to_generated(checkpoint: int) -> None:
         help="decode the straight line between the checkpoint's embedding and the generated model's (its weights "
         "encoded by this autoencoder run), beside the straight line between their weights",
     ):
-        st.session_state[keys.PATH] = (run, (checkpoint, chosen), latent_path_of((checkpoint, chosen)))
+        st.session_state[path_key] = (run, (checkpoint, chosen), latent_path_of((checkpoint, chosen)))
 
 
 with chart:
@@ -158,7 +158,7 @@ with chart:
         map_figure(zoomed_table(table, embeddings, selected), colour, axes=ZOOM_AXES)
         if zoomed
         else map_figure(table, colour, samples, selected),
-        key=keys.MAP,
+        key=map_key,
         on_select=keep_selection,
         # Points: with the pan or zoom tool, a click selects one checkpoint (Streamlit
         # turns clicks off while the lasso or box tool is active).
@@ -189,11 +189,11 @@ with controls:
             "Latent path between these two",
             help="decode the straight line between their embeddings, beside the straight line between their weights",
         ):
-            st.session_state[keys.PATH] = (run, tuple(selected), latent_path_of(tuple(selected)))
+            st.session_state[path_key] = (run, tuple(selected), latent_path_of(tuple(selected)))
         if st.button("Generate from this selection", type="primary"):
-            st.session_state[keys.ANCHOR_SOURCE] = "map selection"
-            st.session_state.pop(keys.RESULTS_FIRST, None)  # a new selection: the form comes first again
-            st.switch_page("views/generate.py")
+            st.session_state[session.state(workspace, keys.ANCHOR_SOURCE)] = "map selection"
+            st.session_state.pop(session.state(workspace, keys.RESULTS_FIRST), None)  # a new selection: form first
+            session.switch_page("views/generate.py")
         if st.button("Clear selection"):
             st.session_state[selection_key] = []
             st.rerun()

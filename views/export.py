@@ -37,7 +37,7 @@ if not runs:
     st.info("No generated models yet in this workspace: make some on the Generate page.")
     st.stop()
 names = [r.name for r in runs]
-wanted = st.session_state.get(keys.EXPORT_RUN)
+wanted = st.session_state.get(session.state(workspace, keys.EXPORT_RUN))
 name = st.selectbox(
     "Samples run",
     names,

@@ -58,13 +58,16 @@ note = method_named(AERunFiles.of(workspace, run).kind()).sampling_note
 if note:
     st.caption(f"`{run}`: {note}")
 selected = session.selection(workspace, run)
+anchor_key = session.state(workspace, keys.ANCHOR_SOURCE)  # this workspace's state: ui/keys.py
+results_first_key = session.state(workspace, keys.RESULTS_FIRST)
+samples_run_key = session.state(workspace, keys.SAMPLES_RUN)
 
 
 def anchor_rule() -> str | None:
     """The anchors, as the engine's rule string; None (with an error box) for an empty map selection."""
-    default = st.session_state.get(keys.ANCHOR_SOURCE) or ("map selection" if selected else "best checkpoints")
+    default = st.session_state.get(anchor_key) or ("map selection" if selected else "best checkpoints")
     source = st.radio("Anchors", ANCHOR_SOURCES, index=ANCHOR_SOURCES.index(default), horizontal=True)
-    st.session_state[keys.ANCHOR_SOURCE] = source
+    st.session_state[anchor_key] = source
     if source == "map selection":
         st.caption(f"{len(selected)} checkpoints selected on the Explore page (autoencoder run `{run}`).")
         return "ids:" + ",".join(str(i) for i in selected) if selected else None
@@ -171,10 +174,10 @@ def show_result(result: SamplesRun) -> None:
         st.dataframe(result.samples_table(), hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     if c1.button("See them on the map"):
-        st.switch_page("views/explore.py")
+        session.switch_page("views/explore.py")
     if c2.button("Export these models", type="primary"):
-        st.session_state[keys.EXPORT_RUN] = result.name
-        st.switch_page("views/export.py")
+        st.session_state[session.state(workspace, keys.EXPORT_RUN)] = result.name
+        session.switch_page("views/export.py")
 
 
 def ensemble_metric_cell(col, ensemble: dict) -> None:
@@ -215,7 +218,7 @@ def ensemble_section(result: SamplesRun) -> None:
 def settings_form(rule: str | None) -> SampleConfig | None:
     """The generation's settings; a checked config once submitted (None, with an error box, on bad input)."""
     defaults = SampleConfig()
-    with st.form("generate"):
+    with st.form(keys.form(session.workspace_id(workspace), "generate")):
         c1, c2, c3 = st.columns(3)
         method = c1.selectbox(
             "Sampler",
@@ -283,7 +286,7 @@ def generation_form() -> None:
     if config is None:
         return
     if start_generation(workspace, run, config, f"Generating {config.n} models"):
-        st.session_state.pop(keys.RESULTS_FIRST, None)
+        st.session_state.pop(results_first_key, None)
         st.rerun()
 
 
@@ -292,7 +295,7 @@ def results() -> None:
     if not previous:
         return
     names = [r.name for r in previous]
-    wanted = st.session_state.get(keys.SAMPLES_RUN)
+    wanted = st.session_state.get(samples_run_key)
     st.header("Results")
     shown = st.selectbox(
         "Samples run",
@@ -310,7 +313,9 @@ def comparison() -> None:
         return
     st.header("Compare runs")
     names = [r.name for r in previous]
-    chosen = st.multiselect("Runs to compare", names, default=names[:3], key=keys.COMPARE_RUNS)
+    chosen = st.multiselect(
+        "Runs to compare", names, default=names[:3], key=session.state(workspace, keys.COMPARE_RUNS)
+    )
     runs = [r for r in previous if r.name in chosen]
     if not runs:
         st.info("Pick runs to compare.")
@@ -327,12 +332,13 @@ def comparison() -> None:
 
 
 job, running = watch(workspace, "generate", live=live_curves, stoppable=False)
-if job and not running and job.status == "done" and st.session_state.get(keys.GENERATE_JOB_SEEN) != id(job):
-    st.session_state[keys.GENERATE_JOB_SEEN] = id(job)
-    st.session_state[keys.SAMPLES_RUN] = job.result.name
-    st.session_state[keys.RESULTS_FIRST] = True
+seen_key = session.state(workspace, keys.GENERATE_JOB_SEEN)
+if job and not running and job.status == "done" and st.session_state.get(seen_key) != id(job):
+    st.session_state[seen_key] = id(job)
+    st.session_state[samples_run_key] = job.result.name
+    st.session_state[results_first_key] = True
 
-if not running and st.session_state.get(keys.RESULTS_FIRST):
+if not running and st.session_state.get(results_first_key):
     # Just generated: the results come first, in view where the progress bar was, and the form follows.
     if job and job.status == "done":
         st.success(f"Generated `{job.result.name}` in {format_seconds(job.elapsed())}.", icon=":material/check:")

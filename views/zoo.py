@@ -169,7 +169,7 @@ def show_new_zoo_job() -> None:
         for problem in result.get("problems", []):
             st.warning(f"Skipped: {problem}")
         if st.button(f"Open workspace {name}", type="primary"):
-            st.session_state[keys.SWITCH_WORKSPACE] = name
+            session.open_workspace(name)
             st.session_state.pop(keys.ZOO_TARGET)
             st.rerun()
 

@@ -18,6 +18,7 @@ from core.zoo.model_zoo import load_zoos
 from tests.conftest import copy_workspace
 from tests.test_default import tiny_configs
 from ui import keys
+from ui.session import workspace_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +49,17 @@ def run_until(at: AppTest, done, reruns: int = 600) -> AppTest:
             return at
         time.sleep(0.3)
     raise AssertionError(f"not done after {reruns} reruns; errors: {[e.value for e in at.error]}")
+
+
+def state(root: Path, name: str, workspace: str = "digits") -> str:
+    """The session-state key of `name` (ui/keys.py) on the workspace `root / workspace`."""
+    return keys.scoped(name, workspace_id(Workspace(root / workspace)))
+
+
+def selection(root: Path, workspace: str = "digits") -> str:
+    """The key of the selection on the workspace's latest autoencoder run's map."""
+    ws = Workspace(root / workspace)
+    return keys.selection(workspace_id(ws), load_run(ws).name)
 
 
 def texts(elements) -> list[str]:
@@ -99,7 +111,7 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
     assert load_zoos(Workspace(app_root / "small"))[0].table["model_id"].n_unique() == 3
     button(at, "Open workspace small").click().run()
-    assert at.session_state[keys.SWITCH_WORKSPACE] == "small"
+    assert at.session_state[keys.WORKSPACE] == "small" and at.query_params[keys.WORKSPACE_PARAM] == "small"
 
 
 @pytest.mark.parametrize(
@@ -178,12 +190,11 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
     at = page("explore").run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
     assert "Nothing selected yet" in " ".join(texts(at.markdown))
-    run = load_run(Workspace(app_root / "digits")).name
-    at.session_state[keys.selection("digits", run)] = [0, 1, 2]
+    at.session_state[selection(app_root)] = [0, 1, 2]
     at.selectbox(key="map-colour").set_value("init").run()
     assert not at.exception
     assert texts(at.metric)[:2] == ["3", "1"]  # checkpoints 0-2 are one model's three epochs
-    at.toggle(key=keys.ZOOM).set_value(True).run()
+    at.toggle(key=state(app_root, keys.ZOOM)).set_value(True).run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert not at.exception and spec["layout"]["xaxis"]["title"]["text"].startswith("selection's PCA 1")
     assert sorted(p[0] for trace in spec["data"] for p in trace["customdata"]) == [0, 1, 2]  # the selection alone
@@ -193,7 +204,7 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
 
 def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_root):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: the button changes page
-    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5]
+    at.session_state[selection(app_root)] = [5]
     at.run()
     button(at, "Decode this checkpoint").click().run()
     assert not at.exception
@@ -209,7 +220,7 @@ def test_opening_a_workspace_computes_the_zoos_error_sets_once_and_the_first_gen
     computed = zoo_error_computations
     workspace = Workspace(app_root / "digits")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state[keys.selection("digits", load_run(workspace).name)] = [5]
+    at.session_state[selection(app_root)] = [5]
     at.run()  # opens the default workspace on the map
     zoo_size = len(load_zoos(workspace)[0].table)
     for _ in range(600):  # the background thread starts after the page; a bound on the waiting, not a speed check
@@ -225,7 +236,7 @@ def test_opening_a_workspace_computes_the_zoos_error_sets_once_and_the_first_gen
 
 def test_two_selected_checkpoints_give_a_latent_path_beside_the_weight_space_line(app_root):
     at = page("explore")
-    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5, 14]
+    at.session_state[selection(app_root)] = [5, 14]
     at.run()
     button(at, "Latent path between these two").click().run()
     assert not at.exception and "Latent path: checkpoint 5 to checkpoint 14" in texts(at.subheader)
@@ -238,10 +249,10 @@ def test_two_selected_checkpoints_give_a_latent_path_beside_the_weight_space_lin
 
 def test_a_point_of_the_latent_path_is_decoded_on_the_generate_page(app_root):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: the button changes page
-    at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5, 14]
+    at.session_state[selection(app_root)] = [5, 14]
     at.run()
     button(at, "Latent path between these two").click().run()
-    slider = at.select_slider(key=keys.PATH_T)
+    slider = at.select_slider(key=state(app_root, keys.PATH_T))
     assert slider.value == 0.5 and len(slider.options) == 11
     assert slider.options[0].startswith("0 (decoded: ") and slider.options[-1].startswith("1 (decoded: ")
     slider.set_value(0.3).run()
@@ -263,9 +274,9 @@ def test_a_checkpoint_and_a_generated_model_give_a_latent_path_and_a_point_of_it
     samples = generate(workspace, config)
     ref = f"{samples.name}:1"
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: decoding changes page
-    at.session_state[keys.selection("digits", load_run(workspace).name)] = [3]
+    at.session_state[selection(app_root)] = [3]
     at.run()
-    at.selectbox(key=keys.PATH_TO).set_value(ref).run()
+    at.selectbox(key=state(app_root, keys.PATH_TO)).set_value(ref).run()
     button(at, "Latent path to this generated model").click().run()
     assert not at.exception and f"Latent path: checkpoint 3 to generated model 1 of {samples.name}" in texts(
         at.subheader
@@ -298,9 +309,8 @@ def test_explore_page_without_an_autoencoder_points_to_training(tiny_zoo_workspa
 def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_novelty(app_root):
     at = page("generate").run()
     assert not at.exception and at.radio[0].value == "best checkpoints"  # nothing selected on the map yet
-    run = load_run(Workspace(app_root / "digits")).name
-    at.session_state[keys.selection("digits", run)] = [3, 4, 5, 6]
-    at.session_state[keys.ANCHOR_SOURCE] = None
+    at.session_state[selection(app_root)] = [3, 4, 5, 6]
+    at.session_state[state(app_root, keys.ANCHOR_SOURCE)] = None
     at.run()
     assert at.radio[0].value == "map selection" and "4 checkpoints selected" in " ".join(texts(at.caption))
     next(n for n in at.number_input if n.label == "Models to generate").set_value(4)
@@ -371,13 +381,12 @@ def test_a_run_without_ensembles_is_evaluated_as_one_from_its_button(app_root):
 
 
 def test_generate_page_warns_about_degenerate_anchors_before_generating(app_root):
-    run = load_run(Workspace(app_root / "digits")).name
     at = page("generate")
-    at.session_state[keys.selection("digits", run)] = [2]
-    at.session_state[keys.ANCHOR_SOURCE] = "map selection"
+    at.session_state[selection(app_root)] = [2]
+    at.session_state[state(app_root, keys.ANCHOR_SOURCE)] = "map selection"
     at.run()
     assert not at.exception and any("only 1 anchor(s)" in w for w in texts(at.warning))
-    at.session_state[keys.selection("digits", run)] = [0, 3, 6, 9, 12, 15]  # every model's initialisation
+    at.session_state[selection(app_root)] = [0, 3, 6, 9, 12, 15]  # every model's initialisation
     at.run()
     assert any("every anchor is at chance level" in w for w in texts(at.warning))
     at.radio[0].set_value("best checkpoints").run()
@@ -386,7 +395,7 @@ def test_generate_page_warns_about_degenerate_anchors_before_generating(app_root
 
 def test_generate_from_an_empty_map_selection_is_an_error_box(app_root):
     at = page("generate")
-    at.session_state[keys.ANCHOR_SOURCE] = "map selection"
+    at.session_state[state(app_root, keys.ANCHOR_SOURCE)] = "map selection"
     at.run()
     button(at, "Generate").click().run()
     assert any("map selection is empty" in e for e in texts(at.error))
@@ -407,7 +416,7 @@ def test_export_page_offers_the_bundle(app_root):
 
 def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_generate(app_root):
     at = page("autoencoder").run()
-    at.radio(key=keys.AE_KIND).set_value("sane").run()
+    at.radio(key=state(app_root, keys.AE_KIND)).set_value("sane").run()
     numbers = {n.label: n for n in at.number_input}
     for label, value in (
         ("Epochs", 2),
@@ -423,11 +432,12 @@ def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_
     assert "sane" in at.dataframe[0].value["kind"].to_list()
 
     explore = page("explore")
-    explore.session_state[keys.chosen_run("digits")] = at.session_state[keys.chosen_run("digits")]
+    run_key = keys.chosen_run(workspace_id(Workspace(app_root / "digits")))
+    explore.session_state[run_key] = at.session_state[run_key]
     explore.run()
     assert not explore.exception and len(explore.get("plotly_chart")) == 1
     generate = page("generate")
-    generate.session_state[keys.chosen_run("digits")] = at.session_state[keys.chosen_run("digits")]
+    generate.session_state[run_key] = at.session_state[run_key]
     generate.run()
     assert not generate.exception and "a SANE run" in " ".join(texts(generate.caption))
     next(n for n in generate.number_input if n.label == "Models to generate").set_value(2)
@@ -446,10 +456,10 @@ def test_the_workspace_picker_keeps_its_choice_on_every_page(app_root, tiny_zoo_
     # picker changed identity after it, and the first choice snapped back to the default workspace.
     copy_workspace(tiny_zoo_workspace, app_root / "other")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.sidebar.selectbox(key=keys.WORKSPACE).select("other").run()
+    at.sidebar.selectbox(key=keys.WORKSPACE_PICKER).select("other").run()
     assert not at.exception and texts(at.title) == ["Explore"]
     assert "no trained autoencoder" in " ".join(texts(at.info))  # the map of `other`, not of digits
     for name in ("zoo", "autoencoder", "explore", "generate", "export", "zoo"):
         at.switch_page(f"views/{name}.py").run()
         assert not at.exception
-        assert at.sidebar.selectbox(key=keys.WORKSPACE).value == "other", name
+        assert at.sidebar.selectbox(key=keys.WORKSPACE_PICKER).value == "other", name

@@ -9,6 +9,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -140,6 +141,63 @@ def test_two_boxed_checkpoints_give_the_latent_path_and_a_point_of_it_decodes(ti
         page.get_by_text("the point t = 0.5 of the latent path from checkpoint").wait_for(timeout=120_000)
     result = json.loads(next((root / "digits" / "samples").glob("*/result.json")).read_text())
     assert result["config"]["path_t"] == 0.5 and set(result["anchors"]["ids"]) == pair
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def shown_workspace(page) -> tuple[str, str | None]:
+    """(the sidebar picker's value, the address's ?ws=) a moment after the page settled: the snap back to the
+    default workspace came within 2 s of a page-changing button."""
+    page.wait_for_timeout(2500)
+    wait_idle(page)
+    return picked_workspace(page), parse_qs(urlparse(page.url).query).get("ws", [None])[0]
+
+
+def test_the_second_workspace_stays_through_page_buttons_and_a_reload_and_its_path_stays_on_it(
+    tiny_ae_workspace, tmp_path
+):
+    root = tmp_path / "workspaces"
+    for name in ("digits", "second"):  # copies: their autoencoder runs have the same name
+        copy_workspace(tiny_ae_workspace, root / name)
+    with serve(root, log=tmp_path / "server.log") as url, browser() as page:
+        page.goto(url)
+        wait_idle(page)
+        wait_for_map(page)
+        choose_workspace(page, "second")
+        wait_for_map(page)
+        assert shown_workspace(page) == ("second", "second")
+        page.reload()  # a new session: the address brings the workspace back
+        wait_idle(page)
+        wait_for_map(page)
+        assert shown_workspace(page) == ("second", "second")
+
+        box, pair = box_around_two(*settled_positions(page))
+        box_select_pixels(page, *box)
+        page.get_by_role("button", name="Latent path between these two").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Latent path between these two").click()
+        page.get_by_role("heading", name="Latent path: checkpoint").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Decode the point at t").click()
+        page.get_by_text("the point t = 0.5 of the latent path from checkpoint").wait_for(timeout=120_000)
+        assert page.locator("h1").first.inner_text() == "Generate"
+        assert shown_workspace(page) == ("second", "second")
+
+        go_to(page, "Explore")
+        wait_for_map(page)
+        assert page.get_by_role("heading", name="Latent path: checkpoint").count() == 1  # kept on its workspace
+        page.get_by_role("button", name="Generate from this selection").click()
+        page.get_by_text("2 checkpoints selected on the Explore page").wait_for(timeout=60_000)
+        assert shown_workspace(page) == ("second", "second")
+
+        choose_workspace(page, "digits")
+        go_to(page, "Explore")
+        wait_for_map(page)
+        assert shown_workspace(page) == ("digits", "digits")
+        assert page.get_by_text("Nothing selected yet").count() == 1  # neither the selection
+        assert page.get_by_role("heading", name="Latent path: checkpoint").count() == 0  # nor the path
+    results = [json.loads(p.read_text()) for p in (root / "second" / "samples").glob("*/result.json")]
+    assert len(results) == 1 and set(results[0]["anchors"]["ids"]) == pair
+    assert not (root / "digits" / "samples").exists()
     assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from core.errors import Interrupted, UserError
-from ui.jobs import Job, JobRegistry, format_seconds
+from ui.jobs import Job, JobRegistry, format_seconds, refresh_every
 from ui.timings import FILE, MAX_BYTES, MAX_WORKSPACES, Estimate, PhaseTimes
 from ui.widgets import progress_text
 
@@ -221,3 +221,8 @@ def test_one_running_job_per_workspace():
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (0, 59.6, 61, 3600)] == ["0:00", "1:00", "1:01", "60:00"]
+
+
+def test_a_watched_job_is_redrawn_less_often_as_it_gets_longer():
+    seconds = [0, 9.9, 10, 59.9, 60, 3600]
+    assert [refresh_every(s) for s in seconds] == [1.0, 1.0, 2.0, 2.0, 5.0, 5.0]

@@ -48,7 +48,16 @@ PACK_SUFFIXES = (".json", ".parquet", ".safetensors")
 
 # ---------------------------------------------------------------- requests
 
+# Names (workspaces in the app, runs) and paths typed by a user (core/names.py). A path is bounded as Linux bounds
+# it (PATH_MAX 4,096 bytes, NAME_MAX 255 per component): beyond these the kernel answers ENAMETOOLONG anyway.
+MAX_NAME_CHARS = 64
+MAX_PATH_BYTES = 4096
+MAX_PATH_PART_BYTES = 255
+
 MAX_SEED = 2**32 - 1
+# Classes a task may name (core/zoo/tasks.py `classes=`): far above any dataset here (EMNIST has 62, CIFAR-100 100);
+# checked on the range as written, before a list of them is built.
+MAX_TASK_CLASSES = 1000
 # Counts of models, samples and epochs.
 MAX_MODELS = 100_000
 MAX_EPOCHS = 100_000

@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from core.errors import UserError, ZooError
+from core.names import checked_name
 from core.store.files import (
     read_json,
     read_parquet,
@@ -40,10 +41,8 @@ EMBEDDING_COLUMNS = {"checkpoint": "int", "split": "str", "embedding": "vector"}
 
 
 def checked_run_name(name: str) -> str:
-    """A run name that stays inside its folder: no separators, not hidden, not empty."""
-    if not name or name != Path(name).name or name.startswith(".") or "\\" in name:
-        raise UserError(f"{name!r} is not a usable run name: use letters, digits, '-' or '_'")
-    return name
+    """A run name that stays inside its folder (core/names.py: no separator, space, newline or dot)."""
+    return checked_name(name, "run name")
 
 
 def made_from_zoo(record: dict, stamp: dict) -> bool:

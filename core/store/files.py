@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from core.errors import ZooError
-from core.limits import MAX_JSON_BYTES, MAX_WORKSPACE_FILE_BYTES
+from core.limits import MAX_JSON_BYTES, MAX_TABLE_BYTES, MAX_WORKSPACE_FILE_BYTES
 
 if TYPE_CHECKING:
     import torch
@@ -216,15 +216,62 @@ def write_parquet(path: Path, table: pl.DataFrame) -> None:
 
 
 def read_parquet(path: Path, columns: dict[str, str] | None = None) -> pl.DataFrame:
-    """A table, checked to have `columns` ({name: kind}, see `check_columns`) when given."""
+    """A table, checked to have `columns` ({name: kind}, see `check_columns`) when given. Bounded by what it
+    decodes to, not only by its size on disk: a 136 MB file can decode to 16 GB, and polars' reader then aborts
+    the process on the failed allocation (exit 134, no message). So the footer is read first, and the row groups
+    are read one by one with pyarrow (whose failed allocations are a MemoryError) within MAX_TABLE_BYTES."""
     checked_file(path)
     try:
-        table = pl.read_parquet(path)
-    except Exception as exc:  # polars raises several exception types for corrupt files
-        raise ZooError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+        table = _bounded_table(path, MAX_TABLE_BYTES)
+    except ZooError:
+        raise
+    except MemoryError:
+        raise ZooError(f"{path}: not enough memory to read this table; refused") from None
+    except Exception as exc:  # pyarrow raises several exception types for corrupt files
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ZooError(f"{path}: not a readable parquet file ({message})") from None
     if columns:
         check_columns(table, columns, path)
     return table
+
+
+# Bytes per value as decoded, by parquet physical type; byte arrays (text) at least their 8-byte offset.
+_DECODED_WIDTH = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}
+
+
+def decoded_bytes(metadata) -> int:
+    """A lower bound of what a parquet file decodes to, from its footer (pyarrow FileMetaData): per column chunk,
+    its uncompressed pages or its values times their width, whichever is larger (a run-length or dictionary
+    encoding can decode to far more than its uncompressed pages)."""
+    total = 0
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        for j in range(group.num_columns):
+            column = group.column(j)
+            width = _DECODED_WIDTH.get(column.physical_type, 8)
+            total += max(column.total_uncompressed_size, column.num_values * width, 0)
+    return total
+
+
+def _bounded_table(path: Path, cap: int) -> pl.DataFrame:
+    """The parquet file as a DataFrame, refused (ZooError) when its footer says it decodes to more than `cap`
+    bytes, or when the row groups read so far hold more (a footer may lie)."""
+    import pyarrow as pa  # lazy: pyarrow takes most of a second to import, and the app's first page reads no table
+    import pyarrow.parquet as pq  # lazy: see above
+
+    with pq.ParquetFile(path) as parquet:
+        declared = decoded_bytes(parquet.metadata)
+        if declared > cap:
+            raise ZooError(f"{path}: decodes to {_size_text(declared)} (its footer says), more than the "
+                           f"{_size_text(cap)} read from a table; refused")  # fmt: skip
+        groups, held = [], 0
+        for i in range(parquet.num_row_groups):
+            groups.append(parquet.read_row_group(i))
+            held += groups[-1].nbytes
+            if held > cap:
+                raise ZooError(f"{path}: decodes to more than the {_size_text(cap)} read from a table; refused")
+        table = pa.concat_tables(groups) if groups else parquet.schema_arrow.empty_table()
+    return pl.from_arrow(table)
 
 
 def _kind_of(column: pl.Series) -> str | None:

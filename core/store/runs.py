@@ -13,6 +13,7 @@ loading it by name says so (`check_made_from_zoo`).
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -286,12 +287,19 @@ class SamplesRun:
         return sorted(runs, key=lambda r: r.created, reverse=True)
 
     def write(self, tensors: dict, metadata: dict, samples: pl.DataFrame, curves: pl.DataFrame, novelty: pl.DataFrame):
-        """Write every file, `result.json` last."""
-        write_tensors(self.weights_path, tensors, metadata)
-        write_parquet(self.samples_path, samples)
-        write_parquet(self.curves_path, curves)
-        write_parquet(self.novelty_path, novelty)
-        self.write_record()
+        """Write every file, `result.json` last. A write that fails (a full disk) removes the run's folder if this
+        call made it: a run without its record is never listed, so its files would only fill the disk."""
+        made = not self.folder.exists()
+        try:
+            write_tensors(self.weights_path, tensors, metadata)
+            write_parquet(self.samples_path, samples)
+            write_parquet(self.curves_path, curves)
+            write_parquet(self.novelty_path, novelty)
+            self.write_record()
+        except Exception:
+            if made:
+                shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     def write_record(self) -> None:
         """(Re)write `result.json` alone: a finished run that gains its ensembles."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import DataError
+from core.errors import DataError, UserError
 from core.limits import MAX_TASK_CLASSES
 from core.names import checked_path_text, shortened
 
@@ -76,7 +76,10 @@ def parse_task(name: str) -> Task:
     base = ":".join(parts)
     if not base:
         raise DataError(f"{name!r}: no base dataset before the options")
-    checked_path_text(base, "dataset")
+    try:
+        checked_path_text(base, "dataset")
+    except UserError as exc:  # a dataset name's problem is a DataError, whichever check finds it
+        raise DataError(str(exc)) from None
     try:
         return Task(
             base=base,

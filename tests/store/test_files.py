@@ -86,3 +86,41 @@ def test_written_files_and_zoo_folders_get_the_umask(tmp_path, mask, mode):
 def test_columns_are_checked_by_kind(table, message):
     with pytest.raises(ZooError, match=message):
         check_columns(table, {"id": "int", "acc": "number", "v": "vector"}, "t.parquet")
+
+
+# ---------------------------------------------------------------- tables bounded by what they decode to
+
+
+def test_a_table_reads_back_as_written(tmp_path):
+    table = pl.DataFrame(
+        {
+            "id": pl.Series([1, 2, 3], dtype=pl.Int64),
+            "name": ["a", None, "c"],
+            "vector": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
+            "acc": [0.5, None, float("nan")],
+        }
+    )
+    write_parquet(tmp_path / "t.parquet", table)
+    assert read_parquet(tmp_path / "t.parquet").equals(table)
+    write_parquet(tmp_path / "empty.parquet", table.clear())
+    assert read_parquet(tmp_path / "empty.parquet").schema == table.schema
+
+
+def test_a_small_file_that_decodes_beyond_the_bound_is_refused_from_its_footer(tmp_path, monkeypatch):
+    """A million equal values compress to a few kB on disk but decode to 8 MB: the footer's value count says so
+    before any page is decoded (the issue's 136 MB file decoded to 16 GB)."""
+    path = tmp_path / "bomb.parquet"
+    pl.DataFrame({"x": pl.zeros(1_000_000, dtype=pl.Int64, eager=True)}).write_parquet(path)
+    assert path.stat().st_size < 100_000
+    monkeypatch.setattr("core.store.files.MAX_TABLE_BYTES", 1 << 20)
+    with pytest.raises(ZooError, match=r"bomb.parquet: decodes to 7.6 MiB \(its footer says\), more than the 1.0 MiB"):
+        read_parquet(path)
+
+
+def test_a_footer_that_understates_is_caught_as_the_row_groups_are_read(tmp_path, monkeypatch):
+    path = tmp_path / "liar.parquet"
+    pl.DataFrame({"x": list(range(200_000))}).write_parquet(path, row_group_size=50_000)
+    monkeypatch.setattr("core.store.files.MAX_TABLE_BYTES", 1 << 20)
+    monkeypatch.setattr("core.store.files.decoded_bytes", lambda metadata: 0)  # the footer claims nothing
+    with pytest.raises(ZooError, match="liar.parquet: decodes to more than the 1.0 MiB read from a table"):
+        read_parquet(path)

@@ -28,6 +28,10 @@ def test_the_grammar():
         ("digits:noise=-1", "noise std"),
         ("digits:invert=2", "takes no value"),
         (":k=3", "no base dataset"),
+        ("digits:classes=0-99999999999", "'99999999999' is not a class label"),  # said before a list is built
+        ("digits:classes=0-500,600-1100", "not a class label"),
+        ("digits:classes=-1", "not a class label"),
+        ("x" * 5000 + ":k=3", "a path of 5,000 bytes"),
     ):
         with pytest.raises(DataError, match=message):
             parse_task(bad)
@@ -92,3 +96,13 @@ def test_a_local_folder_takes_the_same_options(tmp_path):
     assert task.n_classes == 3 and np.bincount(task.y_train.numpy()).tolist() == [2, 2, 2]
     assert sorted(set(task.y_test.tolist())) == [0, 1, 2]
     assert len(task.y_test) == int(((plain.y_test >= 2) & (plain.y_test <= 4)).sum())
+
+
+def test_task_options_are_checked_against_the_dataset():
+    """digits has classes 0-9 and about 130 training images each: a class it lacks, or more images per class than
+    it holds, is a DataError naming the problem (not an empty or lopsided task)."""
+    with pytest.raises(DataError, match=r"has no images of classes \[10, 11\] \(its labels: 0,1,2,3,4,5,6,7,8,9\)"):
+        load_dataset("digits:classes=8-11")
+    with pytest.raises(DataError, match="fewer than k=1000"):
+        load_dataset("digits:k=1000")
+    assert len(parse_task("digits:classes=0-999").classes) == 1000  # the bound itself is accepted

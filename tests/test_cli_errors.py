@@ -66,11 +66,21 @@ def _full_disk(path_of):
     return write
 
 
-def test_a_full_disk_during_zoo_generate_is_one_line_and_leaves_no_folder(tmp_path, run_cli, monkeypatch):
-    monkeypatch.setattr("core.zoo.model_zoo.write_tensors", _full_disk(lambda p: p))
+def test_a_full_disk_at_zoo_generates_first_write_is_one_line_and_leaves_no_folder(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setattr("core.zoo.generate.write_tensors", _full_disk(lambda p: p))  # the resumable state
     result = run_cli("zoo", "generate", "--workspace", tmp_path / "new", "--models", 2, "--epochs", 0, "--quiet")
-    one_line(result, "weights.safetensors", "No space left on device", "free space")
-    assert not (tmp_path / "new").exists()
+    one_line(result, "zoo.partial", "No space left on device", "free space")
+    assert not (tmp_path / "new").exists()  # it held only its lock
+
+
+def test_a_full_disk_at_zoo_generates_last_write_keeps_the_trained_state_and_a_rerun_finishes(tmp_path, run_cli,
+                                                                                              monkeypatch):  # fmt: skip
+    argv = ("zoo", "generate", "--workspace", tmp_path / "new", "--models", 2, "--epochs", 1, "--quiet", "--json")
+    with monkeypatch.context() as patch:
+        patch.setattr("core.zoo.model_zoo.write_tensors", _full_disk(lambda p: p))  # the zoo's own weights
+        one_line(run_cli(*argv), "weights.safetensors", "No space left on device")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [".lock", "zoo.partial"]  # trained epochs kept
+    assert run_cli(*argv).json["checkpoints"] == 4
 
 
 def test_a_read_only_folder_during_sample_is_one_line_and_leaves_no_partial_run(tiny_ae_workspace, tmp_path, run_cli,

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.cluster import ADDRESSES, ClusterConfig
 from core.errors import UserError
-from core.names import checked_path_text, shortened
+from core.names import checked_path_text
 from core.parsing import float_list, int_list
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS
@@ -137,7 +137,7 @@ def import_form() -> None:
     try:
         target = target_workspace(name)
         if not source.strip() or not Path(checked_path_text(source.strip(), "folder")).expanduser().is_dir():
-            raise UserError(f"{shortened(source.strip()) if source.strip() else '(empty)'}: not a folder")
+            raise UserError(f"{source.strip() or '(empty)'}: not a folder")  # at most 4,096 bytes, checked above
         if dataset.strip():
             parse_task(dataset.strip())
     except UserError as exc:

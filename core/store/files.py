@@ -12,9 +12,11 @@ Every read first checks that the path is a regular file no larger than a cap (co
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
+import re
 import shutil
 import stat
 import tempfile
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from core.errors import ZooError
+from core.errors import UserError, ZooError
 from core.limits import MAX_JSON_BYTES, MAX_TABLE_BYTES, MAX_WORKSPACE_FILE_BYTES
 
 if TYPE_CHECKING:
@@ -67,9 +69,40 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         give_umask_mode(Path(tmp))
         os.replace(tmp, path)
+    except Exception as exc:
+        failed = write_error(exc, path)
+        if failed is None:
+            raise
+        raise failed from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_error(exc: Exception, path: Path) -> OSError | None:
+    """The OSError, naming `path`, behind a failed write; None when `exc` is not one. Libraries report a full disk
+    their own way: Python's file writes without a file name, safetensors and polars as Rust's "(os error 28)" in
+    their own exception types, torch.save as a RuntimeError with no errno at all (then the disk is asked)."""
+    if isinstance(exc, UserError):
+        return None
+    if isinstance(exc, OSError):
+        return exc if exc.filename is not None else OSError(exc.errno, exc.strerror, str(path))
+    reported = re.search(r"os error (\d+)", str(exc))
+    if reported:
+        number = int(reported.group(1))
+    elif _disk_full(path.parent):
+        number = errno.ENOSPC
+    else:
+        return None
+    return OSError(number, os.strerror(number), str(path))
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        disk = os.statvfs(folder)
+    except OSError:
+        return False
+    return disk.f_blocks > 0 and disk.f_bavail == 0
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -1,6 +1,7 @@
 """Files: bounded reads (regular files only, size caps, torch files checked before loading), the umask's modes
 on what we write, and table columns checked by kind."""
 
+import errno
 import io
 import os
 import zipfile
@@ -10,7 +11,17 @@ import pytest
 import torch
 
 from core.errors import ZooError
-from core.store.files import check_columns, read_bytes, read_json, read_parquet, read_torch, write_json, write_parquet
+from core.store.files import (
+    atomic_path,
+    check_columns,
+    read_bytes,
+    read_json,
+    read_parquet,
+    read_torch,
+    write_error,
+    write_json,
+    write_parquet,
+)
 from core.store.workspace import Workspace
 
 
@@ -124,3 +135,30 @@ def test_a_footer_that_understates_is_caught_as_the_row_groups_are_read(tmp_path
     monkeypatch.setattr("core.store.files.decoded_bytes", lambda metadata: 0)  # the footer claims nothing
     with pytest.raises(ZooError, match="liar.parquet: decodes to more than the 1.0 MiB read from a table"):
         read_parquet(path)
+
+
+# ---------------------------------------------------------------- failed writes name their file
+
+
+class _RustError(Exception):
+    """What safetensors and polars raise for an I/O error: their own type, the errno only in the text."""
+
+
+def test_a_failed_write_becomes_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    target = tmp_path / "weights.safetensors"
+    rust = write_error(_RustError("Error while serializing: I/O error: No space left on device (os error 28)"), target)
+    assert (rust.errno, rust.filename) == (errno.ENOSPC, str(target))
+    nameless = write_error(OSError(errno.EROFS, "Read-only file system"), target)
+    assert (nameless.errno, nameless.filename) == (errno.EROFS, str(target))
+    named = OSError(errno.EACCES, "Permission denied", "/elsewhere")
+    assert write_error(named, target) is named
+    assert write_error(ZooError("refused"), target) is None and write_error(RuntimeError("a bug"), target) is None
+    monkeypatch.setattr(os, "statvfs", lambda path: os.statvfs_result((4096,) * 2 + (100, 0, 0) + (0,) * 5))
+    full = write_error(RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"), target)
+    assert (full.errno, full.filename) == (errno.ENOSPC, str(target))  # torch says no errno: the disk is asked
+
+
+def test_a_full_disk_inside_a_write_is_an_os_error_and_leaves_no_temporary_file(tmp_path):
+    with pytest.raises(OSError, match="No space left on device") as caught, atomic_path(tmp_path / "t.parquet"):
+        raise _RustError("Error while writing: No space left on device (os error 28)")
+    assert caught.value.filename == str(tmp_path / "t.parquet") and list(tmp_path.iterdir()) == []

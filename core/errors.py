@@ -48,11 +48,11 @@ _REMEDIES = {
 }
 
 
-def os_error_message(exc: OSError) -> str:
-    """One line for an operating-system error met while reading or writing: the path it names, what went wrong
-    and what to do. For the CLI's exit 2 and the app's error box: a full disk or a read-only folder is the user's
-    to fix, not a bug to show a traceback for."""
-    where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None) or "(no path given)"
+def os_error_message(exc: OSError, fallback: str = "(no path given)") -> str:
+    """One line for an operating-system error met while reading or writing: the path it names (else `fallback`,
+    e.g. the workspace the command wrote to), what went wrong and what to do. For the CLI's exit 2 and the app's
+    error box: a full disk or a read-only folder is the user's to fix, not a bug to show a traceback for."""
+    where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None) or fallback
     if len(where) > 200:  # an over-long path is the error itself: its start is enough to recognise it
         where = f"{where[:160]}... ({len(where):,} characters)"
     what = exc.strerror or type(exc).__name__

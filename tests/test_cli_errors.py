@@ -134,3 +134,11 @@ def test_ctrl_c_while_torch_imports_is_one_line_and_130(monkeypatch, capsys):
         runpy.run_module("core", run_name="__main__")
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 130 and len(lines) == 1 and lines[0].startswith("interrupted:")
+
+
+def test_an_os_error_without_a_path_names_the_workspace(tmp_path, run_cli, monkeypatch):
+    def nameless(args):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write's close reports it
+
+    monkeypatch.setattr(commands, "zoo_describe", nameless)
+    one_line(run_cli("zoo", "info", "--workspace", tmp_path), f"{tmp_path} (the workspace): No space left on device")

@@ -144,7 +144,7 @@ class JobRegistry:
         except UserError as exc:
             job.error, status = str(exc), "failed"
         except OSError as exc:  # a full disk, a read-only folder: the user's to fix, said as the CLI says it
-            job.error, status = os_error_message(exc), "failed"
+            job.error, status = os_error_message(exc, f"{job.workspace} (the workspace)"), "failed"
         except Exception as exc:  # a bug, not a user mistake: say what happened in the page, log the traceback
             log.error("job %s on %s failed:\n%s", job.kind, job.workspace, traceback.format_exc())
             job.error = f"unexpected error ({type(exc).__name__}: {exc}); details are in the server log"

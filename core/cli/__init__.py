@@ -164,7 +164,7 @@ def _main(argv: list[str] | None) -> int:
         if not existed:  # a folder this command made and left without a zoo or a run goes again
             remove_unused_workspace(args.workspace)
         if reports():  # under torchrun the other processes meet the same error; rank 0 says it once
-            print(f"error: {printable(_message(exc))}", file=sys.stderr)
+            print(f"error: {printable(_message(exc, args.workspace))}", file=sys.stderr)
         return 2
     except Interrupted as exc:
         print(f"interrupted: {printable(str(exc))}", file=sys.stderr)
@@ -178,8 +178,9 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-def _message(exc: Exception) -> str:
-    """The one line an error becomes: a UserError's own message, an operating-system error's path and remedy."""
+def _message(exc: Exception, workspace: str) -> str:
+    """The one line an error becomes: a UserError's own message, an operating-system error's path (the workspace
+    where the error names none) and remedy."""
     if isinstance(exc, MemoryError):
         return "not enough memory for this request; ask for less (fewer models or samples)"
-    return os_error_message(exc) if isinstance(exc, OSError) else str(exc)
+    return os_error_message(exc, f"{workspace} (the workspace)") if isinstance(exc, OSError) else str(exc)

@@ -63,7 +63,10 @@ def give_umask_mode(path: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
     os.close(fd)
     try:
         yield Path(tmp)
@@ -85,8 +88,9 @@ def write_error(exc: Exception, path: Path) -> OSError | None:
     their own exception types, torch.save as a RuntimeError with no errno at all (then the disk is asked)."""
     if isinstance(exc, UserError):
         return None
-    if isinstance(exc, OSError):
-        return exc if exc.filename is not None else OSError(exc.errno, exc.strerror, str(path))
+    if isinstance(exc, OSError):  # named by the file the user knows, not by our hidden temporary one beside it
+        hidden = exc.filename is None or Path(exc.filename).name.startswith(f".{path.name}.")
+        return OSError(exc.errno, exc.strerror, str(path)) if hidden else exc
     reported = re.search(r"os error (\d+)", str(exc))
     if reported:
         number = int(reported.group(1))

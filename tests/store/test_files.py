@@ -150,6 +150,9 @@ def test_a_failed_write_becomes_an_os_error_naming_the_file(tmp_path, monkeypatc
     assert (rust.errno, rust.filename) == (errno.ENOSPC, str(target))
     nameless = write_error(OSError(errno.EROFS, "Read-only file system"), target)
     assert (nameless.errno, nameless.filename) == (errno.EROFS, str(target))
+    hidden = f"{tmp_path}/.weights.safetensors.x1.tmp"
+    temporary = write_error(OSError(errno.EACCES, "Permission denied", hidden), target)
+    assert temporary.filename == str(target)  # the file the user named, not our hidden temporary one
     named = OSError(errno.EACCES, "Permission denied", "/elsewhere")
     assert write_error(named, target) is named
     assert write_error(ZooError("refused"), target) is None and write_error(RuntimeError("a bug"), target) is None

@@ -21,10 +21,16 @@ def shortened(text: str) -> str:
     return repr(text) if len(text) <= 80 else f"{text[:60]!r}... ({len(text):,} characters)"
 
 
+def is_usable_name(name: str) -> bool:
+    """Whether `name` may name a folder of ours (listings skip others: a folder made by hand, or by a version
+    that allowed more, would be refused by name when opened)."""
+    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and _NAME.fullmatch(name) is not None
+
+
 def checked_name(name: str, what: str = "name") -> str:
     """`name` itself when it is usable as a folder name of ours, else UserError saying what it names (`what`, e.g.
     "run name")."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > MAX_NAME_CHARS:
+    if not is_usable_name(name):
         raise UserError(
             f"{shortened(str(name))} is not a usable {what}: use letters, digits, '-' or '_' "
             f"(at most {MAX_NAME_CHARS} characters)"

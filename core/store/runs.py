@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from core.errors import UserError, ZooError
-from core.names import checked_name
+from core.names import checked_name, is_usable_name
 from core.store.files import (
     read_json,
     read_parquet,
@@ -138,7 +138,7 @@ def ae_runs(workspace: Workspace) -> list[AERunFiles]:
     folder = workspace.root / AE_RUNS
     if not folder.exists():
         return []
-    runs = [AERunFiles(p) for p in folder.iterdir() if (p / "config.json").exists() and not p.name.startswith(".")]
+    runs = [AERunFiles(p) for p in folder.iterdir() if is_usable_name(p.name) and (p / "config.json").exists()]
     return sorted(runs, key=lambda r: r.config.stat().st_mtime)
 
 
@@ -276,6 +276,8 @@ class SamplesRun:
         (loading it by name says what is wrong)."""
         runs = []
         for path in sorted((workspace.root / SAMPLES_RUNS).glob("*/result.json")):
+            if not is_usable_name(path.parent.name):
+                continue
             try:
                 runs.append(cls.from_json(path.parent, read_json(path)))
             except ZooError:

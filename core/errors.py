@@ -30,6 +30,12 @@ class Interrupted(Exception):
     """Long work stopped on request after saving what it had; running it again resumes."""
 
 
+def clipped(path: str, limit: int = 200) -> str:
+    """A path as a message shows it: whole, or where it is over-long (which is then the error itself) its start
+    and its length, enough to recognise it."""
+    return path if len(path) <= limit else f"{path[: limit - 40]}... ({len(path):,} characters)"
+
+
 # What to do about an operating-system error, by errno: the path it names is the user's to fix.
 _REMEDIES = {
     errno.ENOSPC: "the disk is full: free space there or choose a folder on another disk",
@@ -52,9 +58,7 @@ def os_error_message(exc: OSError, fallback: str = "(no path given)") -> str:
     """One line for an operating-system error met while reading or writing: the path it names (else `fallback`,
     e.g. the workspace the command wrote to), what went wrong and what to do. For the CLI's exit 2 and the app's
     error box: a full disk or a read-only folder is the user's to fix, not a bug to show a traceback for."""
-    where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None) or fallback
-    if len(where) > 200:  # an over-long path is the error itself: its start is enough to recognise it
-        where = f"{where[:160]}... ({len(where):,} characters)"
+    where = clipped(" -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None) or fallback)
     what = exc.strerror or type(exc).__name__
     remedy = _REMEDIES.get(exc.errno, "check the path and the disk")
     return f"{where}: {what} ({remedy})"

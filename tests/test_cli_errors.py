@@ -36,6 +36,8 @@ def one_line(result, *words: str) -> None:
         (["sample", "--workspace", "WS", "--dataset", f"/tmp/{LONG}"], ["dataset", "255 bytes"]),
         (["sample", "--workspace", "WS", "--path-t", "0.5", "--path-to", f"run:{DIGITS}"], ["RUN:I"]),
         (["sample", "--workspace", "WS", "--spread", "1e300"], ["spread", "0..100"]),
+        (["workspace", "unpack", "--from", "/tmp/" + "z" * 5000, "--workspace", "OUT/new"], ["(5,005 characters)"]),
+        (["zoo", "import", "--from", "/tmp/" + "z" * 5000, "--workspace", "OUT/new"], ["(5,005 characters)"]),
     ],
 )
 def test_over_long_and_bad_names_are_one_line(tiny_ae_workspace, tmp_path, run_cli, argv, words):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from core.errors import UserError, ZooError
+from core.errors import UserError, ZooError, clipped
 from core.limits import MAX_JSON_BYTES, MAX_TABLE_BYTES, MAX_WORKSPACE_FILE_BYTES
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def _open_regular(path: Path, cap: int) -> tuple[int, int]:
     except FileNotFoundError:
         raise ZooError(f"{path}: missing") from None
     except OSError as exc:
-        raise ZooError(f"{path}: cannot be read ({exc.strerror})") from None
+        raise ZooError(f"{clipped(str(path))}: cannot be read ({exc.strerror})") from None
     info = os.fstat(fd)
     problem = None
     if not stat.S_ISREG(info.st_mode):

@@ -4,8 +4,11 @@ bad input found late), so that a typo in --workspace does not leave an empty fol
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 _LOCK = ".lock"
@@ -35,13 +38,32 @@ def holds_only_leftovers(root: Path) -> bool:
 
 
 def remove_unused_workspace(root: str | Path) -> bool:
-    """Remove the workspace folder `root` that a failed command created, if it holds only leftovers; returns
-    whether it did. Never called on a folder that existed before the command: its caller checked."""
+    """Remove the workspace folder `root` that a failed command created, if it holds only leftovers and no other
+    process holds its lock (a second `zoo generate` told "busy" must not delete the folder the first one is
+    training into); returns whether it did. Never called on a folder that existed before the command: its
+    caller checked."""
     path = Path(root).expanduser()
     try:
         if path.is_symlink() or not path.is_dir() or not holds_only_leftovers(path):
             return False
-        shutil.rmtree(path)
-    except OSError:  # it is tidying only: what cannot be removed stays, and the command's own error is said
+        with _unlocked(path / _LOCK):
+            shutil.rmtree(path)
+    except OSError:  # it is tidying only: what cannot be removed stays (BlockingIOError: another writer's)
         return False
     return True
+
+
+@contextlib.contextmanager
+def _unlocked(lock: Path) -> Iterator[None]:
+    """Hold the workspace's writer lock while the block runs, if there is a lock file; OSError (BlockingIOError)
+    when another process holds it. Opened without following a link and without blocking on a FIFO."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)

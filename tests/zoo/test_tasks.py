@@ -4,9 +4,12 @@ hand-made images, label spaces, and a zoo trained on a class subset."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
 from core.errors import DataError
+from core.limits import MAX_TASK_CLASSES
 from core.store.workspace import Workspace
 from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
@@ -106,3 +109,20 @@ def test_task_options_are_checked_against_the_dataset():
     with pytest.raises(DataError, match="fewer than k=1000"):
         load_dataset("digits:k=1000")
     assert len(parse_task("digits:classes=0-999").classes) == 1000  # the bound itself is accepted
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789-, x", max_size=30),
+        st.tuples(st.integers(-5, 10**15), st.integers(-5, 10**15)).map(lambda r: f"{r[0]}-{r[1]}"),
+    )
+)
+def test_any_class_list_is_a_task_of_at_most_the_bound_or_a_data_error(text):
+    """Never a MemoryError or another exception: ranges are checked as written, before a list is built."""
+    try:
+        task = parse_task(f"digits:classes={text}")
+    except DataError:
+        return
+    assert 1 <= len(task.classes) <= MAX_TASK_CLASSES and len(set(task.classes)) == len(task.classes)
+    assert all(0 <= c < MAX_TASK_CLASSES for c in task.classes)

@@ -26,10 +26,20 @@ MAX_TRAIN_STATE_BYTES = 20 * GiB
 # One dataset file (an IDX file, decompressed, or a CIFAR-10 batch); EMNIST's largest is about 0.7 GiB.
 MAX_DATASET_FILE_BYTES = 2 * GiB
 
+# The largest magnitude of a zoo weight that is loaded (core/zoo/model_zoo.py); a checkpoint beyond it is skipped
+# like one holding NaN. Trained small networks hold weights of order 1 (the default zoo's largest is below 10), and
+# preparation sums squares over the zoo in float32: at 1e6, 1e12 per square times 1e9 values stays far below
+# float32's 3.4e38, where a zoo holding 3e38 made training and sampling fail with a ValueError.
+MAX_ABS_WEIGHT = 1e6
+
 # ---------------------------------------------------------------- packs (zip files of workspaces)
 
 # One file of a workspace (zoo weights, tables, a run's model), read from disk or from a pack.
 MAX_WORKSPACE_FILE_BYTES = 8 * GiB
+# What one table (a parquet file) decodes to in memory, from its footer before reading and as read. The largest we
+# write is a run's embeddings: 100,000 checkpoints x a 1,024-value embedding in float64 is 0.8 GiB; a checkpoint
+# table of 10^6 rows is about 0.2 GiB.
+MAX_TABLE_BYTES = 2 * GiB
 
 # ---------------------------------------------------------------- packs (zip files of workspaces)
 
@@ -48,12 +58,26 @@ PACK_SUFFIXES = (".json", ".parquet", ".safetensors")
 
 # ---------------------------------------------------------------- requests
 
+# Names (workspaces in the app, runs) and paths typed by a user (core/names.py). A path is bounded as Linux bounds
+# it (PATH_MAX 4,096 bytes, NAME_MAX 255 per component): beyond these the kernel answers ENAMETOOLONG anyway.
+MAX_NAME_CHARS = 64
+MAX_PATH_BYTES = 4096
+MAX_PATH_PART_BYTES = 255
+
 MAX_SEED = 2**32 - 1
+# Classes a task may name (core/zoo/tasks.py `classes=`): far above any dataset here (EMNIST has 62, CIFAR-100 100);
+# checked on the range as written, before a list of them is built.
+MAX_TASK_CLASSES = 1000
 # Counts of models, samples and epochs.
 MAX_MODELS = 100_000
 MAX_EPOCHS = 100_000
 MAX_SAMPLES = 100_000
 MAX_BATCH_SIZE = 1 << 20
+# A generation's spread, in units of the anchors' median nearest-neighbour distance (core/gen/samplers/base.py):
+# at 4 the draws already lie four anchor spacings out (the calibration's largest trial); 100 leaves room to explore
+# and keeps codes and decoded weights far inside float32 (at 1e300 every weight was NaN). The outcome is checked too
+# (core/gen/finite.py): whether a finite spread overflows depends on the autoencoder.
+MAX_SPREAD = 100.0
 # A zoo's float32 values held while it trains (every saved snapshot plus each model's weights and optimiser
 # state): 2^31 values are 8 GiB.
 MAX_ZOO_VALUES = 2**31

@@ -27,6 +27,7 @@ from core.gen.draw import draw_models
 from core.gen.ensemble import validation_scorers
 from core.gen.ensemble_groups import ensemble_groups, ensemble_section
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
+from core.gen.finite import check_results
 from core.gen.intervals import accuracy_intervals, novelty_intervals
 from core.gen.novelty import (
     ZooErrorSets,
@@ -48,7 +49,7 @@ from core.rep.loop import TrainConfig
 from core.rep.run import AERun, load_run, run_name
 from core.rep.train import settings_for_device, train_autoencoder
 from core.store import packing
-from core.store.runs import SamplesRun
+from core.store.runs import SamplesRun, checked_run_name
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
@@ -78,7 +79,8 @@ def train_and_map(
     and learning rate are scaled up to fill the GPU (core/rep/train.py `settings_for_device`). Under torchrun,
     the processes other than rank 0 only train beside it, and return None."""
     train_config = settings_for_device(train_config or TrainConfig(), device)
-    name = run or run_name(ae_config, train_config)
+    name = checked_run_name(run if run is not None else run_name(ae_config, train_config))
+    workspace.manifest()  # a missing workspace is said here, before the lock would create its folder
     if not place().writer:
         return train_autoencoder(workspace, ae_config, train_config, name, device)
     with workspace.lock():
@@ -146,6 +148,7 @@ def generate(
     figures, frontier = _novelty_phase(workspace, made, groups, config, source, rng, zoo_errors, measuring)
     map_xy = _map_positions(run, zoos, prepared, generated, device, _phase(on_progress, "placing", {"curves": curves}))
     drawn = (generated, finetuned[: config.n], sources)
+    results = _checked_results(config, groups, curves, figures, drawn)
     ensembles = _ensembles(anchors, prepared, drawn, config, source, device, _phase(on_progress, "ensembles"))
     samples = SamplesRun(
         folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
@@ -158,8 +161,6 @@ def generate(
         architecture=anchors.spec.name,
         activation=anchors.activation,
         anchors=_anchors_record(config, anchors),
-        curves={g: curves.filter(pl.col("group") == g).sort("epoch")["acc_mean"].to_list() for g in groups},
-        novelty=_medians(figures["generated"]),
         novelty_baselines={name: _medians(f) for name, f in figures.items() if name != "generated"},
         selection=selected,
         config=asdict(config),
@@ -167,6 +168,7 @@ def generate(
         extra=_extra((frontier, selections), started, curves, new_head, anchors, config, (per_model, figures)),
         **stamp,
         **ensembles,
+        **results,
     )
     samples.write(
         {"generated": generated, "finetuned": finetuned[: config.n]},
@@ -176,6 +178,16 @@ def generate(
         novelty_plane(per_model, figures),
     )
     return samples
+
+
+def _checked_results(config: SampleConfig, groups: dict, curves: pl.DataFrame, figures: dict, drawn: tuple) -> dict:
+    """The run's {"curves": mean accuracy per group and epoch, "novelty": the generated models' medians}, checked
+    finite with the generated and fine-tuned weights before anything is written (core/gen/finite.py)."""
+    group_curves = {g: curves.filter(pl.col("group") == g).sort("epoch")["acc_mean"].to_list() for g in groups}
+    results = {"curves": group_curves, "novelty": _medians(figures["generated"])}
+    generated, finetuned, _ = drawn
+    check_results(generated, finetuned, results, config.spread, config.lr)
+    return results
 
 
 def _ensembles(

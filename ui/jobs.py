@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import Interrupted, UserError
+from core.errors import Interrupted, UserError, os_error_message
+from core.store.leftovers import may_exist, remove_unused_workspace
 from ui.timings import Estimate, PhaseTimes
 
 log = logging.getLogger(__name__)
@@ -132,18 +133,20 @@ class JobRegistry:
             return next((j for (w, _), j in self._jobs.items() if w == workspace and j.running), None)
 
     def start(self, workspace: str, kind: str, label: str, work: Work) -> Job:
-        """Start `work(on_progress, should_stop)`; refuses (UserError) while any job runs on the workspace."""
+        """Start `work(on_progress, should_stop)`; refuses (UserError) while any job runs on the workspace. A
+        workspace folder the job creates and leaves without a zoo or a run, failing, is removed again."""
         with self._lock:
             busy = next((j for (w, _), j in self._jobs.items() if w == workspace and j.running), None)
             if busy:
                 raise UserError(f"{workspace}: busy with '{busy.label}'; wait for it to finish or stop it first")
             job = Job(workspace, kind, label, timings=self.timings)
             self._jobs[(workspace, kind)] = job
-        threading.Thread(target=self._run, args=(job, work), name=f"job-{kind}", daemon=True).start()
+        existed = may_exist(workspace)
+        threading.Thread(target=self._run, args=(job, work, existed), name=f"job-{kind}", daemon=True).start()
         return job
 
     @staticmethod
-    def _run(job: Job, work: Work) -> None:
+    def _run(job: Job, work: Work, existed: bool = True) -> None:
         try:
             job.result = work(job.progress, job.should_stop)
             status = "done"
@@ -151,11 +154,15 @@ class JobRegistry:
             job.error, status = str(exc), "stopped"
         except UserError as exc:
             job.error, status = str(exc), "failed"
+        except OSError as exc:  # a full disk, a read-only folder: the user's to fix, said as the CLI says it
+            job.error, status = os_error_message(exc, f"{job.workspace} (the workspace)"), "failed"
         except Exception as exc:  # a bug, not a user mistake: say what happened in the page, log the traceback
             log.error("job %s on %s failed:\n%s", job.kind, job.workspace, traceback.format_exc())
             job.error = f"unexpected error ({type(exc).__name__}: {exc}); details are in the server log"
             status = "failed"
         if status == "done":  # a phase cut short by an error or a stop says nothing of its length
             job.end_phase()
+        elif status == "failed" and not existed:
+            remove_unused_workspace(job.workspace)
         job.finished = time.monotonic()
         job.status = status

@@ -17,7 +17,8 @@ import polars as pl
 import streamlit as st
 
 from core.default import NAME as DEFAULT_NAME
-from core.errors import UserError, ZooError
+from core.errors import ZooError
+from core.names import checked_name
 from core.runtime import resolve_device
 from core.store.runs import AERunFiles, SamplesRun, finished_ae_runs
 from core.store.workspace import Workspace
@@ -108,10 +109,9 @@ def workspace_names(root: Path) -> list[str]:
 
 
 def valid_workspace_name(name: str) -> str:
-    name = name.strip()
-    if not name or name.startswith(".") or any(c in name for c in "/\\") or name != Path(name).name:
-        raise UserError(f"{name!r} is not a usable workspace name: use letters, digits, '-' or '_'")
-    return name
+    """The name typed, without the spaces around it, if it may name a workspace folder (core/names.py, the rule
+    the command line applies to run names)."""
+    return checked_name(name.strip(), "workspace name")
 
 
 def pick_workspace(names: list[str], asked: str | None, kept: str | None) -> str | None:

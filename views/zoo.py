@@ -8,12 +8,14 @@ import streamlit as st
 
 from core.cluster import ADDRESSES, ClusterConfig
 from core.errors import UserError
+from core.names import checked_path_text
 from core.parsing import float_list, int_list
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS
 from core.zoo.generate import ZooConfig
 from core.zoo.model_zoo import combined_table, zoo_info
 from core.zoo.population import INITS
+from core.zoo.tasks import parse_task
 from ui import keys, session
 from ui.figures import accuracy_histogram
 from ui.widgets import start, watch
@@ -134,8 +136,10 @@ def import_form() -> None:
         return
     try:
         target = target_workspace(name)
-        if not source.strip() or not Path(source.strip()).expanduser().is_dir():
-            raise UserError(f"{source.strip() or '(empty)'}: not a folder")
+        if not source.strip() or not Path(checked_path_text(source.strip(), "folder")).expanduser().is_dir():
+            raise UserError(f"{source.strip() or '(empty)'}: not a folder")  # at most 4,096 bytes, checked above
+        if dataset.strip():
+            parse_task(dataset.strip())
     except UserError as exc:
         st.error(str(exc))
         return

@@ -16,7 +16,7 @@ from core.cli import commands, describe
 from core.cli.describe import printable
 from core.cli.options import add_settings, add_variant_settings
 from core.cluster import ClusterConfig
-from core.errors import Interrupted, UserError
+from core.errors import INTERRUPTED, Interrupted, UserError, os_error_message
 from core.gen.config import SampleConfig
 from core.gen.export import FORMATS, MEMBER_KINDS
 from core.rep.distributed import reports
@@ -24,6 +24,7 @@ from core.rep.loop import TrainConfig
 from core.rep.methods import KINDS, METHODS, PRESETS
 from core.rep.sane import AGGREGATIONS
 from core.runtime import DEVICES, tune_cpu_allocator
+from core.store.leftovers import may_exist, remove_unused_workspace
 from core.zoo.generate import ZooConfig
 
 
@@ -143,28 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; Ctrl-C at any moment (parsing, imports, work, output) is one line and exit 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     tune_cpu_allocator()
+    existed = may_exist(args.workspace)
     try:
         if getattr(args, "nproc", None) is not None:
             return commands.ae_launch(args, sys.argv[1:] if argv is None else argv)
         result = args.run_command(args)
-    except UserError as exc:
+    except (UserError, OSError, MemoryError) as exc:
+        if not existed:  # a folder this command made and left without a zoo or a run goes again
+            remove_unused_workspace(args.workspace)
         if reports():  # under torchrun the other processes meet the same error; rank 0 says it once
-            print(f"error: {printable(str(exc))}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print("error: not enough memory for this request; ask for less (fewer models or samples)", file=sys.stderr)
+            print(f"error: {printable(_message(exc, args.workspace))}", file=sys.stderr)
         return 2
     except Interrupted as exc:
         print(f"interrupted: {printable(str(exc))}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(
-            "interrupted: progress is kept up to the last saved point (a zoo's last finished epoch, an autoencoder's "
-            "state of a few seconds ago); run the same command to resume",
-            file=sys.stderr,
-        )
         return 130
     if result is None:  # a torchrun process other than rank 0: rank 0 reports
         return 0
@@ -173,3 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("\n".join(args.describe(result)))
     return 0
+
+
+def _message(exc: Exception, workspace: str) -> str:
+    """The one line an error becomes: a UserError's own message, an operating-system error's path (the workspace
+    where the error names none) and remedy."""
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this request; ask for less (fewer models or samples)"
+    return os_error_message(exc, f"{workspace} (the workspace)") if isinstance(exc, OSError) else str(exc)

@@ -11,6 +11,7 @@ import polars as pl
 import torch
 
 from core.errors import UserError
+from core.names import shortened
 from core.zoo.arch import Spec
 from core.zoo.model_zoo import Zoo
 
@@ -25,14 +26,14 @@ def select_anchors(table: pl.DataFrame, rule: str) -> list[int]:
             ids = table.filter(pl.col("epoch") == int(value))["checkpoint"].to_list()
             if not ids:
                 raise UserError(
-                    f"anchors {rule!r}: no checkpoint at epoch {value} (have {sorted(set(table['epoch']))})"
+                    f"anchors {shortened(rule)}: no checkpoint at epoch {value} (have {sorted(set(table['epoch']))})"
                 )
             return ids
         if kind == "ids":
             return _known_ids(table, [int(v) for v in value.split(",") if v.strip()], rule)
     except ValueError as exc:
-        raise UserError(f"anchors {rule!r}: expected top:F (0 < F <= 1), epoch:E or ids:a,b,c") from exc
-    raise UserError(f"anchors {rule!r}: expected top:F, epoch:E or ids:a,b,c")
+        raise UserError(f"anchors {shortened(rule)}: expected top:F (0 < F <= 1), epoch:E or ids:a,b,c") from exc
+    raise UserError(f"anchors {shortened(rule)}: expected top:F, epoch:E or ids:a,b,c")
 
 
 def _best_fraction(table: pl.DataFrame, fraction: float) -> list[int]:
@@ -44,12 +45,15 @@ def _best_fraction(table: pl.DataFrame, fraction: float) -> list[int]:
 
 
 def _known_ids(table: pl.DataFrame, ids: list[int], rule: str) -> list[int]:
+    """The ids named, each once, in the order first named: a checkpoint named twice is one anchor (50,000 copies
+    of one id would otherwise cost a 50,000-square distance matrix)."""
+    ids = list(dict.fromkeys(ids))
     if not ids:
         raise UserError("anchors: the list of ids is empty")
     known = set(table["checkpoint"].to_list())
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise UserError(f"anchors {rule!r}: no checkpoint with id {unknown[:5]} in this zoo")
+        raise UserError(f"anchors {shortened(rule)}: no checkpoint with id {unknown[:5]} in this zoo")
     return ids
 
 
@@ -79,7 +83,7 @@ def resolve_anchors(zoos: list[Zoo], table: pl.DataFrame, rule: str) -> Anchors:
     row_of = {c: r for r, c in enumerate(zoo.table["checkpoint"].to_list())}
     ids = [c for c in named if c in row_of]
     if not ids:  # every one was skipped on load (non-finite weights)
-        raise UserError(f"anchors {rule!r}: none of these checkpoints could be loaded from the zoo")
+        raise UserError(f"anchors {shortened(rule)}: none of these checkpoints could be loaded from the zoo")
     rows = np.array([row_of[c] for c in ids])
     activations = zoo.table["activation"].to_numpy()[rows]
     activation = Counter(activations.tolist()).most_common(1)[0][0]

@@ -10,8 +10,9 @@ from core.errors import UserError
 from core.gen.path import generated_ref
 from core.gen.samplers import METHODS
 from core.gen.selection import SELECTIONS, Selection
-from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SAMPLES, MAX_SEED
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SAMPLES, MAX_SEED, MAX_SPREAD
 from core.settings import setting
+from core.zoo.tasks import parse_task
 
 # The defaults are the measured best (bench/frontier.py, default zoo, behaviour-trained autoencoder): neighbour noise at
 # spread 1.5, the best 16 of 64 draws on validation accuracy. They keep 99.5% of the best 30%'s accuracy as
@@ -80,12 +81,14 @@ class SampleConfig:
             raise UserError(f"need 1 to {MAX_SAMPLES} samples and fine-tune epochs in 0..{MAX_EPOCHS}")
         if not 0 <= self.seed <= MAX_SEED:
             raise UserError(f"the seed must lie in 0..{MAX_SEED}, got {self.seed}")
+        if self.dataset is not None:
+            parse_task(self.dataset)  # the name's grammar and length, before any work
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"the fine-tuning learning rate must be finite and positive, got {self.lr}")
         if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise UserError(f"the fine-tuning batch size must lie in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
-        if not (math.isfinite(self.spread) and self.spread >= 0):
-            raise UserError(f"the spread must be a finite number >= 0, got {self.spread}")
+        if not (math.isfinite(self.spread) and 0 <= self.spread <= MAX_SPREAD):
+            raise UserError(f"the spread must be a finite number in 0..{MAX_SPREAD:g}, got {self.spread}")
         if self.spread_keep is not None and not (math.isfinite(self.spread_keep) and 0 < self.spread_keep <= 1.5):
             raise UserError(f"the share of accuracy to keep must lie in (0, 1.5], got {self.spread_keep}")
         if self.path_t is not None and not (math.isfinite(self.path_t) and 0 <= self.path_t <= 1):

@@ -14,6 +14,7 @@ from core.gen.anchors import Anchors
 from core.gen.calibrate import calibrate_spread
 from core.gen.config import SampleConfig
 from core.gen.ensemble import validation_scorers
+from core.gen.finite import check_codes, check_generated
 from core.gen.path import on_line, require_ends
 from core.gen.samplers import Sampler, make_sampler
 from core.gen.selection import select_models
@@ -61,6 +62,7 @@ def draw_models(
         anchor_codes, ids = on_line(end_codes, np.array([config.path_t])), np.array([-1])
 
     def decode(codes: np.ndarray) -> torch.Tensor:
+        check_codes(codes, config.spread)
         # Decoded BatchNorm statistics are unreliable: re-estimate them on training images (SANE does).
         return recalibrate_norm_statistics(spec, run.decode(prepared, codes, device), source.x_train)
 
@@ -77,6 +79,7 @@ def draw_models(
     weights, report, rows = select_models(
         sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions
     )
+    check_generated(weights, config.spread)
     if calibration is not None:
         report = report | {"spread_calibration": calibration.to_json()}
     return Drawn(weights, sampler, report, ids[rows])

@@ -18,6 +18,8 @@ import torch
 
 from core.errors import UserError, ZooError
 from core.gen.anchors import Anchors, resolve_anchors
+from core.limits import MAX_SAMPLES
+from core.names import shortened
 from core.rep.prepare import PreparedZoo
 from core.rep.run import AERun, load_run
 from core.store.runs import SamplesRun, checked_run_name
@@ -52,8 +54,11 @@ def require_ends(anchors: Anchors, to: str | None = None) -> None:
 def generated_ref(text: str) -> tuple[str, int]:
     """(samples run, model index) named by `RUN:I`."""
     name, _, index = text.rpartition(":")
-    if not (name and index.isascii() and index.isdigit()):
-        raise UserError(f"{text!r} does not name a generated model: expected RUN:I (model I of samples run RUN)")
+    if not (name and index.isascii() and index.isdigit() and len(index) <= len(str(MAX_SAMPLES))):
+        raise UserError(
+            f"{shortened(text)} does not name a generated model: expected RUN:I (model I of samples run RUN, I below "
+            f"{MAX_SAMPLES})"
+        )
     return checked_run_name(name), int(index)
 
 

@@ -77,8 +77,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2:
             raise UserError("autoencoder training needs epochs >= 1 and batch size >= 2")
-        if self.epochs > MAX_EPOCHS or self.warmup_epochs > MAX_EPOCHS or self.batch_size > MAX_BATCH_SIZE:
-            raise UserError(f"autoencoder training: epochs at most {MAX_EPOCHS}, batch size at most {MAX_BATCH_SIZE}")
+        if self.epochs > MAX_EPOCHS or self.warmup_epochs > MAX_EPOCHS:
+            raise UserError(
+                f"autoencoder training: epochs and warm-up epochs at most {MAX_EPOCHS}, got {self.epochs} and "
+                f"{self.warmup_epochs}"
+            )
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise UserError(f"autoencoder training: batch size at most {MAX_BATCH_SIZE}, got {self.batch_size}")
         if not 0 <= self.gamma <= 1:
             raise UserError(f"gamma must lie in [0, 1], got {self.gamma}")
         positive = {"lr": self.lr, "temperature": self.temperature, "clip": self.clip}

@@ -12,9 +12,11 @@ Every read first checks that the path is a regular file no larger than a cap (co
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
+import re
 import shutil
 import stat
 import tempfile
@@ -25,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from core.errors import ZooError
-from core.limits import MAX_JSON_BYTES, MAX_WORKSPACE_FILE_BYTES
+from core.errors import UserError, ZooError, clipped
+from core.limits import MAX_JSON_BYTES, MAX_TABLE_BYTES, MAX_WORKSPACE_FILE_BYTES
 
 if TYPE_CHECKING:
     import torch
@@ -61,15 +63,50 @@ def give_umask_mode(path: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
     os.close(fd)
     try:
         yield Path(tmp)
         give_umask_mode(Path(tmp))
         os.replace(tmp, path)
+    except Exception as exc:
+        failed = write_error(exc, path)
+        if failed is None:
+            raise
+        raise failed from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_error(exc: Exception, path: Path) -> OSError | None:
+    """The OSError, naming `path`, behind a failed write; None when `exc` is not one. Libraries report a full disk
+    their own way: Python's file writes without a file name, safetensors and polars as Rust's "(os error 28)" in
+    their own exception types, torch.save as a RuntimeError with no errno at all (then the disk is asked)."""
+    if isinstance(exc, UserError):
+        return None
+    if isinstance(exc, OSError):  # named by the file the user knows, not by our hidden temporary one beside it
+        hidden = exc.filename is None or Path(exc.filename).name.startswith(f".{path.name}.")
+        return OSError(exc.errno, exc.strerror, str(path)) if hidden else exc
+    reported = re.search(r"os error (\d+)", str(exc))
+    if reported:
+        number = int(reported.group(1))
+    elif _disk_full(path.parent):
+        number = errno.ENOSPC
+    else:
+        return None
+    return OSError(number, os.strerror(number), str(path))
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        disk = os.statvfs(folder)
+    except OSError:
+        return False
+    return disk.f_blocks > 0 and disk.f_bavail == 0
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -95,7 +132,7 @@ def _open_regular(path: Path, cap: int) -> tuple[int, int]:
     except FileNotFoundError:
         raise ZooError(f"{path}: missing") from None
     except OSError as exc:
-        raise ZooError(f"{path}: cannot be read ({exc.strerror})") from None
+        raise ZooError(f"{clipped(str(path))}: cannot be read ({exc.strerror})") from None
     info = os.fstat(fd)
     problem = None
     if not stat.S_ISREG(info.st_mode):
@@ -216,15 +253,62 @@ def write_parquet(path: Path, table: pl.DataFrame) -> None:
 
 
 def read_parquet(path: Path, columns: dict[str, str] | None = None) -> pl.DataFrame:
-    """A table, checked to have `columns` ({name: kind}, see `check_columns`) when given."""
+    """A table, checked to have `columns` ({name: kind}, see `check_columns`) when given. Bounded by what it
+    decodes to, not only by its size on disk: a 136 MB file can decode to 16 GB, and polars' reader then aborts
+    the process on the failed allocation (exit 134, no message). So the footer is read first, and the row groups
+    are read one by one with pyarrow (whose failed allocations are a MemoryError) within MAX_TABLE_BYTES."""
     checked_file(path)
     try:
-        table = pl.read_parquet(path)
-    except Exception as exc:  # polars raises several exception types for corrupt files
-        raise ZooError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+        table = _bounded_table(path, MAX_TABLE_BYTES)
+    except ZooError:
+        raise
+    except MemoryError:
+        raise ZooError(f"{path}: not enough memory to read this table; refused") from None
+    except Exception as exc:  # pyarrow raises several exception types for corrupt files
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ZooError(f"{path}: not a readable parquet file ({message})") from None
     if columns:
         check_columns(table, columns, path)
     return table
+
+
+# Bytes per value as decoded, by parquet physical type; byte arrays (text) at least their 8-byte offset.
+_DECODED_WIDTH = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}
+
+
+def decoded_bytes(metadata) -> int:
+    """A lower bound of what a parquet file decodes to, from its footer (pyarrow FileMetaData): per column chunk,
+    its uncompressed pages or its values times their width, whichever is larger (a run-length or dictionary
+    encoding can decode to far more than its uncompressed pages)."""
+    total = 0
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        for j in range(group.num_columns):
+            column = group.column(j)
+            width = _DECODED_WIDTH.get(column.physical_type, 8)
+            total += max(column.total_uncompressed_size, column.num_values * width, 0)
+    return total
+
+
+def _bounded_table(path: Path, cap: int) -> pl.DataFrame:
+    """The parquet file as a DataFrame, refused (ZooError) when its footer says it decodes to more than `cap`
+    bytes, or when the row groups read so far hold more (a footer may lie)."""
+    import pyarrow as pa  # lazy: pyarrow takes most of a second to import, and the app's first page reads no table
+    import pyarrow.parquet as pq  # lazy: see above
+
+    with pq.ParquetFile(path) as parquet:
+        declared = decoded_bytes(parquet.metadata)
+        if declared > cap:
+            raise ZooError(f"{path}: decodes to {_size_text(declared)} (its footer says), more than the "
+                           f"{_size_text(cap)} read from a table; refused")  # fmt: skip
+        groups, held = [], 0
+        for i in range(parquet.num_row_groups):
+            groups.append(parquet.read_row_group(i))
+            held += groups[-1].nbytes
+            if held > cap:
+                raise ZooError(f"{path}: decodes to more than the {_size_text(cap)} read from a table; refused")
+        table = pa.concat_tables(groups) if groups else parquet.schema_arrow.empty_table()
+    return pl.from_arrow(table)
 
 
 def _kind_of(column: pl.Series) -> str | None:

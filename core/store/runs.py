@@ -13,6 +13,7 @@ loading it by name says so (`check_made_from_zoo`).
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from core.errors import UserError, ZooError
+from core.names import checked_name, is_usable_name
 from core.store.files import (
     read_json,
     read_parquet,
@@ -40,10 +42,8 @@ EMBEDDING_COLUMNS = {"checkpoint": "int", "split": "str", "embedding": "vector"}
 
 
 def checked_run_name(name: str) -> str:
-    """A run name that stays inside its folder: no separators, not hidden, not empty."""
-    if not name or name != Path(name).name or name.startswith(".") or "\\" in name:
-        raise UserError(f"{name!r} is not a usable run name: use letters, digits, '-' or '_'")
-    return name
+    """A run name that stays inside its folder (core/names.py: no separator, space, newline or dot)."""
+    return checked_name(name, "run name")
 
 
 def made_from_zoo(record: dict, stamp: dict) -> bool:
@@ -138,7 +138,7 @@ def ae_runs(workspace: Workspace) -> list[AERunFiles]:
     folder = workspace.root / AE_RUNS
     if not folder.exists():
         return []
-    runs = [AERunFiles(p) for p in folder.iterdir() if (p / "config.json").exists() and not p.name.startswith(".")]
+    runs = [AERunFiles(p) for p in folder.iterdir() if is_usable_name(p.name) and (p / "config.json").exists()]
     return sorted(runs, key=lambda r: r.config.stat().st_mtime)
 
 
@@ -276,6 +276,8 @@ class SamplesRun:
         (loading it by name says what is wrong)."""
         runs = []
         for path in sorted((workspace.root / SAMPLES_RUNS).glob("*/result.json")):
+            if not is_usable_name(path.parent.name):
+                continue
             try:
                 runs.append(cls.from_json(path.parent, read_json(path)))
             except ZooError:
@@ -287,12 +289,19 @@ class SamplesRun:
         return sorted(runs, key=lambda r: r.created, reverse=True)
 
     def write(self, tensors: dict, metadata: dict, samples: pl.DataFrame, curves: pl.DataFrame, novelty: pl.DataFrame):
-        """Write every file, `result.json` last."""
-        write_tensors(self.weights_path, tensors, metadata)
-        write_parquet(self.samples_path, samples)
-        write_parquet(self.curves_path, curves)
-        write_parquet(self.novelty_path, novelty)
-        self.write_record()
+        """Write every file, `result.json` last. A write that fails (a full disk) removes the run's folder if this
+        call made it: a run without its record is never listed, so its files would only fill the disk."""
+        made = not self.folder.exists()
+        try:
+            write_tensors(self.weights_path, tensors, metadata)
+            write_parquet(self.samples_path, samples)
+            write_parquet(self.curves_path, curves)
+            write_parquet(self.novelty_path, novelty)
+            self.write_record()
+        except Exception:
+            if made:
+                shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     def write_record(self) -> None:
         """(Re)write `result.json` alone: a finished run that gains its ensembles."""

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import UserError, ZooError
+from core.names import checked_path_text
 from core.store.files import give_umask_mode, read_json, recover_dir
 
 # 2: one weights tensor per architecture, `architectures` in the manifest, an `architecture` column.
@@ -43,7 +44,7 @@ class Workspace:
     def __init__(self, root: str | Path):
         if not str(root).strip():
             raise UserError("no workspace folder given (an empty name)")
-        self.root = Path(root).expanduser()
+        self.root = Path(checked_path_text(str(root), "workspace folder")).expanduser()
         if self.root.exists() and not self.root.is_dir():
             raise ZooError(f"{self.root}: not a folder; a workspace is a folder")
 
@@ -155,7 +156,7 @@ def checked_output(out: str | Path) -> Path:
     text = str(out)
     if not text.strip():
         raise UserError("--out is empty: name the zip file to write")
-    path = Path(text).expanduser()
+    path = Path(checked_path_text(text, "--out")).expanduser()
     if text.endswith(("/", os.sep)) or path.is_dir():
         raise UserError(f"{path}: is a folder; name the zip file to write")
     resolved = path.resolve()

@@ -35,6 +35,7 @@ from core.zoo.data import Dataset, load_dataset
 from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
 from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
 from core.zoo.population import INITS, Population, init_vectors
+from core.zoo.tasks import parse_task
 
 
 def default_save_epochs(epochs: int) -> tuple[int, ...]:
@@ -90,6 +91,7 @@ class ZooConfig:
     )
 
     def __post_init__(self) -> None:
+        parse_task(self.dataset)  # the name's grammar and length, before anything is read
         if not 1 <= self.models <= MAX_MODELS:
             raise UserError(f"a zoo needs 1 to {MAX_MODELS} models, got {self.models}")
         if not (0 <= self.epochs <= MAX_EPOCHS and 1 <= self.batch_size <= MAX_BATCH_SIZE):

@@ -19,6 +19,7 @@ import polars as pl
 import torch
 
 from core.errors import UserError, ZooError
+from core.limits import MAX_ABS_WEIGHT
 from core.store.files import (
     read_tensors,
     replace_dir,
@@ -180,15 +181,24 @@ def _validated_part(spec: Spec, weights: torch.Tensor, table: pl.DataFrame, mani
         raise ZooError(
             f"{table_path}: {table.height} rows of {spec.name}, but {weights_path.name} holds {weights.shape[0]}"
         )
-    finite = torch.isfinite(weights).all(dim=1).numpy()
+    finite = _sound_rows(weights)
     measured = table["test_acc"].cast(pl.Float64).fill_null(float("nan")).is_finite().to_numpy()
     keep = finite & measured
     left_out = table.filter(pl.Series(~keep)).select("checkpoint", "model_id", "epoch").rows()
-    reasons = np.where(finite[~keep], "no test accuracy", "non-finite weights")
+    reasons = np.where(finite[~keep], "no test accuracy", f"non-finite weights or weights beyond ±{MAX_ABS_WEIGHT:g}")
     skipped = [f"checkpoint {c} (model {m}, epoch {e}): {why}" for (c, m, e), why in zip(left_out, reasons)]
     if skipped:
         weights, table = weights[torch.from_numpy(keep)], table.filter(pl.Series(keep))
     return Zoo(spec, weights, table, manifest, skipped)
+
+
+def _sound_rows(weights: torch.Tensor, chunk: int = 4096) -> np.ndarray:
+    """Bool [checkpoints]: the rows whose weights are all finite and within ±MAX_ABS_WEIGHT (NaN fails the
+    comparison too). In chunks of rows: the whole zoo's |w| at once would double its memory."""
+    return np.concatenate(
+        [(weights[i : i + chunk].abs() <= MAX_ABS_WEIGHT).all(dim=1).numpy() for i in range(0, len(weights), chunk)]
+        or [np.zeros(0, dtype=bool)]
+    )
 
 
 def zoo_info(zoos: list[Zoo]) -> dict:

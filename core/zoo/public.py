@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from core.errors import ArchitectureError, DataError, UserError
-from core.limits import MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, MAX_RESULT_LOG_BYTES
+from core.limits import MAX_ABS_WEIGHT, MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, MAX_RESULT_LOG_BYTES
 from core.store.files import read_bytes, read_json_value, read_torch
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
@@ -227,8 +227,8 @@ def _read_model(folder: Path, expected: ArchSpec | None, root: Path) -> tuple[Ar
             vector = flatten(spec, state)
         except ArchitectureError as exc:
             raise ValueError(f"{ckpt_dir.name}: {exc}") from exc
-        if not torch.isfinite(vector).all():
-            raise ValueError(f"checkpoint_{epoch}: non-finite weights")
+        if not (vector.abs() <= MAX_ABS_WEIGHT).all():  # NaN fails the comparison too
+            raise ValueError(f"checkpoint_{epoch}: non-finite weights or weights beyond ±{MAX_ABS_WEIGHT:g}")
         vectors.append(vector)
         rows.append(_checkpoint_row(params, activation, epoch, record))
     return spec, vectors, rows

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import DataError
+from core.errors import DataError, UserError
+from core.limits import MAX_TASK_CLASSES
+from core.names import checked_path_text, shortened
 
 ROTATIONS = (0, 90, 180, 270)
 MAX_NOISE = 10.0
@@ -43,7 +45,10 @@ class Task:
         if self.classes is not None:
             missing = [c for c in self.classes if not (y == c).any()]
             if missing:
-                raise DataError(f"{self.base}: has no images of classes {missing} (classes={_show(self.classes)})")
+                raise DataError(
+                    f"{self.base}: has no images of classes {missing[:10]}{' ...' if len(missing) > 10 else ''} "
+                    f"(its labels: {_show(tuple(np.unique(y).tolist()))})"
+                )
             keep = np.isin(y, self.classes)
             relabel = {c: i for i, c in enumerate(self.classes)}
             x, y = x[keep], np.array([relabel[int(c)] for c in y[keep]], dtype=np.int64)
@@ -72,6 +77,10 @@ def parse_task(name: str) -> Task:
     if not base:
         raise DataError(f"{name!r}: no base dataset before the options")
     try:
+        checked_path_text(base, "dataset")
+    except UserError as exc:  # a dataset name's problem is a DataError, whichever check finds it
+        raise DataError(str(exc)) from None
+    try:
         return Task(
             base=base,
             classes=_classes(options["classes"]) if "classes" in options else None,
@@ -82,7 +91,7 @@ def parse_task(name: str) -> Task:
         )
     except ValueError as exc:
         raise DataError(
-            f"{name!r}: {exc} (see `core/zoo/tasks.py` for the grammar, e.g. digits:classes=0-4:k=10)"
+            f"{shortened(name)}: {exc} (see `core/zoo/tasks.py` for the grammar, e.g. digits:classes=0-4:k=10)"
         ) from None
 
 
@@ -90,16 +99,22 @@ def _classes(text: str) -> tuple[int, ...]:
     classes: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         low, dash, high = part.partition("-")
-        if dash:
-            first, last = int(low), int(high)
-            if last < first:
-                raise ValueError(f"classes={text}: range {part} runs backwards")
-            classes += range(first, last + 1)
-        else:
-            classes.append(int(part))
-    if not classes or len(set(classes)) != len(classes) or min(classes) < 0:
-        raise ValueError(f"classes={text}: name each class (>= 0) once, e.g. 0-4 or 1,3,5")
+        first, last = (_class_id(low), _class_id(high)) if dash else (_class_id(part),) * 2
+        if last < first:
+            raise ValueError(f"classes={text}: range {part} runs backwards")
+        if len(classes) + last - first + 1 > MAX_TASK_CLASSES:
+            raise ValueError(f"classes={text}: at most {MAX_TASK_CLASSES} classes")
+        classes += range(first, last + 1)
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes={text}: name each class once, e.g. 0-4 or 1,3,5")
     return tuple(classes)
+
+
+def _class_id(text: str) -> int:
+    """A class label as written: an integer in 0..MAX_TASK_CLASSES - 1 (no dataset here has more classes)."""
+    if not (text.strip().isascii() and text.strip().isdigit()) or int(text) >= MAX_TASK_CLASSES:
+        raise ValueError(f"classes: {text.strip()[:20]!r} is not a class label (0 to {MAX_TASK_CLASSES - 1})")
+    return int(text)
 
 
 def _count(text: str) -> int:

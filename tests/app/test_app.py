@@ -120,6 +120,9 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
         ("Saved epochs", "0,x", "saved epochs: expected comma-separated integers"),
         ("zoo-name", "digits", "already has a zoo"),
         ("zoo-name", "../up", "not a usable workspace name"),
+        ("zoo-name", "x" * 300, "not a usable workspace name"),
+        ("zoo-name", "x\ny", "not a usable workspace name"),
+        ("zoo-name", "my zoo", "not a usable workspace name"),
         ("Learning rates", "-1", "learning rates must be finite and positive"),
         ("Ray cluster", "nowhere", "'nowhere': expected local (start one on this machine), auto"),
         ("Models", 0, "a zoo needs 1 to"),
@@ -139,6 +142,37 @@ def test_import_of_a_missing_folder_is_an_error_box(app_root, tmp_path):
     next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(str(tmp_path / "nope"))
     button(at, "Import zoo").click().run()
     assert any("nope: not a folder" in e for e in texts(at.error))
+
+
+@pytest.mark.parametrize(
+    "folder, dataset, name, message",
+    [
+        ("x" * 5_000, "", "imported", "a path of 5,000 bytes"),
+        ("/tmp/" + "x" * 100_000, "", "imported", "100,005 characters"),
+        ("FOLDER", "y" * 100_000, "imported", "dataset 'yyyy"),
+        ("FOLDER", "", "z" * 300, "not a usable workspace name"),
+    ],
+)
+def test_import_form_fields_beyond_their_bounds_are_error_boxes(app_root, tmp_path, folder, dataset, name, message):
+    at = page("zoo").run()
+    next(t for t in at.text_input if t.label.startswith("Folder holding")).set_value(
+        folder.replace("FOLDER", str(tmp_path))
+    )
+    next(t for t in at.text_input if t.label.startswith("Dataset the zoo")).set_value(dataset)
+    at.text_input(key="import-name").set_value(name)
+    button(at, "Import zoo").click().run()
+    assert not at.exception and any(message in e for e in texts(at.error)), texts(at.error)
+    assert all(len(e) < 400 for e in texts(at.error))
+    assert sorted(p.name for p in app_root.iterdir()) == ["digits"]
+
+
+def test_a_100000_character_dataset_folder_is_an_error_box(app_root):
+    at = page("zoo").run()
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("local folder")
+    next(t for t in at.text_input if t.label.startswith("Local folder")).set_value("/d/" + "x" * 100_000)
+    button(at, "Generate zoo").click().run()
+    assert not at.exception and any("dataset '/d/xxx" in e and "100,003 characters" in e for e in texts(at.error))
+    assert sorted(p.name for p in app_root.iterdir()) == ["digits"]
 
 
 def test_import_of_a_folder_that_is_no_zoo_shows_its_progress_then_why(app_root, tmp_path):

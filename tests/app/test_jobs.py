@@ -1,5 +1,6 @@
 """Background jobs: results, progress and ETA, stop requests, errors, and one writer per workspace."""
 
+import errno
 import json
 import threading
 import time
@@ -226,3 +227,23 @@ def test_format_seconds():
 def test_a_watched_job_is_redrawn_less_often_as_it_gets_longer():
     seconds = [0, 9.9, 10, 59.9, 60, 3600]
     assert [refresh_every(s) for s in seconds] == [1.0, 1.0, 2.0, 2.0, 5.0, 5.0]
+
+
+def test_an_os_error_in_a_job_is_one_line_naming_the_path_and_a_folder_it_made_goes(tmp_path):
+    def full_disk(folder):
+        def work(on_progress, should_stop):
+            folder.mkdir(exist_ok=True)
+            (folder / ".lock").write_text("")
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "zoo" / "weights.safetensors"))
+
+        return work
+
+    new = tmp_path / "new"
+    job = wait(JobRegistry().start(str(new), "zoo", "Training", full_disk(new)))
+    assert job.status == "failed" and "\n" not in job.error
+    assert job.error.startswith(f"{new}/zoo/weights.safetensors: No space left on device (the disk is full")
+    assert not new.exists()  # the job made it and left only its lock
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    job = wait(JobRegistry().start(str(kept), "zoo", "Training", full_disk(kept)))
+    assert job.status == "failed" and kept.exists()  # it was there before the job

@@ -6,7 +6,7 @@ import torch
 
 from core.errors import UserError, ZooError
 from core.store.files import read_json, write_json
-from core.store.runs import NOVELTY_MEDIANS, SAMPLES_COLUMNS, AERunFiles, SamplesRun, checked_run_name
+from core.store.runs import NOVELTY_MEDIANS, SAMPLES_COLUMNS, AERunFiles, SamplesRun, ae_runs, checked_run_name
 from core.store.workspace import Workspace
 
 
@@ -69,3 +69,15 @@ def test_a_samples_run_with_a_missing_field_names_its_file(tmp_path):
         SamplesRun.load(workspace, "a")
     with pytest.raises(UserError, match="no such samples run"):
         SamplesRun.load(workspace, "nope")
+
+
+def test_run_folders_whose_names_could_not_be_opened_by_name_are_not_listed(tmp_path):
+    """A folder made by hand (or by a version that allowed dots and spaces) would be refused when opened by its
+    name: listing it would break every page that lists runs."""
+    workspace = Workspace(tmp_path)
+    for name in ("hyperrep-1", "my.run", "with space"):
+        AERunFiles(tmp_path / "ae" / name).write_config({"status": "done"})
+    assert [run.name for run in ae_runs(workspace)] == ["hyperrep-1"]
+    for name in ("kde-1", "odd.name"):
+        write_json(tmp_path / "samples" / name / "result.json", _record(workspace, "kde-1", "2024").to_json())
+    assert [run.name for run in SamplesRun.list(workspace, current_zoo_only=False)] == ["kde-1"]

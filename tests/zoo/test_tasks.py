@@ -4,9 +4,12 @@ hand-made images, label spaces, and a zoo trained on a class subset."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
 from core.errors import DataError
+from core.limits import MAX_TASK_CLASSES
 from core.store.workspace import Workspace
 from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
@@ -28,6 +31,10 @@ def test_the_grammar():
         ("digits:noise=-1", "noise std"),
         ("digits:invert=2", "takes no value"),
         (":k=3", "no base dataset"),
+        ("digits:classes=0-99999999999", "'99999999999' is not a class label"),  # said before a list is built
+        ("digits:classes=0-500,600-1100", "not a class label"),
+        ("digits:classes=-1", "not a class label"),
+        ("x" * 5000 + ":k=3", "a path of 5,000 bytes"),
     ):
         with pytest.raises(DataError, match=message):
             parse_task(bad)
@@ -92,3 +99,30 @@ def test_a_local_folder_takes_the_same_options(tmp_path):
     assert task.n_classes == 3 and np.bincount(task.y_train.numpy()).tolist() == [2, 2, 2]
     assert sorted(set(task.y_test.tolist())) == [0, 1, 2]
     assert len(task.y_test) == int(((plain.y_test >= 2) & (plain.y_test <= 4)).sum())
+
+
+def test_task_options_are_checked_against_the_dataset():
+    """digits has classes 0-9 and about 130 training images each: a class it lacks, or more images per class than
+    it holds, is a DataError naming the problem (not an empty or lopsided task)."""
+    with pytest.raises(DataError, match=r"has no images of classes \[10, 11\] \(its labels: 0,1,2,3,4,5,6,7,8,9\)"):
+        load_dataset("digits:classes=8-11")
+    with pytest.raises(DataError, match="fewer than k=1000"):
+        load_dataset("digits:k=1000")
+    assert len(parse_task("digits:classes=0-999").classes) == 1000  # the bound itself is accepted
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789-, x", max_size=30),
+        st.tuples(st.integers(-5, 10**15), st.integers(-5, 10**15)).map(lambda r: f"{r[0]}-{r[1]}"),
+    )
+)
+def test_any_class_list_is_a_task_of_at_most_the_bound_or_a_data_error(text):
+    """Never a MemoryError or another exception: ranges are checked as written, before a list is built."""
+    try:
+        task = parse_task(f"digits:classes={text}")
+    except DataError:
+        return
+    assert 1 <= len(task.classes) <= MAX_TASK_CLASSES and len(set(task.classes)) == len(task.classes)
+    assert all(0 <= c < MAX_TASK_CLASSES for c in task.classes)

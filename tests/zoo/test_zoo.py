@@ -195,6 +195,22 @@ def test_a_nan_model_is_reported_and_skipped(tiny_zoo_workspace, tmp_path):
     assert torch.isfinite(zoo.weights).all()
 
 
+def test_huge_finite_weights_are_skipped_like_nan_and_a_zoo_of_only_those_is_refused(tiny_zoo_workspace, tmp_path):
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    weights = load_zoos(workspace)[0].weights.clone()
+    weights[2, 0] = 3e38  # finite in float32, and made training and sampling fail with a ValueError
+    weights[5, 1] = -2e6
+    weights[7, 2] = 1e6  # at the bound: kept
+    save_file({"cnn-small": weights}, str(workspace.zoo_dir / "weights.safetensors"))
+    zoo = load_zoos(workspace)[0]
+    assert [s.split(" (")[0] for s in zoo.skipped] == ["checkpoint 2", "checkpoint 5"]
+    assert all("beyond ±1e+06" in s for s in zoo.skipped)
+    assert 7 in zoo.table["checkpoint"].to_list() and zoo.weights.abs().max() == 1e6
+    save_file({"cnn-small": torch.full_like(weights, 3e38)}, str(workspace.zoo_dir / "weights.safetensors"))
+    with pytest.raises(ZooError, match="models.parquet: no usable checkpoint"):
+        load_zoos(workspace)
+
+
 def test_missing_workspace_and_empty_manifest(tmp_path):
     with pytest.raises(ZooError, match="no such workspace"):
         load_zoos(Workspace(tmp_path / "nowhere"))[0]

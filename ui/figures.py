@@ -34,6 +34,8 @@ LOSS_COLUMNS = {  # history column -> legend name
     "reconstruction": "reconstruction (training)",
     "contrastive": "contrastive (training)",
     "val_reconstruction": "reconstruction (validation)",
+    "behaviour": "behavioural (training)",
+    "val_behaviour": "behavioural (validation)",
 }
 _HOVER = (
     "checkpoint %{customdata[0]}<br>model %{customdata[1]}, epoch %{customdata[2]}<br>"

@@ -16,6 +16,7 @@ from core.store.runs import AERunFiles, ae_run_statuses
 from ui import keys, session
 from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
+from ui.texts import held_out_note, loss_caption
 from ui.widgets import or_stop, page_start, start, watch
 
 workspace = page_start(
@@ -59,12 +60,19 @@ def show_run(name: str) -> None:
         st.subheader("Training")
         if run.history.height:
             st.plotly_chart(loss_figure(run.history), width="stretch")
+            train = run.train_config
+            st.caption(loss_caption(train.gamma, train.structure_weight, train.behaviour_weight, train.layer_norm))
         st.caption(f"Run folder: `{run.folder}`")
     with right:
         st.subheader("Evaluation on held-out models")
         _, evaluating = watch(workspace, "eval", stoppable=False)
         if run.files.eval.exists():
-            reconstruction, probes = eval_tables(read_json(run.files.eval))
+            result = read_json(run.files.eval)
+            reconstruction, probes = eval_tables(result)
+            measured_on, too_few = held_out_note(result)
+            st.caption(measured_on)
+            if too_few:
+                st.warning(too_few, icon=":material/warning:")
             st.dataframe(reconstruction, hide_index=True, width="stretch")
             st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
             st.dataframe(probes, hide_index=True, width="stretch")

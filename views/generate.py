@@ -20,6 +20,7 @@ from ui.ensembles import FIGURES, ensemble_caption, ensemble_figure, ensemble_me
 from ui.figures import GROUP_STYLE, curves_figure, end_label, frontier_selection, novelty_figure
 from ui.intervals import accuracy_note, intervals_caption, novelty_note
 from ui.jobs import Job, format_seconds
+from ui.texts import anchors_help, change_after, counted, frontier_caption
 from ui.widgets import (
     ensemble_job,
     or_stop,
@@ -111,7 +112,7 @@ def show_result(result: SamplesRun) -> None:
     st.subheader(f"Run `{result.name}`")
     kept = result.selection.get("history")
     st.caption(
-        f"{result.n} models by {result.method} from {result.anchors['count']} anchors "
+        f"{counted(result.n, 'model')} by {result.method} from {counted(result.anchors['count'], 'anchor')} "
         f"({describe_anchors(result)}), fine-tuned on {result.dataset}"
         + (f" (transfer from {result.source_dataset})" if result.transfer else "")
         + (
@@ -129,12 +130,16 @@ def show_result(result: SamplesRun) -> None:
         epochs = len(result.curves[group]) - 1
         notes = [f"as is: {n}" for n in [accuracy_note(result, group, 0)] if n]
         notes += [f"after {epochs} epochs: {n}" for n in [accuracy_note(result, group, -1)] if n and epochs]
+        what = (
+            anchors_help(result.extra, result.anchors["count"])
+            if group == "anchors"
+            else f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points"
+        )
         col.metric(
             f"{name}, as is",
             f"{first[group]:.1%}",
-            delta=f"{100 * (last[group] - first[group]):+.1f} points after {epochs} epochs",
-            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points"
-            + "".join(f"; {n}" for n in notes),
+            delta=change_after(first[group], last[group], epochs),
+            help=what + "".join(f"; {n}" for n in notes),
         )
         if notes:
             col.caption(notes[0])
@@ -154,9 +159,12 @@ def show_result(result: SamplesRun) -> None:
         st.caption(caption)
     left, right = st.columns(2)
     with left:
-        st.markdown("**Fine-tuning curves** (band: ±1 std over models)")
-        show_simple = st.toggle("Show the simple weight-space baselines", value=True)
-        st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
+        if result.curves["generated"][1:]:
+            st.markdown("**Fine-tuning curves** (band: ±1 std over models)")
+            show_simple = st.toggle("Show the simple weight-space baselines", value=True)
+            st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
+        else:  # one point per group: the metrics above say it all
+            st.markdown("**Not fine-tuned** (0 epochs): the accuracies as generated are the figures above.")
     with right:
         st.markdown("**Novelty**: are the generated models new, or copies of zoo models?")
         st.plotly_chart(novelty_figure(novelty_table, result.extra.get("noise_frontier")), width="stretch")
@@ -164,7 +172,10 @@ def show_result(result: SamplesRun) -> None:
             f"Median nearest-zoo L2 distance: {result.novelty['min_l2_median']:.2f} "
             f"(between zoo models: {result.novelty['zoo_min_l2_median']:.2f})."
         )
-        if kept := frontier_selection(result.extra.get("noise_frontier") or []):
+        frontier = result.extra.get("noise_frontier") or []
+        if frontier:
+            st.caption(frontier_caption(frontier))
+        if kept := frontier_selection(frontier):
             st.caption(f"The noise line's draws were kept as the generated models were ({kept}): like for like.")
     ensemble_section(result)
     with st.expander("Per generated model"):

@@ -147,6 +147,9 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     assert not at.exception and len(at.get("plotly_chart")) == 1  # the finished run's loss curves
     button(at, "Evaluate this run").click()
     run_until(at, lambda at: len(at.dataframe) >= 3)  # runs, reconstruction figures, probes
+    assert "On 1 held-out model (3 checkpoints)." in texts(at.caption)  # the tiny zoo holds out one model
+    assert any("Only 1 model held out" in w for w in texts(at.warning))
+    assert any(c.startswith("Total = ") and "behavioural" in c for c in texts(at.caption))  # the loss chart's terms
     probes = at.dataframe[2].value
     assert "embedding (ours, by latent)" in probes["features"].to_list() and {"test_acc", "epoch", "ggap"} <= set(
         probes.columns
@@ -159,6 +162,8 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     assert not any(b.label == "Train autoencoder" for b in other_tab.button)  # and cannot start another
     button(other_tab, "Stop").click().run()
     run_until(at, lambda at: any("stopped after epoch" in w for w in texts(at.warning)))
+    stopped = next(w for w in texts(at.warning) if "stopped after epoch" in w)
+    assert "start it again with the same settings" in stopped and "command" not in stopped  # the app's words
 
     next(n for n in at.number_input if n.label == "Epochs").set_value(2)
     button(at, "Train autoencoder").click()
@@ -191,6 +196,20 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
     assert "Nothing selected yet" in " ".join(texts(at.markdown))
 
 
+def test_two_checkpoints_picked_by_model_and_epoch_offer_the_latent_path(app_root):
+    run = load_run(Workspace(app_root / "digits")).name
+    at = page("explore").run()
+    pick = at.multiselect(key=keys.picked(keys.selection("digits", run)))
+    assert pick.options[5].startswith("model 1 / epoch 3 (")  # checkpoints 3-5 are model 1's epochs 0, 1, 3
+    assert "Latent path between these two" not in [b.label for b in at.button]
+    pick.select(5).select(14).run()
+    assert not at.exception and at.session_state[keys.selection("digits", run)] == [5, 14]
+    assert texts(at.metric)[:2] == ["2", "2"] and "Latent path between these two" in [b.label for b in at.button]
+    at.session_state[keys.selection("digits", run)] = [0, 1, 2]  # as a small box on the map would
+    at.run()
+    assert at.multiselect(key=keys.picked(keys.selection("digits", run))).value == [0, 1, 2]
+
+
 def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_root):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: the button changes page
     at.session_state[keys.selection("digits", load_run(Workspace(app_root / "digits")).name)] = [5]
@@ -198,7 +217,9 @@ def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_r
     button(at, "Decode this checkpoint").click().run()
     assert not at.exception
     run_until(at, lambda at: "Results" in texts(at.header))
-    assert texts(at.title) == ["Generate"] and "1 models by neighbour from 1 anchors" in " ".join(texts(at.caption))
+    assert texts(at.title) == ["Generate"] and "1 model by neighbour from 1 anchor " in " ".join(texts(at.caption))
+    assert all(not m.proto.delta for m in at.metric[:3])  # not fine-tuned: no "+0.0 points after 0 epochs"
+    assert len(at.get("plotly_chart")) == 1 and "Not fine-tuned" in " ".join(texts(at.markdown))  # no one-dot curve
     result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
     assert result["anchors"]["ids"] == [5] and result["config"]["spread"] == 0.0 and result["n"] == 1
 
@@ -309,7 +330,7 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     run_until(at, lambda at: "Results" in texts(at.header))
     assert len(at.get("plotly_chart")) == 2  # curves and the novelty plane
     assert texts(at.header) == ["Results", "Generate again"]  # the outcome in view, not below the form
-    assert all(" points after 1 epochs" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
+    assert all(" points after 1 epoch" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
     assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
     assert "mean validation accuracy out of draws" in " ".join(texts(at.caption))  # subsampling scores on data
     # each metric with its 95% interval over the models, and what the intervals measure
@@ -318,6 +339,8 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert "95% interval" in at.metric[0].proto.help and "95% interval" in at.metric[3].proto.help
     assert "95% bootstrap intervals over models" in captions and "Generated models as generated: " in captions
     assert "noise line's draws were kept as the generated models were (best of 4 draws on validation)" in captions
+    assert "Dashed: the upper envelope of anchor + noise at 5 noise scales" in captions  # which line it is
+    assert "source anchors, one per generated model" in at.metric[1].proto.help  # what "Anchors, as is" averages
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
     # a run made before intervals were recorded: the figures alone, and no error

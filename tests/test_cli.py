@@ -38,6 +38,8 @@ def test_progress_bar_goes_to_stderr(tmp_path, run_cli):
         (["zoo", "generate", "--epochs", "2", "--save-epochs", "0,5"], "save epochs"),
         (["zoo", "generate", "--init", "orthogonal"], "orthogonal"),
         (["zoo", "info"], "no such workspace"),
+        (["zoo", "generate", "--lr", "1e9"], "learning rates must lie in (0, 1], got [1000000000.0]"),
+        (["ae", "train", "--lr", "5"], "lr 5.0 (at most 1)"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, argv, message):

@@ -13,9 +13,29 @@ from ui.ensembles import ensemble_columns
 from ui.figures import GROUP_STYLE, curves_layout, novelty_layout
 from ui.intervals import accuracy_range
 
-COLUMN_HELP = {  # the page's column tips for the ensemble cells
-    "ensemble acc": "test accuracy of the averaged softmax of all the run's generated models (empty: not evaluated)",
-    "ensemble NLL": "test NLL of that ensemble, in nats; lower is better (empty: not evaluated)",
+# Each column's header and its full meaning (the header's tooltip): short headers, so that the table of up to
+# 16 columns fits the page's width without sideways scrolling. Numeric columns get a fixed 3-decimal format.
+COLUMNS: dict[str, tuple[str, str, bool]] = {  # column -> (header, tooltip, numeric)
+    "run": ("run", "the samples run", False),
+    "sampler": ("sampler", "how latent codes were drawn around the anchors", False),
+    "spread": ("spread", "how far from the anchors, in units of their typical spacing", True),
+    "selection": ("selection", "how draws were kept (none, guided, subsample, bootstrap, diverse)", False),
+    "models": ("n", "generated models", False),
+    "anchors": ("anchors", "anchors the models were drawn around", False),
+    "acc as generated": ("acc₀", "generated models' mean test accuracy as generated (before fine-tuning)", True),
+    "95% interval as generated": ("95% ci₀", "95% interval over models of that mean", False),
+    "fine-tuning epochs": ("epochs", "fine-tuning epochs (runs may differ)", False),
+    "acc after fine-tuning": ("acc", "generated models' mean test accuracy after fine-tuning", True),
+    "95% interval after fine-tuning": ("95% ci", "95% interval over models of that mean", False),
+    "max IoU (median)": ("IoU", "median over models of the largest IoU of their errors with any zoo model's", True),
+    "min L2 (median)": ("L2", "median over models of the distance to the nearest zoo model", True),
+    "ensemble acc": (
+        "ens. acc",
+        "test accuracy of the averaged softmax of all the run's generated models (empty: not evaluated)",
+        True,
+    ),  # fmt: skip
+    "ensemble NLL": ("ens. NLL", "test NLL of that ensemble, in nats; lower is better (empty: not evaluated)", True),
+    "seconds": ("s", "how long the run took, in seconds", True),
 }
 
 

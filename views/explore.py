@@ -30,8 +30,17 @@ workspace = page_start(
 )
 zoo_table = require_zoo_table(workspace)
 chosen = require_run(workspace)
+if not session.selection(workspace, chosen):  # the landing page: say where to begin until something is selected
+    st.info(
+        "**Start here.** This workbench learns a representation of a whole zoo of trained networks and generates "
+        "new ones from it. 1. Lasso or box a region of good models on the map (or pick checkpoints by model and "
+        "epoch). 2. **Generate from this selection**: new models, decoded and fine-tuned beside baselines. "
+        "3. **Export** them. Your own zoo and autoencoder: the Zoo and Autoencoder pages.",
+        icon=":material/flag:",
+    )
 runs = session.finished_runs(workspace)
-controls, chart = st.columns([1.3, 4])
+# Controls a third of the map's width: at 1.3 to 4 the chosen runs' names were cut ("neighb…") in the list's chips.
+controls, chart = st.columns([1.8, 4])
 with controls:
     run = st.selectbox("Autoencoder run", runs, index=runs.index(chosen))
     if run != chosen:

@@ -66,6 +66,7 @@ def test_first_start_unpacks_the_shipped_workspace_and_opens_on_the_map(tmp_path
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert texts(at.title) == ["Explore"] and len(at.get("plotly_chart")) == 1
+    assert texts(at.info)[0].startswith("**Start here.**")  # a new user is told what to do first
     assert Workspace(tmp_path / "fresh" / "digits").exists()
     assert at.sidebar.selectbox[0].value == "digits"
 
@@ -88,7 +89,7 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     assert not at.exception
     assert texts(at.metric)[:2] == ["6", "18"] and len(at.get("plotly_chart")) == 1
     at.text_input(key="zoo-name").set_value("small")
-    next(t for t in at.text_input if t.label == "Saved epochs").set_value("0,1")
+    assert next(t for t in at.text_input if t.label == "Saved epochs").value == ""  # derived from the epochs
     numbers = {n.label: n for n in at.number_input}
     numbers["Models"].set_value(3)
     numbers["Epochs"].set_value(1)
@@ -97,7 +98,8 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     assert not at.exception and len(at.get("progress")) == 1  # feedback in the same page run as the submit
     assert "Training 3 models on digits" in at.get("progress")[0].proto.text
     run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
-    assert load_zoos(Workspace(app_root / "small"))[0].table["model_id"].n_unique() == 3
+    table = load_zoos(Workspace(app_root / "small"))[0].table
+    assert table["model_id"].n_unique() == 3 and sorted(table["epoch"].unique()) == [0, 1]  # as the CLI derives
     button(at, "Open workspace small").click().run()
     assert at.session_state[keys.SWITCH_WORKSPACE] == "small"
 
@@ -108,9 +110,11 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
         ("Saved epochs", "0,x", "saved epochs: expected comma-separated integers"),
         ("zoo-name", "digits", "already has a zoo"),
         ("zoo-name", "../up", "not a usable workspace name"),
-        ("Learning rates", "-1", "learning rates must be finite and positive"),
+        ("Learning rates", "-1", "learning rates must lie in (0, 1]"),
+        ("Learning rates", "1e9", "learning rates must lie in (0, 1], got [1000000000.0]"),
         ("Ray cluster", "nowhere", "'nowhere': expected local (start one on this machine), auto"),
         ("Models", 0, "a zoo needs 1 to"),
+        ("Models", 200_000, "a zoo needs 1 to 100000 models, got 200000"),  # an error box, not a red field
     ],
 )
 def test_zoo_form_rejects_bad_input_with_an_error_box(app_root, field, value, message):

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import polars as pl
 
-from ui.compare import comparison_curves, comparison_novelty, comparison_table
+from ui.compare import COLUMNS, comparison_curves, comparison_novelty, comparison_table
 
 
 def fake_run(
@@ -49,3 +49,12 @@ def test_runs_compare_in_one_table_one_curve_chart_and_one_novelty_plane():
     assert list(curves.data[1].y) == [0.3, 0.7, 0.85]
     plane = comparison_novelty(runs)
     assert [t.name for t in plane.data] == ["kde-1", "gauss-2"] and list(plane.data[0].x) == [0.4, 0.6]
+
+
+def test_every_column_of_the_comparison_has_a_short_header_and_its_meaning():
+    # short headers keep the 16 columns within the page's width (no sideways scrolling); the tooltip says it all
+    table = comparison_table(
+        [fake_run("kde-1", "kde", [0.9, 0.95], 3.0), fake_run("gauss-2", "gauss", [0.8, 0.9], None)]
+    )
+    assert set(table.columns) == set(COLUMNS)
+    assert all(len(header) <= 9 and len(tip) > len(header) for header, tip, _ in COLUMNS.values())

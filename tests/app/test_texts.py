@@ -1,5 +1,9 @@
-"""The sentences under the app's charts and metrics (ui/texts.py), on hand-made records."""
+"""The sentences under the app's charts and metrics (ui/texts.py), on hand-made records, and the words of the
+app's spinners."""
 
+from streamlit.runtime.caching.cache_utils import CachedFunc
+
+from ui import session
 from ui.texts import (
     anchors_help,
     app_wording,
@@ -69,3 +73,10 @@ def test_the_evaluation_says_how_many_models_were_held_out_and_warns_when_too_fe
 def test_engine_messages_use_the_apps_words_for_resuming():
     message = "stopped after epoch 3; run the same command again to resume"
     assert app_wording(message) == "stopped after epoch 3; start it again with the same settings to resume"
+
+
+def test_no_cached_loader_spins_with_its_function_name():
+    # Streamlit's default spinner text is the call itself: the sidebar showed `_zoo_errors_started(...)`
+    loaders = {name: f for name, f in vars(session).items() if isinstance(f, CachedFunc)}
+    assert "_zoo_errors_started" in loaders and len(loaders) >= 6
+    assert all(f._info.show_spinner is False or isinstance(f._info.show_spinner, str) for f in loaders.values())

@@ -10,6 +10,7 @@ atomically and resumes from its last saved step, so nothing is lost by ending th
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -23,10 +24,8 @@ def exit_now_if_threads_work() -> None:
         return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing left to flush
             stream.flush()
-        except (OSError, ValueError):  # a closed or broken pipe: nothing left to flush
-            pass
     os._exit(0)
 
 

@@ -99,7 +99,7 @@ class ZooConfig:
         if not 0 <= self.init_seeds <= MAX_MODELS:
             raise UserError(f"init seeds must lie in 0..{MAX_MODELS} (0: every model its own init)")
         if not self.lrs or any(not (math.isfinite(lr) and 0 < lr <= MAX_LR) for lr in self.lrs):
-            raise UserError(f"learning rates must lie in (0, {MAX_LR:g}], got {list(self.lrs)}")
+            raise UserError(f"learning rates must be finite and positive, at most {MAX_LR:g}; got {list(self.lrs)}")
         if not self.dropouts or any(not 0 <= d < 1 for d in self.dropouts):
             raise UserError(f"dropout rates must lie in [0, 1), got {list(self.dropouts)}")
         if not self.weight_decays or any(not (math.isfinite(w) and w >= 0) for w in self.weight_decays):

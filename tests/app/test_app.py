@@ -110,8 +110,8 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
         ("Saved epochs", "0,x", "saved epochs: expected comma-separated integers"),
         ("zoo-name", "digits", "already has a zoo"),
         ("zoo-name", "../up", "not a usable workspace name"),
-        ("Learning rates", "-1", "learning rates must lie in (0, 1]"),
-        ("Learning rates", "1e9", "learning rates must lie in (0, 1], got [1000000000.0]"),
+        ("Learning rates", "-1", "learning rates must be finite and positive"),
+        ("Learning rates", "1e9", "learning rates must be finite and positive, at most 1; got [1000000000.0]"),
         ("Ray cluster", "nowhere", "'nowhere': expected local (start one on this machine), auto"),
         ("Models", 0, "a zoo needs 1 to"),
         ("Models", 200_000, "a zoo needs 1 to 100000 models, got 200000"),  # an error box, not a red field

@@ -66,8 +66,9 @@ def anchors_help(extra: dict, count: int) -> str:
     if "source_ratio" in extra:
         return (
             "the generated models' source anchors, one per generated model (the checkpoint each was drawn around, "
-            f"so an anchor behind several counts as often), not all {counted(count, 'anchor')}: their mean test "
-            "accuracy before fine-tuning; the change is in percentage points"
+            f"so an anchor behind several counts as often; for a point of a latent path, its checkpoint ends), not "
+            f"all {counted(count, 'anchor')}: their mean test accuracy before fine-tuning; the change is in "
+            "percentage points"
         )
     return (
         f"a random subset of the {counted(count, 'anchor')} (as many as generated models; a run made before source "

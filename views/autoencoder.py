@@ -176,11 +176,11 @@ st.write(
     "or simply loads a finished one."
 )
 job, training = watch(workspace, "ae", live=live_losses)
-if job and not training and job.status == "done":
+if job and not training and job.status == "done" and st.session_state.get(keys.AE_JOB_APPLIED) != id(job):
+    # Once: select the new run and say so; on later reruns the box would stand beside newer messages.
+    st.session_state[keys.AE_JOB_APPLIED] = id(job)
+    session.choose_run(workspace, job.result)
     st.success(f"Trained `{job.result}` in {job.elapsed():.0f} s.")
-    if st.session_state.get(keys.AE_JOB_APPLIED) != id(job):  # select the new run once, not on every rerun
-        st.session_state[keys.AE_JOB_APPLIED] = id(job)
-        session.choose_run(workspace, job.result)
 if not training:
     train_form()
 

@@ -95,6 +95,7 @@ def generate_form() -> None:
         submitted = st.form_submit_button("Generate zoo", type="primary")
     if not submitted:
         return
+    new_attempt()
     try:
         target = target_workspace(name)
         source = folder.strip() if dataset == "local folder" else dataset
@@ -138,6 +139,7 @@ def import_form() -> None:
         submitted = st.form_submit_button("Import zoo", type="primary")
     if not submitted:
         return
+    new_attempt()
     try:
         target = target_workspace(name)
         if not source.strip() or not Path(source.strip()).expanduser().is_dir():
@@ -163,6 +165,16 @@ def started(job, target: Workspace) -> None:
         st.rerun()
 
 
+def new_attempt() -> None:
+    """A submitted form is a new attempt: the last zoo job's outcome (ready, failed or stopped) goes, so that it
+    never stands beside this attempt's own message. A job still running stays in view."""
+    name = st.session_state.get(keys.ZOO_TARGET)
+    job = name and session.registry().get(session.key(Workspace(session.workspaces_root() / name)), "zoo")
+    if not (job and job.running):
+        outcome.empty()
+        st.session_state.pop(keys.ZOO_TARGET, None)
+
+
 def show_new_zoo_job() -> None:
     name = st.session_state.get(keys.ZOO_TARGET)
     if not name:
@@ -186,7 +198,9 @@ else:
     st.info("No workspace yet: generate or import a zoo below.")
 
 st.header("New zoo")
-show_new_zoo_job()
+outcome = st.empty()  # the last zoo job's panel, cleared by a new attempt (`new_attempt`)
+with outcome.container():
+    show_new_zoo_job()
 generate_tab, import_tab = st.tabs(["Generate", "Import from a folder"])
 with generate_tab:
     generate_form()

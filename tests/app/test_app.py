@@ -104,6 +104,22 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     assert at.session_state[keys.SWITCH_WORKSPACE] == "small"
 
 
+def test_a_new_attempt_on_the_zoo_page_clears_the_last_jobs_outcome(app_root):
+    at = page("zoo").run()
+    at.text_input(key="zoo-name").set_value("small")
+    numbers = {n.label: n for n in at.number_input}
+    numbers["Models"].set_value(2)
+    numbers["Epochs"].set_value(1)
+    button(at, "Generate zoo").click()
+    run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
+    at.text_input(key="zoo-name").set_value("small")  # taken now: this attempt fails
+    button(at, "Generate zoo").click().run()
+    assert any("already has a zoo" in e for e in texts(at.error))
+    assert not at.success and "Open workspace small" not in [b.label for b in at.button]  # not beside the error
+    at.run()
+    assert not at.success and not at.error  # and it does not come back
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
@@ -172,6 +188,8 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     next(n for n in at.number_input if n.label == "Epochs").set_value(2)
     button(at, "Train autoencoder").click()
     run_until(at, lambda at: any(s.startswith("Trained `hyperrep-") for s in texts(at.success)))
+    at.run()
+    assert not at.success  # said once: it would stand beside the messages of what the user does next
 
 
 def test_autoencoder_page_on_a_workspace_without_a_zoo_says_so(app_root):

@@ -129,7 +129,7 @@ def show_result(result: SamplesRun) -> None:
     for col, (group, name) in zip(cols, SHORT_NAMES.items(), strict=False):
         epochs = len(result.curves[group]) - 1
         notes = [f"as is: {n}" for n in [accuracy_note(result, group, 0)] if n]
-        notes += [f"after {epochs} epochs: {n}" for n in [accuracy_note(result, group, -1)] if n and epochs]
+        notes += [f"after {counted(epochs, 'epoch')}: {n}" for n in [accuracy_note(result, group, -1)] if n and epochs]
         what = (
             anchors_help(result.extra, result.anchors["count"])
             if group == "anchors"

@@ -13,29 +13,12 @@ from ui.ensembles import ensemble_columns
 from ui.figures import GROUP_STYLE, curves_layout, novelty_layout
 from ui.intervals import accuracy_range
 
-# Each column's header and its full meaning (the header's tooltip): short headers, so that the table of up to
-# 16 columns fits the page's width without sideways scrolling. Numeric columns get a fixed 3-decimal format.
-COLUMNS: dict[str, tuple[str, str, bool]] = {  # column -> (header, tooltip, numeric)
-    "run": ("run", "the samples run", False),
-    "sampler": ("sampler", "how latent codes were drawn around the anchors", False),
-    "spread": ("spread", "how far from the anchors, in units of their typical spacing", True),
-    "selection": ("selection", "how draws were kept (none, guided, subsample, bootstrap, diverse)", False),
-    "models": ("n", "generated models", False),
-    "anchors": ("anchors", "anchors the models were drawn around", False),
-    "acc as generated": ("acc₀", "generated models' mean test accuracy as generated (before fine-tuning)", True),
-    "95% interval as generated": ("95% ci₀", "95% interval over models of that mean", False),
-    "fine-tuning epochs": ("epochs", "fine-tuning epochs (runs may differ)", False),
-    "acc after fine-tuning": ("acc", "generated models' mean test accuracy after fine-tuning", True),
-    "95% interval after fine-tuning": ("95% ci", "95% interval over models of that mean", False),
-    "max IoU (median)": ("IoU", "median over models of the largest IoU of their errors with any zoo model's", True),
-    "min L2 (median)": ("L2", "median over models of the distance to the nearest zoo model", True),
-    "ensemble acc": (
-        "ens. acc",
-        "test accuracy of the averaged softmax of all the run's generated models (empty: not evaluated)",
-        True,
-    ),  # fmt: skip
-    "ensemble NLL": ("ens. NLL", "test NLL of that ensemble, in nats; lower is better (empty: not evaluated)", True),
-    "seconds": ("s", "how long the run took, in seconds", True),
+# What the less obvious rows of the comparison mean (a caption under the table).
+MEANINGS = {
+    "max IoU (median)": "median over models of the largest overlap of their errors with any zoo model's (1 = a copy)",
+    "min L2 (median)": "median over models of the distance to the nearest zoo model",
+    "ensemble acc": "test accuracy of the averaged softmax of all the run's generated models (empty: not evaluated)",
+    "ensemble NLL": "test NLL of that ensemble, in nats; lower is better (empty: not evaluated)",
 }
 
 
@@ -67,6 +50,27 @@ def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
         ],
         strict=False,
     )
+
+
+def comparison_rows(table: pl.DataFrame) -> pl.DataFrame:
+    """The comparison sideways, for the page: one row per figure and one column per run, each cell as text (3
+    decimals; empty where a run has no such figure). Its width grows with the runs compared (three by default),
+    not with its 15 figures: one row per run needed sideways scrolling on a 1,400-pixel screen."""
+    runs = table["run"].to_list()
+    return pl.DataFrame(
+        [
+            {"figure": column, **{run: _cell(value) for run, value in zip(runs, table[column].to_list(), strict=True)}}
+            for column in table.columns
+            if column != "run"
+        ],
+        schema=["figure", *runs],
+    )
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _colour(i: int) -> str:

@@ -15,7 +15,7 @@ from core.rep.methods import method_named
 from core.store.runs import AERunFiles, SamplesRun
 from core.zoo.model_zoo import combined_table
 from ui import keys, session
-from ui.compare import COLUMNS, comparison_curves, comparison_novelty, comparison_table
+from ui.compare import MEANINGS, comparison_curves, comparison_novelty, comparison_rows, comparison_table
 from ui.ensembles import FIGURES, ensemble_caption, ensemble_figure, ensemble_metric, groups_help
 from ui.figures import GROUP_STYLE, curves_figure, end_label, frontier_selection, novelty_figure
 from ui.intervals import accuracy_note, intervals_caption, novelty_note
@@ -326,13 +326,9 @@ def comparison() -> None:
     if not runs:
         st.info("Pick runs to compare.")
         return
-    headers = {
-        name: st.column_config.NumberColumn(label, help=tip, format="%.3f", width="small")
-        if numeric
-        else st.column_config.Column(label, help=tip, width="small" if name != "run" else "medium")
-        for name, (label, tip, numeric) in COLUMNS.items()
-    }
-    st.dataframe(comparison_table(runs), hide_index=True, width="stretch", column_config=headers)
+    shown = comparison_rows(comparison_table(runs))
+    st.dataframe(shown, hide_index=True, width="stretch", height=35 * (shown.height + 1) + 3)  # every row in view
+    st.caption("; ".join(f"{name}: {meaning}" for name, meaning in MEANINGS.items()) + ".")
     left, right = st.columns(2)
     with left:
         st.markdown("**Generated models, fine-tuned** (mean test accuracy)")

@@ -19,14 +19,15 @@ import threading
 
 def exit_now_if_threads_work() -> None:
     """At interpreter exit: with a daemon thread still alive, flush what was written and end the process now,
-    before C++ destructors meet a thread inside torch; with none, let Python finish as usual."""
+    before C++ destructors meet a thread inside torch (status 0, or 1 after an unhandled exception, which Python
+    has printed and kept in sys.last_value); with none, let Python finish as usual."""
     if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
         return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing left to flush
             stream.flush()
-    os._exit(0)
+    os._exit(1 if getattr(sys, "last_value", None) is not None else 0)  # an unhandled exception still fails
 
 
 def exit_promptly_on_stop() -> None:

@@ -24,16 +24,24 @@ BUSY_EXIT = textwrap.dedent(
     threading.Thread(target=work, name="job-test", daemon=True).start()
     time.sleep(0.5)
     print("leaving", flush=True)
+    if sys.argv[2:] == ["crash"]:
+        raise RuntimeError("the server failed")
     """
 )
 
 
-def exit_of(mode: str) -> subprocess.CompletedProcess:
+def exit_of(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", BUSY_EXIT, mode], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", BUSY_EXIT, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
 
 
 def test_a_stop_while_a_thread_works_in_torch_exits_cleanly():
     ended = exit_of("registered")
     assert ended.returncode == 0 and ended.stdout == "leaving\n" and "terminate called" not in ended.stderr
+
+
+def test_a_failure_at_that_point_still_exits_with_a_failure_status():
+    ended = exit_of("registered", "crash")
+    assert ended.returncode == 1 and "RuntimeError: the server failed" in ended.stderr
+    assert "terminate called" not in ended.stderr

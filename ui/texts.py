@@ -53,8 +53,8 @@ def frontier_caption(noise_frontier: list[dict]) -> str:
     )
     if lifted:
         text += (
-            f" Noise at scale {', '.join(lifted)} did worse than a smaller scale at less novelty; the line keeps "
-            "the better (hover for its own figure)."
+            f" Noise at scale {', '.join(lifted)} did worse than a smaller scale that is at least as new (a lower "
+            "overlap): the line keeps the better accuracy there (hover for its own figure)."
         )
     return text
 

@@ -40,7 +40,7 @@ def test_the_frontier_caption_says_it_is_the_upper_envelope_and_which_scales_it_
     ]
     caption = frontier_caption(frontier)
     assert "upper envelope of anchor + noise at 3 noise scales" in caption
-    assert "Noise at scale 0.4 did worse than a smaller scale" in caption
+    assert "Noise at scale 0.4 did worse than a smaller scale that is at least as new (a lower overlap)" in caption
     monotone = [
         {"scale": 0.2, "acc_mean": 0.7, "max_iou_median": 0.3},
         {"scale": 0.05, "acc_mean": 0.9, "max_iou_median": 0.8},

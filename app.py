@@ -17,6 +17,7 @@ from core.errors import UserError
 from core.runtime import sleep_while_waiting, tune_cpu_allocator
 from core.store.workspace import Workspace
 from ui import keys, session
+from ui.shutdown import exit_promptly_on_stop
 from ui.widgets import start, watch
 
 # The icon is a file of ours: a ":material/..." page icon makes the browser fetch it from fonts.gstatic.com, which
@@ -25,6 +26,7 @@ ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
 st.set_page_config(page_title="Hyper-representation workbench", page_icon=str(ICON), layout="wide")
 sleep_while_waiting()  # before the engine (torch) loads, in the background
 tune_cpu_allocator()
+exit_promptly_on_stop()  # a stop while a job runs in torch would otherwise abort the process (ui/shutdown.py)
 session.warm_up()
 
 

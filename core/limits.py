@@ -78,6 +78,10 @@ MAX_BATCH_SIZE = 1 << 20
 # and keeps codes and decoded weights far inside float32 (at 1e300 every weight was NaN). The outcome is checked too
 # (core/gen/finite.py): whether a finite spread overflows depends on the autoencoder.
 MAX_SPREAD = 100.0
+# A learning rate (Adam, AdamW). Adam moves each weight by about lr per step, and our networks' weights are of
+# order 0.1-1: above 1 every step overshoots the weights themselves and training only diverges (a zoo asked for
+# lr 1e9 trained, then 45 of its 64 checkpoints were skipped on load as non-finite).
+MAX_LR = 1.0
 # A zoo's float32 values held while it trains (every saved snapshot plus each model's weights and optimiser
 # state): 2^31 values are 8 GiB.
 MAX_ZOO_VALUES = 2**31

@@ -1,9 +1,14 @@
 """The command line: JSON contract, progress, exit codes."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from core.cli import build_parser, commands
 from core.cli.options import settings_from, variant_from
+from core.cli.outline import outline_parser
 from core.gen.config import SampleConfig
 from core.rep.loop import TrainConfig
 from core.rep.sane import SANEConfig
@@ -38,6 +43,11 @@ def test_progress_bar_goes_to_stderr(tmp_path, run_cli):
         (["zoo", "generate", "--epochs", "2", "--save-epochs", "0,5"], "save epochs"),
         (["zoo", "generate", "--init", "orthogonal"], "orthogonal"),
         (["zoo", "info"], "no such workspace"),
+        (
+            ["zoo", "generate", "--lr", "1e9"],
+            "learning rates must be finite and positive, at most 1; got [1000000000.0]",
+        ),
+        (["ae", "train", "--lr", "5"], "lr 5.0 (at most 1)"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, argv, message):
@@ -45,6 +55,30 @@ def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, argv, message):
     err = result.err.strip().splitlines()
     assert result.code == 2
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+# `python -m core ARGS` in a fresh interpreter; prints the exit code and whether torch was imported
+FRESH = (
+    "import runpy, sys\nsys.argv = ['python -m core', *sys.argv[1:]]\ntry:\n"
+    "    runpy.run_module('core', run_name='__main__')\nexcept SystemExit as exit_info:\n"
+    "    print(exit_info.code, 'torch' in sys.modules)"
+)
+
+
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["zoo", "-h"], 0), (["nonsense"], 2), (["ae"], 2)])
+def test_help_and_a_missing_or_mistyped_command_answer_without_importing_torch(argv, code):
+    root = Path(__file__).resolve().parents[1]
+    ended = subprocess.run([sys.executable, "-c", FRESH, *argv], cwd=root, capture_output=True, text=True, timeout=120)
+    assert ended.stdout.strip().splitlines()[-1] == f"{code} False", ended.stderr
+    if code == 2:
+        assert len(ended.stderr.strip().splitlines()) == 1 and ended.stderr.startswith("error:")
+
+
+def test_the_outline_helps_as_the_whole_parser_does():
+    whole, outline = build_parser(), outline_parser()
+    assert outline.format_help() == whole.format_help()
+    whole_zoo = whole._subparsers._group_actions[0].choices["zoo"]
+    assert outline._subparsers._group_actions[0].choices["zoo"].format_help() == whole_zoo.format_help()
 
 
 def test_every_command_has_help(capsys):

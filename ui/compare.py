@@ -13,7 +13,10 @@ from ui.ensembles import ensemble_columns
 from ui.figures import GROUP_STYLE, curves_layout, novelty_layout
 from ui.intervals import accuracy_range
 
-COLUMN_HELP = {  # the page's column tips for the ensemble cells
+# What the less obvious rows of the comparison mean (a caption under the table).
+MEANINGS = {
+    "max IoU (median)": "median over models of the largest overlap of their errors with any zoo model's (1 = a copy)",
+    "min L2 (median)": "median over models of the distance to the nearest zoo model",
     "ensemble acc": "test accuracy of the averaged softmax of all the run's generated models (empty: not evaluated)",
     "ensemble NLL": "test NLL of that ensemble, in nats; lower is better (empty: not evaluated)",
 }
@@ -47,6 +50,27 @@ def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
         ],
         strict=False,
     )
+
+
+def comparison_rows(table: pl.DataFrame) -> pl.DataFrame:
+    """The comparison sideways, for the page: one row per figure and one column per run, each cell as text (3
+    decimals; empty where a run has no such figure). Its width grows with the runs compared (three by default),
+    not with its 15 figures: one row per run needed sideways scrolling on a 1,400-pixel screen."""
+    runs = table["run"].to_list()
+    return pl.DataFrame(
+        [
+            {"figure": column, **{run: _cell(value) for run, value in zip(runs, table[column].to_list(), strict=True)}}
+            for column in table.columns
+            if column != "run"
+        ],
+        schema=["figure", *runs],
+    )
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _colour(i: int) -> str:

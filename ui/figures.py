@@ -34,6 +34,8 @@ LOSS_COLUMNS = {  # history column -> legend name
     "reconstruction": "reconstruction (training)",
     "contrastive": "contrastive (training)",
     "val_reconstruction": "reconstruction (validation)",
+    "behaviour": "behavioural (training)",
+    "val_behaviour": "behavioural (validation)",
 }
 _HOVER = (
     "checkpoint %{customdata[0]}<br>model %{customdata[1]}, epoch %{customdata[2]}<br>"
@@ -274,8 +276,15 @@ def loss_figure(history: pl.DataFrame) -> go.Figure:
             )
         )
     # Full numbers at every tick: a log axis within a decade or two labels only the leading digit ("2, 1, 5").
+    # No unit: the reconstruction is layer-normalised, the behavioural loss a distance between outputs (the caption
+    # under the chart says which); the legend below, so six curves leave the plot its width.
     return standard_layout(
-        figure, "epoch", "loss (layer-normalised, no unit)", 360, yaxis={"type": "log", "tickformat": ".2~g"}
+        figure,
+        "epoch",
+        "loss (no unit)",
+        400,
+        yaxis={"type": "log", "tickformat": ".2~g"},
+        legend={"orientation": "h", "y": -0.2},
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from core.stats import NO_DIFFERENCE, Interval, compare
 from core.store.runs import SamplesRun
 from ui.figures import GROUP_STYLE
+from ui.texts import counted
 
 
 def _label(group: str) -> str:
@@ -46,7 +47,7 @@ def intervals_caption(run: SamplesRun) -> str | None:
         return None
     last = len(rows["generated"]) - 1
     parts = []
-    for epoch, when in {0: "as generated", **({last: f"after {last} epochs"} if last else {})}.items():
+    for epoch, when in {0: "as generated", **({last: f"after {counted(last, 'epoch')}"} if last else {})}.items():
         mine = Interval.from_json(rows["generated"][epoch])
         said = [_said(mine, Interval.from_json(r[epoch]), g) for g, r in rows.items() if g != "generated"]
         parts.append(f"{when}: " + ", ".join(said))

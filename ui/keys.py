@@ -64,6 +64,11 @@ def form(workspace_id: str, name: str) -> str:
     return f"{FORM}:{name}:{workspace_id}"
 
 
+def picked(selection_key: str) -> str:
+    """Explore's pick list of checkpoints by model and epoch, beside the map's selection that it sets."""
+    return f"pick:{selection_key}"
+
+
 def job_seen_running(workspace_root: str, kind: str) -> str:
     """Whether this session saw a job of this kind running (to rerun the page once when it ends)."""
     return f"running:{workspace_root}:{kind}"

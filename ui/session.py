@@ -38,7 +38,7 @@ def workspaces_root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or APP_DIR / "workspaces").expanduser().resolve()
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def registry() -> JobRegistry:
     """The server's jobs; their one-step phase durations are kept beside the workspaces (ui/timings.py)."""
     return JobRegistry(PhaseTimes(on_disk=True))
@@ -50,7 +50,7 @@ def device() -> str:
     return resolve_device("auto")
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def warm_up() -> dict:
     """Import the engine (torch, scikit-learn) in a background thread at the first page view.
 
@@ -66,7 +66,7 @@ def warm_up() -> dict:
     return state
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def zoo_error_sets():
     """The zoos' error sets (core/gen/novelty.py), kept for the server's lifetime: generations reuse them."""
     from core.gen.novelty import ZooErrorSets  # lazy: the engine imports torch; the first page needs none
@@ -74,7 +74,7 @@ def zoo_error_sets():
     return ZooErrorSets()
 
 
-@st.cache_resource(max_entries=8)
+@st.cache_resource(max_entries=8, show_spinner=False)  # starts a thread; Streamlit's own spinner named it
 def _zoo_errors_started(root: str, stamp: int) -> threading.Thread:
     """The background computation of one zoo's error sets (`stamp`: its weight file's time): started once per zoo
     and server, however many tabs open the workspace."""
@@ -173,7 +173,7 @@ def zoos(workspace: Workspace):
     return _zoos(key(workspace), _mtime(workspace.zoo_weights_path))
 
 
-@st.cache_resource(max_entries=8)
+@st.cache_resource(max_entries=8, show_spinner="Reading the checkpoint table...")
 def _table(root: str, stamp: int):
     workspace = Workspace(root)
     table = read_checkpoint_table(workspace.models_table_path)
@@ -204,7 +204,7 @@ def ae_run(workspace: Workspace, name: str):
     return _run(key(workspace), name, _mtime(AERunFiles.of(workspace, name).config))
 
 
-@st.cache_resource(max_entries=8)
+@st.cache_resource(max_entries=8, show_spinner="Reading the map...")
 def _embeddings(root: str, name: str, stamp: int, zoo_stamp: int) -> pl.DataFrame:
     workspace = Workspace(root)
     files = AERunFiles.of(workspace, name)

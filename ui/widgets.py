@@ -12,6 +12,7 @@ from core.errors import UserError
 from core.store.workspace import Workspace
 from ui import keys, session
 from ui.jobs import Job, Work, format_seconds, refresh_every
+from ui.texts import app_wording
 from ui.timings import Estimate
 
 
@@ -204,7 +205,7 @@ def watch(
         elif current.status == "failed":
             st.error(current.error)
         elif current.status == "stopped":
-            st.warning(f"{current.label}: {current.error}")
+            st.warning(f"{current.label}: {app_wording(current.error)}")
 
     panel()
     return job, was_running

@@ -16,6 +16,7 @@ from core.store.runs import AERunFiles, ae_run_statuses
 from ui import keys, session
 from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
+from ui.texts import held_out_note, loss_caption
 from ui.widgets import or_stop, page_start, run_picker, start, watch
 
 workspace = page_start(
@@ -59,12 +60,19 @@ def show_run(name: str) -> None:
         st.subheader("Training")
         if run.history.height:
             st.plotly_chart(loss_figure(run.history), width="stretch")
+            train = run.train_config
+            st.caption(loss_caption(train.gamma, train.structure_weight, train.behaviour_weight, train.layer_norm))
         st.caption(f"Run folder: `{run.folder}`")
     with right:
         st.subheader("Evaluation on held-out models")
         _, evaluating = watch(workspace, "eval", stoppable=False)
         if run.files.eval.exists():
-            reconstruction, probes = eval_tables(read_json(run.files.eval))
+            result = read_json(run.files.eval)
+            reconstruction, probes = eval_tables(result)
+            measured_on, too_few = held_out_note(result)
+            st.caption(measured_on)
+            if too_few:
+                st.warning(too_few, icon=":material/warning:")
             st.dataframe(reconstruction, hide_index=True, width="stretch")
             st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
             st.dataframe(probes, hide_index=True, width="stretch")
@@ -168,12 +176,12 @@ st.write(
     "or simply loads a finished one."
 )
 job, training = watch(workspace, "ae", live=live_losses)
-if job and not training and job.status == "done":
+applied = session.state(workspace, keys.AE_JOB_APPLIED)
+if job and not training and job.status == "done" and st.session_state.get(applied) != id(job):
+    # Once: select the new run and say so; on later reruns the box would stand beside newer messages.
+    st.session_state[applied] = id(job)
+    session.choose_run(workspace, job.result)
     st.success(f"Trained `{job.result}` in {job.elapsed():.0f} s.")
-    applied = session.state(workspace, keys.AE_JOB_APPLIED)
-    if st.session_state.get(applied) != id(job):  # select the new run once, not on every rerun
-        st.session_state[applied] = id(job)
-        session.choose_run(workspace, job.result)
 if not training:
     train_form()
 

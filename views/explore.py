@@ -19,18 +19,28 @@ from ui.figures import (
 from ui.widgets import or_stop, page_start, require_run, require_zoo_table, run_picker, start_generation
 
 ZOOM_AXES = ("selection's PCA 1 (no unit)", "selection's PCA 2 (no unit)")
+PICK_SHOWN = 8  # a map selection up to this size is shown in the pick list; a larger one would fill the column
 
 workspace = page_start(
     "Explore",
     "Every checkpoint of the zoo is a point: its hyper-representation, mapped to 2-D with UMAP. "
     "Lasso or box a region (the tools at the chart's top right) to sample new models from it; with the pan or "
-    "zoom tool, click one checkpoint to decode it or for the latent path to a generated model; select exactly two "
-    "for the latent path between them.",
+    "zoom tool, click one checkpoint to decode it or for the latent path to a generated model; pick exactly two "
+    "(by model and epoch, in the list under Selection) for the latent path between them.",
 )
 zoo_table = require_zoo_table(workspace)
 chosen = require_run(workspace)
+if not session.selection(workspace, chosen):  # the landing page: say where to begin until something is selected
+    st.info(
+        "**Start here.** This workbench learns a representation of a whole zoo of trained networks and generates "
+        "new ones from it. 1. Lasso or box a region of good models on the map (or pick checkpoints by model and "
+        "epoch). 2. **Generate from this selection**: new models, decoded and fine-tuned beside baselines. "
+        "3. **Export** them. Your own zoo and autoencoder: the Zoo and Autoencoder pages.",
+        icon=":material/flag:",
+    )
 runs = session.finished_runs(workspace)
-controls, chart = st.columns([1.3, 4])
+# Controls a third of the map's width: at 1.3 to 4 the chosen runs' names were cut ("neighb…") in the list's chips.
+controls, chart = st.columns([1.8, 4])
 with controls:
     run = run_picker(workspace, "Autoencoder run", runs, chosen)
     colour = st.selectbox("Colour by", list(COLOURINGS), key=keys.MAP_COLOUR)
@@ -66,6 +76,28 @@ zoomed = zoom and len(selected) >= 3
 def keep_selection() -> None:
     """Copy the chart's selection into our own key: the chart's resets whenever its figure changes."""
     st.session_state[selection_key] = selected_checkpoints(st.session_state[map_key].selection)
+
+
+def pick_list() -> None:
+    """Checkpoints picked by model and epoch: the way to select exactly two (a box at the map's scale catches more).
+    It shows a small selection made on the map too; a pick replaces the selection."""
+    pick_key = keys.picked(selection_key)
+    if sorted(st.session_state.get(pick_key, [])) != selected:  # the selection came from the map: show it if small
+        st.session_state[pick_key] = selected if len(selected) <= PICK_SHOWN else []  # (before the widget exists)
+    label = {
+        c: f"model {m} / epoch {e} ({a:.0%})"
+        for c, m, e, a in table.select("checkpoint", "model_id", "epoch", "test_acc").sort("checkpoint").rows()
+    }
+    st.multiselect(
+        "Pick checkpoints (model / epoch)",
+        list(label),
+        format_func=label.get,
+        key=pick_key,
+        on_change=lambda: st.session_state.update({selection_key: sorted(st.session_state[pick_key])}),
+        placeholder="type a model id to find its epochs",
+        help="pick exactly two for the latent path between them, one to decode it; the pick replaces the map's "
+        f"selection, and a selection of up to {PICK_SHOWN} made on the map shows here (test accuracy in brackets)",
+    )
 
 
 def latent_path_of(ends: tuple[int, int | str]):
@@ -168,9 +200,10 @@ with chart:
 
 with controls:
     st.subheader("Selection")
+    pick_list()
     summary = selection_summary(table, selected)
     if not summary["checkpoints"]:
-        st.write("Nothing selected yet. Draw a lasso or a box around a region of the map.")
+        st.write("Nothing selected yet. Draw a lasso or a box around a region of the map, or pick checkpoints above.")
     else:
         st.metric("Checkpoints", summary["checkpoints"])
         st.metric("Models", summary["models"])

@@ -15,11 +15,12 @@ from core.rep.methods import method_named
 from core.store.runs import AERunFiles, SamplesRun
 from core.zoo.model_zoo import combined_table
 from ui import keys, session
-from ui.compare import COLUMN_HELP, comparison_curves, comparison_novelty, comparison_table
+from ui.compare import MEANINGS, comparison_curves, comparison_novelty, comparison_rows, comparison_table
 from ui.ensembles import FIGURES, ensemble_caption, ensemble_figure, ensemble_metric, groups_help
 from ui.figures import GROUP_STYLE, curves_figure, end_label, frontier_selection, novelty_figure
 from ui.intervals import accuracy_note, intervals_caption, novelty_note
 from ui.jobs import Job, format_seconds
+from ui.texts import anchors_help, change_after, counted, frontier_caption
 from ui.widgets import (
     ensemble_job,
     or_stop,
@@ -114,7 +115,7 @@ def show_result(result: SamplesRun) -> None:
     st.subheader(f"Run `{result.name}`")
     kept = result.selection.get("history")
     st.caption(
-        f"{result.n} models by {result.method} from {result.anchors['count']} anchors "
+        f"{counted(result.n, 'model')} by {result.method} from {counted(result.anchors['count'], 'anchor')} "
         f"({describe_anchors(result)}), fine-tuned on {result.dataset}"
         + (f" (transfer from {result.source_dataset})" if result.transfer else "")
         + (
@@ -131,13 +132,17 @@ def show_result(result: SamplesRun) -> None:
     for col, (group, name) in zip(cols, SHORT_NAMES.items(), strict=False):
         epochs = len(result.curves[group]) - 1
         notes = [f"as is: {n}" for n in [accuracy_note(result, group, 0)] if n]
-        notes += [f"after {epochs} epochs: {n}" for n in [accuracy_note(result, group, -1)] if n and epochs]
+        notes += [f"after {counted(epochs, 'epoch')}: {n}" for n in [accuracy_note(result, group, -1)] if n and epochs]
+        what = (
+            anchors_help(result.extra, result.anchors["count"])
+            if group == "anchors"
+            else f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points"
+        )
         col.metric(
             f"{name}, as is",
             f"{first[group]:.1%}",
-            delta=f"{100 * (last[group] - first[group]):+.1f} points after {epochs} epochs",
-            help=f"{GROUP_STYLE[group][0]}: mean test accuracy before fine-tuning; the change is in percentage points"
-            + "".join(f"; {n}" for n in notes),
+            delta=change_after(first[group], last[group], epochs),
+            help=what + "".join(f"; {n}" for n in notes),
         )
         if notes:
             col.caption(notes[0])
@@ -157,9 +162,12 @@ def show_result(result: SamplesRun) -> None:
         st.caption(caption)
     left, right = st.columns(2)
     with left:
-        st.markdown("**Fine-tuning curves** (band: ±1 std over models)")
-        show_simple = st.toggle("Show the simple weight-space baselines", value=True)
-        st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
+        if result.curves["generated"][1:]:
+            st.markdown("**Fine-tuning curves** (band: ±1 std over models)")
+            show_simple = st.toggle("Show the simple weight-space baselines", value=True)
+            st.plotly_chart(curves_figure(curves, show_simple), width="stretch")
+        else:  # one point per group: the metrics above say it all
+            st.markdown("**Not fine-tuned** (0 epochs): the accuracies as generated are the figures above.")
     with right:
         st.markdown("**Novelty**: are the generated models new, or copies of zoo models?")
         st.plotly_chart(novelty_figure(novelty_table, result.extra.get("noise_frontier")), width="stretch")
@@ -167,7 +175,10 @@ def show_result(result: SamplesRun) -> None:
             f"Median nearest-zoo L2 distance: {result.novelty['min_l2_median']:.2f} "
             f"(between zoo models: {result.novelty['zoo_min_l2_median']:.2f})."
         )
-        if kept := frontier_selection(result.extra.get("noise_frontier") or []):
+        frontier = result.extra.get("noise_frontier") or []
+        if frontier:
+            st.caption(frontier_caption(frontier))
+        if kept := frontier_selection(frontier):
             st.caption(f"The noise line's draws were kept as the generated models were ({kept}): like for like.")
     ensemble_section(result)
     with st.expander("Per generated model"):
@@ -320,8 +331,9 @@ def comparison() -> None:
     if not runs:
         st.info("Pick runs to compare.")
         return
-    tips = {name: st.column_config.NumberColumn(help=tip, format="%.3f") for name, tip in COLUMN_HELP.items()}
-    st.dataframe(comparison_table(runs), hide_index=True, width="stretch", column_config=tips)
+    shown = comparison_rows(comparison_table(runs))
+    st.dataframe(shown, hide_index=True, width="stretch", height=35 * (shown.height + 1) + 3)  # every row in view
+    st.caption("; ".join(f"{name}: {meaning}" for name, meaning in MEANINGS.items()) + ".")
     left, right = st.columns(2)
     with left:
         st.markdown("**Generated models, fine-tuned** (mean test accuracy)")

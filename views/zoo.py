@@ -34,13 +34,13 @@ def show_zoo(workspace: Workspace) -> None:
         return
     info = zoo_info(zoos)
     table = combined_table(zoos)
-    cols = st.columns(6)
+    cols = st.columns(4)
     cols[0].metric("Models", info["models"])
     cols[1].metric("Checkpoints", info["checkpoints"])
     cols[2].metric("Parameters per model", " / ".join(f"{a['n_params']:,}" for a in info["architectures"].values()))
-    cols[3].metric("Architecture", info["architecture"])
-    cols[4].metric("Dataset", info["dataset"])
-    cols[5].metric("Mean test accuracy", f"{info['test_acc']['mean']:.1%}")
+    cols[3].metric("Mean test accuracy", f"{info['test_acc']['mean']:.1%}")
+    # Names as text, not metrics: a metric's large font cut "cnn-small" to "cnn-s…" in a sixth of the page.
+    st.markdown(f"**Architecture** `{info['architecture']}` · **dataset** `{info['dataset']}`")
     for problem in info["skipped"]:
         st.warning(f"Skipped on load: {problem}")
     st.subheader("Test accuracy by saved epoch")
@@ -68,29 +68,36 @@ def generate_form() -> None:
         c1, c2, c3, c4 = st.columns(4)
         dataset = c1.selectbox("Dataset", ["digits", "shapes", "local folder"], help="digits: scikit-learn's 8x8")
         folder = c1.text_input("Local folder (MNIST-family IDX or CIFAR-10 binary)", value="")
-        # Lower bounds of 0: the engine's own check then answers a 0 with an error box; a widget bound would only
-        # turn the field red and drop the submit silently.
-        models = c2.number_input("Models", 0, 4096, d.models, step=16)
-        epochs = c2.number_input("Epochs", 0, 200, d.epochs)
+        # No widget bounds but 0: the engine's own checks (core/limits.py) answer a bad count with an error box; a
+        # widget bound would only turn the field red and drop the submit silently.
+        models = c2.number_input("Models", 0, None, d.models, step=16)
+        epochs = c2.number_input("Epochs", 0, None, d.epochs)
         save_epochs = c3.text_input(
-            "Saved epochs", _listed(d.save_epochs), help="comma-separated; 0 is the initialisation"
+            "Saved epochs",
+            "",
+            placeholder="0, 1, E/4, E/2, E",
+            help="comma-separated; 0 is the initialisation; empty: derived from the epochs as the CLI does (the "
+            "init, the first epoch, a quarter, half and the last)",
         )
         init_seeds = c3.number_input(
-            "Shared initialisations", 0, 4096, d.init_seeds, help="how many initial weight draws the models share"
+            "Shared initialisations", 0, None, d.init_seeds, help="how many initial weight draws the models share"
         )
-        batch_size = c4.number_input("Batch size", 1, 1024, d.batch_size)
+        batch_size = c4.number_input("Batch size", 0, None, d.batch_size)
         seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed)
         address = c4.text_input("Ray cluster", "", help=f"empty: train here; else shards as Ray tasks on {ADDRESSES}")
         st.markdown("**Variations** (each model draws one value from each list)")
-        v1, v2, v3, v4, v5 = st.columns(5)
-        inits = v1.multiselect("Initialisation", INITS, default=list(d.inits))
-        lrs = v2.text_input("Learning rates", _listed(d.lrs))
-        wds = v3.text_input("Weight decays", _listed(d.weight_decays))
-        dropouts = v4.text_input("Dropout rates", _listed(d.dropouts))
+        # Two rows: in a fifth of the form a chosen value was cut short ("kaimin…").
+        v1, v2, v3 = st.columns(3)
+        lrs = v1.text_input("Learning rates", _listed(d.lrs))
+        wds = v2.text_input("Weight decays", _listed(d.weight_decays))
+        dropouts = v3.text_input("Dropout rates", _listed(d.dropouts))
+        v4, v5 = st.columns(2)
+        inits = v4.multiselect("Initialisation", INITS, default=list(d.inits))
         activations = v5.multiselect("Activations", ACTIVATIONS, default=list(d.activations))
         submitted = st.form_submit_button("Generate zoo", type="primary")
     if not submitted:
         return
+    new_attempt()
     try:
         target = target_workspace(name)
         source = folder.strip() if dataset == "local folder" else dataset
@@ -100,7 +107,7 @@ def generate_form() -> None:
             dataset=source,
             models=int(models),
             epochs=int(epochs),
-            save_epochs=int_list(save_epochs, "saved epochs"),
+            save_epochs=int_list(save_epochs, "saved epochs") or None,  # None: derived from the epochs
             batch_size=int(batch_size),
             seed=int(seed),
             inits=tuple(inits),
@@ -134,6 +141,7 @@ def import_form() -> None:
         submitted = st.form_submit_button("Import zoo", type="primary")
     if not submitted:
         return
+    new_attempt()
     try:
         target = target_workspace(name)
         if not source.strip() or not Path(checked_path_text(source.strip(), "folder")).expanduser().is_dir():
@@ -161,6 +169,16 @@ def started(job, target: Workspace) -> None:
         st.rerun()
 
 
+def new_attempt() -> None:
+    """A submitted form is a new attempt: the last zoo job's outcome (ready, failed or stopped) goes, so that it
+    never stands beside this attempt's own message. A job still running stays in view."""
+    name = st.session_state.get(keys.ZOO_TARGET)
+    job = name and session.registry().get(session.key(Workspace(session.workspaces_root() / name)), "zoo")
+    if not (job and job.running):
+        outcome.empty()
+        st.session_state.pop(keys.ZOO_TARGET, None)
+
+
 def show_new_zoo_job() -> None:
     name = st.session_state.get(keys.ZOO_TARGET)
     if not name:
@@ -184,7 +202,9 @@ else:
     st.info("No workspace yet: generate or import a zoo below.")
 
 st.header("New zoo")
-show_new_zoo_job()
+outcome = st.empty()  # the last zoo job's panel, cleared by a new attempt (`new_attempt`)
+with outcome.container():
+    show_new_zoo_job()
 generate_tab, import_tab = st.tabs(["Generate", "Import from a folder"])
 with generate_tab:
     generate_form()

@@ -6,10 +6,10 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from core.cli.describe import printable
 from core.cli.launch import launch
 from core.cli.options import settings_from, variant_from
 from core.cli.progress import with_progress
+from core.cli.terminal import printable
 from core.cluster import ClusterConfig, connect
 from core.errors import UserError
 from core.gen.config import SampleConfig

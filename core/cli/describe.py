@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
+from core.cli.terminal import printable
 from core.stats import Interval, format_interval, verdict
-
-
-def printable(text: str) -> str:
-    """`text` on one line with every control or invisible character escaped: messages quote file names and
-    contents from elsewhere, and an escape sequence in them must not reach the terminal."""
-    return "".join(
-        c if c.isprintable() else " " if c in "\n\r\t" else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-        for c in text
-    )
 
 
 def describe_embed(result: dict) -> list[str]:

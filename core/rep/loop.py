@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from core.errors import Interrupted, UserError
-from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_SEED
 from core.rep.behaviour import DISTANCES, QUERIES
 from core.rep.distributed import chunk, loss_step, mean_across, own_stream, place, share_generator
 from core.settings import setting
@@ -88,6 +88,7 @@ class TrainConfig:
             raise UserError(f"gamma must lie in [0, 1], got {self.gamma}")
         positive = {"lr": self.lr, "temperature": self.temperature, "clip": self.clip}
         bad = [f"{k} {v}" for k, v in positive.items() if not (math.isfinite(v) and v > 0)]
+        bad += [f"lr {self.lr} (at most {MAX_LR:g})"] if self.lr > MAX_LR else []
         non_negative = {"weight decay": self.weight_decay, "noise": self.noise, "warm-up epochs": self.warmup_epochs}
         for name, weight in (("behaviour weight", self.behaviour_weight), ("structure weight", self.structure_weight)):
             if weight is not None:

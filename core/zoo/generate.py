@@ -23,7 +23,7 @@ import torch
 
 from core.cluster import ClusterConfig, connect, lost_message, placement, run_shards, shard_rows
 from core.errors import Interrupted, UserError, ZooError
-from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
 from core.parsing import float_list, int_list, str_list
 from core.settings import setting
 from core.store.files import read_tensor_metadata, read_tensors, write_tensors
@@ -112,8 +112,8 @@ class ZooConfig:
             raise UserError(f"unknown compile mode {self.compile_mode!r}; choose one of {', '.join(COMPILE_MODES)}")
         if not 0 <= self.init_seeds <= MAX_MODELS:
             raise UserError(f"init seeds must lie in 0..{MAX_MODELS} (0: every model its own init)")
-        if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
-            raise UserError(f"learning rates must be finite and positive, got {list(self.lrs)}")
+        if not self.lrs or any(not (math.isfinite(lr) and 0 < lr <= MAX_LR) for lr in self.lrs):
+            raise UserError(f"learning rates must be finite and positive, at most {MAX_LR:g}; got {list(self.lrs)}")
         if not self.dropouts or any(not 0 <= d < 1 for d in self.dropouts):
             raise UserError(f"dropout rates must lie in [0, 1), got {list(self.dropouts)}")
         if not self.weight_decays or any(not (math.isfinite(w) and w >= 0) for w in self.weight_decays):

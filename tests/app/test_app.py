@@ -78,6 +78,7 @@ def test_first_start_unpacks_the_shipped_workspace_and_opens_on_the_map(tmp_path
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert texts(at.title) == ["Explore"] and len(at.get("plotly_chart")) == 1
+    assert texts(at.info)[0].startswith("**Start here.**")  # a new user is told what to do first
     assert Workspace(tmp_path / "fresh" / "digits").exists()
     assert at.sidebar.selectbox[0].value == "digits"
 
@@ -100,7 +101,7 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     assert not at.exception
     assert texts(at.metric)[:2] == ["6", "18"] and len(at.get("plotly_chart")) == 1
     at.text_input(key="zoo-name").set_value("small")
-    next(t for t in at.text_input if t.label == "Saved epochs").set_value("0,1")
+    assert next(t for t in at.text_input if t.label == "Saved epochs").value == ""  # derived from the epochs
     numbers = {n.label: n for n in at.number_input}
     numbers["Models"].set_value(3)
     numbers["Epochs"].set_value(1)
@@ -109,9 +110,26 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
     assert not at.exception and len(at.get("progress")) == 1  # feedback in the same page run as the submit
     assert "Training 3 models on digits" in at.get("progress")[0].proto.text
     run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
-    assert load_zoos(Workspace(app_root / "small"))[0].table["model_id"].n_unique() == 3
+    table = load_zoos(Workspace(app_root / "small"))[0].table
+    assert table["model_id"].n_unique() == 3 and sorted(table["epoch"].unique()) == [0, 1]  # as the CLI derives
     button(at, "Open workspace small").click().run()
     assert at.session_state[keys.WORKSPACE] == "small" and at.query_params[keys.WORKSPACE_PARAM] == "small"
+
+
+def test_a_new_attempt_on_the_zoo_page_clears_the_last_jobs_outcome(app_root):
+    at = page("zoo").run()
+    at.text_input(key="zoo-name").set_value("small")
+    numbers = {n.label: n for n in at.number_input}
+    numbers["Models"].set_value(2)
+    numbers["Epochs"].set_value(1)
+    button(at, "Generate zoo").click()
+    run_until(at, lambda at: any("Zoo ready in workspace `small`" in s for s in texts(at.success)))
+    at.text_input(key="zoo-name").set_value("small")  # taken now: this attempt fails
+    button(at, "Generate zoo").click().run()
+    assert any("already has a zoo" in e for e in texts(at.error))
+    assert not at.success and "Open workspace small" not in [b.label for b in at.button]  # not beside the error
+    at.run()
+    assert not at.success and not at.error  # and it does not come back
 
 
 @pytest.mark.parametrize(
@@ -124,8 +142,10 @@ def test_zoo_page_summarises_and_generates_a_new_workspace(app_root):
         ("zoo-name", "x\ny", "not a usable workspace name"),
         ("zoo-name", "my zoo", "not a usable workspace name"),
         ("Learning rates", "-1", "learning rates must be finite and positive"),
+        ("Learning rates", "1e9", "learning rates must be finite and positive, at most 1; got [1000000000.0]"),
         ("Ray cluster", "nowhere", "'nowhere': expected local (start one on this machine), auto"),
         ("Models", 0, "a zoo needs 1 to"),
+        ("Models", 200_000, "a zoo needs 1 to 100000 models, got 200000"),  # an error box, not a red field
     ],
 )
 def test_zoo_form_rejects_bad_input_with_an_error_box(app_root, field, value, message):
@@ -193,6 +213,9 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     assert not at.exception and len(at.get("plotly_chart")) == 1  # the finished run's loss curves
     button(at, "Evaluate this run").click()
     run_until(at, lambda at: len(at.dataframe) >= 3)  # runs, reconstruction figures, probes
+    assert "On 1 held-out model (3 checkpoints)." in texts(at.caption)  # the tiny zoo holds out one model
+    assert any("Only 1 model held out" in w for w in texts(at.warning))
+    assert any(c.startswith("Total = ") and "behavioural" in c for c in texts(at.caption))  # the loss chart's terms
     probes = at.dataframe[2].value
     assert "embedding (ours, by latent)" in probes["features"].to_list() and {"test_acc", "epoch", "ggap"} <= set(
         probes.columns
@@ -205,10 +228,14 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     assert not any(b.label == "Train autoencoder" for b in other_tab.button)  # and cannot start another
     button(other_tab, "Stop").click().run()
     run_until(at, lambda at: any("stopped after epoch" in w for w in texts(at.warning)))
+    stopped = next(w for w in texts(at.warning) if "stopped after epoch" in w)
+    assert "start it again with the same settings" in stopped and "command" not in stopped  # the app's words
 
     next(n for n in at.number_input if n.label == "Epochs").set_value(2)
     button(at, "Train autoencoder").click()
     run_until(at, lambda at: any(s.startswith("Trained `hyperrep-") for s in texts(at.success)))
+    at.run()
+    assert not at.success  # said once: it would stand beside the messages of what the user does next
 
 
 def test_autoencoder_page_on_a_workspace_without_a_zoo_says_so(app_root):
@@ -236,6 +263,20 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
     assert "Nothing selected yet" in " ".join(texts(at.markdown))
 
 
+def test_two_checkpoints_picked_by_model_and_epoch_offer_the_latent_path(app_root):
+    run = load_run(Workspace(app_root / "digits")).name
+    at = page("explore").run()
+    pick = at.multiselect(key=keys.picked(keys.selection("digits", run)))
+    assert pick.options[5].startswith("model 1 / epoch 3 (")  # checkpoints 3-5 are model 1's epochs 0, 1, 3
+    assert "Latent path between these two" not in [b.label for b in at.button]
+    pick.select(5).select(14).run()
+    assert not at.exception and at.session_state[keys.selection("digits", run)] == [5, 14]
+    assert texts(at.metric)[:2] == ["2", "2"] and "Latent path between these two" in [b.label for b in at.button]
+    at.session_state[keys.selection("digits", run)] = [0, 1, 2]  # as a small box on the map would
+    at.run()
+    assert at.multiselect(key=keys.picked(keys.selection("digits", run))).value == [0, 1, 2]
+
+
 def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_root):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the whole app: the button changes page
     at.session_state[selection(app_root)] = [5]
@@ -243,7 +284,9 @@ def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_r
     button(at, "Decode this checkpoint").click().run()
     assert not at.exception
     run_until(at, lambda at: "Results" in texts(at.header))
-    assert texts(at.title) == ["Generate"] and "1 models by neighbour from 1 anchors" in " ".join(texts(at.caption))
+    assert texts(at.title) == ["Generate"] and "1 model by neighbour from 1 anchor " in " ".join(texts(at.caption))
+    assert all(not m.proto.delta for m in at.metric[:3])  # not fine-tuned: no "+0.0 points after 0 epochs"
+    assert len(at.get("plotly_chart")) == 1 and "Not fine-tuned" in " ".join(texts(at.markdown))  # no one-dot curve
     result = json.loads(next((app_root / "digits" / "samples").glob("*/result.json")).read_text())
     assert result["anchors"]["ids"] == [5] and result["config"]["spread"] == 0.0 and result["n"] == 1
 
@@ -353,7 +396,7 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     run_until(at, lambda at: "Results" in texts(at.header))
     assert len(at.get("plotly_chart")) == 2  # curves and the novelty plane
     assert texts(at.header) == ["Results", "Generate again"]  # the outcome in view, not below the form
-    assert all(" points after 1 epochs" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
+    assert all(" points after 1 epoch" in str(m.proto.delta) for m in at.metric[:3])  # not "+32.7%"
     assert "from 4 anchors (a map selection)" in " ".join(texts(at.caption))
     assert "mean validation accuracy out of draws" in " ".join(texts(at.caption))  # subsampling scores on data
     # each metric with its 95% interval over the models, and what the intervals measure
@@ -362,6 +405,8 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert "95% interval" in at.metric[0].proto.help and "95% interval" in at.metric[3].proto.help
     assert "95% bootstrap intervals over models" in captions and "Generated models as generated: " in captions
     assert "noise line's draws were kept as the generated models were (best of 4 draws on validation)" in captions
+    assert "Dashed: the upper envelope of anchor + noise at 5 noise scales" in captions  # which line it is
+    assert "source anchors, one per generated model" in at.metric[1].proto.help  # what "Anchors, as is" averages
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
     # a run made before intervals were recorded: the figures alone, and no error
@@ -395,8 +440,9 @@ def test_generate_page_generates_with_ensembles_and_shows_them(app_root):
     generate(Workspace(app_root / "digits"), SampleConfig(n=2, finetune_epochs=0, baselines=False, seed=1))
     at.run()
     assert not at.exception and "Compare runs" in texts(at.header)
-    table = at.dataframe[-1].value
-    assert table["ensemble acc"].isna().sum() == 1 and table["ensemble NLL"].notna().sum() == 1
+    table = at.dataframe[-1].value.set_index("figure")  # one column per run: one of the two is empty
+    assert sorted(table.loc["ensemble acc"] == "") == [False, True]
+    assert sorted(table.loc["ensemble NLL"] == "") == [False, True]
 
 
 def test_a_run_without_ensembles_is_evaluated_as_one_from_its_button(app_root):

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import polars as pl
 
-from ui.compare import comparison_curves, comparison_novelty, comparison_table
+from ui.compare import comparison_curves, comparison_novelty, comparison_rows, comparison_table
 
 
 def fake_run(
@@ -49,3 +49,15 @@ def test_runs_compare_in_one_table_one_curve_chart_and_one_novelty_plane():
     assert list(curves.data[1].y) == [0.3, 0.7, 0.85]
     plane = comparison_novelty(runs)
     assert [t.name for t in plane.data] == ["kde-1", "gauss-2"] and list(plane.data[0].x) == [0.4, 0.6]
+
+
+def test_the_page_shows_the_comparison_sideways_one_column_per_run():
+    # one row per run needed sideways scrolling (16 columns); one column per run fits the three compared by default
+    table = comparison_table(
+        [fake_run("kde-1", "kde", [0.9, 0.95], 3.0), fake_run("gauss-2", "gauss", [0.8, 0.9], None)]
+    )
+    shown = comparison_rows(table)
+    assert shown.columns == ["figure", "kde-1", "gauss-2"] and shown.height == len(table.columns) - 1
+    cells = {row["figure"]: (row["kde-1"], row["gauss-2"]) for row in shown.iter_rows(named=True)}
+    assert cells["sampler"] == ("kde", "gauss") and cells["acc as generated"] == ("0.900", "0.800")
+    assert cells["models"] == ("2", "2") and cells["seconds"] == ("3.000", "")  # empty: not recorded

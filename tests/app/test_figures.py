@@ -159,6 +159,15 @@ def test_the_noise_frontier_is_drawn_as_its_upper_envelope_with_its_selection():
     assert "scale 0.2 does better" in line.text[1]
 
 
+def test_the_loss_chart_draws_the_behavioural_loss_beside_the_reconstruction():
+    history = pl.DataFrame(
+        {"epoch": [1, 2], "loss": [2.0, 0.1], "reconstruction": [1.0, 3.0], "behaviour": [1.9, 0.05]}
+    ).with_columns(pl.Series("val_behaviour", [1.8, 0.06]))
+    lines = {t.name: list(t.y) for t in loss_figure(history).data}
+    assert lines["behavioural (training)"] == [1.9, 0.05] and lines["behavioural (validation)"] == [1.8, 0.06]
+    assert lines["reconstruction (training)"] == [1.0, 3.0]
+
+
 def test_the_loss_chart_names_its_curves_and_writes_whole_tick_labels():
     history = pl.DataFrame({"epoch": [1, 2], "loss": [2.0, 0.1], "val_reconstruction": [1.5, 0.2]})
     figure = loss_figure(history)

@@ -45,7 +45,7 @@ def test_notes_and_caption_say_the_interval_and_what_it_measures():
     assert novelty_note(run) == "95% interval 0.58–0.68"
     caption = intervals_caption(run)
     assert "as generated: higher than random init, lower than selected zoo models (anchors)" in caption
-    assert "after 1 epochs: no measurable difference from random init, higher than selected zoo models" in caption
+    assert "after 1 epoch: no measurable difference from random init, higher than selected zoo models" in caption
 
 
 def test_a_run_from_before_intervals_has_no_notes():

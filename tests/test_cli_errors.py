@@ -111,7 +111,7 @@ def test_ctrl_c_at_any_moment_of_main_is_one_line_and_130(tmp_path, run_cli, mon
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    for where in ("core.cli.build_parser", "core.cli.commands.zoo_describe", "core.cli.describe.describe_zoo"):
+    for where in ("core.cli.parser.build_parser", "core.cli.commands.zoo_describe", "core.cli.describe.describe_zoo"):
         with monkeypatch.context() as patch:
             patch.setattr("core.cli.commands.zoo_describe", lambda args: {})  # the command, done at once
             patch.setattr(where, interrupted)  # parsing, the command's work, or printing its result

@@ -264,17 +264,17 @@ def test_explore_page_draws_the_map_and_summarises_a_selection(app_root):
 
 
 def test_two_checkpoints_picked_by_model_and_epoch_offer_the_latent_path(app_root):
-    run = load_run(Workspace(app_root / "digits")).name
+    chosen = selection(app_root)
     at = page("explore").run()
-    pick = at.multiselect(key=keys.picked(keys.selection("digits", run)))
+    pick = at.multiselect(key=keys.picked(chosen))
     assert pick.options[5].startswith("model 1 / epoch 3 (")  # checkpoints 3-5 are model 1's epochs 0, 1, 3
     assert "Latent path between these two" not in [b.label for b in at.button]
     pick.select(5).select(14).run()
-    assert not at.exception and at.session_state[keys.selection("digits", run)] == [5, 14]
+    assert not at.exception and at.session_state[chosen] == [5, 14]
     assert texts(at.metric)[:2] == ["2", "2"] and "Latent path between these two" in [b.label for b in at.button]
-    at.session_state[keys.selection("digits", run)] = [0, 1, 2]  # as a small box on the map would
+    at.session_state[chosen] = [0, 1, 2]  # as a small box on the map would
     at.run()
-    assert at.multiselect(key=keys.picked(keys.selection("digits", run))).value == [0, 1, 2]
+    assert at.multiselect(key=keys.picked(chosen)).value == [0, 1, 2]
 
 
 def test_one_checkpoint_clicked_on_the_map_is_decoded_on_the_generate_page(app_root):

@@ -17,9 +17,8 @@ import os
 import pickle
 import shutil
 import stat
-import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ import polars as pl
 
 from core.errors import ZooError
 from core.limits import MAX_JSON_BYTES, MAX_WORKSPACE_FILE_BYTES
+from core.store.commit import locked_temp_beside, remove_abandoned_temps
 
 if TYPE_CHECKING:
     import torch
@@ -58,18 +58,20 @@ def give_umask_mode(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+def atomic_path(path: Path, commit: Callable[[Path, Path], None] = os.replace) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; `commit` it to `path` (a rename) only if the block succeeds. The
+    temporary file is removed on any failure, and one that a killed writer of `path` left is removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    remove_abandoned_temps(path)
+    fd, tmp = locked_temp_beside(path)
     try:
-        yield Path(tmp)
-        give_umask_mode(Path(tmp))
-        os.replace(tmp, path)
+        yield tmp
+        give_umask_mode(tmp)
+        commit(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.close(fd)  # last: the lock tells cleaners that the file is in use until it is gone
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -62,8 +62,8 @@ def test_hostile_or_foreign_zips_are_refused_without_leftovers(tmp_path, members
             archive.writestr(name, data)
     with pytest.raises(ZooError, match=message):
         unpack_workspace(pack, tmp_path / "out" / "ws")
-    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out" / "ws").exists()
-    assert not any(p.name.startswith(".") for p in (tmp_path / "out").iterdir())
+    assert not (tmp_path / "evil.txt").exists()
+    assert not (tmp_path / "out").exists()  # the folder the unpack made for its target goes too
 
 
 def test_a_pack_with_a_broken_zoo_is_refused(tiny_zoo_workspace, tmp_path):

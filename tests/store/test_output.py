@@ -84,9 +84,13 @@ def test_a_failing_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_pat
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(zipfile.ZipFile, "writestr", failing_zip_write)
-    with pytest.raises(UserError, match=f"out.zip: cannot be written \\({message}.*nothing was written"):
-        with written_output(out, force=True) as tmp, zipfile.ZipFile(tmp, "w") as archive:
-            archive.writestr("a.json", "{}")
+    expected = f"out.zip: cannot be written \\({message}.*nothing was written"
+    with (
+        pytest.raises(UserError, match=expected),
+        written_output(out, force=True) as tmp,
+        zipfile.ZipFile(tmp, "w") as archive,
+    ):
+        archive.writestr("a.json", "{}")
     assert out.read_text() == "old" and os.listdir(tmp_path) == ["out.zip"]
 
 

@@ -58,16 +58,17 @@ def give_umask_mode(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, commit: Callable[[Path, Path], None] = os.replace) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; `commit` it to `path` (a rename) only if the block succeeds. The
-    temporary file is removed on any failure, and one that a killed writer of `path` left is removed first."""
+def atomic_path(path: Path, commit: Callable[[Path, Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; `commit` it to `path` (a rename; default os.replace, looked up when
+    called) only if the block succeeds. The temporary file is removed on any failure, and one that a killed
+    writer of `path` left is removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temps(path)
     fd, tmp = locked_temp_beside(path)
     try:
         yield tmp
         give_umask_mode(tmp)
-        commit(tmp, path)
+        (commit or os.replace)(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -24,6 +24,7 @@ from core.gen.export import export_samples
 from core.gen.novelty import ZooErrorSets
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
 from core.rep import loop
+from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
 from core.rep.run import load_run
 from core.store.files import read_json, read_tensors
@@ -308,6 +309,33 @@ def test_a_failing_disk_at_any_write_of_sample_leaves_no_run_and_a_rerun_gives_t
 
     run = generate(workspace, SAMPLE, zoo_errors=errors)
     assert _record(run) == _record(reference) and _stray(workspace) == []
+
+
+@pytest.mark.parametrize("fault", ["crash", "ENOSPC", "EROFS"])
+def test_a_fault_as_ae_eval_refresh_writes_keeps_the_stored_figures_whole(tiny_ae_workspace, tmp_path, fault):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    eval_path = AERunFiles.of(workspace, load_run(workspace).name).eval
+    evaluate_run(workspace)  # the stored figures a refresh replaces
+    before = eval_path.read_bytes()
+    faults = {
+        "crash": (Crash, crash_at_commit(1)),
+        "ENOSPC": (OSError, disk_error_at_commit(1, errno.ENOSPC)),
+        "EROFS": (OSError, disk_error_at_commit(1, errno.EROFS)),
+    }
+    raised, injected = faults[fault]
+    with pytest.raises(raised), injected as count:
+        evaluate_run(workspace, refresh=True)
+    assert count["commits"] == 0 and eval_path.read_bytes() == before and _stray(workspace) == []
+    assert evaluate_run(workspace, refresh=True).keys() == read_json(eval_path).keys()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_failing_disk_at_the_swap_of_unpack_leaves_nothing(tiny_zoo_workspace, tmp_path, code):
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+    with pytest.raises(UserError, match="target: cannot be made"), disk_error_at_commit(1, code):
+        unpack_workspace(pack, tmp_path / "new" / "target")
+    assert os.listdir(tmp_path) == ["ws.zip"]
 
 
 @pytest.mark.parametrize("code, message", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only")])

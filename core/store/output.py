@@ -3,17 +3,18 @@ write itself.
 
 An output never replaces what is not a plain file (a device, FIFO, folder or link), a workspace pack, or anything
 inside a workspace; an existing plain file only when asked (`force`). It is written beside its target and renamed
-into place, by a rename that refuses to replace a file another command put there meanwhile (unless `force`).
+into place, by a rename that refuses to replace a file another command put there meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from core.errors import UserError
@@ -97,15 +98,46 @@ def is_workspace_pack(path: Path) -> bool:
 
 @contextlib.contextmanager
 def written_output(out: Path, force: bool = False) -> Iterator[Path]:
-    """A temporary file beside `out` to write; renamed into place when the block succeeds (over a file that
-    appeared meanwhile only with `force`), removed on any failure. An operating-system error becomes a
-    UserError naming the path and what to do."""
-    commit = os.replace if force else rename_exclusive
+    """A temporary file beside `out` to write; renamed into place when the block succeeds, removed on any failure.
+    Of two commands writing one output at once, one finishes and the other is told (`_committer`). An
+    operating-system error becomes a UserError naming the path and what to do."""
     try:
-        with atomic_path(out, commit) as tmp:
+        with _committer(out, force) as commit, atomic_path(out, commit) as tmp:
             yield tmp
     except FileExistsError:
         raise UserError(f"{out}: another command wrote it meanwhile; left alone (pass --force to replace it)") from None
     except OSError as exc:
         remedy = _REMEDIES.get(exc.errno, exc.strerror or type(exc).__name__)
         raise UserError(f"{out}: cannot be written ({remedy}); nothing was written") from None
+
+
+@contextlib.contextmanager
+def _committer(out: Path, force: bool) -> Iterator[Callable[[Path, Path], None]]:
+    """How the finished file takes the place of `out`: a rename that refuses any file there; or, with `force` and
+    a file there now, a replace of that very file, which stays locked meanwhile (a second writer of it is told at
+    once) and must still be the one there at the rename (else FileExistsError)."""
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC) if force else None
+    except FileNotFoundError:
+        fd = None
+    if fd is None:
+        yield rename_exclusive
+        return
+    try:
+        replaced = os.fstat(fd)
+        if not stat.S_ISREG(replaced.st_mode):
+            raise UserError(f"{out}: not a regular file (a device, FIFO or socket); name a new file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{out}: another command is writing it; try again when it finishes") from None
+
+        def replace_it(tmp: Path, target: Path) -> None:
+            now = os.lstat(target)
+            if (now.st_dev, now.st_ino) != (replaced.st_dev, replaced.st_ino):
+                raise FileExistsError(errno.EEXIST, "replaced meanwhile", str(target))
+            os.replace(tmp, target)
+
+        yield replace_it
+    finally:
+        os.close(fd)

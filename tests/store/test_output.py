@@ -72,6 +72,26 @@ def test_a_file_that_appears_while_writing_is_kept_unless_forced(tmp_path):
     assert out.read_text() == "first" and sorted(os.listdir(tmp_path)) == ["out.zip"]
 
 
+def test_two_forced_writers_of_one_file_one_finishes_and_the_other_is_told(tmp_path):
+    out = tmp_path / "out.zip"
+    out.write_text("old")
+    with written_output(out, force=True) as tmp:
+        tmp.write_text("first")
+        with pytest.raises(UserError, match="out.zip: another command is writing it"), written_output(out, True):
+            pass
+    assert out.read_text() == "first" and os.listdir(tmp_path) == ["out.zip"]
+
+
+def test_a_forced_write_does_not_replace_a_file_put_there_meanwhile(tmp_path):
+    out = tmp_path / "out.zip"
+    out.write_text("old")
+    with pytest.raises(UserError, match="another command wrote it meanwhile"), written_output(out, True) as tmp:
+        tmp.write_text("mine")
+        (tmp_path / "theirs").write_text("theirs")
+        os.replace(tmp_path / "theirs", out)  # e.g. a copy by another program, which takes no lock
+    assert out.read_text() == "theirs" and os.listdir(tmp_path) == ["out.zip"]
+
+
 @pytest.mark.parametrize(
     "code, message",
     [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "a read-only file system"), (errno.EIO, "Input/output error")],

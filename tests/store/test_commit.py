@@ -4,9 +4,13 @@ import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.store import commit
 from core.store.commit import locked_temp_beside, remove_abandoned_temps, rename_exclusive
@@ -124,3 +128,34 @@ def test_a_write_after_a_killed_one_removes_its_temporary_file(tmp_path):
         child.wait()
     write_json(target, {"a": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json", "ready"]
+
+
+_TEMP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _is_our_temp_name(name: str, prefix: str) -> bool:
+    middle = name[len(prefix) : -len(".tmp")]
+    return name.startswith(prefix) and name.endswith(".tmp") and len(middle) == 8 and set(middle) <= set(_TEMP_ALPHABET)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.sampled_from([".pack.zip.", ".pack.zip", "pack.zip.", ".pack.zi.", ".other.zip.", ".pack.zip.x."]),
+            st.text(alphabet=_TEMP_ALPHABET + ".-XÄ", min_size=6, max_size=10),
+            st.sampled_from([".tmp", ".tmp.tmp", ".tm", ""]),
+        ),
+        max_size=8,
+    )
+)
+def test_only_the_temporary_names_of_that_output_are_removed(parts):
+    """Of abandoned files beside an output, exactly those named like its own temporary files go."""
+    with tempfile.TemporaryDirectory() as folder:
+        names = {prefix + middle + suffix for prefix, middle, suffix in parts}
+        for name in names:
+            (Path(folder) / name).write_text("x")
+            _old(Path(folder) / name)
+        ours = {name for name in names if _is_our_temp_name(name, ".pack.zip.")}
+        removed = remove_abandoned_temps(Path(folder) / "pack.zip")
+        assert {p.name for p in removed} == ours and set(os.listdir(folder)) == names - ours

@@ -1,7 +1,8 @@
 """Files that are never half-written, and reads that are bounded and name the file when it is missing or broken.
 
-Every write goes to a temporary file in the same folder and is renamed into place, with the permissions the
-user's umask gives new files. Folders that must change together (a zoo's weights and its table) are written to a
+Every write goes to a temporary file in the same folder (locked by its writer, so that a later write removes
+only abandoned ones: core/store/commit.py) and is renamed into place, with the permissions the user's umask
+gives new files. Folders that must change together (a zoo's weights and its table) are written to a
 temporary folder and swapped in with `replace_dir`.
 
 Every read first checks that the path is a regular file no larger than a cap (core/limits.py): a link to

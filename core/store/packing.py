@@ -6,13 +6,16 @@ It holds data only: JSON, parquet and safetensors files (core/limits.py PACK_SUF
 run code when loaded, so none is packed and a pack that holds one is refused.
 
 Unpacking checks every member before extracting any (name, kind, type, compression, encryption, declared
-size and compression ratio; their total against core/limits.py and the free disk space), extracts into a hidden
-build folder beside the target and renames it into place, so a failed unpack never leaves half a workspace, and
-then loads the zoo to validate it.
+size and compression ratio, no name twice; their total against core/limits.py and the free disk space),
+extracts into a hidden build folder of its own beside the target, loads the zoo there to validate it, and
+renames the folder into place by a rename that refuses an existing target; so a failed unpack never leaves half
+a workspace, and of two unpacks into one folder one finishes and the other is told. After the rename it checks
+that the folder holds exactly the files the pack lists.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
@@ -110,9 +113,9 @@ def _safe_members(archive: zipfile.ZipFile, source: Path, target_folder: Path) -
         if problem:
             raise ZooError(f"{source}: member {info.filename!r} {problem}; refused")
     members = [info for info in infos if not info.is_dir()]
-    names = [_member_name(info) for info in members]
-    if len(set(names)) != len(names):
-        twice = next(name for name in names if names.count(name) > 1)
+    counts = collections.Counter(_member_name(info) for info in members)
+    twice = next((name for name, count in counts.items() if count > 1), None)
+    if twice is not None:
         raise ZooError(f"{source}: member {twice!r} appears more than once; refused")
     total = sum(info.file_size for info in members)
     if total > MAX_PACK_BYTES:

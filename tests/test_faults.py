@@ -406,3 +406,36 @@ def test_a_pack_killed_while_writing_leaves_a_file_that_the_next_pack_removes(ti
     with pytest.raises(UserError, match="is a workspace pack"):
         pack_workspace(tiny_zoo_workspace, out, force=True)
     assert sorted(os.listdir(tmp_path)) == ["out.zip", "ready"]
+
+
+def test_an_unpack_killed_while_validating_leaves_a_folder_that_the_next_unpack_there_removes(
+    tiny_zoo_workspace, tmp_path
+):
+    """kill -9 during `workspace unpack`: its build folder stays, locked, while it lives (a concurrent unpack
+    into the same folder leaves it alone and is the one that finishes), and the next unpack naming that folder
+    after the death removes it, even one that is refused."""
+    pack, target, ready = tmp_path / "ws.zip", tmp_path / "target", tmp_path / "ready"
+    pack_workspace(tiny_zoo_workspace, pack)
+    code = (
+        "import sys, time; from pathlib import Path; from core.store.packing import unpack_workspace\n"
+        "def stall(workspace):\n"
+        "    Path(sys.argv[3]).touch(); time.sleep(600)\n"
+        "unpack_workspace(sys.argv[1], sys.argv[2], stall)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(pack), str(target), str(ready)], cwd=os.getcwd())
+    try:
+        for _ in range(1200):
+            if ready.exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        [left] = [p for p in tmp_path.iterdir() if p.name.startswith(".target.unpack-")]
+        os.utime(left, (1, 1))  # old enough to be removed, were it abandoned
+        unpack_workspace(pack, target)
+        assert left.exists()
+    finally:
+        child.kill()  # SIGKILL: no finally block of the child runs
+        child.wait()
+    assert left.exists() and load_zoos(Workspace(target))
+    with pytest.raises(UserError, match="already exists"):
+        unpack_workspace(pack, target)
+    assert sorted(os.listdir(tmp_path)) == ["ready", "target", "ws.zip"]

@@ -1,8 +1,8 @@
 """How a finished file or folder takes its place: renames that refuse to replace anything, and the temporary files
-of atomic writes, including those a killed writer left behind.
+and build folders of atomic writes, including those a killed writer left behind.
 
-A temporary file is locked (flock) by its writer for as long as the writer lives, so a later run can tell an
-abandoned one (unlocked) from one being written now (locked) and remove only the first kind.
+A temporary file or build folder is locked (flock) by its writer for as long as the writer lives, so a later run
+can tell an abandoned one (unlocked) from one being written now (locked) and remove only the first kind.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -67,11 +68,22 @@ def locked_temp_beside(path: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
-def remove_abandoned_temps(path: Path) -> list[Path]:
-    """Remove the temporary files that killed writers of `path` left beside it (`locked_temp_beside`'s names
-    only); returns them. A file that is locked, recent, not a plain file or not ours to remove stays."""
-    # mkstemp's names: the prefix, 8 characters of this alphabet, the suffix
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+def locked_folder_beside(path: Path, tag: str) -> tuple[int, Path]:
+    """(descriptor, name) of a new hidden folder `.<name>.<tag>-XXXXXXXX` beside `path` (a build folder), locked
+    until the descriptor is closed."""
+    name = Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}-", dir=path.parent))
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, name
+
+
+def remove_abandoned(path: Path, tag: str | None = None) -> list[Path]:
+    """Remove what killed writers of `path` left beside it, and return it: its temporary files
+    (`locked_temp_beside`), or with `tag` its build folders (`locked_folder_beside`). Whatever is locked,
+    recent, of another kind or not ours to remove stays."""
+    # mkstemp's and mkdtemp's names: the prefix, 8 characters of this alphabet, the suffix
+    stem = rf"\.{re.escape(path.name)}\."
+    pattern = re.compile(stem + (rf"{re.escape(tag)}-[a-z0-9_]{{8}}" if tag else r"[a-z0-9_]{8}\.tmp"))
     try:
         names = os.listdir(path.parent)
     except OSError:
@@ -80,25 +92,30 @@ def remove_abandoned_temps(path: Path) -> list[Path]:
     removed = []
     for name in names:
         candidate = path.parent / name
-        if pattern.fullmatch(name) and _remove_if_abandoned(candidate, before):
+        if pattern.fullmatch(name) and _remove_if_abandoned(candidate, before, folder=tag is not None):
             removed.append(candidate)
     return removed
 
 
-def _remove_if_abandoned(path: Path, before: float) -> bool:
+def _remove_if_abandoned(path: Path, before: float, folder: bool) -> bool:
+    kind = os.O_DIRECTORY if folder else os.O_NOCTTY
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | kind)
     except OSError:  # gone meanwhile, a link, or not ours to read
         return False
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_mtime > before:
+        plain = stat.S_ISDIR(info.st_mode) if folder else stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+        if not plain or info.st_mtime > before:
             return False
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its writer is alive
         now = os.lstat(path)
         if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
             return False
-        os.unlink(path)
+        if folder:
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
         return True
     except OSError:
         return False

@@ -27,7 +27,7 @@ import polars as pl
 
 from core.errors import ZooError
 from core.limits import MAX_JSON_BYTES, MAX_WORKSPACE_FILE_BYTES
-from core.store.commit import locked_temp_beside, remove_abandoned_temps
+from core.store.commit import locked_temp_beside, remove_abandoned
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,7 @@ def atomic_path(path: Path, commit: Callable[[Path, Path], None] | None = None) 
     called) only if the block succeeds. The temporary file is removed on any failure, and one that a killed
     writer of `path` left is removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_temps(path)
+    remove_abandoned(path)
     fd, tmp = locked_temp_beside(path)
     try:
         yield tmp

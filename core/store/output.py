@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from core.errors import UserError
-from core.store.commit import remove_abandoned_temps, rename_exclusive
+from core.store.commit import remove_abandoned, rename_exclusive
 from core.store.files import atomic_path
 from core.store.workspace import MANIFEST, PENDING_MANIFEST, ZOO
 
@@ -41,7 +41,7 @@ def checked_output(out: str | Path, force: bool = False) -> Path:
     if text.endswith(("/", os.sep)):
         raise UserError(f"{path}: is a folder; name the zip file to write")
     _check_outside_workspaces(path)
-    remove_abandoned_temps(path)  # what a killed writer of this output left, even if this one is refused
+    remove_abandoned(path)  # what a killed writer of this output left, even if this one is refused
     _check_existing(path, force)
     return path
 

@@ -21,7 +21,6 @@ import errno
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from core.limits import (
     PACK_RATIO_FROM_BYTES,
     PACK_SUFFIXES,
 )
-from core.store.commit import rename_exclusive
+from core.store.commit import locked_folder_beside, remove_abandoned, rename_exclusive
 from core.store.files import checked_file, give_umask_mode, read_bytes
 from core.store.output import checked_output, written_output
 from core.store.workspace import MANIFEST, Workspace
@@ -44,6 +43,9 @@ from core.store.workspace import MANIFEST, Workspace
 # Checks that a workspace is whole (e.g. its zoo loads), raising a UserError that names what is wrong. Packing
 # knows files, not zoos: the caller passes the check (core/pipeline.py passes the zoo loader).
 Validate = Callable[[Workspace], object]
+
+# Build folders are named `.<target>.unpack-XXXXXXXX`.
+_BUILD_TAG = "unpack"
 
 # Left out of packs: resumable training state and anything hidden (locks, build and partial folders).
 _SKIPPED_FILES = {"train_state.pt"}
@@ -153,6 +155,7 @@ def unpack_workspace(source: str | Path, target: str | Path, validate: Validate)
     into place by a rename that fails if the target appeared meanwhile (another unpack): of two unpacks into one
     folder, one finishes and the other is told. Folders this call made are removed again if it fails."""
     source, target = Path(source).expanduser(), Workspace(target).root
+    remove_abandoned(target, _BUILD_TAG)  # what a killed unpack into this folder left, even if this one is refused
     if os.path.lexists(target):
         raise ZooError(f"{target}: already exists; unpack into a new folder")
     checked_file(source, MAX_PACK_BYTES)  # a regular file (a FIFO would hang the zip reader)
@@ -164,13 +167,14 @@ def unpack_workspace(source: str | Path, target: str | Path, validate: Validate)
     done = False
     try:
         with archive:
-            build = _build_folder(target)
+            fd, build = _build_folder(target)
             try:
                 members = _extract_all(archive, source, target, build)
                 _validate_build(build, source, validate)
                 _swap_in(build, target)
             finally:
                 shutil.rmtree(build, ignore_errors=True)  # gone after a swap
+                os.close(fd)
         _check_extracted(target, members, source)
         done = True
     finally:
@@ -190,11 +194,12 @@ def _missing_folders(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _build_folder(target: Path) -> Path:
-    """A new hidden folder beside `target`, this call's alone (two unpacks never share one)."""
+def _build_folder(target: Path) -> tuple[int, Path]:
+    """A new hidden folder beside `target`, this call's alone (two unpacks never share one), locked while this
+    call lives (`remove_abandoned` leaves it alone)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.unpack-", dir=target.parent))
+        return locked_folder_beside(target, _BUILD_TAG)
     except OSError as exc:
         raise ZooError(f"{target}: cannot be made ({_remedy(exc)})") from None
 

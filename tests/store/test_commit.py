@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.store import commit
-from core.store.commit import locked_temp_beside, remove_abandoned_temps, rename_exclusive
+from core.store.commit import locked_folder_beside, locked_temp_beside, remove_abandoned, rename_exclusive
 from core.store.files import write_json
 
 
@@ -94,12 +94,35 @@ def test_only_unlocked_old_temporaries_of_the_same_name_go(tmp_path):
     link = tmp_path / ".pack.zip.link1234.tmp"
     link.symlink_to(victim)
     try:
-        assert remove_abandoned_temps(out) == [abandoned]
+        assert remove_abandoned(out) == [abandoned]
         assert live.exists() and recent.exists() and other.exists() and link.is_symlink()
         assert victim.read_text() == "keep"
     finally:
         os.close(fd)
-    assert remove_abandoned_temps(out) == [live]  # its writer is gone: the lock went with it
+    assert remove_abandoned(out) == [live]  # its writer is gone: the lock went with it
+
+
+def test_only_unlocked_old_build_folders_of_the_same_target_go(tmp_path):
+    target = tmp_path / "ws"
+    abandoned = tmp_path / ".ws.unpack-abcd1234"
+    (abandoned / "zoo").mkdir(parents=True)
+    (abandoned / "zoo" / "weights.safetensors").write_text("half")
+    _old(abandoned)
+    fd, live = locked_folder_beside(target, "unpack")
+    _old(live)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep")
+    (tmp_path / ".ws.unpack-link1234").symlink_to(precious)
+    (tmp_path / ".ws.unpack-file1234").write_text("a file, not a build folder")
+    _old(tmp_path / ".ws.unpack-file1234")
+    try:
+        assert remove_abandoned(target, "unpack") == [abandoned]
+        assert live.is_dir() and (precious / "keep.txt").read_text() == "keep"
+        assert (tmp_path / ".ws.unpack-link1234").is_symlink() and (tmp_path / ".ws.unpack-file1234").exists()
+    finally:
+        os.close(fd)
+    assert remove_abandoned(target, "unpack") == [live]
 
 
 def test_a_write_after_a_killed_one_removes_its_temporary_file(tmp_path):
@@ -157,5 +180,5 @@ def test_only_the_temporary_names_of_that_output_are_removed(parts):
             (Path(folder) / name).write_text("x")
             _old(Path(folder) / name)
         ours = {name for name in names if _is_our_temp_name(name, ".pack.zip.")}
-        removed = remove_abandoned_temps(Path(folder) / "pack.zip")
+        removed = remove_abandoned(Path(folder) / "pack.zip")
         assert {p.name for p in removed} == ours and set(os.listdir(folder)) == names - ours

@@ -305,7 +305,7 @@ def test_a_failing_disk_while_unpacking_is_one_line_and_leaves_nothing(
     assert sorted(os.listdir(tmp_path)) == ["ws.zip"]  # no build folder, and the folders made for it removed too
 
     monkeypatch.setattr(packing, "_extract", real_extract)
-    monkeypatch.setattr(packing.tempfile, "mkdtemp", lambda **_: (_ for _ in ()).throw(OSError(code, "no")))
+    monkeypatch.setattr(commit.tempfile, "mkdtemp", lambda **_: (_ for _ in ()).throw(OSError(code, "no")))
     with pytest.raises(ZooError, match="ws: cannot be made"):
         unpack_workspace(pack, target)
     assert sorted(os.listdir(tmp_path)) == ["ws.zip"]

@@ -193,8 +193,10 @@ def _open_lock(path: Path) -> int:
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
-        problem = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened ({exc.strerror})"
-        raise ZooError(f"{path}: {problem}; {remedy}") from None
+        problem = {errno.ELOOP: "is a symbolic link", errno.EISDIR: "is a folder"}.get(exc.errno)
+        if problem:
+            raise ZooError(f"{path}: {problem}; {remedy}") from None
+        raise ZooError(f"{path}: cannot be opened for writing ({exc.strerror}); is the workspace writable?") from None
     info = os.fstat(fd)
     problem = None
     if not stat.S_ISREG(info.st_mode):

@@ -1,5 +1,6 @@
 """The workspace lock on an untrusted workspace: its `.lock` may be a link, a hard link, a FIFO or a device."""
 
+import errno
 import os
 import stat
 import threading
@@ -60,9 +61,13 @@ def test_a_hard_linked_lock_is_refused_and_the_other_file_untouched(tmp_path):
     assert victim.read_text() == "precious"
 
 
-def test_a_fifo_or_device_lock_is_an_error_not_a_hang(tmp_path):
+def test_a_fifo_device_or_folder_lock_is_an_error_not_a_hang(tmp_path):
     workspace = Workspace(tmp_path / "ws")
     workspace.root.mkdir()
+    (workspace.root / ".lock").mkdir()
+    with pytest.raises(ZooError, match=r"\.lock: is a folder; .*remove"):
+        _take(workspace)
+    (workspace.root / ".lock").rmdir()
     os.mkfifo(workspace.root / ".lock")
     error = _in_time(lambda: _take(workspace))
     assert isinstance(error, ZooError) and "not a regular file" in str(error)
@@ -83,3 +88,16 @@ def test_the_lock_file_is_never_truncated_and_a_second_writer_is_told_the_holder
     text = (workspace.root / ".lock").read_text()
     assert len(text) == 100 and text.startswith(f"process {os.getpid()}")
     _take(workspace)  # released: taking it again works
+
+
+def test_a_lock_that_cannot_be_opened_says_why(tmp_path, monkeypatch):
+    """A read-only workspace (patched: the tests run as root, which writes anyway)."""
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("core.store.workspace.os.open", read_only)
+    with pytest.raises(ZooError, match=r"\.lock: cannot be opened for writing \(Read-only file system\)"):
+        _take(workspace)

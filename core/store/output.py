@@ -56,8 +56,10 @@ def _check_outside_workspaces(path: Path) -> None:
                 raise UserError(f"{path}: inside the workspace {folder}; write it outside any workspace")
             if folder.exists() and not folder.is_dir():
                 raise UserError(f"{path}: {folder} is a file, not a folder")
-    except OSError as exc:  # a name too long, a loop of links
+    except OSError as exc:  # a name too long
         raise UserError(f"{path}: cannot be written there ({exc.strerror})") from None
+    except RuntimeError:  # Path.resolve's error for a loop of links, before Python 3.13
+        raise UserError(f"{path}: cannot be written there (a loop of symbolic links)") from None
 
 
 def _check_existing(path: Path, force: bool) -> None:

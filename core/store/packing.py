@@ -200,6 +200,8 @@ def _build_folder(target: Path) -> tuple[int, Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         return locked_folder_beside(target, _BUILD_TAG)
+    except FileExistsError:  # from mkdir: a file, or a link to nowhere usable, where a folder must be
+        raise ZooError(f"{target}: cannot be made ({target.parent} is there but is not a folder)") from None
     except OSError as exc:
         raise ZooError(f"{target}: cannot be made ({_remedy(exc)})") from None
 

@@ -27,8 +27,11 @@ def places(tmp_path):
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "workspace.json").write_text("{}")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
     found = {
         "link": (tmp_path / "link.zip", "symbolic link"),
+        "in a loop of links": (tmp_path / "loop1" / "out.zip", "a loop of symbolic links"),
         "fifo": (tmp_path / "fifo.zip", "not a regular file"),
         "folder": (tmp_path / "folder.zip", "is a folder"),
         "pack": (pack, "is a workspace pack"),

@@ -309,3 +309,15 @@ def test_a_failing_disk_while_unpacking_is_one_line_and_leaves_nothing(
     with pytest.raises(ZooError, match="ws: cannot be made"):
         unpack_workspace(pack, target)
     assert sorted(os.listdir(tmp_path)) == ["ws.zip"]
+
+
+def test_an_unpack_into_a_folder_that_is_not_one_is_one_line(tiny_zoo_workspace, tmp_path):
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    for parent in ("file", "loop1"):
+        with pytest.raises(ZooError, match=f"{parent}/ws: cannot be made \\(.*{parent} is there but is not a folder"):
+            unpack_workspace(pack, tmp_path / parent / "ws")
+    assert sorted(os.listdir(tmp_path)) == ["file", "loop1", "loop2", "ws.zip"]

@@ -58,11 +58,32 @@ def give_umask_mode(path: Path) -> None:
 # ---------------------------------------------------------------- writes
 
 
+# core/store/workspace.py MANIFEST, the file that marks a workspace's root (importing it from there: a cycle)
+_WORKSPACE_MARK = "workspace.json"
+# How far below its root a workspace's files lie: ae/<run>/config.json, zoo/.<build>/weights.safetensors
+_WORKSPACE_DEPTH = 3
+
+
+def refuse_links_in_workspace(path: Path) -> None:
+    """A copied workspace is untrusted: a folder in it could be a link elsewhere (`samples` -> /etc), and a file
+    written below it would land there. If `path` lies in a workspace (an ancestor a few levels up holds its
+    manifest; the outermost such), every folder between that root and `path` must be a real folder."""
+    folders = list(path.parents)[:_WORKSPACE_DEPTH]
+    roots = [i for i, folder in enumerate(folders) if os.path.lexists(folder / _WORKSPACE_MARK)]
+    for folder in folders[: roots[-1]] if roots else []:
+        if folder.is_symlink():
+            raise ZooError(
+                f"{folder}: a symbolic link inside the workspace {folders[roots[-1]]}; files written through it "
+                "would land outside the workspace: replace it with the folder it points to"
+            )
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, commit: Callable[[Path, Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; `commit` it to `path` (a rename; default os.replace, looked up when
     called) only if the block succeeds. The temporary file is removed on any failure, and one that a killed
-    writer of `path` left is removed first."""
+    writer of `path` left is removed first. Never written through a linked folder of a workspace."""
+    refuse_links_in_workspace(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(path)
     fd, tmp = locked_temp_beside(path)

@@ -52,12 +52,15 @@ _SKIPPED_FILES = {"train_state.pt"}
 
 
 def _packed_files(root: Path) -> list[Path]:
-    """The workspace's data files: no hidden, partial or resume-only file, and no file of another type."""
+    """The workspace's data files: no hidden, partial or resume-only file, and no file of another type. A link
+    is refused: a copied workspace is untrusted, and a link in it could pack any file of this machine."""
     files = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if any(p.startswith(".") for p in relative.parts) or relative.parts[0] == "zoo.partial":
             continue
+        if path.is_symlink():
+            raise ZooError(f"{path}: a symbolic link in the workspace; packs hold plain files only: replace it")
         if path.is_file() and path.name not in _SKIPPED_FILES and path.suffix in PACK_SUFFIXES:
             files.append(relative)
     return files

@@ -67,3 +67,13 @@ def test_cli_sample_into_a_workspace_whose_samples_folder_is_a_link_is_one_line(
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1
     assert "samples: a symbolic link inside the workspace" in result.err
     assert sorted(os.listdir(elsewhere)) == ["keep.txt"]
+
+
+def test_ae_train_into_a_workspace_whose_ae_folder_is_a_link_makes_nothing_there(
+    tiny_zoo_workspace, tmp_path, elsewhere, run_cli
+):
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    (workspace.root / "ae").symlink_to(elsewhere)
+    result = run_cli("ae", "train", "--workspace", workspace.root, "--epochs", 1, "--quiet")
+    assert result.code == 2 and "ae: a symbolic link inside the workspace" in result.err
+    assert sorted(os.listdir(elsewhere)) == ["keep.txt"]  # not even an empty run folder

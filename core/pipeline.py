@@ -49,6 +49,7 @@ from core.rep.loop import TrainConfig
 from core.rep.run import AERun, load_run, run_name
 from core.rep.train import settings_for_device, train_autoencoder
 from core.store import packing
+from core.store.commit import rename_exclusive
 from core.store.runs import SamplesRun, checked_run_name
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
@@ -499,7 +500,12 @@ def build_workspace(
     if not staging.exists():
         generate_zoo(staging, zoo_config, device, _phase(on_progress, "zoo"), should_stop)
     train_and_map(staging, ae_config, train_config, None, device, on_progress, should_stop)
-    staging.root.rename(workspace.root)
+    try:  # a rename of a folder would replace an empty target folder: this one refuses any
+        rename_exclusive(staging.root, workspace.root)
+    except FileExistsError:
+        raise ZooError(
+            f"{workspace.root}: appeared while the workspace was built; the build stays in {staging.root}"
+        ) from None
 
 
 # ---------------------------------------------------------------- moving workspaces
@@ -509,9 +515,9 @@ def _validate(workspace: Workspace) -> None:
     load_zoos(workspace)
 
 
-def pack_workspace(workspace: Workspace, out) -> dict:
+def pack_workspace(workspace: Workspace, out, force: bool = False) -> dict:
     """The workspace as one zip (core/store/packing.py), refused if its zoo does not load."""
-    return packing.pack_workspace(workspace, out, _validate)
+    return packing.pack_workspace(workspace, out, _validate, force)
 
 
 def unpack_workspace(source, target) -> Workspace:

@@ -3,7 +3,7 @@
 import pytest
 
 import core.default as default
-from core.errors import Interrupted
+from core.errors import Interrupted, ZooError
 from core.rep.autoencoder import AEConfig
 from core.rep.loop import TrainConfig
 from core.rep.run import load_run, run_name
@@ -55,3 +55,24 @@ def test_build_stops_resumes_and_appears_only_when_complete(tmp_path, tiny_defau
     assert not (tmp_path / ".digits.staging").exists()
     assert phases.index("zoo") < phases.index("training") < phases.index("map") < phases.index("evaluation")
     assert phases.count("zoo") == 3  # the zoo was not trained again when the build resumed
+
+
+def test_a_build_does_not_replace_a_folder_that_appeared_meanwhile(tmp_path, monkeypatch):
+    """The finished staging workspace moves in by a rename that refuses any target, even an empty folder (which
+    a plain rename of a folder would replace); the build stays where it was, and says so."""
+    from core import pipeline  # the steps are replaced here: this is about the final swap only
+
+    def fake_zoo(staging, *args):
+        staging.root.mkdir(parents=True)
+        (staging.root / "workspace.json").write_text("{}")
+
+    monkeypatch.setattr(pipeline, "generate_zoo", fake_zoo)
+    monkeypatch.setattr(pipeline, "train_and_map", lambda *args: None)
+    target = Workspace(tmp_path / "digits")
+    target.root.mkdir()
+    with pytest.raises(ZooError, match="digits: appeared while the workspace was built; the build stays in"):
+        pipeline.build_workspace(target, tiny_configs())
+    assert list(target.root.iterdir()) == [] and (tmp_path / ".digits.staging" / "workspace.json").exists()
+    target.root.rmdir()
+    pipeline.build_workspace(target, tiny_configs())
+    assert (target.root / "workspace.json").exists() and not (tmp_path / ".digits.staging").exists()

@@ -2,7 +2,14 @@
 and packing, then the same call again. The rerun must end where an uninterrupted run ends, and a reader in
 between must see the old state or the new one, never a mix. Also: a writer during the map phase is told busy."""
 
+import contextlib
+import errno
+import os
+import subprocess
+import sys
 import threading
+import time
+import zipfile
 
 import numpy as np
 import polars as pl
@@ -13,9 +20,11 @@ from sklearn.decomposition import PCA
 from core import pipeline
 from core.errors import UserError, ZooError
 from core.gen.config import SampleConfig
+from core.gen.export import export_samples
 from core.gen.novelty import ZooErrorSets
 from core.pipeline import generate, pack_workspace, train_and_map, unpack_workspace
 from core.rep import loop
+from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
 from core.rep.run import load_run
 from core.store.files import read_json, read_tensors
@@ -24,7 +33,7 @@ from core.store.workspace import Workspace
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos
 from tests.conftest import TINY, TINY_AE, copy_workspace
-from tests.faults import Crash, crash_at_commit
+from tests.faults import Crash, crash_at_commit, disk_error_at_commit
 
 ZOO = ZooConfig(models=2, epochs=1, save_epochs=(0, 1), seed=5, init_seeds=0)
 TRAIN = TrainConfig(epochs=2, batch_size=8, warmup_epochs=1)
@@ -234,3 +243,199 @@ def test_a_crash_while_packing_or_unpacking_leaves_nothing_half_written(tiny_ae_
     assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out.zip", "reference.zip"]
     unpacked = unpack_workspace(out, target)
     assert pl.DataFrame(load_zoos(unpacked)[0].table).equals(load_zoos(tiny_ae_workspace)[0].table)
+
+
+# ---------------------------------------------------------------- full and read-only disks at every write
+
+# Each command's writes, failed with a full disk at every one and with a read-only one at the first and the last.
+# The engine raises the OSError (the command line's top handler makes it one line, exit 2); what is checked here
+# is the store: no temporary file or build folder left, the state readable as before, and the same command
+# afterwards (space freed) ends as an uninterrupted run.
+
+
+def _disk_faults(commits: int) -> list:
+    faults = [pytest.param(errno.ENOSPC, n, id=f"ENOSPC-{n}") for n in range(1, commits + 1)]
+    return faults + [pytest.param(errno.EROFS, n, id=f"EROFS-{n}") for n in (1, commits)]
+
+
+def _stray(workspace: Workspace) -> list[str]:
+    """Temporary files and build folders (resumable state, meant to stay, is not counted)."""
+    return [p.name for p in workspace.root.rglob(".*") if p.name.endswith(".tmp") or ".build-" in p.name]
+
+
+@pytest.mark.parametrize("code, fail_at", _disk_faults(8))
+def test_a_failing_disk_at_any_write_of_zoo_generate_replace_leaves_the_old_zoo_or_the_new(
+    old_and_new_zoo, tmp_path, code, fail_at
+):
+    old, expected, _ = old_and_new_zoo
+    workspace = copy_workspace(old, tmp_path / "ws")
+    with pytest.raises((OSError, UserError)), disk_error_at_commit(fail_at, code):
+        generate_zoo(workspace, ZOO, replace=True)
+    assert _stray(workspace) == []
+    seen = load_zoos(workspace)[0]
+    assert torch.equal(seen.weights, load_zoos(old)[0].weights) or torch.equal(seen.weights, expected.weights)
+
+    generate_zoo(workspace, ZOO, replace=True)
+    assert torch.equal(load_zoos(workspace)[0].weights, expected.weights) and _hidden_leftovers(workspace) == []
+
+
+@pytest.mark.parametrize("code, fail_at", _disk_faults(9))
+def test_a_failing_disk_at_any_write_of_ae_train_leaves_no_finished_run_and_a_rerun_finishes(
+    tiny_zoo_workspace, trained_reference, tmp_path, monkeypatch, code, fail_at
+):
+    monkeypatch.setattr("core.rep.embed.project_2d", _quick_map)
+    _state_every_epoch(monkeypatch)
+    model, embeddings, _ = trained_reference
+    workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    with pytest.raises((OSError, UserError)), disk_error_at_commit(fail_at, code):
+        train_and_map(workspace, TINY_AE, TRAIN, "run", evaluate=False)
+    assert finished_ae_runs(workspace) == [] and _stray(workspace) == []
+
+    run = train_and_map(workspace, TINY_AE, TRAIN, "run", evaluate=False)
+    stored = read_tensors(run.files.model)
+    assert all(torch.equal(stored[k], model[k]) for k in model) and run.files.read_map().equals(embeddings)
+    assert _hidden_leftovers(workspace) == []
+
+
+@pytest.mark.parametrize("code, fail_at", _disk_faults(5))
+def test_a_failing_disk_at_any_write_of_sample_leaves_no_run_and_a_rerun_gives_the_same(
+    tiny_ae_workspace, sampled_reference, tmp_path, code, fail_at
+):
+    reference, errors, _ = sampled_reference
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    with pytest.raises((OSError, UserError)), disk_error_at_commit(fail_at, code):
+        generate(workspace, SAMPLE, zoo_errors=errors)
+    assert SamplesRun.list(workspace) == [] and _stray(workspace) == []
+
+    run = generate(workspace, SAMPLE, zoo_errors=errors)
+    assert _record(run) == _record(reference) and _stray(workspace) == []
+
+
+@pytest.mark.parametrize("fault", ["crash", "ENOSPC", "EROFS"])
+def test_a_fault_as_ae_eval_refresh_writes_keeps_the_stored_figures_whole(tiny_ae_workspace, tmp_path, fault):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    eval_path = AERunFiles.of(workspace, load_run(workspace).name).eval
+    evaluate_run(workspace)  # the stored figures a refresh replaces
+    before = eval_path.read_bytes()
+    faults = {
+        "crash": (Crash, crash_at_commit(1)),
+        "ENOSPC": (OSError, disk_error_at_commit(1, errno.ENOSPC)),
+        "EROFS": (OSError, disk_error_at_commit(1, errno.EROFS)),
+    }
+    raised, injected = faults[fault]
+    with pytest.raises(raised), injected as count:
+        evaluate_run(workspace, refresh=True)
+    assert count["commits"] == 0 and eval_path.read_bytes() == before and _stray(workspace) == []
+    assert evaluate_run(workspace, refresh=True).keys() == read_json(eval_path).keys()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_failing_disk_at_the_swap_of_unpack_leaves_nothing(tiny_zoo_workspace, tmp_path, code):
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+    with pytest.raises(UserError, match="target: cannot be made"), disk_error_at_commit(1, code):
+        unpack_workspace(pack, tmp_path / "new" / "target")
+    assert os.listdir(tmp_path) == ["ws.zip"]
+
+
+@pytest.mark.parametrize("code, message", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only")])
+@pytest.mark.parametrize("where", ["writing", "commit"])
+@pytest.mark.parametrize("command", ["pack", "export"])
+def test_a_failing_disk_while_packing_or_exporting_is_one_line_naming_the_output(
+    sampled_reference, tmp_path, monkeypatch, command, where, code, message
+):
+    """In the middle of writing the zip and at its rename: a UserError naming --out, the file that was there kept
+    (written with --force), nothing else left in its folder; the same command then succeeds."""
+    run = sampled_reference[0]
+    workspace = Workspace(run.folder.parent.parent)
+    out = tmp_path / "out.zip"
+    out.write_text("old")
+    commands = {
+        "pack": lambda: pack_workspace(workspace, out, force=True),
+        "export": lambda: export_samples(workspace, run.name, "safetensors", out, force=True),
+    }
+    fault = disk_error_at_commit(1, code) if where == "commit" else contextlib.nullcontext()
+    if where == "writing":
+        real_writestr, calls = zipfile.ZipFile.writestr, []
+
+        def failing_second_member(self, *args, **kwargs):
+            calls.append(args[0])
+            if len(calls) == 2:
+                raise OSError(code, os.strerror(code))
+            return real_writestr(self, *args, **kwargs)
+
+        monkeypatch.setattr(zipfile.ZipFile, "writestr", failing_second_member)
+    with pytest.raises(UserError, match=f"out.zip: cannot be written \\(.*{message}.*nothing was written"), fault:
+        commands[command]()
+    assert out.read_text() == "old" and os.listdir(tmp_path) == ["out.zip"]
+
+    monkeypatch.undo()
+    commands[command]()
+    assert zipfile.ZipFile(out).namelist() and os.listdir(tmp_path) == ["out.zip"]
+
+
+def test_a_pack_killed_while_writing_leaves_a_file_that_the_next_pack_removes(tiny_zoo_workspace, tmp_path):
+    """kill -9 (no cleanup runs) while `workspace pack` writes its zip: the temporary file stays, locked, while
+    the writer lives (a concurrent pack of the same file leaves it alone and is the one that finishes), and the
+    next command naming that output after the death removes it, even one that is refused."""
+    out, ready = tmp_path / "out.zip", tmp_path / "ready"
+    code = (
+        "import sys, time, zipfile; from pathlib import Path\n"
+        "from core.pipeline import pack_workspace; from core.store.workspace import Workspace\n"
+        "real = zipfile.ZipFile.writestr\n"
+        "def stall(self, *a, **k):\n"
+        "    real(self, *a, **k); Path(sys.argv[3]).touch(); time.sleep(600)\n"
+        "zipfile.ZipFile.writestr = stall\n"
+        "pack_workspace(Workspace(sys.argv[1]), Path(sys.argv[2]))\n"
+    )
+    args = [sys.executable, "-c", code, str(tiny_zoo_workspace.root), str(out), str(ready)]
+    child = subprocess.Popen(args, cwd=os.getcwd())
+    try:
+        for _ in range(1200):
+            if ready.exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        [left] = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        os.utime(left, (1, 1))  # old enough to be removed, were it abandoned
+        pack_workspace(tiny_zoo_workspace, out)
+        assert left.exists()
+    finally:
+        child.kill()  # SIGKILL: no finally block of the child runs
+        child.wait()
+    assert left.exists() and zipfile.ZipFile(out).testzip() is None
+    with pytest.raises(UserError, match="is a workspace pack"):
+        pack_workspace(tiny_zoo_workspace, out, force=True)
+    assert sorted(os.listdir(tmp_path)) == ["out.zip", "ready"]
+
+
+def test_an_unpack_killed_while_validating_leaves_a_folder_that_the_next_unpack_there_removes(
+    tiny_zoo_workspace, tmp_path
+):
+    """kill -9 during `workspace unpack`: its build folder stays, locked, while it lives (a concurrent unpack
+    into the same folder leaves it alone and is the one that finishes), and the next unpack naming that folder
+    after the death removes it, even one that is refused."""
+    pack, target, ready = tmp_path / "ws.zip", tmp_path / "target", tmp_path / "ready"
+    pack_workspace(tiny_zoo_workspace, pack)
+    code = (
+        "import sys, time; from pathlib import Path; from core.store.packing import unpack_workspace\n"
+        "def stall(workspace):\n"
+        "    Path(sys.argv[3]).touch(); time.sleep(600)\n"
+        "unpack_workspace(sys.argv[1], sys.argv[2], stall)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(pack), str(target), str(ready)], cwd=os.getcwd())
+    try:
+        for _ in range(1200):
+            if ready.exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        [left] = [p for p in tmp_path.iterdir() if p.name.startswith(".target.unpack-")]
+        os.utime(left, (1, 1))  # old enough to be removed, were it abandoned
+        unpack_workspace(pack, target)
+        assert left.exists()
+    finally:
+        child.kill()  # SIGKILL: no finally block of the child runs
+        child.wait()
+    assert left.exists() and load_zoos(Workspace(target))
+    with pytest.raises(UserError, match="already exists"):
+        unpack_workspace(pack, target)
+    assert sorted(os.listdir(tmp_path)) == ["ready", "target", "ws.zip"]

@@ -22,8 +22,9 @@ from core.rep.loop import TrainConfig
 from core.rep.methods import METHODS, method_named, preset_settings
 from core.rep.run import load_run
 from core.runtime import resolve_device
+from core.store.output import checked_output
 from core.store.runs import stale_runs
-from core.store.workspace import Workspace, checked_output
+from core.store.workspace import Workspace
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos, zoo_info
 from core.zoo.public import import_public_zoo
@@ -142,10 +143,10 @@ def sample(args: argparse.Namespace) -> dict:
 def export(args: argparse.Namespace) -> dict:
     workspace = Workspace(args.workspace)
     if not args.ensemble:
-        return export_samples(workspace, args.samples, args.format, args.out)
-    checked_output(args.out)  # a bad output path is said before the ensembles are computed
+        return export_samples(workspace, args.samples, args.format, args.out, args.force)
+    checked_output(args.out, args.force)  # a bad output path is said before the ensembles are computed
     ensembles(workspace, args.samples, resolve_device(args.device))  # read, or computed and kept in the run
-    return export_ensemble(workspace, args.samples, args.format, args.out, args.members)
+    return export_ensemble(workspace, args.samples, args.format, args.out, args.members, args.force)
 
 
 def ensemble(args: argparse.Namespace) -> dict:
@@ -155,7 +156,7 @@ def ensemble(args: argparse.Namespace) -> dict:
 
 
 def workspace_pack(args: argparse.Namespace) -> dict:
-    return pack_workspace(Workspace(args.workspace), args.out)
+    return pack_workspace(Workspace(args.workspace), args.out, args.force)
 
 
 def workspace_unpack(args: argparse.Namespace) -> dict:

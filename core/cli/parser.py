@@ -46,6 +46,14 @@ def _command(actions, path: tuple[str, ...], run, text, device: bool = False) ->
     return parser
 
 
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it is an existing file (never a workspace pack, a folder, a link or a device)",
+    )
+
+
 def _zoo_parsers(commands_: argparse._SubParsersAction) -> None:
     zoo = commands_.add_parser("zoo", help=help_of("zoo")).add_subparsers(
         dest="zoo_command", required=True, metavar="ACTION"
@@ -111,6 +119,7 @@ def _other_parsers(commands_: argparse._SubParsersAction) -> None:
     pack = _command(spaces, ("workspace", "pack"),
                     commands.workspace_pack, describe.describe_pack)  # fmt: skip
     pack.add_argument("--out", required=True, help="the zip file to write")
+    _add_force(pack)
     unpack = _command(spaces, ("workspace", "unpack"),
                       commands.workspace_unpack, describe.describe_pack)  # fmt: skip
     unpack.add_argument("--from", dest="source", required=True, help="the zip file made by `workspace pack`")
@@ -119,6 +128,7 @@ def _other_parsers(commands_: argparse._SubParsersAction) -> None:
     export.add_argument("--samples", required=True, help="samples run name (printed by `sample`)")
     export.add_argument("--format", choices=FORMATS, default=FORMATS[0])
     export.add_argument("--out", required=True, help="the zip file to write")
+    _add_force(export)
     export.add_argument(
         "--ensemble", action="store_true", help="one ensemble of the run's models: model.py's predict averages them"
     )

@@ -20,9 +20,10 @@ import torch
 from safetensors.torch import save
 
 from core.errors import UserError, ZooError
-from core.store.files import atomic_path, read_parquet
+from core.store.files import read_parquet
+from core.store.output import checked_output, written_output
 from core.store.runs import SamplesRun
-from core.store.workspace import Workspace, checked_output
+from core.store.workspace import Workspace
 from core.zoo.arch import Spec, ZooCNN, build_module
 from core.zoo.data import Dataset, data_recipe, load_dataset
 from core.zoo.families import spec_from_json
@@ -121,10 +122,11 @@ def _public_name(dataset: str | None) -> str | None:
     return Path(dataset).name if dataset else dataset
 
 
-def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | Path) -> dict:
-    """Write the bundle of one samples run to the zip file `out` (atomically); returns what went in."""
+def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | Path, force: bool = False) -> dict:
+    """Write the bundle of one samples run to the zip file `out` (atomically; an existing file only with `force`,
+    core/store/output.py); returns what went in."""
     _check_format(fmt)
-    out = checked_output(out)
+    out = checked_output(out, force)
     run = SamplesRun.load(workspace, samples_run)
     spec = _stored_spec(run)
     manifest = workspace.manifest()
@@ -139,7 +141,7 @@ def export_samples(workspace: Workspace, samples_run: str, fmt: str, out: str | 
     members["card.json"] = (json.dumps(card, indent=2) + "\n").encode()
     members["README.md"] = _readme(card).encode()
     members["model.py"] = _model_source(spec, final_spec, data, target, run, fmt).encode()
-    _write_zip(out, members)
+    _write_zip(out, members, force)
     models = len(card["models"])
     return {"bundle": str(out), "samples_run": samples_run, "format": fmt, "files": files, "models": models}
 
@@ -149,8 +151,8 @@ def _check_format(fmt: str) -> None:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def _write_zip(out: Path, members: dict[str, bytes]) -> None:
-    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+def _write_zip(out: Path, members: dict[str, bytes], force: bool) -> None:
+    with written_output(out, force) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name, payload in members.items():
             bundle.writestr(name, payload)
 
@@ -339,7 +341,9 @@ def predict(nets: list, images: torch.Tensor) -> torch.Tensor:
 '''
 
 
-def export_ensemble(workspace: Workspace, samples_run: str, fmt: str, out: str | Path, kind: str = "generated") -> dict:
+def export_ensemble(
+    workspace: Workspace, samples_run: str, fmt: str, out: str | Path, kind: str = "generated", force: bool = False
+) -> dict:
     """Write one bundle holding the run's n `kind` models (as generated, or fine-tuned on the zoo's own task) as an
     ensemble: their weight files, a model.py whose `predict` averages their softmax probabilities, and a card
     naming the members and the ensemble's figures (the run's ensembles: core/pipeline.py `ensembles` computes
@@ -347,7 +351,7 @@ def export_ensemble(workspace: Workspace, samples_run: str, fmt: str, out: str |
     _check_format(fmt)
     if kind not in MEMBER_KINDS:
         raise UserError(f"unknown ensemble members {kind!r}; choose one of {', '.join(MEMBER_KINDS)}")
-    out = checked_output(out)
+    out = checked_output(out, force)
     run = SamplesRun.load(workspace, samples_run)
     if kind == "finetuned" and run.transfer:
         raise UserError(f"{run.folder}: its models were fine-tuned on another task; export the generated ones")
@@ -375,7 +379,7 @@ def export_ensemble(workspace: Workspace, samples_run: str, fmt: str, out: str |
         spec, spec, data, data, replace(run, dataset=run.source_dataset), fmt, names[0][: -len(fmt) - 1]
     )
     files["model.py"] = (source_code + _ENSEMBLE_FOOTER.format(members=repr(names))).encode()
-    _write_zip(out, files)
+    _write_zip(out, files, force)
     written = {"bundle": str(out), "samples_run": samples_run, "format": fmt, "files": len(names)}
     return {**written, "models": len(names), "ensemble": True}
 

@@ -95,8 +95,7 @@ def train_autoencoder(
             "status": "training",
         }
         barrier()  # every process has read what it needs
-        if state is None and writer:
-            files.folder.mkdir(parents=True, exist_ok=True)
+        if state is None and writer:  # write_tensors makes the run's folder (never through a link: core/store/files.py)
             write_tensors(files.stats, stats_tensors(parts))
             files.write_config(record)
         last = fit(files, trainer, train_config, generator, state, device, on_progress, should_stop)

@@ -1,7 +1,8 @@
 """Files that are never half-written, and reads that are bounded and name the file when it is missing or broken.
 
-Every write goes to a temporary file in the same folder and is renamed into place, with the permissions the
-user's umask gives new files. Folders that must change together (a zoo's weights and its table) are written to a
+Every write goes to a temporary file in the same folder (locked by its writer, so that a later write removes
+only abandoned ones: core/store/commit.py) and is renamed into place, with the permissions the user's umask
+gives new files. Folders that must change together (a zoo's weights and its table) are written to a
 temporary folder and swapped in with `replace_dir`.
 
 Every read first checks that the path is a regular file no larger than a cap (core/limits.py): a link to
@@ -19,9 +20,8 @@ import pickle
 import re
 import shutil
 import stat
-import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ import polars as pl
 
 from core.errors import UserError, ZooError, clipped
 from core.limits import MAX_JSON_BYTES, MAX_TABLE_BYTES, MAX_WORKSPACE_FILE_BYTES
+from core.store.commit import locked_temp_beside, remove_abandoned
 
 if TYPE_CHECKING:
     import torch
@@ -59,27 +60,51 @@ def give_umask_mode(path: Path) -> None:
 # ---------------------------------------------------------------- writes
 
 
+# core/store/workspace.py MANIFEST, the file that marks a workspace's root (importing it from there: a cycle)
+_WORKSPACE_MARK = "workspace.json"
+# How far below its root a workspace's files lie: ae/<run>/config.json, zoo/.<build>/weights.safetensors
+_WORKSPACE_DEPTH = 3
+
+
+def refuse_links_in_workspace(path: Path) -> None:
+    """A copied workspace is untrusted: a folder in it could be a link elsewhere (`samples` -> /etc), and a file
+    written below it would land there. If `path` lies in a workspace (an ancestor a few levels up holds its
+    manifest; the outermost such), every folder between that root and `path` must be a real folder."""
+    folders = list(path.parents)[:_WORKSPACE_DEPTH]
+    roots = [i for i, folder in enumerate(folders) if os.path.lexists(folder / _WORKSPACE_MARK)]
+    for folder in folders[: roots[-1]] if roots else []:
+        if folder.is_symlink():
+            raise ZooError(
+                f"{folder}: a symbolic link inside the workspace {folders[roots[-1]]}; files written through it "
+                "would land outside the workspace: replace it with the folder it points to"
+            )
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+def atomic_path(path: Path, commit: Callable[[Path, Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; `commit` it to `path` (a rename; default os.replace, looked up when
+    called) only if the block succeeds. The temporary file is removed on any failure, and one that a killed
+    writer of `path` left is removed first. Never written through a linked folder of a workspace."""
+    refuse_links_in_workspace(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = locked_temp_beside(path)
     except OSError as exc:
         raise write_error(exc, path) from exc
-    os.close(fd)
     try:
-        yield Path(tmp)
-        give_umask_mode(Path(tmp))
-        os.replace(tmp, path)
+        yield tmp
+        give_umask_mode(tmp)
+        (commit or os.replace)(tmp, path)
     except Exception as exc:
         failed = write_error(exc, path)
         if failed is None:
             raise
         raise failed from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.close(fd)  # last: the lock tells cleaners that the file is in use until it is gone
 
 
 def write_error(exc: Exception, path: Path) -> OSError | None:

@@ -13,9 +13,12 @@ whatever a crash left (`_finish_interrupted_writes`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -32,11 +35,14 @@ MANIFEST = "workspace.json"
 ZOO = "zoo"
 # The manifest of a zoo being written, inside its folder until the swap is done (hidden: never packed).
 PENDING_MANIFEST = ".workspace.json.pending"
+LOCK = ".lock"
+# The holder's record at the start of the lock file: "process <pid>", padded to this width.
+_HOLDER_WIDTH = 32
 
 # Locks held here, by workspace folder and thread: {(root, thread): (open lock file, depth)}. The lock is re-entrant
 # within a thread, so a pipeline can hold it across steps that each take it too; another thread of this process
 # opens the lock file anew and is told "busy", like another process.
-_held: dict[tuple[Path, int], tuple[object, int]] = {}
+_held: dict[tuple[Path, int], tuple[int, int]] = {}
 _held_guard = threading.Lock()
 
 
@@ -123,18 +129,19 @@ class Workspace:
                     _held[key] = (handle, depth - 1)
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as handle:
-            _acquire(handle, self.root, wait_s)
+        fd = _open_lock(self.root / LOCK)
+        try:
+            _acquire(fd, self.root, wait_s)
             with _held_guard:
-                _held[key] = (handle, 1)
+                _held[key] = (fd, 1)
             try:
                 _finish_interrupted_writes(self.root)
                 yield
             finally:
                 with _held_guard:
                     del _held[key]
-                handle.truncate(0)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def _check_sections(manifest: dict, path: Path) -> None:
@@ -147,25 +154,6 @@ def _check_sections(manifest: dict, path: Path) -> None:
         raise ZooError(f"{path}: 'dataset' must hold a name (text) and a seed (an integer >= 0)")
     if not all(isinstance(zoo.get(k, ""), str) for k in ("id", "created")):
         raise ZooError(f"{path}: the zoo's 'id' and 'created' must be text")
-
-
-def checked_output(out: str | Path) -> Path:
-    """A file path to write a zip to: not empty, not a folder, and outside every workspace (a pack or a bundle
-    written over a workspace's file would destroy it; written anywhere inside one, it would be packed with it).
-    Links are resolved before the check."""
-    text = str(out)
-    if not text.strip():
-        raise UserError("--out is empty: name the zip file to write")
-    path = Path(checked_path_text(text, "--out")).expanduser()
-    if text.endswith(("/", os.sep)) or path.is_dir():
-        raise UserError(f"{path}: is a folder; name the zip file to write")
-    resolved = path.resolve()
-    for folder in resolved.parents:
-        if (folder / MANIFEST).exists() or (folder / ZOO / PENDING_MANIFEST).exists():
-            raise UserError(f"{path}: inside the workspace {folder}; write it outside any workspace")
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"{path}: {folder} is a file, not a folder")
-    return path
 
 
 def versioned(manifest: dict) -> dict:
@@ -197,19 +185,45 @@ def _finish_interrupted_writes(root: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _acquire(handle, root: Path, wait_s: float) -> None:
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor. A copied or unpacked workspace is untrusted: its `.lock` could be a link to
+    any file, a hard link to one, a FIFO (an open would block) or a device. The file is opened without following
+    a link and without blocking, and then must be a regular file with one name; it is never truncated."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    remedy = "a workspace's lock is a plain file it makes itself: remove this one and try again"
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        problem = {errno.ELOOP: "is a symbolic link", errno.EISDIR: "is a folder"}.get(exc.errno)
+        if problem:
+            raise ZooError(f"{path}: {problem}; {remedy}") from None
+        raise ZooError(f"{path}: cannot be opened for writing ({exc.strerror}); is the workspace writable?") from None
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "not a regular file (a FIFO, device or socket)"
+    elif info.st_nlink != 1:
+        problem = f"has {info.st_nlink} names (hard links), so writing it would change another file"
+    if problem:
+        os.close(fd)
+        raise ZooError(f"{path}: {problem}; {remedy}")
+    return fd
+
+
+def _acquire(fd: int, root: Path, wait_s: float) -> None:
+    """flock the lock file, then write who holds it over its first bytes (a fixed width: never truncated)."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise ZooError(f"{root}: busy ({holder} is writing to it); try again when it finishes") from None
+                raise ZooError(f"{root}: busy ({_holder(fd)} is writing to it); try again when it finishes") from None
             time.sleep(0.2)
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"process {os.getpid()}")
-    handle.flush()
+    os.pwrite(fd, f"process {os.getpid()}".ljust(_HOLDER_WIDTH).encode(), 0)
+
+
+def _holder(fd: int) -> str:
+    text = os.pread(fd, _HOLDER_WIDTH, 0).decode(errors="replace").strip()
+    return text if re.fullmatch(r"process \d+", text) else "another process"

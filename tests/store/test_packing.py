@@ -1,6 +1,9 @@
 """Workspace packs: what goes in, the round trip, and refusals of damaged or hostile packs."""
 
+import errno
+import os
 import stat
+import threading
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +14,9 @@ import torch
 from core.errors import ZooError
 from core.pipeline import pack_workspace, unpack_workspace
 from core.rep.run import load_run
+from core.store import commit, packing
+from core.store.commit import rename_exclusive
+from core.store.workspace import Workspace
 from core.zoo.model_zoo import load_zoos
 from tests.conftest import copy_workspace
 
@@ -62,8 +68,8 @@ def test_hostile_or_foreign_zips_are_refused_without_leftovers(tmp_path, members
             archive.writestr(name, data)
     with pytest.raises(ZooError, match=message):
         unpack_workspace(pack, tmp_path / "out" / "ws")
-    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out" / "ws").exists()
-    assert not any(p.name.startswith(".") for p in (tmp_path / "out").iterdir())
+    assert not (tmp_path / "evil.txt").exists()
+    assert not (tmp_path / "out").exists()  # the folder the unpack made for its target goes too
 
 
 def test_a_pack_with_a_broken_zoo_is_refused(tiny_zoo_workspace, tmp_path):
@@ -192,3 +198,126 @@ def test_packs_hold_data_files_only(tiny_zoo_workspace, tmp_path):
     pack_workspace(workspace, tmp_path / "ws.zip")
     names = zipfile.ZipFile(tmp_path / "ws.zip").namelist()
     assert all(Path(n).suffix in (".json", ".parquet", ".safetensors") for n in names) and "workspace.json" in names
+
+
+# ---------------------------------------------------------------- unpacking beside others, and failing disks
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["renameat2", "fallback"])
+def test_two_unpacks_into_one_new_folder_one_finishes_and_the_other_is_told(
+    tiny_zoo_workspace, tmp_path, monkeypatch, kernel
+):
+    """Both extract and validate at once (held at a barrier inside validation, after extracting); exactly one
+    swap wins, the other fails with one clear error, and the target holds the whole pack."""
+    if not kernel:
+        monkeypatch.setattr(commit, "_kernel_rename", lambda src, dst: False)
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+    both_extracted, outcomes = threading.Barrier(2), []
+
+    def validate(workspace):
+        both_extracted.wait(60)
+        load_zoos(workspace)
+
+    def unpack():
+        try:
+            packing.unpack_workspace(pack, tmp_path / "target", validate)
+            outcomes.append("done")
+        except ZooError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=unpack) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    [told] = [o for o in outcomes if o != "done"]
+    assert outcomes.count("done") == 1 and "target: appeared while the pack was unpacked" in told
+    assert ".unpack" not in told  # never a build folder that no longer exists
+    names = {n for n in zipfile.ZipFile(pack).namelist()}
+    unpacked = {p.relative_to(tmp_path / "target").as_posix() for p in (tmp_path / "target").rglob("*") if p.is_file()}
+    assert unpacked == names and _leftovers(tmp_path) == []
+    assert torch.equal(load_zoos(Workspace(tmp_path / "target"))[0].weights, load_zoos(tiny_zoo_workspace)[0].weights)
+
+
+def test_an_unpack_checks_after_its_swap_that_the_folder_holds_what_the_pack_lists(
+    tiny_zoo_workspace, tmp_path, monkeypatch
+):
+    """Another program removing a file between the swap and the check: not exit 0 with a partial workspace."""
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+
+    def swap_then_lose_a_file(build, target):
+        rename_exclusive(build, target)
+        (target / "zoo" / "models.parquet").unlink()
+
+    monkeypatch.setattr(packing, "rename_exclusive", swap_then_lose_a_file)
+    with pytest.raises(ZooError, match="did not hold what the pack lists .*zoo/models.parquet"):
+        unpack_workspace(pack, tmp_path / "target")
+    assert not (tmp_path / "target").exists() and _leftovers(tmp_path) == []
+
+
+def test_errors_name_the_member_at_fault_and_never_the_build_folder(tiny_zoo_workspace, tmp_path):
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(pack) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, b"junk" if info.filename == "zoo/models.parquet" else data)
+    with pytest.raises(ZooError) as caught:
+        unpack_workspace(damaged, tmp_path / "out")
+    assert str(caught.value).startswith(f"{damaged}: zoo/models.parquet: ")
+    assert ".unpack" not in str(caught.value) and _leftovers(tmp_path) == []
+
+
+def test_a_member_twice_is_refused(tiny_zoo_workspace, tmp_path):
+    pack = _pack_plus(tiny_zoo_workspace, tmp_path, lambda a: a.writestr("zoo//models.parquet", b"other"))
+    with pytest.raises(ZooError, match="'zoo/models.parquet' appears more than once"):
+        unpack_workspace(pack, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "code, message", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "Read-only file system; unpack elsewhere")]
+)
+def test_a_failing_disk_while_unpacking_is_one_line_and_leaves_nothing(
+    tiny_zoo_workspace, tmp_path, monkeypatch, code, message
+):
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+    real_extract, calls = packing._extract, []
+
+    def extract_until_the_disk_fails(archive, info, path):
+        calls.append(info.filename)
+        if len(calls) == 2:
+            raise OSError(code, os.strerror(code), str(path))  # as open() or write() of the second member
+        real_extract(archive, info, path)
+
+    monkeypatch.setattr(packing, "_extract", extract_until_the_disk_fails)
+    target = tmp_path / "new" / "deeper" / "ws"
+    with pytest.raises(ZooError, match=f"ws: cannot be written \\({message}"):
+        unpack_workspace(pack, target)
+    assert sorted(os.listdir(tmp_path)) == ["ws.zip"]  # no build folder, and the folders made for it removed too
+
+    monkeypatch.setattr(packing, "_extract", real_extract)
+    monkeypatch.setattr(commit.tempfile, "mkdtemp", lambda **_: (_ for _ in ()).throw(OSError(code, "no")))
+    with pytest.raises(ZooError, match="ws: cannot be made"):
+        unpack_workspace(pack, target)
+    assert sorted(os.listdir(tmp_path)) == ["ws.zip"]
+
+
+def test_an_unpack_into_a_folder_that_is_not_one_is_one_line(tiny_zoo_workspace, tmp_path):
+    pack = tmp_path / "ws.zip"
+    pack_workspace(tiny_zoo_workspace, pack)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    for parent in ("file", "loop1"):
+        with pytest.raises(ZooError, match=f"{parent}/ws: cannot be made \\(.*{parent} is there but is not a folder"):
+            unpack_workspace(pack, tmp_path / parent / "ws")
+    assert sorted(os.listdir(tmp_path)) == ["file", "loop1", "loop2", "ws.zip"]

@@ -19,6 +19,7 @@ import torch
 from core.errors import UserError
 from core.limits import MAX_TRAIN_STATE_BYTES
 from core.rep.distributed import barrier, place, stop
+from core.rep.learning_check import learning_warning
 from core.rep.loop import TrainConfig, fit
 from core.rep.methods import method_for, with_kind_defaults
 from core.rep.prepare import Split, prepare, split_models
@@ -99,11 +100,12 @@ def train_autoencoder(
             files.folder.mkdir(parents=True, exist_ok=True)
             write_tensors(files.stats, stats_tensors(parts))
             files.write_config(record)
-        last = fit(files, trainer, train_config, generator, state, device, on_progress, should_stop)
+        last, history = fit(files, trainer, train_config, generator, state, device, on_progress, should_stop)
         stop()  # the processes part here: rank 0 alone goes on to write, map and evaluate
         if not writer:
             return None
-        files.write_config({**record, "status": "trained", "stopped_at_epoch": last})
+        warnings = [w for w in [learning_warning(history, train_config)] if w]
+        files.write_config({**record, "status": "trained", "stopped_at_epoch": last, "warnings": warnings})
         files.state.unlink(missing_ok=True)  # a trained run is never resumed: its state is only disk used
         return load_run(workspace, files.name)
 

@@ -10,6 +10,7 @@ from plotly.colors import qualitative
 
 from core.gen.baselines import frontier_envelope
 from core.rep.zoom import zoom_projection
+from ui.map_scale import MAX_DRAWN_POINTS, density, inside_shapes, representatives
 
 # Map colourings: label -> (column, continuous?)
 COLOURINGS: dict[str, tuple[str, bool]] = {
@@ -93,16 +94,23 @@ def map_figure(
     """The UMAP map of the zoo (WebGL), coloured by `colour` (a COLOURINGS label); the `selected` checkpoints
     ringed over the rest, dimmed; and generated samples on top, one legend entry per samples run (a click on it
     shows or hides the run). Zoo points carry their checkpoint id as customdata[0]; sample points carry -1 and
-    the ring none, so a selection reads back zoo checkpoints only (see `selected_checkpoints`)."""
+    the ring none, so a selection reads back zoo checkpoints only (see `selected_checkpoints`). Above
+    MAX_DRAWN_POINTS checkpoints, a density image of all of them and one representative point per region
+    (ui/map_scale.py)."""
     table = table.with_columns(pl.col("ggap").fill_nan(None).fill_null(0.0))
     figure = go.Figure()
     chosen = set(selected or [])
-    for trace in _zoo_traces(table, colour):
+    drawn, colour_range = table, None
+    if table.height > MAX_DRAWN_POINTS:
+        density_trace, colour_range = _density_trace(table, colour)
+        figure.add_trace(density_trace)
+        drawn = table[representatives(table["umap_x"].to_numpy(), table["umap_y"].to_numpy())]
+    for trace in _zoo_traces(drawn, colour, colour_range):
         # the selection at full strength, the rest faded: this alone shows a large selection (rings would merge)
         trace.marker.opacity = [0.95 if c[0] in chosen else 0.2 for c in trace.customdata] if chosen else 0.9
         figure.add_trace(trace)
     if chosen:
-        figure.add_trace(_selection_ring(table.filter(pl.col("checkpoint").is_in(selected))))
+        figure.add_trace(_selection_ring(drawn.filter(pl.col("checkpoint").is_in(selected))))
     if samples is not None and samples.height:
         accuracy = table["test_acc"].fill_nan(None)
         scale = (accuracy.min() or 0.0, accuracy.max() or 1.0)
@@ -118,8 +126,11 @@ def map_figure(
     )
 
 
-def _zoo_traces(table: pl.DataFrame, colour: str) -> list[go.Scattergl]:
-    """The zoo's points: one trace with a colour bar for a continuous colouring, one per category otherwise."""
+def _zoo_traces(
+    table: pl.DataFrame, colour: str, colour_range: tuple[float, float] | None = None
+) -> list[go.Scattergl]:
+    """The zoo's points: one trace with a colour bar for a continuous colouring (on `colour_range` when given,
+    the whole zoo's when these are its representatives), one per category otherwise."""
     column, continuous = COLOURINGS[colour]
     custom = ["checkpoint", "model_id", "epoch", "test_acc", "ggap"]
     if continuous:
@@ -130,6 +141,9 @@ def _zoo_traces(table: pl.DataFrame, colour: str) -> list[go.Scattergl]:
             "colorbar": {"title": {"text": colour}},
             "showscale": True,
         }
+        if colour_range is not None:  # representatives: an array is not validated point by point (see _points)
+            colour_values = table[column].cast(pl.Float64).to_numpy()
+            marker |= {"color": colour_values, "cmin": colour_range[0], "cmax": colour_range[1], "size": 4}
         return [_points(table, "zoo checkpoints", marker, custom, showlegend=False)]
     palette = qualitative.Plotly + qualitative.Dark24
     groups = table.with_columns(pl.col(column).cast(pl.String).fill_null("n/a")).partition_by(
@@ -142,13 +156,35 @@ def _zoo_traces(table: pl.DataFrame, colour: str) -> list[go.Scattergl]:
     ]
 
 
+def _density_trace(table: pl.DataFrame, colour: str) -> tuple[go.Heatmap, tuple[float, float] | None]:
+    """Every checkpoint as a density image: each cell coloured by the mean of a continuous colouring over its
+    checkpoints (on the colouring's whole range, returned for the points drawn over it), or by the log of its
+    count in greys for a categorical one. No hover: the points over it carry it."""
+    column, continuous = COLOURINGS[colour]
+    x, y = table["umap_x"].to_numpy(), table["umap_y"].to_numpy()
+    values = table[column].cast(pl.Float64).fill_null(np.nan).to_numpy() if continuous else np.ones(len(x))
+    centres_x, centres_y, counts, mean = density(x, y, values)
+    style, colour_range = {"colorscale": "Greys", "zmin": 0.0}, None
+    z = np.where(counts > 0, np.log10(np.maximum(counts, 1)) + 1, np.nan)
+    if continuous:
+        finite = values[np.isfinite(values)]
+        colour_range = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        z, style = mean, {"colorscale": "Viridis", "zmin": colour_range[0], "zmax": colour_range[1]}
+    heatmap = go.Heatmap(
+        x=centres_x, y=centres_y, z=z, showscale=False, hoverinfo="skip", name="all checkpoints (density)", **style
+    )
+    return heatmap, colour_range
+
+
 def _points(rows: pl.DataFrame, name: str, marker: dict, custom: list[str], **extra) -> go.Scattergl:
+    # numpy arrays, not lists: plotly validates a list element by element (5 s for 14,000 points' hover data on a
+    # busy 2-core machine) and sends an array as base64 bytes instead of JSON text
     return go.Scattergl(
-        x=rows["umap_x"].to_list(),
-        y=rows["umap_y"].to_list(),
+        x=rows["umap_x"].to_numpy(),
+        y=rows["umap_y"].to_numpy(),
         mode="markers",
         name=name,
-        customdata=rows.select(custom).rows(),
+        customdata=rows.select(pl.col(custom).cast(pl.Float64)).to_numpy(order="c"),
         hovertemplate=_HOVER,
         marker=marker,
         **extra,
@@ -209,14 +245,19 @@ def _natural(value: str) -> tuple:
         return (1, 0.0, value)
 
 
-def selected_checkpoints(selection: dict | None) -> list[int]:
-    """Checkpoint ids of the zoo points in a Streamlit plotly selection (samples and duplicates dropped).
+def selected_checkpoints(selection: dict | None, table: pl.DataFrame | None = None) -> list[int]:
+    """Checkpoint ids of the zoo points in a Streamlit plotly selection (samples and duplicates dropped). On a map
+    too large to draw every point (`table`, the map's, above MAX_DRAWN_POINTS rows), every checkpoint inside the
+    selection's boxes and lassos, not only the representatives drawn.
 
     Point indices are per trace and collide when a colouring splits the zoo into traces; the checkpoint id
     travels with each point as customdata[0] instead."""
     if not selection:
         return []
     ids: list[int] = []
+    if table is not None and table.height > MAX_DRAWN_POINTS:
+        inside = inside_shapes(table["umap_x"].to_numpy(), table["umap_y"].to_numpy(), selection)
+        ids += table["checkpoint"].filter(pl.Series(inside)).to_list()
     for point in selection.get("points", []):
         data = point.get("customdata")
         if data is None or len(data) == 0:

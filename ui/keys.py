@@ -14,6 +14,7 @@ PATH_TO = "latent-path-to"  # Explore: the generated model (RUN:I) a path from o
 ZOOM = "map-zoom"  # Explore: the map shows the selection alone, re-projected
 AE_KIND = "ae-kind"
 ZOO_NAME = "zoo-name"
+ZOO_PAGE = "zoo-page"  # Zoo: the page of the checkpoint table shown
 IMPORT_NAME = "import-name"
 LIVE_CURVES = "live-curves"
 LIVE_LOSSES = "live-losses"

@@ -2,12 +2,12 @@
 of N checkpoints, served by `streamlit run` and drawn in headless Chromium, timed from navigation until the chart's
 traces are drawn.
 
-Rows: 1,000,000 checkpoints (a density image of all and one representative point per region, ui/map_scale.py),
-and for comparison every point drawn as a WebGL marker, the map's only way before, at the size where the app
-switches (MAX_DRAWN_POINTS) and at 100,000 (1,000,000 that way is 100 MB of figure JSON: not run), and a 1,000-point chart as the floor (the
-Streamlit page and plotly.js loading in a fresh tab, as every row does). The server is
-warmed up on a small map first, so imports are not counted; each row is the median of --repeats page loads, and the
-server's share (reading the table, building the figure) is reported beside it. Goal: 1,000,000 points in 5 s.
+Rows: 1,000,000 checkpoints (a density image of all and one representative point per region, ui/map_scale.py);
+for comparison every point drawn as a WebGL marker, the map's only way before, at the size where the app switches
+(MAX_DRAWN_POINTS) and at 100,000 (1,000,000 that way is 100 MB of figure JSON: not run); and a 1,000-point chart,
+the floor: the Streamlit page and plotly.js loading in a fresh tab, as in every row. The server is warmed up on a
+small map first, so imports are not counted; each row is the median of --repeats page loads, and the server's share
+(reading the table, building the figure) is reported beside it. Goal: 1,000,000 points in 5 s.
 Usage: python bench/map_million.py [--points 1000000] [--repeats 3]
 The last line of stdout is JSON with the medians in seconds.
 """

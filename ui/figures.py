@@ -100,12 +100,12 @@ def map_figure(
     table = table.with_columns(pl.col("ggap").fill_nan(None).fill_null(0.0))
     figure = go.Figure()
     chosen = set(selected or [])
-    drawn, colour_range = table, None
-    if table.height > MAX_DRAWN_POINTS:
+    drawn, colour_range, compact = table, None, table.height > MAX_DRAWN_POINTS
+    if compact:
         density_trace, colour_range = _density_trace(table, colour)
         figure.add_trace(density_trace)
         drawn = table[representatives(table["umap_x"].to_numpy(), table["umap_y"].to_numpy())]
-    for trace in _zoo_traces(drawn, colour, colour_range):
+    for trace in _zoo_traces(drawn, colour, colour_range, compact):
         # the selection at full strength, the rest faded: this alone shows a large selection (rings would merge)
         trace.marker.opacity = [0.95 if c[0] in chosen else 0.2 for c in trace.customdata] if chosen else 0.9
         figure.add_trace(trace)
@@ -127,10 +127,11 @@ def map_figure(
 
 
 def _zoo_traces(
-    table: pl.DataFrame, colour: str, colour_range: tuple[float, float] | None = None
+    table: pl.DataFrame, colour: str, colour_range: tuple[float, float] | None = None, compact: bool = False
 ) -> list[go.Scattergl]:
     """The zoo's points: one trace with a colour bar for a continuous colouring (on `colour_range` when given,
-    the whole zoo's when these are its representatives), one per category otherwise."""
+    the whole zoo's when these are its representatives), one per category otherwise; `compact`: as arrays (see
+    `_points`)."""
     column, continuous = COLOURINGS[colour]
     custom = ["checkpoint", "model_id", "epoch", "test_acc", "ggap"]
     if continuous:
@@ -141,17 +142,18 @@ def _zoo_traces(
             "colorbar": {"title": {"text": colour}},
             "showscale": True,
         }
-        if colour_range is not None:  # representatives: an array is not validated point by point (see _points)
-            colour_values = table[column].cast(pl.Float64).to_numpy()
-            marker |= {"color": colour_values, "cmin": colour_range[0], "cmax": colour_range[1], "size": 4}
-        return [_points(table, "zoo checkpoints", marker, custom, showlegend=False)]
+        if colour_range is not None:
+            marker |= {"cmin": colour_range[0], "cmax": colour_range[1], "size": 4}
+        if compact:
+            marker["color"] = table[column].cast(pl.Float64).to_numpy()
+        return [_points(table, "zoo checkpoints", marker, custom, compact, showlegend=False)]
     palette = qualitative.Plotly + qualitative.Dark24
     groups = table.with_columns(pl.col(column).cast(pl.String).fill_null("n/a")).partition_by(
         column, maintain_order=True, as_dict=True
     )
     ordered = sorted(groups.items(), key=lambda kv: _natural(kv[0][0]))
     return [
-        _points(group, f"{colour} {key[0]}", {"size": 6, "color": palette[i % len(palette)]}, custom)
+        _points(group, f"{colour} {key[0]}", {"size": 6, "color": palette[i % len(palette)]}, custom, compact)
         for i, (key, group) in enumerate(ordered)
     ]
 
@@ -176,15 +178,23 @@ def _density_trace(table: pl.DataFrame, colour: str) -> tuple[go.Heatmap, tuple[
     return heatmap, colour_range
 
 
-def _points(rows: pl.DataFrame, name: str, marker: dict, custom: list[str], **extra) -> go.Scattergl:
-    # numpy arrays, not lists: plotly validates a list element by element (5 s for 14,000 points' hover data on a
-    # busy 2-core machine) and sends an array as base64 bytes instead of JSON text
+def _points(
+    rows: pl.DataFrame, name: str, marker: dict, custom: list[str], compact: bool = False, **extra
+) -> go.Scattergl:
+    """Points with their hover data; `compact`: as numpy arrays, which plotly sends as base64 bytes without
+    validating them element by element as it does lists (5 s for 14,000 points' hover data on a busy 2-core
+    machine). Lists otherwise: the figure's JSON then reads as plain values."""
+    if compact:
+        x, y = rows["umap_x"].to_numpy(), rows["umap_y"].to_numpy()
+        customdata = rows.select(pl.col(custom).cast(pl.Float64)).to_numpy(order="c")
+    else:
+        x, y, customdata = rows["umap_x"].to_list(), rows["umap_y"].to_list(), rows.select(custom).rows()
     return go.Scattergl(
-        x=rows["umap_x"].to_numpy(),
-        y=rows["umap_y"].to_numpy(),
+        x=x,
+        y=y,
         mode="markers",
         name=name,
-        customdata=rows.select(pl.col(custom).cast(pl.Float64)).to_numpy(order="c"),
+        customdata=customdata,
         hovertemplate=_HOVER,
         marker=marker,
         **extra,

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-# Up to this many checkpoints every one is a point (the map as it always was).
-MAX_DRAWN_POINTS = 20_000
+# Up to this many checkpoints every one is a point (the map as it always was). bench/map_million.py at a load of
+# about 5 on the shared 2-core machine: 20,000 points drawn one by one took 5.3 s to the first draw, 1,000,000 as
+# density and representatives 3.1 s (a page with a 1,000-point chart: 1.7 s).
+MAX_DRAWN_POINTS = 10_000
 # The image's cells and at most REPRESENTATIVE_GRID^2 representatives (10,000; a 1,000,000-point map of 40 clusters
 # has about 6,000): on a 800-pixel-wide chart a representative every 8 pixels, within the map's 12-pixel hover
 # distance. bench/map_million.py, on the shared 2-core machine at a load of about 11: 300 bins and a 150 grid drew

@@ -102,6 +102,7 @@ def map_figure(
     chosen = set(selected or [])
     drawn, colour_range, compact = table, None, table.height > MAX_DRAWN_POINTS
     if compact:
+        table = table.filter(pl.col("umap_x").is_finite() & pl.col("umap_y").is_finite())  # grid cells need both
         density_trace, colour_range = _density_trace(table, colour)
         figure.add_trace(density_trace)
         drawn = table[representatives(table["umap_x"].to_numpy(), table["umap_y"].to_numpy())]

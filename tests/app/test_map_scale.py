@@ -74,6 +74,14 @@ def test_a_map_too_large_to_draw_is_a_density_image_under_representative_points(
         assert (points[0].marker.cmin, points[0].marker.cmax) == (low, high) == (heatmaps[0].zmin, heatmaps[0].zmax)
 
 
+def test_a_large_map_leaves_out_points_without_a_position():
+    table = big_table(MAX_DRAWN_POINTS + 10).with_columns(
+        pl.when(pl.col("checkpoint") < 5).then(float("nan")).otherwise(pl.col("umap_x")).alias("umap_x")
+    )
+    drawn = [int(c[0]) for t in map_figure(table, "epoch").data if isinstance(t, go.Scattergl) for c in t.customdata]
+    assert drawn and min(drawn) >= 5
+
+
 def test_a_small_map_draws_every_point_as_before():
     figure = map_figure(big_table(100), "test accuracy")
     assert not any(isinstance(t, go.Heatmap) for t in figure.data) and len(figure.data[0].customdata) == 100

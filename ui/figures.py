@@ -262,7 +262,8 @@ def selected_checkpoints(selection: dict | None, table: pl.DataFrame | None = No
     selection's boxes and lassos, not only the representatives drawn.
 
     Point indices are per trace and collide when a colouring splits the zoo into traces; the checkpoint id
-    travels with each point as customdata[0] instead."""
+    travels with each point as customdata[0] instead. A large map's points carry their customdata as a typed
+    array, which comes back from the browser as an object keyed "0", "1", ... (seen in headless Chromium)."""
     if not selection:
         return []
     ids: list[int] = []
@@ -274,8 +275,8 @@ def selected_checkpoints(selection: dict | None, table: pl.DataFrame | None = No
         if data is None or len(data) == 0:
             continue
         try:
-            checkpoint = int(data[0])
-        except (TypeError, ValueError):
+            checkpoint = int(data["0"] if isinstance(data, dict) else data[0])
+        except (TypeError, ValueError, KeyError):
             continue
         if checkpoint >= 0:
             ids.append(checkpoint)

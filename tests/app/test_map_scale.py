@@ -95,6 +95,13 @@ def test_a_box_on_a_large_map_selects_every_checkpoint_inside_not_only_those_dra
     assert selected_checkpoints(box, big_table(100)) == [7]  # every point drawn: the points are the selection
 
 
+def test_a_clicked_point_of_a_large_map_reads_back_from_its_typed_array_customdata():
+    """The browser returns a typed-array row as an object keyed by index (as Chromium sent it on a 30,000-point map)."""
+    clicked = {"points": [{"customdata": {"0": 403, "1": 80, "2": 15, "3": 0.778, "4": 0.016}}], "box": [], "lasso": []}
+    assert selected_checkpoints(clicked, big_table(MAX_DRAWN_POINTS + 1)) == [403]
+    assert selected_checkpoints({"points": [{"customdata": {"1": 80}}]}) == []  # no id: nothing, no error
+
+
 def test_the_table_reads_one_page_at_a_time(tmp_path):
     path = tmp_path / "models.parquet"
     pl.DataFrame({"checkpoint": range(1234), "test_acc": [i / 1234 for i in range(1234)]}).write_parquet(path)

@@ -10,6 +10,7 @@ from plotly.colors import qualitative
 
 from core.gen.baselines import frontier_envelope
 from core.rep.zoom import zoom_projection
+from ui.map_scale import MAX_DRAWN_POINTS, density, inside_shapes, representatives
 
 # Map colourings: label -> (column, continuous?)
 COLOURINGS: dict[str, tuple[str, bool]] = {
@@ -95,16 +96,24 @@ def map_figure(
     """The UMAP map of the zoo (WebGL), coloured by `colour` (a COLOURINGS label); the `selected` checkpoints
     ringed over the rest, dimmed; and generated samples on top, one legend entry per samples run (a click on it
     shows or hides the run). Zoo points carry their checkpoint id as customdata[0]; sample points carry -1 and
-    the ring none, so a selection reads back zoo checkpoints only (see `selected_checkpoints`)."""
+    the ring none, so a selection reads back zoo checkpoints only (see `selected_checkpoints`). Above
+    MAX_DRAWN_POINTS checkpoints, a density image of all of them and one representative point per region
+    (ui/map_scale.py)."""
     table = table.with_columns(pl.col("ggap").fill_nan(None).fill_null(0.0))
     figure = go.Figure()
     chosen = set(selected or [])
-    for trace in _zoo_traces(table, colour):
+    drawn, colour_range, compact = table, None, table.height > MAX_DRAWN_POINTS
+    if compact:
+        table = table.filter(pl.col("umap_x").is_finite() & pl.col("umap_y").is_finite())  # grid cells need both
+        density_trace, colour_range = _density_trace(table, colour)
+        figure.add_trace(density_trace)
+        drawn = table[representatives(table["umap_x"].to_numpy(), table["umap_y"].to_numpy())]
+    for trace in _zoo_traces(drawn, colour, colour_range, compact):
         # the selection at full strength, the rest faded: this alone shows a large selection (rings would merge)
         trace.marker.opacity = [0.95 if c[0] in chosen else 0.2 for c in trace.customdata] if chosen else 0.9
         figure.add_trace(trace)
     if chosen:
-        figure.add_trace(_selection_ring(table.filter(pl.col("checkpoint").is_in(selected))))
+        figure.add_trace(_selection_ring(drawn.filter(pl.col("checkpoint").is_in(selected))))
     if samples is not None and samples.height:
         accuracy = table["test_acc"].fill_nan(None)
         scale = (accuracy.min() or 0.0, accuracy.max() or 1.0)
@@ -120,8 +129,12 @@ def map_figure(
     )
 
 
-def _zoo_traces(table: pl.DataFrame, colour: str) -> list[go.Scattergl]:
-    """The zoo's points: one trace with a colour bar for a continuous colouring, one per category otherwise."""
+def _zoo_traces(
+    table: pl.DataFrame, colour: str, colour_range: tuple[float, float] | None = None, compact: bool = False
+) -> list[go.Scattergl]:
+    """The zoo's points: one trace with a colour bar for a continuous colouring (on `colour_range` when given,
+    the whole zoo's when these are its representatives), one per category otherwise; `compact`: as arrays (see
+    `_points`)."""
     column, continuous = COLOURINGS[colour]
     custom = ["checkpoint", "model_id", "epoch", "test_acc", "ggap"]
     if continuous:
@@ -132,25 +145,59 @@ def _zoo_traces(table: pl.DataFrame, colour: str) -> list[go.Scattergl]:
             "colorbar": {"title": {"text": colour}},
             "showscale": True,
         }
-        return [_points(table, "zoo checkpoints", marker, custom, showlegend=False)]
+        if colour_range is not None:
+            marker |= {"cmin": colour_range[0], "cmax": colour_range[1], "size": 4}
+        if compact:
+            marker["color"] = table[column].cast(pl.Float64).to_numpy()
+        return [_points(table, "zoo checkpoints", marker, custom, compact, showlegend=False)]
     palette = qualitative.Plotly + qualitative.Dark24
     groups = table.with_columns(pl.col(column).cast(pl.String).fill_null("n/a")).partition_by(
         column, maintain_order=True, as_dict=True
     )
     ordered = sorted(groups.items(), key=lambda kv: _natural(kv[0][0]))
     return [
-        _points(group, f"{colour} {key[0]}", {"size": 6, "color": palette[i % len(palette)]}, custom)
+        _points(group, f"{colour} {key[0]}", {"size": 6, "color": palette[i % len(palette)]}, custom, compact)
         for i, (key, group) in enumerate(ordered)
     ]
 
 
-def _points(rows: pl.DataFrame, name: str, marker: dict, custom: list[str], **extra) -> go.Scattergl:
+def _density_trace(table: pl.DataFrame, colour: str) -> tuple[go.Heatmap, tuple[float, float] | None]:
+    """Every checkpoint as a density image: each cell coloured by the mean of a continuous colouring over its
+    checkpoints (on the colouring's whole range, returned for the points drawn over it), or by the log of its
+    count in greys for a categorical one. No hover: the points over it carry it."""
+    column, continuous = COLOURINGS[colour]
+    x, y = table["umap_x"].to_numpy(), table["umap_y"].to_numpy()
+    values = table[column].cast(pl.Float64).fill_null(np.nan).to_numpy() if continuous else np.ones(len(x))
+    centres_x, centres_y, counts, mean = density(x, y, values)
+    style, colour_range = {"colorscale": "Greys", "zmin": 0.0}, None
+    z = np.where(counts > 0, np.log10(np.maximum(counts, 1)) + 1, np.nan)
+    if continuous:
+        finite = values[np.isfinite(values)]
+        colour_range = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        z, style = mean, {"colorscale": "Viridis", "zmin": colour_range[0], "zmax": colour_range[1]}
+    heatmap = go.Heatmap(
+        x=centres_x, y=centres_y, z=z, showscale=False, hoverinfo="skip", name="all checkpoints (density)", **style
+    )
+    return heatmap, colour_range
+
+
+def _points(
+    rows: pl.DataFrame, name: str, marker: dict, custom: list[str], compact: bool = False, **extra
+) -> go.Scattergl:
+    """Points with their hover data; `compact`: as numpy arrays, which plotly sends as base64 bytes without
+    validating them element by element as it does lists (5 s for 14,000 points' hover data on a busy 2-core
+    machine). Lists otherwise: the figure's JSON then reads as plain values."""
+    if compact:
+        x, y = rows["umap_x"].to_numpy(), rows["umap_y"].to_numpy()
+        customdata = rows.select(pl.col(custom).cast(pl.Float64)).to_numpy(order="c")
+    else:
+        x, y, customdata = rows["umap_x"].to_list(), rows["umap_y"].to_list(), rows.select(custom).rows()
     return go.Scattergl(
-        x=rows["umap_x"].to_list(),
-        y=rows["umap_y"].to_list(),
+        x=x,
+        y=y,
         mode="markers",
         name=name,
-        customdata=rows.select(custom).rows(),
+        customdata=customdata,
         hovertemplate=_HOVER,
         marker=marker,
         **extra,
@@ -211,21 +258,27 @@ def _natural(value: str) -> tuple:
         return (1, 0.0, value)
 
 
-def selected_checkpoints(selection: dict | None) -> list[int]:
-    """Checkpoint ids of the zoo points in a Streamlit plotly selection (samples and duplicates dropped).
+def selected_checkpoints(selection: dict | None, table: pl.DataFrame | None = None) -> list[int]:
+    """Checkpoint ids of the zoo points in a Streamlit plotly selection (samples and duplicates dropped). On a map
+    too large to draw every point (`table`, the map's, above MAX_DRAWN_POINTS rows), every checkpoint inside the
+    selection's boxes and lassos, not only the representatives drawn.
 
     Point indices are per trace and collide when a colouring splits the zoo into traces; the checkpoint id
-    travels with each point as customdata[0] instead."""
+    travels with each point as customdata[0] instead. A large map's points carry their customdata as a typed
+    array, which comes back from the browser as an object keyed "0", "1", ... (seen in headless Chromium)."""
     if not selection:
         return []
     ids: list[int] = []
+    if table is not None and table.height > MAX_DRAWN_POINTS:
+        inside = inside_shapes(table["umap_x"].to_numpy(), table["umap_y"].to_numpy(), selection)
+        ids += table["checkpoint"].filter(pl.Series(inside)).to_list()
     for point in selection.get("points", []):
         data = point.get("customdata")
         if data is None or len(data) == 0:
             continue
         try:
-            checkpoint = int(data[0])
-        except (TypeError, ValueError):
+            checkpoint = int(data["0"] if isinstance(data, dict) else data[0])
+        except (TypeError, ValueError, KeyError):
             continue
         if checkpoint >= 0:
             ids.append(checkpoint)

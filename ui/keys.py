@@ -19,6 +19,7 @@ WORKSPACE_PARAM = "ws"  # the URL's query-string parameter: a reload, a bookmark
 MAP_COLOUR = "map-colour"  # a way of looking, the same on every workspace
 PATH_CHART = "latent-path-chart"
 ZOO_NAME = "zoo-name"
+ZOO_PAGE = "zoo-page"  # Zoo: the page of the checkpoint table shown
 IMPORT_NAME = "import-name"
 LIVE_CURVES = "live-curves"
 LIVE_LOSSES = "live-losses"

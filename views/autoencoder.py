@@ -58,6 +58,9 @@ def show_run(name: str) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Training")
+        for warning in run.files.read_config().get("warnings", []):  # the learning check's
+            if isinstance(warning, str):
+                st.warning(warning)
         if run.history.height:
             st.plotly_chart(loss_figure(run.history), width="stretch")
             train = run.train_config

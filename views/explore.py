@@ -71,11 +71,12 @@ with controls:
         "region shows; a selection drawn here narrows the zoom further; clear the selection to go back",
     )
 zoomed = zoom and len(selected) >= 3
+shown_table = zoomed_table(table, embeddings, selected) if zoomed else table
 
 
 def keep_selection() -> None:
     """Copy the chart's selection into our own key: the chart's resets whenever its figure changes."""
-    st.session_state[selection_key] = selected_checkpoints(st.session_state[map_key].selection)
+    st.session_state[selection_key] = selected_checkpoints(st.session_state[map_key].selection, shown_table)
 
 
 def pick_list() -> None:
@@ -187,9 +188,7 @@ def path_to_generated(checkpoint: int) -> None:
 
 with chart:
     st.plotly_chart(
-        map_figure(zoomed_table(table, embeddings, selected), colour, axes=ZOOM_AXES)
-        if zoomed
-        else map_figure(table, colour, samples, selected),
+        map_figure(shown_table, colour, axes=ZOOM_AXES) if zoomed else map_figure(table, colour, samples, selected),
         key=map_key,
         on_select=keep_selection,
         # Points: with the pan or zoom tool, a click selects one checkpoint (Streamlit

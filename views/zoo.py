@@ -16,7 +16,7 @@ from core.zoo.generate import ZooConfig
 from core.zoo.model_zoo import combined_table, zoo_info
 from core.zoo.population import INITS
 from core.zoo.tasks import parse_task
-from ui import keys, session
+from ui import keys, paging, session
 from ui.figures import accuracy_histogram
 from ui.widgets import start, watch
 
@@ -46,7 +46,17 @@ def show_zoo(workspace: Workspace) -> None:
     st.subheader("Test accuracy by saved epoch")
     st.plotly_chart(accuracy_histogram(table), width="stretch")
     st.subheader("Checkpoints")
-    st.dataframe(table, hide_index=True, width="stretch", height=320)
+    show_table_pages(workspace.models_table_path)
+
+
+def show_table_pages(path: Path) -> None:
+    """The checkpoint table a page at a time, read from the file by slice (ui/paging.py): a zoo of any size."""
+    rows = paging.row_count(path)
+    pages = paging.page_count(rows)
+    page = st.number_input("Page", 1, pages, 1, key=keys.ZOO_PAGE) if pages > 1 else 1
+    first = (page - 1) * paging.PAGE_ROWS
+    st.caption(f"rows {min(first + 1, rows):,} to {min(first + paging.PAGE_ROWS, rows):,} of {rows:,}")
+    st.dataframe(paging.read_page(path, page - 1), hide_index=True, width="stretch", height=320)
 
 
 def target_workspace(name: str) -> Workspace:

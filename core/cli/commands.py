@@ -87,10 +87,10 @@ def _ae_settings(args: argparse.Namespace) -> tuple:
     preset = preset_settings(method, args.preset, device)
     own = {f.name for f in fields(method.config_type)}
     ae = variant_from(method.config_type, args.kind, args, KIND_CONFIGS, {k: v for k, v in preset.items() if k in own})
-    train, default = settings_from(TrainConfig, args), TrainConfig()
-    # A preset's training settings (its learning rate) apply where the options left the default.
-    untouched = {k: v for k, v in preset.items() if k not in own and getattr(train, k) == getattr(default, k)}
-    return ae, replace(train, **untouched), device
+    # A preset's training settings (its learning rate and schedule) apply where the options were left out: an
+    # option given at the default's value (--lr 1e-3, as the learning check may suggest) is the user's choice.
+    untouched = {k: v for k, v in preset.items() if k not in own and getattr(args, k, None) is None}
+    return ae, replace(settings_from(TrainConfig, args), **untouched), device
 
 
 def ae_train(args: argparse.Namespace) -> dict | None:
@@ -106,7 +106,12 @@ def ae_train(args: argparse.Namespace) -> dict | None:
         )
     finally:
         distributed.leave()  # training ended the group already (distributed.stop); after an error, at once
-    return evaluate_run(workspace, run.name, device) if here.writer else None
+    if not here.writer:
+        return None
+    result = evaluate_run(workspace, run.name, device)
+    for warning in result.get("warnings", []):  # the learning check's (core/rep/learning_check.py)
+        print(f"warning: {printable(warning)}", file=sys.stderr)
+    return result
 
 
 def ae_launch(args: argparse.Namespace, argv: list[str]) -> int:

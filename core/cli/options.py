@@ -47,19 +47,23 @@ def add_option(parser: argparse.ArgumentParser, config_field: Field, default, he
     )  # fmt: skip
 
 
-def add_settings(parser: argparse.ArgumentParser, config_type: type, skip: tuple[str, ...] = ()) -> None:
-    """One option per setting of `config_type`, defaulting to the dataclass's default."""
+def add_settings(
+    parser: argparse.ArgumentParser, config_type: type, skip: tuple[str, ...] = (), unset: bool = False
+) -> None:
+    """One option per setting of `config_type`, defaulting to the dataclass's default; with `unset`, to None, so
+    that a caller can tell an option given at its default value from one left out (a preset fills the latter)."""
     for config_field in fields(config_type):
         if is_setting(config_field) and config_field.name not in skip:
             default = config_field.default
             shown = f" (default {_shown(default)})" if default is not None else ""
-            add_option(parser, config_field, default, config_field.metadata["help"] + shown)
+            add_option(parser, config_field, None if unset else default, config_field.metadata["help"] + shown)
 
 
 def settings_from(config_type: type, args: argparse.Namespace, **fixed):
-    """The config built from the parsed options of its settings (and `fixed` values)."""
+    """The config built from the parsed options of its settings (and `fixed` values); an option that is None was
+    left out (or defaults to None) and takes the dataclass's default."""
     values = {f.name: getattr(args, f.name) for f in fields(config_type) if is_setting(f) and hasattr(args, f.name)}
-    return config_type(**{**values, **fixed})
+    return config_type(**{**{k: v for k, v in values.items() if v is not None}, **fixed})
 
 
 def add_variant_settings(parser: argparse.ArgumentParser, variants: dict[str, type]) -> None:

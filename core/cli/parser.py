@@ -97,7 +97,7 @@ def _ae_parsers(commands_: argparse._SubParsersAction) -> None:
                        help="the paper's sizes (sane: paper for ResNets, paper-cnn for small CNNs); GPU only; "
                        "options given beside it override its values")  # fmt: skip
     add_variant_settings(train, commands.KIND_CONFIGS)
-    add_settings(train, TrainConfig)
+    add_settings(train, TrainConfig, unset=True)  # left out, a preset's value applies (commands._ae_settings)
     evaluate = _command(ae, ("ae", "eval"),
                         commands.ae_eval, describe.describe_eval, device=True)  # fmt: skip
     evaluate.add_argument("--run", default=None, help="run name (default: the latest finished run)")

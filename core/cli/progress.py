@@ -26,10 +26,12 @@ class ProgressBar:
             self.bar = tqdm(total=total, desc=description, unit="step", file=sys.stderr, dynamic_ncols=True)
             self.phase = phase
         self.bar.update(done - self.bar.n)
+        if "warning" in info:  # a line of its own above the bar (the learning check's, core/rep/learning_check.py)
+            self.bar.write(f"warning: {info['warning']}", file=sys.stderr)
         shown = {
             k: round(v, 4) if isinstance(v, float) else v
             for k, v in info.items()
-            if isinstance(v, (int, float, str)) and k not in ("elapsed_s", "phase")
+            if isinstance(v, (int, float, str)) and k not in ("elapsed_s", "phase", "warning")
         }
         self.bar.set_postfix(shown, refresh=False)
 

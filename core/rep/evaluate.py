@@ -56,6 +56,8 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
         "kind": run.kind,
         "architectures": [z.spec.name for z in zoos],
         "test_models": len(run.split.test),
+        # the learning check's (core/rep/learning_check.py), recorded when the run was trained
+        "warnings": run.files.read_config().get("warnings", []),
         **_reconstruction(run, parts, device),
         **_named(_probes(run, parts, table, sides), "probe_{}"),
     }

@@ -45,6 +45,7 @@ class TrainConfig:
     lr: float = setting(1e-3, "AdamW learning rate")
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     warmup_epochs: int = setting(5, "epochs of linear learning-rate warm-up before the cosine decay")
+    lr_floor: float = setting(0.0, "where the cosine decay ends, as a fraction of the learning rate (0: at zero)")
     gamma: float = setting(0.05, "weight of the contrastive loss (0..1); 1 - gamma weighs reconstruction")
     temperature: float = setting(0.1, "NT-Xent temperature")
     noise: float = setting(0.05, "additive noise augmentation, in units of each layer's std")
@@ -94,6 +95,8 @@ class TrainConfig:
             if weight is not None:
                 non_negative[name] = weight
         bad += [f"{k} {v}" for k, v in non_negative.items() if not (math.isfinite(v) and v >= 0)]
+        if not 0 <= self.lr_floor <= 1:
+            bad.append(f"learning-rate floor {self.lr_floor} (a fraction of the rate, in [0, 1])")
         for name, p in (("erase", self.erase_probability), ("permute", self.permute_probability)):
             if not 0 <= p <= 1:
                 bad.append(f"{name} probability {p} (must lie in [0, 1])")
@@ -137,14 +140,15 @@ def shuffled_batches(count: int, batch_size: int, generator: torch.Generator, de
     return [chunk(b) for b in (order[i : i + batch_size] for i in range(0, count, batch_size)) if len(b) >= least]
 
 
-def schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """Linear warm-up, then cosine decay to zero."""
+def schedule(warmup_steps: int, total_steps: int, floor: float = 0.0) -> Callable[[int], float]:
+    """The learning rate's factor at each step: linear warm-up, then cosine decay to `floor` (a floor keeps the last
+    steps of a short run learning, where a decay to zero spends them at almost no rate)."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
 
@@ -172,8 +176,9 @@ def fit(
     device: str,
     on_progress: Callable[[int, int, dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> int:
-    """Train to the end (or early stop), write the best model and the history; returns the last epoch trained.
+) -> tuple[int, list[dict]]:
+    """Train to the end (or early stop), write the best model and the history; returns the last epoch trained and
+    the history (a row per epoch).
     Raises Interrupted after saving when `should_stop` says so. Under torchrun every process trains its share of
     each batch (core/rep/distributed.py) and rank 0 alone writes."""
     writer = place().writer
@@ -200,7 +205,7 @@ def fit(
     if writer:
         write_tensors(files.model, run.best_weights)
         write_parquet(files.history, pl.DataFrame(run.history))
-    return run.epoch
+    return run.epoch, run.history
 
 
 def _start(trainer: Trainer, config: TrainConfig, generator: torch.Generator, state: dict | None) -> _Fit:
@@ -212,7 +217,7 @@ def _start(trainer: Trainer, config: TrainConfig, generator: torch.Generator, st
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     steps = trainer.steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, schedule(config.warmup_epochs * steps, config.epochs * steps)
+        optimizer, schedule(config.warmup_epochs * steps, config.epochs * steps, config.lr_floor)
     )
     run = _Fit(model, optimizer, scheduler, [])
     if state is None:

@@ -60,11 +60,16 @@ class SANEConfig:
 # windows of 64 for small CNNs; AdamW at learning rate 1e-4 (a training setting: `ae train` applies it unless --lr is
 # given). Trained on GPUs with mixed precision; the loop runs CUDA steps in bf16. The halo (a quarter of the window
 # each side) and the 4x feed-forward width are our choices.
+# Their schedule: the SANE code's OneCycleLR warms up, then anneals to almost zero over thousands of steps. A small zoo
+# gives one or two steps per epoch, so a decay to zero leaves the run's second half at almost no rate (the 48-model
+# zoo did not learn in 120 steps at 1e-4 on an H200): the presets warm up for 5 epochs as every run does and decay to
+# a tenth of the rate, and the learning check (core/rep/learning_check.py) says when a higher --lr is needed.
+PRESET_SCHEDULE = dict(lr=1e-4, warmup_epochs=5, lr_floor=0.1)
 PRESETS: dict[str, dict] = {
     "paper": dict(token_width=288, window=256, halo=32, d_model=2048, heads=16, encoder_layers=8, decoder_layers=8,
-                  feedforward=8192, latent_dim=128, projection_dim=128, lr=1e-4),
+                  feedforward=8192, latent_dim=128, projection_dim=128, **PRESET_SCHEDULE),
     "paper-cnn": dict(token_width=288, window=64, halo=8, d_model=1024, heads=16, encoder_layers=8,
-                      decoder_layers=8, feedforward=4096, latent_dim=128, projection_dim=128, lr=1e-4),
+                      decoder_layers=8, feedforward=4096, latent_dim=128, projection_dim=128, **PRESET_SCHEDULE),
 }  # fmt: skip
 
 

@@ -19,6 +19,7 @@ import torch
 from core.errors import UserError
 from core.limits import MAX_TRAIN_STATE_BYTES
 from core.rep.distributed import barrier, place, stop
+from core.rep.learning_check import check_epoch, learning_warning
 from core.rep.loop import TrainConfig, fit
 from core.rep.methods import method_for, with_kind_defaults
 from core.rep.prepare import Split, prepare, split_models
@@ -98,13 +99,29 @@ def train_autoencoder(
         if state is None and writer:  # write_tensors makes the run's folder (never through a link: core/store/files.py)
             write_tensors(files.stats, stats_tensors(parts))
             files.write_config(record)
-        last = fit(files, trainer, train_config, generator, state, device, on_progress, should_stop)
+        report = _checking(on_progress, train_config)
+        last, history = fit(files, trainer, train_config, generator, state, device, report, should_stop)
         stop()  # the processes part here: rank 0 alone goes on to write, map and evaluate
         if not writer:
             return None
-        files.write_config({**record, "status": "trained", "stopped_at_epoch": last})
+        warnings = [w for w in [learning_warning(history, train_config)] if w]
+        files.write_config({**record, "status": "trained", "stopped_at_epoch": last, "warnings": warnings})
         files.state.unlink(missing_ok=True)  # a trained run is never resumed: its state is only disk used
         return load_run(workspace, files.name)
+
+
+def _checking(on_progress: Progress | None, train_config: TrainConfig) -> Progress:
+    """`on_progress` with the learning check's warning in the info of the epoch it is made at (info["warning"]),
+    so that a long run says so while it trains (the record gets it at the end, also after a resume)."""
+    seen: list[dict] = []
+
+    def report(done: int, total: int, info: dict) -> None:
+        seen.append({"epoch": done, **info})
+        warning = learning_warning(seen, train_config) if done == check_epoch(train_config) else None
+        if on_progress:
+            on_progress(done, total, {**info, "warning": warning} if warning else info)
+
+    return report
 
 
 def _resume_state(files: AERunFiles, ae_config, train_config: TrainConfig) -> dict | None:

@@ -3,7 +3,9 @@
 Their layout is one folder per trained model (a ray-tune trial): `params.json` (flat config keys such as
 `model::activation`), `result.json` (one JSON object per line and epoch) and `checkpoint_<e>/checkpoints`
 (a torch state dict). State dicts are read with `torch.load(weights_only=True)` only: never arbitrary pickle.
-A model whose files are missing or broken is reported and skipped; the import goes on.
+A model whose files are missing or broken is reported and skipped; the import goes on. Their CNN zoos (CNN-s,
+CNN-l) are matched by exact key and shape sets; their ResNet-18 zoos by the torchvision layout
+(core/zoo/public_resnet.py).
 
 The folder is untrusted: every file is read only if it is a regular file within a size cap (core/limits.py),
 and only if it lies inside the folder (a link pointing elsewhere is refused); every value of params.json and
@@ -25,9 +27,10 @@ from core.errors import ArchitectureError, DataError, UserError
 from core.limits import MAX_ABS_WEIGHT, MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, MAX_RESULT_LOG_BYTES
 from core.store.files import read_bytes, read_json_value, read_torch
 from core.store.workspace import Workspace
-from core.zoo.arch import ACTIVATIONS, ArchSpec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
+from core.zoo.arch import ACTIVATIONS, ArchSpec, Spec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
 from core.zoo.data import load_dataset
 from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
+from core.zoo.public_resnet import CIFAR_SIZE, looks_like_resnet, resnet_vector
 from core.zoo.table import METRICS
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
@@ -141,16 +144,18 @@ def import_public_zoo(
     if not root.is_dir():
         raise UserError(f"{root}: not a folder (expected one folder per model with params.json)")
     data = load_dataset(dataset) if dataset else None
+    # A ResNet's weights do not fix its input size (global average pooling): the named dataset's images do.
+    in_size = data.image_shape[1] if data is not None else CIFAR_SIZE
     check_replacing(workspace, replace)  # early, to fail before the work; again under the lock before writing
     folders, problems = _model_folders(root)
     if not folders:
         raise UserError(f"{root}: no model folders found (none holds a params.json)")
 
-    spec: ArchSpec | None = None
+    spec: Spec | None = None
     vectors, rows = [], []
     for model_id, folder in enumerate(folders):
         try:
-            model_spec, model_vectors, model_rows = _read_model(folder, spec, root.resolve())
+            model_spec, model_vectors, model_rows = _read_model(folder, spec, root.resolve(), in_size)
         except (ValueError, UserError) as exc:
             problems.append(f"{folder.relative_to(root)}: skipped: {exc}")
         except (TypeError, AttributeError, KeyError, OverflowError) as exc:  # what a check above may have missed
@@ -186,7 +191,7 @@ def import_public_zoo(
     return ImportReport(zoo, table["model_id"].n_unique(), problems)
 
 
-def _check_fits(data, name: str, spec: ArchSpec) -> None:
+def _check_fits(data, name: str, spec: Spec) -> None:
     """The dataset named for the zoo has its models' input shape and class count."""
     wanted = (spec.in_channels, spec.in_size, spec.in_size)
     if data.image_shape != wanted or data.n_classes != spec.n_classes:
@@ -196,7 +201,9 @@ def _check_fits(data, name: str, spec: ArchSpec) -> None:
         )
 
 
-def _read_model(folder: Path, expected: ArchSpec | None, root: Path) -> tuple[ArchSpec, list[torch.Tensor], list[dict]]:
+def _read_model(
+    folder: Path, expected: Spec | None, root: Path, in_size: int
+) -> tuple[Spec, list[torch.Tensor], list[dict]]:
     params = read_json_value(_inside(folder / "params.json", root), MAX_JSON_BYTES)
     if not isinstance(params, dict):
         raise ValueError("params.json: not a JSON object")
@@ -204,34 +211,48 @@ def _read_model(folder: Path, expected: ArchSpec | None, root: Path) -> tuple[Ar
         raise ValueError("result.json missing")
     results = _read_results(_inside(folder / "result.json", root))
     activation = str(params.get("model::activation", "tanh")).lower().replace("_", "")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation {activation!r} is not one we model ({', '.join(ACTIVATIONS)})")
 
     vectors, rows, spec = [], [], None
     for epoch, ckpt_dir in _checkpoint_folders(folder):
         state = _load_state_dict(_inside(ckpt_dir / "checkpoints", root))
-        if spec is None:
-            spec = match_state_dict(state, _candidates(activation))
-            if spec is None:
-                shapes = {k: list(v.shape) for k, v in state.items()}
-                raise ValueError(f"architecture not recognised (not CNN-s, CNN-l or ours): {json.dumps(shapes)[:300]}")
-            if expected is not None and spec.with_activation(expected.activation) != expected:
-                raise ValueError(f"architecture {spec.name} differs from the zoo's {expected.name}")
+        try:
+            checkpoint_spec, vector = _spec_and_vector(state, activation, in_size)
+        except ValueError as exc:
+            raise ValueError(f"{ckpt_dir.name}/checkpoints: {exc}") from None
+        if spec is not None and checkpoint_spec != spec:
+            raise ValueError(f"{ckpt_dir.name}: architecture {checkpoint_spec.name} differs from epoch 0's {spec.name}")
+        spec = checkpoint_spec
+        if expected is not None and spec.with_activation(expected.activation) != expected:
+            raise ValueError(f"architecture {spec.name} differs from the zoo's {expected.name}")
         if epoch not in results:
             raise ValueError(f"result.json has no line for epoch {epoch} (truncated?)")
         record = results[epoch]
         missing = [k for k in ("train_acc", "test_acc", "train_loss", "test_loss") if k not in record]
         if missing:
             raise ValueError(f"result.json epoch {epoch} lacks {missing}")
-        try:
-            vector = flatten(spec, state)
-        except ArchitectureError as exc:
-            raise ValueError(f"{ckpt_dir.name}: {exc}") from exc
         if not (vector.abs() <= MAX_ABS_WEIGHT).all():  # NaN fails the comparison too
             raise ValueError(f"checkpoint_{epoch}: non-finite weights or weights beyond ±{MAX_ABS_WEIGHT:g}")
         vectors.append(vector)
-        rows.append(_checkpoint_row(params, activation, epoch, record))
+        rows.append(_checkpoint_row(params, spec, epoch, record))
     return spec, vectors, rows
+
+
+def _spec_and_vector(state: dict[str, torch.Tensor], activation: str, in_size: int) -> tuple[Spec, torch.Tensor]:
+    """The architecture a checkpoint's state dict holds and its flat vector; ValueError saying what does not fit."""
+    if looks_like_resnet(state):
+        return resnet_vector(state, in_size)  # torchvision's ResNet is ReLU whatever params.json names
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation {activation!r} is not one we model ({', '.join(ACTIVATIONS)})")
+    spec = match_state_dict(state, _candidates(activation))
+    if spec is None:
+        shapes = {k: list(v.shape) for k, v in state.items()}
+        raise ValueError(
+            f"architecture not recognised (not CNN-s, CNN-l, a CIFAR ResNet or ours): {json.dumps(shapes)[:300]}"
+        )
+    try:
+        return spec, flatten(spec, state)
+    except ArchitectureError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _checkpoint_folders(folder: Path) -> list[tuple[int, Path]]:
@@ -247,10 +268,12 @@ def _checkpoint_folders(folder: Path) -> list[tuple[int, Path]]:
     return checkpoints
 
 
-def _checkpoint_row(params: dict, activation: str, epoch: int, record: dict) -> dict:
+def _checkpoint_row(params: dict, spec: Spec, epoch: int, record: dict) -> dict:
     """One checkpoint's row of the zoo table, from its model's params.json and its epoch's result.json line; a
     value of the wrong type or out of range raises ValueError naming it."""
     seed = _integer(params, "seed", 0, "params.json")
+    # The ResNet zoos' params.json names a dropout rate their torchvision ResNet never applies (it has no dropout).
+    dropout = 0.0 if spec.family == "resnet" else _number(params, "model::dropout", 0.0, "params.json")
     return {
         "epoch": epoch,
         "seed": seed,
@@ -258,8 +281,8 @@ def _checkpoint_row(params: dict, activation: str, epoch: int, record: dict) -> 
         "init": str(params.get("model::init_type", "unknown")),
         "lr": _number(params, "optim::lr", float("nan"), "params.json"),
         "weight_decay": _number(params, "optim::wd", 0.0, "params.json"),
-        "dropout": _number(params, "model::dropout", 0.0, "params.json"),
-        "activation": activation,
+        "dropout": dropout,
+        "activation": spec.activation,
         "batch_size": _integer(params, "training::batchsize", 0, "params.json"),
         **{key: _metric(record, key, epoch) for key in METRICS},
     }

@@ -25,6 +25,9 @@ from core.zoo.arch import ACTIVATIONS, Layer, activation_class, norm_layer
 # ~20k parameters for 1-channel digits: a 32-model zoo trains 10 epochs in about a minute on 2 CPU cores.
 RESNET_WIDTHS = (8, 16, 32)
 RESNET_BLOCKS = (1, 1, 1)
+# ResNet-18 (He et al., 2016) as the public SANE zoos train it on CIFAR: 11,173,962 trained parameters at 10 classes.
+RESNET18_WIDTHS = (64, 128, 256, 512)
+RESNET18_BLOCKS = (2, 2, 2, 2)
 
 
 class Block(NamedTuple):
@@ -143,10 +146,13 @@ def resnet(
     in_size: int = 8,
 ) -> ResNetSpec:
     """Our ResNet preset: 20,146 parameters for 1-channel 10-class 8x8 images at the default widths. Any input
-    size works (global average pooling); other widths or block counts get their own name."""
+    size works (global average pooling); ResNet-18's widths and blocks are named `resnet-18`, other widths or block
+    counts get their own name."""
     widths, blocks = tuple(widths), tuple(blocks)
     name = "resnet"
-    if (widths, blocks) != (RESNET_WIDTHS, RESNET_BLOCKS):
+    if (widths, blocks) == (RESNET18_WIDTHS, RESNET18_BLOCKS):
+        name = "resnet-18"
+    elif (widths, blocks) != (RESNET_WIDTHS, RESNET_BLOCKS):
         name = f"resnet-w{'-'.join(map(str, widths))}-b{'-'.join(map(str, blocks))}"
     return ResNetSpec(name, in_channels, in_size, widths, blocks, n_classes, activation)
 

@@ -238,6 +238,13 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     assert not at.success  # said once: it would stand beside the messages of what the user does next
 
 
+def test_autoencoder_page_shows_the_runs_learning_warning(app_root):
+    files = load_run(Workspace(app_root / "digits")).files
+    files.write_config({**files.read_config(), "warnings": ["the autoencoder is not learning: try --lr 0.01"]})
+    at = page("autoencoder").run()
+    assert not at.exception and "the autoencoder is not learning: try --lr 0.01" in texts(at.warning)
+
+
 def test_autoencoder_page_on_a_workspace_without_a_zoo_says_so(app_root):
     (app_root / "empty").mkdir()
     at = page("autoencoder", "empty").run()

@@ -39,8 +39,8 @@ from core.runtime import sleep_while_waiting  # noqa: E402
 
 sleep_while_waiting()  # before torch loads: the machine may be busy
 
-from core.gen.baselines import frontier_envelope  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
+from core.gen.frontier import frontier_envelope  # noqa: E402
 from core.gen.novelty import ZooErrorSets  # noqa: E402
 from core.pipeline import generate, train_and_map  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
@@ -182,7 +182,7 @@ def _diverse(workspace: Workspace, run: str, scale: Scale, seed: int, device: st
 
 def _noise_accuracy_at(noise: list[dict], iou: float) -> float:
     """The noise frontier's accuracy at a novelty level: the best accuracy noise reached at that novelty or more
-    (its upper envelope, the Generate page's line: core/gen/baselines.py `frontier_envelope`), interpolated by IoU;
+    (its upper envelope, the Generate page's line: core/gen/frontier.py `frontier_envelope`), interpolated by IoU;
     NaN outside the IoU range it covers (no like-for-like comparison there)."""
     ious, accs, _ = frontier_envelope([{"max_iou_median": p["iou"], "acc_mean": p["acc"], "scale": 0} for p in noise])
     if not ious or not ious[0] <= iou <= ious[-1]:

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.colors import qualitative
 
-from core.gen.baselines import frontier_envelope
+from core.gen.frontier import frontier_envelope
 from core.rep.zoom import zoom_projection
 from ui.map_scale import MAX_DRAWN_POINTS, density, inside_shapes, representatives
 

@@ -66,9 +66,20 @@ def warm_up() -> dict:
     return state
 
 
-@st.cache_resource(show_spinner=False)
+_ERROR_SETS_LOCK = threading.Lock()
+
+
 def zoo_error_sets():
-    """The zoos' error sets (core/gen/novelty.py), kept for the server's lifetime: generations reuse them."""
+    """The zoos' error sets (core/gen/novelty.py), one per server process: generations reuse them. It imports the
+    engine (torch, scikit-learn: 4.5 s of a first page's 6.7 s when a page called it), so only jobs and background
+    threads call it; a plain cache with a lock, because a background thread has no script context for
+    `st.cache_resource`."""
+    with _ERROR_SETS_LOCK:
+        return _error_sets()
+
+
+@functools.cache
+def _error_sets():
     from core.gen.novelty import ZooErrorSets  # lazy: the engine imports torch; the first page needs none
 
     return ZooErrorSets()
@@ -77,14 +88,13 @@ def zoo_error_sets():
 @st.cache_resource(max_entries=8, show_spinner=False)  # starts a thread; Streamlit's own spinner named it
 def _zoo_errors_started(root: str, stamp: int) -> threading.Thread:
     """The background computation of one zoo's error sets (`stamp`: its weight file's time): started once per zoo
-    and server, however many tabs open the workspace."""
-    errors = zoo_error_sets()
+    and server, however many tabs open the workspace. Everything that imports the engine happens in the thread."""
 
     def work() -> None:
         from core.pipeline import precompute_zoo_errors  # lazy: the engine imports torch; the first page needs none
 
         try:
-            precompute_zoo_errors(Workspace(root), errors)
+            precompute_zoo_errors(Workspace(root), zoo_error_sets())
         except Exception as exc:  # a hint only: the generation computes them itself, and reports what is wrong
             log.warning("could not compute the error sets of %s ahead: %s", root, exc)
 

@@ -50,7 +50,7 @@ from core.rep.run import AERun, load_run, run_name
 from core.rep.train import settings_for_device, train_autoencoder
 from core.store import packing
 from core.store.commit import rename_exclusive
-from core.store.runs import SamplesRun, checked_run_name
+from core.store.runs import SamplesRun, checked_run_name, run_identity
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
@@ -133,6 +133,7 @@ def generate(
     (the app passes one for its lifetime). With `cluster`, the fine-tuning runs in shards on Ray."""
     started = time.monotonic()  # the run records its duration: the Generate page compares runs by it
     run, zoos = load_run(workspace, run_name), load_zoos(workspace)
+    seen = run_identity(folder := SamplesRun.folder_of(workspace, _samples_name(config, run.name)))
     run.files.check_zoo(stamp := zoo_stamp(zoos[0].manifest))  # the zoo read is still the run's
     anchors = _anchors(zoos, table := combined_table(zoos), config)
     (preparing := _phase(on_progress, "preparing"))(0, 1, {})  # after the checks: a refusal prints no bar
@@ -152,7 +153,7 @@ def generate(
     results = _checked_results(config, groups, curves, figures, drawn)
     ensembles = _ensembles(anchors, prepared, drawn, config, source, device, _phase(on_progress, "ensembles"))
     samples = SamplesRun(
-        folder=SamplesRun.folder_of(workspace, _samples_name(config, run.name)),
+        folder=folder,
         ae_run=run.name,
         ae_kind=run.kind,
         method=config.method,
@@ -171,13 +172,10 @@ def generate(
         **ensembles,
         **results,
     )
-    samples.write(
-        {"generated": generated, "finetuned": finetuned[: config.n]},
-        {"architecture": anchors.spec.to_json(), "method": config.method},
-        _samples_table(per_model["generated"], figures["generated"], map_xy, sources),
-        curves,
-        novelty_plane(per_model, figures),
-    )
+    tables = (_samples_table(per_model["generated"], figures["generated"], map_xy, sources), curves)
+    weights = {"generated": generated, "finetuned": finetuned[: config.n]}
+    meta = {"architecture": anchors.spec.to_json(), "method": config.method}
+    samples.write(weights, meta, (*tables, novelty_plane(per_model, figures)), seen)
     return samples
 
 

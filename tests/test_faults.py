@@ -206,12 +206,12 @@ def _record(run: SamplesRun) -> dict:
     return data
 
 
-@pytest.mark.parametrize("crash_at", range(1, 6))
+@pytest.mark.parametrize("crash_at", range(1, 7))
 def test_a_crash_at_any_write_of_sample_then_a_rerun_gives_the_same_run(
     tiny_ae_workspace, sampled_reference, tmp_path, crash_at
 ):
     reference, errors, commits = sampled_reference
-    assert commits == 5  # weights, samples, curves, novelty, then result.json
+    assert commits == 6  # weights, samples, curves, novelty, result.json, then the run's folder swapped in
     workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
     with pytest.raises(Crash), crash_at_commit(crash_at):
         generate(workspace, SAMPLE, zoo_errors=errors)
@@ -297,7 +297,7 @@ def test_a_failing_disk_at_any_write_of_ae_train_leaves_no_finished_run_and_a_re
     assert _hidden_leftovers(workspace) == []
 
 
-@pytest.mark.parametrize("code, fail_at", _disk_faults(5))
+@pytest.mark.parametrize("code, fail_at", _disk_faults(6))
 def test_a_failing_disk_at_any_write_of_sample_leaves_no_run_and_a_rerun_gives_the_same(
     tiny_ae_workspace, sampled_reference, tmp_path, code, fail_at
 ):

@@ -13,15 +13,18 @@ loading it by name says so (`check_made_from_zoo`).
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import polars as pl
 
 from core.errors import UserError, ZooError
 from core.names import checked_name, is_usable_name
+from core.store.commit import locked_folder_beside, remove_abandoned, rename_exclusive
 from core.store.files import (
     read_json,
     read_parquet,
@@ -35,6 +38,8 @@ from core.store.workspace import Workspace
 
 AE_RUNS = "ae"
 SAMPLES_RUNS = "samples"
+_BUILD_TAG = "build"  # a samples run is written in `.<run>.build-XXXXXXXX` beside its folder, then swapped in
+_OLD_TAG = "old"  # the run it replaces waits in `.<run>.old-XXXXXXXX` until the new one is in
 # What an autoencoder run's embeddings.parquet holds (core/store/files.py `check_columns`).
 EMBEDDING_COLUMNS = {"checkpoint": "int", "split": "str", "embedding": "vector"} | dict.fromkeys(
     ("umap_x", "umap_y", "pca_x", "pca_y"), "number"
@@ -177,6 +182,16 @@ def stale_runs(workspace: Workspace) -> list[str]:
 # ---------------------------------------------------------------- samples runs
 
 
+def run_identity(folder: Path) -> tuple[int, int] | None:
+    """(inode, modification time) of a samples run's record, None when it has none: a generation compares it at
+    its end with what it was at its start, to tell its own rerun from another command's write."""
+    try:
+        info = os.stat(folder / "result.json")
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
 @dataclass(frozen=True)
 class SamplesRun:
     """One generation: models sampled from an autoencoder run, evaluated and fine-tuned beside baselines.
@@ -288,25 +303,54 @@ class SamplesRun:
         runs = [r for r in runs if ae_run is None or r.ae_run == ae_run]
         return sorted(runs, key=lambda r: r.created, reverse=True)
 
-    def write(self, tensors: dict, metadata: dict, samples: pl.DataFrame, curves: pl.DataFrame, novelty: pl.DataFrame):
-        """Write every file, `result.json` last. A write that fails (a full disk) removes the run's folder if this
-        call made it: a run without its record is never listed, so its files would only fill the disk."""
-        made = not self.folder.exists()
+    def write(
+        self,
+        tensors: dict,
+        metadata: dict,
+        tables: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame],
+        seen: tuple[int, int] | None,
+    ):
+        """Write every file into a build folder beside the run's, then swap it in. `tables` are the samples, curves
+        and novelty tables; `seen` is `run_identity` of the folder when the generation started: a run that another
+        command wrote meanwhile (the same request twice at once) is kept, and this one is refused. A failure (a full
+        disk) leaves nothing: a killed writer's build folder goes at a later write of the run."""
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        for tag in (_BUILD_TAG, _OLD_TAG):
+            remove_abandoned(self.folder, tag)
+        fd, build = locked_folder_beside(self.folder, _BUILD_TAG)
         try:
-            write_tensors(self.weights_path, tensors, metadata)
-            write_parquet(self.samples_path, samples)
-            write_parquet(self.curves_path, curves)
-            write_parquet(self.novelty_path, novelty)
-            self.write_record()
-        except Exception:
-            if made:
-                shutil.rmtree(self.folder, ignore_errors=True)
-            raise
+            built = replace(self, folder=build)
+            write_tensors(built.weights_path, tensors, metadata)
+            for path, table in zip((built.samples_path, built.curves_path, built.novelty_path), tables, strict=True):
+                write_parquet(path, table)
+            self.write_record(build)
+            self._swap_in(build, seen)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+            os.close(fd)
 
-    def write_record(self) -> None:
-        """(Re)write `result.json` alone: a finished run that gains its ensembles."""
-        _check_record(self.to_json(), self.result_path)
-        write_json(self.result_path, self.to_json())
+    def _swap_in(self, build: Path, seen: tuple[int, int] | None) -> None:
+        """Replace the run's folder by `build` if it is still the one seen at the start (or still absent)."""
+        if run_identity(self.folder) != seen:
+            raise UserError(f"{self.folder}: another command wrote this run while this one ran; it is kept")
+        old = None
+        if seen is not None:
+            old = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.{_OLD_TAG}-", dir=self.folder.parent))
+            os.rename(self.folder, old)  # onto the empty folder just made; a kill here leaves it for remove_abandoned
+        try:
+            rename_exclusive(build, self.folder)
+        except FileExistsError:
+            raise UserError(f"{self.folder}: another command wrote this run while this one ran; it is kept") from None
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def write_record(self, folder: Path | None = None) -> None:
+        """(Re)write `result.json` alone: a finished run that gains its ensembles; into `folder` (a build folder)
+        with the run's own name."""
+        path = self.result_path if folder is None else folder / self.result_path.name
+        _check_record(self.to_json(), path)
+        write_json(path, self.to_json())
 
     def weights(self) -> dict:
         """{"generated": [n, params], "finetuned": [n, params']} float32."""

@@ -136,7 +136,7 @@ def resnet_samples(tiny_resnet_workspace, tmp_path_factory):
         | {"min_l2": [0.0] * 3, "max_iou": [1.0] * 3, "umap_x": [0.0] * 3, "umap_y": [0.0] * 3}
     )
     tensors = {"generated": models, "finetuned": finetuned}
-    run.write(tensors, {"architecture": zoo.spec.to_json(), "method": "kde"}, samples, curves, samples)
+    run.write(tensors, {"architecture": zoo.spec.to_json(), "method": "kde"}, (samples, curves, samples), None)
     return workspace, "by-hand"
 
 

@@ -35,7 +35,7 @@ def workspace(tiny_ae_workspace, tmp_path) -> Workspace:
     )
     table = pl.DataFrame({"sample": [0, 1]} | {c: [0.5, 0.7] for c in SAMPLES_COLUMNS if c != "sample"})
     tensors = {"generated": torch.zeros(2, 3), "finetuned": torch.zeros(2, 3)}
-    run.write(tensors, {"architecture": "{}"}, table, table, table)
+    run.write(tensors, {"architecture": "{}"}, (table, table, table), None)
     return workspace
 
 

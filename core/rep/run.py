@@ -93,7 +93,7 @@ class AERun:
 
     def reconstruct(self, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
         """Aligned weights [rows, params] decoded from the codes of the given checkpoints."""
-        weights = prepared.aligned[torch.as_tensor(rows)]
+        weights = prepared.aligned_rows(rows)
         return self.decode(prepared, self.encode(prepared, weights, device), device)
 
 

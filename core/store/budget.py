@@ -32,3 +32,8 @@ def chunk_rows(row_values: int, copies: int = 4) -> int:
     within the chunk's share of the budget (at least one row: a single checkpoint is the smallest unit)."""
     allowed = memory_mb() * (1 << 20) * CHUNK_SHARE
     return max(1, int(allowed // (4 * max(1, row_values) * (1 + copies))))
+
+
+def fits(n_bytes: int, share: float = 0.25) -> bool:
+    """Whether one structure of `n_bytes` (e.g. a training set kept whole for speed) fits in `share` of the budget."""
+    return n_bytes <= memory_mb() * (1 << 20) * share

@@ -74,6 +74,11 @@ class Zoo:
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         return self.store.rows(index if self.kept is None else self.kept[index])
 
+    def span(self, row: int, first: int, last: int) -> torch.Tensor:
+        """float32 [last - first]: parameters [first, last) of the zoo's row `row` (e.g. a window's entries)."""
+        stored = row if self.kept is None else int(self.kept[row])
+        return self.store.block(stored, stored + 1, first, last)[0]
+
     def columns(self, first: int, last: int) -> torch.Tensor:
         """float32 [checkpoints, last - first]: one range of parameters (e.g. a layer) of every checkpoint."""
         part = self.store.block(0, self.store.shape[0], first, last)

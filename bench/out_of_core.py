@@ -41,7 +41,7 @@ from core.zoo.model_zoo import Zoo, finish_table, save_zoo  # noqa: E402
 SAVED_EPOCHS = (0, 1, 2)
 FAMILIES = 8  # shared initialisations, as a generated zoo has by default
 IN_MEMORY_MB = 1 << 16  # a budget under which every stage takes its in-memory path
-SANE = ["--token-width", "1024", "--window", "16", "--halo", "2", "--d-model", "32", "--heads", "2"]
+SANE = ["--token-width", "1024", "--window", "64", "--halo", "8", "--d-model", "32", "--heads", "2"]
 SANE += ["--encoder-layers", "1", "--decoder-layers", "1", "--feedforward", "64", "--latent-dim", "8"]
 SANE += ["--projection-dim", "8", "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "64"]
 

@@ -152,9 +152,10 @@ def _probes(run: AERun, parts: list[PreparedZoo], table: pl.DataFrame, sides: np
     else:
         zoo = parts[0].zoo
         features = {"embedding": embedding, "stats": _chunked(lambda w: weight_statistics(zoo.spec, w), zoo)}
-        # The flat-weights baseline needs the whole zoo in memory (ridge over every parameter): left out, as for
-        # several architectures, when the zoo is larger than a quarter of the memory budget.
-        if fits(4 * len(zoo) * zoo.spec.n_params):
+        # The flat-weights baseline needs the whole zoo in memory (ridge over every parameter), and its float64 SVD
+        # peaked at about 20x the float32 matrix (a 24 MB zoo: +490 MB): left out, as for several architectures,
+        # where that exceeds a quarter of the memory budget.
+        if fits(20 * 4 * len(zoo) * zoo.spec.n_params):
             features["weights"] = parts[0].aligned.numpy()
     scores = probe_all(features, table, sides)
     return {m: {"weights": dict.fromkeys(PROPERTIES), **by} for m, by in scores.items()}

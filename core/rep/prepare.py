@@ -72,7 +72,12 @@ class PreparedZoo:
         weights = self.zoo.rows(index)
         if self.family is None or not len(index):
             return weights
-        return torch.gather(weights, 1, torch.stack([self.indices[f] for f in self.family[index].tolist()]))
+        # One gather per family in the chunk: a per-row index [rows, params] of int64 would take twice the chunk.
+        family, aligned = self.family[index], torch.empty_like(weights)
+        for f in np.unique(family).tolist():
+            at = torch.from_numpy(np.flatnonzero(family == f))
+            aligned[at] = weights[at][:, self.indices[f]]
+        return aligned
 
     def standardised_rows(self, index) -> torch.Tensor:
         return self.standardise(self.aligned_rows(index))

@@ -21,7 +21,6 @@ from core.rep.embed import embedding_matrix, load_embeddings
 from core.rep.prepare import PreparedZoo
 from core.rep.probes import fit_ridge
 from core.rep.run import AERun
-from core.store.budget import chunk_rows
 from core.zoo.data import Dataset
 from core.zoo.population import recalibrate_norm_statistics
 
@@ -33,13 +32,6 @@ class Drawn(NamedTuple):
     sampler: Sampler  # fitted
     report: dict  # the selection's
     sources: np.ndarray  # [n] the checkpoint id of the anchor each model was drawn around; -1: a point of a path
-
-
-def encode_rows(run: AERun, prepared: PreparedZoo, rows: np.ndarray, device: str) -> np.ndarray:
-    """Codes [len(rows), code] of zoo rows, encoded a chunk at a time: the aligned weights of hundreds of anchors
-    (and their token sequences) can exceed the memory budget where their codes do not."""
-    chunk = chunk_rows(prepared.zoo.spec.n_params, copies=8)
-    return np.concatenate([run.encode(prepared, part, device) for _, part in prepared.iter_aligned(rows, chunk)])
 
 
 def draw_models(
@@ -59,8 +51,8 @@ def draw_models(
     anchors); the draws of a path's point have no anchor of their own (source -1)."""
     spec = anchors.spec
     zoo_rows = np.random.default_rng([config.seed, 1]).permutation(len(anchors.zoo.table))[:SPREAD_CHECKPOINTS]
-    anchor_codes = encode_rows(run, prepared, anchors.rows, device)
-    zoo_codes = encode_rows(run, prepared, np.sort(zoo_rows), device)
+    anchor_codes = run.encode_rows(prepared, anchors.rows, device)
+    zoo_codes = run.encode_rows(prepared, np.sort(zoo_rows), device)
     ids = np.array(anchors.ids, dtype=np.int64)
     if config.path_t is not None:  # one anchor: the point at t of the latent path between its ends
         if ends is None:

@@ -306,7 +306,7 @@ def measure(workspace: Workspace, runs: dict, args, seed: int) -> dict:
         anchors = resolve_anchors(zoos, table, rule)
         first = next(iter(runs.values())).prepare(anchors.zoo)
         judge = Judge(anchors, first, data)
-        noise = noise_points(judge, first.aligned[torch.from_numpy(anchors.rows)], args.n, seed=7 + 1000 * seed)
+        noise = noise_points(judge, first.aligned_rows(anchors.rows), args.n, seed=7 + 1000 * seed)
         points, seconds = [], {}
         for variant, run in runs.items():
             found, took = generator_points(variant, run, anchors, table, rule, judge, args, seed)

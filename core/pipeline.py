@@ -291,7 +291,7 @@ def _groups(generated, sources, anchors: Anchors, prepared, config: SampleConfig
     compared with: random init, the generated models' source anchors, and (unless turned off) the simple
     weight-space baselines, kept by the generated models' selection on the same validation data
     (core/gen/baselines.py)."""
-    anchors_aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    anchors_aligned = prepared.aligned_rows(anchors.rows)
     groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, sources, config.n, rng)}
     selections = {"random_init": {"mode": "none"}, "anchors": {"mode": "source anchors of the generated models"}}
     if config.baselines:
@@ -380,7 +380,7 @@ def _novelty_figures(
     is not a generator."""
     zoo = anchors.zoo
     key = _zoo_errors_key(workspace, zoo, source)
-    zoo_predictions = zoo_errors.predictions(key, zoo.spec, prepared.aligned, source, zoo.table["activation"].to_list())
+    zoo_predictions = zoo_errors.predictions(key, zoo.spec, prepared, source, zoo.table["activation"].to_list())
     zoo_sets = zoo_predictions != source.y_test
     models = zoo.table["model_id"].to_numpy()
     zoo_figures = {"zoo_max_agreement_median": zoo_agreement_median(zoo_predictions, models)} if reference else {}
@@ -389,7 +389,7 @@ def _novelty_figures(
         if name == "random_init":
             continue
         predicted = predicted_classes(anchors.spec, vectors, source)
-        figures[name] = novelty(vectors, predicted != source.y_test, prepared.aligned, zoo_sets, models)
+        figures[name] = novelty(vectors, predicted != source.y_test, prepared, zoo_sets, models)
         figures[name] |= agreement(predicted, zoo_predictions) | zoo_figures
     return figures
 
@@ -409,7 +409,7 @@ def precompute_zoo_errors(workspace: Workspace, zoo_errors: ZooErrorSets) -> Non
     for zoo in load_zoos(workspace):
         _, source = _source_dataset(zoo.manifest)
         activations = zoo.table["activation"].to_list()
-        zoo_errors.get(_zoo_errors_key(workspace, zoo, source), zoo.spec, zoo.weights, source, activations)
+        zoo_errors.get(_zoo_errors_key(workspace, zoo, source), zoo.spec, zoo, source, activations)
 
 
 def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rng, zoo_errors) -> list[dict]:
@@ -419,7 +419,7 @@ def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rn
     if not config.baselines:
         return []
     scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
-    aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    aligned = prepared.aligned_rows(anchors.rows)
     models, reports = noise_frontier(aligned, prepared, config.n, rng, scorers, config.selector)
     figures = _novelty_figures(workspace, anchors, prepared, {str(k): v for k, v in models.items()}, source, zoo_errors)
     accuracy = {k: evaluate_models(anchors.spec, v, source.x_test, source.y_test)[1] for k, v in models.items()}

@@ -74,7 +74,7 @@ PROPERTY = settings(
 
 
 def test_every_command_with_numbers_is_covered():
-    assert len(numeric_options("zoo", "generate")) == 11  # 9 of the zoo, --shards and --retries of the cluster
+    assert len(numeric_options("zoo", "generate")) == 12  # 9 of the zoo, --shards and --retries, --memory
     assert {"--d-model", "--window", "--lr", "--erase", "--permute", "--seed"} <= set(numeric_options("ae", "train"))
     assert {"--n", "--spread", "--finetune-lr", "--seed", "--rounds"} <= set(numeric_options("sample"))
 

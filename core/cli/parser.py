@@ -26,6 +26,7 @@ from core.rep.loop import TrainConfig
 from core.rep.methods import KINDS, METHODS, PRESETS
 from core.rep.sane import AGGREGATIONS
 from core.runtime import DEVICES, tune_cpu_allocator
+from core.store.budget import DEFAULT_MEMORY_MB, set_memory_mb
 from core.store.leftovers import may_exist, remove_unused_workspace
 from core.zoo.generate import ZooConfig
 
@@ -34,6 +35,13 @@ def _add_common(parser: argparse.ArgumentParser, device: bool) -> None:
     parser.add_argument("--workspace", required=True, help="workspace folder (created if needed)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=DEFAULT_MEMORY_MB,
+        metavar="MB",
+        help=f"memory budget: stages read the zoo in chunks that fit it (default {DEFAULT_MEMORY_MB})",
+    )
     if device:
         parser.add_argument("--device", choices=DEVICES, default="auto", help="where to compute (default: auto)")
 
@@ -155,6 +163,7 @@ def run(argv: list[str]) -> int:
     tune_cpu_allocator()
     existed = may_exist(args.workspace)
     try:
+        set_memory_mb(args.memory)
         if getattr(args, "nproc", None) is not None:
             return commands.ae_launch(args, argv)
         result = args.run_command(args)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import torch
 
 from core.errors import UserError
 from core.names import shortened
@@ -130,7 +129,7 @@ def anchor_warnings(anchors: Anchors) -> list[str]:
     A lasso around one dot of the map can hold many checkpoints with the same weights (the epoch-0 checkpoints of
     models that share an initialisation): a generation from them decodes copies and reports an error overlap of
     1.00, so the page warns before anything runs."""
-    weights = anchors.zoo.weights[torch.from_numpy(anchors.rows)].numpy()
+    weights = anchors.zoo.rows(anchors.rows).numpy()
     distinct = len(np.unique(weights, axis=0))
     accuracy = anchors.zoo.table["test_acc"].to_numpy()[anchors.rows]
     chance = 1.0 / anchors.spec.n_classes

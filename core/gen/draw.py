@@ -52,8 +52,8 @@ def draw_models(
     anchors); the draws of a path's point have no anchor of their own (source -1)."""
     spec = anchors.spec
     zoo_rows = np.random.default_rng([config.seed, 1]).permutation(len(anchors.zoo.table))[:SPREAD_CHECKPOINTS]
-    anchor_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(anchors.rows)], device)
-    zoo_codes = run.encode(prepared, prepared.aligned[torch.from_numpy(np.sort(zoo_rows))], device)
+    anchor_codes = run.encode_rows(prepared, anchors.rows, device)
+    zoo_codes = run.encode_rows(prepared, np.sort(zoo_rows), device)
     ids = np.array(anchors.ids, dtype=np.int64)
     if config.path_t is not None:  # one anchor: the point at t of the latent path between its ends
         if ends is None:
@@ -71,7 +71,7 @@ def draw_models(
     sampler = make_sampler(config.method, config.spread, run.code_token_width)
     calibration = None
     if config.spread_keep is not None and config.path_t is None:  # a point of a path is decoded where it lies
-        anchors_val_acc = float(score(prepared.aligned[torch.from_numpy(anchors.rows)]).mean())
+        anchors_val_acc = float(score(prepared.aligned_rows(anchors.rows)).mean())
         calibration = calibrate_spread(
             sampler, anchor_codes, zoo_codes, anchors_val_acc, config.spread_keep, config.seed, decode, score
         )

@@ -71,7 +71,7 @@ def ensemble_groups(
     """({group: members [n, params]}, notes on how they were made) for n generated models drawn around
     `anchors`, each from the anchor whose checkpoint id `sources` gives (-1: unknown)."""
     started, n, rng = time.perf_counter(), len(generated), np.random.default_rng([seed, 27])
-    aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
+    aligned = prepared.aligned_rows(anchors.rows)
     row_of = {c: i for i, c in enumerate(anchors.ids)}
     known = all(int(s) in row_of for s in sources)
     picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(aligned), n).tolist()
@@ -86,7 +86,7 @@ def ensemble_groups(
     }  # fmt: skip
     deep = deep_rows(anchors.zoo.table, anchors.activation, n, rng)
     groups = {"generated": generated, "finetuned": finetuned, "anchors": aligned[torch.tensor(picked)]}
-    groups |= {**simple, "deep": anchors.zoo.weights[torch.from_numpy(deep)]}
+    groups |= {**simple, "deep": anchors.zoo.rows(deep)}
     init = "init_seed" if "init_seed" in anchors.zoo.table.columns else "seed"
     notes = {
         "anchors": "source anchors" if known else "drawn at random (no source anchors recorded)",

@@ -17,27 +17,64 @@ collapsed model reads as a near copy. Agreement does not rise that way: two chan
 independently predict the same class on about 1/classes of the images (an image one of them gets wrong can be
 mislabelled in classes - 1 ways), so agreement keeps falling as a model degrades; the exception is two models
 that predict one constant class each, the same one (agreement 1). Read both beside accuracy.
+
+The zoo side is read a chunk of checkpoints at a time (`zoo_chunks`): a zoo on disk, or prepared (aligned), is never
+in memory whole. Distances to the zoo take the smallest over chunks; the zoo against itself pairs a large block of
+queries (a quarter of the memory budget) with small chunks of the zoo, so the zoo is read a few times over, not once
+per chunk.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
 import torch
 
+from core.rep.prepare import PreparedZoo
+from core.store.budget import chunk_rows
 from core.zoo.arch import Spec
 from core.zoo.data import Dataset
+from core.zoo.model_zoo import Zoo
 from core.zoo.population import Population
+
+# A zoo's weights as novelty reads them: in memory, stored (a Zoo: its own weights) or prepared (aligned).
+ZooWeights = torch.Tensor | Zoo | PreparedZoo
+
+
+def zoo_chunks(zoo: ZooWeights, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, weights [<= rows, params]) over the whole zoo, in order."""
+    if isinstance(zoo, PreparedZoo):
+        yield from zoo.iter_aligned(chunk=rows)
+    elif isinstance(zoo, Zoo):
+        yield from zoo.iter_chunks(rows)
+    else:
+        for start in range(0, len(zoo), rows):
+            yield start, zoo[start : start + rows]
+
+
+def _n_params(zoo: ZooWeights) -> int:
+    if isinstance(zoo, torch.Tensor):
+        return zoo.shape[1]
+    return (zoo.zoo if isinstance(zoo, PreparedZoo) else zoo).spec.n_params
+
+
+def predicted_classes(
+    spec: Spec, vectors: ZooWeights, data: Dataset, activations: list[str] | None = None
+) -> torch.Tensor:
+    """Int16 [models, test images]: the class each model predicts for each test image (a zoo a chunk at a time)."""
+    if isinstance(vectors, torch.Tensor):
+        return _predicted(spec, vectors, data, activations)
+    activations = activations or [spec.activation] * len(vectors)
+    size = chunk_rows(spec.n_params, copies=8)
+    return torch.cat([_predicted(spec, c, data, activations[s : s + len(c)]) for s, c in zoo_chunks(vectors, size)])
 
 
 @torch.no_grad()
-def predicted_classes(
-    spec: Spec, vectors: torch.Tensor, data: Dataset, activations: list[str] | None = None
-) -> torch.Tensor:
-    """Int16 [models, test images]: the class each model predicts for each test image."""
+def _predicted(spec: Spec, vectors: torch.Tensor, data: Dataset, activations: list[str] | None) -> torch.Tensor:
     activations = activations or [spec.activation] * len(vectors)
     predicted = torch.zeros(len(vectors), len(data.y_test), dtype=torch.int16)
     for activation in sorted(set(activations)):
@@ -76,11 +113,41 @@ def max_iou(errors: torch.Tensor, reference: torch.Tensor, exclude: torch.Tensor
     return iou.max(dim=1).values
 
 
-def min_l2(vectors: torch.Tensor, reference: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-    distance = torch.cdist(vectors, reference)
-    if exclude is not None:
-        distance = distance.masked_fill(exclude, float("inf"))
-    return distance.min(dim=1).values
+def min_l2(vectors: torch.Tensor, reference: ZooWeights, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """For each row of `vectors`, the smallest L2 distance to a row of `reference` (read a chunk at a time; pairs
+    where `exclude` [vectors, reference] is True are skipped)."""
+    best = torch.full((len(vectors),), float("inf"))
+    size = chunk_rows(_n_params(reference), copies=2)
+    for start, chunk in zoo_chunks(reference, size):
+        distance = torch.cdist(vectors, chunk)
+        if exclude is not None:
+            distance = distance.masked_fill(exclude[:, start : start + len(chunk)], float("inf"))
+        best = torch.minimum(best, distance.min(dim=1).values)
+    return best
+
+
+def zoo_min_l2(zoo: ZooWeights, zoo_models: np.ndarray) -> torch.Tensor:
+    """Each zoo checkpoint's smallest L2 distance to a checkpoint of another model: blocks of queries (a quarter
+    of the budget each) against the zoo read in chunks."""
+    block = chunk_rows(_n_params(zoo), copies=0) * 4
+    found = []
+    for start, queries in zoo_chunks(zoo, block):
+        own = zoo_models[start : start + len(queries)]
+        found.append(min_l2(queries, zoo, torch.from_numpy(own[:, None] == zoo_models[None, :])))
+    return torch.cat(found)
+
+
+def zoo_max_iou(zoo_errors: torch.Tensor, zoo_models: np.ndarray) -> torch.Tensor:
+    """Each zoo checkpoint's largest error-IoU with a checkpoint of another model, in blocks of rows: the whole
+    [checkpoints, checkpoints] matrix (three of them, with the intersections and unions) would grow with the
+    square of the zoo."""
+    block = max(1, chunk_rows(len(zoo_models), copies=3))
+    found = []
+    for start in range(0, len(zoo_errors), block):
+        own = zoo_models[start : start + block]
+        exclude = torch.from_numpy(own[:, None] == zoo_models[None, :])
+        found.append(max_iou(zoo_errors[start : start + block], zoo_errors, exclude))
+    return torch.cat(found)
 
 
 def max_agreement(
@@ -133,15 +200,14 @@ def decoded_novelty(
 def novelty(
     generated: torch.Tensor,
     generated_errors: torch.Tensor,
-    zoo: torch.Tensor,
+    zoo: ZooWeights,
     zoo_errors: torch.Tensor,
     zoo_models: np.ndarray,
 ) -> dict:
     """Per-model figures for the generated models and the medians next to the zoo's own (each zoo checkpoint
     compared with the checkpoints of the other models)."""
-    same_model = torch.from_numpy(zoo_models[:, None] == zoo_models[None, :])
     gen_l2, gen_iou = min_l2(generated, zoo), max_iou(generated_errors, zoo_errors)
-    zoo_l2, zoo_iou = min_l2(zoo, zoo, same_model), max_iou(zoo_errors, zoo_errors, same_model)
+    zoo_l2, zoo_iou = zoo_min_l2(zoo, zoo_models), zoo_max_iou(zoo_errors, zoo_models)
     return {
         "min_l2": gen_l2.numpy(),
         "max_iou": gen_iou.numpy(),
@@ -189,7 +255,7 @@ class ZooErrorSets:
         self._lock = threading.Lock()
 
     def predictions(
-        self, key: tuple, spec: Spec, weights: torch.Tensor, data: Dataset, activations: list[str]
+        self, key: tuple, spec: Spec, weights: ZooWeights, data: Dataset, activations: list[str]
     ) -> torch.Tensor:
         """The zoo's predicted classes under `key`, computed from `weights` (the zoo's, aligned or not) if not kept
         yet."""
@@ -201,6 +267,6 @@ class ZooErrorSets:
             self._sets.move_to_end(key)
             return self._sets[key]
 
-    def get(self, key: tuple, spec: Spec, weights: torch.Tensor, data: Dataset, activations: list[str]) -> torch.Tensor:
+    def get(self, key: tuple, spec: Spec, weights: ZooWeights, data: Dataset, activations: list[str]) -> torch.Tensor:
         """The zoo's error sets under `key` (from its kept predictions)."""
         return self.predictions(key, spec, weights, data, activations) != data.y_test

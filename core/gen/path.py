@@ -81,7 +81,7 @@ def generated_weights(workspace: Workspace, run: AERun, anchors: Anchors, ref: s
     if index >= samples.n:
         raise UserError(f"generated model {ref}: samples run {name} holds models 0 to {samples.n - 1}")
     weights = samples.weights()["generated"][index : index + 1]
-    if weights.shape[1] != anchors.zoo.weights.shape[1] or not torch.isfinite(weights).all():
+    if weights.shape[1] != anchors.zoo.spec.n_params or not torch.isfinite(weights).all():
         raise ZooError(f"{samples.weights_path}: model {index} is not {weights.shape[1]} finite weights of the zoo's")
     return weights
 
@@ -92,7 +92,7 @@ def path_ends(
     """[2, params]: the aligned weights of a path's ends: the two anchors, or the one anchor and generated model
     `to` (RUN:I)."""
     require_ends(anchors, to)
-    start = prepared.aligned[torch.from_numpy(anchors.rows)]
+    start = prepared.aligned_rows(anchors.rows)
     return start if to is None else torch.cat([start, generated_weights(workspace, run, anchors, to)])
 
 

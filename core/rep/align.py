@@ -14,6 +14,8 @@ permutation, computed from its last checkpoints and applied to all of them, so a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -53,6 +55,39 @@ def match_any(spec: Spec, vector: torch.Tensor, reference: torch.Tensor) -> torc
     return match_resnet(spec, vector, reference)
 
 
+def family_indices(
+    spec: Spec,
+    read_rows: Callable[[np.ndarray], torch.Tensor],
+    families: np.ndarray,
+    epochs: np.ndarray,
+    reference_row: int,
+    iterations: int = 1,
+) -> dict[int, torch.Tensor]:
+    """Each family's gather index [params], reading the zoo one family at a time (`read_rows(rows)` -> weights),
+    so memory holds one family's last checkpoints and one running mean, never the zoo.
+
+    A family is a set of checkpoints that must move together: one model's trajectory, or all models that
+    share an initialisation (they train into the same basin with their units already in corresponding
+    order; aligning them one by one would scatter them). A family is matched through the mean of its
+    last-epoch checkpoints. The first pass aligns every family to the checkpoint `reference_row`; each
+    further iteration aligns them to the mean of the previous pass's aligned family means.
+    """
+    last_rows = {}
+    for family in np.unique(families).tolist():
+        rows = np.flatnonzero(families == family)
+        last_rows[family] = rows[epochs[rows] == epochs[rows].max()]
+    reference = read_rows(np.array([reference_row]))[0]
+    indices: dict[int, torch.Tensor] = {}
+    for _ in range(max(1, iterations)):
+        total = torch.zeros_like(reference)
+        for family, rows in last_rows.items():
+            vector = read_rows(rows).mean(0)
+            indices[family] = match_any(spec, vector, reference)
+            total += vector[indices[family]]
+        reference = total / len(last_rows)
+    return indices
+
+
 def align_zoo(
     spec: Spec,
     weights: torch.Tensor,
@@ -61,23 +96,10 @@ def align_zoo(
     reference_row: int,
     iterations: int = 1,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """Aligned weights [checkpoints, params] and each family's gather index.
-
-    A family is a set of checkpoints that must move together: one model's trajectory, or all models that
-    share an initialisation (they train into the same basin with their units already in corresponding
-    order; aligning them one by one would scatter them). A family is matched through the mean of its
-    last-epoch checkpoints. The first pass aligns every family to the checkpoint `reference_row`; each
-    further iteration aligns them to the mean of the previous pass's aligned family means.
-    """
-    representatives = {}
-    for family in np.unique(families).tolist():
-        rows = np.flatnonzero(families == family)
-        last = rows[epochs[rows] == epochs[rows].max()]
-        representatives[family] = weights[torch.from_numpy(last)].mean(0)
-    reference = weights[reference_row]
-    indices: dict[int, torch.Tensor] = {}
-    for _ in range(max(1, iterations)):
-        indices = {f: match_any(spec, vector, reference) for f, vector in representatives.items()}
-        reference = torch.stack([vector[indices[f]] for f, vector in representatives.items()]).mean(0)
+    """Aligned weights [checkpoints, params] of a zoo in memory, and each family's gather index
+    (`family_indices`; a zoo on disk is aligned a chunk at a time through core/rep/prepare.py)."""
+    indices = family_indices(
+        spec, lambda rows: weights[torch.from_numpy(rows)], families, epochs, reference_row, iterations
+    )
     gather = torch.stack([indices[f] for f in families.tolist()])
     return torch.gather(weights, 1, gather), indices

@@ -1,8 +1,12 @@
 """Every checkpoint's embedding and its 2-D maps (UMAP and PCA), stored with the run (`embeddings.parquet`).
 
-The map is computed once, when training ends. New points (generated models) are placed on it by `place_on_map`:
-the distance-weighted mean of the map positions of their nearest zoo embeddings. That needs no pickled reducer in
-the workspace and no numba compilation at sampling time.
+The map is computed once, when training ends, embedding the zoo a chunk of checkpoints at a time (the memory
+budget, core/store/budget.py, sets the chunk). UMAP is fitted on at most MAP_FIT_MAX checkpoints and places the
+rest with `transform`: its nearest-neighbour graph and layout optimisation grow with the points fitted (time and
+memory), while `transform` places each other point among its nearest fitted neighbours in time linear in the
+points placed. Zoos up to 50,000 checkpoints (every zoo made here so far) are fitted whole, as before. New
+points (generated models) are placed on it by `place_on_map`: the distance-weighted mean of the map positions of
+their nearest zoo embeddings. That needs no pickled reducer in the workspace and no numba compilation at sampling time.
 """
 
 from __future__ import annotations
@@ -17,14 +21,19 @@ from sklearn.decomposition import PCA
 from core.errors import UserError
 from core.rep.run import AERun
 from core.runtime import cache_jit_functions, use_numba_cache
+from core.store.budget import chunk_rows
 from core.store.files import write_parquet
 from core.store.runs import AERunFiles
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.model_zoo import Zoo
 
+# The most checkpoints UMAP is fitted on; the others are placed on the fitted map by `transform`.
+MAP_FIT_MAX = 50_000
 
-def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(UMAP, PCA) coordinates [N, 2] each. UMAP's neighbourhood shrinks for tiny zoos."""
+
+def project_2d(embeddings: np.ndarray, seed: int, fit_max: int = MAP_FIT_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """(UMAP, PCA) coordinates [N, 2] each: UMAP fitted on a seeded sample of at most `fit_max` points (all of a
+    smaller zoo) and the others transformed onto it. UMAP's neighbourhood shrinks for tiny zoos."""
     pca = PCA(n_components=2, random_state=seed).fit_transform(embeddings)
     use_numba_cache()
     # lazy: importing umap compiles numba code (seconds); only computing a map needs it
@@ -40,7 +49,14 @@ def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         # from 4,096 points on, NN-descent compiles in every process (core/runtime.py `cache_jit_functions`)
         warnings.filterwarnings("ignore", message="Cannot cache compiled function")
-        return reducer.fit_transform(embeddings), pca
+        if len(embeddings) <= fit_max:
+            return reducer.fit_transform(embeddings), pca
+        fitted = np.sort(np.random.default_rng([seed, 3]).choice(len(embeddings), fit_max, replace=False))
+        rest = np.setdiff1d(np.arange(len(embeddings)), fitted)
+        xy = np.empty((len(embeddings), 2), dtype=np.float32)
+        xy[fitted] = reducer.fit_transform(embeddings[fitted])
+        xy[rest] = reducer.transform(embeddings[rest])
+        return xy, pca
 
 
 def place_on_map(zoo_embeddings: np.ndarray, zoo_xy: np.ndarray, new_embeddings: np.ndarray, k: int = 8) -> np.ndarray:
@@ -59,10 +75,13 @@ def compute_map(workspace: Workspace, run: AERun, zoos: list[Zoo], device: str =
     parts = []
     for zoo in zoos:
         prepared = run.prepare(zoo)
+        chunk = chunk_rows(zoo.spec.n_params, copies=8)  # the kinds' encoders hold a few copies (tokens, states)
+        embedding = np.concatenate(
+            [run.embed(prepared, part, device) for _, part in prepared.iter_aligned(chunk=chunk)]
+        )
         parts.append(
             zoo.table.select("checkpoint").with_columns(
-                pl.Series("split", prepared.sides),
-                pl.Series("embedding", run.embed(prepared, prepared.aligned, device).astype(np.float32)),
+                pl.Series("split", prepared.sides), pl.Series("embedding", embedding.astype(np.float32))
             )
         )
     table = pl.concat(parts).sort("checkpoint")

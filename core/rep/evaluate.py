@@ -17,6 +17,7 @@ from core.rep.embed import embedding_matrix, load_embeddings
 from core.rep.prepare import PreparedZoo
 from core.rep.probes import PROPERTIES, pooled_statistics, probe_all, weight_statistics
 from core.rep.run import AERun, load_run
+from core.store.budget import chunk_rows, fits
 from core.store.files import read_json, write_json
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.arch import layer_slices
@@ -25,17 +26,6 @@ from core.zoo.model_zoo import combined_table, load_zoos
 from core.zoo.population import evaluate_models, recalibrate_norm_statistics
 
 KEEP_THRESHOLD = 0.9
-
-
-def _squares(truth: torch.Tensor, predicted: torch.Tensor) -> tuple[float, float]:
-    """(residual, total) sums of squares; R^2 = 1 - residual / total, and pooling sums over architectures
-    gives the R^2 of them all."""
-    return float((truth - predicted).pow(2).sum()), float((truth - truth.mean(0)).pow(2).sum())
-
-
-def _r2(truth: torch.Tensor, predicted: torch.Tensor) -> float:
-    residual, total = _squares(truth, predicted)
-    return 1 - residual / total
 
 
 def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str = "cpu", refresh: bool = False) -> dict:
@@ -84,29 +74,66 @@ def _stored_figures(run: AERun) -> dict | None:
     return stored if complete and stored["run"] == run.name else None
 
 
+class _Squares:
+    """Per-parameter sums over test checkpoints, accumulated a chunk at a time: R^2's residual and total sums of
+    squares follow from them exactly (total = sum x^2 - (sum x)^2 / n, in float64)."""
+
+    def __init__(self, n_params: int):
+        self.n = 0
+        self.sum, self.sum_sq, self.residual = (torch.zeros(n_params, dtype=torch.float64) for _ in range(3))
+
+    def add(self, truth: torch.Tensor, predicted: torch.Tensor) -> None:
+        truth = truth.double()
+        self.n += len(truth)
+        self.sum += truth.sum(0)
+        self.sum_sq += truth.pow(2).sum(0)
+        self.residual += (truth - predicted.double()).pow(2).sum(0)
+
+    def over(self, span: slice = slice(None)) -> tuple[float, float]:
+        """(residual, total) over the parameters of `span`."""
+        total = self.sum_sq[span] - self.sum[span].pow(2) / max(self.n, 1)
+        return float(self.residual[span].sum()), float(total.sum())
+
+
 def _reconstruction(run: AERun, parts: list[PreparedZoo], device: str) -> dict:
     """R^2 of the test checkpoints' reconstructions (overall, pooled over architectures, and per layer) and the
-    accuracy they keep."""
+    accuracy they keep; the test checkpoints are encoded and decoded a chunk at a time."""
     residual = total = 0.0
     per_layer, accuracies, test_checkpoints = {}, [], 0
     for prepared in parts:
         zoo, test_rows = prepared.zoo, prepared.rows("test")
         if len(test_rows) == 0:  # every model of this architecture is in training or validation
             continue
-        original = prepared.aligned[torch.from_numpy(test_rows)]
-        rebuilt = run.reconstruct(prepared, test_rows, device)
-        squares = _squares(original, rebuilt)
-        residual, total, test_checkpoints = residual + squares[0], total + squares[1], test_checkpoints + len(test_rows)
+        squares, chunks = _Squares(zoo.spec.n_params), []
+        for start, original in prepared.iter_aligned(test_rows, chunk_rows(zoo.spec.n_params, copies=8)):
+            rebuilt = run.decode(prepared, run.encode(prepared, original, device), device)
+            squares.add(original, rebuilt)
+            chunks.append(_test_accuracies(zoo, original, rebuilt, test_rows[start : start + len(original)]))
+        part_residual, part_total = squares.over()
+        residual, total, test_checkpoints = (
+            residual + part_residual,
+            total + part_total,
+            test_checkpoints + len(test_rows),
+        )
         prefix = f"{zoo.spec.name}/" if len(parts) > 1 else ""
         for layer, span in zip(zoo.spec.layers, layer_slices(zoo.spec)):
-            per_layer[prefix + layer.key] = _r2(original[:, span], rebuilt[:, span])
-        accuracies.append(_test_accuracies(zoo, original, rebuilt, test_rows))
+            layer_residual, layer_total = squares.over(span)
+            per_layer[prefix + layer.key] = 1 - layer_residual / layer_total
+        accuracies.append(_joined(chunks))
     return {
         "test_checkpoints": test_checkpoints,
         "recon_r2": 1 - residual / total,
         "recon_r2_per_layer": per_layer,
         **_accuracy_retention(accuracies),
     }
+
+
+def _joined(chunks: list):
+    """The chunks' (original, reconstructed, classes, recalibrated) accuracies as one; None without the dataset."""
+    if any(c is None for c in chunks):
+        return None
+    recalibrated = None if chunks[0][3] is None else torch.cat([c[3] for c in chunks])
+    return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks]), chunks[0][2], recalibrated
 
 
 def _named(scores: dict, pattern: str) -> dict:
@@ -122,24 +149,34 @@ def _probes(run: AERun, parts: list[PreparedZoo], table: pl.DataFrame, sides: np
     if len(parts) > 1:
         features = {
             "embedding": embedding,
-            "stats": np.concatenate([pooled_statistics(z.weights) for z in zoos])[_order(zoos)],
+            "stats": np.concatenate([_chunked(pooled_statistics, z) for z in zoos])[_order(zoos)],
         }
-        scores = probe_all(features, table, sides)
-        return {m: {"weights": dict.fromkeys(PROPERTIES), **by} for m, by in scores.items()}
-    prepared = parts[0]
-    features = {
-        "embedding": embedding,
-        "weights": prepared.aligned.numpy(),
-        "stats": weight_statistics(prepared.zoo.spec, prepared.zoo.weights),
-    }
-    return probe_all(features, table, sides)
+    else:
+        zoo = parts[0].zoo
+        features = {"embedding": embedding, "stats": _chunked(lambda w: weight_statistics(zoo.spec, w), zoo)}
+        # The flat-weights baseline needs the whole zoo in memory (ridge over every parameter), and its float64 SVD
+        # peaked at about 20x the float32 matrix (a 24 MB zoo: +490 MB): left out, as for several architectures,
+        # where that exceeds a quarter of the memory budget.
+        if fits(20 * 4 * len(zoo) * zoo.spec.n_params):
+            features["weights"] = parts[0].aligned.numpy()
+    scores = probe_all(features, table, sides)
+    return {m: {"weights": dict.fromkeys(PROPERTIES), **by} for m, by in scores.items()}
+
+
+def _chunked(statistics, zoo) -> np.ndarray:
+    """Per-checkpoint statistics [checkpoints, k] of the zoo, computed a chunk of checkpoints at a time."""
+    return np.concatenate([statistics(chunk) for _, chunk in zoo.iter_chunks()])
 
 
 def _aggregation_probes(run: AERun, parts: list[PreparedZoo], table, sides, device: str) -> dict[str, dict]:
     """The embedding probes once per way of aggregating latents, side by side, so that the map can use whichever
     probes best (`ae embed --aggregation`)."""
     choices = run.method.aggregations
-    per_zoo = [run.method.embed(run.model, p, p.aligned, device, choices) for p in parts]
+    per_zoo = []
+    for p in parts:
+        chunk = chunk_rows(p.zoo.spec.n_params, copies=8)
+        embedded = [run.method.embed(run.model, p, part, device, choices) for _, part in p.iter_aligned(chunk=chunk)]
+        per_zoo.append({how: np.concatenate([e[how] for e in embedded]) for how in choices})
     zoos = [p.zoo for p in parts]
     features = {how: np.concatenate([part[how] for part in per_zoo])[_order(zoos)] for how in choices}
     return probe_all(features, table, sides)

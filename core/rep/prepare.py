@@ -7,14 +7,17 @@ so a run stores those numbers and rebuilds the rest exactly when it is loaded ag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 import torch
 
 from core.errors import UserError
-from core.rep.align import align_zoo
+from core.rep.align import family_indices
+from core.rep.moments import LayerMoments
+from core.store.budget import chunk_rows
 from core.zoo.arch import Spec, layer_slices, tensor_slices
 from core.zoo.model_zoo import Zoo
 
@@ -45,16 +48,60 @@ def split_models(model_ids: list[int], fractions: tuple[float, float, float], se
 
 @dataclass
 class PreparedZoo:
+    """A zoo with its split, alignment and per-layer statistics. Weights are derived on demand, a few rows at a
+    time (`aligned_rows`, `standardised_rows`, `iter_aligned`), so preparing a zoo costs the statistics and each
+    alignment family's gather index, not a copy of the zoo."""
+
     zoo: Zoo
     split: Split
-    aligned: torch.Tensor  # [checkpoints, params], aligned weights (or the originals with align off)
-    layer_mean: torch.Tensor  # [standardisation slices]: one per layer for CNNs
-    layer_std: torch.Tensor  # [standardisation slices]
-    standardised: torch.Tensor  # [checkpoints, params]
     sides: np.ndarray  # 'train' / 'val' / 'test' per checkpoint
+    family: np.ndarray | None  # each checkpoint's alignment family (None: not aligned)
+    indices: dict[int, torch.Tensor]  # {family: gather index [params]}
+    layer_mean: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # [standardisation slices]
+    layer_std: torch.Tensor = field(default_factory=lambda: torch.ones(0))  # [standardisation slices]
+
+    def __len__(self) -> int:
+        return len(self.zoo)
 
     def rows(self, side: str) -> np.ndarray:
         return np.flatnonzero(self.sides == side)
+
+    def aligned_rows(self, index) -> torch.Tensor:
+        """[len(index), params]: the aligned weights of the zoo's rows `index`."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        weights = self.zoo.rows(index)
+        if self.family is None or not len(index):
+            return weights
+        # One gather per family in the chunk: a per-row index [rows, params] of int64 would take twice the chunk.
+        family, aligned = self.family[index], torch.empty_like(weights)
+        for f in np.unique(family).tolist():
+            at = torch.from_numpy(np.flatnonzero(family == f))
+            aligned[at] = weights[at][:, self.indices[f]]
+        return aligned
+
+    def standardised_rows(self, index) -> torch.Tensor:
+        return self.standardise(self.aligned_rows(index))
+
+    def iter_aligned(
+        self, rows: np.ndarray | None = None, chunk: int | None = None
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(position in `rows`, aligned weights [chunk, params]) over `rows` (default: every checkpoint), a chunk
+        at a time (default: what the memory budget allows)."""
+        rows = np.arange(len(self.zoo)) if rows is None else np.asarray(rows)
+        chunk = chunk or chunk_rows(self.zoo.spec.n_params)
+        for start in range(0, len(rows), chunk):
+            yield start, self.aligned_rows(rows[start : start + chunk])
+
+    @property
+    def aligned(self) -> torch.Tensor:
+        """Every checkpoint's aligned weights in memory: the compatibility path for the stages that still take the
+        whole zoo (the README's scale section lists them)."""
+        return self.aligned_rows(np.arange(len(self.zoo)))
+
+    @property
+    def standardised(self) -> torch.Tensor:
+        """Every checkpoint standardised, in memory: compatibility path, as `aligned`."""
+        return self.standardise(self.aligned)
 
     def entry_std(self) -> torch.Tensor:
         """[params]: each weight's standardisation std, to map standardised vectors back."""
@@ -102,25 +149,21 @@ def prepare(
     align_iterations: int = 2,
     stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> PreparedZoo:
-    """Align (optional) and standardise; `stats` = saved (layer_mean, layer_std) to reuse a run's numbers."""
+    """Align (optional) and standardise; `stats` = saved (layer_mean, layer_std) to reuse a run's numbers, else
+    they are the training models' streamed moments (one pass over their checkpoints, a chunk at a time)."""
     table = zoo.table.with_row_index("checkpoint_row")
     model_ids = table["model_id"].to_numpy()
+    family, indices = None, {}
     if align:
         reference = best_reference_row(table, split.train)
-        families = table["init_seed"].to_numpy() if "init_seed" in table.columns else model_ids
-        aligned, _ = align_zoo(zoo.spec, zoo.weights, families, table["epoch"].to_numpy(), reference, align_iterations)
-    else:
-        aligned = zoo.weights
-    sides = split.of(model_ids)
+        family = table["init_seed"].to_numpy() if "init_seed" in table.columns else model_ids
+        epochs = table["epoch"].to_numpy()
+        indices = family_indices(zoo.spec, zoo.rows, family, epochs, reference, align_iterations)
+    prepared = PreparedZoo(zoo, split, split.of(model_ids), family, indices)
     if stats is None:
-        train = aligned[torch.from_numpy(np.flatnonzero(sides == "train"))]
-        means, stds = [], []
-        for span in standardisation_slices(zoo.spec):
-            values = train[:, span]
-            means.append(values.mean())
-            stds.append(values.std().clamp_min(STD_FLOOR))
-        stats = (torch.stack(means), torch.stack(stds))
-    layer_mean, layer_std = stats
-    prepared = PreparedZoo(zoo, split, aligned, layer_mean, layer_std, aligned, sides)
-    prepared.standardised = prepared.standardise(aligned)
+        moments = LayerMoments(standardisation_slices(zoo.spec))
+        for _, chunk in prepared.iter_aligned(prepared.rows("train")):
+            moments.add(chunk)
+        stats = moments.mean_std(STD_FLOOR)
+    prepared.layer_mean, prepared.layer_std = stats
     return prepared

@@ -20,6 +20,7 @@ from core.errors import UserError, ZooError
 from core.rep.loop import TrainConfig
 from core.rep.methods import Method, method_for, method_named, with_kind_defaults
 from core.rep.prepare import PreparedZoo, Split, prepare
+from core.store.budget import chunk_rows
 from core.store.files import read_parquet, read_tensors
 from core.store.runs import AE_RUNS, AERunFiles, ae_runs, finished_ae_runs, stale_runs
 from core.store.workspace import Workspace
@@ -91,10 +92,19 @@ class AERun:
         """The map embedding [N, dim] of codes [N, code] of `prepared`'s architecture, without decoding them."""
         return self.method.code_embedding(self.model, prepared, codes, self.aggregation)
 
+    def encode_rows(self, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> np.ndarray:
+        """Codes [len(rows), code] of zoo rows, encoded a chunk at a time: the aligned weights of hundreds of
+        anchors (and their token sequences) can exceed the memory budget where their codes do not."""
+        chunk = chunk_rows(prepared.zoo.spec.n_params, copies=8)
+        parts = prepared.iter_aligned(np.asarray(rows), chunk)
+        return np.concatenate([self.encode(prepared, weights, device) for _, weights in parts])
+
     def reconstruct(self, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
-        """Aligned weights [rows, params] decoded from the codes of the given checkpoints."""
-        weights = prepared.aligned[torch.as_tensor(rows)]
-        return self.decode(prepared, self.encode(prepared, weights, device), device)
+        """Aligned weights [rows, params] decoded from the codes of the given checkpoints (a chunk at a time)."""
+        codes, chunk = self.encode_rows(prepared, rows, device), chunk_rows(prepared.zoo.spec.n_params, copies=8)
+        return torch.cat(
+            [self.decode(prepared, codes[start : start + chunk], device) for start in range(0, len(codes), chunk)]
+        )
 
 
 def run_name(ae_config, train_config: TrainConfig) -> str:

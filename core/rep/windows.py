@@ -6,15 +6,19 @@ cut into consecutive tiles of `window` tokens from a random offset, so every tok
 cut short by either end of the sequence is read as a full window slid back inside it, and only the tile's own
 tokens count in the loss (`keep`): every token is trained on exactly once per epoch, with full context. The step
 gathers the windows' entries from the flat weights directly (through a permutation, when one augments), so its
-memory grows with the window, never with the model.
+memory grows with the window, never with the model. When the training models do not fit the memory budget, the
+entries are read from the zoo's shards instead (`StoredEntries`): each window reads the span of its model's
+stored row that its entries cover, so the step's memory still grows with the window only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from core.rep.prepare import PreparedZoo
 from core.rep.sequence import SequenceLayout
 
 
@@ -49,20 +53,60 @@ def epoch_windows(n_models: int, n_tokens: int, window: int, generator: torch.Ge
     return Windows(model[real], start[real], (keep_start - start)[real], (keep_end - start)[real])
 
 
+class StoredEntries:
+    """Standardised entries of training models read from the zoo's store on demand: what `window_tokens` reads
+    when the training set does not fit in memory. Row `m` is the zoo row `rows[m]`."""
+
+    def __init__(self, prepared: PreparedZoo, rows: np.ndarray, device: str):
+        self.prepared, self.rows, self.device = prepared, rows, device
+        self.entry_mean, self.entry_std = prepared.entry_mean(), prepared.entry_std()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def models(self, model: torch.Tensor) -> torch.Tensor:
+        """Whole standardised rows [len(model), params] (the behavioural loss runs whole models)."""
+        return self.prepared.standardised_rows(self.rows[model.cpu().numpy()]).to(self.device)
+
+    def entries(self, model: torch.Tensor, entry: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """[W, L, width]: each window's entries `entry` (aligned positions) of its model `model`; padding
+        (`real` False) reads as 0. One read per window, of the stored span its entries map to."""
+        entry, real = entry.cpu(), real.cpu()
+        values = torch.zeros(entry.shape)
+        prepared = self.prepared
+        for w, row in enumerate(self.rows[model.cpu().numpy()].tolist()):
+            aligned = entry[w][real[w]]
+            if not len(aligned):
+                continue
+            stored = aligned if prepared.family is None else prepared.indices[prepared.family[row]][aligned]
+            first, last = int(stored.min()), int(stored.max()) + 1
+            raw = prepared.zoo.span(row, first, last)[stored - first]
+            values[w][real[w]] = (raw - self.entry_mean[aligned]) / self.entry_std[aligned]
+        return values.to(self.device)
+
+
+def read_entries(flat: torch.Tensor | StoredEntries, model: torch.Tensor, entry: torch.Tensor, real: torch.Tensor):
+    """[W, L, width]: the entries of windows' models, from rows in memory or from the store."""
+    if isinstance(flat, StoredEntries):
+        return flat.entries(model, entry, real)
+    return flat[model.view(-1, 1, 1), entry] * real
+
+
 def window_tokens(
-    layout: SequenceLayout, flat: torch.Tensor, windows: Windows, length: int, entries=None
+    layout: SequenceLayout, flat: torch.Tensor | StoredEntries, windows: Windows, length: int, entries=None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(tokens [W, L, width], positions [W, L, 3], loss mask [W, L, width], flat entry index [W, L, width]) of
-    windows over the rows of `flat` [models, params]. `entries` (optional) maps each window's flat positions
-    [W, L, width] through its model's permutation. `layout` must be on flat's device."""
-    steps = torch.arange(length, device=flat.device)
+    windows over the rows of `flat` [models, params] (in memory, or read from the store). `entries` (optional)
+    maps each window's flat positions [W, L, width] through its model's permutation. `layout` must be on the
+    windows' device."""
+    steps = torch.arange(length, device=windows.start.device)
     token = windows.start.unsqueeze(1) + steps  # [W, L]
     entry = layout.index[token]  # [W, L, width]
     if entries is not None:
         entry = entries(entry)
     real = layout.mask[token]
     keep = (steps >= windows.keep_from.unsqueeze(1)) & (steps < windows.keep_to.unsqueeze(1))
-    tokens = flat[windows.model.view(-1, 1, 1), entry] * real
+    tokens = read_entries(flat, windows.model, entry, real)
     return tokens, layout.positions[token], real & keep.unsqueeze(2), entry
 
 

@@ -1,7 +1,7 @@
 """The workspace on disk: its folder, manifest and writer lock, and the stamp that ties runs to their zoo.
 
-Layout (the README's "A workspace on disk"): `workspace.json` (the manifest), `zoo/` (weights and checkpoint
-table, core/zoo/model_zoo.py), `ae/<run>/` and `samples/<run>/` (core/store/runs.py).
+Layout (the README's "A workspace on disk"): `workspace.json` (the manifest), `zoo/` (weights in `zoo/shards/`
+and the checkpoint table, core/zoo/model_zoo.py), `ae/<run>/` and `samples/<run>/` (core/store/runs.py).
 
 A new zoo is written to a hidden folder holding its weights, its table and the new manifest, swapped in for
 `zoo/` (two renames), and then the manifest is moved into place. Readers never repair: between the two renames
@@ -33,6 +33,9 @@ from core.store.files import give_umask_mode, read_json, recover_dir
 FORMAT_VERSION = 2
 MANIFEST = "workspace.json"
 ZOO = "zoo"
+# The zoo's weights: a shard set (core/store/shards.py) in this folder of zoo/, with its manifest.
+SHARDS = "shards"
+SHARD_SET_MANIFEST = "manifest.json"
 # The manifest of a zoo being written, inside its folder until the swap is done (hidden: never packed).
 PENDING_MANIFEST = ".workspace.json.pending"
 LOCK = ".lock"
@@ -74,7 +77,11 @@ class Workspace:
 
     @property
     def zoo_weights_path(self) -> Path:
-        return self.zoo_dir / "weights.safetensors"
+        """The file that names the zoo's weights: the shard set's manifest (replaced whenever the weights change),
+        or, in a workspace written before shards, the single `weights.safetensors`."""
+        shards = self.zoo_dir / SHARDS / SHARD_SET_MANIFEST
+        legacy = self.zoo_dir / "weights.safetensors"
+        return legacy if legacy.exists() and not shards.exists() else shards
 
     def exists(self) -> bool:
         return self._manifest_to_read().exists()

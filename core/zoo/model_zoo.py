@@ -1,8 +1,11 @@
-"""A model zoo in memory and on disk: one `Zoo` per architecture, stored, loaded and validated.
+"""A model zoo on disk and in use: one `Zoo` per architecture, stored, loaded and validated.
 
-On disk (the README's "A workspace on disk"): `zoo/weights.safetensors` holds one float32 [checkpoints, n_params]
-tensor per architecture, one row per model per saved epoch; `zoo/models.parquet` one row per checkpoint with its
-model's architecture, settings and metrics. Generating a zoo is core/zoo/generate.py; importing one,
+On disk (the README's "A workspace on disk"): `zoo/shards/` holds one float32 [checkpoints, n_params] matrix per
+architecture in shards of consecutive checkpoints (core/store/shards.py), one row per model per saved epoch;
+`zoo/models.parquet` one row per checkpoint with its model's architecture, settings and metrics. Workspaces
+written before shards hold the matrices whole in `zoo/weights.safetensors`, read the same way. A loaded zoo
+reads its weights lazily: code asks for rows (`rows`, `iter_chunks`) or column ranges (`columns`), never for the
+whole matrix, so a zoo larger than memory can be used. Generating a zoo is core/zoo/generate.py; importing one,
 core/zoo/public.py.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,14 +23,10 @@ import torch
 
 from core.errors import UserError, ZooError
 from core.limits import MAX_ABS_WEIGHT
-from core.store.files import (
-    read_tensors,
-    replace_dir,
-    write_json,
-    write_parquet,
-    write_tensors,
-)
-from core.store.workspace import MANIFEST, PENDING_MANIFEST, ZOO, Workspace, versioned
+from core.store.budget import chunk_rows
+from core.store.files import replace_dir, write_json, write_parquet
+from core.store.shards import SHARD_MANIFEST, MemoryRows, ShardedRows, open_shard_set, open_single_file, write_shard_set
+from core.store.workspace import MANIFEST, PENDING_MANIFEST, SHARDS, ZOO, Workspace, versioned
 from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.families import spec_from_json
 from core.zoo.table import COLUMNS, read_checkpoint_table
@@ -44,17 +43,64 @@ def finish_table(rows: list[dict]) -> pl.DataFrame:
     return table.select(COLUMNS)
 
 
+# Rows per shard file: about 64 MiB of weights (at least one checkpoint).
+SHARD_BYTES = 64 << 20
+
+
 @dataclass
 class Zoo:
     spec: Spec
-    weights: torch.Tensor  # float32 [checkpoints, n_params]
-    table: pl.DataFrame  # one row per checkpoint, `checkpoint` = row id in the stored file
+    # float32 [stored rows, n_params]: shards on disk, or a tensor in memory (a zoo just made); given a tensor,
+    # the zoo wraps it.
+    store: ShardedRows | MemoryRows | torch.Tensor
+    table: pl.DataFrame  # one row per checkpoint, `checkpoint` = row id in the stored table
     manifest: dict
     skipped: list[str] = field(default_factory=list)
+    # The stored row of each of the zoo's rows, where checkpoints were skipped (None: every stored row, in order).
+    kept: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.store, torch.Tensor):
+            self.store = MemoryRows(self.store)
 
     @property
     def dataset(self) -> str:
         return self.manifest.get("dataset", {}).get("name", "unknown")
+
+    def __len__(self) -> int:
+        return self.table.height
+
+    def rows(self, index) -> torch.Tensor:
+        """float32 [len(index), n_params]: the weights of the zoo's rows `index` (a list, array or tensor)."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        return self.store.rows(index if self.kept is None else self.kept[index])
+
+    def span(self, row: int, first: int, last: int) -> torch.Tensor:
+        """float32 [last - first]: parameters [first, last) of the zoo's row `row` (e.g. a window's entries)."""
+        stored = row if self.kept is None else int(self.kept[row])
+        return self.store.block(stored, stored + 1, first, last)[0]
+
+    def columns(self, first: int, last: int) -> torch.Tensor:
+        """float32 [checkpoints, last - first]: one range of parameters (e.g. a layer) of every checkpoint."""
+        part = self.store.block(0, self.store.shape[0], first, last)
+        return part if self.kept is None else part[torch.from_numpy(self.kept)]
+
+    def iter_chunks(self, rows: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first row, weights [rows, n_params]) in order over the zoo, `rows` at a time (default: what the memory
+        budget allows, core/store/budget.py)."""
+        rows = rows or chunk_rows(self.spec.n_params)
+        for start in range(0, len(self), rows):
+            stop = min(start + rows, len(self))
+            if self.kept is None:
+                yield start, self.store.block(start, stop)
+            else:
+                yield start, self.rows(np.arange(start, stop))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """The whole matrix in memory: the compatibility path for stages not yet converted to chunks (the
+        README's scale section lists them); everything new asks for rows."""
+        return self.rows(np.arange(len(self)))
 
     def spec_for(self, row: int) -> Spec:
         """The architecture of one checkpoint (activation may vary inside a zoo)."""
@@ -97,13 +143,24 @@ def save_zoo(workspace: Workspace, zoos: list[Zoo]) -> None:
     manifest.pop("architecture", None)  # format 1's single spec
     build = workspace.new_build_dir("zoo")
     try:
-        write_tensors(build / "weights.safetensors", {z.spec.name: z.weights.to(torch.float32) for z in zoos})
+        write_shard_set(build / SHARDS, {z.spec.name: _shard_blocks(z) for z in zoos})
         write_parquet(build / "models.parquet", combined_table(zoos))
         write_json(build / PENDING_MANIFEST, versioned(manifest))
         replace_dir(workspace.root / ZOO, build)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     os.replace(workspace.root / ZOO / PENDING_MANIFEST, workspace.root / MANIFEST)
+
+
+def _shard_blocks(zoo: Zoo) -> Iterator[torch.Tensor]:
+    """The zoo's rows in blocks of about SHARD_BYTES, read one block at a time."""
+    per_shard = max(1, SHARD_BYTES // (4 * zoo.spec.n_params))
+    empty = True
+    for _, block in zoo.iter_chunks(per_shard):
+        empty = False
+        yield block
+    if empty:  # an architecture whose every checkpoint was skipped still has its (empty) matrix
+        yield torch.empty(0, zoo.spec.n_params)
 
 
 def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -115,7 +172,7 @@ def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:
 
 
 def _stored_specs(workspace: Workspace, manifest: dict) -> dict[str, tuple[Spec, str]]:
-    """{architecture name: (spec, its tensor's name in weights.safetensors)}; format 1 held one spec under
+    """{architecture name: (spec, its matrix's name in the shard set)}; format 1 held one spec under
     `architecture` and one tensor called `weights`."""
     try:
         if "architectures" in manifest:
@@ -156,49 +213,50 @@ def load_zoos(workspace: Workspace) -> list[Zoo]:
     manifest = workspace.manifest()
     specs = _stored_specs(workspace, manifest)
     weights_path, table_path = workspace.zoo_weights_path, workspace.models_table_path
-    tensors = read_tensors(weights_path)
+    shards = weights_path.parent
+    stores = open_shard_set(shards) if weights_path.name == SHARD_MANIFEST else open_single_file(weights_path)
     table = _checked_table(table_path, specs)
     zoos = []
     for name, (spec, key) in specs.items():
-        if key not in tensors:
-            raise ZooError(f"{weights_path}: has no tensor named {key!r} (architecture {name})")
+        if key not in stores:
+            raise ZooError(f"{weights_path}: has no matrix named {key!r} (architecture {name})")
         part = table.filter(pl.col("architecture") == name)
         if "activation" not in part.columns:
             part = part.with_columns(pl.lit(spec.activation).alias("activation"))
-        zoos.append(_validated_part(spec, tensors[key], part, manifest, weights_path, table_path))
+        zoos.append(_validated_part(spec, stores[key], part, manifest, weights_path, table_path))
     if not any(z.table.height for z in zoos):
         raise ZooError(f"{table_path}: no usable checkpoint ({'; '.join(zoos[0].skipped[:3])})")
     return zoos
 
 
-def _validated_part(spec: Spec, weights: torch.Tensor, table: pl.DataFrame, manifest: dict, weights_path, table_path):
+def _validated_part(spec: Spec, store: ShardedRows, table: pl.DataFrame, manifest: dict, weights_path, table_path):
+    """The zoo of one architecture over its stored rows, its shape checked and its rows read once, in chunks, to
+    leave out the checkpoints with non-finite or huge weights (the shard headers cannot tell)."""
     where = f"{weights_path} ({spec.name})"
-    if weights.dtype != torch.float32 or weights.dim() != 2:
-        raise ZooError(f"{where}: expected float32 [checkpoints, params], found {weights.dtype} {list(weights.shape)}")
-    if weights.shape[1] != spec.n_params:
-        raise ZooError(f"{where}: rows have {weights.shape[1]} values, architecture {spec.name} has {spec.n_params}")
-    if table.height != weights.shape[0]:
-        raise ZooError(
-            f"{table_path}: {table.height} rows of {spec.name}, but {weights_path.name} holds {weights.shape[0]}"
-        )
-    finite = _sound_rows(weights)
+    stored, width = store.shape
+    if width != spec.n_params:
+        raise ZooError(f"{where}: rows have {width} values, architecture {spec.name} has {spec.n_params}")
+    if table.height != stored:
+        raise ZooError(f"{table_path}: {table.height} rows of {spec.name}, but {weights_path.name} holds {stored}")
+    step = chunk_rows(spec.n_params)
+    finite = np.ones(stored, dtype=bool)
+    for start in range(0, stored, step):
+        finite[start : start + step] = _sound_rows(store.block(start, min(stored, start + step)))
     measured = table["test_acc"].cast(pl.Float64).fill_null(float("nan")).is_finite().to_numpy()
     keep = finite & measured
     left_out = table.filter(pl.Series(~keep)).select("checkpoint", "model_id", "epoch").rows()
     reasons = np.where(finite[~keep], "no test accuracy", f"non-finite weights or weights beyond ±{MAX_ABS_WEIGHT:g}")
     skipped = [f"checkpoint {c} (model {m}, epoch {e}): {why}" for (c, m, e), why in zip(left_out, reasons)]
+    kept = np.flatnonzero(keep) if skipped else None
     if skipped:
-        weights, table = weights[torch.from_numpy(keep)], table.filter(pl.Series(keep))
-    return Zoo(spec, weights, table, manifest, skipped)
+        table = table.filter(pl.Series(keep))
+    return Zoo(spec, store, table, manifest, skipped, kept)
 
 
-def _sound_rows(weights: torch.Tensor, chunk: int = 4096) -> np.ndarray:
-    """Bool [checkpoints]: the rows whose weights are all finite and within ±MAX_ABS_WEIGHT (NaN fails the
-    comparison too). In chunks of rows: the whole zoo's |w| at once would double its memory."""
-    return np.concatenate(
-        [(weights[i : i + chunk].abs() <= MAX_ABS_WEIGHT).all(dim=1).numpy() for i in range(0, len(weights), chunk)]
-        or [np.zeros(0, dtype=bool)]
-    )
+def _sound_rows(rows: torch.Tensor) -> np.ndarray:
+    """Bool [rows]: the rows whose weights are all finite and within ±MAX_ABS_WEIGHT (NaN fails the comparison
+    too); the caller passes a chunk of the zoo, so |w| never doubles the whole zoo's memory."""
+    return (rows.abs() <= MAX_ABS_WEIGHT).all(dim=1).numpy()
 
 
 def zoo_info(zoos: list[Zoo]) -> dict:

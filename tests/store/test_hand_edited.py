@@ -70,6 +70,17 @@ def _special(name: str, make):
     return mutate
 
 
+def _first_shard(make):
+    """Replace the zoo's first shard file (its name is drawn fresh at each write) by what `make` makes."""
+
+    def mutate(workspace: Workspace) -> None:
+        path = sorted((workspace.root / "zoo" / "shards").glob("*.safetensors"))[0]
+        path.unlink()
+        make(path)
+
+    return mutate
+
+
 def _truncate(name: str):
     def mutate(workspace: Workspace) -> None:
         path = workspace.root / name.format(run=_run(workspace))
@@ -145,7 +156,13 @@ CASES = {
         INFO,
         "workspace.json: not a regular file",
     ),
-    "zoo-weights-a-fifo": (_special("zoo/weights.safetensors", os.mkfifo), INFO, "weights.safetensors: not a regular"),
+    "zoo-shard-a-fifo": (_first_shard(os.mkfifo), INFO, ".safetensors: not a regular"),
+    "zoo-shard-truncated": (_first_shard(lambda p: p.write_bytes(b"\x08")), INFO, ".safetensors: not a readable shard"),
+    "zoo-shard-manifest-a-fifo": (
+        _special("zoo/shards/manifest.json", os.mkfifo),
+        INFO,
+        "manifest.json: not a regular",
+    ),
 }
 
 

@@ -80,7 +80,7 @@ def test_a_pack_with_a_broken_zoo_is_refused(tiny_zoo_workspace, tmp_path):
     with zipfile.ZipFile(pack) as src, zipfile.ZipFile(damaged, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
-            dst.writestr(info, data[: len(data) // 2] if info.filename.endswith("weights.safetensors") else data)
+            dst.writestr(info, data[: len(data) // 2] if info.filename.endswith(".safetensors") else data)
     with pytest.raises(ZooError):
         unpack_workspace(damaged, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import threading
 from dataclasses import replace
 
@@ -9,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from core.errors import Interrupted, UserError, ZooError
 from core.store.files import write_json
@@ -24,7 +25,7 @@ from tests.conftest import TINY, copy_workspace
 
 def test_generated_zoo_layout_and_summary(tiny_zoo_workspace):
     zoo = load_zoos(tiny_zoo_workspace)[0]
-    assert (tiny_zoo_workspace.root / "zoo" / "weights.safetensors").exists()
+    assert (tiny_zoo_workspace.root / "zoo" / "shards" / "manifest.json").exists()
     assert zoo.weights.shape == (6 * 3, zoo.spec.n_params)
     assert zoo.table["epoch"].to_list() == [0, 1, 3] * 6
     assert zoo.table["model_id"].to_list() == [m for m in range(6) for _ in range(3)]
@@ -159,8 +160,17 @@ def test_the_lock_is_re_entrant_within_a_thread(tmp_path):
         pass
 
 
+def _as_single_file(workspace: Workspace) -> torch.Tensor:
+    """Rewrite a workspace's weights as written before shards: whole, in zoo/weights.safetensors. Returns them."""
+    weights = load_zoos(workspace)[0].weights
+    save_file({"cnn-small": weights}, str(workspace.zoo_dir / "weights.safetensors"))
+    shutil.rmtree(workspace.zoo_dir / "shards")
+    return weights
+
+
 def test_corrupted_weights_file_is_named(tiny_zoo_workspace, tmp_path):
     workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
+    _as_single_file(workspace)
     (workspace.zoo_dir / "weights.safetensors").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ZooError, match="weights.safetensors"):
         load_zoos(workspace)[0]
@@ -168,7 +178,7 @@ def test_corrupted_weights_file_is_named(tiny_zoo_workspace, tmp_path):
 
 def test_row_count_and_shape_mismatches_are_reported(tiny_zoo_workspace, tmp_path):
     workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
-    weights = load_zoos(workspace)[0].weights
+    weights = _as_single_file(workspace)
     save_file({"cnn-small": weights[:-1].contiguous()}, str(workspace.zoo_dir / "weights.safetensors"))
     with pytest.raises(ZooError, match="models.parquet: 18 rows of cnn-small, but .*weights.safetensors holds 17"):
         load_zoos(workspace)[0]
@@ -176,7 +186,7 @@ def test_row_count_and_shape_mismatches_are_reported(tiny_zoo_workspace, tmp_pat
     with pytest.raises(ZooError, match="1287 values"):
         load_zoos(workspace)[0]
     save_file({"other": weights}, str(workspace.zoo_dir / "weights.safetensors"))
-    with pytest.raises(ZooError, match="weights.safetensors: has no tensor named 'cnn-small'"):
+    with pytest.raises(ZooError, match="weights.safetensors: has no matrix named 'cnn-small'"):
         load_zoos(workspace)[0]
     save_file({"cnn-small": weights}, str(workspace.zoo_dir / "weights.safetensors"))
     (workspace.zoo_dir / "models.parquet").write_text("not parquet")
@@ -186,7 +196,7 @@ def test_row_count_and_shape_mismatches_are_reported(tiny_zoo_workspace, tmp_pat
 
 def test_a_nan_model_is_reported_and_skipped(tiny_zoo_workspace, tmp_path):
     workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
-    weights = load_zoos(workspace)[0].weights.clone()
+    weights = _as_single_file(workspace).clone()
     weights[4, 10] = float("nan")
     save_file({"cnn-small": weights}, str(workspace.zoo_dir / "weights.safetensors"))
     zoo = load_zoos(workspace)[0]
@@ -227,12 +237,11 @@ def test_missing_workspace_and_empty_manifest(tmp_path):
 def _as_format_1(workspace: Workspace) -> None:
     """Rewrite a workspace as the first format wrote it: one `architecture`, a tensor called `weights`, and
     no `architecture` column."""
+    save_file({"weights": _as_single_file(workspace)}, str(workspace.zoo_dir / "weights.safetensors"))
     manifest = json.loads(workspace.manifest_path.read_text())
     manifest["architecture"] = manifest.pop("architectures")["cnn-small"]
     manifest["format_version"] = 1
     workspace.manifest_path.write_text(json.dumps(manifest))
-    tensors = load_file(str(workspace.zoo_dir / "weights.safetensors"))
-    save_file({"weights": tensors["cnn-small"]}, str(workspace.zoo_dir / "weights.safetensors"))
     table = pl.read_parquet(workspace.zoo_dir / "models.parquet").drop("architecture")
     table.write_parquet(workspace.zoo_dir / "models.parquet")
 
@@ -240,9 +249,10 @@ def _as_format_1(workspace: Workspace) -> None:
 def test_a_format_1_workspace_loads_as_before(tiny_zoo_workspace, tmp_path):
     workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
     current = load_zoos(workspace)[0]
+    weights = current.weights  # read now: a loaded zoo reads its files lazily, and they are about to be replaced
     _as_format_1(workspace)
     old = load_zoos(workspace)[0]
-    assert torch.equal(old.weights, current.weights) and old.spec == current.spec
+    assert torch.equal(old.weights, weights) and old.spec == current.spec
     assert old.table.equals(current.table)  # the architecture column is filled in on load
     assert zoo_info([old])["architecture"] == "cnn-small"
 

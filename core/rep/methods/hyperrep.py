@@ -45,7 +45,7 @@ class HyperRepTrainer:
         self.device_layout = self.layout.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
         rows = torch.from_numpy(prepared.rows("train"))
-        self.flat = prepared.standardised[rows].to(device)
+        self.flat = prepared.standardised_rows(rows).to(device)
         self.rows = rows.to(device)  # zoo-table rows of `flat`, looked up per batch on the batch's device
         self.steps_per_epoch = math.ceil(len(self.flat) / train.batch_size)
         self.behaviour = make_behaviour(prepared, train, generator, device)
@@ -102,7 +102,7 @@ class HyperRepTrainer:
         behavioural distance of their reconstructions on fixed queries."""
         model.eval()
         rows = torch.from_numpy(self.prepared.rows("val"))
-        tokens = tokenize(self.layout, self.prepared.standardised[rows]).to(self.device)
+        tokens = tokenize(self.layout, self.prepared.standardised_rows(rows)).to(self.device)
         recon = model.decode(model.encode(tokens))
         std = self.token_std
         figures = {"val_reconstruction": float(reconstruction_loss(recon * std, tokens * std, self.mask, std, True))}

@@ -34,13 +34,22 @@ from core.rep.sane import (
     sane_losses,
 )
 from core.rep.sequence import SequenceLayout, from_sequence, sequence_layout, to_sequence
-from core.rep.windows import Windows, epoch_windows, splice, window_tokens
+from core.rep.windows import StoredEntries, Windows, epoch_windows, splice, window_tokens
+from core.store.budget import chunk_rows, fits
 from core.zoo.arch import Spec, param_names
 from core.zoo.model_zoo import Zoo
 
 
 def sane_layout(spec: Spec, config: SANEConfig) -> SequenceLayout:
     return sequence_layout(param_names(spec), config.token_width)
+
+
+def training_rows(prepared: PreparedZoo, rows: np.ndarray, device: str) -> torch.Tensor | StoredEntries:
+    """The standardised training models in memory on `device` when they fit the memory budget (the fast path:
+    one gather per step), else a reader that takes each step's windows from the zoo's shards."""
+    if fits(4 * len(rows) * prepared.zoo.spec.n_params):
+        return prepared.standardised_rows(rows).to(device)
+    return StoredEntries(prepared, rows, device)
 
 
 class _Part:
@@ -54,7 +63,7 @@ class _Part:
         self.device_layout = self.layout.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
         rows = torch.from_numpy(prepared.rows("train"))
-        self.flat = prepared.standardised[rows].to(device)
+        self.flat = training_rows(prepared, prepared.rows("train"), device)
         self.rows = rows.to(device)  # zoo-table rows of `flat`, looked up per batch on the batch's device
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std, self.entry_mean = prepared.entry_std().to(device), prepared.entry_mean().to(device)
@@ -73,7 +82,11 @@ class _Part:
     def spliced(self, picked: Windows, entry: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         """Aligned weights of each window's model with the window's counted entries replaced by their
         reconstruction: the window's share of the function."""
-        return splice(self.flat[picked.model], entry, mask, recon) * self.entry_std + self.entry_mean
+        return splice(self.models(picked.model), entry, mask, recon) * self.entry_std + self.entry_mean
+
+    def models(self, model: torch.Tensor) -> torch.Tensor:
+        """Whole standardised training models [len(model), params], from memory or from the store."""
+        return self.flat.models(model) if isinstance(self.flat, StoredEntries) else self.flat[model]
 
 
 class SANETrainer:
@@ -122,7 +135,7 @@ class SANETrainer:
         if part.behaviour is not None:
             # The model with its window decoded and every other entry clean; the forward pass runs over whole
             # models, the decoder over one window.
-            original = part.flat[picked.model] * part.entry_std + part.entry_mean
+            original = part.models(picked.model) * part.entry_std + part.entry_mean
             decoded = part.spliced(picked, entry, mask, recon_a)
             beh = part.behaviour.loss(decoded, original, part.rows[picked.model], part.behaviour.queries())
             parts["loss"] = parts["loss"] + self.train.behaviour_weight * beh
@@ -136,15 +149,17 @@ class SANETrainer:
         model.eval()
         error, entries, behaviour, models = 0.0, 0.0, 0.0, 0
         for part in self.parts:
-            rows = torch.from_numpy(part.prepared.rows("val"))
-            tokens = to_sequence(part.layout, part.prepared.standardised[rows]).to(self.device)
-            recon = decode_sequence(model, encode_sequence(model, tokens, part.positions), part.positions)
-            error += float(((recon - tokens) * part.mask).pow(2).sum())
-            entries += float(part.mask.sum()) * len(tokens)
-            if part.behaviour is not None and len(rows):
-                queries = part.behaviour.fixed_queries(self.train.seed)
-                distance = part.behaviour.loss(part.weights(recon), part.weights(tokens), rows, queries)
-                behaviour, models = behaviour + float(distance) * len(rows), models + len(rows)
+            val = part.prepared.rows("val")
+            for start, aligned in part.prepared.iter_aligned(val, chunk_rows(part.prepared.zoo.spec.n_params, 8)):
+                rows = torch.from_numpy(val[start : start + len(aligned)])
+                tokens = to_sequence(part.layout, part.prepared.standardise(aligned)).to(self.device)
+                recon = decode_sequence(model, encode_sequence(model, tokens, part.positions), part.positions)
+                error += float(((recon - tokens) * part.mask).pow(2).sum())
+                entries += float(part.mask.sum()) * len(tokens)
+                if part.behaviour is not None and len(rows):
+                    queries = part.behaviour.fixed_queries(self.train.seed)
+                    distance = part.behaviour.loss(part.weights(recon), part.weights(tokens), rows, queries)
+                    behaviour, models = behaviour + float(distance) * len(rows), models + len(rows)
         figures = {"val_reconstruction": error / max(entries, 1.0)}
         if any(part.behaviour is not None for part in self.parts):
             figures["val_behaviour"] = behaviour / max(models, 1)

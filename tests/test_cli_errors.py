@@ -80,8 +80,8 @@ def test_a_full_disk_at_zoo_generates_last_write_keeps_the_trained_state_and_a_r
                                                                                               monkeypatch):  # fmt: skip
     argv = ("zoo", "generate", "--workspace", tmp_path / "new", "--models", 2, "--epochs", 1, "--quiet", "--json")
     with monkeypatch.context() as patch:
-        patch.setattr("core.zoo.model_zoo.write_tensors", _full_disk(lambda p: p))  # the zoo's own weights
-        one_line(run_cli(*argv), "weights.safetensors", "No space left on device")
+        patch.setattr("core.store.shards.write_tensors", _full_disk(lambda p: p))  # the zoo's own weights (a shard)
+        one_line(run_cli(*argv), ".safetensors", "No space left on device")
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [".lock", "zoo.partial"]  # trained epochs kept
     assert run_cli(*argv).json["checkpoints"] == 4
 

@@ -64,12 +64,12 @@ def old_and_new_zoo(tmp_path_factory):
 
 
 def test_zoo_generation_has_a_commit_per_epoch_and_four_for_the_swap(old_and_new_zoo):
-    # 2 resumable states (epochs 0 and 1), weights + table + manifest in the build folder, 2 swap renames (old
-    # zoo aside, new one in), the manifest moved into place
-    assert old_and_new_zoo[2] == 8
+    # 2 resumable states (epochs 0 and 1), a shard + the shards' manifest + table + manifest in the build folder,
+    # 2 swap renames (old zoo aside, new one in), the manifest moved into place
+    assert old_and_new_zoo[2] == 9
 
 
-@pytest.mark.parametrize("crash_at", range(1, 9))
+@pytest.mark.parametrize("crash_at", range(1, 10))
 def test_a_crash_at_any_write_of_zoo_generate_replace_then_a_rerun_gives_the_uninterrupted_zoo(
     old_and_new_zoo, tmp_path, crash_at
 ):
@@ -88,7 +88,7 @@ def test_a_crash_at_any_write_of_zoo_generate_replace_then_a_rerun_gives_the_uni
     assert _hidden_leftovers(workspace) == [] and not (workspace.root / "zoo.partial").exists()
 
 
-@pytest.mark.parametrize("crash_at", [6, 7])  # a fresh workspace has no old zoo to set aside: one swap rename
+@pytest.mark.parametrize("crash_at", [7, 8])  # a fresh workspace has no old zoo to set aside: one swap rename
 def test_a_fresh_generation_cut_at_its_swap_finishes_without_replace(old_and_new_zoo, tmp_path, crash_at):
     """The zoo swapped in (and its manifest maybe not yet moved) is this generation's own: the same command
     finishes it, without --replace."""
@@ -96,7 +96,7 @@ def test_a_fresh_generation_cut_at_its_swap_finishes_without_replace(old_and_new
     workspace = Workspace(tmp_path / "ws")
     with pytest.raises(Crash), crash_at_commit(crash_at):
         generate_zoo(workspace, ZOO)
-    assert workspace.exists() == (crash_at == 7)
+    assert workspace.exists() == (crash_at == 8)
     generate_zoo(workspace, ZOO)
     assert torch.equal(load_zoos(workspace)[0].weights, expected.weights)
     with pytest.raises(UserError, match="already holds a zoo"):
@@ -263,7 +263,7 @@ def _stray(workspace: Workspace) -> list[str]:
     return [p.name for p in workspace.root.rglob(".*") if p.name.endswith(".tmp") or ".build-" in p.name]
 
 
-@pytest.mark.parametrize("code, fail_at", _disk_faults(8))
+@pytest.mark.parametrize("code, fail_at", _disk_faults(9))
 def test_a_failing_disk_at_any_write_of_zoo_generate_replace_leaves_the_old_zoo_or_the_new(
     old_and_new_zoo, tmp_path, code, fail_at
 ):

@@ -107,11 +107,20 @@ class AERun:
         )
 
 
+# Training settings added after runs were first named, with the value that means "as before": left out of the name
+# there, so a command that named a run before they existed still resumes it (and the shipped workspace keeps its).
+_LATER_SETTINGS = {"lr_floor": 0.0}
+
+
 def run_name(ae_config, train_config: TrainConfig) -> str:
     """Runs are named by their settings (the kind's defaults filled in), so the same command resumes its own run
     and other settings get a new one."""
     train_config = with_kind_defaults(ae_config, train_config)
-    digest = hashlib.sha256(json.dumps([asdict(ae_config), asdict(train_config)], sort_keys=True).encode())
+    train = asdict(train_config)
+    for name, unset in _LATER_SETTINGS.items():  # at their default, settings added later leave names as they were
+        if train[name] == unset:
+            del train[name]
+    digest = hashlib.sha256(json.dumps([asdict(ae_config), train], sort_keys=True).encode())
     return f"{method_for(ae_config).kind}-{digest.hexdigest()[:8]}"
 
 

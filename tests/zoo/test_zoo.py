@@ -207,7 +207,7 @@ def test_a_nan_model_is_reported_and_skipped(tiny_zoo_workspace, tmp_path):
 
 def test_huge_finite_weights_are_skipped_like_nan_and_a_zoo_of_only_those_is_refused(tiny_zoo_workspace, tmp_path):
     workspace = copy_workspace(tiny_zoo_workspace, tmp_path / "ws")
-    weights = load_zoos(workspace)[0].weights.clone()
+    weights = _as_single_file(workspace).clone()
     weights[2, 0] = 3e38  # finite in float32, and made training and sampling fail with a ValueError
     weights[5, 1] = -2e6
     weights[7, 2] = 1e6  # at the bound: kept

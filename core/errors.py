@@ -54,11 +54,17 @@ _REMEDIES = {
 }
 
 
+def os_error_remedy(exc: OSError, unknown: str | None = None) -> str:
+    """What to do about an operating-system error, by its errno; for one without advice, `unknown` or its own
+    description."""
+    return _REMEDIES.get(exc.errno, unknown or exc.strerror or type(exc).__name__)
+
+
 def os_error_message(exc: OSError, fallback: str = "(no path given)") -> str:
     """One line for an operating-system error met while reading or writing: the path it names (else `fallback`,
     e.g. the workspace the command wrote to), what went wrong and what to do. For the CLI's exit 2 and the app's
     error box: a full disk or a read-only folder is the user's to fix, not a bug to show a traceback for."""
     where = clipped(" -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None) or fallback)
     what = exc.strerror or type(exc).__name__
-    remedy = _REMEDIES.get(exc.errno, "check the path and the disk")
+    remedy = os_error_remedy(exc, "check the path and the disk")
     return f"{where}: {what} ({remedy})"

@@ -17,19 +17,11 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from core.errors import UserError
+from core.errors import UserError, os_error_remedy
 from core.names import checked_path_text
 from core.store.commit import remove_abandoned, rename_exclusive
 from core.store.files import atomic_path
 from core.store.workspace import MANIFEST, PENDING_MANIFEST, ZOO
-
-_REMEDIES = {
-    errno.ENOSPC: "the disk is full; free some space or write elsewhere",
-    errno.EDQUOT: "the disk quota is used up; free some space or write elsewhere",
-    errno.EROFS: "a read-only file system; write elsewhere",
-    errno.EACCES: "no permission; write elsewhere",
-    errno.ENAMETOOLONG: "a name too long; choose a shorter one",
-}
 
 
 def checked_output(out: str | Path, force: bool = False) -> Path:
@@ -110,8 +102,7 @@ def written_output(out: Path, force: bool = False) -> Iterator[Path]:
     except FileExistsError:
         raise UserError(f"{out}: another command wrote it meanwhile; left alone (pass --force to replace it)") from None
     except OSError as exc:
-        remedy = _REMEDIES.get(exc.errno, exc.strerror or type(exc).__name__)
-        raise UserError(f"{out}: cannot be written ({remedy}); nothing was written") from None
+        raise UserError(f"{out}: cannot be written ({os_error_remedy(exc)}); nothing was written") from None
 
 
 @contextlib.contextmanager

@@ -225,6 +225,11 @@ def summarise(per_seed: list[dict]) -> dict:
         for prop in ("test_acc", "epoch", "ggap")
     }
     summary["probe_tau_test_acc"] = {x: over(lambda f, x=x: f["probes"]["tau"][x]["test_acc"]) for x in features}
+    # Paired by seed (the same zoo and split on both sides): the embedding's lead over each baseline.
+    summary["probe_test_acc_lead"] = {
+        x: over(lambda f, x=x: f["probes"]["r2"]["embedding"]["test_acc"] - f["probes"]["r2"][x]["test_acc"])
+        for x in ("weights", "stats")
+    }
     summary["generated_ratio"] = over(lambda f: f["frontier"]["default"]["ratio"])
     summary["generated_iou"] = over(lambda f: f["frontier"]["default"]["iou"])
     summary["noise_iou"] = over(lambda f: f["frontier"]["default"]["noise_iou"])
@@ -254,6 +259,11 @@ def report(summary: dict, members: int) -> None:
         print(f"    {verdict(probes['embedding'], probes[best], 'embedding', best)}")
     for features, figure in summary["probe_tau_test_acc"].items():
         show(f"Kendall tau of test_acc from {features}", figure)
+    print("  the embedding's lead in test_acc R^2, paired by seed (the same zoo and split on both sides)")
+    for features, lead in summary["probe_test_acc_lead"].items():
+        said = "no measurable difference" if lead.lo <= 0 <= lead.hi else ("ahead" if lead.lo > 0 else "behind")
+        show(f"embedding - {features}", lead)
+        print(f"    {said}")
     print("\ngeneration at the default spread, as generated")
     show("accuracy / source anchors'", summary["generated_ratio"])
     show("median max error-IoU, generated", summary["generated_iou"])

@@ -24,11 +24,13 @@ from core.gen.export import FORMATS, MEMBER_KINDS
 from core.rep.distributed import reports
 from core.rep.loop import TrainConfig
 from core.rep.methods import KINDS, METHODS, PRESETS
-from core.rep.sane import AGGREGATIONS
 from core.runtime import DEVICES, tune_cpu_allocator
 from core.store.budget import DEFAULT_MEMORY_MB, set_memory_mb
 from core.store.leftovers import may_exist, remove_unused_workspace
 from core.zoo.generate import ZooConfig
+
+# Every kind's aggregations (each run checks its own: core/rep/embed.py `set_aggregation`).
+EMBED_AGGREGATIONS = tuple(dict.fromkeys(how for method in METHODS.values() for how in method.aggregations))
 
 
 def _add_common(parser: argparse.ArgumentParser, device: bool) -> None:
@@ -113,7 +115,8 @@ def _ae_parsers(commands_: argparse._SubParsersAction) -> None:
     embed = _command(ae, ("ae", "embed"),
                      commands.ae_embed, describe.describe_embed, device=True)  # fmt: skip
     embed.add_argument("--run", default=None, help="run name (default: the latest finished run)")
-    embed.add_argument("--aggregation", choices=AGGREGATIONS, required=True, help="how token latents make an embedding")
+    embed.add_argument("--aggregation", choices=EMBED_AGGREGATIONS, required=True,
+                       help="how token latents make an embedding")  # fmt: skip
 
 
 def _other_parsers(commands_: argparse._SubParsersAction) -> None:

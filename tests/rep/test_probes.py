@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.errors import UserError
+from core.rep.methods.hyperrep import layer_pooled
 from core.rep.probes import _tau, probe_all, probe_scores, ridge_probe
 from core.rep.sane import aggregate, depth_parts
 
@@ -79,3 +80,9 @@ def test_aggregations_of_token_latents_by_hand():
     assert torch.equal(aggregate(latents, "depthstd", layers), torch.tensor([expected]))
     with pytest.raises(UserError, match="unknown aggregation 'median'"):
         aggregate(latents, "median", layers)
+
+
+def test_layer_pooling_by_hand():
+    states = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [2.0, 2.0]]])  # one model, three tokens of width 2
+    pooled = layer_pooled(states, torch.tensor([0, 0, 1]))  # layer 0: tokens 0 and 1; layer 1: token 2
+    assert torch.equal(pooled, torch.tensor([[2.0, -1.0, 2.0, 2.0, 1.0, 1.0, 0.0, 0.0]]))  # means, then spreads

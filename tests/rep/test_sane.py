@@ -20,6 +20,7 @@ from core.rep.methods.sane import sane_layout
 from core.rep.run import load_run
 from core.rep.sane import DEPTH_PARTS, SANE, SANEConfig, aggregate, decode_sequence, encode_sequence, windows
 from core.rep.sequence import from_sequence
+from core.rep.tokens import token_layout
 from core.store.files import read_parquet, read_tensors
 from core.store.workspace import Workspace
 from core.zoo.data import load_dataset
@@ -260,10 +261,12 @@ def test_a_run_that_recorded_no_aggregation_reads_as_mapped_then_with_the_mean(s
 def test_a_per_neuron_run_is_remapped_with_its_pooled_encoder_states(tiny_ae_workspace, tmp_path, run_cli):
     workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
     refused = run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "max")
-    assert refused.code == 2 and "unknown aggregation 'max'; choose one of latent, depthstd, meanstd" in refused.err
+    choices = "latent+layerstd, latent, depthstd, meanstd, layerstd"
+    assert refused.code == 2 and f"unknown aggregation 'max'; choose one of {choices}" in refused.err
     before = run_cli("ae", "eval", "--workspace", workspace.root, "--json").json
-    assert set(before["probe_r2_by_aggregation"]) == {"latent", "depthstd", "meanstd"}
-    assert before["probe_r2"]["embedding"] == pytest.approx(before["probe_r2_by_aggregation"]["latent"], abs=1e-6)
+    assert set(before["probe_r2_by_aggregation"]) == set(choices.split(", "))
+    new_runs_default = before["probe_r2_by_aggregation"]["latent+layerstd"]
+    assert before["probe_r2"]["embedding"] == pytest.approx(new_runs_default, abs=1e-6)
     assert run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "depthstd").code == 0
     run = load_run(workspace)
     assert run.aggregation == "depthstd"
@@ -271,3 +274,9 @@ def test_a_per_neuron_run_is_remapped_with_its_pooled_encoder_states(tiny_ae_wor
     assert embedding_matrix(load_embeddings(run.files)).shape[1] == width
     after = run_cli("ae", "eval", "--workspace", workspace.root, "--json").json
     assert after["probe_r2"]["embedding"] == pytest.approx(after["probe_r2_by_aggregation"]["depthstd"], abs=1e-6)
+    assert run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "latent+layerstd").code == 0
+    layers = len(token_layout(load_zoos(workspace)[0].spec).token_layer.unique())
+    wide = run.ae_config.latent_dim + 2 * layers * run.ae_config.d_model  # the latent, then each layer's mean and std
+    assert embedding_matrix(load_embeddings(load_run(workspace).files)).shape[1] == wide
+    assert run_cli("ae", "embed", "--workspace", workspace.root, "--aggregation", "latent").code == 0  # and back
+    assert load_run(workspace).aggregation == "latent"

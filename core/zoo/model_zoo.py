@@ -5,7 +5,8 @@ architecture in shards of consecutive checkpoints (core/store/shards.py), one ro
 `zoo/models.parquet` one row per checkpoint with its model's architecture, settings and metrics. Workspaces
 written before shards hold the matrices whole in `zoo/weights.safetensors`, read the same way. A loaded zoo
 reads its weights lazily: code asks for rows (`rows`, `iter_chunks`) or column ranges (`columns`), never for the
-whole matrix, so a zoo larger than memory can be used. Generating a zoo is core/zoo/generate.py; importing one,
+whole matrix, so a zoo larger than memory can be used. A new zoo is written the same way, a shard at a time as
+its rows arrive (`ZooWriter`), and swapped in whole. Generating a zoo is core/zoo/generate.py; importing one,
 core/zoo/public.py.
 """
 

@@ -152,7 +152,7 @@ def import_public_zoo(
         raise UserError(f"{root}: no model folders found (none holds a params.json)")
     with workspace.lock(), ZooWriter(workspace) as writer:
         check_replacing(workspace, replace)
-        spec, rows = _stream_models(root, folders, writer, (data, dataset), problems, on_progress)
+        spec, rows = _stream_models(root, folders, writer, data, dataset, problems, on_progress)
         manifest = {
             "dataset": {"name": dataset or "unknown", "n_classes": spec.n_classes},
             "zoo": {
@@ -167,11 +167,13 @@ def import_public_zoo(
     return ImportReport(zoo, table["model_id"].n_unique(), problems)
 
 
-def _stream_models(root: Path, folders: list[Path], writer: ZooWriter, named, problems: list[str], on_progress):
+def _stream_models(
+    root: Path, folders: list[Path], writer: ZooWriter, data, dataset: str | None, problems: list[str], on_progress
+) -> tuple[Spec, list[dict]]:
     """Read the model folders in order, handing each checkpoint's weights to `writer` as soon as it is checked;
     a model found unsound at a later checkpoint is taken back (`ZooWriter.cut`) and reported in `problems`.
-    Returns the zoo's spec and its checkpoint rows. `named` is (dataset, its name) when one was named."""
-    data, dataset = named
+    Returns the zoo's spec and its checkpoint rows; the named dataset (`data`, None if none) must fit the first
+    sound model."""
     # A ResNet's weights do not fix its input size (global average pooling): the named dataset's images do.
     in_size = data.image_shape[1] if data is not None else CIFAR_SIZE
     spec: Spec | None = None

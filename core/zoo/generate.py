@@ -28,8 +28,8 @@ from core.errors import Interrupted, UserError, ZooError
 from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
 from core.parsing import float_list, int_list, str_list
 from core.settings import setting
-from core.store.files import read_tensor_metadata, read_tensors, write_tensors
-from core.store.shards import SHARD_KEY, Shard, ShardedRows, checked_shard, open_single_file
+from core.store.files import read_json, read_tensor_metadata, read_tensors, write_json, write_tensors
+from core.store.shards import SHARD_KEY, Shard, ShardedRows, checked_shard
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.compiling import MODES as COMPILE_MODES
@@ -274,34 +274,51 @@ def _timed_epoch(populations, data, epoch: int, config: ZooConfig, keep, saved_r
 
 
 def train_shard(config: ZooConfig, specs: dict[str, Spec], data: Dataset, plan: pl.DataFrame, device: str):
-    """One shard's models (rows of the plan) through every epoch, in a Ray worker: yields each epoch's progress
-    ({"epoch", "elapsed_s", "train_loss"}), then {"weights": {architecture: [checkpoints, params]}, "rows": ...}.
-    It writes nothing: the driver, which holds the workspace's lock and may be on another machine, does."""
+    """One shard's models (rows of the plan) through every epoch, in a Ray worker: yields each snapshot as it is
+    taken ({"snapshot": (population index, architecture, epoch), "weights": [models, params]}) and each epoch's
+    progress ({"epoch", "elapsed_s", "train_loss"}), then {"rows": the snapshots' table rows}. It keeps no
+    snapshot and writes nothing: the driver, which holds the workspace's lock and may be on another machine,
+    writes each snapshot as it arrives."""
     populations = _populations(specs, plan, device)
     compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
-    saved_weights, saved_rows = {}, []
+    taken, saved_rows = [], []
     started = time.monotonic()
 
     def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
-        saved_weights.setdefault(name, []).append(weights)
+        taken.append({"snapshot": (index, name, epoch), "weights": weights})
 
     for epoch in range(config.epochs + 1):
-        yield _timed_epoch(populations, data, epoch, config, keep, saved_rows, compiler, started)
-    yield {"weights": {name: torch.cat(parts) for name, parts in saved_weights.items()}, "rows": saved_rows}
+        info = _timed_epoch(populations, data, epoch, config, keep, saved_rows, compiler, started)
+        while taken:  # one at a time, each let go once yielded (`yield from` a list fails in Ray's wrapper)
+            yield taken.pop(0)
+        yield info
+    yield {"rows": saved_rows}
 
 
 def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: ClusterConfig, on_progress, stop):
     """The models in shards on a Ray cluster; the shards that a previous run finished are not trained again.
     Progress counts epochs over all shards; a lost shard raises Interrupted once the others are kept."""
     where = placement(cluster, connect(cluster.cluster), work.plan.height)
-    finished = partial.resume_shards(workspace.zoo_stamp(), where.shards)
+    widths = {name: spec.n_params for name, spec in work.specs.items()}
+    finished = partial.resume_shards(workspace.zoo_stamp(), where.shards, widths)
     _check_may_write(partial, workspace, replace)
     epochs = work.config.epochs + 1
     done = dict.fromkeys(finished, epochs)
 
+    taken = {}  # {shard: {(epoch, population): (architecture, Shard)}}: a retried task's repeats land on themselves
+
     def arrived(shard: int, item: dict) -> None:
-        if "weights" in item:  # kept on disk only: the driver holds no shard's weights
-            finished[shard] = (partial.save_shard(shard, where.shards, item["weights"], item["rows"]), item["rows"])
+        if "snapshot" in item:  # on disk at once: the driver holds one snapshot at a time
+            index, name, epoch = item["snapshot"]
+            stored = partial.save_snapshot(index, epoch, item["weights"], shard=shard)
+            taken.setdefault(shard, {})[(epoch, index)] = (name, stored)
+            return
+        if "rows" in item:
+            snapshots = {}
+            for _, (name, stored) in sorted(taken.pop(shard, {}).items()):
+                snapshots.setdefault(name, []).append(stored)
+            partial.save_shard(shard, where.shards, snapshots, item["rows"])
+            finished[shard] = (snapshots, item["rows"])
         else:
             done[shard] = item["epoch"] + 1
         if on_progress:
@@ -321,9 +338,9 @@ def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: C
         raise Interrupted(lost_message(lost, where.shards, kept))
     saved_weights, saved_rows = {}, []
     for shard in sorted(finished):
-        weights, rows = finished[shard]
-        for name, stored in weights.items():
-            saved_weights.setdefault(name, []).append(stored)
+        snapshots, rows = finished[shard]
+        for name, stored in snapshots.items():
+            saved_weights.setdefault(name, []).extend(stored)
         saved_rows += rows
     return saved_weights, saved_rows
 
@@ -466,9 +483,11 @@ class _Partial:
                 saved.setdefault(name, []).append(checked_shard(shard, widths[name]))
         return saved
 
-    def save_snapshot(self, population: int, epoch: int, weights: torch.Tensor) -> Shard:
-        """One population's weights at a saved epoch, in a file of their own; the next `save` lists it."""
-        path = self.folder / f"snapshot-{epoch}-{population}.safetensors"
+    def save_snapshot(self, population: int, epoch: int, weights: torch.Tensor, shard: int | None = None) -> Shard:
+        """One population's weights at a saved epoch (of a Ray shard's populations, with `shard`), in a file of
+        their own; the next `save` (`save_shard`) lists it."""
+        prefix = "" if shard is None else f"shard-{shard}-"
+        path = self.folder / f"{prefix}snapshot-{epoch}-{population}.safetensors"
         write_tensors(path, {SHARD_KEY: weights})
         return Shard(path, SHARD_KEY, weights.shape[0])
 
@@ -481,21 +500,20 @@ class _Partial:
         progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
         write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
 
-    def resume_shards(self, stamp: dict, shards: int) -> dict[int, tuple[dict[str, Shard], list[dict]]]:
-        """{shard: ({architecture: its snapshots in the shard's file}, snapshot rows)} of the shards a sharded
+    def resume_shards(self, stamp: dict, shards: int, widths: dict[str, int]):
+        """{shard: ({architecture: [Shard] of its snapshot files}, snapshot rows)} of the shards a sharded
         generation of these settings into `shards` shards finished before; anything else here (another split,
-        other settings, the state of an unsharded run, an unreadable file) is cleared."""
+        other settings, the state of an unsharded run, an unreadable or missing file) is cleared."""
         self.replaces, found, owner = stamp, {}, None
         try:
-            for path in sorted(self.folder.glob("shard-*.safetensors")):
-                info = json.loads(read_tensor_metadata(path)["progress"])
+            for path in sorted(self.folder.glob("shard-*.json")):
+                info = read_json(path)
                 if (info.get("config_key"), info.get("shards")) != (self.config.key(), shards):
                     raise ValueError("different settings")
                 if owner not in (None, (info["replaces"], info["zoo_id"])):
                     raise ValueError("shards of two generations")
                 owner = (info["replaces"], info["zoo_id"])
-                weights = {k.split("/", 1)[1]: v.shards[0] for k, v in open_single_file(path).items()}
-                found[int(info["shard"])] = (weights, info["rows"])
+                found[int(info["shard"])] = (self._listed_snapshots(info["snapshots"], widths), info["rows"])
         except (ValueError, KeyError, TypeError, ZooError):
             found = {}
         if not found:
@@ -505,16 +523,12 @@ class _Partial:
         self.resumed = True
         return found
 
-    def save_shard(self, shard: int, shards: int, weights: dict[str, torch.Tensor], rows: list[dict]):
-        """One finished shard, committed in one rename: its snapshots, with the progress in the metadata; returns
-        {architecture: Shard} to read them back from the file."""
+    def save_shard(self, shard: int, shards: int, snapshots: dict[str, list[Shard]], rows: list[dict]) -> None:
+        """One finished shard, committed in one rename: its progress, listing the snapshot files it wrote."""
+        listed = {name: [{"file": s.path.name, "rows": s.rows} for s in parts] for name, parts in snapshots.items()}
         progress = {"config_key": self.config.key(), "shards": shards, "shard": shard, "rows": rows}
-        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
-        path = self.folder / f"shard-{shard}.safetensors"
-        write_tensors(
-            path, {f"saved/{name}": tensor for name, tensor in weights.items()}, {"progress": json.dumps(progress)}
-        )
-        return {name: Shard(path, f"saved/{name}", tensor.shape[0]) for name, tensor in weights.items()}
+        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id, "snapshots": listed}
+        write_json(self.folder / f"shard-{shard}.json", progress)
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -16,6 +16,8 @@ from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import Zoo, ZooWriter, load_zoos, rows_per_shard, save_zoo
 from core.zoo.public import import_public_zoo
 from core.zoo.public_resnet import resnet_vector
+from tests.conftest import copy_workspace
+from tests.faults import Crash, crash_at_commit
 from tests.zoo.resnet_fixture import write_resnet_zoo
 
 # 54,578 values a checkpoint: at the smallest budget (64 MB, a sixteenth of it for a chunk and two copies) a shard
@@ -123,16 +125,38 @@ def test_a_model_broken_at_its_last_checkpoint_is_taken_back_from_the_shards(tmp
     assert len(list((tmp_path / "ws" / "zoo" / "shards").glob("*.safetensors"))) == 2
 
 
+def test_an_import_killed_at_any_write_leaves_a_whole_zoo_and_a_rerun_finishes(tmp_path, tiny_zoo_workspace):
+    write_resnet_zoo(tmp_path / "src", models=3, **SMALL_RESNET)
+    budget.set_memory_mb(SMALL_BUDGET_MB)  # 9 rows: shards of 6 and 3
+    old = copy_workspace(tiny_zoo_workspace, tmp_path / "old")
+    old_weights = load_zoos(old)[0].weights
+    reference = copy_workspace(old, tmp_path / "reference")
+    with crash_at_commit(None) as count:
+        import_public_zoo(tmp_path / "src", reference, replace=True)
+    # 2 shards, the shards' manifest, the table, the pending manifest, 2 swap renames, the manifest moved
+    assert count["commits"] == 8
+    expected = load_zoos(reference)[0].weights
+    for crash_at in range(1, 9):
+        workspace = copy_workspace(old, tmp_path / f"ws{crash_at}")
+        with pytest.raises(Crash), crash_at_commit(crash_at):
+            import_public_zoo(tmp_path / "src", workspace, replace=True)
+        seen = load_zoos(workspace)[0].weights  # a reader meanwhile: the old zoo or the new one, whole
+        assert torch.equal(seen, old_weights if crash_at <= 7 else expected), crash_at  # 8: swapped in
+        import_public_zoo(tmp_path / "src", workspace, replace=True)
+        assert torch.equal(load_zoos(workspace)[0].weights, expected)
+        assert [p.name for p in workspace.root.rglob(".*") if p.name != ".lock"] == []
+
+
 def test_a_generation_in_several_shards_stores_the_bytes_of_the_whole_tensor_path(tmp_path, monkeypatch,
                                                                                   shard_writes):  # fmt: skip
-    config = ZooConfig(models=3, epochs=2, save_epochs=(0, 1, 2), seed=4, activations=("relu", "tanh"))
+    config = ZooConfig(models=3, epochs=1, save_epochs=(0, 1), seed=4, activations=("relu", "tanh"))
     roomy = generate_zoo(Workspace(tmp_path / "roomy"), config)[0]
-    assert shard_writes == [9]
+    assert shard_writes == [6] and roomy.table["activation"].n_unique() == 2  # two populations to gather from
     # A budget this small in effect: two rows of cnn-small's 1,288 values and their two copies a chunk.
     monkeypatch.setattr(budget, "CHUNK_SHARE", 2 * 3 * 4 * 1288 / (budget.memory_mb() << 20))
     streamed = Workspace(tmp_path / "streamed")
     zoo = generate_zoo(streamed, config)[0]
-    assert shard_writes[1:] == [2, 2, 2, 2, 1]
+    assert shard_writes[1:] == [2, 2, 2]
     assert torch.equal(zoo.weights, roomy.weights) and zoo.table.drop("ggap").equals(roomy.table.drop("ggap"))
     whole = Workspace(tmp_path / "whole")
     with whole.lock():

@@ -436,7 +436,8 @@ class _Partial:
     and one file holding every population's state with the progress (settings digest, epoch, snapshot rows, the
     snapshot files so far) in its metadata, so the state and the progress it belongs to are committed in one
     rename. A snapshot written after the last such commit is not listed; the epoch is trained again and the
-    snapshot written over.
+    snapshot written over. On a Ray cluster, each shard's snapshots (`shard-<k>-snapshot-...`) are listed by the
+    shard's progress file `shard-<k>.json`, committed when the shard has finished.
 
     The progress also says which zoo the generation replaces (the workspace's stamp when it started, checked
     against `--replace` then) and the id its own zoo gets: a rerun may write over either without asking again,

@@ -59,15 +59,17 @@ def test_a_generation_reads_the_zoo_a_chunk_at_a_time(tiny_ae_workspace, tmp_pat
     workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
     zoo = load_zoos(workspace)[0]
     small_budget(monkeypatch, zoo.spec.n_params)
-    asked, block = [], ShardedRows.block
+    asked, rows, block = [], ShardedRows.rows, ShardedRows.block  # rows reads its runs through block
+    monkeypatch.setattr(ShardedRows, "rows", lambda self, index: asked.append(len(index)) or rows(self, index))
     monkeypatch.setattr(
         ShardedRows, "block", lambda self, start, stop, *a: asked.append(stop - start) or block(self, start, stop, *a)
     )
-    config = SampleConfig(anchors="top:0.5", n=4, finetune_epochs=0, seed=3, baselines=False)
+    # n = CHUNK: the anchors group reads the generated models' n source anchors at once (a group of n, as theirs)
+    config = SampleConfig(anchors="top:0.5", n=CHUNK, finetune_epochs=0, seed=3, baselines=False)
     generate(workspace, config)
     anchors = round(0.5 * len(zoo))
     assert anchors > CHUNK and len(zoo) > 4 * CHUNK  # whole anchors or a whole zoo would not fit in a chunk
-    assert asked and max(asked) <= CHUNK  # every read: a chunk, or a run of consecutive rows inside one
+    assert asked and max(asked) <= CHUNK  # every read, of any rows: at most a chunk
 
 
 def test_the_anchors_are_encoded_once_and_the_zoo_sample_not_at_all(tiny_ae_workspace, tmp_path, monkeypatch):

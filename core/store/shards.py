@@ -61,6 +61,8 @@ class ShardedRows:
                 break
             if hi > lo:
                 parts.append(self._read(k, int(lo - self.starts[k]), int(hi - self.starts[k]), first, last))
+        if len(parts) == 1:  # a block inside one shard: torch.cat would copy it once more
+            return parts[0]
         return torch.cat(parts) if parts else torch.empty(0, last - first)
 
     def rows(self, index) -> torch.Tensor:
@@ -68,6 +70,8 @@ class ShardedRows:
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         if len(index) and (index.min() < 0 or index.max() >= self.shape[0]):
             raise IndexError(f"{self.where}: rows {index.min()}..{index.max()} outside 0..{self.shape[0] - 1}")
+        if len(index) and index[-1] - index[0] == len(index) - 1 and (np.diff(index) == 1).all():
+            return self.block(int(index[0]), int(index[-1]) + 1)  # one run, in order (a chunk): no reordering copy
         wanted = np.unique(index)
         breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
         runs = np.split(wanted, breaks) if len(wanted) else []

@@ -48,7 +48,7 @@ def test_a_training_set_whose_matrix_does_not_fit_the_budget_starts_from_a_sampl
     rows = torch.randn(10, layout.spec.n_params, generator=torch.Generator().manual_seed(0))
     mean, directions = pca_start(rows, layout, rank=8, seed=0)
     assert directions.shape == (8, layout.n_tokens * layout.width)  # 10 rows span 9 directions: the top 8
-    monkeypatch.setattr(hyperrep, "share_bytes", lambda: 8 * 4 * 4)  # a 4 x 4 float64 matrix fits, 10 x 10 not
+    monkeypatch.setattr(hyperrep, "share_bytes", lambda share=0.25: 3 * 8 * 4 * 4)  # 4 x 4 (x 3) fits, 10 x 10 not
     mean, directions = pca_start(rows, layout, rank=8, seed=0)
     assert directions.shape[0] == 3  # a sample of 4 models spans 3 directions
     torch.testing.assert_close(directions @ directions.T, torch.eye(3, dtype=torch.float64))

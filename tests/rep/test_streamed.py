@@ -61,8 +61,8 @@ def test_a_per_neuron_run_trained_from_the_shards_equals_the_one_trained_in_memo
 ):
     in_memory = train_and_map(copy_workspace(tiny_zoo_workspace, tmp_path / "a"), TINY_AE, TINY_TRAIN, evaluate=False)
     monkeypatch.setattr(training_rows, "fits", lambda n_bytes: False)  # as if the training models did not fit
-    # A budget whose quarter holds the PCA's 12 x 12 Gram matrix but blocks of one model: 12 x 12 reads, not one.
-    monkeypatch.setattr(hyperrep, "share_bytes", lambda: 8 * 12 * 12)
+    # A budget that holds the PCA's 12 x 12 Gram matrix (3 copies) but blocks of one model: 78 pairs read, not one.
+    monkeypatch.setattr(hyperrep, "share_bytes", lambda share=0.25: 3 * 8 * 12 * 12)
     monkeypatch.setattr(hyperrep, "chunk_rows", lambda values, copies: 2)  # validation two models at a time
     reads, read = [], training_rows.StoredRows.models
     monkeypatch.setattr(training_rows.StoredRows, "models", lambda self, m: reads.append(len(m)) or read(self, m))

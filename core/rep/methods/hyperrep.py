@@ -41,13 +41,15 @@ def token_std(prepared: PreparedZoo, layout: TokenLayout) -> torch.Tensor:
 def pca_start(flat: torch.Tensor | StoredRows, layout: TokenLayout, rank: int, seed: int):
     """(mean [tokens x width], directions [<= rank, tokens x width]) of the training tokens, for the linear path's
     start. Tokens are the standardised weights rearranged and zero-padded, so the PCA of the weights, read in blocks
-    of models, gives theirs. When the matrix it sums ([min(models, params)]^2, float64) would not fit a quarter of
-    the memory budget, the PCA is that of a seeded sample of the training models that fits: a start, not a result."""
+    of models, gives theirs. Its [m, m] matrix (m = min(models, params); float64) with eigh's eigenvectors and
+    workspace, about three copies, must fit a quarter of the memory budget, else the PCA is that of a seeded sample
+    of the training models that does: a start, not a result. Two blocks of rows (float64, with their centred
+    copies) take an eighth."""
     count, params = len(flat), layout.spec.n_params
-    rows, most = torch.arange(count), math.isqrt(share_bytes() // 8)
+    rows, most = torch.arange(count), math.isqrt(share_bytes() // (3 * 8))
     if min(count, params) > most:
         rows = torch.from_numpy(np.sort(np.random.default_rng([seed, 3]).choice(count, most, replace=False)))
-    parts = rows.split(max(1, share_bytes() // (4 * 8 * params)))  # two float64 blocks and their centred copies
+    parts = rows.split(max(1, share_bytes(1 / 8) // (4 * 8 * params)))
 
     def blocks(first: int):
         for part in parts[first:]:

@@ -107,8 +107,7 @@ class Zoo:
 
     @property
     def weights(self) -> torch.Tensor:
-        """The whole matrix in memory: the compatibility path for stages not yet converted to chunks (the
-        README's scale section lists them); everything new asks for rows."""
+        """The whole matrix in memory, for tests on small zoos; the engine asks for rows or chunks."""
         return self.rows(np.arange(len(self)))
 
     def spec_for(self, row: int) -> Spec:

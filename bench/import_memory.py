@@ -22,43 +22,18 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.peak_rss import measured  # noqa: E402
 from tests.zoo.resnet_fixture import RESNET18, write_resnet_zoo  # noqa: E402
 
 # ResNet-18 with the CIFAR stem on 3-channel 32x32 images, 10 classes: its stored values per checkpoint (the
 # trained 11,173,962 and the BatchNorms' running statistics, 9,600).
 RESNET18_VALUES = 11_183_562
-
-
-# Forks and execs its arguments, then prints the child's peak RSS (KiB) as the last line of stderr.
-_TRAMPOLINE = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\npeak_rss_kib {usage.ru_maxrss}\\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def measured(argv: list[str]) -> tuple[float, float, dict]:
-    """(peak RSS in MB, seconds, JSON of the last stdout line) of `python ARGV`, run under the trampoline."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _TRAMPOLINE, *argv], capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:4])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    peak_kib = int(done.stderr.strip().splitlines()[-1].split()[-1])
-    result = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
-    return peak_kib / 1024, seconds, result
 
 
 def linked_subset(source: Path, target: Path, trials: list[str]) -> None:

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.peak_rss import measured  # noqa: E402
 from core.rep.sane import AGGREGATIONS  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.arch import ArchSpec, Conv  # noqa: E402
@@ -107,29 +106,14 @@ def build_zoo(root: Path, spec: ArchSpec, zoo_mb: float) -> int:
     return len(rows)
 
 
-def measured(argv: list[str]) -> tuple[float, float, dict]:
-    """(peak RSS in MB, seconds, JSON) of `python -m core ARGV`: the child is reaped with wait4, whose rusage is
-    that child's own (ru_maxrss in KiB on Linux; RUSAGE_CHILDREN would give the largest of all children so far)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen([sys.executable, "-m", "core", *argv], stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        text, problem = out.read(), err.read()
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:2])} failed ({child.returncode}): {problem.strip()[-2000:]}")
-    result = json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
-    return usage.ru_maxrss / 1024, seconds, result
+def core_command(argv: list[str]) -> tuple[float, float, dict]:
+    """(peak RSS in MB, seconds, JSON) of `python -m core ARGV` (bench/peak_rss.py: the child's own peak)."""
+    return measured(["-m", "core", *argv])
 
 
 def import_floor_mb() -> float:
     """Peak RSS of a process that imports what every command imports (the engine, torch, UMAP), and nothing else."""
-    child = subprocess.Popen([sys.executable, "-c", "import core.pipeline, core.cli, umap"])
-    _, _, usage = os.wait4(child.pid, 0)
-    return usage.ru_maxrss / 1024
+    return measured(["-c", "import core.pipeline, core.cli, umap"])[0]
 
 
 def stages(root: Path, budget_mb: int, kind: str = "sane", until: str = STAGES[-1]) -> dict[str, tuple]:
@@ -138,21 +122,22 @@ def stages(root: Path, budget_mb: int, kind: str = "sane", until: str = STAGES[-
     evaluates, and evaluation probes the flat weights only where they fit the budget."""
     common = ["--workspace", str(root), "--json", "--quiet", "--memory", str(budget_mb)]
     found = {}
-    found["zoo info"] = measured(["zoo", "info", *common])[:2]
+    found["zoo info"] = core_command(["zoo", "info", *common])[:2]
     if until == "zoo info":
         return found
-    rss, seconds, trained = measured(["ae", "train", "--kind", kind, *KIND_OPTIONS[kind], "--device", "cpu", *common])
+    train = ["ae", "train", "--kind", kind, *KIND_OPTIONS[kind], "--device", "cpu", *common]
+    rss, seconds, trained = core_command(train)
     found["ae train"] = (rss, seconds, trained["train_seconds"])
     if until == "ae train":
         return found
-    found["map"] = measured(["ae", "embed", "--aggregation", AGGREGATIONS[0], "--device", "cpu", *common])[:2]
+    found["map"] = core_command(["ae", "embed", "--aggregation", AGGREGATIONS[0], "--device", "cpu", *common])[:2]
     if until == "map":
         return found
     sample = ["--method", "kde", "--anchors", "top:0.3", "--n", "4", "--finetune-epochs", "0", "--no-baselines"]
-    rss, seconds, made = measured(["sample", *sample, "--device", "cpu", *common])
+    rss, seconds, made = core_command(["sample", *sample, "--device", "cpu", *common])
     found["sample"] = (rss, seconds)
     bundle = root.parent / f"{root.name}-bundle.zip"
-    found["export"] = measured(["export", "--samples", made["samples_run"], "--out", str(bundle), *common])[:2]
+    found["export"] = core_command(["export", "--samples", made["samples_run"], "--out", str(bundle), *common])[:2]
     return found
 
 

@@ -86,14 +86,14 @@ class Judge:
     def __init__(self, anchors, prepared, data):
         self.spec, self.data, self.prepared = anchors.spec, data, prepared
         zoo = anchors.zoo
-        self.zoo_errors = error_sets(zoo.spec, prepared.aligned, data, zoo.table["activation"].to_list())
+        self.zoo_errors = error_sets(zoo.spec, prepared, data, zoo.table["activation"].to_list())  # in chunks
         self.models = zoo.table["model_id"].to_numpy()
         self.anchor_acc = float(zoo.table["test_acc"].to_numpy()[anchors.rows].mean())
 
     def __call__(self, weights: torch.Tensor) -> dict:
         acc = evaluate_models(self.spec, weights, self.data.x_test, self.data.y_test)[1]
         errors = error_sets(self.spec, weights, self.data)
-        figures = novelty(weights, errors, self.prepared.aligned, self.zoo_errors, self.models)
+        figures = novelty(weights, errors, self.prepared, self.zoo_errors, self.models)
         return {
             "acc": float(acc.mean()),
             "acc_ratio": float(acc.mean()) / self.anchor_acc,

@@ -12,6 +12,9 @@ At the smallest size the same commands also run with a budget large enough for t
 training set kept whole, one chunk per stage), for the time ratio streamed / in-memory per checkpoint.
 
 Usage: python bench/out_of_core.py [--budget-mb 256] [--zoo-mb 96] [--scales 1,2,4] [--hidden 512]
+                                   [--kind sane|hyperrep] [--until STAGE]
+`--kind hyperrep` trains the per-neuron autoencoder instead (a few epochs of a small one); `--until "ae train"`
+stops the chain after that stage.
 The defaults (largest zoo 384 MB, 1.5x the budget) take about 20 minutes on our shared 2-core machine; the issue's
 zoo of 3x the budget is --zoo-mb 192 (768 MB at 4x), its full run --budget-mb 2048 --zoo-mb 1536. Every command's
 RSS starts from the import floor (about 520 MB here), above a 256 MB budget: at small budgets read the growth of
@@ -22,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.peak_rss import measured  # noqa: E402
 from core.rep.sane import AGGREGATIONS  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.arch import ArchSpec, Conv  # noqa: E402
@@ -48,6 +50,13 @@ IN_MEMORY_MB = 1 << 16  # a budget under which every stage takes its in-memory p
 SANE = ["--token-width", "512", "--window", "32", "--halo", "4", "--d-model", "32", "--heads", "2"]
 SANE += ["--encoder-layers", "1", "--decoder-layers", "1", "--feedforward", "64", "--latent-dim", "8"]
 SANE += ["--projection-dim", "8", "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "32"]
+# The per-neuron autoencoder reads whole models: a small transformer and latent (its linear path maps every padded
+# entry of a model to the latent, so the latent sets most of its size), a few epochs of the weight-space loss.
+HYPERREP = ["--d-model", "32", "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1"]
+HYPERREP += ["--feedforward", "64", "--latent-dim", "8", "--projection-dim", "8", "--epochs", "3"]
+HYPERREP += ["--warmup-epochs", "0", "--batch-size", "32", "--structure-weight", "1", "--behaviour-weight", "0"]
+KIND_OPTIONS = {"sane": SANE, "hyperrep": HYPERREP}
+STAGES = ("zoo info", "ae train", "map", "sample", "export")
 
 
 def bench_spec(hidden: int) -> ArchSpec:
@@ -97,43 +106,38 @@ def build_zoo(root: Path, spec: ArchSpec, zoo_mb: float) -> int:
     return len(rows)
 
 
-def measured(argv: list[str]) -> tuple[float, float, dict]:
-    """(peak RSS in MB, seconds, JSON) of `python -m core ARGV`: the child is reaped with wait4, whose rusage is
-    that child's own (ru_maxrss in KiB on Linux; RUSAGE_CHILDREN would give the largest of all children so far)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen([sys.executable, "-m", "core", *argv], stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        text, problem = out.read(), err.read()
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:2])} failed ({child.returncode}): {problem.strip()[-2000:]}")
-    result = json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
-    return usage.ru_maxrss / 1024, seconds, result
+def core_command(argv: list[str]) -> tuple[float, float, dict]:
+    """(peak RSS in MB, seconds, JSON) of `python -m core ARGV` (bench/peak_rss.py: the child's own peak)."""
+    return measured(["-m", "core", *argv])
 
 
 def import_floor_mb() -> float:
     """Peak RSS of a process that imports what every command imports (the engine, torch, UMAP), and nothing else."""
-    child = subprocess.Popen([sys.executable, "-c", "import core.pipeline, core.cli, umap"])
-    _, _, usage = os.wait4(child.pid, 0)
-    return usage.ru_maxrss / 1024
+    return measured(["-c", "import core.pipeline, core.cli, umap"])[0]
 
 
-def stages(root: Path, budget_mb: int) -> dict[str, tuple[float, float]]:
-    """{stage: (peak RSS MB, seconds)} of the command chain on the workspace `root`."""
+def stages(root: Path, budget_mb: int, kind: str = "sane", until: str = STAGES[-1]) -> dict[str, tuple]:
+    """{stage: (peak RSS MB, seconds)} of the command chain on the workspace `root`, up to the stage `until`; `ae
+    train` also gives the seconds of its training loop alone (the run's history), since the command also maps and
+    evaluates, and evaluation probes the flat weights only where they fit the budget."""
     common = ["--workspace", str(root), "--json", "--quiet", "--memory", str(budget_mb)]
     found = {}
-    found["zoo info"] = measured(["zoo", "info", *common])[:2]
-    found["ae train"] = measured(["ae", "train", "--kind", "sane", *SANE, "--device", "cpu", *common])[:2]
-    found["map"] = measured(["ae", "embed", "--aggregation", AGGREGATIONS[0], "--device", "cpu", *common])[:2]
+    found["zoo info"] = core_command(["zoo", "info", *common])[:2]
+    if until == "zoo info":
+        return found
+    train = ["ae", "train", "--kind", kind, *KIND_OPTIONS[kind], "--device", "cpu", *common]
+    rss, seconds, trained = core_command(train)
+    found["ae train"] = (rss, seconds, trained["train_seconds"])
+    if until == "ae train":
+        return found
+    found["map"] = core_command(["ae", "embed", "--aggregation", AGGREGATIONS[0], "--device", "cpu", *common])[:2]
+    if until == "map":
+        return found
     sample = ["--method", "kde", "--anchors", "top:0.3", "--n", "4", "--finetune-epochs", "0", "--no-baselines"]
-    rss, seconds, made = measured(["sample", *sample, "--device", "cpu", *common])
+    rss, seconds, made = core_command(["sample", *sample, "--device", "cpu", *common])
     found["sample"] = (rss, seconds)
     bundle = root.parent / f"{root.name}-bundle.zip"
-    found["export"] = measured(["export", "--samples", made["samples_run"], "--out", str(bundle), *common])[:2]
+    found["export"] = core_command(["export", "--samples", made["samples_run"], "--out", str(bundle), *common])[:2]
     return found
 
 
@@ -143,10 +147,13 @@ def main() -> None:
     parser.add_argument("--zoo-mb", type=float, default=96, help="the base zoo size (1x)")
     parser.add_argument("--scales", default="1,2,4")
     parser.add_argument("--hidden", type=int, default=512, help="width of the first hidden layer (model size)")
+    parser.add_argument("--kind", choices=sorted(KIND_OPTIONS), default="sane", help="the autoencoder trained")
+    parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="the last stage of the chain run")
     args = parser.parse_args()
     spec = bench_spec(args.hidden)
     scales = [int(s) for s in args.scales.split(",")]
     floor = import_floor_mb()
+    chain = (args.kind, args.until)
     print(f"model: {spec.name}, {spec.n_params:,} parameters ({4 * spec.n_params / 2**20:.2f} MB a checkpoint)")
     print(f"budget {args.budget_mb} MB; import floor (torch, UMAP, the engine) {floor:.0f} MB peak RSS")
     results, in_memory = {}, {}
@@ -155,9 +162,10 @@ def main() -> None:
             root = Path(folder) / f"x{scale}"
             checkpoints = build_zoo(root, spec, args.zoo_mb * scale)
             zoo_mb = checkpoints * spec.n_params * 4 / 2**20
-            results[scale] = {"zoo_mb": zoo_mb, "checkpoints": checkpoints, "stages": stages(root, args.budget_mb)}
+            measured_stages = stages(root, args.budget_mb, *chain)
+            results[scale] = {"zoo_mb": zoo_mb, "checkpoints": checkpoints, "stages": measured_stages}
             if scale == scales[0]:
-                in_memory = stages(_copy_zoo(root, Path(folder) / "in-memory"), IN_MEMORY_MB)
+                in_memory = stages(_copy_zoo(root, Path(folder) / "in-memory"), IN_MEMORY_MB, *chain)
             _print_scale(scale, results[scale], args.budget_mb)
     largest = results[scales[-1]]
     ratio = {s: results[scales[0]]["stages"][s][1] / max(in_memory[s][1], 1e-9) for s in in_memory}
@@ -166,6 +174,10 @@ def main() -> None:
         + ", ".join(f"{s} {r:.2f}" for s, r in ratio.items())
     )
     growth = {s: {f"{k}x": round(results[k]["stages"][s][0], 1) for k in scales} for s in largest["stages"]}
+    loop = {f"{k}x": round(results[k]["stages"]["ae train"][2], 2) for k in scales if "ae train" in largest["stages"]}
+    if loop:
+        in_memory_loop = in_memory["ae train"][2]
+        print(f"training loop seconds by size: {json.dumps(loop)}; in memory at {scales[0]}x: {in_memory_loop:.1f}")
     print("peak RSS MB by size: " + json.dumps(growth))
     print(
         json.dumps(
@@ -182,6 +194,8 @@ def main() -> None:
                 "zoo_mb_by_scale": {f"{k}x": round(results[k]["zoo_mb"], 1) for k in scales},
                 "streamed_over_in_memory_seconds": {s: round(r, 3) for s, r in ratio.items()},
                 "in_memory_peak_rss_mb": {s: round(v[0], 1) for s, v in in_memory.items()},
+                "training_loop_seconds_by_scale": loop,
+                "in_memory_training_loop_seconds": round(in_memory["ae train"][2], 2) if loop else None,
             }
         )
     )
@@ -200,7 +214,7 @@ def _print_scale(scale: int, result: dict, budget_mb: int) -> None:
         f"\n{scale}x: {result['zoo_mb']:.0f} MB zoo ({per} checkpoints), {result['zoo_mb'] / budget_mb:.1f}x the budget"
     )
     print(f"  {'stage':<10} {'peak RSS MB':>12} {'<= budget':>10} {'seconds':>9} {'ms/checkpoint':>14}")
-    for stage, (rss, seconds) in result["stages"].items():
+    for stage, (rss, seconds, *_) in result["stages"].items():
         print(f"  {stage:<10} {rss:>12.0f} {str(rss <= budget_mb):>10} {seconds:>9.1f} {1000 * seconds / per:>14.2f}")
 
 

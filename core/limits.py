@@ -83,8 +83,8 @@ MAX_SPREAD = 100.0
 # order 0.1-1: above 1 every step overshoots the weights themselves and training only diverges (a zoo asked for
 # lr 1e9 trained, then 45 of its 64 checkpoints were skipped on load as non-finite).
 MAX_LR = 1.0
-# A zoo's float32 values held while it trains (every saved snapshot plus each model's weights and optimiser
-# state): 2^31 values are 8 GiB.
+# A zoo's float32 values held in memory while it trains (each model's weights, gradients and optimiser state,
+# and their copies while the resumable state is written; the saved snapshots go to disk): 2^31 values are 8 GiB.
 MAX_ZOO_VALUES = 2**31
 # An autoencoder's size, in parameters (4 bytes each, and as many again for each optimiser moment), estimated
 # from its settings before anything is built; any one size setting, and the depth of each transformer stack.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -31,13 +31,15 @@ from core.gen.finite import check_results
 from core.gen.intervals import accuracy_intervals, novelty_intervals
 from core.gen.novelty import (
     ZooErrorSets,
+    ZooReference,
     agreement,
     decoded_novelty,
     error_sets,
-    novelty,
+    groups_novelty,
     novelty_plane,
     predicted_classes,
     zoo_agreement_median,
+    zoo_novelty,
 )
 from core.gen.path import path_ends, require_ends
 from core.gen.selection import Selection
@@ -140,13 +142,15 @@ def generate(
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
-    generated, sampler, selected, sources = _draw(workspace, run, prepared, anchors, config, source, rng, device, table)
+    codes = run.encode_rows(prepared, anchors.rows, device)  # once: drawing and the anchors' decodes both need them
+    drawing = (run, prepared, anchors, codes)
+    generated, sampler, selected, sources = _draw(workspace, drawing, config, source, rng, device, table)
     preparing(1, 1, {})
     groups, selections = _groups(generated, sources, anchors, prepared, config, source, rng)
     finetuning = _phase(on_progress, "fine-tuning")
     new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning, cluster)
     measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
-    made = (run, anchors, prepared, device)  # the generated models are also compared with the run's decodes
+    made = (run, anchors, prepared, device, codes)  # the generated models are also compared with the run's decodes
     figures, frontier = _novelty_phase(workspace, made, groups, config, source, rng, zoo_errors, measuring)
     map_xy = _map_positions(run, zoos, prepared, generated, device, _phase(on_progress, "placing", {"curves": curves}))
     drawn = (generated, finetuned[: config.n], sources)
@@ -247,11 +251,13 @@ def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
     return anchors
 
 
-def _draw(workspace, run: AERun, prepared, anchors: Anchors, config: SampleConfig, source, rng, device, table):
-    """draw_models (core/gen/draw.py); for a point of a latent path to a generated model, on the path's ends, the
-    second read from its samples run here (a path between two checkpoints runs between the anchors themselves)."""
+def _draw(workspace, drawing: tuple, config: SampleConfig, source, rng, device, table):
+    """draw_models (core/gen/draw.py) with the run, prepared zoo, anchors and their codes of `drawing`; for a point
+    of a latent path to a generated model, on the path's ends, the second read from its samples run here (a path
+    between two checkpoints runs between the anchors themselves)."""
+    run, prepared, anchors, codes = drawing
     ends = path_ends(workspace, run, prepared, anchors, config.path_to) if config.path_to is not None else None
-    return draw_models(run, prepared, anchors, config, source, rng, device, table, ends)
+    return draw_models(run, prepared, anchors, config, source, rng, device, table, ends, codes)
 
 
 def _extra(
@@ -291,11 +297,11 @@ def _groups(generated, sources, anchors: Anchors, prepared, config: SampleConfig
     compared with: random init, the generated models' source anchors, and (unless turned off) the simple
     weight-space baselines, kept by the generated models' selection on the same validation data
     (core/gen/baselines.py)."""
-    anchors_aligned = prepared.aligned_rows(anchors.rows)
-    groups = {"generated": generated, **reference_groups(anchors, anchors_aligned, sources, config.n, rng)}
+    groups = {"generated": generated, **reference_groups(anchors, prepared, sources, config.n, rng)}
     selections = {"random_init": {"mode": "none"}, "anchors": {"mode": "source anchors of the generated models"}}
-    if config.baselines:
+    if config.baselines:  # the weight-space baselines sample from every anchor's aligned weights
         scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
+        anchors_aligned = prepared.aligned_rows(anchors.rows)
         simple, reports = simple_baselines(anchors_aligned, prepared, config.n, rng, scorers, config.selector)
         groups.update(simple)
         selections.update({name: selection_summary(info) for name, info in reports.items()})
@@ -349,48 +355,52 @@ def _seed(manifest: dict) -> int:
 
 def _novelty_phase(workspace, made: tuple, groups, config, source, rng, zoo_errors, report) -> tuple:
     """(each group's novelty figures, the noise baseline's frontier), reporting the two steps. `made`: the
-    autoencoder run, anchors, prepared zoo and device; the generated models are also compared with the run's
-    decodes of the anchors (core/gen/novelty.py)."""
-    run, anchors, prepared, device = made
-    decoded = _decoded_anchors(run, prepared, anchors, source, device)
+    autoencoder run, anchors, prepared zoo, device and the anchors' codes; the generated models are also compared
+    with the run's decodes of the anchors, a chunk of anchors at a time (core/gen/novelty.py)."""
+    run, anchors, prepared, device, codes = made
     report(0, 2, {})
-    zoo_errors = zoo_errors or ZooErrorSets()
-    figures = _novelty_figures(workspace, anchors, prepared, groups, source, zoo_errors, reference=True)
-    generated = groups["generated"]
-    spec = anchors.spec
-    decodes = decoded_novelty(
-        generated, error_sets(spec, generated, source), decoded, error_sets(spec, decoded, source)
-    )
-    figures["generated"] |= decodes
+    reference = _zoo_reference(workspace, anchors, prepared, source, zoo_errors or ZooErrorSets())
+    figures = _novelty_figures(anchors, prepared, groups, source, reference, with_agreement=True)
+    generated, spec = groups["generated"], anchors.spec
+    decoded = _decoded_anchors(run, prepared, anchors, codes, source, device)
+    decodes = ((chunk, error_sets(spec, chunk, source)) for chunk in decoded)
+    figures["generated"] |= decoded_novelty(generated, error_sets(spec, generated, source), decodes)
     report(1, 2, {})
-    return figures, _frontier(workspace, anchors, prepared, config, source, rng, zoo_errors)
+    return figures, _frontier(anchors, prepared, config, source, rng, reference)
 
 
-def _decoded_anchors(run: AERun, prepared, anchors: Anchors, source: Dataset, device) -> torch.Tensor:
-    """The anchors encoded and decoded by the run, BatchNorm statistics re-estimated as for generated models
-    (core/gen/draw.py): what a spread-0 generation returns."""
-    return recalibrate_norm_statistics(anchors.spec, run.reconstruct(prepared, anchors.rows, device), source.x_train)
+def _decoded_anchors(run: AERun, prepared, anchors: Anchors, codes, source: Dataset, device) -> Iterator[torch.Tensor]:
+    """The anchors decoded from their codes by the run, a chunk at a time, BatchNorm statistics re-estimated as for
+    generated models (core/gen/draw.py): what a spread-0 generation returns."""
+    for decoded in run.decode_chunks(prepared, codes, device):
+        yield recalibrate_norm_statistics(anchors.spec, decoded, source.x_train)
+
+
+def _zoo_reference(workspace, anchors: Anchors, prepared, source: Dataset, zoo_errors: ZooErrorSets) -> ZooReference:
+    """What every group of a generation is compared with, computed once for all of them: the zoo's predictions
+    (kept in `zoo_errors` under the zoo's key), error sets, model ids and its own novelty medians."""
+    zoo = anchors.zoo
+    key = _zoo_errors_key(workspace, zoo, source)
+    predictions = zoo_errors.predictions(key, zoo.spec, prepared, source, zoo.table["activation"].to_list())
+    errors, models = predictions != source.y_test, zoo.table["model_id"].to_numpy()
+    return ZooReference(predictions, errors, models, zoo_novelty(prepared, errors, models))
 
 
 def _novelty_figures(
-    workspace, anchors: Anchors, prepared, groups: dict, source: Dataset, zoo_errors: ZooErrorSets, reference=False
+    anchors: Anchors, prepared, groups: dict, source: Dataset, reference: ZooReference, with_agreement=False
 ) -> dict:
-    """Each group's novelty figures against the zoo (core/gen/novelty.py): L2, error-IoU and prediction agreement;
-    with `reference`, the zoo's own median agreement beside them (once: it costs more than the rest). Random init
-    is not a generator."""
-    zoo = anchors.zoo
-    key = _zoo_errors_key(workspace, zoo, source)
-    zoo_predictions = zoo_errors.predictions(key, zoo.spec, prepared, source, zoo.table["activation"].to_list())
-    zoo_sets = zoo_predictions != source.y_test
-    models = zoo.table["model_id"].to_numpy()
-    zoo_figures = {"zoo_max_agreement_median": zoo_agreement_median(zoo_predictions, models)} if reference else {}
-    figures = {}
-    for name, vectors in groups.items():
-        if name == "random_init":
-            continue
-        predicted = predicted_classes(anchors.spec, vectors, source)
-        figures[name] = novelty(vectors, predicted != source.y_test, prepared, zoo_sets, models)
-        figures[name] |= agreement(predicted, zoo_predictions) | zoo_figures
+    """Each group's novelty figures against the zoo (core/gen/novelty.py): L2, error-IoU and prediction agreement,
+    the distances of all groups in one pass over the zoo; `with_agreement`: the zoo's own median agreement beside
+    them (once: it costs more than the rest). Random init is not a generator."""
+    measured = {name: vectors for name, vectors in groups.items() if name != "random_init"}
+    predicted = {name: predicted_classes(anchors.spec, vectors, source) for name, vectors in measured.items()}
+    errors = {name: classes != source.y_test for name, classes in predicted.items()}
+    figures = groups_novelty(measured, errors, prepared, reference.errors, reference.figures)
+    zoo_figures = {}
+    if with_agreement:
+        zoo_figures["zoo_max_agreement_median"] = zoo_agreement_median(reference.predictions, reference.models)
+    for name, classes in predicted.items():
+        figures[name] |= agreement(classes, reference.predictions) | zoo_figures
     return figures
 
 
@@ -412,7 +422,7 @@ def precompute_zoo_errors(workspace: Workspace, zoo_errors: ZooErrorSets) -> Non
         zoo_errors.get(_zoo_errors_key(workspace, zoo, source), zoo.spec, zoo, source, activations)
 
 
-def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rng, zoo_errors) -> list[dict]:
+def _frontier(anchors: Anchors, prepared, config, source: Dataset, rng, reference: ZooReference) -> list[dict]:
     """The noise baseline at every scale of its frontier, each scale kept by the generated models' selection
     (core/gen/baselines.py): mean accuracy as generated, median novelty and the selection it got (the Generate
     page draws it as a line on the novelty plane); none when the baselines are off."""
@@ -421,7 +431,7 @@ def _frontier(workspace, anchors: Anchors, prepared, config, source: Dataset, rn
     scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
     aligned = prepared.aligned_rows(anchors.rows)
     models, reports = noise_frontier(aligned, prepared, config.n, rng, scorers, config.selector)
-    figures = _novelty_figures(workspace, anchors, prepared, {str(k): v for k, v in models.items()}, source, zoo_errors)
+    figures = _novelty_figures(anchors, prepared, {str(k): v for k, v in models.items()}, source, reference)
     accuracy = {k: evaluate_models(anchors.spec, v, source.x_test, source.y_test)[1] for k, v in models.items()}
     return [
         {"scale": k, "acc_mean": float(accuracy[k].mean()), **_medians(figures[str(k)])}

@@ -101,8 +101,9 @@ def test_a_killed_worker_costs_its_shard_and_a_rerun_gives_the_same_zoo(local_cl
 
     with pytest.raises(Interrupted, match="1 of 2 shards lost"):
         generate_zoo(workspace, CONFIG, "cpu", kill_once, cluster=no_retries)
-    kept = list((workspace.root / "zoo.partial").glob("shard-*.safetensors"))
+    kept = list((workspace.root / "zoo.partial").glob("shard-*.json"))  # a finished shard's progress
     assert len(kept) == 1 and not workspace.has_zoo()
+    assert list((workspace.root / "zoo.partial").glob(f"{kept[0].stem}-snapshot-*.safetensors"))  # and its snapshots
 
     trained = []
     zoo = generate_zoo(workspace, CONFIG, "cpu", lambda d, t, info: trained.append(info["shard"]), cluster=no_retries)

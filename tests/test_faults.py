@@ -63,13 +63,13 @@ def old_and_new_zoo(tmp_path_factory):
     return old, load_zoos(reference)[0], commits
 
 
-def test_zoo_generation_has_a_commit_per_epoch_and_four_for_the_swap(old_and_new_zoo):
-    # 2 resumable states (epochs 0 and 1), a shard + the shards' manifest + table + manifest in the build folder,
-    # 2 swap renames (old zoo aside, new one in), the manifest moved into place
-    assert old_and_new_zoo[2] == 9
+def test_zoo_generation_has_two_commits_per_saved_epoch_and_four_for_the_swap(old_and_new_zoo):
+    # per epoch (0 and 1) its snapshot file, then the resumable state; a shard + the shards' manifest + table +
+    # manifest in the build folder, 2 swap renames (old zoo aside, new one in), the manifest moved into place
+    assert old_and_new_zoo[2] == 11
 
 
-@pytest.mark.parametrize("crash_at", range(1, 10))
+@pytest.mark.parametrize("crash_at", range(1, 12))
 def test_a_crash_at_any_write_of_zoo_generate_replace_then_a_rerun_gives_the_uninterrupted_zoo(
     old_and_new_zoo, tmp_path, crash_at
 ):
@@ -88,7 +88,7 @@ def test_a_crash_at_any_write_of_zoo_generate_replace_then_a_rerun_gives_the_uni
     assert _hidden_leftovers(workspace) == [] and not (workspace.root / "zoo.partial").exists()
 
 
-@pytest.mark.parametrize("crash_at", [7, 8])  # a fresh workspace has no old zoo to set aside: one swap rename
+@pytest.mark.parametrize("crash_at", [9, 10])  # a fresh workspace has no old zoo to set aside: one swap rename
 def test_a_fresh_generation_cut_at_its_swap_finishes_without_replace(old_and_new_zoo, tmp_path, crash_at):
     """The zoo swapped in (and its manifest maybe not yet moved) is this generation's own: the same command
     finishes it, without --replace."""
@@ -96,7 +96,7 @@ def test_a_fresh_generation_cut_at_its_swap_finishes_without_replace(old_and_new
     workspace = Workspace(tmp_path / "ws")
     with pytest.raises(Crash), crash_at_commit(crash_at):
         generate_zoo(workspace, ZOO)
-    assert workspace.exists() == (crash_at == 8)
+    assert workspace.exists() == (crash_at == 10)
     generate_zoo(workspace, ZOO)
     assert torch.equal(load_zoos(workspace)[0].weights, expected.weights)
     with pytest.raises(UserError, match="already holds a zoo"):

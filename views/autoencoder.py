@@ -79,6 +79,8 @@ def show_run(name: str) -> None:
             st.dataframe(reconstruction, hide_index=True, width="stretch")
             st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
             st.dataframe(probes, hide_index=True, width="stretch")
+            for note in result.get("probe_notes", {}).values():  # why a baseline's row is empty
+                st.caption(f"Flat weights W: {note}")
             if len(run.method.aggregations) > 1:
                 aggregation_form(run)
         elif not evaluating and st.button("Evaluate this run"):

@@ -34,6 +34,7 @@ def describe_eval(result: dict) -> list[str]:
         for name, scores in rows:
             cells = ("-" if scores[p] is None else f"{scores[p]:.3f}" for p in ("test_acc", "epoch", "ggap"))
             lines.append(f"{name:<16}" + "".join(f"{cell:>10}" for cell in cells))
+    lines += [f"{baseline} probe: {note}" for baseline, note in result.get("probe_notes", {}).items()]
     if "aggregation" in result:
         lines.append(f"the map's embedding is made by {result['aggregation']} (change: ae embed --aggregation)")
     return lines

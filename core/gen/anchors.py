@@ -3,6 +3,7 @@ and a generation keeps those of one architecture and one activation (the most co
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import polars as pl
 
 from core.errors import UserError
 from core.names import shortened
+from core.store.budget import chunk_rows
 from core.zoo.arch import Spec
 from core.zoo.model_zoo import Zoo
 
@@ -119,6 +121,16 @@ def _dropped_activations(others: list[str], activation: str, kept: int) -> tuple
     )
 
 
+def distinct_rows(zoo: Zoo, rows: np.ndarray) -> int:
+    """How many distinct weight vectors the zoo's `rows` hold, read a chunk at a time and kept as one digest per
+    row: the anchors' weights (a third of the zoo for `top:0.3`) are never in memory at once."""
+    digests, step = set(), chunk_rows(zoo.spec.n_params)
+    for start in range(0, len(rows), step):
+        weights = (zoo.rows(rows[start : start + step]) + 0.0).numpy()  # + 0.0: -0.0 becomes 0.0, equal as bytes too
+        digests.update(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in weights)
+    return len(digests)
+
+
 FEW_ANCHORS = 3  # fewer anchors give a density almost nothing to estimate: the samples stay near copies
 CHANCE_MARGIN = 0.05  # anchors this close to 1/classes accuracy have not learned the task
 
@@ -129,8 +141,7 @@ def anchor_warnings(anchors: Anchors) -> list[str]:
     A lasso around one dot of the map can hold many checkpoints with the same weights (the epoch-0 checkpoints of
     models that share an initialisation): a generation from them decodes copies and reports an error overlap of
     1.00, so the page warns before anything runs."""
-    weights = anchors.zoo.rows(anchors.rows).numpy()
-    distinct = len(np.unique(weights, axis=0))
+    distinct = distinct_rows(anchors.zoo, anchors.rows)
     accuracy = anchors.zoo.table["test_acc"].to_numpy()[anchors.rows]
     chance = 1.0 / anchors.spec.n_classes
     warnings = list(anchors.dropped)  # also where the rest is fine: the user asked for those checkpoints

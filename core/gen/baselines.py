@@ -146,14 +146,15 @@ def source_rows(anchors: Anchors, sources: np.ndarray) -> np.ndarray:
 
 
 def reference_groups(
-    anchors: Anchors, aligned: torch.Tensor, sources: np.ndarray, n: int, rng: np.random.Generator
+    anchors: Anchors, prepared: PreparedZoo, sources: np.ndarray, n: int, rng: np.random.Generator
 ) -> dict:
-    """{"random_init": n fresh initialisations, "anchors": the generated models' source anchors (aligned)}."""
+    """{"random_init": n fresh initialisations, "anchors": the generated models' source anchors (aligned)}; only
+    those anchors are read, not all of them."""
     init = Counter(anchors.zoo.table["init"].to_list()).most_common(1)[0][0]
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, n)]
     schemes = [init if init in INITS else "kaiming_uniform"] * n
-    rows = torch.from_numpy(source_rows(anchors, sources))
-    return {"random_init": init_vectors(anchors.spec, seeds, schemes), "anchors": aligned[rows]}
+    rows = anchors.rows[source_rows(anchors, sources)]
+    return {"random_init": init_vectors(anchors.spec, seeds, schemes), "anchors": prepared.aligned_rows(rows)}
 
 
 def simple_samplers(prepared: PreparedZoo) -> dict[str, Sampler]:

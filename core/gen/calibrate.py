@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.gen.samplers.base import Sampler
+from core.gen.samplers.base import Sampler, ZooCodes
 
 SPREADS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 TRIAL_DRAWS = 32  # draws decoded and scored at each spread
@@ -44,7 +44,7 @@ class Calibration:
 def calibrate_spread(
     sampler: Sampler,
     anchor_codes: np.ndarray,
-    zoo_codes: np.ndarray,
+    zoo_codes: ZooCodes,
     anchors_val_acc: float,
     target: float,
     seed: int,

@@ -4,6 +4,7 @@ scored on validation data)."""
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -45,15 +46,19 @@ def draw_models(
     device: str,
     table: pl.DataFrame | None = None,
     ends: torch.Tensor | None = None,
+    anchor_codes: np.ndarray | None = None,
 ) -> Drawn:
     """The drawn models, the fitted sampler, the selection's report and each model's source anchor. `table`: the
     whole zoo's checkpoint table, which guided selection's probe learns accuracy from. `ends`: the aligned weights
     [2, params] of the latent path that `config.path_t` lies on (core/gen/path.py `path_ends`; default: the two
-    anchors); the draws of a path's point have no anchor of their own (source -1)."""
+    anchors); the draws of a path's point have no anchor of their own (source -1). `anchor_codes`: the anchors'
+    codes where the caller has them already (`run.encode_rows` of `anchors.rows`; else encoded here)."""
     spec = anchors.spec
     zoo_rows = np.random.default_rng([config.seed, 1]).permutation(len(anchors.zoo.table))[:SPREAD_CHECKPOINTS]
-    anchor_codes = run.encode_rows(prepared, anchors.rows, device)
-    zoo_codes = run.encode_rows(prepared, np.sort(zoo_rows), device)
+    if anchor_codes is None:
+        anchor_codes = run.encode_rows(prepared, anchors.rows, device)
+    # Only anchors without spacing need the zoo's codes (core/gen/samplers/base.py): encoded then, once.
+    zoo_codes = functools.cache(lambda: run.encode_rows(prepared, np.sort(zoo_rows), device))
     ids = np.array(anchors.ids, dtype=np.int64)
     if config.path_t is not None:  # one anchor: the point at t of the latent path between its ends
         if ends is None:

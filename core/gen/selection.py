@@ -26,7 +26,7 @@ import torch
 
 from core.errors import UserError
 from core.gen.ensemble import greedy_ensemble
-from core.gen.samplers.base import Sampler
+from core.gen.samplers.base import Sampler, ZooCodes
 
 SELECTIONS = ("none", "guided", "subsample", "bootstrap", "diverse")
 
@@ -47,7 +47,7 @@ class Selection:
 def select_models(
     sampler: Sampler,
     anchor_codes: np.ndarray,
-    zoo_codes: np.ndarray,
+    zoo_codes: ZooCodes,
     n: int,
     rng: np.random.Generator,
     decode: Callable[[np.ndarray], torch.Tensor],

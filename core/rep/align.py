@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 
 from core.rep.align_resnet import match_resnet
 from core.rep.tokens import permutation_index
+from core.store.budget import chunk_rows
 from core.zoo.arch import ArchSpec, Spec, layer_slices
 
 
@@ -64,7 +65,8 @@ def family_indices(
     iterations: int = 1,
 ) -> dict[int, torch.Tensor]:
     """Each family's gather index [params], reading the zoo one family at a time (`read_rows(rows)` -> weights),
-    so memory holds one family's last checkpoints and one running mean, never the zoo.
+    a family's last checkpoints a chunk at a time (`family_mean`), so memory holds one chunk and one running mean,
+    never the zoo.
 
     A family is a set of checkpoints that must move together: one model's trajectory, or all models that
     share an initialisation (they train into the same basin with their units already in corresponding
@@ -81,11 +83,20 @@ def family_indices(
     for _ in range(max(1, iterations)):
         total = torch.zeros_like(reference)
         for family, rows in last_rows.items():
-            vector = read_rows(rows).mean(0)
+            vector = family_mean(read_rows, rows, chunk_rows(len(reference)))
             indices[family] = match_any(spec, vector, reference)
             total += vector[indices[family]]
         reference = total / len(last_rows)
     return indices
+
+
+def family_mean(read_rows: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, chunk: int) -> torch.Tensor:
+    """The mean of the weights of `rows`, read `chunk` rows at a time. Rows that fit one chunk give the plain float32
+    mean (what runs aligned before chunks recompute on loading); more are summed in float64."""
+    if len(rows) <= chunk:
+        return read_rows(rows).mean(0)
+    total = sum(read_rows(rows[start : start + chunk]).double().sum(0) for start in range(0, len(rows), chunk))
+    return (total / len(rows)).float()
 
 
 def align_zoo(

@@ -70,15 +70,13 @@ class HyperRepresentationAE(nn.Module):
         )
 
     @torch.no_grad()
-    def init_linear_path(self, tokens: torch.Tensor) -> None:
-        """Start as PCA of the training tokens: the linear path encodes onto the top principal directions and
-        decodes back around the mean, and the transformer paths start silent (zero output maps)."""
-        flat = tokens.flatten(1).double()
-        mean = flat.mean(0)
-        _, _, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+    def init_linear_path(self, mean: torch.Tensor, directions: torch.Tensor) -> None:
+        """Start as PCA of the training tokens, given their mean [tokens x width] and top principal directions
+        [<= latent, tokens x width] (core/rep/pca.py): the linear path encodes onto the directions and decodes back
+        around the mean, and the transformer paths start silent (zero output maps)."""
         basis = torch.zeros(self.linear_encoder.weight.shape, dtype=torch.float64)
-        rank = min(len(vh), len(basis))
-        basis[:rank] = vh[:rank]
+        basis[: len(directions)] = directions[: len(basis)]
+        mean = mean.double()
         self.linear_encoder.weight.copy_(basis.float())
         self.linear_decoder.weight.copy_(basis.T.float())
         self.linear_decoder.bias.copy_((mean - basis.T @ (basis @ mean)).float())

@@ -17,7 +17,7 @@ from core.rep.embed import embedding_matrix, load_embeddings
 from core.rep.prepare import PreparedZoo
 from core.rep.probes import PROPERTIES, pooled_statistics, probe_all, weight_statistics
 from core.rep.run import AERun, load_run
-from core.store.budget import chunk_rows, fits
+from core.store.budget import chunk_rows, fits, memory_mb
 from core.store.files import read_json, write_json
 from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.arch import layer_slices
@@ -51,6 +51,9 @@ def evaluate_run(workspace: Workspace, run_name: str | None = None, device: str 
         **_reconstruction(run, parts, device),
         **_named(_probes(run, parts, table, sides), "probe_{}"),
     }
+    left_out = _weights_probe_left_out(parts)
+    if left_out:
+        result["probe_notes"] = {"weights": left_out}
     if len(run.method.aggregations) > 1:
         result["aggregation"] = run.aggregation
         result |= _named(_aggregation_probes(run, parts, table, sides, device), "probe_{}_by_aggregation")
@@ -154,13 +157,26 @@ def _probes(run: AERun, parts: list[PreparedZoo], table: pl.DataFrame, sides: np
     else:
         zoo = parts[0].zoo
         features = {"embedding": embedding, "stats": _chunked(lambda w: weight_statistics(zoo.spec, w), zoo)}
-        # The flat-weights baseline needs the whole zoo in memory (ridge over every parameter), and its float64 SVD
-        # peaked at about 20x the float32 matrix (a 24 MB zoo: +490 MB): left out, as for several architectures,
-        # where that exceeds a quarter of the memory budget.
-        if fits(20 * 4 * len(zoo) * zoo.spec.n_params):
-            features["weights"] = parts[0].aligned.numpy()
+        if not _weights_probe_left_out(parts):
+            features["weights"] = parts[0].aligned_rows(np.arange(len(zoo))).numpy()
     scores = probe_all(features, table, sides)
     return {m: {"weights": dict.fromkeys(PROPERTIES), **by} for m, by in scores.items()}
+
+
+def _weights_probe_left_out(parts: list[PreparedZoo]) -> str | None:
+    """Why the flat-weights baseline is not probed (None: it is). It needs the whole zoo in memory (ridge over every
+    parameter), and its float64 SVD peaked at about 20x the float32 matrix (a 24 MB zoo: +490 MB), so it runs only
+    where that fits a quarter of the memory budget; several architectures' flat weights do not stack."""
+    if len(parts) > 1:
+        return "several architectures: their flat weights do not stack"
+    zoo = parts[0].zoo
+    need = 20 * 4 * len(zoo) * zoo.spec.n_params
+    if fits(need):
+        return None
+    return (
+        f"left out: ridge over all {len(zoo)} checkpoints' flat weights needs about {need / 2**20:,.0f} MB, more "
+        f"than a quarter of the memory budget ({memory_mb():,} MB; raise it with --memory)"
+    )
 
 
 def _chunked(statistics, zoo) -> np.ndarray:

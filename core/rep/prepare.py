@@ -94,13 +94,12 @@ class PreparedZoo:
 
     @property
     def aligned(self) -> torch.Tensor:
-        """Every checkpoint's aligned weights in memory: the compatibility path for the stages that still take the
-        whole zoo (the README's scale section lists them)."""
+        """Every checkpoint's aligned weights in memory, for tests on small zoos; the engine reads rows or chunks."""
         return self.aligned_rows(np.arange(len(self.zoo)))
 
     @property
     def standardised(self) -> torch.Tensor:
-        """Every checkpoint standardised, in memory: compatibility path, as `aligned`."""
+        """Every checkpoint standardised, in memory: for tests, as `aligned`."""
         return self.standardise(self.aligned)
 
     def entry_std(self) -> torch.Tensor:

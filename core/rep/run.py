@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -99,12 +100,16 @@ class AERun:
         parts = prepared.iter_aligned(np.asarray(rows), chunk)
         return np.concatenate([self.encode(prepared, weights, device) for _, weights in parts])
 
+    def decode_chunks(self, prepared: PreparedZoo, codes: np.ndarray, device: str = "cpu") -> Iterator[torch.Tensor]:
+        """Aligned weights decoded from codes [N, code], a chunk of models at a time (what `encode_rows` encodes
+        at once), for callers that reduce each chunk and need not hold all the decodes."""
+        chunk = chunk_rows(prepared.zoo.spec.n_params, copies=8)
+        for start in range(0, len(codes), chunk):
+            yield self.decode(prepared, codes[start : start + chunk], device)
+
     def reconstruct(self, prepared: PreparedZoo, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
         """Aligned weights [rows, params] decoded from the codes of the given checkpoints (a chunk at a time)."""
-        codes, chunk = self.encode_rows(prepared, rows, device), chunk_rows(prepared.zoo.spec.n_params, copies=8)
-        return torch.cat(
-            [self.decode(prepared, codes[start : start + chunk], device) for start in range(0, len(codes), chunk)]
-        )
+        return torch.cat(list(self.decode_chunks(prepared, self.encode_rows(prepared, rows, device), device)))
 
 
 # Training settings added after runs were first named, with the value that means "as before": left out of the name

@@ -20,6 +20,7 @@ import torch
 
 from core.rep.prepare import PreparedZoo
 from core.rep.sequence import SequenceLayout
+from core.rep.training_rows import StoredRows
 
 
 @dataclass(frozen=True)
@@ -53,20 +54,13 @@ def epoch_windows(n_models: int, n_tokens: int, window: int, generator: torch.Ge
     return Windows(model[real], start[real], (keep_start - start)[real], (keep_end - start)[real])
 
 
-class StoredEntries:
+class StoredEntries(StoredRows):
     """Standardised entries of training models read from the zoo's store on demand: what `window_tokens` reads
-    when the training set does not fit in memory. Row `m` is the zoo row `rows[m]`."""
+    when the training set does not fit in memory (and, for the behavioural loss, whole models: `models`)."""
 
     def __init__(self, prepared: PreparedZoo, rows: np.ndarray, device: str):
-        self.prepared, self.rows, self.device = prepared, rows, device
+        super().__init__(prepared, rows, device)
         self.entry_mean, self.entry_std = prepared.entry_mean(), prepared.entry_std()
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def models(self, model: torch.Tensor) -> torch.Tensor:
-        """Whole standardised rows [len(model), params] (the behavioural loss runs whole models)."""
-        return self.prepared.standardised_rows(self.rows[model.cpu().numpy()]).to(self.device)
 
     def entries(self, model: torch.Tensor, entry: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """[W, L, width]: each window's entries `entry` (aligned positions) of its model `model`; padding

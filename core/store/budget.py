@@ -34,6 +34,11 @@ def chunk_rows(row_values: int, copies: int = 4) -> int:
     return max(1, int(allowed // (4 * max(1, row_values) * (1 + copies))))
 
 
+def share_bytes(share: float = 0.25) -> int:
+    """The bytes `share` of the budget holds."""
+    return int(memory_mb() * (1 << 20) * share)
+
+
 def fits(n_bytes: int, share: float = 0.25) -> bool:
     """Whether one structure of `n_bytes` (e.g. a training set kept whole for speed) fits in `share` of the budget."""
-    return n_bytes <= memory_mb() * (1 << 20) * share
+    return n_bytes <= share_bytes(share)

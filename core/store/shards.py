@@ -61,6 +61,8 @@ class ShardedRows:
                 break
             if hi > lo:
                 parts.append(self._read(k, int(lo - self.starts[k]), int(hi - self.starts[k]), first, last))
+        if len(parts) == 1:  # a block inside one shard: torch.cat would copy it once more
+            return parts[0]
         return torch.cat(parts) if parts else torch.empty(0, last - first)
 
     def rows(self, index) -> torch.Tensor:
@@ -68,6 +70,8 @@ class ShardedRows:
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         if len(index) and (index.min() < 0 or index.max() >= self.shape[0]):
             raise IndexError(f"{self.where}: rows {index.min()}..{index.max()} outside 0..{self.shape[0] - 1}")
+        if len(index) and index[-1] - index[0] == len(index) - 1 and (np.diff(index) == 1).all():
+            return self.block(int(index[0]), int(index[-1]) + 1)  # one run, in order (a chunk): no reordering copy
         wanted = np.unique(index)
         breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
         runs = np.split(wanted, breaks) if len(wanted) else []
@@ -87,27 +91,69 @@ class ShardedRows:
             raise ZooError(f"{shard.path}: not a readable safetensors file ({exc})") from None
 
 
+class ShardSetWriter:
+    """A new shard set written as its rows arrive: every block handed to `add` becomes one shard file at once (the
+    writer holds no rows), and `commit` swaps in the manifest that lists them. Until then the folder's manifest
+    (if any) names only the previous set: a writer that crashes or is abandoned leaves unlisted files, which no
+    reader opens and the next commit deletes (`remove_unlisted`)."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.batch = folder, uuid.uuid4().hex[:12]
+        self.manifest = {"format": SHARD_FORMAT, "tensors": {}}
+
+    def add(self, name: str, part: torch.Tensor) -> None:
+        """Write `part` (float32 [rows, columns]) as the next shard of matrix `name`."""
+        tensors = self.manifest["tensors"]
+        entry = tensors.setdefault(name, {"columns": None, "shards": []})
+        part = part.to(torch.float32)
+        if entry["columns"] not in (None, part.shape[1]):
+            raise ZooError(f"{self.folder}: blocks of {name!r} differ in width ({entry['columns']}, {part.shape[1]})")
+        entry["columns"] = int(part.shape[1])
+        # The matrix's position in the file name keeps two names that sanitise alike apart.
+        file = f"{_safe_stem(name)}-{self.batch}-{list(tensors).index(name)}-{len(entry['shards']):05d}.safetensors"
+        write_tensors(self.folder / file, {SHARD_KEY: part})
+        entry["shards"].append({"file": file, "rows": int(part.shape[0])})
+
+    def rows(self, name: str) -> int:
+        return sum(shard["rows"] for shard in self.manifest["tensors"].get(name, {"shards": []})["shards"])
+
+    def cut(self, name: str, keep: int) -> torch.Tensor:
+        """Forget the rows of `name` from row `keep` on (rows found unsound after they were written): the shards
+        past it are deleted, and so is the one it falls in, whose first rows are returned for the caller to add
+        again (at most one shard's rows)."""
+        entry = self.manifest["tensors"].get(name, {"shards": []})
+        head, written = torch.empty(0, entry.get("columns") or 0), self.rows(name)
+        while entry["shards"] and written > keep:
+            shard = entry["shards"].pop()
+            written -= shard["rows"]
+            path = self.folder / shard["file"]
+            if keep > written:
+                head = ShardedRows([Shard(path, SHARD_KEY, shard["rows"])], entry["columns"], str(path)).block(
+                    0, keep - written
+                )
+            path.unlink(missing_ok=True)
+        if not entry["shards"]:
+            self.manifest["tensors"].pop(name, None)  # a matrix with no rows left is listed only if added again
+        return head
+
+    def commit(self) -> dict:
+        """Swap in the manifest of every block added, then delete the files it does not name; returns it."""
+        write_json(self.folder / SHARD_MANIFEST, self.manifest)
+        remove_unlisted(self.folder, self.manifest)
+        return self.manifest
+
+
 def write_shard_set(folder: Path, blocks: dict[str, Iterable[torch.Tensor]]) -> dict:
     """Write each named matrix from its blocks of rows (one shard file per block) and commit them all with one
     manifest swap; files of the previous set are deleted after the swap. Returns the new manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    batch = uuid.uuid4().hex[:12]
-    manifest = {"format": SHARD_FORMAT, "tensors": {}}
+    writer = ShardSetWriter(folder)
     for name, parts in blocks.items():
-        entry = manifest["tensors"][name] = {"columns": None, "shards": []}
-        for number, part in enumerate(parts):
-            part = part.to(torch.float32)
-            if entry["columns"] not in (None, part.shape[1]):
-                raise ZooError(f"{folder}: blocks of {name!r} differ in width ({entry['columns']}, {part.shape[1]})")
-            entry["columns"] = int(part.shape[1])
-            file = f"{_safe_stem(name)}-{batch}-{number:05d}.safetensors"
-            write_tensors(folder / file, {SHARD_KEY: part})
-            entry["shards"].append({"file": file, "rows": int(part.shape[0])})
-        if entry["columns"] is None:
+        for part in parts:
+            writer.add(name, part)
+        if name not in writer.manifest["tensors"]:
             raise ZooError(f"{folder}: no rows given for {name!r}")
-    write_json(folder / SHARD_MANIFEST, manifest)
-    remove_unlisted(folder, manifest)
-    return manifest
+    return writer.commit()
 
 
 def remove_unlisted(folder: Path, manifest: dict) -> None:
@@ -142,7 +188,7 @@ def open_shard_set(folder: Path) -> dict[str, ShardedRows]:
     for name, entry in tensors.items():
         shards = _listed_shards(path, name, entry)
         found[name] = ShardedRows(
-            [_checked(s, entry["columns"]) for s in shards], entry["columns"], f"{folder} ({name})"
+            [checked_shard(s, entry["columns"]) for s in shards], entry["columns"], f"{folder} ({name})"
         )
     return found
 
@@ -187,7 +233,8 @@ def open_single_file(path: Path) -> dict[str, ShardedRows]:
     return found
 
 
-def _checked(shard: Shard, columns: int) -> Shard:
+def checked_shard(shard: Shard, columns: int) -> Shard:
+    """`shard`, once its file holds float32 [shard.rows, columns] under its key (ZooError naming it if not)."""
     checked_file(shard.path)
     try:
         with safe_open(str(shard.path), "pt") as handle:

@@ -2,7 +2,9 @@
 once with the population trainer, and resuming an interrupted generation.
 
 The finished zoo replaces the workspace's old one in one swap (core/zoo/model_zoo.py `save_zoo`); until then
-the resumable state lives in `zoo.partial/`, committed as one file after every epoch.
+the resumable state lives in `zoo.partial/`: each saved epoch's weights in a file of their own, written once as
+the epoch is trained, and the populations' state with the progress in one file committed after every epoch. The
+zoo's shards are copied from those snapshot files a shard at a time, so the weights are never in memory whole.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from core.errors import Interrupted, UserError, ZooError
 from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
 from core.parsing import float_list, int_list, str_list
 from core.settings import setting
-from core.store.files import read_tensor_metadata, read_tensors, write_tensors
+from core.store.files import read_json, read_tensor_metadata, read_tensors, write_json, write_tensors
+from core.store.shards import SHARD_KEY, Shard, ShardedRows, checked_shard
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.compiling import MODES as COMPILE_MODES
@@ -36,6 +39,9 @@ from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
 from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
 from core.zoo.population import INITS, Population, init_vectors
 from core.zoo.tasks import parse_task
+
+# Copies of every model's weights the population trainer holds at its peak (see `_check_size`).
+_TRAINING_COPIES = 10
 
 
 def default_save_epochs(epochs: int) -> tuple[int, ...]:
@@ -240,8 +246,12 @@ def _train_here(work: _Work, partial, workspace, replace: bool, device: str, on_
     _check_may_write(partial, workspace, replace)
     compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
     started = time.monotonic()
+
+    def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
+        saved_weights.setdefault(name, []).append(partial.save_snapshot(index, epoch, weights))
+
     for epoch in range(first_epoch, config.epochs + 1):
-        info = _timed_epoch(populations, work.data, epoch, config, saved_weights, saved_rows, compiler, started)
+        info = _timed_epoch(populations, work.data, epoch, config, keep, saved_rows, compiler, started)
         partial.save(populations, epoch, saved_weights, saved_rows)
         if on_progress:
             on_progress(epoch + 1, config.epochs + 1, info)
@@ -250,11 +260,11 @@ def _train_here(work: _Work, partial, workspace, replace: bool, device: str, on_
     return saved_weights, saved_rows
 
 
-def _timed_epoch(populations, data, epoch: int, config: ZooConfig, saved_weights, saved_rows, compiler, started):
+def _timed_epoch(populations, data, epoch: int, config: ZooConfig, keep, saved_rows, compiler, started):
     """`_train_and_snapshot` and the epoch's progress info, which says what was decided about compiling at the
     epoch that decided it (the losses' transfer to the host ends the epoch's queued CUDA work, so the time is
     the training's)."""
-    losses, training_s = _train_and_snapshot(populations, data, epoch, config, saved_weights, saved_rows)
+    losses, training_s = _train_and_snapshot(populations, data, epoch, config, keep, saved_rows)
     info = {"epoch": epoch, "elapsed_s": time.monotonic() - started}
     if losses:
         info["train_loss"] = float(torch.cat(losses).mean())
@@ -264,31 +274,51 @@ def _timed_epoch(populations, data, epoch: int, config: ZooConfig, saved_weights
 
 
 def train_shard(config: ZooConfig, specs: dict[str, Spec], data: Dataset, plan: pl.DataFrame, device: str):
-    """One shard's models (rows of the plan) through every epoch, in a Ray worker: yields each epoch's progress
-    ({"epoch", "elapsed_s", "train_loss"}), then {"weights": {architecture: [checkpoints, params]}, "rows": ...}.
-    It writes nothing: the driver, which holds the workspace's lock and may be on another machine, does."""
+    """One shard's models (rows of the plan) through every epoch, in a Ray worker: yields each snapshot as it is
+    taken ({"snapshot": (population index, architecture, epoch), "weights": [models, params]}) and each epoch's
+    progress ({"epoch", "elapsed_s", "train_loss"}), then {"rows": the snapshots' table rows}. It keeps no
+    snapshot and writes nothing: the driver, which holds the workspace's lock and may be on another machine,
+    writes each snapshot as it arrives."""
     populations = _populations(specs, plan, device)
     compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
-    saved_weights, saved_rows = {}, []
+    taken, saved_rows = [], []
     started = time.monotonic()
+
+    def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
+        taken.append({"snapshot": (index, name, epoch), "weights": weights})
+
     for epoch in range(config.epochs + 1):
-        yield _timed_epoch(populations, data, epoch, config, saved_weights, saved_rows, compiler, started)
-    yield {"weights": {name: torch.cat(parts) for name, parts in saved_weights.items()}, "rows": saved_rows}
+        info = _timed_epoch(populations, data, epoch, config, keep, saved_rows, compiler, started)
+        while taken:  # one at a time, each let go once yielded (`yield from` a list fails in Ray's wrapper)
+            yield taken.pop(0)
+        yield info
+    yield {"rows": saved_rows}
 
 
 def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: ClusterConfig, on_progress, stop):
     """The models in shards on a Ray cluster; the shards that a previous run finished are not trained again.
     Progress counts epochs over all shards; a lost shard raises Interrupted once the others are kept."""
     where = placement(cluster, connect(cluster.cluster), work.plan.height)
-    finished = partial.resume_shards(workspace.zoo_stamp(), where.shards)
+    widths = {name: spec.n_params for name, spec in work.specs.items()}
+    finished = partial.resume_shards(workspace.zoo_stamp(), where.shards, widths)
     _check_may_write(partial, workspace, replace)
     epochs = work.config.epochs + 1
     done = dict.fromkeys(finished, epochs)
 
+    taken = {}  # {shard: {(epoch, population): (architecture, Shard)}}: a retried task's repeats land on themselves
+
     def arrived(shard: int, item: dict) -> None:
-        if "weights" in item:
-            partial.save_shard(shard, where.shards, item["weights"], item["rows"])
-            finished[shard] = (item["weights"], item["rows"])
+        if "snapshot" in item:  # on disk at once: the driver holds one snapshot at a time
+            index, name, epoch = item["snapshot"]
+            stored = partial.save_snapshot(index, epoch, item["weights"], shard=shard)
+            taken.setdefault(shard, {})[(epoch, index)] = (name, stored)
+            return
+        if "rows" in item:
+            snapshots = {}
+            for _, (name, stored) in sorted(taken.pop(shard, {}).items()):
+                snapshots.setdefault(name, []).append(stored)
+            partial.save_shard(shard, where.shards, snapshots, item["rows"])
+            finished[shard] = (snapshots, item["rows"])
         else:
             done[shard] = item["epoch"] + 1
         if on_progress:
@@ -308,21 +338,22 @@ def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: C
         raise Interrupted(lost_message(lost, where.shards, kept))
     saved_weights, saved_rows = {}, []
     for shard in sorted(finished):
-        weights, rows = finished[shard]
-        for name, tensor in weights.items():
-            saved_weights.setdefault(name, []).append(tensor)
+        snapshots, rows = finished[shard]
+        for name, stored in snapshots.items():
+            saved_weights.setdefault(name, []).extend(stored)
         saved_rows += rows
     return saved_weights, saved_rows
 
 
 def _check_size(config: ZooConfig, specs: dict[str, Spec]) -> None:
-    """Refuse a zoo too large to hold while it trains (core/limits.py MAX_ZOO_VALUES): every saved snapshot plus
-    each model's weights, gradients and two optimiser moments."""
-    values = config.models * sum(spec.n_params for spec in specs.values()) * (len(config.save_epochs) + 4)
+    """Refuse a zoo too large to train in memory (core/limits.py MAX_ZOO_VALUES). The saved snapshots go to disk
+    as they are taken; what the population trainer holds is each model's weights, gradients and two Adam moments,
+    and while an epoch's state is committed, copies of three of those and their serialised bytes."""
+    values = config.models * sum(spec.n_params for spec in specs.values()) * _TRAINING_COPIES
     if values > MAX_ZOO_VALUES:
         raise UserError(
-            f"a zoo of {config.models} models x {len(config.save_epochs)} saved epochs would hold {values:,} "
-            f"values while training, more than the {MAX_ZOO_VALUES:,} allowed; use fewer models or saved epochs"
+            f"a zoo of {config.models} models would hold {values:,} values while training, more than the "
+            f"{MAX_ZOO_VALUES:,} allowed; use fewer models"
         )
 
 
@@ -337,19 +368,19 @@ def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> lis
     return populations
 
 
-def _train_and_snapshot(populations, data, epoch: int, config: ZooConfig, saved_weights: dict, saved_rows: list):
-    """One epoch of every population (none at epoch 0), keeping a snapshot where the config saves the epoch;
-    returns the per-model training losses and the seconds spent training (the snapshots' evaluation left out:
-    compiling speeds up training only)."""
+def _train_and_snapshot(populations, data, epoch: int, config: ZooConfig, keep, saved_rows: list):
+    """One epoch of every population (none at epoch 0), handing a snapshot to `keep(population index, architecture,
+    epoch, weights)` where the config saves the epoch; returns the per-model training losses and the seconds spent
+    training (the snapshots' evaluation left out: compiling speeds up training only)."""
     losses, training_s = [], 0.0
-    for population in populations:
+    for index, population in enumerate(populations):
         if epoch > 0:
             started = time.monotonic()
             losses.append(population.train_epoch(data.x_train, data.y_train, epoch, config.batch_size).cpu())
             training_s += time.monotonic() - started
         if epoch in config.save_epochs:
             weights, rows = _snapshot(population, data, epoch)
-            saved_weights.setdefault(population.spec.name, []).append(weights)
+            keep(index, population.spec.name, epoch, weights)
             saved_rows += rows
     return losses, training_s
 
@@ -374,8 +405,9 @@ def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, l
 
 
 def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data, zoo_id: str) -> list[Zoo]:
-    """One Zoo per architecture, rows ordered by model and epoch, checkpoints numbered across all of them.
-    Each architecture's saved rows appear in `saved_rows` in the order of its stacked weights."""
+    """One Zoo per architecture, rows ordered by model and epoch, checkpoints numbered across all of them; each
+    reads its weights from the snapshot files `saved_weights` ({architecture: [Shard]}), whose rows appear in
+    `saved_rows` in the same order (epoch by epoch), so a zoo's `kept` maps its rows onto them."""
     joined = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
     joined = joined.with_columns(pl.int_range(pl.len()).over("architecture").alias("row"))
     order = joined.sort(["model_id", "epoch"])
@@ -393,15 +425,19 @@ def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooCon
     zoos = []
     for name, spec in specs.items():
         part = table.filter(pl.col("architecture") == name)
-        weights = torch.cat(saved_weights[name])[torch.from_numpy(part["row"].to_numpy().copy())]
-        zoos.append(Zoo(spec, weights, part.drop("row"), manifest))
+        snapshots = ShardedRows(saved_weights[name], spec.n_params, f"zoo.partial/ ({name})")
+        zoos.append(Zoo(spec, snapshots, part.drop("row"), manifest, kept=part["row"].to_numpy().copy()))
     return zoos
 
 
 class _Partial:
-    """The resumable state of an unfinished generation, kept apart from the finished zoo: one safetensors file
-    holding every population's state and the snapshots so far, with the progress (settings digest, epoch,
-    snapshot rows) in its metadata, so the state and the progress it belongs to are committed in one rename.
+    """The resumable state of an unfinished generation, kept apart from the finished zoo: each saved epoch's
+    snapshot of a population in a file of its own (`snapshot-<epoch>-<population>.safetensors`, written once),
+    and one file holding every population's state with the progress (settings digest, epoch, snapshot rows, the
+    snapshot files so far) in its metadata, so the state and the progress it belongs to are committed in one
+    rename. A snapshot written after the last such commit is not listed; the epoch is trained again and the
+    snapshot written over. On a Ray cluster, each shard's snapshots (`shard-<k>-snapshot-...`) are listed by the
+    shard's progress file `shard-<k>.json`, committed when the shard has finished.
 
     The progress also says which zoo the generation replaces (the workspace's stamp when it started, checked
     against `--replace` then) and the id its own zoo gets: a rerun may write over either without asking again,
@@ -417,9 +453,7 @@ class _Partial:
         """Whether this (resumed) generation may write over the zoo of `stamp` without --replace."""
         return self.resumed and stamp in (self.replaces, {**stamp, "zoo_id": self.zoo_id})
 
-    def resume(
-        self, populations: list[Population], stamp: dict
-    ) -> tuple[int, dict[str, list[torch.Tensor]], list[dict]]:
+    def resume(self, populations: list[Population], stamp: dict) -> tuple[int, dict[str, list[Shard]], list[dict]]:
         self.replaces = stamp
         if not self.path.exists():
             self.clear()  # anything else here is from an older layout or a crash before the first commit
@@ -428,39 +462,59 @@ class _Partial:
             info = json.loads(read_tensor_metadata(self.path)["progress"])
             if info.get("config_key") != self.config.key():
                 raise ValueError("different settings")
+            saved = self._listed_snapshots(info["snapshots"], {p.spec.name: p.spec.n_params for p in populations})
             state = read_tensors(self.path)
             for i, population in enumerate(populations):
                 population.load_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{i}/")})
-            saved = {k.split("/", 1)[1]: [v] for k, v in state.items() if k.startswith("saved/")}
             self.replaces, self.zoo_id = info["replaces"], str(info["zoo_id"])
             self.resumed = True
             return int(info["epoch"]) + 1, saved, info["rows"]
         except (ValueError, KeyError, TypeError, ZooError, RuntimeError):
-            self.clear()  # stale or unreadable: start over rather than mix runs
+            self.clear()  # stale, unreadable or of the layout before snapshot files: start over, never mix runs
             return 0, {}, []
 
-    def save(self, populations: list[Population], epoch: int, saved_weights: dict, rows: list[dict]):
+    def _listed_snapshots(self, listed: dict, widths: dict[str, int]) -> dict[str, list[Shard]]:
+        """{architecture: [Shard]} of the snapshot files the progress lists, each checked to hold what it says."""
+        saved = {}
+        for name, entries in listed.items():
+            for entry in entries:
+                if Path(entry["file"]).name != entry["file"]:
+                    raise ValueError(f"{entry['file']}: not a file name")
+                shard = Shard(self.folder / entry["file"], SHARD_KEY, int(entry["rows"]))
+                saved.setdefault(name, []).append(checked_shard(shard, widths[name]))
+        return saved
+
+    def save_snapshot(self, population: int, epoch: int, weights: torch.Tensor, shard: int | None = None) -> Shard:
+        """One population's weights at a saved epoch (of a Ray shard's populations, with `shard`), in a file of
+        their own; the next `save` (`save_shard`) lists it."""
+        prefix = "" if shard is None else f"shard-{shard}-"
+        path = self.folder / f"{prefix}snapshot-{epoch}-{population}.safetensors"
+        write_tensors(path, {SHARD_KEY: weights})
+        return Shard(path, SHARD_KEY, weights.shape[0])
+
+    def save(self, populations: list[Population], epoch: int, saved_weights: dict[str, list[Shard]], rows: list):
         tensors = {f"{i}/{k}": v for i, p in enumerate(populations) for k, v in p.state().items()}
-        tensors.update({f"saved/{name}": torch.cat(parts) for name, parts in saved_weights.items()})
-        progress = {"config_key": self.config.key(), "epoch": epoch, "rows": rows}
+        snapshots = {
+            name: [{"file": s.path.name, "rows": s.rows} for s in shards] for name, shards in saved_weights.items()
+        }
+        progress = {"config_key": self.config.key(), "epoch": epoch, "rows": rows, "snapshots": snapshots}
         progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
         write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
 
-    def resume_shards(self, stamp: dict, shards: int) -> dict[int, tuple[dict[str, torch.Tensor], list[dict]]]:
-        """{shard: (weights by architecture, snapshot rows)} of the shards a sharded generation of these settings
-        into `shards` shards finished before; anything else here (another split, other settings, the state of
-        an unsharded run, an unreadable file) is cleared."""
+    def resume_shards(self, stamp: dict, shards: int, widths: dict[str, int]):
+        """{shard: ({architecture: [Shard] of its snapshot files}, snapshot rows)} of the shards a sharded
+        generation of these settings into `shards` shards finished before; anything else here (another split,
+        other settings, the state of an unsharded run, an unreadable or missing file) is cleared."""
         self.replaces, found, owner = stamp, {}, None
         try:
-            for path in sorted(self.folder.glob("shard-*.safetensors")):
-                info = json.loads(read_tensor_metadata(path)["progress"])
+            for path in sorted(self.folder.glob("shard-*.json")):
+                info = read_json(path)
                 if (info.get("config_key"), info.get("shards")) != (self.config.key(), shards):
                     raise ValueError("different settings")
                 if owner not in (None, (info["replaces"], info["zoo_id"])):
                     raise ValueError("shards of two generations")
                 owner = (info["replaces"], info["zoo_id"])
-                weights = {k.split("/", 1)[1]: v for k, v in read_tensors(path).items()}
-                found[int(info["shard"])] = (weights, info["rows"])
+                found[int(info["shard"])] = (self._listed_snapshots(info["snapshots"], widths), info["rows"])
         except (ValueError, KeyError, TypeError, ZooError):
             found = {}
         if not found:
@@ -470,12 +524,12 @@ class _Partial:
         self.resumed = True
         return found
 
-    def save_shard(self, shard: int, shards: int, weights: dict[str, torch.Tensor], rows: list[dict]) -> None:
-        """One finished shard, committed in one rename: its snapshots, with the progress in the metadata."""
+    def save_shard(self, shard: int, shards: int, snapshots: dict[str, list[Shard]], rows: list[dict]) -> None:
+        """One finished shard, committed in one rename: its progress, listing the snapshot files it wrote."""
+        listed = {name: [{"file": s.path.name, "rows": s.rows} for s in parts] for name, parts in snapshots.items()}
         progress = {"config_key": self.config.key(), "shards": shards, "shard": shard, "rows": rows}
-        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
-        tensors = {f"saved/{name}": tensor for name, tensor in weights.items()}
-        write_tensors(self.folder / f"shard-{shard}.safetensors", tensors, {"progress": json.dumps(progress)})
+        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id, "snapshots": listed}
+        write_json(self.folder / f"shard-{shard}.json", progress)
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -5,7 +5,8 @@ architecture in shards of consecutive checkpoints (core/store/shards.py), one ro
 `zoo/models.parquet` one row per checkpoint with its model's architecture, settings and metrics. Workspaces
 written before shards hold the matrices whole in `zoo/weights.safetensors`, read the same way. A loaded zoo
 reads its weights lazily: code asks for rows (`rows`, `iter_chunks`) or column ranges (`columns`), never for the
-whole matrix, so a zoo larger than memory can be used. Generating a zoo is core/zoo/generate.py; importing one,
+whole matrix, so a zoo larger than memory can be used. A new zoo is written the same way, a shard at a time as
+its rows arrive (`ZooWriter`), and swapped in whole. Generating a zoo is core/zoo/generate.py; importing one,
 core/zoo/public.py.
 """
 
@@ -25,7 +26,14 @@ from core.errors import UserError, ZooError
 from core.limits import MAX_ABS_WEIGHT
 from core.store.budget import chunk_rows
 from core.store.files import replace_dir, write_json, write_parquet
-from core.store.shards import SHARD_MANIFEST, MemoryRows, ShardedRows, open_shard_set, open_single_file, write_shard_set
+from core.store.shards import (
+    SHARD_MANIFEST,
+    MemoryRows,
+    ShardedRows,
+    ShardSetWriter,
+    open_shard_set,
+    open_single_file,
+)
 from core.store.workspace import MANIFEST, PENDING_MANIFEST, SHARDS, ZOO, Workspace, versioned
 from core.zoo.arch import ACTIVATIONS, Spec
 from core.zoo.families import spec_from_json
@@ -56,7 +64,8 @@ class Zoo:
     table: pl.DataFrame  # one row per checkpoint, `checkpoint` = row id in the stored table
     manifest: dict
     skipped: list[str] = field(default_factory=list)
-    # The stored row of each of the zoo's rows, where checkpoints were skipped (None: every stored row, in order).
+    # The stored row of each of the zoo's rows where they are not every stored row in order (None): checkpoints
+    # skipped on load, or a generation's snapshots, stored epoch by epoch, read in the table's order.
     kept: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -98,8 +107,7 @@ class Zoo:
 
     @property
     def weights(self) -> torch.Tensor:
-        """The whole matrix in memory: the compatibility path for stages not yet converted to chunks (the
-        README's scale section lists them); everything new asks for rows."""
+        """The whole matrix in memory, for tests on small zoos; the engine asks for rows or chunks."""
         return self.rows(np.arange(len(self)))
 
     def spec_for(self, row: int) -> Spec:
@@ -112,7 +120,11 @@ class Zoo:
 
 def combined_table(zoos: list[Zoo]) -> pl.DataFrame:
     """The checkpoint table of a whole workspace: every architecture's rows, in checkpoint order."""
-    return pl.concat([z.table for z in zoos], how="diagonal_relaxed").sort("checkpoint")
+    return _in_checkpoint_order([z.table for z in zoos])
+
+
+def _in_checkpoint_order(tables: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(tables, how="diagonal_relaxed").sort("checkpoint")
 
 
 def check_replacing(workspace: Workspace, replace: bool) -> None:
@@ -126,41 +138,108 @@ def check_replacing(workspace: Workspace, replace: bool) -> None:
 
 
 def save_zoo(workspace: Workspace, zoos: list[Zoo]) -> None:
-    """Write one weights tensor per architecture, one table and the new manifest (format 2: `architectures`
-    maps each name to its spec; the zoo gets a fresh id unless its manifest brings one) into a new folder,
-    swap it in for the old zoo, then move the manifest into place (core/store/workspace.py says why readers
-    never see them disagree). The caller holds the workspace's lock."""
-    names = [z.spec.name for z in zoos]
-    if len(set(names)) != len(names):
-        raise ZooError(f"{workspace.root}: architecture names must be unique in a zoo, got {names}")
-    zoo_record = zoos[0].manifest.get("zoo", {})
-    stamped = {**zoos[0].manifest, "zoo": {**zoo_record, "id": zoo_record.get("id") or uuid.uuid4().hex}}
-    for zoo in zoos:  # the zoos in memory get the column their stored table has, and the manifest
-        zoo.table = _with_architecture(zoo.table, zoo.spec.name)
-        zoo.manifest = stamped
-    previous = workspace.manifest() if workspace.exists() else {}
-    manifest = {**previous, **stamped, "architectures": {z.spec.name: z.spec.to_json() for z in zoos}}
-    manifest.pop("architecture", None)  # format 1's single spec
-    build = workspace.new_build_dir("zoo")
-    try:
-        write_shard_set(build / SHARDS, {z.spec.name: _shard_blocks(z) for z in zoos})
-        write_parquet(build / "models.parquet", combined_table(zoos))
-        write_json(build / PENDING_MANIFEST, versioned(manifest))
-        replace_dir(workspace.root / ZOO, build)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    os.replace(workspace.root / ZOO / PENDING_MANIFEST, workspace.root / MANIFEST)
+    """Write `zoos` (their rows read a shard at a time) as the workspace's zoo, replacing the old one in one swap
+    (`ZooWriter.finish`); the zoos in memory then hold the stored table and manifest and read the stored shards.
+    The caller holds the workspace's lock."""
+    with ZooWriter(workspace) as writer:
+        for zoo in zoos:
+            for _, block in zoo.iter_chunks(rows_per_shard(zoo.spec.n_params)):
+                writer.add(zoo.spec.name, block)
+        saved = writer.finish([(zoo.spec, zoo.table) for zoo in zoos], zoos[0].manifest)
+    for zoo, stored in zip(zoos, saved):
+        zoo.store, zoo.table, zoo.manifest, zoo.kept = stored.store, stored.table, stored.manifest, None
 
 
-def _shard_blocks(zoo: Zoo) -> Iterator[torch.Tensor]:
-    """The zoo's rows in blocks of about SHARD_BYTES, read one block at a time."""
-    per_shard = max(1, SHARD_BYTES // (4 * zoo.spec.n_params))
-    empty = True
-    for _, block in zoo.iter_chunks(per_shard):
-        empty = False
-        yield block
-    if empty:  # an architecture whose every checkpoint was skipped still has its (empty) matrix
-        yield torch.empty(0, zoo.spec.n_params)
+def rows_per_shard(n_params: int) -> int:
+    """Rows in one shard file: about SHARD_BYTES, fewer where the memory budget asks (core/store/budget.py): a
+    writer holds a shard's rows at most three times (the rows gathered, their concatenation, the bytes written)."""
+    return max(1, min(SHARD_BYTES // (4 * n_params), chunk_rows(n_params, copies=2)))
+
+
+class ZooWriter:
+    """A new zoo written as its rows arrive, in the order of its table, and swapped in for the workspace's zoo by
+    `finish`. Rows go to shard files of `rows_per_shard` rows as soon as that many are there, so the writer holds
+    less than one shard's rows whatever the size of the zoo; everything lives in a hidden build folder until the
+    swap, so a reader never sees a zoo half-written, and the next writer to take the lock deletes a build folder
+    that a crash left. The caller holds the workspace's lock from the first row to `finish`.
+
+    A writer that learns late that rows are unsound (an import's model whose last checkpoint is broken) takes them
+    back with `cut`."""
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.build = workspace.new_build_dir("zoo")
+        self.shards = ShardSetWriter(self.build / SHARDS)
+        self.pending: dict[str, list[torch.Tensor]] = {}
+
+    def __enter__(self) -> ZooWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.build, ignore_errors=True)  # gone already when `finish` swapped it in
+
+    def add(self, name: str, rows: torch.Tensor) -> None:
+        """Append float32 [k, n_params] rows to architecture `name`'s matrix; full shards are written at once."""
+        pending = self.pending.setdefault(name, [])
+        pending.append(rows)
+        self._write(name, final=False)
+
+    def rows(self, name: str) -> int:
+        """How many rows `name` has so far (written and pending)."""
+        return self.shards.rows(name) + sum(len(part) for part in self.pending.get(name, []))
+
+    def cut(self, name: str, keep: int) -> None:
+        """Take back the rows of `name` from row `keep` on."""
+        pending, written = self.pending.get(name, []), self.shards.rows(name)
+        if keep >= written:
+            self.pending[name] = [torch.cat(pending)[: keep - written]] if pending else []
+        else:
+            self.pending[name] = [self.shards.cut(name, keep)]
+
+    def _write(self, name: str, final: bool) -> None:
+        """Write the pending rows of `name` as shards of `rows_per_shard` rows (at the end, the rest too)."""
+        pending = [part for part in self.pending.get(name, []) if len(part)]
+        held = sum(len(part) for part in pending)
+        if not pending or (held < rows_per_shard(pending[0].shape[1]) and not final):
+            self.pending[name] = pending
+            return
+        per_shard = rows_per_shard(pending[0].shape[1])
+        block = torch.cat(pending) if len(pending) > 1 else pending[0]
+        start = 0
+        while held - start >= per_shard or (final and start < held):
+            self.shards.add(name, block[start : start + per_shard])
+            start += per_shard
+        self.pending[name] = [block[start:]] if start < held else []
+
+    def finish(self, parts: list[tuple[Spec, pl.DataFrame]], manifest: dict) -> list[Zoo]:
+        """Commit the rows added as the matrices of `parts` (each architecture's spec and the table of its rows)
+        with the table and the new workspace manifest (format 2: `architectures` maps each name to its spec; the
+        zoo gets a fresh id unless `manifest` brings one), swap the build folder in for the old zoo, then move the
+        manifest into place (core/store/workspace.py says why readers never see them disagree). Returns the
+        zoos, reading their weights from the stored shards."""
+        names = [spec.name for spec, _ in parts]
+        if len(set(names)) != len(names):
+            raise ZooError(f"{self.workspace.root}: architecture names must be unique in a zoo, got {names}")
+        for spec, table in parts:
+            self._write(spec.name, final=True)
+            if spec.name not in self.shards.manifest["tensors"]:  # every checkpoint skipped: an empty matrix
+                self.shards.add(spec.name, torch.empty(0, spec.n_params))
+            if self.shards.rows(spec.name) != table.height:
+                raise ZooError(f"{spec.name}: {self.shards.rows(spec.name)} rows written for {table.height}")
+        record = manifest.get("zoo", {})
+        stamped = {**manifest, "zoo": {**record, "id": record.get("id") or uuid.uuid4().hex}}
+        tables = [_with_architecture(table, spec.name) for spec, table in parts]
+        previous = self.workspace.manifest() if self.workspace.exists() else {}
+        stored = {**previous, **stamped, "architectures": {spec.name: spec.to_json() for spec, _ in parts}}
+        stored.pop("architecture", None)  # format 1's single spec
+        root = self.workspace.root
+        self.shards.commit()
+        write_parquet(self.build / "models.parquet", _in_checkpoint_order(tables))
+        write_json(self.build / PENDING_MANIFEST, versioned(stored))
+        replace_dir(root / ZOO, self.build)
+        os.replace(root / ZOO / PENDING_MANIFEST, root / MANIFEST)
+        matrices = open_shard_set(root / ZOO / SHARDS)
+        return [Zoo(spec, matrices[spec.name], table, stamped) for (spec, _), table in zip(parts, tables)]
 
 
 def _with_architecture(table: pl.DataFrame, name: str) -> pl.DataFrame:

@@ -29,7 +29,7 @@ from core.store.files import read_bytes, read_json_value, read_torch
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, ArchSpec, Spec, cnn_l, cnn_s, cnn_small, flatten, match_state_dict
 from core.zoo.data import load_dataset
-from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
+from core.zoo.model_zoo import Progress, Zoo, ZooWriter, check_replacing, finish_table
 from core.zoo.public_resnet import CIFAR_SIZE, looks_like_resnet, resnet_vector
 from core.zoo.table import METRICS
 
@@ -139,56 +139,73 @@ def import_public_zoo(
     replace: bool = False,
 ) -> ImportReport:
     """Import every sound model of the folder `source` into the workspace (which must hold no zoo unless
-    `replace`), reporting each skipped one; `dataset` names the data the zoo was trained on, checked to fit."""
+    `replace`), reporting each skipped one; `dataset` names the data the zoo was trained on, checked to fit.
+    Checkpoints go to the new zoo's shards as they are read (core/zoo/model_zoo.py ZooWriter), so the import
+    holds less than a shard's rows at once whatever the size of the zoo; the workspace is locked throughout."""
     root = Path(source).expanduser()
     if not root.is_dir():
         raise UserError(f"{root}: not a folder (expected one folder per model with params.json)")
     data = load_dataset(dataset) if dataset else None
-    # A ResNet's weights do not fix its input size (global average pooling): the named dataset's images do.
-    in_size = data.image_shape[1] if data is not None else CIFAR_SIZE
     check_replacing(workspace, replace)  # early, to fail before the work; again under the lock before writing
     folders, problems = _model_folders(root)
     if not folders:
         raise UserError(f"{root}: no model folders found (none holds a params.json)")
+    with workspace.lock(), ZooWriter(workspace) as writer:
+        check_replacing(workspace, replace)
+        spec, rows = _stream_models(root, folders, writer, data, dataset, problems, on_progress)
+        manifest = {
+            "dataset": {"name": dataset or "unknown", "n_classes": spec.n_classes},
+            "zoo": {
+                "source": "public-layout",
+                "imported_from": root.name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "import_problems": problems,
+            },
+        }
+        table = finish_table(rows)
+        [zoo] = writer.finish([(spec, table)], manifest)
+    return ImportReport(zoo, table["model_id"].n_unique(), problems)
 
+
+def _stream_models(
+    root: Path, folders: list[Path], writer: ZooWriter, data, dataset: str | None, problems: list[str], on_progress
+) -> tuple[Spec, list[dict]]:
+    """Read the model folders in order, handing each checkpoint's weights to `writer` as soon as it is checked;
+    a model found unsound at a later checkpoint is taken back (`ZooWriter.cut`) and reported in `problems`.
+    Returns the zoo's spec and its checkpoint rows; the named dataset (`data`, None if none) must fit the first
+    sound model."""
+    # A ResNet's weights do not fix its input size (global average pooling): the named dataset's images do.
+    in_size = data.image_shape[1] if data is not None else CIFAR_SIZE
     spec: Spec | None = None
-    vectors, rows = [], []
+    rows: list[dict] = []
     for model_id, folder in enumerate(folders):
+        written = writer.rows(spec.name) if spec else 0
         try:
-            model_spec, model_vectors, model_rows = _read_model(folder, spec, root.resolve(), in_size)
+            model_spec, model_rows = _read_model(folder, spec, root.resolve(), in_size, writer.add)
         except (ValueError, UserError) as exc:
             problems.append(f"{folder.relative_to(root)}: skipped: {exc}")
+            _take_back(writer, spec, written)
         except (TypeError, AttributeError, KeyError, OverflowError) as exc:  # what a check above may have missed
             problems.append(f"{folder.relative_to(root)}: skipped: malformed params.json or result.json ({exc!r})")
+            _take_back(writer, spec, written)
         else:
+            if spec is None and data is not None:
+                _check_fits(data, dataset, model_spec)  # at the first sound model: before the rest is read
             spec = spec or model_spec
-            for row in model_rows:
-                row["model_id"] = model_id
-            vectors += model_vectors
-            rows += model_rows
+            rows += [{**row, "model_id": model_id} for row in model_rows]
         if on_progress:
             on_progress(model_id + 1, len(folders), {"skipped": len(problems)})
     if not rows:
         detail = "; ".join(problems[:3])
         raise UserError(f"{root}: no model could be imported ({len(problems)} problems: {detail})")
-    if data is not None:
-        _check_fits(data, dataset, spec)
+    return spec, rows
 
-    table = finish_table(rows)
-    manifest = {
-        "dataset": {"name": dataset or "unknown", "n_classes": spec.n_classes},
-        "zoo": {
-            "source": "public-layout",
-            "imported_from": root.name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "import_problems": problems,
-        },
-    }
-    zoo = Zoo(spec, torch.stack(vectors), table, manifest)
-    with workspace.lock():
-        check_replacing(workspace, replace)
-        save_zoo(workspace, [zoo])
-    return ImportReport(zoo, table["model_id"].n_unique(), problems)
+
+def _take_back(writer: ZooWriter, spec: Spec | None, written: int) -> None:
+    """Take back the rows a skipped model handed over: the zoo's matrix goes back to its `written` rows, and any
+    other (the architecture of a first model that failed) to none."""
+    for name in {*writer.pending, *writer.shards.manifest["tensors"]}:
+        writer.cut(name, written if spec is not None and name == spec.name else 0)
 
 
 def _check_fits(data, name: str, spec: Spec) -> None:
@@ -201,9 +218,9 @@ def _check_fits(data, name: str, spec: Spec) -> None:
         )
 
 
-def _read_model(
-    folder: Path, expected: Spec | None, root: Path, in_size: int
-) -> tuple[Spec, list[torch.Tensor], list[dict]]:
+def _read_model(folder: Path, expected: Spec | None, root: Path, in_size: int, emit) -> tuple[Spec, list[dict]]:
+    """One model folder's spec and checkpoint rows; each checkpoint's weights go to `emit(architecture, [1,
+    n_params])` once checked, so a model's checkpoints are never held together. ValueError says what is wrong."""
     params = read_json_value(_inside(folder / "params.json", root), MAX_JSON_BYTES)
     if not isinstance(params, dict):
         raise ValueError("params.json: not a JSON object")
@@ -212,7 +229,7 @@ def _read_model(
     results = _read_results(_inside(folder / "result.json", root))
     activation = str(params.get("model::activation", "tanh")).lower().replace("_", "")
 
-    vectors, rows, spec = [], [], None
+    rows, spec = [], None
     for epoch, ckpt_dir in _checkpoint_folders(folder):
         state = _load_state_dict(_inside(ckpt_dir / "checkpoints", root))
         try:
@@ -232,9 +249,9 @@ def _read_model(
             raise ValueError(f"result.json epoch {epoch} lacks {missing}")
         if not (vector.abs() <= MAX_ABS_WEIGHT).all():  # NaN fails the comparison too
             raise ValueError(f"checkpoint_{epoch}: non-finite weights or weights beyond ±{MAX_ABS_WEIGHT:g}")
-        vectors.append(vector)
         rows.append(_checkpoint_row(params, spec, epoch, record))
-    return spec, vectors, rows
+        emit(spec.name, vector.unsqueeze(0))
+    return spec, rows
 
 
 def _spec_and_vector(state: dict[str, torch.Tensor], activation: str, in_size: int) -> tuple[Spec, torch.Tensor]:

@@ -12,6 +12,8 @@ from streamlit.testing.v1 import AppTest
 import core.default as default
 from core.gen.config import SampleConfig
 from core.pipeline import generate
+from core.rep import evaluate
+from core.rep.evaluate import evaluate_run
 from core.rep.run import load_run
 from core.store.workspace import Workspace
 from core.zoo.model_zoo import load_zoos
@@ -243,6 +245,14 @@ def test_autoencoder_page_shows_the_runs_learning_warning(app_root):
     files.write_config({**files.read_config(), "warnings": ["the autoencoder is not learning: try --lr 0.01"]})
     at = page("autoencoder").run()
     assert not at.exception and "the autoencoder is not learning: try --lr 0.01" in texts(at.warning)
+
+
+def test_autoencoder_page_says_why_the_flat_weights_probe_is_empty(app_root, monkeypatch):
+    monkeypatch.setattr(evaluate, "fits", lambda n_bytes: False)  # as if the zoo's flat weights did not fit
+    evaluate_run(Workspace(app_root / "digits"))
+    at = page("autoencoder").run()
+    notes = [c for c in texts(at.caption) if c.startswith("Flat weights W: left out")]
+    assert not at.exception and len(notes) == 1 and "--memory" in notes[0]
 
 
 def test_autoencoder_page_on_a_workspace_without_a_zoo_says_so(app_root):

@@ -87,8 +87,7 @@ def test_the_anchors_group_is_the_source_anchors_of_the_generated_models(setting
     run, prepared, anchors, table, data = setting
     config = SampleConfig(anchors="top:0.5", n=N, seed=2, spread=1.0)
     drawn = draw_models(run, prepared, anchors, config, data, np.random.default_rng(2), "cpu", table)
-    aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
-    group = reference_groups(anchors, aligned, drawn.sources, N, np.random.default_rng(0))["anchors"]
+    group = reference_groups(anchors, prepared, drawn.sources, N, np.random.default_rng(0))["anchors"]
     row_of = dict(zip(prepared.zoo.table["checkpoint"].to_list(), range(len(prepared.aligned)), strict=True))
     expected = prepared.aligned[torch.tensor([row_of[int(s)] for s in drawn.sources])]
     assert set(drawn.sources.tolist()) <= set(anchors.ids) and torch.equal(group, expected)

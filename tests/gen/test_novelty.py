@@ -3,11 +3,13 @@ zoo's own weights) the same as a generation computes them (from aligned weights)
 
 import threading
 
+import numpy as np
+import pytest
 import torch
 
 from core.gen import novelty
 from core.gen.config import SampleConfig
-from core.gen.novelty import ZooErrorSets, error_sets
+from core.gen.novelty import ZooErrorSets, decoded_novelty, error_sets, nearest_l2, zoo_min_l2
 from core.pipeline import generate, precompute_zoo_errors
 from core.rep.run import load_run
 from core.zoo.data import load_dataset
@@ -60,3 +62,35 @@ def test_two_threads_asking_for_one_zoo_compute_it_once(tiny_zoo_workspace, monk
     release.set()
     first.join(60), second.join(60)
     assert computed == ["first"] and results["first"] is results["second"]
+
+
+# Two models of two checkpoints each: a and b (model 0), c and d (model 1).
+POINTS = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 1.0], [10.0, 3.0]])
+MODELS = np.array([0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("block", [1, 3, 4])
+def test_the_zoo_against_itself_in_blocks_skips_its_own_model(monkeypatch, block):
+    monkeypatch.setattr(novelty, "chunk_rows", lambda n_params, copies=4: block)
+    # a: c at 1 (its own b is nearer than d, but skipped); b: d at 3; c: a at 1; d: b at 3
+    assert zoo_min_l2(POINTS, MODELS).tolist() == [1.0, 3.0, 1.0, 3.0]
+
+
+def test_every_group_is_measured_in_one_pass_over_the_zoo(monkeypatch):
+    monkeypatch.setattr(novelty, "chunk_rows", lambda n_params, copies=4: 1)
+    read, chunks = [], novelty.zoo_chunks
+    monkeypatch.setattr(novelty, "zoo_chunks", lambda zoo, rows: read.append(rows) or chunks(zoo, rows))
+    first, second = nearest_l2([torch.tensor([[0.0, 2.0]]), torch.tensor([[10.0, 4.0], [1.0, 0.0]])], POINTS)
+    assert len(read) == 1 and first.tolist() == [1.0] and second.tolist() == [1.0, 1.0]
+
+
+def test_decodes_given_a_chunk_at_a_time_give_the_nearest_over_all_of_them():
+    generated = torch.tensor([[0.0, 0.0], [5.0, 5.0]])
+    errors = torch.tensor([[1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    chunks = [
+        (torch.tensor([[1.0, 0.0]]), torch.tensor([[1, 0, 0]], dtype=torch.bool)),
+        (torch.tensor([[5.0, 6.0]]), torch.tensor([[0, 0, 1]], dtype=torch.bool)),
+    ]
+    figures = decoded_novelty(generated, errors, iter(chunks))
+    assert figures["decoded_min_l2"].tolist() == [1.0, 1.0]
+    assert figures["decoded_max_iou"].tolist() == [0.5, 1.0]  # {0,1} with {0}: 1/2; {2} with {2}: 1

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from core.rep.align import align_zoo, match_to_reference
+from core.rep.align import align_zoo, family_mean, match_to_reference
 from core.rep.tokens import random_permutation_indices
 from core.zoo.arch import build_module, cnn_small
 from core.zoo.data import load_dataset
@@ -38,3 +38,17 @@ def test_aligned_zoo_computes_the_same_functions_and_sits_closer(tiny_zoo_worksp
     for model, gather in indices.items():
         rows = np.flatnonzero(models == model)
         assert torch.equal(aligned[rows], zoo.weights[rows][:, gather])
+
+
+def test_a_family_mean_reads_its_rows_a_chunk_at_a_time():
+    weights = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [6.0, 50.0]])
+    reads = []
+
+    def read_rows(rows):
+        reads.append(len(rows))
+        return weights[torch.from_numpy(rows)]
+
+    rows = np.array([0, 1, 2, 3, 4])
+    assert torch.equal(family_mean(read_rows, rows, chunk=2), torch.tensor([3.2, 30.0]))
+    assert reads == [2, 2, 1]  # never more than a chunk in memory
+    assert torch.equal(family_mean(read_rows, rows, chunk=5), weights.mean(0))  # one chunk: the plain mean

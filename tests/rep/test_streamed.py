@@ -1,5 +1,5 @@
 """The streamed paths give the figures of the in-memory ones on a zoo that fits: SANE's windows read from the shards,
-a SANE run trained from the shards, and the map embedded in chunks and fitted on a sample."""
+a SANE run and a per-neuron run trained from the shards, and the map embedded in chunks and fitted on a sample."""
 
 import numpy as np
 import pytest
@@ -7,16 +7,17 @@ import torch
 
 from core.pipeline import train_and_map
 from core.rep import embed as embed_module
+from core.rep import training_rows
 from core.rep.augment import Permuter
 from core.rep.embed import embedding_matrix, load_embeddings, project_2d
-from core.rep.methods import sane as sane_method
+from core.rep.methods import hyperrep
 from core.rep.prepare import prepare, split_models
 from core.rep.run import load_run
 from core.rep.sequence import sequence_layout
 from core.rep.windows import StoredEntries, epoch_windows, window_tokens
 from core.zoo.arch import param_names
 from core.zoo.model_zoo import load_zoos
-from tests.conftest import copy_workspace
+from tests.conftest import TINY_AE, TINY_TRAIN, copy_workspace
 from tests.rep.test_sane import TINY, TRAIN
 
 
@@ -41,7 +42,7 @@ def test_windows_read_from_the_store_equal_the_windows_of_the_rows_in_memory(tin
 
 def test_a_sane_run_trained_from_the_shards_equals_the_one_trained_in_memory(tiny_zoo_workspace, tmp_path, monkeypatch):
     in_memory = train_and_map(copy_workspace(tiny_zoo_workspace, tmp_path / "a"), TINY, TRAIN, evaluate=False)
-    monkeypatch.setattr(sane_method, "fits", lambda n_bytes: False)  # as if the training models did not fit
+    monkeypatch.setattr(training_rows, "fits", lambda n_bytes: False)  # as if the training models did not fit
     monkeypatch.setattr(embed_module, "chunk_rows", lambda n_params, copies: 5)  # and the map embeds 5 at a time
     reads, read = [], StoredEntries.entries
     monkeypatch.setattr(StoredEntries, "entries", lambda self, *args: reads.append(1) or read(self, *args))
@@ -53,6 +54,28 @@ def test_a_sane_run_trained_from_the_shards_equals_the_one_trained_in_memory(tin
     first, second = (embedding_matrix(load_embeddings(run.files)) for run in (in_memory, streamed))
     np.testing.assert_allclose(first, second, rtol=1e-3, atol=1e-4)
     assert load_run(workspace).history["val_reconstruction"].is_finite().all()
+
+
+def test_a_per_neuron_run_trained_from_the_shards_equals_the_one_trained_in_memory(
+    tiny_zoo_workspace, tmp_path, monkeypatch
+):
+    in_memory = train_and_map(copy_workspace(tiny_zoo_workspace, tmp_path / "a"), TINY_AE, TINY_TRAIN, evaluate=False)
+    monkeypatch.setattr(training_rows, "fits", lambda n_bytes: False)  # as if the training models did not fit
+    # A budget that holds the PCA's 12 x 12 Gram matrix (3 copies) but blocks of one model: 78 pairs read, not one.
+    monkeypatch.setattr(hyperrep, "share_bytes", lambda share=0.25: 3 * 8 * 12 * 12)
+    monkeypatch.setattr(hyperrep, "chunk_rows", lambda values, copies: 2)  # validation two models at a time
+    reads, read = [], training_rows.StoredRows.models
+    monkeypatch.setattr(training_rows.StoredRows, "models", lambda self, m: reads.append(len(m)) or read(self, m))
+    streamed = train_and_map(copy_workspace(tiny_zoo_workspace, tmp_path / "b"), TINY_AE, TINY_TRAIN, evaluate=False)
+    train = len(in_memory.split.train) * 3  # 3 saved epochs per model
+    assert train == 12 and reads.count(1) >= train * (train + 1) // 2  # the PCA read every pair of blocks once
+    assert sum(n for n in reads if n > 1) >= TINY_TRAIN.epochs * (train - train % TINY_TRAIN.batch_size)
+    for (name, a), (_, b) in zip(in_memory.model.state_dict().items(), streamed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    columns = ["loss", "reconstruction", "behaviour", "val_reconstruction", "val_behaviour"]
+    for column in columns:
+        first, second = (run.history[column].to_numpy() for run in (in_memory, streamed))
+        np.testing.assert_allclose(first, second, rtol=1e-5, err_msg=column)
 
 
 @pytest.mark.parametrize("fit_max", [40, 25])

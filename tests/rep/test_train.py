@@ -7,14 +7,16 @@ import torch
 
 from core.errors import Interrupted
 from core.pipeline import train_and_map
-from core.rep import loop
+from core.rep import evaluate, loop
 from core.rep.autoencoder import AEConfig, HyperRepresentationAE
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
+from core.rep.methods.hyperrep import pca_start
 from core.rep.prepare import prepare, split_models
 from core.rep.run import load_run
 from core.rep.tokens import token_layout, tokenize
 from core.rep.train import settings_for_device
+from core.store import budget
 from core.zoo.model_zoo import load_zoos
 from tests.conftest import copy_workspace
 
@@ -55,9 +57,10 @@ def test_the_linear_path_starts_as_pca(tiny_zoo_workspace):
     zoo = load_zoos(tiny_zoo_workspace)[0]
     prepared = prepare(zoo, split_models(list(range(6)), (0.5, 0.25, 0.25), 0), align=True)
     layout = token_layout(zoo.spec)
-    tokens = tokenize(layout, prepared.standardised[torch.from_numpy(prepared.rows("train"))])
+    standardised = prepared.standardised_rows(prepared.rows("train"))
+    tokens = tokenize(layout, standardised)
     model = HyperRepresentationAE(layout.n_tokens, layout.width, replace(SMALL, latent_dim=3))
-    model.init_linear_path(tokens)
+    model.init_linear_path(*pca_start(standardised, layout, rank=3, seed=0))
     flat = tokens.flatten(1)
     mean = flat.mean(0)
     _, _, vh = torch.linalg.svd(flat - mean, full_matrices=False)
@@ -162,6 +165,21 @@ def test_eval_json_has_the_contract_keys(tiny_zoo_workspace, tmp_path, run_cli):
         "module_list.11",
     }
     assert evaluate_run(workspace, refresh=True)["recon_r2"] == pytest.approx(result["recon_r2"], abs=1e-6)
+    assert "probe_notes" not in result  # the flat weights fit: probed
+
+
+def test_the_flat_weights_probe_that_does_not_fit_the_budget_is_left_out_and_says_why(
+    tiny_ae_workspace, tmp_path, run_cli, monkeypatch
+):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    monkeypatch.setattr(budget, "_budget_mb", [budget.DEFAULT_MEMORY_MB])  # --memory below ends with the test
+    monkeypatch.setattr(evaluate, "fits", lambda n_bytes: n_bytes < 20 * 4 * 18 * 1288)  # 18 checkpoints do not fit
+    evaluated = run_cli("ae", "eval", "--workspace", workspace.root, "--memory", 64, "--refresh", "--json")
+    assert evaluated.code == 0
+    note = evaluated.json["probe_notes"]["weights"]
+    assert "18 checkpoints" in note and "2 MB" in note and "64 MB" in note and "--memory" in note
+    assert evaluated.json["probe_r2"]["weights"] == dict.fromkeys(["test_acc", "epoch", "ggap"])
+    assert f"weights probe: {note}" in run_cli("ae", "eval", "--workspace", workspace.root).out
 
 
 def test_eval_without_a_run_is_a_clear_error(tiny_zoo_workspace, run_cli):

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from core.errors import ZooError
 from core.store import shards
-from core.store.shards import block_rows, open_shard_set, open_single_file, write_shard_set
+from core.store.shards import ShardSetWriter, block_rows, open_shard_set, open_single_file, write_shard_set
 from core.store.workspace import Workspace
 from core.zoo import model_zoo
 from core.zoo.model_zoo import Zoo, load_zoos, save_zoo
@@ -57,6 +57,22 @@ def test_a_manifest_is_checked_against_its_shards(tmp_path):
         path.write_text(json.dumps(edited))
         with pytest.raises(ZooError, match=message):
             open_shard_set(tmp_path)
+
+
+def test_a_writer_takes_back_rows_written_and_commits_only_what_it_keeps(tmp_path):
+    writer = ShardSetWriter(tmp_path)
+    for start in (0, 3, 6):
+        writer.add("a", MATRIX[start : start + 3])  # shards of rows 0-2, 3-5, 6
+    writer.add("b", MATRIX[:2])
+    assert writer.rows("a") == 7 and len(list(tmp_path.glob("*.safetensors"))) == 4
+    head = writer.cut("a", 4)  # rows 4.. go: the last shard, and the one row 4 falls in, whose row 3 comes back
+    assert torch.equal(head, MATRIX[3:4]) and writer.rows("a") == 3
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+    assert writer.cut("b", 0).shape == (0, 5) and "b" not in writer.manifest["tensors"]
+    writer.add("a", head)
+    writer.commit()
+    stored = open_shard_set(tmp_path)
+    assert list(stored) == ["a"] and torch.equal(stored["a"].block(0, 4), MATRIX[:4])
 
 
 _KILLED_WRITER = """

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from core.errors import Interrupted, UserError, ZooError
-from core.store.files import write_json
+from core.store.files import read_tensor_metadata, read_tensors, write_json, write_tensors
 from core.store.workspace import Workspace, versioned
 from core.zoo.arch import build_module, cnn_small
 from core.zoo.data import load_dataset
@@ -111,6 +111,8 @@ def test_interrupted_generation_resumes_to_the_same_zoo_and_keeps_the_old_one_re
     with pytest.raises(Interrupted):
         generate_zoo(workspace, config, should_stop=lambda: calls.append(1) or len(calls) >= 2, replace=True)
     assert (workspace.root / "zoo.partial" / "state.safetensors").exists()
+    # epochs 0 and 1 trained: epoch 0's snapshot kept on disk (epoch 1 is not saved), nothing swapped in yet
+    assert [p.name for p in (workspace.root / "zoo.partial").glob("snapshot-*")] == ["snapshot-0-0.safetensors"]
     still_there = load_zoos(workspace)[0]
     assert torch.equal(still_there.weights, old.weights)
 
@@ -120,6 +122,24 @@ def test_interrupted_generation_resumes_to_the_same_zoo_and_keeps_the_old_one_re
     assert torch.equal(resumed.weights, reference.weights)
     assert resumed.table.drop("ggap").equals(reference.table.drop("ggap"))
     assert not (workspace.root / "zoo.partial").exists()
+
+
+def test_a_partial_run_of_the_layout_before_snapshot_files_starts_over(tmp_path):
+    """Before snapshot files, the state file held the snapshots itself and its progress listed none: such a run
+    is trained again from the start (its snapshots are not read), and gives the zoo a clean run gives."""
+    config = ZooConfig(models=2, epochs=2, save_epochs=(0, 2), seed=4)
+    workspace = Workspace(tmp_path / "ws")
+    with pytest.raises(Interrupted):
+        generate_zoo(workspace, config, should_stop=lambda: True)
+    state = workspace.root / "zoo.partial" / "state.safetensors"
+    progress = json.loads(read_tensor_metadata(state)["progress"])
+    del progress["snapshots"]
+    tensors = {**read_tensors(state), "saved/cnn-small": torch.zeros(2, 1288)}
+    write_tensors(state, tensors, {"progress": json.dumps(progress)})
+    seen = []
+    zoo = generate_zoo(workspace, config, on_progress=lambda done, total, info: seen.append(info["epoch"]))[0]
+    assert seen == [0, 1, 2]
+    assert torch.equal(zoo.weights, generate_zoo(Workspace(tmp_path / "clean"), config)[0].weights)
 
 
 def test_a_partial_run_of_other_settings_is_not_mixed_in(tmp_path):

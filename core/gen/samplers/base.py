@@ -8,13 +8,14 @@ A draw is a random anchor's code plus noise whose root-mean-square length is `sp
 nearest-neighbour distance (their typical spacing), so one spread means the same thing in every run and every
 autoencoder kind: 0 returns the anchors' codes, 1 moves as far as the next anchor typically is. Samplers differ in
 the shape of the noise (core/gen/samplers/*.py). With one anchor, or anchors that all coincide, there is no spacing:
-the unit is then the zoo's median nearest-neighbour distance (from `zoo_codes`, a sample of the zoo), and
-`fallback` says so. To add a sampler, subclass `Sampler` in a module of this folder and register it in
-`__init__.py`.
+the unit is then the zoo's median nearest-neighbour distance (from `zoo_codes`, a sample of the zoo, or a function
+that encodes it: a generation encodes that sample only when a sampler asks), and `fallback` says so. To add a
+sampler, subclass `Sampler` in a module of this folder and register it in `__init__.py`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -27,6 +28,14 @@ from core.errors import UserError
 # are, where the whole matrix for 50,000 anchors was 20 GB.
 MEDIAN_POINTS = 4096
 BLOCK_VALUES = 1 << 22
+
+# Codes [Z, code] of a sample of the zoo, or a function returning them (called only where they are needed).
+ZooCodes = np.ndarray | Callable[[], np.ndarray]
+
+
+def zoo_sample(zoo_codes: ZooCodes) -> np.ndarray:
+    """The zoo sample's codes as float64, encoded now if `zoo_codes` is the function that encodes them."""
+    return np.asarray(zoo_codes() if callable(zoo_codes) else zoo_codes, dtype=np.float64)
 
 
 def median_nearest_distance(codes: np.ndarray) -> float:
@@ -60,7 +69,7 @@ class Sampler:
         self.anchors = np.zeros((0, 0))
         self.unit = 0.0
 
-    def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> Sampler:
+    def fit(self, anchors: np.ndarray, zoo_codes: ZooCodes) -> Sampler:
         """Fit on anchor codes [A, code]; `zoo_codes` [Z, code] give the unit when the anchors have no spacing."""
         if len(anchors) == 0:
             raise UserError("no anchors selected: choose at least one checkpoint to sample around")
@@ -69,7 +78,7 @@ class Sampler:
         self.unit = median_nearest_distance(self.anchors)
         if self.unit <= 0:
             self.fallback = "one anchor (or identical anchors): spread in units of the zoo's nearest-neighbour distance"
-            self.unit = median_nearest_distance(zoo_codes.astype(np.float64))
+            self.unit = median_nearest_distance(zoo_sample(zoo_codes))
         self._fit()
         return self
 

@@ -22,20 +22,20 @@ from typing import ClassVar
 import numpy as np
 
 from core.errors import UserError
-from core.gen.samplers.base import Sampler, median_nearest_distance
+from core.gen.samplers.base import Sampler, ZooCodes, median_nearest_distance, zoo_sample
 
 
 class TokenKDE(Sampler):
     name: ClassVar[str] = "token"
     description: ClassVar[str] = "Token mode (SANE): an anchor plus noise scaled token by token to the anchors' spread"
 
-    def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> TokenKDE:
+    def fit(self, anchors: np.ndarray, zoo_codes: ZooCodes) -> TokenKDE:
         """Fit as every sampler does, then measure each token position's unit; a position where the anchors
         coincide takes the zoo's unit there."""
         super().fit(anchors, zoo_codes)
         units = self._token_units(self.anchors)
         if not (units > 0).all():
-            units = np.where(units > 0, units, self._token_units(zoo_codes.astype(np.float64)))
+            units = np.where(units > 0, units, self._token_units(zoo_sample(zoo_codes)))
         self.token_units = units
         return self
 

@@ -1,6 +1,9 @@
 """The hyper-representation (Schürholt et al. 2021/2022) as a kind of autoencoder: per-neuron tokens of one CNN
 architecture, the whole model at once, one latent vector per model (which is also its embedding).
 
+The training models are kept in memory when they fit a quarter of the memory budget, else read from the zoo's
+shards a batch at a time (core/rep/training_rows.py); the PCA start and the validation read them in blocks either way.
+
 Training (both views of a batch): a function-preserving permutation (optional), per-neuron tokens, additive noise
 and random erasing; the loss is gamma x NT-Xent between the two views' projections plus (1 - gamma) x the
 reconstruction error of the clean tokens, normalised per layer (2022) unless turned off, plus, with a behaviour
@@ -21,15 +24,39 @@ from core.rep.autoencoder import AEConfig, HyperRepresentationAE
 from core.rep.loop import TrainConfig, shuffled_batches
 from core.rep.losses import nt_xent, reconstruction_loss
 from core.rep.methods.base import chunks, make_behaviour
+from core.rep.pca import principal_directions
 from core.rep.prepare import PreparedZoo
 from core.rep.sane import aggregate
 from core.rep.tokens import TokenLayout, add_noise, detokenize, random_erase, token_layout, tokenize
+from core.rep.training_rows import StoredRows, model_rows, training_rows
+from core.store.budget import chunk_rows, share_bytes
 from core.zoo.model_zoo import Zoo
 
 
 def token_std(prepared: PreparedZoo, layout: TokenLayout) -> torch.Tensor:
     """[tokens, 1]: the std of each token's layer (a CNN is standardised one layer at a time)."""
     return prepared.layer_std[layout.token_layer].unsqueeze(1)
+
+
+def pca_start(flat: torch.Tensor | StoredRows, layout: TokenLayout, rank: int, seed: int):
+    """(mean [tokens x width], directions [<= rank, tokens x width]) of the training tokens, for the linear path's
+    start. Tokens are the standardised weights rearranged and zero-padded, so the PCA of the weights, read in blocks
+    of models, gives theirs. Its [m, m] matrix (m = min(models, params); float64) with eigh's eigenvectors and
+    workspace, about three copies, must fit a quarter of the memory budget, else the PCA is that of a seeded sample
+    of the training models that does: a start, not a result. Two blocks of rows (float64, with their centred
+    copies) take an eighth."""
+    count, params = len(flat), layout.spec.n_params
+    rows, most = torch.arange(count), math.isqrt(share_bytes() // (3 * 8))
+    if min(count, params) > most:
+        rows = torch.from_numpy(np.sort(np.random.default_rng([seed, 3]).choice(count, most, replace=False)))
+    parts = rows.split(max(1, share_bytes(1 / 8) // (4 * 8 * params)))
+
+    def blocks(first: int):
+        for part in parts[first:]:
+            yield model_rows(flat, part).cpu()
+
+    mean, directions = principal_directions(blocks, rank)
+    return tokenize(layout, mean.unsqueeze(0)).flatten(), tokenize(layout, directions).flatten(1)
 
 
 class HyperRepTrainer:
@@ -44,9 +71,9 @@ class HyperRepTrainer:
         self.token_std = token_std(prepared, self.layout).to(device)
         self.device_layout = self.layout.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
-        rows = torch.from_numpy(prepared.rows("train"))
-        self.flat = prepared.standardised_rows(rows).to(device)
-        self.rows = rows.to(device)  # zoo-table rows of `flat`, looked up per batch on the batch's device
+        rows = prepared.rows("train")
+        self.flat = training_rows(prepared, rows, device)
+        self.rows = torch.from_numpy(rows).to(device)  # zoo-table rows of `flat`, looked up on the batch's device
         self.steps_per_epoch = math.ceil(len(self.flat) / train.batch_size)
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std = prepared.entry_std().to(device)
@@ -57,7 +84,7 @@ class HyperRepTrainer:
 
     def initialise(self, model: HyperRepresentationAE) -> None:
         if self.train.pca_init:
-            model.init_linear_path(tokenize(self.layout, self.flat.cpu()))
+            model.init_linear_path(*pca_start(self.flat, self.layout, self.config.latent_dim, self.train.seed))
 
     def batches(self) -> list[torch.Tensor]:
         return shuffled_batches(len(self.flat), self.train.batch_size, self.generator, self.device)
@@ -74,7 +101,7 @@ class HyperRepTrainer:
         return detokenize(self.layout, tokens) * self.entry_std + self.entry_mean
 
     def losses(self, model: HyperRepresentationAE, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        flat = self.flat[batch]
+        flat = model_rows(self.flat, batch)
         (view_a, target_a), (view_b, target_b) = self.view(flat), self.view(flat)
         _, recon, proj = model(torch.cat([view_a, view_b]))  # both views in one pass: half the kernel launches
         (recon_a, recon_b), (proj_a, proj_b) = recon.chunk(2), proj.chunk(2)
@@ -99,17 +126,22 @@ class HyperRepTrainer:
     @torch.no_grad()
     def validation(self, model: HyperRepresentationAE) -> dict[str, float]:
         """Layer-normalised reconstruction error of clean validation tokens and, with the behavioural loss, the
-        behavioural distance of their reconstructions on fixed queries."""
+        behavioural distance of their reconstructions on fixed queries: means over models, a block at a time."""
         model.eval()
-        rows = torch.from_numpy(self.prepared.rows("val"))
-        tokens = tokenize(self.layout, self.prepared.standardised_rows(rows)).to(self.device)
-        recon = model.decode(model.encode(tokens))
-        std = self.token_std
-        figures = {"val_reconstruction": float(reconstruction_loss(recon * std, tokens * std, self.mask, std, True))}
+        val, std, error, behaviour = self.prepared.rows("val"), self.token_std, 0.0, 0.0
+        block = chunk_rows(self.layout.n_tokens * self.layout.width, copies=8)
+        for start, aligned in self.prepared.iter_aligned(val, block):
+            rows = torch.from_numpy(val[start : start + len(aligned)])
+            tokens = tokenize(self.layout, self.prepared.standardise(aligned)).to(self.device)
+            recon = model.decode(model.encode(tokens))
+            error += float(reconstruction_loss(recon * std, tokens * std, self.mask, std, True)) * len(rows)
+            if self.behaviour is not None:
+                queries = self.behaviour.fixed_queries(self.train.seed)
+                distance = self.behaviour.loss(self.weights(recon), self.weights(tokens), rows, queries)
+                behaviour += float(distance) * len(rows)
+        figures = {"val_reconstruction": error / max(len(val), 1)}
         if self.behaviour is not None:
-            queries = self.behaviour.fixed_queries(self.train.seed)
-            beh = self.behaviour.loss(self.weights(recon), self.weights(tokens), rows, queries)
-            figures["val_behaviour"] = float(beh)
+            figures["val_behaviour"] = behaviour / max(len(val), 1)
         return figures
 
 

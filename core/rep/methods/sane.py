@@ -34,22 +34,15 @@ from core.rep.sane import (
     sane_losses,
 )
 from core.rep.sequence import SequenceLayout, from_sequence, sequence_layout, to_sequence
+from core.rep.training_rows import model_rows, training_rows
 from core.rep.windows import StoredEntries, Windows, epoch_windows, splice, window_tokens
-from core.store.budget import chunk_rows, fits
+from core.store.budget import chunk_rows
 from core.zoo.arch import Spec, param_names
 from core.zoo.model_zoo import Zoo
 
 
 def sane_layout(spec: Spec, config: SANEConfig) -> SequenceLayout:
     return sequence_layout(param_names(spec), config.token_width)
-
-
-def training_rows(prepared: PreparedZoo, rows: np.ndarray, device: str) -> torch.Tensor | StoredEntries:
-    """The standardised training models in memory on `device` when they fit the memory budget (the fast path:
-    one gather per step), else a reader that takes each step's windows from the zoo's shards."""
-    if fits(4 * len(rows) * prepared.zoo.spec.n_params):
-        return prepared.standardised_rows(rows).to(device)
-    return StoredEntries(prepared, rows, device)
 
 
 class _Part:
@@ -63,7 +56,7 @@ class _Part:
         self.device_layout = self.layout.to(device)
         self.permute = Permuter(prepared.zoo.spec, train.permute_probability, train.seed, generator, device)
         rows = torch.from_numpy(prepared.rows("train"))
-        self.flat = training_rows(prepared, prepared.rows("train"), device)
+        self.flat = training_rows(prepared, prepared.rows("train"), device, StoredEntries)
         self.rows = rows.to(device)  # zoo-table rows of `flat`, looked up per batch on the batch's device
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std, self.entry_mean = prepared.entry_std().to(device), prepared.entry_mean().to(device)
@@ -86,7 +79,7 @@ class _Part:
 
     def models(self, model: torch.Tensor) -> torch.Tensor:
         """Whole standardised training models [len(model), params], from memory or from the store."""
-        return self.flat.models(model) if isinstance(self.flat, StoredEntries) else self.flat[model]
+        return model_rows(self.flat, model)
 
 
 class SANETrainer:

@@ -219,9 +219,11 @@ def test_autoencoder_page_evaluates_and_trains_while_a_second_tab_is_told_to_wai
     assert any("Only 1 model held out" in w for w in texts(at.warning))
     assert any(c.startswith("Total = ") and "behavioural" in c for c in texts(at.caption))  # the loss chart's terms
     probes = at.dataframe[2].value
-    assert "embedding (ours, by latent)" in probes["features"].to_list() and {"test_acc", "epoch", "ggap"} <= set(
-        probes.columns
-    )
+    assert "embedding (ours, by latent+layerstd)" in probes["features"].to_list() and {
+        "test_acc",
+        "epoch",
+        "ggap",
+    } <= set(probes.columns)
 
     next(n for n in at.number_input if n.label == "Epochs").set_value(300)
     button(at, "Train autoencoder").click().run()

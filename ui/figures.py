@@ -4,6 +4,7 @@ each is unit-tested directly (AppTest cannot draw a selection)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas  # noqa: F401 (imported whole before any figure is built: see below)
 import plotly.graph_objects as go
 import polars as pl
 from plotly.colors import qualitative
@@ -11,6 +12,11 @@ from plotly.colors import qualitative
 from core.gen.frontier import frontier_envelope
 from core.rep.zoom import zoom_projection
 from ui.map_scale import MAX_DRAWN_POINTS, density, inside_shapes, representatives
+
+# Why pandas is imported above: plotly checks for pandas by reading sys.modules, outside the import lock, whenever it
+# validates an array. With two sessions (a reload, a second tab), one could build its first figure while the
+# other's thread was still importing pandas, and fail on the half-imported module ("partially initialized module
+# 'pandas' has no attribute 'Series'"; seen in the browser test). Every module that draws imports this one.
 
 # Map colourings: label -> (column, continuous?)
 COLOURINGS: dict[str, tuple[str, bool]] = {

@@ -1,5 +1,9 @@
 """The app's figures and the map selection, which AppTest cannot draw."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -173,3 +177,15 @@ def test_the_loss_chart_names_its_curves_and_writes_whole_tick_labels():
     figure = loss_figure(history)
     assert [t.name for t in figure.data] == ["training loss (total)", "reconstruction (validation)"]
     assert figure.layout.yaxis.type == "log" and figure.layout.yaxis.tickformat == ".2~g"
+
+
+def test_drawing_modules_import_pandas_whole_before_any_figure():
+    """plotly peeks at sys.modules for pandas outside the import lock: a second session building its first figure
+    while another thread imports pandas saw a half-imported module. ui.figures imports it whole first."""
+    code = (
+        "import sys; import ui.figures, ui.compare, ui.ensembles; "
+        "assert hasattr(sys.modules['pandas'], 'Series'), 'pandas not imported whole'"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False)
+    assert done.returncode == 0, done.stderr

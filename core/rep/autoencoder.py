@@ -91,7 +91,12 @@ class HyperRepresentationAE(nn.Module):
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, tokens, width] (standardised) -> [B, latent]."""
-        return self.to_latent(self.token_states(tokens).flatten(1)) + self.linear_encoder(tokens.flatten(1))
+        return self.latent_of(tokens, self.token_states(tokens))
+
+    def latent_of(self, tokens: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """The latent of tokens whose encoder states (`token_states`) are already at hand: an embedding that needs
+        both runs the transformer once."""
+        return self.to_latent(states.flatten(1)) + self.linear_encoder(tokens.flatten(1))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """[B, latent] -> [B, tokens, width] (standardised)."""

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.errors import UserError
+from core.rep.autoencoder import AEConfig, HyperRepresentationAE
 from core.rep.methods.hyperrep import layer_pooled
 from core.rep.probes import _tau, probe_all, probe_scores, ridge_probe
 from core.rep.sane import aggregate, depth_parts
@@ -86,3 +87,12 @@ def test_layer_pooling_by_hand():
     states = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [2.0, 2.0]]])  # one model, three tokens of width 2
     pooled = layer_pooled(states, torch.tensor([0, 0, 1]))  # layer 0: tokens 0 and 1; layer 1: token 2
     assert torch.equal(pooled, torch.tensor([[2.0, -1.0, 2.0, 2.0, 1.0, 1.0, 0.0, 0.0]]))  # means, then spreads
+
+
+def test_the_latent_from_known_states_is_the_encoders():
+    """Embeddings that need the states and the latent run the transformer once (`latent_of`); it must be `encode`."""
+    torch.manual_seed(0)
+    model = HyperRepresentationAE(5, 3, AEConfig(d_model=8, heads=2, feedforward=16, latent_dim=4, projection_dim=2))
+    tokens = torch.randn(6, 5, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model.latent_of(tokens, model.token_states(tokens)), model.encode(tokens))

@@ -215,9 +215,10 @@ class HyperRep:
         parts = {how: [] for how in aggregations}
         for part in chunks(len(tokens)):
             batch = tokens[part].to(device)
-            states = model.token_states(batch) if set(aggregations) - {"latent"} else None
+            states = model.token_states(batch)  # the transformer once; the latent is computed from its states
+            latent = model.latent_of(batch, states)
             for how in aggregations:
-                parts[how].append(_pooled(model, batch, states, how, layers).float().cpu())
+                parts[how].append(_pooled(latent, states, how, layers).float().cpu())
         return {how: torch.cat(chunked).numpy() for how, chunked in parts.items()}
 
     @torch.no_grad()
@@ -238,12 +239,12 @@ def layer_pooled(states: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
     return torch.cat(means + [states[:, mask].std(1, correction=0) for mask in members], dim=1)
 
 
-def _pooled(model: HyperRepresentationAE, tokens, states, how: str, layers: torch.Tensor) -> torch.Tensor:
+def _pooled(latent: torch.Tensor, states: torch.Tensor, how: str, layers: torch.Tensor) -> torch.Tensor:
     """One aggregation of a batch: the latent, the per-layer pooling, both side by side, or SANE's by depth."""
     if how == "latent":
-        return model.encode(tokens)
+        return latent
     if how == "layerstd":
         return layer_pooled(states, layers)
     if how == "latent+layerstd":
-        return torch.cat([model.encode(tokens), layer_pooled(states, layers)], dim=1)
+        return torch.cat([latent, layer_pooled(states, layers)], dim=1)
     return aggregate(states, how, layers)

@@ -130,13 +130,13 @@ class HyperRepTrainer:
         model.eval()
         val, std, error, behaviour = self.prepared.rows("val"), self.token_std, 0.0, 0.0
         block = chunk_rows(self.layout.n_tokens * self.layout.width, copies=8)
+        queries = self.behaviour.fixed_queries(self.train.seed) if self.behaviour is not None else None
         for start, aligned in self.prepared.iter_aligned(val, block):
             rows = torch.from_numpy(val[start : start + len(aligned)])
             tokens = tokenize(self.layout, self.prepared.standardise(aligned)).to(self.device)
             recon = model.decode(model.encode(tokens))
             error += float(reconstruction_loss(recon * std, tokens * std, self.mask, std, True)) * len(rows)
             if self.behaviour is not None:
-                queries = self.behaviour.fixed_queries(self.train.seed)
                 distance = self.behaviour.loss(self.weights(recon), self.weights(tokens), rows, queries)
                 behaviour += float(distance) * len(rows)
         figures = {"val_reconstruction": error / max(len(val), 1)}

@@ -32,7 +32,7 @@ def comparison_table(runs: list[SamplesRun]) -> pl.DataFrame:
             {
                 "run": run.name,
                 "sampler": run.method,
-                "spread": run.selection.get("spread_calibration", {}).get("spread", run.config.get("spread")),
+                "spread": run.spread,
                 "selection": run.selection.get("mode"),
                 "models": run.n,
                 "anchors": run.anchors["count"],

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.gen.anchors import anchor_warnings, resolve_anchors
+from core.gen.calibrate import describe_calibration
 from core.gen.config import SampleConfig
 from core.gen.samplers import METHODS, SAMPLERS
 from core.gen.selection import SELECTIONS
@@ -125,6 +126,8 @@ def show_result(result: SamplesRun) -> None:
             else ""
         )
     )
+    if calibration := result.selection.get("spread_calibration"):
+        st.caption(f"Chosen for this zoo: {describe_calibration(calibration)}.")
     first = {g: v[0] for g, v in result.curves.items()}
     last = {g: v[-1] for g, v in result.curves.items()}
     ensemble = ensemble_metric(result)
@@ -238,7 +241,13 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             format_func=lambda m: SAMPLERS[m].description.split(":")[0].split(" (")[0],
             help="\n".join(f"- {SAMPLERS[m].description}" for m in METHODS),
         )
-        spread = c1.slider("Spread", 0.0, 4.0, float(defaults.spread), 0.05, help=SPREAD_HELP)
+        chosen = c1.checkbox(
+            "Choose the spread for this zoo",
+            defaults.spread is None,
+            help=f"the largest spread whose draws keep {defaults.spread_keep:.0%} of the anchors' validation accuracy "
+            "before selection (the trial is shown with the results); uncheck to set the spread below",
+        )
+        spread = c1.slider("Spread (when not chosen for the zoo)", 0.0, 4.0, 1.0, 0.05, help=SPREAD_HELP)
         n = c1.number_input("Models to generate", 1, 256, defaults.n)
         epochs = c2.number_input("Fine-tuning epochs", 0, 50, defaults.finetune_epochs)
         source = or_stop(workspace.manifest).get("dataset", {}).get("name", "?")
@@ -273,7 +282,7 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             raise UserError("give the local dataset folder's path")
         return SampleConfig(
             method=method,
-            spread=float(spread),
+            spread=None if chosen else float(spread),
             anchors=rule,
             n=int(n),
             finetune_epochs=int(epochs),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.cli.terminal import printable
+from core.gen.calibrate import describe_calibration
 from core.stats import Interval, format_interval, verdict
 
 
@@ -55,8 +56,7 @@ def describe_samples(result: dict) -> list[str]:
     lines += [f"warning: {message}" for message in result.get("anchor_warnings", [])]
     calibration = result["selection"].get("spread_calibration")
     if calibration:
-        trial = ", ".join(f"{t['spread']:g}: {t['kept']:.1%}" for t in calibration["tried"])
-        lines.append(f"spread {calibration['spread']:g}: {calibration['reason']} (tried {trial})")
+        lines.append(describe_calibration(calibration))
     scored_by = result["selection"].get("scored_by", "validation accuracy")  # guided: a probe's prediction
     for step in result["selection"].get("history", []):
         lines.append(

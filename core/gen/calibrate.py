@@ -73,3 +73,10 @@ def calibrate_spread(
         reason = f"the largest spread whose {TRIAL_DRAWS} draws kept {target:.0%} of the anchors' validation accuracy"
     sampler.spread = chosen
     return Calibration(target, anchors_val_acc, tuple(tried), chosen, reason)
+
+
+def describe_calibration(record: dict) -> str:
+    """One line for a run's recorded calibration (`Calibration.to_json()`): the spread, why, and what each spread
+    tried kept (the CLI prints it; the Generate page shows it with the results)."""
+    trial = ", ".join(f"{t['spread']:g}: {t['kept']:.1%}" for t in record["tried"])
+    return f"spread {record['spread']:g}: {record['reason']} (kept at each spread tried: {trial})"

@@ -66,17 +66,18 @@ def draw_models(
         end_codes = anchor_codes if ends is None else run.encode(prepared, ends, device)
         anchor_codes, ids = on_line(end_codes, np.array([config.path_t])), np.array([-1])
 
+    sampler = make_sampler(config.method, 0.0 if config.spread is None else config.spread, run.code_token_width)
+
     def decode(codes: np.ndarray) -> torch.Tensor:
-        check_codes(codes, config.spread)
+        check_codes(codes, sampler.spread)
         # Decoded BatchNorm statistics are unreliable: re-estimate them on training images (SANE does).
         return recalibrate_norm_statistics(spec, run.decode(prepared, codes, device), source.x_train)
 
     score, predictions = validation_scorers(spec, source.x_val, source.y_val)
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
-    sampler = make_sampler(config.method, config.spread, run.code_token_width)
     calibration = None
-    if config.spread_keep is not None and config.path_t is None:  # a point of a path is decoded where it lies
-        anchors_val_acc = float(score(prepared.aligned_rows(anchors.rows)).mean())
+    if config.spread is None:  # chosen for the zoo (a path's point: scored against its ends, which are the anchors)
+        anchors_val_acc = float(np.concatenate([score(c) for _, c in prepared.iter_aligned(anchors.rows)]).mean())
         calibration = calibrate_spread(
             sampler, anchor_codes, zoo_codes, anchors_val_acc, config.spread_keep, config.seed, decode, score
         )
@@ -84,7 +85,7 @@ def draw_models(
     weights, report, rows = select_models(
         sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions
     )
-    check_generated(weights, config.spread)
+    check_generated(weights, sampler.spread)
     if calibration is not None:
         report = report | {"spread_calibration": calibration.to_json()}
     return Drawn(weights, sampler, report, ids[rows])

@@ -206,7 +206,7 @@ def _card(workspace, manifest: dict, run: SamplesRun, spec: Spec, data: Dataset,
         "autoencoder_run": run.ae_run,
         "sampler": {
             "method": run.method,
-            "spread": run.config.get("spread"),
+            "spread": run.spread,
             "selection": run.selection.get("mode"),
             "fallback": run.fallback,
         },

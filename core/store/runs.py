@@ -241,6 +241,11 @@ class SamplesRun:
     def transfer(self) -> bool:
         return self.dataset != self.source_dataset
 
+    @property
+    def spread(self) -> float | None:
+        """The spread the models were drawn at: the one chosen for the zoo where none was given."""
+        return self.selection.get("spread_calibration", {}).get("spread", self.config.get("spread"))
+
     def interval_rows(self) -> dict[str, list[dict]]:
         """{group: one row per fine-tuning epoch: "epoch", "n", "mean", "lo", "hi", "std", "min", "max"}: each
         group's mean accuracy over its models with a bootstrap 95% interval; {} for a run from before them."""

@@ -4,7 +4,9 @@ import numpy as np
 import torch
 
 from core.gen.calibrate import SPREADS, calibrate_spread
+from core.gen.config import SampleConfig
 from core.gen.samplers.neighbour import Neighbour
+from core.store.runs import SamplesRun
 from tests.conftest import copy_workspace
 
 ANCHORS = np.array([[0.0, 0.0], [1.0, 0.0]])  # spacing 1, so the spread is the noise's RMS length
@@ -67,3 +69,16 @@ def test_sample_with_a_share_to_keep_records_the_chosen_spread(tiny_ae_workspace
     assert text.code == 0 and f"spread {calibration['spread']:g}: " in text.out
     refused = run_cli(*base, "--spread-keep", 0)
     assert refused.code == 2 and "share of accuracy" in refused.err
+
+
+def test_without_a_spread_the_run_chooses_one_and_a_given_spread_wins(tiny_ae_workspace, tmp_path, run_cli):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    base = ("sample", "--workspace", workspace.root, "--anchors", "top:0.5", "--n", 2, "--finetune-epochs", 0)
+    base += ("--no-baselines", "--quiet", "--json")
+    chosen = run_cli(*base).json
+    calibration = chosen["selection"]["spread_calibration"]
+    assert calibration["target"] == SampleConfig().spread_keep == 0.99 and chosen["config"]["spread"] is None
+    assert SamplesRun.load(workspace, chosen["samples_run"]).spread == calibration["spread"] in SPREADS
+    given = run_cli(*base, "--spread", 0.7).json
+    assert "spread_calibration" not in given["selection"] and given["config"]["spread"] == 0.7
+    assert SamplesRun.load(workspace, given["samples_run"]).spread == 0.7

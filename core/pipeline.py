@@ -57,7 +57,7 @@ from core.store.workspace import Workspace, zoo_stamp
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import Zoo, combined_table, load_zoos
-from core.zoo.population import evaluate_models, recalibrate_norm_statistics
+from core.zoo.population import recalibrate_norm_statistics
 from core.zoo.table import read_checkpoint_table
 
 Progress = Callable[[int, int, dict], None]
@@ -147,14 +147,15 @@ def generate(
     generated, sampler, selected, sources = _draw(workspace, drawing, config, source, rng, device, table)
     preparing(1, 1, {})
     groups, selections = _groups(generated, sources, anchors, prepared, config, source, rng)
-    finetuning = _phase(on_progress, "fine-tuning")
-    new_head, (curves, per_model, finetuned) = _finetune(anchors, groups, config, source, device, finetuning, cluster)
+    finetuning, classes = _phase(on_progress, "fine-tuning"), {}  # each group's test predictions as it started
+    finetuned_groups = _finetune(anchors, groups, config, source, device, finetuning, cluster, classes)
+    new_head, (curves, per_model, finetuned) = finetuned_groups
     measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
     made = (run, anchors, prepared, device, codes)  # the generated models are also compared with the run's decodes
-    figures, frontier = _novelty_phase(workspace, made, groups, config, source, rng, zoo_errors, measuring)
+    figures, frontier = _novelty_phase(workspace, made, (groups, classes), config, source, rng, zoo_errors, measuring)
     map_xy = _map_positions(run, zoos, prepared, generated, device, _phase(on_progress, "placing", {"curves": curves}))
     drawn = (generated, finetuned[: config.n], sources)
-    results = _checked_results(config, groups, curves, figures, drawn)
+    results = _checked_results(config, groups, curves, figures, drawn, sampler.spread)
     ensembles = _ensembles(anchors, prepared, drawn, config, source, device, _phase(on_progress, "ensembles"))
     samples = SamplesRun(
         folder=folder,
@@ -183,13 +184,14 @@ def generate(
     return samples
 
 
-def _checked_results(config: SampleConfig, groups: dict, curves: pl.DataFrame, figures: dict, drawn: tuple) -> dict:
+def _checked_results(config: SampleConfig, groups: dict, curves, figures: dict, drawn: tuple, spread: float) -> dict:
     """The run's {"curves": mean accuracy per group and epoch, "novelty": the generated models' medians}, checked
-    finite with the generated and fine-tuned weights before anything is written (core/gen/finite.py)."""
+    finite with the generated and fine-tuned weights before anything is written (core/gen/finite.py). `spread`:
+    the one the models were drawn at (given, or chosen for the zoo), which a message about them names."""
     group_curves = {g: curves.filter(pl.col("group") == g).sort("epoch")["acc_mean"].to_list() for g in groups}
     results = {"curves": group_curves, "novelty": _medians(figures["generated"])}
     generated, finetuned, _ = drawn
-    check_results(generated, finetuned, results, config.spread, config.lr)
+    check_results(generated, finetuned, results, spread, config.lr)
     return results
 
 
@@ -322,10 +324,13 @@ def _source_ratio(curves: pl.DataFrame) -> dict:
     return {"as_generated": ratio(0), "finetuned": ratio(-1) if len(generated) > 1 else None}
 
 
-def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Dataset, device, on_progress, cluster):
+def _finetune(
+    anchors: Anchors, groups: dict, config: SampleConfig, source: Dataset, device, on_progress, cluster, classes
+):
     """(whether the output layer was drawn anew, finetune_groups' result): every group fine-tuned together on the
     target (the zoo's own dataset unless the config names another), with the zoo's recipe unless the config gives
-    one, reporting the curves so far after each epoch. A target of other classes gets a fresh output layer."""
+    one, reporting the curves so far after each epoch. A target of other classes gets a fresh output layer. Where
+    the target is the zoo's own task, `classes` is filled with each group's test predictions as it started."""
     name = config.dataset
     target = source if name in (None, source.name) else load_dataset(name, seed=_seed(anchors.zoo.manifest))
     new_head = target.label_space != source.label_space
@@ -336,8 +341,9 @@ def _finetune(anchors: Anchors, groups: dict, config: SampleConfig, source: Data
             on_progress(epoch + 1, config.finetune_epochs + 1, {"curves": curves})
 
     epochs, seed = config.finetune_epochs, config.seed
+    own = classes if target is source else None  # another task's predictions are not the zoo's test set's
     return new_head, finetune_groups(
-        anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, new_head, cluster
+        anchors.spec, groups, target, epochs, seed, lr, batch_size, device, progress, new_head, cluster, own
     )
 
 
@@ -353,18 +359,20 @@ def _seed(manifest: dict) -> int:
     return manifest.get("dataset", {}).get("seed", 0)
 
 
-def _novelty_phase(workspace, made: tuple, groups, config, source, rng, zoo_errors, report) -> tuple:
+def _novelty_phase(workspace, made: tuple, measured: tuple, config, source, rng, zoo_errors, report) -> tuple:
     """(each group's novelty figures, the noise baseline's frontier), reporting the two steps. `made`: the
-    autoencoder run, anchors, prepared zoo, device and the anchors' codes; the generated models are also compared
-    with the run's decodes of the anchors, a chunk of anchors at a time (core/gen/novelty.py)."""
+    autoencoder run, anchors, prepared zoo, device and the anchors' codes; `measured`: the groups and the test
+    predictions known of them; the generated models are also compared with the run's decodes of the anchors, a
+    chunk of anchors at a time (core/gen/novelty.py)."""
     run, anchors, prepared, device, codes = made
+    groups, classes = measured
     report(0, 2, {})
     reference = _zoo_reference(workspace, anchors, prepared, source, zoo_errors or ZooErrorSets())
-    figures = _novelty_figures(anchors, prepared, groups, source, reference, with_agreement=True)
+    figures, predicted = _novelty_figures(anchors, prepared, measured, source, reference, with_agreement=True)
     generated, spec = groups["generated"], anchors.spec
     decoded = _decoded_anchors(run, prepared, anchors, codes, source, device)
     decodes = ((chunk, error_sets(spec, chunk, source)) for chunk in decoded)
-    figures["generated"] |= decoded_novelty(generated, error_sets(spec, generated, source), decodes)
+    figures["generated"] |= decoded_novelty(generated, predicted["generated"] != source.y_test, decodes)
     report(1, 2, {})
     return figures, _frontier(anchors, prepared, config, source, rng, reference)
 
@@ -387,13 +395,18 @@ def _zoo_reference(workspace, anchors: Anchors, prepared, source: Dataset, zoo_e
 
 
 def _novelty_figures(
-    anchors: Anchors, prepared, groups: dict, source: Dataset, reference: ZooReference, with_agreement=False
-) -> dict:
-    """Each group's novelty figures against the zoo (core/gen/novelty.py): L2, error-IoU and prediction agreement,
-    the distances of all groups in one pass over the zoo; `with_agreement`: the zoo's own median agreement beside
-    them (once: it costs more than the rest). Random init is not a generator."""
+    anchors: Anchors, prepared, measured: tuple, source: Dataset, reference: ZooReference, with_agreement=False
+) -> tuple[dict, dict]:
+    """(each group's novelty figures against the zoo, each group's predicted test classes) (core/gen/novelty.py):
+    L2, error-IoU and prediction agreement, the distances of all groups in one pass over the zoo; `measured`:
+    ({group: vectors}, {group: its predicted classes where known already}); `with_agreement`: the zoo's own median
+    agreement beside them (once: it costs more than the rest). Random init is not a generator."""
+    groups, known = measured
     measured = {name: vectors for name, vectors in groups.items() if name != "random_init"}
-    predicted = {name: predicted_classes(anchors.spec, vectors, source) for name, vectors in measured.items()}
+    predicted = {
+        name: known[name] if name in known else predicted_classes(anchors.spec, vectors, source)
+        for name, vectors in measured.items()
+    }
     errors = {name: classes != source.y_test for name, classes in predicted.items()}
     figures = groups_novelty(measured, errors, prepared, reference.errors, reference.figures)
     zoo_figures = {}
@@ -401,7 +414,7 @@ def _novelty_figures(
         zoo_figures["zoo_max_agreement_median"] = zoo_agreement_median(reference.predictions, reference.models)
     for name, classes in predicted.items():
         figures[name] |= agreement(classes, reference.predictions) | zoo_figures
-    return figures
+    return figures, predicted
 
 
 def _zoo_errors_key(workspace: Workspace, zoo: Zoo, source: Dataset) -> tuple:
@@ -431,8 +444,9 @@ def _frontier(anchors: Anchors, prepared, config, source: Dataset, rng, referenc
     scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
     aligned = prepared.aligned_rows(anchors.rows)
     models, reports = noise_frontier(aligned, prepared, config.n, rng, scorers, config.selector)
-    figures = _novelty_figures(anchors, prepared, {str(k): v for k, v in models.items()}, source, reference)
-    accuracy = {k: evaluate_models(anchors.spec, v, source.x_test, source.y_test)[1] for k, v in models.items()}
+    groups = {str(k): v for k, v in models.items()}
+    figures, predicted = _novelty_figures(anchors, prepared, (groups, {}), source, reference)
+    accuracy = {k: (predicted[str(k)] == source.y_test).float().mean(1) for k in models}  # the same pass's classes
     return [
         {"scale": k, "acc_mean": float(accuracy[k].mean()), **_medians(figures[str(k)])}
         | {"selection": selection_summary(reports[k])}

@@ -59,18 +59,21 @@ def finetune_groups(
     on_epoch: Callable[[int, pl.DataFrame], None] | None = None,
     fresh_head: bool = False,
     cluster: ClusterConfig | None = None,
+    classes: dict[str, torch.Tensor] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, np.ndarray], torch.Tensor]:
     """Per-epoch curves (group, epoch, acc/loss mean and std; epoch 0 = before any training), each model's
     test accuracy per epoch {group: [models, epochs + 1]}, and the final weights of all models in order.
     `fresh_head` redraws every model's output layer (transfer to another dataset). With `cluster`, the models
-    train in shards as Ray tasks (core/cluster.py); each model trains as it would in one population."""
+    train in shards as Ray tasks (core/cluster.py); each model trains as it would in one population. `classes`,
+    where given, is filled with each group's predicted test classes before training ({group: int16 [models,
+    images]}), taken by the epoch-0 evaluation: the novelty figures need them."""
     names = list(groups)
     vectors = torch.cat([groups[name] for name in names])
     owner = np.concatenate([[name] * len(groups[name]) for name in names])
     spec, vectors = with_fresh_head(spec, vectors, data.n_classes, seed, always=fresh_head)
     n = len(vectors)
     seeds = [seed * 100_003 + i for i in range(n)]
-    curves = _Curves(owner, names, epochs, on_epoch)
+    curves = _Curves(owner, names, epochs, on_epoch, len(data.y_test) if classes is not None else 0)
     final = torch.empty_like(vectors)
     shards = {0: list(range(n))}  # the models of each shard
 
@@ -80,30 +83,37 @@ def finetune_groups(
         else:
             curves.add(shards[shard], item)
 
+    keep = classes is not None
     if cluster is None:
-        for item in finetune_models(spec, data, lr, epochs, batch_size, vectors, seeds, device):
+        for item in finetune_models(spec, data, lr, epochs, batch_size, vectors, seeds, device, keep):
             arrived(0, item)
     else:
         where = placement(cluster, connect(cluster.cluster), n)
         shards = {k: shard_rows(n, where.shards, k) for k in range(where.shards)}
-        todo = {k: (vectors[rows], [seeds[i] for i in rows], where.device) for k, rows in shards.items()}
+        todo = {k: (vectors[rows], [seeds[i] for i in rows], where.device, keep) for k, rows in shards.items()}
         shared = (spec, data, lr, epochs, batch_size)
         lost = run_shards(finetune_models, shared, todo, where, arrived, cluster.retries)
         if lost:
             raise Interrupted(lost_message(lost, where.shards, "nothing was written; run the same command again"))
+    if classes is not None:
+        classes.update(curves.per_group(curves.classes))
     return pl.DataFrame(curves.rows), curves.per_model(), final
 
 
-def finetune_models(spec, data: Dataset, lr: float, epochs: int, batch_size: int, vectors, seeds, device: str):
+def finetune_models(
+    spec, data: Dataset, lr: float, epochs: int, batch_size: int, vectors, seeds, device: str, classes=False
+):
     """Train models together (one population, each its own seed), here or in a Ray worker: yields each epoch's
-    {"epoch", "loss", "acc"} per model on the test set (epoch 0 before training), then {"weights"}."""
+    {"epoch", "loss", "acc"} per model on the test set (epoch 0 before training; with `classes`, epoch 0 also
+    brings "classes", each model's predicted class per test image), then {"weights"}."""
     n = len(vectors)
     population = Population(spec, vectors, seeds, [lr] * n, [0.0] * n, [0.0] * n, device)
     for epoch in range(epochs + 1):
         if epoch > 0:
             population.train_epoch(data.x_train, data.y_train, epoch, batch_size)
-        loss, acc = population.evaluate(data.x_test, data.y_test)
-        yield {"epoch": epoch, "loss": loss, "acc": acc}
+        predicted = torch.zeros(n, len(data.y_test), dtype=torch.int16) if classes and epoch == 0 else None
+        loss, acc = population.evaluate(data.x_test, data.y_test, classes=predicted)
+        yield {"epoch": epoch, "loss": loss, "acc": acc} | ({} if predicted is None else {"classes": predicted})
     yield {"weights": population.weights()}
 
 
@@ -111,16 +121,19 @@ class _Curves:
     """Each model's test figures per epoch, filled as shards report them; once every model has reported an epoch,
     its rows (one per group) are added and `on_epoch` sees the curves so far."""
 
-    def __init__(self, owner: np.ndarray, names: list[str], epochs: int, on_epoch):
+    def __init__(self, owner: np.ndarray, names: list[str], epochs: int, on_epoch, images: int = 0):
         self.owner, self.names, self.on_epoch = owner, names, on_epoch
         self.loss = np.zeros((len(owner), epochs + 1), dtype=np.float32)
         self.acc = np.zeros((len(owner), epochs + 1), dtype=np.float32)
+        self.classes = torch.zeros(len(owner), images, dtype=torch.int16)  # epoch 0's, where asked for
         self.seen = [0] * (epochs + 1)
         self.rows: list[dict] = []
 
     def add(self, models: list[int], item: dict) -> None:
         epoch = item["epoch"]
         self.loss[models, epoch], self.acc[models, epoch] = item["loss"].numpy(), item["acc"].numpy()
+        if "classes" in item:
+            self.classes[models] = item["classes"]
         self.seen[epoch] += len(models)
         while self._next < len(self.seen) and self.seen[self._next] == len(self.owner):
             self._close(self._next)
@@ -146,7 +159,11 @@ class _Curves:
             self.on_epoch(epoch, pl.DataFrame(self.rows))
 
     def per_model(self) -> dict[str, np.ndarray]:
-        return {name: self.acc[self.owner == name] for name in self.names}
+        return self.per_group(self.acc)
+
+    def per_group(self, values):
+        """{group: the rows of `values` ([models, ...], in the order the groups were given) of its models}."""
+        return {name: values[self.owner == name] for name in self.names}
 
 
 def transfer_summary(curves: pl.DataFrame, new_head: bool) -> dict:

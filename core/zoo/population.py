@@ -428,15 +428,21 @@ class Population:
                 yield rows, slice(start, stop), self.net.forward(params, self.net.batch_input(x, index))
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-model mean loss and accuracy [M] on one shared dataset."""
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None, classes: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-model mean loss and accuracy [M] on one shared dataset. `classes` (int16 [M, images], on the CPU),
+        where given, is filled with the class each model predicts for each image: the novelty figures need them,
+        and taking them here spares a second pass over the images."""
         labels = y.to(self.device)
         loss_sum = torch.zeros(self.size, device=self.device)
         correct = torch.zeros(self.size, device=self.device)
         for rows, images, logits in self._passes(x, chunk):
-            part = labels[images]
+            part, predicted = labels[images], logits.argmax(-1)
             loss_sum[rows] += _cross_entropy(logits, part) * part.shape[0]
-            correct[rows] += (logits.argmax(-1) == part).sum(1)
+            correct[rows] += (predicted == part).sum(1)
+            if classes is not None:
+                classes[rows, images] = predicted.to(torch.int16).cpu()
         return (loss_sum / x.shape[0]).cpu(), (correct / x.shape[0]).cpu()
 
     @torch.no_grad()

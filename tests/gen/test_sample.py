@@ -13,7 +13,7 @@ from core.gen.anchors import anchor_warnings, resolve_anchors, select_anchors
 from core.gen.config import SampleConfig
 from core.gen.draw import accuracy_predictor, draw_models
 from core.gen.finetune import finetune_groups, transfer_summary, with_fresh_head
-from core.gen.novelty import error_sets, novelty
+from core.gen.novelty import error_sets, novelty, predicted_classes
 from core.gen.samplers import METHODS, make_sampler
 from core.gen.samplers.base import median_nearest_distance
 from core.pipeline import generate
@@ -171,6 +171,12 @@ def test_finetune_curves_start_where_the_models_are(tiny_zoo_workspace):
     assert np.allclose(per_model["trained"][:, 0], stored, atol=1e-6)
     assert per_model["untrained"][:, 2].mean() > per_model["untrained"][:, 0].mean()
     assert final.shape == (6, zoo.spec.n_params)
+    classes = {}  # each group's test predictions as it started, taken by the same pass
+    started = finetune_groups(zoo.spec, groups, data, epochs=1, seed=0, classes=classes)[1]
+    for name, vectors in groups.items():
+        assert torch.equal(classes[name], predicted_classes(zoo.spec, vectors, data)), name
+        accuracy = (classes[name] == data.y_test).double().mean(1).numpy()
+        np.testing.assert_allclose(accuracy, started[name][:, 0], atol=1e-6)
 
 
 def test_a_fresh_head_for_another_class_count():

@@ -2,11 +2,12 @@
 
 A spread is measured in units of the anchors' typical spacing in latent space, and what that unit does to a
 decoded model differs from zoo to zoo: spread 1.5 kept 101% of the anchors' accuracy on the digits default and
-75-84% on a shapes zoo. So instead of a fixed number, a run may ask for a *share of the anchors' validation
-accuracy* to keep, and the spread is chosen here: the largest of `SPREADS` whose draws (no selection yet) keep at
-least that share. Every spread is tried with the same random draws (common random numbers), so the measured
-curve moves with the spread alone and not with the luck of each draw. The trial, the choice and the reason go into
-the run's record.
+75-84% on a shapes zoo. So instead of a fixed number, a run asks for a *share of the anchors' validation
+accuracy* to keep, and the spread is chosen here: the largest of `SPREADS` whose draws, kept as the run keeps them
+(the best of `candidates` on validation accuracy, or all of them), keep at least that share: the share is of what
+the run returns, not of draws it throws away. Every spread is tried with the same random draws (common random
+numbers), so the measured curve moves with the spread alone and not with the luck of each draw. The trial, the
+choice and the reason go into the run's record.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ TRIAL_DRAWS = 32  # draws decoded and scored at each spread
 class Calibration:
     target: float  # the share of the anchors' validation accuracy the draws must keep
     anchors_val_acc: float
+    candidates: int  # draws per kept one (the best on validation accuracy); 1: every draw counts
     tried: tuple[tuple[float, float], ...]  # (spread, mean validation accuracy of its draws / the anchors')
     spread: float
     reason: str
@@ -35,6 +37,7 @@ class Calibration:
         return {
             "target": self.target,
             "anchors_val_acc": self.anchors_val_acc,
+            "candidates": self.candidates,
             "tried": [{"spread": s, "kept": k} for s, k in self.tried],
             "spread": self.spread,
             "reason": self.reason,
@@ -50,29 +53,37 @@ def calibrate_spread(
     seed: int,
     decode: Callable[[np.ndarray], torch.Tensor],
     score: Callable[[torch.Tensor], np.ndarray],
+    candidates: int = 1,
 ) -> Calibration:
     """Set `sampler.spread` to the largest spread in SPREADS whose draws keep `target` x `anchors_val_acc` on
-    validation data (`score` gives each decoded model's validation accuracy); the smallest when none does, and
-    the record says so. Stops at the first spread that falls short: a larger one is not expected to do better."""
+    validation data (`score` gives each decoded model's validation accuracy), each set of `candidates` draws
+    counting by its best; the smallest spread when none does, and the record says so. Stops at the first spread
+    that falls short: a larger one is not expected to do better."""
     sampler.fit(anchor_codes, zoo_codes)
+    sets = max(1, TRIAL_DRAWS // candidates)
     tried, chosen = [], None
     for spread in SPREADS:
         sampler.spread = spread
-        codes = sampler.sample(TRIAL_DRAWS, np.random.default_rng([seed, 11]))  # the same draws at every spread
-        kept = float(np.mean(score(decode(codes)))) / max(anchors_val_acc, 1e-12)
+        codes = sampler.sample(sets * candidates, np.random.default_rng([seed, 11]))  # the same draws at every spread
+        best = score(decode(codes)).reshape(sets, candidates).max(axis=1)
+        kept = float(np.mean(best)) / max(anchors_val_acc, 1e-12)
         tried.append((spread, round(kept, 4)))
         if kept < target:
             break
         chosen = spread
+    kept_as = f"the best of each {candidates}" if candidates > 1 else "all of them"
     if chosen is None:
         chosen = SPREADS[0]
         reason = f"no spread kept {target:.0%} of the anchors' validation accuracy; the smallest tried is used"
     elif chosen == SPREADS[-1]:
         reason = f"every spread tried kept {target:.0%} of the anchors' validation accuracy; the largest is used"
     else:
-        reason = f"the largest spread whose {TRIAL_DRAWS} draws kept {target:.0%} of the anchors' validation accuracy"
+        reason = (
+            f"the largest spread whose {sets * candidates} draws ({kept_as}) kept {target:.0%} of the anchors' "
+            "validation accuracy"
+        )
     sampler.spread = chosen
-    return Calibration(target, anchors_val_acc, tuple(tried), chosen, reason)
+    return Calibration(target, anchors_val_acc, candidates, tuple(tried), chosen, reason)
 
 
 def describe_calibration(record: dict) -> str:

@@ -75,13 +75,13 @@ def draw_models(
 
     score, predictions = validation_scorers(spec, source.x_val, source.y_val)
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
-    calibration = None
+    calibration, selection = None, config.selector
     if config.spread is None:  # chosen for the zoo (a path's point: scored against its ends, which are the anchors)
         anchors_val_acc = float(np.concatenate([score(c) for _, c in prepared.iter_aligned(anchors.rows)]).mean())
+        best_of = config.candidates if selection.mode in ("subsample", "bootstrap") else 1  # kept by validation
         calibration = calibrate_spread(
-            sampler, anchor_codes, zoo_codes, anchors_val_acc, config.spread_keep, config.seed, decode, score
+            sampler, anchor_codes, zoo_codes, anchors_val_acc, config.spread_keep, config.seed, decode, score, best_of
         )
-    selection = config.selector
     weights, report, rows = select_models(
         sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions
     )

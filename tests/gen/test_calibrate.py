@@ -1,6 +1,7 @@
 """Choosing the spread per zoo (core/gen/calibrate.py) on a constructed case whose answer is known."""
 
 import numpy as np
+import pytest
 import torch
 
 from core.gen.calibrate import SPREADS, calibrate_spread
@@ -49,6 +50,19 @@ def test_no_spread_keeping_the_share_falls_back_to_the_smallest_and_says_so():
     sampler, calibration = _calibrate(0.999)
     assert calibration.spread == SPREADS[0] == sampler.spread
     assert calibration.reason.startswith("no spread kept")
+
+
+def test_with_selection_each_set_of_candidates_counts_by_its_best():
+    sampler = Neighbour(spread=9.0)
+    plain = calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, 0.0, 0, _decode, _score)
+    best_of_4 = calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, 0.0, 0, _decode, _score, candidates=4)
+    for (spread, all_draws), (_, kept) in zip(plain.tried, best_of_4.tried, strict=True):
+        assert kept > all_draws, spread  # the same 32 draws: the mean of each 4's best is above the mean of all
+    by_hand = _score(_decode(Neighbour(spread=1.0).fit(ANCHORS, ANCHORS).sample(32, np.random.default_rng([0, 11]))))
+    assert dict(best_of_4.tried)[1.0] == pytest.approx(by_hand.reshape(8, 4).max(1).mean(), abs=1e-4)
+    chosen = calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, 0.9, 0, _decode, _score, candidates=4)
+    assert chosen.spread > _calibrate(0.9)[1].spread and "(the best of each 4)" in chosen.reason
+    assert chosen.to_json()["candidates"] == 4
 
 
 def test_the_same_seed_gives_the_same_choice():

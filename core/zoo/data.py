@@ -21,7 +21,7 @@ from sklearn.datasets import load_digits
 from core.errors import DataError, UserError
 from core.limits import MAX_DATASET_FILE_BYTES
 from core.store.files import read_bytes
-from core.zoo.tasks import Task, few_shot, parse_task
+from core.zoo.tasks import Task, few_shot, kept_test_rows, parse_task
 
 BUILTIN = ("digits", "shapes")
 
@@ -84,6 +84,10 @@ def data_recipe(name: str, seed: int) -> dict:
         test = "the folder's own test files (MNIST-family t10k IDX files, or CIFAR-10's test_batch)"
         raw = "image bytes 0 to 255: divide by 255 to get [0, 1]"
     options = name[len(task.base) :].lstrip(":")
+    if task.test is not None:
+        test += (
+            f"; of those, {task.test}: numpy.random.default_rng([{seed}, 13]).permutation(n_test)[:{task.test}], sorted"
+        )
     return {
         "test_split": test + (f", after the task options {options!r}" if options else ""),
         "raw_input": raw + ", then apply model.preprocess (the training split's per-channel standardisation)",
@@ -261,6 +265,9 @@ def _split_with_test(name, x_tr, y_tr, x_te, y_te, seed, val_fraction, task: Tas
     val, train = order[:n_val], order[n_val:]
     if task.k is not None:  # few-shot: k labelled images per class to train on
         train = train[few_shot(y_tr[train], task.k, seed, name)]
+    if task.test is not None:
+        kept = kept_test_rows(len(x_te), task.test, seed, name)
+        x_te, y_te = x_te[kept], y_te[kept]
     mean = x_tr[train].mean(axis=(0, 2, 3), keepdims=True)
     std = x_tr[train].std(axis=(0, 2, 3), keepdims=True) + 1e-6
 

@@ -8,11 +8,13 @@ restricted to some classes and for transfer learning. Everything is made offline
     digits:invert               inverted contrast (1 - pixel)
     digits:rotate=90            every image turned by 90 degrees (90, 180 or 270)
     digits:noise=0.3            Gaussian pixel noise of std 0.3 (seeded), clipped to [0, 1]
+    mnist:test=2000             a seeded 2,000 of the test images (a faster, still fine-grained instrument)
 
 Options apply in this order whatever order they are written in: classes, then invert, rotate and noise on the raw
 [0, 1] images, then k, which keeps k images per class of the training split only (validation and test stay whole,
-so a few-shot model is judged as fairly as any other). Two tasks share a label space when they have the same base
-and classes: a model moving between them keeps its output layer (core/gen/finetune.py).
+so a few-shot model is judged as fairly as any other), and test, which keeps a seeded subset of the test split
+(every model of a zoo and of its generations is judged on the same images). Two tasks share a label space when
+they have the same base and classes: a model moving between them keeps its output layer (core/gen/finetune.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from core.names import checked_path_text, shortened
 
 ROTATIONS = (0, 90, 180, 270)
 MAX_NOISE = 10.0
-_OPTIONS = ("classes", "k", "invert", "rotate", "noise")
+_OPTIONS = ("classes", "k", "invert", "rotate", "noise", "test")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Task:
     invert: bool = False
     rotate: int = 0
     noise: float = 0.0
+    test: int | None = None  # test images kept; None: all
 
     def transform(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw [0, 1] images [N, C, H, W] and labels of the base -> the task's (class subset relabelled,
@@ -88,6 +91,7 @@ def parse_task(name: str) -> Task:
             invert=_flag(options, "invert"),
             rotate=_rotation(options["rotate"]) if "rotate" in options else 0,
             noise=_noise(options["noise"]) if "noise" in options else 0.0,
+            test=_test_count(options["test"]) if "test" in options else None,
         )
     except ValueError as exc:
         raise DataError(
@@ -122,6 +126,20 @@ def _count(text: str) -> int:
     if k < 1:
         raise ValueError(f"k={text}: at least 1 image per class")
     return k
+
+
+def _test_count(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise ValueError(f"test={text}: keep at least 1 test image")
+    return n
+
+
+def kept_test_rows(n_test: int, keep: int, seed: int, name: str) -> np.ndarray:
+    """Sorted indices of `keep` of the `n_test` test images, seeded (the same for every model judged on them)."""
+    if keep > n_test:
+        raise DataError(f"{name}: test={keep}, but the test split holds {n_test} images")
+    return np.sort(np.random.default_rng([seed, 13]).permutation(n_test)[:keep])
 
 
 def _flag(options: dict, key: str) -> bool:

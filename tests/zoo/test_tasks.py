@@ -23,8 +23,10 @@ def test_the_grammar():
     assert parse_task("digits:k=5:classes=1,3,8-9") == Task("digits", classes=(1, 3, 8, 9), k=5)
     assert parse_task("digits:invert:rotate=-90:noise=0.3") == Task("digits", invert=True, rotate=270, noise=0.3)
     assert parse_task("/data/my:zoo:k=2") == Task("/data/my:zoo", k=2)  # a colon in a folder name survives
+    assert parse_task("digits:test=50:k=3") == Task("digits", k=3, test=50)
     for bad, message in (
         ("digits:k=0", "at least 1"),
+        ("digits:test=0", "at least 1 test image"),
         ("digits:classes=4-2", "backwards"),
         ("digits:classes=1,1", "once"),
         ("digits:rotate=45", "90, 180 or 270"),
@@ -63,6 +65,20 @@ def test_few_shot_keeps_k_per_class_in_training_and_the_rest_whole():
     assert not torch.equal(load_dataset("digits:k=10", seed=4).y_train, few.y_train)
     with pytest.raises(DataError, match="fewer than k=500"):
         load_dataset("digits:k=500")
+
+
+def test_a_test_subset_keeps_seeded_test_images_and_the_rest_whole():
+    part = load_dataset("digits:test=100", seed=3)
+    whole = load_dataset("digits", seed=3)
+    assert len(part.y_test) == 100 and torch.equal(part.y_val, whole.y_val) and torch.equal(part.x_train, whole.x_train)
+    rows = [int(np.flatnonzero((whole.x_test == image).all(dim=(1, 2, 3)).numpy())[0]) for image in part.x_test]
+    assert rows == sorted(set(rows)) and torch.equal(whole.y_test[rows], part.y_test)  # those images, in order
+    assert torch.equal(load_dataset("digits:test=100", seed=3).x_test, part.x_test)  # seeded
+    assert not torch.equal(
+        load_dataset("digits:test=100", seed=4).y_test[:50], load_dataset("digits", seed=4).y_test[:50]
+    )
+    with pytest.raises(DataError, match="test=5000, but the test split holds 359 images"):
+        load_dataset("digits:test=5000")
 
 
 def test_the_image_transforms_on_a_hand_made_image():

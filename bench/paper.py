@@ -4,7 +4,8 @@ For each seed s (the zoo's, the autoencoder's and the sampler's seed at once), o
   1. a zoo of CNN-s models (the public model zoos' MNIST architecture, 2,464 parameters), trained with the engine;
   2. the hyper-representation with the defaults, and its probes of test accuracy, epoch and generalisation gap
      from the embedding, the flat (aligned) weights W and the weight statistics s(W) (R^2 and Kendall's tau);
-  3. generation around the best 30% at several spreads (no fine-tuning): accuracy against the *source* anchors of
+  3. generation around the best 30% at the default spread (chosen for the zoo) and at fixed ones (no fine-tuning):
+     accuracy against the *source* anchors of
      the kept models, median max error-IoU with the zoo, and the noise baseline (anchor + noise) at its scales,
      with the generator's own selection, so that the two frontiers are compared like for like;
   4. transfer to another MNIST task (B_T: random init; B_F: the anchors fine-tuned) after 0, 1 and 5 epochs;
@@ -52,7 +53,7 @@ from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
 MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
-SPREADS = (0.75, 1.5, 3.0)  # the generator's novelty levels (the default spread is among them)
+SPREADS = (None, 0.25, 1.0, 2.0)  # the generator's novelty levels: None is the default (chosen for the zoo)
 TRANSFER_TASK = "noise=0.5"  # MNIST with pixel noise of std 0.5: the zoo's classes, so the output layer is kept
 TRANSFER_EPOCHS = (0, 1, 5)
 ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "average", "deep")
@@ -66,10 +67,11 @@ class Scale:
     ae_epochs: int
     n: int  # models generated per group
     transfer_k: int  # labelled target images per class
+    test: int | None = None  # test images every model is judged on (None: all 10,000)
 
 
 SCALES = {
-    "quick": Scale(models=64, k=100, epochs=6, ae_epochs=30, n=16, transfer_k=10),
+    "quick": Scale(models=64, k=100, epochs=6, ae_epochs=30, n=16, transfer_k=10, test=2000),
     "cpu": Scale(models=256, k=500, epochs=15, ae_epochs=60, n=32, transfer_k=10),
     "gpu": Scale(models=1000, k=None, epochs=50, ae_epochs=60, n=32, transfer_k=10),
 }
@@ -85,9 +87,14 @@ RECIPES = {
 }
 
 
+def task(scale: Scale, dataset: str, *options: str) -> str:
+    """The dataset name with the options and the scale's test subset (core/zoo/tasks.py)."""
+    return ":".join([dataset, *options, *([f"test={scale.test}"] if scale.test else [])])
+
+
 def zoo_config(scale: Scale, dataset: str, seed: int, recipe: str) -> ZooConfig:
     """A CNN-s zoo of the recipe, trained on the scale's share of MNIST."""
-    name = dataset if scale.k is None else f"{dataset}:k={scale.k}"
+    name = task(scale, dataset, *([f"k={scale.k}"] if scale.k else []))
     epochs = scale.epochs
     save = sorted({0, 1, epochs // 4, epochs // 2, epochs} if epochs <= 15 else set(range(0, epochs + 1, 5)) | {1})
     return ZooConfig(
@@ -120,7 +127,7 @@ def replicate(scale: Scale, dataset: str, recipe: str, seed: int, root: Path, de
     figures["ensembles"] = figures["frontier"]["default"].pop("ensembles")
     figures["ensembles"]["generated_diverse"] = _diverse(workspace, run.name, scale, seed, device)
     lap("generation")
-    target = f"{dataset}:{TRANSFER_TASK}:k={scale.transfer_k}"
+    target = task(scale, dataset, TRANSFER_TASK, f"k={scale.transfer_k}")
     figures["transfer"] = _transfer(workspace, run.name, scale, seed, target, device)
     lap("transfer")
     figures["ablation"] = _ablation(workspace, scale, train, seed, device)
@@ -144,14 +151,14 @@ def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: s
     accuracy relative to the source anchors (the anchors the kept models were drawn around)."""
     points, noise, at_default = [], [], None
     for spread in SPREADS:
-        default = spread == SampleConfig().spread  # the baselines and their frontier: once, at the default
+        default = spread is None  # the baselines and their frontier: once, at the default
         config = SampleConfig(
             n=scale.n, spread=spread, finetune_epochs=0, seed=seed, ensemble=default, baselines=default
         )
         result = _sample(workspace, run, config, device)
         source = result["curves"]["anchors"][0]  # the source anchors of the kept models
         point = {
-            "spread": spread,
+            "spread": spread if spread is not None else result["selection"]["spread_calibration"]["spread"],
             "acc": result["curves"]["generated"][0],
             "ratio": result["curves"]["generated"][0] / source,
             "iou": result["novelty"]["max_iou_median"],
@@ -161,8 +168,8 @@ def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: s
             at_default = point | {"noise_iou": result["novelty_baselines"]["noise"]["max_iou_median"]}
             at_default["ensembles"] = _ensembles_at(result, scale.n)
             noise = [{"acc": p["acc_mean"], "iou": p["max_iou_median"]} for p in result["noise_frontier"]]
-    margins = [p["acc"] - _noise_accuracy_at(noise, p["iou"]) for p in points]
-    return {"points": points, "noise": noise, "default": at_default, "margin": float(np.nanmin(margins))}
+    points.sort(key=lambda p: p["spread"])  # the default's chosen spread among the fixed ones
+    return {"points": points, "noise": noise, "default": at_default, "margin": frontier_margin(points, noise)}
 
 
 def _ensembles_at(result: dict, members: int) -> dict:
@@ -180,14 +187,24 @@ def _diverse(workspace: Workspace, run: str, scale: Scale, seed: int, device: st
     return _ensembles_at(_sample(workspace, run, config, device), scale.n)["generated"]
 
 
-def _noise_accuracy_at(noise: list[dict], iou: float) -> float:
-    """The noise frontier's accuracy at a novelty level: the best accuracy noise reached at that novelty or more
-    (its upper envelope, the Generate page's line: core/gen/frontier.py `frontier_envelope`), interpolated by IoU;
-    NaN outside the IoU range it covers (no like-for-like comparison there)."""
-    ious, accs, _ = frontier_envelope([{"max_iou_median": p["iou"], "acc_mean": p["acc"], "scale": 0} for p in noise])
-    if not ious or not ious[0] <= iou <= ious[-1]:
+def frontier_margin(points: list[dict], noise: list[dict]) -> float:
+    """The smallest lead of the generator's frontier over the noise frontier at any novelty level both reach: each
+    frontier is its upper envelope (at a level, the best accuracy reached at that novelty or more: core/gen/frontier.py
+    `frontier_envelope`; a dominated point, e.g. a collapsed model whose IoU rises again, is not the frontier),
+    compared at every point of either within the IoU range both cover, interpolated by IoU. NaN where the ranges do
+    not meet (no like-for-like comparison)."""
+    envelopes = [_envelope(side) for side in (points, noise)]
+    low, high = max(e[0][0] for e in envelopes), min(e[0][-1] for e in envelopes)
+    levels = [iou for ious, _ in envelopes for iou in ious if low <= iou <= high]
+    if not levels:
         return float("nan")
-    return float(np.interp(iou, ious, accs))
+    (gen_iou, gen_acc), (noise_iou, noise_acc) = envelopes
+    return float(min(np.interp(x, gen_iou, gen_acc) - np.interp(x, noise_iou, noise_acc) for x in levels))
+
+
+def _envelope(points: list[dict]) -> tuple[list[float], list[float]]:
+    ious, accs, _ = frontier_envelope([{"max_iou_median": p["iou"], "acc_mean": p["acc"], "scale": 0} for p in points])
+    return ious, accs
 
 
 def _transfer(workspace: Workspace, run: str, scale: Scale, seed: int, target: str, device: str) -> dict:

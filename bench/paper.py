@@ -5,9 +5,9 @@ For each seed s (the zoo's, the autoencoder's and the sampler's seed at once), o
   2. the hyper-representation with the defaults, and its probes of test accuracy, epoch and generalisation gap
      from the embedding, the flat (aligned) weights W and the weight statistics s(W) (R^2 and Kendall's tau);
   3. generation around the best 30% at the default spread (chosen for the zoo) and at fixed ones (no fine-tuning):
-     accuracy against the *source* anchors of
-     the kept models, median max error-IoU with the zoo, and the noise baseline (anchor + noise) at its scales,
-     with the generator's own selection, so that the two frontiers are compared like for like;
+     accuracy against the *source* anchors of the kept models, median max error-IoU with the zoo, and the noise
+     baseline (anchor + noise) at its scales, with the generator's own selection, so that the two frontiers are
+     compared like for like;
   4. transfer to another MNIST task (B_T: random init; B_F: the anchors fine-tuned) after 0, 1 and 5 epochs;
   5. the 2022 paper's ablation: the weight-space (structure) loss alone, with and without layer-wise loss
      normalisation, judged by the accuracy of generated models as generated.

@@ -214,7 +214,9 @@ def _ensembles(
 
 def ensembles(workspace: Workspace, samples_run: str, device: str = "cpu", refresh: bool = False) -> SamplesRun:
     """A finished samples run with its ensembles: read where the run has them (unless `refresh`), else computed
-    from its files (generated and fine-tuned weights, source anchors) and the zoo, and written into its record."""
+    from its files (generated and fine-tuned weights, source anchors) and the zoo, and written into its record,
+    unless another command rewrote the run while they were computed (then refused, and its record kept)."""
+    seen = run_identity(SamplesRun.folder_of(workspace, samples_run))  # another command may rewrite the run meanwhile
     samples = SamplesRun.load(workspace, samples_run)
     if samples.ensembles is not None and not refresh:
         return samples
@@ -235,7 +237,7 @@ def ensembles(workspace: Workspace, samples_run: str, device: str = "cpu", refre
     groups, notes = ensemble_groups(anchors, prepared, generated, finetuned, sources, selection, source, seed)
     section = ensemble_section(anchors.spec, groups, notes, source, seed, device)
     samples = replace(samples, **section)
-    samples.write_record()
+    samples.update_record(seen)
     return samples
 
 

@@ -357,6 +357,18 @@ class SamplesRun:
         _check_record(self.to_json(), path)
         write_json(path, self.to_json())
 
+    def update_record(self, seen: tuple[int, int] | None) -> None:
+        """Rewrite `result.json` of a finished run that gains figures computed from its files (its ensembles), if
+        the record is still the one `seen` (`run_identity` when those files were read); else another command
+        rewrote the run meanwhile (a new generation under the same name, another evaluation of it): UserError,
+        and theirs is kept. As `write` does, it checks just before the atomic replace."""
+        if run_identity(self.folder) != seen:
+            raise UserError(
+                f"{self.folder}: another command rewrote this run while its figures were computed; its record is "
+                "kept (run the command again)"
+            )
+        self.write_record()
+
     def weights(self) -> dict:
         """{"generated": [n, params], "finetuned": [n, params']} float32."""
         tensors = read_tensors(self.weights_path)

@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 import torch
 
+from core import pipeline
 from core.cli.describe import describe_ensembles
+from core.errors import UserError
 from core.gen.anchors import resolve_anchors
 from core.gen.config import SampleConfig
 from core.gen.ensemble import (
@@ -202,6 +204,25 @@ def test_the_ensemble_command_reads_or_recomputes_the_same_figures(with_ensemble
     assert text.code == 0 and "deep" in text.out and "generated" in text.out
     bad = run_cli("ensemble", "--workspace", workspace.root, "--samples", "nope", "--json")
     assert bad.code == 2 and "no such samples run" in bad.err and len(bad.err.strip().splitlines()) == 1
+
+
+def test_ensembles_of_a_run_rewritten_meanwhile_are_not_written_into_it(with_ensembles, tmp_path, monkeypatch):
+    workspace, run = with_ensembles
+    copy = copy_workspace(workspace, tmp_path / "ws")
+    record = SamplesRun.load(copy, run.name).result_path
+    computing = pipeline.ensemble_section
+
+    def rewritten_meanwhile(*args):
+        section = computing(*args)
+        other = json.loads(record.read_text()) | {"ensembles": None, "ensemble_settings": None}
+        record.unlink()  # another generation of the same name swaps in its own record
+        record.write_text(json.dumps(other))
+        return section
+
+    monkeypatch.setattr(pipeline, "ensemble_section", rewritten_meanwhile)
+    with pytest.raises(UserError, match="another command rewrote this run"):
+        ensembles(copy, run.name, refresh=True)
+    assert SamplesRun.load(copy, run.name).ensembles is None  # the other command's record stays as it wrote it
 
 
 def test_an_old_run_gains_its_ensembles_on_request(tiny_ae_workspace, tmp_path, run_cli):

@@ -244,8 +244,9 @@ def settings_form(rule: str | None) -> SampleConfig | None:
         chosen = c1.checkbox(
             "Choose the spread for this zoo",
             defaults.spread is None,
-            help=f"the largest spread whose draws keep {defaults.spread_keep:.0%} of the anchors' validation accuracy "
-            "before selection (the trial is shown with the results); uncheck to set the spread below",
+            help=f"the largest spread whose draws, kept as the selection keeps them, keep {defaults.spread_keep:.0%} "
+            "of their source anchors' validation accuracy (the trial is shown with the results); uncheck to set the "
+            "spread below",
         )
         spread = c1.slider("Spread (when not chosen for the zoo)", 0.0, 4.0, 1.0, 0.05, help=SPREAD_HELP)
         n = c1.number_input("Models to generate", 1, 256, defaults.n)

@@ -5,7 +5,8 @@ decoded model differs from zoo to zoo: spread 1.5 kept 101% of the anchors' accu
 75-84% on a shapes zoo. So instead of a fixed number, a run asks for a *share of the anchors' validation
 accuracy* to keep, and the spread is chosen here: the largest of `SPREADS` whose draws, kept as the run keeps them
 (the best of `candidates` on validation accuracy, or all of them), keep at least that share: the share is of what
-the run returns, not of draws it throws away. Every spread is tried with the same random draws (common random
+the run returns, not of draws it throws away, and it is measured against the anchors those draws came from (as a
+run's `source_ratio` is). Every spread is tried with the same random draws (common random
 numbers), so the measured curve moves with the spread alone and not with the luck of each draw. The trial, the
 choice and the reason go into the run's record.
 """
@@ -26,8 +27,8 @@ TRIAL_DRAWS = 32  # draws decoded and scored at each spread
 
 @dataclass(frozen=True)
 class Calibration:
-    target: float  # the share of the anchors' validation accuracy the draws must keep
-    anchors_val_acc: float
+    target: float  # the share of their source anchors' validation accuracy the kept draws must keep
+    anchors_val_acc: float  # the mean over all anchors, for the record
     candidates: int  # draws per kept one (the best on validation accuracy); 1: every draw counts
     tried: tuple[tuple[float, float], ...]  # (spread, mean validation accuracy of its draws / the anchors')
     spread: float
@@ -48,42 +49,42 @@ def calibrate_spread(
     sampler: Sampler,
     anchor_codes: np.ndarray,
     zoo_codes: ZooCodes,
-    anchors_val_acc: float,
+    anchor_scores: np.ndarray,
     target: float,
     seed: int,
     decode: Callable[[np.ndarray], torch.Tensor],
     score: Callable[[torch.Tensor], np.ndarray],
     candidates: int = 1,
 ) -> Calibration:
-    """Set `sampler.spread` to the largest spread in SPREADS whose draws keep `target` x `anchors_val_acc` on
-    validation data (`score` gives each decoded model's validation accuracy), each set of `candidates` draws
-    counting by its best; the smallest spread when none does, and the record says so. Stops at the first spread
-    that falls short: a larger one is not expected to do better."""
+    """Set `sampler.spread` to the largest spread in SPREADS whose kept draws' validation accuracy (`score` of the
+    decoded weights) is at least `target` x that of the anchors they were drawn around (`anchor_scores`, one per
+    row of `anchor_codes`). The draws are kept as the run keeps them: the best 1 in `candidates` of all draws on
+    validation accuracy (selection.py `_best`), or all of them. The smallest spread when none does, and the record
+    says so. Stops at the first spread that falls short: a larger one is not expected to do better."""
     sampler.fit(anchor_codes, zoo_codes)
-    sets = max(1, TRIAL_DRAWS // candidates)
+    kept_count = max(1, TRIAL_DRAWS // candidates)
     tried, chosen = [], None
     for spread in SPREADS:
         sampler.spread = spread
-        codes = sampler.sample(sets * candidates, np.random.default_rng([seed, 11]))  # the same draws at every spread
-        best = score(decode(codes)).reshape(sets, candidates).max(axis=1)
-        kept = float(np.mean(best)) / max(anchors_val_acc, 1e-12)
+        # the same draws at every spread (common random numbers)
+        codes, centres = sampler.draw(kept_count * candidates, np.random.default_rng([seed, 11]))
+        scores = score(decode(codes))
+        best = np.argsort(-scores, kind="stable")[:kept_count]
+        kept = float(scores[best].mean()) / max(float(anchor_scores[centres[best]].mean()), 1e-12)
         tried.append((spread, round(kept, 4)))
         if kept < target:
             break
         chosen = spread
-    kept_as = f"the best of each {candidates}" if candidates > 1 else "all of them"
+    how = f"the best {kept_count} of {kept_count * candidates} draws" if candidates > 1 else f"{kept_count} draws"
     if chosen is None:
         chosen = SPREADS[0]
-        reason = f"no spread kept {target:.0%} of the anchors' validation accuracy; the smallest tried is used"
+        reason = f"no spread kept {target:.0%} of the source anchors' validation accuracy; the smallest is used"
     elif chosen == SPREADS[-1]:
-        reason = f"every spread tried kept {target:.0%} of the anchors' validation accuracy; the largest is used"
+        reason = f"every spread tried kept {target:.0%} of the source anchors' validation accuracy; the largest is used"
     else:
-        reason = (
-            f"the largest spread whose {sets * candidates} draws ({kept_as}) kept {target:.0%} of the anchors' "
-            "validation accuracy"
-        )
+        reason = f"the largest spread whose {how} kept {target:.0%} of their source anchors' validation accuracy"
     sampler.spread = chosen
-    return Calibration(target, anchors_val_acc, candidates, tuple(tried), chosen, reason)
+    return Calibration(target, float(anchor_scores.mean()), candidates, tuple(tried), chosen, reason)
 
 
 def describe_calibration(record: dict) -> str:

@@ -38,8 +38,9 @@ class SampleConfig:
     # core/gen/calibrate.py: the spread chosen per zoo by what it does to the decoded models.
     spread_keep: float = setting(
         0.99,
-        "without --spread, the spread is chosen for this zoo: the largest whose draws keep this share of the anchors' "
-        "validation accuracy before selection; the trial and the choice are recorded in the run",
+        "without --spread, the spread is chosen for this zoo: the largest whose draws, kept as the selection keeps "
+        "them, keep this share of their source anchors' validation accuracy; the trial and the choice are recorded "
+        "in the run",
         parse=float,
     )
     baselines: bool = setting(True, "also make the simple weight-space baselines (noise, average, per-weight Gaussian)")

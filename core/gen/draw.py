@@ -77,10 +77,12 @@ def draw_models(
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
     calibration, selection = None, config.selector
     if config.spread is None:  # chosen for the zoo (a path's point: scored against its ends, which are the anchors)
-        anchors_val_acc = float(np.concatenate([score(c) for _, c in prepared.iter_aligned(anchors.rows)]).mean())
+        anchor_scores = np.concatenate([score(c) for _, c in prepared.iter_aligned(anchors.rows)])
+        if config.path_t is not None:  # the one point drawn around stands for both ends
+            anchor_scores = anchor_scores.mean(keepdims=True)
         best_of = config.candidates if selection.mode in ("subsample", "bootstrap") else 1  # kept by validation
         calibration = calibrate_spread(
-            sampler, anchor_codes, zoo_codes, anchors_val_acc, config.spread_keep, config.seed, decode, score, best_of
+            sampler, anchor_codes, zoo_codes, anchor_scores, config.spread_keep, config.seed, decode, score, best_of
         )
     weights, report, rows = select_models(
         sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions

@@ -11,6 +11,7 @@ from core.store.runs import SamplesRun
 from tests.conftest import copy_workspace
 
 ANCHORS = np.array([[0.0, 0.0], [1.0, 0.0]])  # spacing 1, so the spread is the noise's RMS length
+SCORES = np.ones(2)  # each anchor's own 'accuracy' (_score's at distance 0)
 
 
 def _decode(codes: np.ndarray) -> torch.Tensor:
@@ -25,7 +26,7 @@ def _score(weights: torch.Tensor) -> np.ndarray:
 
 def _calibrate(target: float, seed: int = 0):
     sampler = Neighbour(spread=9.0)
-    return sampler, calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, target, seed, _decode, _score)
+    return sampler, calibrate_spread(sampler, ANCHORS, ANCHORS, SCORES, target, seed, _decode, _score)
 
 
 def test_the_largest_spread_that_keeps_the_share_is_chosen():
@@ -52,17 +53,36 @@ def test_no_spread_keeping_the_share_falls_back_to_the_smallest_and_says_so():
     assert calibration.reason.startswith("no spread kept")
 
 
-def test_with_selection_each_set_of_candidates_counts_by_its_best():
+def test_with_selection_the_kept_draws_are_the_best_as_the_run_keeps_them():
     sampler = Neighbour(spread=9.0)
-    plain = calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, 0.0, 0, _decode, _score)
-    best_of_4 = calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, 0.0, 0, _decode, _score, candidates=4)
+    plain = calibrate_spread(sampler, ANCHORS, ANCHORS, SCORES, 0.0, 0, _decode, _score)
+    best_of_4 = calibrate_spread(sampler, ANCHORS, ANCHORS, SCORES, 0.0, 0, _decode, _score, candidates=4)
     for (spread, all_draws), (_, kept) in zip(plain.tried, best_of_4.tried, strict=True):
-        assert kept > all_draws, spread  # the same 32 draws: the mean of each 4's best is above the mean of all
-    by_hand = _score(_decode(Neighbour(spread=1.0).fit(ANCHORS, ANCHORS).sample(32, np.random.default_rng([0, 11]))))
-    assert dict(best_of_4.tried)[1.0] == pytest.approx(by_hand.reshape(8, 4).max(1).mean(), abs=1e-4)
-    chosen = calibrate_spread(sampler, ANCHORS, ANCHORS, 1.0, 0.9, 0, _decode, _score, candidates=4)
-    assert chosen.spread > _calibrate(0.9)[1].spread and "(the best of each 4)" in chosen.reason
+        assert kept > all_draws, spread  # the same 32 draws: the best 8 of them above the mean of all
+    drawn = Neighbour(spread=1.0).fit(ANCHORS, ANCHORS).sample(32, np.random.default_rng([0, 11]))
+    by_hand = np.sort(_score(_decode(drawn)))[-8:].mean()  # subsample keeps the best n of n x candidates
+    assert dict(best_of_4.tried)[1.0] == pytest.approx(by_hand, abs=1e-4)
+    chosen = calibrate_spread(sampler, ANCHORS, ANCHORS, SCORES, 0.9, 0, _decode, _score, candidates=4)
+    assert chosen.spread > _calibrate(0.9)[1].spread and "the best 8 of 32 draws" in chosen.reason
     assert chosen.to_json()["candidates"] == 4
+
+
+def test_the_share_is_of_the_anchors_each_kept_draw_came_from():
+    # anchor 0 scores 1.0, anchor 1 scores 0.5: at spread 0 every draw is its anchor's copy and keeps 100% of its
+    # own source, however the draws fall between the two (a share of the anchors' mean would be off by their mix)
+    sampler = Neighbour(spread=9.0)
+    scores = np.array([1.0, 0.5])
+
+    def score(weights: torch.Tensor) -> np.ndarray:
+        at_first = np.linalg.norm(weights.numpy() - ANCHORS[0], axis=1) < 0.5
+        return np.where(at_first, 1.0, 0.5) - 0.1 * np.linalg.norm(weights.numpy()[:, None] - ANCHORS, axis=2).min(1)
+
+    calibration = calibrate_spread(sampler, ANCHORS, ANCHORS, scores, 0.0, 0, _decode, score, candidates=4)
+    assert calibration.anchors_val_acc == 0.75
+    drawn, centres = Neighbour(spread=0.25).fit(ANCHORS, ANCHORS).draw(32, np.random.default_rng([0, 11]))
+    got = score(_decode(drawn))
+    best = np.argsort(-got, kind="stable")[:8]
+    assert dict(calibration.tried)[0.25] == pytest.approx(got[best].mean() / scores[centres[best]].mean(), abs=1e-4)
 
 
 def test_the_same_seed_gives_the_same_choice():

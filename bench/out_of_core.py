@@ -12,9 +12,10 @@ At the smallest size the same commands also run with a budget large enough for t
 training set kept whole, one chunk per stage), for the time ratio streamed / in-memory per checkpoint.
 
 Usage: python bench/out_of_core.py [--budget-mb 256] [--zoo-mb 96] [--scales 1,2,4] [--hidden 512]
-                                   [--kind sane|hyperrep] [--until STAGE]
+                                   [--kind sane|hyperrep] [--until STAGE] [--baselines]
 `--kind hyperrep` trains the per-neuron autoencoder instead (a few epochs of a small one); `--until "ae train"`
-stops the chain after that stage.
+stops the chain after that stage; `--baselines` makes `sample` also build the weight-space baselines and the noise
+frontier (off by default: they fit on the anchors, a third of the zoo here, and score many draws).
 The defaults (largest zoo 384 MB, 1.5x the budget) take about 20 minutes on our shared 2-core machine; the issue's
 zoo of 3x the budget is --zoo-mb 192 (768 MB at 4x), its full run --budget-mb 2048 --zoo-mb 1536. Every command's
 RSS starts from the import floor (about 520 MB here), above a 256 MB budget: at small budgets read the growth of
@@ -116,10 +117,13 @@ def import_floor_mb() -> float:
     return measured(["-c", "import core.pipeline, core.cli, umap"])[0]
 
 
-def stages(root: Path, budget_mb: int, kind: str = "sane", until: str = STAGES[-1]) -> dict[str, tuple]:
+def stages(
+    root: Path, budget_mb: int, kind: str = "sane", until: str = STAGES[-1], baselines: bool = False
+) -> dict[str, tuple]:
     """{stage: (peak RSS MB, seconds)} of the command chain on the workspace `root`, up to the stage `until`; `ae
     train` also gives the seconds of its training loop alone (the run's history), since the command also maps and
-    evaluates, and evaluation probes the flat weights only where they fit the budget."""
+    evaluates, and evaluation probes the flat weights only where they fit the budget. `baselines`: `sample` makes
+    the weight-space baselines and the noise frontier too."""
     common = ["--workspace", str(root), "--json", "--quiet", "--memory", str(budget_mb)]
     found = {}
     found["zoo info"] = core_command(["zoo", "info", *common])[:2]
@@ -133,7 +137,8 @@ def stages(root: Path, budget_mb: int, kind: str = "sane", until: str = STAGES[-
     found["map"] = core_command(["ae", "embed", "--aggregation", AGGREGATIONS[0], "--device", "cpu", *common])[:2]
     if until == "map":
         return found
-    sample = ["--method", "kde", "--anchors", "top:0.3", "--n", "4", "--finetune-epochs", "0", "--no-baselines"]
+    sample = ["--method", "kde", "--anchors", "top:0.3", "--n", "4", "--finetune-epochs", "0"]
+    sample += [] if baselines else ["--no-baselines"]
     rss, seconds, made = core_command(["sample", *sample, "--device", "cpu", *common])
     found["sample"] = (rss, seconds)
     bundle = root.parent / f"{root.name}-bundle.zip"
@@ -149,11 +154,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=512, help="width of the first hidden layer (model size)")
     parser.add_argument("--kind", choices=sorted(KIND_OPTIONS), default="sane", help="the autoencoder trained")
     parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="the last stage of the chain run")
+    parser.add_argument("--baselines", action="store_true", help="sample with the weight-space baselines")
     args = parser.parse_args()
     spec = bench_spec(args.hidden)
     scales = [int(s) for s in args.scales.split(",")]
     floor = import_floor_mb()
-    chain = (args.kind, args.until)
+    chain = (args.kind, args.until, args.baselines)
     print(f"model: {spec.name}, {spec.n_params:,} parameters ({4 * spec.n_params / 2**20:.2f} MB a checkpoint)")
     print(f"budget {args.budget_mb} MB; import floor (torch, UMAP, the engine) {floor:.0f} MB peak RSS")
     results, in_memory = {}, {}

@@ -303,10 +303,9 @@ def _groups(generated, sources, anchors: Anchors, prepared, config: SampleConfig
     (core/gen/baselines.py)."""
     groups = {"generated": generated, **reference_groups(anchors, prepared, sources, config.n, rng)}
     selections = {"random_init": {"mode": "none"}, "anchors": {"mode": "source anchors of the generated models"}}
-    if config.baselines:  # the weight-space baselines sample from every anchor's aligned weights
+    if config.baselines:  # the weight-space baselines draw around the anchors, read a chunk at a time
         scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
-        anchors_aligned = prepared.aligned_rows(anchors.rows)
-        simple, reports = simple_baselines(anchors_aligned, prepared, config.n, rng, scorers, config.selector)
+        simple, reports = simple_baselines(prepared, anchors.rows, config.n, rng, scorers, config.selector)
         groups.update(simple)
         selections.update({name: selection_summary(info) for name, info in reports.items()})
     return groups, selections
@@ -444,8 +443,7 @@ def _frontier(anchors: Anchors, prepared, config, source: Dataset, rng, referenc
     if not config.baselines:
         return []
     scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
-    aligned = prepared.aligned_rows(anchors.rows)
-    models, reports = noise_frontier(aligned, prepared, config.n, rng, scorers, config.selector)
+    models, reports = noise_frontier(prepared, anchors.rows, config.n, rng, scorers, config.selector)
     groups = {str(k): v for k, v in models.items()}
     figures, predicted = _novelty_figures(anchors, prepared, (groups, {}), source, reference)
     accuracy = {k: (predicted[str(k)] == source.y_test).float().mean(1) for k in models}  # the same pass's classes

@@ -19,6 +19,12 @@ it the comparison flattered the generator: on a digits zoo (3 seeds), noise give
 about 1.5 points of the generated models at the same novelty, and with no selection on either side the generator
 was within ±0.02 of plain noise. `guided` ranks latent codes by a probe of the embedding; weight vectors have no
 code, so the baselines then get no selection, and the run records that (`baseline_selection`).
+
+Within the memory budget: the anchors are a third of the zoo for the default `top:0.3` (GBs for ResNet-18s), so
+no baseline holds them at once (core/gen/anchor_weights.py). Noise and average read only the anchors their draws
+centre on, a chunk at a time; the per-weight Gaussian fits on moments streamed over the anchors in chunks
+(core/rep/moments.py); a bootstrap round's refit works on its n kept draws. The draws are the same as from the
+whole tensor: bit for bit for noise and average, to float rounding for the Gaussian (its moments now in float64).
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from core.gen.anchor_weights import AnchorWeights, HeldWeights
 from core.gen.anchors import Anchors
-from core.gen.samplers.base import Sampler
+from core.gen.samplers.base import Sampler, ZooCodes
 from core.gen.selection import Selection, select_models
+from core.rep.moments import ColumnMoments
 from core.rep.prepare import PreparedZoo
 from core.zoo.population import INITS, init_vectors
 
@@ -46,7 +54,7 @@ GUIDED_NOTE = "guided selection ranks latent codes by a probe of the embedding; 
 
 class WeightNoise(Sampler):
     """The noise baseline as a sampler whose codes are aligned weight vectors: an anchor plus Gaussian noise of
-    `scale` x each weight's layer std."""
+    `scale` x each weight's layer std. Fitted on `AnchorWeights`, it reads only the anchors its draws centre on."""
 
     name: ClassVar[str] = "weight-noise"
     description: ClassVar[str] = "an anchor's weights plus noise of a fraction of each layer's std"
@@ -55,57 +63,84 @@ class WeightNoise(Sampler):
         super().__init__(1.0)
         self.std, self.scale = entry_std.float(), scale
 
-    def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> WeightNoise:
-        return self.recentre(anchors)  # the unit of spread is the layers' std, not the anchors' spacing
+    def fit(self, anchors: AnchorWeights, zoo_codes: ZooCodes) -> WeightNoise:
+        self.anchors = anchors  # the unit of spread is the layers' std, not the anchors' spacing
+        return self
 
     def recentre(self, codes: np.ndarray) -> WeightNoise:
-        self.anchors = np.asarray(codes, dtype=np.float32)
+        self.anchors = HeldWeights(codes)
         return self
 
     def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         centres = rng.integers(0, len(self.anchors), n)
-        noise = torch.from_numpy(rng.normal(size=(n, self.anchors.shape[1])).astype(np.float32))
-        return (torch.from_numpy(self.anchors[centres]) + self.scale * noise * self.std).numpy(), centres
+        draws = _noisy(n, self.anchors, lambda lo, hi: self.anchors.take(centres[lo:hi]), rng, self.scale, self.std)
+        return draws, centres
 
 
 class WeightAverage(Sampler):
-    """The average of three random aligned anchors (their first is the draw's centre)."""
+    """The average of three random aligned anchors (their first is the draw's centre), reading only those."""
 
     name: ClassVar[str] = "weight-average"
     description: ClassVar[str] = "the mean of three random aligned anchors"
 
-    def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> WeightAverage:
-        return self.recentre(anchors)
+    def fit(self, anchors: AnchorWeights, zoo_codes: ZooCodes) -> WeightAverage:
+        self.anchors = anchors
+        return self
 
     def recentre(self, codes: np.ndarray) -> WeightAverage:
-        self.anchors = np.asarray(codes, dtype=np.float32)
+        self.anchors = HeldWeights(codes)
         return self
 
     def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         triples = rng.integers(0, len(self.anchors), (n, 3))
-        return torch.from_numpy(self.anchors)[torch.from_numpy(triples)].mean(1).numpy(), triples[:, 0]
+        averages, step = torch.empty(n, self.anchors.width), max(1, self.anchors.chunk // 3)
+        for start in range(0, n, step):  # a chunk of anchors read at once: the three behind each of `step` draws
+            part = triples[start : start + step]
+            averages[start : start + step] = self.anchors.take(part).view(len(part), 3, -1).mean(1)
+        return averages.numpy(), triples[:, 0]
 
 
 class WeightGauss(Sampler):
-    """A per-weight Gaussian fitted to the aligned anchors (std 0 for one anchor); a bootstrap round moves its
-    mean to the kept draws' and keeps the anchors' std. Every draw is centred on the mean (centre 0)."""
+    """A per-weight Gaussian fitted to the aligned anchors (their moments streamed a chunk at a time; std 0 for
+    one anchor); a bootstrap round moves its mean to the kept draws' and keeps the anchors' std. Every draw is
+    centred on the mean (centre 0)."""
 
     name: ClassVar[str] = "weight-gauss"
     description: ClassVar[str] = "a per-weight Gaussian fitted to the aligned anchors"
 
-    def fit(self, anchors: np.ndarray, zoo_codes: np.ndarray) -> WeightGauss:
-        aligned = torch.from_numpy(np.asarray(anchors, dtype=np.float32))
-        self.std = aligned.std(0) if len(aligned) > 1 else torch.zeros(aligned.shape[1])
-        return self.recentre(anchors)
+    def fit(self, anchors: AnchorWeights, zoo_codes: ZooCodes) -> WeightGauss:
+        moments = ColumnMoments(anchors.width)
+        for chunk in anchors.chunks():
+            moments.add(chunk)
+        self.anchors, (self.mean, self.std) = anchors, moments.mean_std()
+        return self
 
     def recentre(self, codes: np.ndarray) -> WeightGauss:
-        self.anchors = np.asarray(codes, dtype=np.float32)
-        self.mean = torch.from_numpy(self.anchors).mean(0)
+        self.anchors = HeldWeights(codes)
+        self.mean = self.anchors.vectors.mean(0)
         return self
 
     def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        noise = torch.from_numpy(rng.normal(size=(n, self.anchors.shape[1])).astype(np.float32))
-        return (self.mean + noise * self.std).numpy(), np.zeros(n, dtype=np.int64)
+        return _noisy(n, self.anchors, lambda lo, hi: self.mean, rng, 1.0, self.std), np.zeros(n, dtype=np.int64)
+
+
+def _noisy(
+    n: int,
+    anchors: AnchorWeights | HeldWeights,
+    centres: Callable[[int, int], torch.Tensor],
+    rng: np.random.Generator,
+    scale: float,
+    std: torch.Tensor,
+) -> np.ndarray:
+    """[n, params]: draws lo..hi are `centres(lo, hi)` plus Gaussian noise of `scale` x `std`, made `anchors.chunk`
+    draws at a time. numpy fills a normal array row by row from one stream, so the draws are those of one call for
+    all n: the chunking saves the noise's memory (float64, twice the draws') and changes no value."""
+    draws = torch.empty(n, anchors.width)
+    for start in range(0, n, anchors.chunk):
+        stop = min(n, start + anchors.chunk)
+        noise = torch.from_numpy(rng.normal(size=(stop - start, anchors.width)).astype(np.float32))
+        draws[start:stop] = centres(start, stop) + scale * noise * std
+    return draws.numpy()
 
 
 def baseline_selection(selection: Selection) -> Selection:
@@ -115,19 +150,18 @@ def baseline_selection(selection: Selection) -> Selection:
 
 def selected_models(
     sampler: Sampler,
-    aligned: torch.Tensor,
+    anchors: AnchorWeights,
     n: int,
     rng: np.random.Generator,
     scorers: tuple[Callable, Callable],
     selection: Selection,
 ) -> tuple[torch.Tensor, dict]:
-    """(n models [n, params], the selection's report): `sampler` fitted on the aligned anchors, its draws kept as
-    `baseline_selection(selection)` says, scored by `scorers` (core/gen/ensemble.py `validation_scorers`)."""
+    """(n models [n, params], the selection's report): `sampler` fitted on the anchors' aligned weights, its draws
+    kept as `baseline_selection(selection)` says, scored by `scorers` (core/gen/ensemble.py `validation_scorers`)."""
     score, predictions = scorers
-    codes = aligned.numpy()
     applied = baseline_selection(selection)
     models, info, _ = select_models(
-        sampler, codes, codes, n, rng, torch.from_numpy, score, applied, predictions=predictions
+        sampler, anchors, anchors, n, rng, torch.from_numpy, score, applied, predictions=predictions
     )
     if applied.mode != selection.mode:
         info = info | {"note": GUIDED_NOTE}
@@ -149,48 +183,50 @@ def reference_groups(
     anchors: Anchors, prepared: PreparedZoo, sources: np.ndarray, n: int, rng: np.random.Generator
 ) -> dict:
     """{"random_init": n fresh initialisations, "anchors": the generated models' source anchors (aligned)}; only
-    those anchors are read, not all of them."""
+    those anchors are read, not all of them, a chunk at a time."""
     init = Counter(anchors.zoo.table["init"].to_list()).most_common(1)[0][0]
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, n)]
     schemes = [init if init in INITS else "kaiming_uniform"] * n
-    rows = anchors.rows[source_rows(anchors, sources)]
-    return {"random_init": init_vectors(anchors.spec, seeds, schemes), "anchors": prepared.aligned_rows(rows)}
+    sourced = AnchorWeights(prepared, anchors.rows).take(source_rows(anchors, sources))
+    return {"random_init": init_vectors(anchors.spec, seeds, schemes), "anchors": sourced}
 
 
 def simple_samplers(prepared: PreparedZoo) -> dict[str, Sampler]:
-    """{noise, average, weight_gauss}: the simple weight-space generators, to fit on aligned anchors."""
+    """{noise, average, weight_gauss}: the simple weight-space generators, to fit on `AnchorWeights`."""
     return {"noise": WeightNoise(prepared.entry_std()), "average": WeightAverage(), "weight_gauss": WeightGauss()}
 
 
 def simple_baselines(
-    aligned: torch.Tensor,
     prepared: PreparedZoo,
+    rows: np.ndarray,
     n: int,
     rng: np.random.Generator,
     scorers: tuple[Callable, Callable],
     selection: Selection,
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
-    """({noise, average, weight_gauss: n models each}, {each: its selection's report}) from the aligned anchors
-    [A, params], each kept by the generated models' selection (`baseline_selection`)."""
-    groups, reports = {}, {}
+    """({noise, average, weight_gauss: n models each}, {each: its selection's report}) around the anchors at the
+    zoo's `rows`, each kept by the generated models' selection (`baseline_selection`); the anchors' weights are
+    read a chunk at a time, never all at once."""
+    groups, reports, anchors = {}, {}, AnchorWeights(prepared, rows)
     for name, sampler in simple_samplers(prepared).items():
-        groups[name], reports[name] = selected_models(sampler, aligned, n, rng, scorers, selection)
+        groups[name], reports[name] = selected_models(sampler, anchors, n, rng, scorers, selection)
     return groups, reports
 
 
 def noise_frontier(
-    aligned: torch.Tensor,
     prepared: PreparedZoo,
+    rows: np.ndarray,
     n: int,
     rng: np.random.Generator,
     scorers: tuple[Callable, Callable],
     selection: Selection,
 ) -> tuple[dict[float, torch.Tensor], dict]:
-    """({scale: n models, each an aligned anchor plus Gaussian noise of `scale` times each layer's std}, the
-    selection's report of each scale), every scale kept by the generated models' selection."""
-    std, models, reports = prepared.entry_std(), {}, {}
+    """({scale: n models, each an aligned anchor (of the zoo's `rows`) plus Gaussian noise of `scale` times each
+    layer's std}, the selection's report of each scale), every scale kept by the generated models' selection; each
+    scale reads only the anchors its draws centre on."""
+    std, models, reports, anchors = prepared.entry_std(), {}, {}, AnchorWeights(prepared, rows)
     for scale in FRONTIER_SCALES:
-        models[scale], reports[scale] = selected_models(WeightNoise(std, scale), aligned, n, rng, scorers, selection)
+        models[scale], reports[scale] = selected_models(WeightNoise(std, scale), anchors, n, rng, scorers, selection)
     return models, reports
 
 

@@ -34,10 +34,11 @@ import numpy as np
 import polars as pl
 import torch
 
+from core.gen.anchor_weights import AnchorWeights
 from core.gen.anchors import Anchors
-from core.gen.baselines import WeightAverage, WeightNoise, baseline_selection
+from core.gen.baselines import WeightAverage, WeightNoise, baseline_selection, selected_models
 from core.gen.ensemble import evaluate_ensembles, validation_scorers
-from core.gen.selection import Selection, select_models
+from core.gen.selection import Selection
 from core.rep.prepare import PreparedZoo
 from core.zoo.arch import Spec
 from core.zoo.data import Dataset
@@ -71,21 +72,16 @@ def ensemble_groups(
     """({group: members [n, params]}, notes on how they were made) for n generated models drawn around
     `anchors`, each from the anchor whose checkpoint id `sources` gives (-1: unknown)."""
     started, n, rng = time.perf_counter(), len(generated), np.random.default_rng([seed, 27])
-    aligned = prepared.aligned_rows(anchors.rows)
+    weights = AnchorWeights(prepared, anchors.rows)  # read where a group needs them, a chunk at a time
     row_of = {c: i for i, c in enumerate(anchors.ids)}
     known = all(int(s) in row_of for s in sources)
-    picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(aligned), n).tolist()
+    picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(weights), n).tolist()
     noise_selection = baseline_selection(selection)
-    score, predictions = validation_scorers(anchors.spec, source.x_val, source.y_val)
-    simple = {
-        name: select_models(
-            sampler, aligned.numpy(), aligned.numpy(), n, rng,
-            lambda codes: torch.from_numpy(codes), score, noise_selection, predictions=predictions,
-        )[0]
-        for name, sampler in (("noise", WeightNoise(prepared.entry_std())), ("average", WeightAverage()))
-    }  # fmt: skip
+    scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
+    samplers = (("noise", WeightNoise(prepared.entry_std())), ("average", WeightAverage()))
+    simple = {name: selected_models(sampler, weights, n, rng, scorers, selection)[0] for name, sampler in samplers}
     deep = deep_rows(anchors.zoo.table, anchors.activation, n, rng)
-    groups = {"generated": generated, "finetuned": finetuned, "anchors": aligned[torch.tensor(picked)]}
+    groups = {"generated": generated, "finetuned": finetuned, "anchors": weights.take(picked)}
     groups |= {**simple, "deep": anchors.zoo.rows(deep)}
     init = "init_seed" if "init_seed" in anchors.zoo.table.columns else "seed"
     notes = {

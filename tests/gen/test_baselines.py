@@ -7,14 +7,23 @@ import polars as pl
 import pytest
 import torch
 
+from core.gen.anchor_weights import AnchorWeights
 from core.gen.anchors import anchor_warnings, resolve_anchors
-from core.gen.baselines import FRONTIER_SCALES, noise_frontier, reference_groups, simple_baselines, source_rows
+from core.gen.baselines import (
+    FRONTIER_SCALES,
+    WeightNoise,
+    noise_frontier,
+    reference_groups,
+    simple_baselines,
+    source_rows,
+)
 from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.ensemble import validation_scorers
 from core.gen.novelty import agreement, max_agreement, max_iou, predicted_classes
 from core.gen.selection import Selection
 from core.pipeline import generate
+from core.rep.prepare import PreparedZoo
 from core.rep.run import load_run
 from core.store.workspace import Workspace
 from core.zoo.data import load_dataset
@@ -22,6 +31,7 @@ from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import combined_table, load_zoos
 from core.zoo.population import evaluate_models, recalibrate_norm_statistics
 from tests.conftest import copy_workspace
+from tests.gen.budgets import small_budget, whole_budget
 
 N = 6
 
@@ -36,33 +46,76 @@ def setting(tiny_ae_workspace):
     return run, run.prepare(anchors.zoo), anchors, table, load_dataset("digits")
 
 
-def _baselines(setting, mode: str, seed: int = 5):
+def _baselines(setting, mode: str, seed: int = 5, bootstrap_rounds: int = 3):
     _, prepared, anchors, _, data = setting
-    aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
     scorers = validation_scorers(anchors.spec, data.x_val, data.y_val)
-    rng = np.random.default_rng(seed)
-    groups, reports = simple_baselines(aligned, prepared, N, rng, scorers, Selection(mode, candidates=4))
-    frontier, frontier_reports = noise_frontier(aligned, prepared, N, rng, scorers, Selection(mode, candidates=4))
+    rng, selection = np.random.default_rng(seed), Selection(mode, candidates=4, rounds=bootstrap_rounds)
+    groups, reports = simple_baselines(prepared, anchors.rows, N, rng, scorers, selection)
+    frontier, frontier_reports = noise_frontier(prepared, anchors.rows, N, rng, scorers, selection)
     return groups, reports, frontier, frontier_reports, scorers[0]
 
 
-def test_with_none_the_baselines_are_the_unselected_draws(setting):
+def _drawn_by_hand(setting, n: int, rng: np.random.Generator) -> tuple[dict, dict]:
+    """The baselines' n unselected draws, made from every anchor's aligned weights at once, as they were made
+    before the anchors were read in chunks: ({noise, average, weight_gauss}, {frontier scale: draws})."""
     _, prepared, anchors, _, _ = setting
-    groups, reports, frontier, _, _ = _baselines(setting, "none")
-    # the draws as the baselines made them before any selection, from the same generator
-    aligned, std, rng = prepared.aligned[torch.from_numpy(anchors.rows)], prepared.entry_std(), np.random.default_rng(5)
-    pick = torch.from_numpy(rng.integers(0, len(aligned), N))
-    noise = torch.from_numpy(rng.normal(size=(N, aligned.shape[1])).astype(np.float32))
-    assert torch.equal(groups["noise"], aligned[pick] + 0.1 * noise * std)
-    triples = torch.from_numpy(rng.integers(0, len(aligned), (N, 3)))
-    assert torch.equal(groups["average"], aligned[triples].mean(1))
-    gauss = torch.from_numpy(rng.normal(size=(N, aligned.shape[1])).astype(np.float32))  # its own noise now
-    assert torch.equal(groups["weight_gauss"], aligned.mean(0) + gauss * aligned.std(0))
+    aligned, std = prepared.aligned[torch.from_numpy(anchors.rows)], prepared.entry_std()
+    pick = torch.from_numpy(rng.integers(0, len(aligned), n))
+    noise = torch.from_numpy(rng.normal(size=(n, aligned.shape[1])).astype(np.float32))
+    groups = {"noise": aligned[pick] + 0.1 * noise * std}
+    groups["average"] = aligned[torch.from_numpy(rng.integers(0, len(aligned), (n, 3)))].mean(1)
+    gauss = torch.from_numpy(rng.normal(size=(n, aligned.shape[1])).astype(np.float32))  # its own noise
+    groups["weight_gauss"] = aligned.mean(0) + gauss * aligned.std(0)
+    frontier = {}
     for scale in FRONTIER_SCALES:
-        pick = torch.from_numpy(rng.integers(0, len(aligned), N))
-        noise = torch.from_numpy(rng.normal(size=(N, aligned.shape[1])).astype(np.float32))
-        assert torch.equal(frontier[scale], aligned[pick] + scale * noise * std)
+        pick = torch.from_numpy(rng.integers(0, len(aligned), n))
+        noise = torch.from_numpy(rng.normal(size=(n, aligned.shape[1])).astype(np.float32))
+        frontier[scale] = aligned[pick] + scale * noise * std
+    return groups, frontier
+
+
+def _same_draws(made: dict, by_hand: dict) -> None:
+    """Bit-identical where only the reading changed; the per-weight Gaussian's moments are now accumulated in
+    float64 by chunks, so its draws agree to float rounding."""
+    for name, expected in by_hand.items():
+        if name == "weight_gauss":
+            torch.testing.assert_close(made[name], expected, rtol=1e-5, atol=1e-6)
+        else:
+            assert torch.equal(made[name], expected), name
+
+
+@pytest.mark.parametrize("budget", ["whole", "small"])
+def test_with_none_the_baselines_are_the_unselected_draws_whatever_the_chunks(setting, budget, monkeypatch):
+    if budget == "small":  # a chunk of one checkpoint: draws, reads and moments in many chunks
+        small_budget(monkeypatch, setting[1].zoo.spec.n_params)
+    groups, reports, frontier, _, _ = _baselines(setting, "none")
+    by_hand, frontier_by_hand = _drawn_by_hand(setting, N, np.random.default_rng(5))
+    _same_draws(groups, by_hand)
+    _same_draws(frontier, frontier_by_hand)
     assert {r["mode"] for r in reports.values()} == {"none"}
+
+
+def test_subsample_keeps_the_best_of_the_draws_made_before_chunking(setting, monkeypatch):
+    small_budget(monkeypatch, setting[1].zoo.spec.n_params)
+    kept, reports, _, _, score = _baselines(setting, "subsample")
+    by_hand, _ = _drawn_by_hand(setting, 4 * N, np.random.default_rng(5))  # the noise baseline draws first
+    best = np.argsort(-score(by_hand["noise"]), kind="stable")[:N]
+    assert torch.equal(kept["noise"], by_hand["noise"][torch.from_numpy(best)])
+    assert reports["noise"]["history"][0]["kept_mean"] == pytest.approx(float(score(kept["noise"]).mean()))
+
+
+@pytest.mark.parametrize("mode", ["bootstrap", "diverse"])
+def test_a_selection_read_in_chunks_keeps_the_models_of_one_read_whole(setting, mode, monkeypatch):
+    whole_budget(monkeypatch)
+    whole = _baselines(setting, mode, bootstrap_rounds=2)
+    small_budget(monkeypatch, setting[1].zoo.spec.n_params)
+    chunked = _baselines(setting, mode, bootstrap_rounds=2)
+    _same_draws(chunked[0], {name: whole[0][name] for name in ("noise", "average")})
+    _same_draws(chunked[2], whole[2])
+    for reports, whole_reports in ((chunked[1], whole[1]), (chunked[3], whole[3])):
+        assert [reports[k]["history"] for k in reports if k != "weight_gauss"] == [
+            whole_reports[k]["history"] for k in whole_reports if k != "weight_gauss"
+        ]
 
 
 def test_with_subsample_the_kept_baselines_score_at_least_the_unselected_mean(setting):
@@ -73,6 +126,18 @@ def test_with_subsample_the_kept_baselines_score_at_least_the_unselected_mean(se
     for report in [*reports.values(), *frontier_reports.values()]:
         step = report["history"][-1]
         assert report["mode"] == "subsample" and step["kept_mean"] >= step["drawn_mean"]
+
+
+def test_the_noise_baseline_reads_only_the_anchors_its_draws_centre_on(setting, monkeypatch):
+    _, prepared, anchors, _, _ = setting
+    small_budget(monkeypatch, prepared.zoo.spec.n_params)
+    read, aligned_rows = [], PreparedZoo.aligned_rows
+    monkeypatch.setattr(PreparedZoo, "aligned_rows", lambda self, rows: read.append(rows) or aligned_rows(self, rows))
+    sampler = WeightNoise(prepared.entry_std()).fit(AnchorWeights(prepared, anchors.rows), np.zeros(0))
+    _, centres = sampler.draw(3, np.random.default_rng(1))
+    assert len(read) == 3 and all(len(index) == 1 for index in read)  # one chunk (one row) at a time
+    assert np.concatenate(read).tolist() == anchors.rows[centres].tolist()  # those rows, and no others
+    assert len(anchors.rows) > 3
 
 
 def test_guided_selection_leaves_the_baselines_unselected_and_says_why(setting):

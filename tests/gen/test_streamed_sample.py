@@ -12,32 +12,18 @@ from core.gen.anchors import distinct_rows
 from core.gen.config import SampleConfig
 from core.pipeline import generate
 from core.rep.run import AERun
-from core.store import budget
 from core.store.shards import ShardedRows
 from core.zoo.model_zoo import load_zoos
 from tests.conftest import copy_workspace
+from tests.gen.budgets import CHUNK, small_budget, whole_budget
 
 CONFIG = SampleConfig(anchors="top:0.5", n=4, finetune_epochs=1, seed=3)
-CHUNK = 2  # checkpoints per chunk of raw rows under the small budget; model passes get 1
-
-
-@pytest.fixture(autouse=True)
-def restore_budget():
-    yield
-    budget.set_memory_mb(budget.DEFAULT_MEMORY_MB)
-
-
-def small_budget(monkeypatch, n_params: int) -> None:
-    """The smallest --memory, with the chunk's share of it cut so that a chunk holds CHUNK checkpoints."""
-    budget.set_memory_mb(64)
-    monkeypatch.setattr(budget, "CHUNK_SHARE", (CHUNK * 4 * n_params + 1) / (64 << 20))
-    assert budget.chunk_rows(n_params, copies=0) == CHUNK and budget.chunk_rows(n_params, copies=8) == 1
 
 
 def test_a_generation_read_in_small_chunks_gives_the_figures_of_one_read_whole(
     tiny_ae_workspace, tmp_path, monkeypatch
 ):
-    budget.set_memory_mb(budget.MAX_MEMORY_MB)  # every stage takes the zoo in one chunk
+    whole_budget(monkeypatch)
     whole = generate(copy_workspace(tiny_ae_workspace, tmp_path / "whole"), CONFIG)
     small_budget(monkeypatch, load_zoos(tiny_ae_workspace)[0].spec.n_params)
     chunked = generate(copy_workspace(tiny_ae_workspace, tmp_path / "chunked"), CONFIG)
@@ -64,8 +50,9 @@ def test_a_generation_reads_the_zoo_a_chunk_at_a_time(tiny_ae_workspace, tmp_pat
     monkeypatch.setattr(
         ShardedRows, "block", lambda self, start, stop, *a: asked.append(stop - start) or block(self, start, stop, *a)
     )
-    # n = CHUNK: the anchors group reads the generated models' n source anchors at once (a group of n, as theirs)
-    config = SampleConfig(anchors="top:0.5", n=CHUNK, finetune_epochs=0, seed=3, baselines=False)
+    # the weight-space baselines, their frontier and the ensembles' groups draw n x 4 models around the anchors;
+    # n = CHUNK: the deep ensemble reads its n zoo models at once (a group of n, as the generated models are)
+    config = SampleConfig(anchors="top:0.5", n=CHUNK, finetune_epochs=0, seed=3, ensemble=True)
     generate(workspace, config)
     anchors = round(0.5 * len(zoo))
     assert anchors > CHUNK and len(zoo) > 4 * CHUNK  # whole anchors or a whole zoo would not fit in a chunk

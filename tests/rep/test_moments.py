@@ -1,4 +1,5 @@
-"""Streamed per-layer moments: a hand-checked case, and a zoo prepared in chunks against the whole-tensor figures."""
+"""Streamed moments, per layer and per column: hand-checked cases, and a zoo prepared in chunks against the
+whole-tensor figures."""
 
 import math
 
@@ -6,7 +7,7 @@ import numpy as np
 import torch
 
 from core.rep import prepare as prepare_module
-from core.rep.moments import LayerMoments
+from core.rep.moments import ColumnMoments, LayerMoments
 from core.rep.prepare import STD_FLOOR, prepare, split_models, standardisation_slices
 from core.zoo.model_zoo import load_zoos
 
@@ -30,6 +31,21 @@ def test_a_single_value_and_a_constant_span_get_the_floor():
     moments = LayerMoments([slice(0, 1)])
     moments.add(torch.tensor([[7.0]]))
     assert moments.mean_std(0.25)[1].item() == 0.25
+
+
+def test_column_moments_in_any_chunking_match_the_hand_computed_ones():
+    # column 0 holds 1, 3, 5 (mean 3, variance 4), column 1 2, 4, 6 (mean 4, variance 4), column 2 10, 20, 30
+    for sizes in ((3,), (1, 1, 1), (2, 1)):
+        moments = ColumnMoments(3)
+        for chunk in ROWS.split(list(sizes)):
+            moments.add(chunk)
+        mean, std = moments.mean_std()
+        torch.testing.assert_close(mean, torch.tensor([3.0, 4.0, 20.0]))
+        torch.testing.assert_close(std, torch.tensor([2.0, 2.0, 10.0]))
+    one = ColumnMoments(3)
+    one.add(ROWS[:1])
+    one.add(ROWS[:0])  # an empty chunk changes nothing
+    assert one.mean_std()[0].tolist() == [1.0, 2.0, 10.0] and one.mean_std()[1].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_statistics_streamed_in_chunks_equal_the_whole_tensor_ones(tiny_zoo_workspace, monkeypatch):

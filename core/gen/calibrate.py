@@ -82,7 +82,7 @@ def calibrate_spread(
     elif chosen == SPREADS[-1]:
         reason = f"every spread tried kept {target:.0%} of the source anchors' validation accuracy; the largest is used"
     else:
-        reason = f"the largest spread whose {how} kept {target:.0%} of their source anchors' validation accuracy"
+        reason = f"the largest spread at which {how} kept {target:.0%} of their source anchors' validation accuracy"
     sampler.spread = chosen
     return Calibration(target, float(anchor_scores.mean()), candidates, tuple(tried), chosen, reason)
 

@@ -53,7 +53,7 @@ from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
 MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
-SPREADS = (None, 0.25, 1.0, 2.0)  # the generator's novelty levels: None is the default (chosen for the zoo)
+SPREADS = (None, 0.25, 1.0, 1.5, 2.0)  # the generator's novelty levels: None is the default (chosen for the zoo)
 TRANSFER_TASK = "noise=0.5"  # MNIST with pixel noise of std 0.5: the zoo's classes, so the output layer is kept
 TRANSFER_EPOCHS = (0, 1, 5)
 ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "average", "deep")

@@ -14,7 +14,7 @@ import torch
 from core.gen.anchors import Anchors
 from core.gen.calibrate import calibrate_spread
 from core.gen.config import SampleConfig
-from core.gen.ensemble import validation_scorers
+from core.gen.ensemble import SCORING_IMAGES, validation_scorers
 from core.gen.finite import check_codes, check_generated
 from core.gen.path import on_line, require_ends
 from core.gen.samplers import Sampler, make_sampler
@@ -77,12 +77,14 @@ def draw_models(
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
     calibration, selection = None, config.selector
     if config.spread is None:  # chosen for the zoo (a path's point: scored against its ends, which are the anchors)
-        anchor_scores = np.concatenate([score(c) for _, c in prepared.iter_aligned(anchors.rows)])
+        keep_by, judge = split_scorers(spec, source)
+        anchor_scores = np.concatenate([judge(c) for _, c in prepared.iter_aligned(anchors.rows)])
         if config.path_t is not None:  # the one point drawn around stands for both ends
             anchor_scores = anchor_scores.mean(keepdims=True)
         best_of = config.candidates if selection.mode in ("subsample", "bootstrap") else 1  # kept by validation
+        target, seed = config.spread_keep, config.seed
         calibration = calibrate_spread(
-            sampler, anchor_codes, zoo_codes, anchor_scores, config.spread_keep, config.seed, decode, score, best_of
+            sampler, anchor_codes, zoo_codes, anchor_scores, target, seed, decode, keep_by, best_of, judge
         )
     weights, report, rows = select_models(
         sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions
@@ -91,6 +93,17 @@ def draw_models(
     if calibration is not None:
         report = report | {"spread_calibration": calibration.to_json()}
     return Drawn(weights, sampler, report, ids[rows])
+
+
+def split_scorers(spec, source: Dataset) -> tuple:
+    """Validation accuracy on alternate halves of the scored validation images (core/gen/ensemble.py
+    SCORING_IMAGES): the spread's calibration keeps draws by the first and judges them by the second. A split of
+    fewer than two images is not halved."""
+    x, y = source.x_val[:SCORING_IMAGES], source.y_val[:SCORING_IMAGES]
+    if len(y) < 2:
+        score = validation_scorers(spec, x, y)[0]
+        return score, score
+    return validation_scorers(spec, x[0::2], y[0::2])[0], validation_scorers(spec, x[1::2], y[1::2])[0]
 
 
 def accuracy_predictor(run: AERun, prepared: PreparedZoo, table: pl.DataFrame):

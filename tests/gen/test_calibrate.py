@@ -85,6 +85,18 @@ def test_the_share_is_of_the_anchors_each_kept_draw_came_from():
     assert dict(calibration.tried)[0.25] == pytest.approx(got[best].mean() / scores[centres[best]].mean(), abs=1e-4)
 
 
+def test_draws_kept_by_one_score_are_judged_by_the_other():
+    def luck(weights: torch.Tensor) -> np.ndarray:  # a score that knows nothing: which draws it keeps is chance
+        return np.random.default_rng(len(weights)).random(len(weights))
+
+    sampler = Neighbour(spread=9.0)
+    calibration = calibrate_spread(sampler, ANCHORS, ANCHORS, SCORES, 0.0, 0, _decode, luck, 4, judge=_score)
+    drawn = Neighbour(spread=1.0).fit(ANCHORS, ANCHORS).sample(32, np.random.default_rng([0, 11]))
+    kept = np.argsort(-luck(torch.zeros(32)), kind="stable")[:8]
+    assert dict(calibration.tried)[1.0] == pytest.approx(_score(_decode(drawn[kept])).mean(), abs=1e-4)
+    assert dict(calibration.tried)[1.0] < dict(_calibrate(0.0)[1].tried)[1.0] + 0.05  # no best-of-4 gain by luck
+
+
 def test_the_same_seed_gives_the_same_choice():
     assert _calibrate(0.9, seed=3)[1] == _calibrate(0.9, seed=3)[1]
     assert _calibrate(0.0, seed=3)[1].tried != _calibrate(0.0, seed=4)[1].tried

@@ -260,7 +260,18 @@ def summarise(per_seed: list[dict]) -> dict:
         g: {m: over(lambda f, g=g, m=m: f["ensembles"][g][m]) for m in ("acc", "nll")} for g in groups
     }
     summary["ablation"] = {name: over(lambda f, n=name: f["ablation"][n]) for name in ("layer_norm", "plain_mse")}
+    # Paired by seed as well (the same zoo, run and draws on both sides): what the unpaired intervals hide.
+    summary["transfer_lead"] = {
+        base: [over(lambda f, b=base, i=i: f["transfer"]["generated"][i] - f["transfer"][b][i]) for i in epochs]
+        for base, epochs in (("b_t", range(len(TRANSFER_EPOCHS))), ("b_f", range(len(TRANSFER_EPOCHS))))
+    }
+    summary["ablation_lead"] = over(lambda f: f["ablation"]["layer_norm"] - f["ablation"]["plain_mse"])
     return summary
+
+
+def _paired(lead) -> str:
+    """What a paired lead's interval says."""
+    return "no measurable difference" if lead.lo <= 0 <= lead.hi else ("ahead" if lead.lo > 0 else "behind")
 
 
 def report(summary: dict, members: int) -> None:
@@ -278,9 +289,8 @@ def report(summary: dict, members: int) -> None:
         show(f"Kendall tau of test_acc from {features}", figure)
     print("  the embedding's lead in test_acc R^2, paired by seed (the same zoo and split on both sides)")
     for features, lead in summary["probe_test_acc_lead"].items():
-        said = "no measurable difference" if lead.lo <= 0 <= lead.hi else ("ahead" if lead.lo > 0 else "behind")
         show(f"embedding - {features}", lead)
-        print(f"    {said}")
+        print(f"    {_paired(lead)}")
     print("\ngeneration at the default spread, as generated")
     show("accuracy / source anchors'", summary["generated_ratio"])
     show("median max error-IoU, generated", summary["generated_iou"])
@@ -294,6 +304,9 @@ def report(summary: dict, members: int) -> None:
         rows = summary["transfer"]
         said = [verdict(rows["generated"][i], rows[b][i], "generated", b) for b in ("b_t", "b_f")]
         print(f"    epoch {epoch}: {'; '.join(said)}; {verdict(rows['b_f'][i], rows['b_t'][i], 'B_F', 'B_T')}")
+        for base, leads in summary["transfer_lead"].items():
+            show(f"  generated - {base}, paired by seed", leads[i])
+            print(f"      {_paired(leads[i])}")
     print(f"\nensembles of {members} members (softmax averaged; test accuracy and NLL)")
     ensembles = summary["ensembles"]
     for group, figures in ensembles.items():
@@ -307,6 +320,8 @@ def report(summary: dict, members: int) -> None:
         show(name, figure)
     ablation = summary["ablation"]
     print(f"    {verdict(ablation['layer_norm'], ablation['plain_mse'], 'layer-normalised', 'plain MSE')}")
+    show("layer-normalised - plain MSE, paired", summary["ablation_lead"])
+    print(f"    {_paired(summary['ablation_lead'])}")
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from core.zoo.blocks import model_blocks, training_bytes
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos
 from core.zoo.table import METRICS
+from tests.faults import Crash, crash_at_commit
 
 # Two populations a block (two activations), three saved epochs of six models.
 CONFIG = ZooConfig(models=6, epochs=2, save_epochs=(0, 1, 2), seed=5, init_seeds=3, activations=("relu", "tanh"))
@@ -174,3 +175,18 @@ def test_max_zoo_values_caps_a_block_not_the_zoo(tmp_path, monkeypatch):
     seen = []
     generate_zoo(Workspace(tmp_path / "ws"), config, on_progress=lambda done, total, info: seen.append(info))
     assert [info["blocks"] for info in seen] == [2] * 4
+
+
+def test_a_generation_killed_at_any_write_of_its_blocks_resumes_to_the_uninterrupted_zoo(tmp_path, monkeypatch):
+    """A kill just before each of the 8 commits of training (per block of one model and per epoch, its snapshot
+    file and then the resumable state), and a rerun: the zoo of the uninterrupted run in the same blocks, bit for
+    bit (the same populations)."""
+    models_a_block(monkeypatch, 1)
+    config = dataclasses.replace(CONFIG, models=2, epochs=1, save_epochs=(0, 1), activations=("relu",))
+    expected = generate_zoo(Workspace(tmp_path / "reference"), config)[0]
+    for crash_at in range(1, 9):
+        workspace = Workspace(tmp_path / f"ws{crash_at}")
+        with pytest.raises(Crash), crash_at_commit(crash_at):
+            generate_zoo(workspace, config)
+        zoo = generate_zoo(workspace, config)[0]
+        assert torch.equal(zoo.weights, expected.weights) and zoo.table.drop("ggap").equals(expected.table.drop("ggap"))

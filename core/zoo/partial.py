@@ -71,7 +71,7 @@ class Partial:
             self.block, self.epoch = range(*info.get("block", (0, models))), int(info["epoch"])
             self._check_progress(models)
             self.replaces, self.zoo_id = info["replaces"], str(info["zoo_id"])
-        except (ValueError, KeyError, TypeError, ZooError):
+        except (ValueError, KeyError, TypeError, AttributeError, ZooError):
             self.clear()  # stale, unreadable or of the layout before snapshot files: start over, never mix runs
             self._start_over()
             return

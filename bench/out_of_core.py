@@ -12,10 +12,15 @@ At the smallest size the same commands also run with a budget large enough for t
 training set kept whole, one chunk per stage), for the time ratio streamed / in-memory per checkpoint.
 
 Usage: python bench/out_of_core.py [--budget-mb 256] [--zoo-mb 96] [--scales 1,2,4] [--hidden 512]
-                                   [--kind sane|hyperrep] [--until STAGE] [--baselines]
+                                   [--kind sane|hyperrep] [--until STAGE] [--baselines] [--generate-models N]
 `--kind hyperrep` trains the per-neuron autoencoder instead (a few epochs of a small one); `--until "ae train"`
 stops the chain after that stage; `--baselines` makes `sample` also build the weight-space baselines and the noise
 frontier (off by default: they fit on the anchors, a third of the zoo here, and score many draws).
+`--generate-models N` measures `zoo generate` instead of the chain: N x scale cnn-small models on a small digits
+task (two classes, 3 training images each, so that evaluating the snapshots dominates and stays short) for one
+epoch, whose training state (core/zoo/blocks.py) is then compared with the budget. The children run `python -m
+core` from the current folder: run the bench from another checkout's root to measure that checkout's engine (e.g.
+main's, for a before/after).
 The defaults (largest zoo 384 MB, 1.5x the budget) take about 20 minutes on our shared 2-core machine; the issue's
 zoo of 3x the budget is --zoo-mb 192 (768 MB at 4x), its full run --budget-mb 2048 --zoo-mb 1536. Every command's
 RSS starts from the import floor (about 520 MB here), above a 256 MB budget: at small budgets read the growth of
@@ -40,7 +45,8 @@ import torch  # noqa: E402
 from bench.peak_rss import measured  # noqa: E402
 from core.rep.sane import AGGREGATIONS  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
-from core.zoo.arch import ArchSpec, Conv  # noqa: E402
+from core.zoo.arch import ArchSpec, Conv, cnn_small  # noqa: E402
+from core.zoo.blocks import training_bytes  # noqa: E402
 from core.zoo.model_zoo import Zoo, finish_table, save_zoo  # noqa: E402
 
 SAVED_EPOCHS = (0, 1, 2)
@@ -58,6 +64,8 @@ HYPERREP += ["--feedforward", "64", "--latent-dim", "8", "--projection-dim", "8"
 HYPERREP += ["--warmup-epochs", "0", "--batch-size", "32", "--structure-weight", "1", "--behaviour-weight", "0"]
 KIND_OPTIONS = {"sane": SANE, "hyperrep": HYPERREP}
 STAGES = ("zoo info", "ae train", "map", "sample", "export")
+GENERATE_DATASET = "digits:classes=0-1:k=3"
+GENERATE = ["--dataset", GENERATE_DATASET, "--epochs", "1", "--save-epochs", "0,1", "--device", "cpu"]
 
 
 def bench_spec(hidden: int) -> ArchSpec:
@@ -146,6 +154,34 @@ def stages(
     return found
 
 
+def generation(folder: Path, budget_mb: int, models: int, scales: list[int]) -> dict:
+    """Peak RSS and seconds of `zoo generate` of `models` x scale cnn-small models under `--memory budget_mb`, by
+    scale; prints a table and returns the figures the JSON line reports."""
+    state_mb = models * training_bytes(cnn_small(1, 2)) / 2**20
+    print(f"zoo generate, {models:,} cnn-small models at 1x on {GENERATE_DATASET}: {state_mb:.0f} MB training state")
+    print(f"  {'scale':<6} {'models':>8} {'state / budget':>15} {'peak RSS MB':>12} {'seconds':>9}")
+    found = {}
+    for scale in scales:
+        common = ["--workspace", str(folder / f"x{scale}"), "--json", "--quiet", "--memory", str(budget_mb)]
+        rss, seconds, _ = core_command(["zoo", "generate", "--models", str(models * scale), *GENERATE, *common])
+        found[f"{scale}x"] = {"training_state_mb": round(state_mb * scale, 1), "peak_rss_mb": round(rss, 1)}
+        found[f"{scale}x"]["seconds"] = round(seconds, 2)
+        print(f"  {scale:<6} {models * scale:>8,} {state_mb * scale / budget_mb:>15.1f} {rss:>12.0f} {seconds:>9.1f}")
+    return found
+
+
+def report_generation(budget_mb: int, models: int, scales: list[int], floor: float) -> None:
+    """`--generate-models`: the generation's table, then its JSON line (the largest scale's figures first)."""
+    print(f"budget {budget_mb} MB; import floor (torch, UMAP, the engine) {floor:.0f} MB peak RSS")
+    with tempfile.TemporaryDirectory(prefix="out-of-core-") as folder:
+        found = generation(Path(folder), budget_mb, models, scales)
+    largest = found[f"{scales[-1]}x"]
+    summary = {"budget_mb": budget_mb, "training_state_mb": largest["training_state_mb"]}
+    summary |= {"peak_rss_mb": {"zoo generate": largest["peak_rss_mb"]}}
+    summary |= {"seconds": {"zoo generate": largest["seconds"]}, "import_floor_mb": round(floor, 1)}
+    print(json.dumps(summary | {"by_scale": found}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-mb", type=int, default=256)
@@ -155,10 +191,14 @@ def main() -> None:
     parser.add_argument("--kind", choices=sorted(KIND_OPTIONS), default="sane", help="the autoencoder trained")
     parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="the last stage of the chain run")
     parser.add_argument("--baselines", action="store_true", help="sample with the weight-space baselines")
+    parser.add_argument("--generate-models", type=int, default=0, help="measure zoo generate of N models x scale")
     args = parser.parse_args()
     spec = bench_spec(args.hidden)
     scales = [int(s) for s in args.scales.split(",")]
     floor = import_floor_mb()
+    if args.generate_models:
+        report_generation(args.budget_mb, args.generate_models, scales, floor)
+        return
     chain = (args.kind, args.until, args.baselines)
     print(f"model: {spec.name}, {spec.n_params:,} parameters ({4 * spec.n_params / 2**20:.2f} MB a checkpoint)")
     print(f"budget {args.budget_mb} MB; import floor (torch, UMAP, the engine) {floor:.0f} MB peak RSS")

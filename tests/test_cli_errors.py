@@ -70,7 +70,7 @@ def _full_disk(path_of):
 
 
 def test_a_full_disk_at_zoo_generates_first_write_is_one_line_and_leaves_no_folder(tmp_path, run_cli, monkeypatch):
-    monkeypatch.setattr("core.zoo.generate.write_tensors", _full_disk(lambda p: p))  # the resumable state
+    monkeypatch.setattr("core.zoo.partial.write_tensors", _full_disk(lambda p: p))  # the resumable state
     result = run_cli("zoo", "generate", "--workspace", tmp_path / "new", "--models", 2, "--epochs", 0, "--quiet")
     one_line(result, "zoo.partial", "No space left on device", "free space")
     assert not (tmp_path / "new").exists()  # it held only its lock

@@ -15,7 +15,10 @@ import torch
 from core.cluster import ClusterConfig
 from core.errors import Interrupted
 from core.gen.finetune import finetune_groups
+from core.store.budget import memory_mb
 from core.store.workspace import Workspace
+from core.zoo import blocks
+from core.zoo.blocks import training_bytes
 from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos
@@ -73,6 +76,23 @@ def test_a_two_shard_zoo_equals_the_unsharded_zoo_model_by_model(local_cluster, 
     _assert_same_zoo(load_zoos(workspace)[0], reference)
     assert (job.done, job.total) == (2 * (CONFIG.epochs + 1), 2 * (CONFIG.epochs + 1))
     assert job.info["shards_done"] == 2 and {entry.get("shard") for entry in job.history} == {0, 1}
+    assert not (workspace.root / "zoo.partial").exists()
+
+
+def test_shards_train_in_blocks_of_the_budget(local_cluster, reference, tmp_path, monkeypatch):
+    """Each shard's worker trains its models in blocks within the driver's --memory (here two models a block, so
+    each shard of three trains two blocks); the zoo is the unsharded one up to float32 rounding (oneDNN's kernel
+    depends on a population's size: tests/zoo/test_blocks.py)."""
+    one_model = training_bytes(reference.spec)
+    monkeypatch.setattr(blocks, "TRAINING_SHARE", 2 * one_model / (memory_mb() << 20))
+    workspace = Workspace(tmp_path / "ws")
+    job = Job(str(workspace.root), "zoo", "generate")
+    zoo = generate_zoo(workspace, CONFIG, "cpu", job.progress, cluster=ClusterConfig("local", shards=2))[0]
+    torch.testing.assert_close(zoo.weights, reference.weights, rtol=0, atol=1e-4)
+    assert zoo.table.select("model_id", "epoch", "seed").equals(reference.table.select("model_id", "epoch", "seed"))
+    steps = 2 * 2 * (CONFIG.epochs + 1)  # shards x blocks x (epoch 0 and the trained epochs)
+    assert (job.done, job.total) == (steps, steps)
+    assert {(entry.get("block"), entry.get("blocks")) for entry in job.history if "epoch" in entry} == {(1, 2), (2, 2)}
     assert not (workspace.root / "zoo.partial").exists()
 
 

@@ -11,6 +11,11 @@ ran would have to guess the device's speed): compiling pays when
     remaining_eager_s * (1 - 1 / COMPILED_SPEEDUP) > COMPILE_COST_S,
 
 i.e. when the eager training still to come exceeds about 54 s with the figures below.
+
+A generation too large for one block of models (core/zoo/blocks.py) decides per block, each from its own first
+epoch and the epochs left in that block: every block builds new nets, which compile anew, so the cost is paid per
+block and is weighed against that block's share of the work (whether torch's cache spares a later block of the
+same shapes its compiling was not measured; if it does, "auto" errs towards eager there).
 """
 
 from __future__ import annotations

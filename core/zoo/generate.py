@@ -1,10 +1,12 @@
-"""Generating a model zoo: the plan of models (seeds, inits and settings drawn from lists), training them all at
-once with the population trainer, and resuming an interrupted generation.
+"""Generating a model zoo: the plan of models (seeds, inits and settings drawn from lists), training them with the
+population trainer a block of models at a time (as many as the memory budget holds, core/zoo/blocks.py), and
+resuming an interrupted generation.
 
 The finished zoo replaces the workspace's old one in one swap (core/zoo/model_zoo.py `save_zoo`); until then
-the resumable state lives in `zoo.partial/`: each saved epoch's weights in a file of their own, written once as
-the epoch is trained, and the populations' state with the progress in one file committed after every epoch. The
-zoo's shards are copied from those snapshot files a shard at a time, so the weights are never in memory whole.
+the resumable state lives in `zoo.partial/` (core/zoo/partial.py): each saved epoch's weights in a file of their
+own, written once as the epoch is trained, and the block's populations with the progress in one file committed
+after every epoch. The zoo's shards are copied from those snapshot files a shard at a time, so the weights are
+never in memory whole.
 """
 
 from __future__ import annotations
@@ -12,36 +14,31 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
 from core.cluster import ClusterConfig, connect, lost_message, placement, run_shards, shard_rows
-from core.errors import Interrupted, UserError, ZooError
-from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_MODELS, MAX_SEED, MAX_ZOO_VALUES
+from core.errors import Interrupted, UserError
+from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_MODELS, MAX_SEED
 from core.parsing import float_list, int_list, str_list
 from core.settings import setting
-from core.store.files import read_json, read_tensor_metadata, read_tensors, write_json, write_tensors
-from core.store.shards import SHARD_KEY, Shard, ShardedRows, checked_shard
+from core.store.shards import ShardedRows
 from core.store.workspace import Workspace
 from core.zoo.arch import ACTIVATIONS, Spec
+from core.zoo.blocks import block_capacity, check_model_fits, model_blocks, training_bytes
 from core.zoo.compiling import MODES as COMPILE_MODES
 from core.zoo.compiling import CompileWhenItPays
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
 from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
+from core.zoo.partial import Partial
 from core.zoo.population import INITS, Population, init_vectors
 from core.zoo.tasks import parse_task
-
-# Copies of every model's weights the population trainer holds at its peak (see `_check_size`).
-_TRAINING_COPIES = 10
 
 
 def default_save_epochs(epochs: int) -> tuple[int, ...]:
@@ -201,15 +198,20 @@ def generate_zoo(
     interrupted is resumed, a different one restarted. The finished zoo replaces the old one in one swap,
     which must be asked for (`replace`) when the workspace holds a zoo. Returns one Zoo per architecture.
 
-    With `cluster`, the models train in disjoint shards as Ray tasks (core/cluster.py), each finished shard is
-    kept under zoo.partial/ and a rerun trains only the shards still missing. A model trains the same in any
-    population, so the zoo is the one a single process makes (tests/zoo/test_cluster.py)."""
+    The models train in blocks whose training state fits the memory budget (core/zoo/blocks.py), one block
+    through every epoch after another; a zoo that fits trains as one block. With `cluster`, the models train in
+    disjoint shards as Ray tasks (core/cluster.py), each in blocks of the same budget, each finished shard is kept
+    under zoo.partial/ and a rerun trains only the shards still missing. A model trains the same in any block or
+    population, so the zoo is the one a single block makes (tests/zoo/test_blocks.py, tests/test_cluster.py)."""
     data = load_dataset(config.dataset, seed=config.data_seed)
     specs = {spec.name: spec for spec in zoo_specs(config, data)}
-    _check_size(config, specs)
-    work = _Work(config, specs, plan_models(config, list(specs)), data)
+    capacity = block_capacity()
+    check_model_fits(list(specs.values()), capacity)
+    plan = plan_models(config, list(specs))
+    costs = [training_bytes(specs[name]) for name in plan["architecture"]]
+    work = _Work(config, specs, plan, data, costs, capacity)
     with workspace.lock():
-        partial = _Partial(workspace.root / "zoo.partial", config)
+        partial = Partial(workspace.root / "zoo.partial", config)
         if cluster is None:
             saved_weights, saved_rows = _train_here(work, partial, workspace, replace, device, on_progress, should_stop)
         else:
@@ -224,40 +226,65 @@ def generate_zoo(
 
 @dataclass(frozen=True)
 class _Work:
-    """What a generation trains: its settings, architectures, plan of models and data."""
+    """What a generation trains: its settings, architectures, plan of models and data, each model's training
+    bytes (`costs`, in the plan's order) and the bytes a block of models may hold (`capacity`)."""
 
     config: ZooConfig
     specs: dict[str, Spec]
     plan: pl.DataFrame
     data: Dataset
+    costs: list[int]
+    capacity: int
 
 
-def _check_may_write(partial: _Partial, workspace: Workspace, replace: bool) -> None:
+def _check_may_write(partial: Partial, workspace: Workspace, replace: bool) -> None:
     """A resumed generation may finish over the zoo it was started over (or its own); else --replace decides."""
     if not partial.may_replace(workspace.zoo_stamp()):
         check_replacing(workspace, replace)
 
 
-def _train_here(work: _Work, partial, workspace, replace: bool, device: str, on_progress, should_stop):
-    """Every model in this process, one epoch after another, the resumable state committed after each."""
-    config = work.config
-    populations = _populations(work.specs, work.plan, device)
-    first_epoch, saved_weights, saved_rows = partial.resume(populations, workspace.zoo_stamp())
+def _train_here(work: _Work, partial: Partial, workspace, replace: bool, device: str, on_progress, should_stop):
+    """Every model in this process, a block of models through every epoch at a time, the resumable state
+    committed after each epoch. Progress counts (block, epoch) steps over all blocks."""
+    widths = {name: spec.n_params for name, spec in work.specs.items()}
+    partial.resume(workspace.zoo_stamp(), widths, work.plan.height)
     _check_may_write(partial, workspace, replace)
-    compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
+    todo = partial.blocks_to_train(work.costs, work.capacity)
+    blocks, epochs = partial.finished["blocks"] + len(todo), work.config.epochs + 1
     started = time.monotonic()
 
+    def report(number: int, epoch: int, info: dict) -> None:
+        if blocks > 1:
+            info |= {"block": number + 1, "blocks": blocks}
+        if on_progress:
+            on_progress(number * epochs + epoch + 1, blocks * epochs, info)
+        if should_stop and should_stop() and number * epochs + epoch + 1 < blocks * epochs:
+            where = f"epoch {epoch}" + (f" of block {number + 1} of {blocks}" if blocks > 1 else "")
+            raise Interrupted(f"stopped after {where}; run the same command again to resume")
+
+    for number, (models, first_epoch) in enumerate(todo, start=partial.finished["blocks"]):
+        _train_block(work, partial, models, first_epoch, number, device, started, report)
+    return partial.weights, partial.rows
+
+
+def _train_block(work: _Work, partial: Partial, models: range, first_epoch: int, number: int, device, started, report):
+    """One block of models (the `number`-th) from `first_epoch` through the last epoch, its snapshots written and
+    its state committed after each epoch; the compile mode is judged per block, since each block's nets are new."""
+    config = work.config
+    populations = _populations(work.specs, work.plan[models.start : models.stop], device)
+    if first_epoch and not partial.restore(populations):
+        first_epoch = 0  # the state file did not hold this block: it trains again from its start
+    compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
+
     def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
-        saved_weights.setdefault(name, []).append(partial.save_snapshot(index, epoch, weights))
+        partial.weights.setdefault(name, []).append(partial.save_snapshot(index, epoch, weights, block=number))
 
     for epoch in range(first_epoch, config.epochs + 1):
-        info = _timed_epoch(populations, work.data, epoch, config, keep, saved_rows, compiler, started)
-        partial.save(populations, epoch, saved_weights, saved_rows)
-        if on_progress:
-            on_progress(epoch + 1, config.epochs + 1, info)
-        if should_stop and should_stop() and epoch < config.epochs:
-            raise Interrupted(f"stopped after epoch {epoch}; run the same command again to resume")
-    return saved_weights, saved_rows
+        info = _timed_epoch(populations, work.data, epoch, config, keep, partial.rows, compiler, started)
+        partial.save(populations, models, epoch)
+        if epoch == config.epochs:
+            partial.finish_block()
+        report(number, epoch, info)
 
 
 def _timed_epoch(populations, data, epoch: int, config: ZooConfig, keep, saved_rows, compiler, started):
@@ -273,45 +300,55 @@ def _timed_epoch(populations, data, epoch: int, config: ZooConfig, keep, saved_r
     return info
 
 
-def train_shard(config: ZooConfig, specs: dict[str, Spec], data: Dataset, plan: pl.DataFrame, device: str):
-    """One shard's models (rows of the plan) through every epoch, in a Ray worker: yields each snapshot as it is
-    taken ({"snapshot": (population index, architecture, epoch), "weights": [models, params]}) and each epoch's
-    progress ({"epoch", "elapsed_s", "train_loss"}), then {"rows": the snapshots' table rows}. It keeps no
-    snapshot and writes nothing: the driver, which holds the workspace's lock and may be on another machine,
-    writes each snapshot as it arrives."""
-    populations = _populations(specs, plan, device)
-    compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
+def train_shard(
+    config: ZooConfig, specs: dict[str, Spec], data: Dataset, capacity: int, plan: pl.DataFrame, device: str
+):
+    """One shard's models (rows of the plan) through every epoch, in a Ray worker, in blocks of `capacity` bytes
+    of training state: yields each snapshot as it is taken ({"snapshot": (block, population index, architecture,
+    epoch), "weights": [models, params]}) and each epoch's progress ({"epoch", "elapsed_s", "train_loss", and
+    "block", "blocks" where there are several}), then {"rows": the snapshots' table rows}. It keeps no snapshot
+    and writes nothing: the driver, which holds the workspace's lock and may be on another machine, writes each
+    snapshot as it arrives."""
+    blocks = model_blocks([training_bytes(specs[name]) for name in plan["architecture"]], capacity)
     taken, saved_rows = [], []
     started = time.monotonic()
+    for number, models in enumerate(blocks):
+        populations = _populations(specs, plan[models.start : models.stop], device)
+        compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
 
-    def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
-        taken.append({"snapshot": (index, name, epoch), "weights": weights})
+        def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
+            taken.append({"snapshot": (number, index, name, epoch), "weights": weights})  # noqa: B023 (used at once)
 
-    for epoch in range(config.epochs + 1):
-        info = _timed_epoch(populations, data, epoch, config, keep, saved_rows, compiler, started)
-        while taken:  # one at a time, each let go once yielded (`yield from` a list fails in Ray's wrapper)
-            yield taken.pop(0)
-        yield info
+        for epoch in range(config.epochs + 1):
+            info = _timed_epoch(populations, data, epoch, config, keep, saved_rows, compiler, started)
+            while taken:  # one at a time, each let go once yielded (`yield from` a list fails in Ray's wrapper)
+                yield taken.pop(0)
+            yield info | ({"block": number + 1, "blocks": len(blocks)} if len(blocks) > 1 else {})
+        del populations, compiler  # before the next block's are built
     yield {"rows": saved_rows}
 
 
 def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: ClusterConfig, on_progress, stop):
     """The models in shards on a Ray cluster; the shards that a previous run finished are not trained again.
-    Progress counts epochs over all shards; a lost shard raises Interrupted once the others are kept."""
+    Progress counts (block, epoch) steps over all shards; a lost shard raises Interrupted once the others are
+    kept."""
     where = placement(cluster, connect(cluster.cluster), work.plan.height)
     widths = {name: spec.n_params for name, spec in work.specs.items()}
     finished = partial.resume_shards(workspace.zoo_stamp(), where.shards, widths)
     _check_may_write(partial, workspace, replace)
     epochs = work.config.epochs + 1
-    done = dict.fromkeys(finished, epochs)
+    rows = {k: shard_rows(work.plan.height, where.shards, k) for k in range(where.shards)}
+    steps = {k: len(model_blocks([work.costs[i] for i in rows[k]], work.capacity)) * epochs for k in rows}
+    done = {k: steps[k] for k in finished}
 
-    taken = {}  # {shard: {(epoch, population): (architecture, Shard)}}: a retried task's repeats land on themselves
+    # {shard: {(block, epoch, population): (architecture, Shard)}}: a retried task's repeats land on themselves
+    taken = {}
 
     def arrived(shard: int, item: dict) -> None:
         if "snapshot" in item:  # on disk at once: the driver holds one snapshot at a time
-            index, name, epoch = item["snapshot"]
-            stored = partial.save_snapshot(index, epoch, item["weights"], shard=shard)
-            taken.setdefault(shard, {})[(epoch, index)] = (name, stored)
+            block, index, name, epoch = item["snapshot"]
+            stored = partial.save_snapshot(index, epoch, item["weights"], shard=shard, block=block)
+            taken.setdefault(shard, {})[(block, epoch, index)] = (name, stored)
             return
         if "rows" in item:
             snapshots = {}
@@ -320,18 +357,14 @@ def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: C
             partial.save_shard(shard, where.shards, snapshots, item["rows"])
             finished[shard] = (snapshots, item["rows"])
         else:
-            done[shard] = item["epoch"] + 1
+            done[shard] = (item.get("block", 1) - 1) * epochs + item["epoch"] + 1
         if on_progress:
             info = {"shard": shard, "shards_done": len(finished), "shards": where.shards}
-            info |= {k: item[k] for k in ("epoch", "train_loss") if k in item}
-            on_progress(sum(done.values()), where.shards * epochs, info)
+            info |= {k: item[k] for k in ("epoch", "train_loss", "block", "blocks") if k in item}
+            on_progress(sum(done.values()), sum(steps.values()), info)
 
-    todo = {
-        k: (work.plan[shard_rows(work.plan.height, where.shards, k)], where.device)
-        for k in range(where.shards)
-        if k not in finished
-    }
-    shared = (work.config, work.specs, work.data)
+    todo = {k: (work.plan[rows[k]], where.device) for k in range(where.shards) if k not in finished}
+    shared = (work.config, work.specs, work.data, work.capacity)
     lost = run_shards(train_shard, shared, todo, where, arrived, cluster.retries, stop)
     if lost:
         kept = f"the {len(finished)} finished are kept in zoo.partial/; run the same command again to train the rest"
@@ -343,18 +376,6 @@ def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: C
             saved_weights.setdefault(name, []).extend(stored)
         saved_rows += rows
     return saved_weights, saved_rows
-
-
-def _check_size(config: ZooConfig, specs: dict[str, Spec]) -> None:
-    """Refuse a zoo too large to train in memory (core/limits.py MAX_ZOO_VALUES). The saved snapshots go to disk
-    as they are taken; what the population trainer holds is each model's weights, gradients and two Adam moments,
-    and while an epoch's state is committed, copies of three of those and their serialised bytes."""
-    values = config.models * sum(spec.n_params for spec in specs.values()) * _TRAINING_COPIES
-    if values > MAX_ZOO_VALUES:
-        raise UserError(
-            f"a zoo of {config.models} models would hold {values:,} values while training, more than the "
-            f"{MAX_ZOO_VALUES:,} allowed; use fewer models"
-        )
 
 
 def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> list[Population]:
@@ -428,108 +449,3 @@ def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooCon
         snapshots = ShardedRows(saved_weights[name], spec.n_params, f"zoo.partial/ ({name})")
         zoos.append(Zoo(spec, snapshots, part.drop("row"), manifest, kept=part["row"].to_numpy().copy()))
     return zoos
-
-
-class _Partial:
-    """The resumable state of an unfinished generation, kept apart from the finished zoo: each saved epoch's
-    snapshot of a population in a file of its own (`snapshot-<epoch>-<population>.safetensors`, written once),
-    and one file holding every population's state with the progress (settings digest, epoch, snapshot rows, the
-    snapshot files so far) in its metadata, so the state and the progress it belongs to are committed in one
-    rename. A snapshot written after the last such commit is not listed; the epoch is trained again and the
-    snapshot written over. On a Ray cluster, each shard's snapshots (`shard-<k>-snapshot-...`) are listed by the
-    shard's progress file `shard-<k>.json`, committed when the shard has finished.
-
-    The progress also says which zoo the generation replaces (the workspace's stamp when it started, checked
-    against `--replace` then) and the id its own zoo gets: a rerun may write over either without asking again,
-    so that an interrupted `zoo generate --replace`, or one cut short after its zoo was swapped in, finishes
-    when run again."""
-
-    def __init__(self, folder: Path, config: ZooConfig):
-        self.folder, self.config = folder, config
-        self.path = folder / "state.safetensors"
-        self.resumed, self.replaces, self.zoo_id = False, {}, uuid.uuid4().hex
-
-    def may_replace(self, stamp: dict) -> bool:
-        """Whether this (resumed) generation may write over the zoo of `stamp` without --replace."""
-        return self.resumed and stamp in (self.replaces, {**stamp, "zoo_id": self.zoo_id})
-
-    def resume(self, populations: list[Population], stamp: dict) -> tuple[int, dict[str, list[Shard]], list[dict]]:
-        self.replaces = stamp
-        if not self.path.exists():
-            self.clear()  # anything else here is from an older layout or a crash before the first commit
-            return 0, {}, []
-        try:
-            info = json.loads(read_tensor_metadata(self.path)["progress"])
-            if info.get("config_key") != self.config.key():
-                raise ValueError("different settings")
-            saved = self._listed_snapshots(info["snapshots"], {p.spec.name: p.spec.n_params for p in populations})
-            state = read_tensors(self.path)
-            for i, population in enumerate(populations):
-                population.load_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{i}/")})
-            self.replaces, self.zoo_id = info["replaces"], str(info["zoo_id"])
-            self.resumed = True
-            return int(info["epoch"]) + 1, saved, info["rows"]
-        except (ValueError, KeyError, TypeError, ZooError, RuntimeError):
-            self.clear()  # stale, unreadable or of the layout before snapshot files: start over, never mix runs
-            return 0, {}, []
-
-    def _listed_snapshots(self, listed: dict, widths: dict[str, int]) -> dict[str, list[Shard]]:
-        """{architecture: [Shard]} of the snapshot files the progress lists, each checked to hold what it says."""
-        saved = {}
-        for name, entries in listed.items():
-            for entry in entries:
-                if Path(entry["file"]).name != entry["file"]:
-                    raise ValueError(f"{entry['file']}: not a file name")
-                shard = Shard(self.folder / entry["file"], SHARD_KEY, int(entry["rows"]))
-                saved.setdefault(name, []).append(checked_shard(shard, widths[name]))
-        return saved
-
-    def save_snapshot(self, population: int, epoch: int, weights: torch.Tensor, shard: int | None = None) -> Shard:
-        """One population's weights at a saved epoch (of a Ray shard's populations, with `shard`), in a file of
-        their own; the next `save` (`save_shard`) lists it."""
-        prefix = "" if shard is None else f"shard-{shard}-"
-        path = self.folder / f"{prefix}snapshot-{epoch}-{population}.safetensors"
-        write_tensors(path, {SHARD_KEY: weights})
-        return Shard(path, SHARD_KEY, weights.shape[0])
-
-    def save(self, populations: list[Population], epoch: int, saved_weights: dict[str, list[Shard]], rows: list):
-        tensors = {f"{i}/{k}": v for i, p in enumerate(populations) for k, v in p.state().items()}
-        snapshots = {
-            name: [{"file": s.path.name, "rows": s.rows} for s in shards] for name, shards in saved_weights.items()
-        }
-        progress = {"config_key": self.config.key(), "epoch": epoch, "rows": rows, "snapshots": snapshots}
-        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
-        write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
-
-    def resume_shards(self, stamp: dict, shards: int, widths: dict[str, int]):
-        """{shard: ({architecture: [Shard] of its snapshot files}, snapshot rows)} of the shards a sharded
-        generation of these settings into `shards` shards finished before; anything else here (another split,
-        other settings, the state of an unsharded run, an unreadable or missing file) is cleared."""
-        self.replaces, found, owner = stamp, {}, None
-        try:
-            for path in sorted(self.folder.glob("shard-*.json")):
-                info = read_json(path)
-                if (info.get("config_key"), info.get("shards")) != (self.config.key(), shards):
-                    raise ValueError("different settings")
-                if owner not in (None, (info["replaces"], info["zoo_id"])):
-                    raise ValueError("shards of two generations")
-                owner = (info["replaces"], info["zoo_id"])
-                found[int(info["shard"])] = (self._listed_snapshots(info["snapshots"], widths), info["rows"])
-        except (ValueError, KeyError, TypeError, ZooError):
-            found = {}
-        if not found:
-            self.clear()
-            return {}
-        self.replaces, self.zoo_id = owner[0], str(owner[1])
-        self.resumed = True
-        return found
-
-    def save_shard(self, shard: int, shards: int, snapshots: dict[str, list[Shard]], rows: list[dict]) -> None:
-        """One finished shard, committed in one rename: its progress, listing the snapshot files it wrote."""
-        listed = {name: [{"file": s.path.name, "rows": s.rows} for s in parts] for name, parts in snapshots.items()}
-        progress = {"config_key": self.config.key(), "shards": shards, "shard": shard, "rows": rows}
-        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id, "snapshots": listed}
-        write_json(self.folder / f"shard-{shard}.json", progress)
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)

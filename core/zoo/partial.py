@@ -1,0 +1,198 @@
+"""The resumable state of an unfinished zoo generation (`zoo.partial/`), kept apart from the finished zoo.
+
+Each saved epoch's snapshot of a population is a file of its own (`snapshot-<epoch>-<population>.safetensors`,
+written once; `block-<k>-snapshot-...` in the k-th block of models after the first, core/zoo/blocks.py), and one
+file holds the populations of the block in training with the progress (settings digest, the block and its last
+epoch, the finished blocks, the snapshot rows and files so far) in its metadata, so the state and the progress it
+belongs to are committed in one rename. A snapshot written after the last such commit is not listed; the epoch is
+trained again and the snapshot written over. On a Ray cluster, each shard's snapshots (`shard-<k>-snapshot-...`)
+are listed by the shard's progress file `shard-<k>.json`, committed when the shard has finished.
+
+The progress also says which zoo the generation replaces (the workspace's stamp when it started, checked against
+`--replace` then) and the id its own zoo gets: a rerun may write over either without asking again, so that an
+interrupted `zoo generate --replace`, or one cut short after its zoo was swapped in, finishes when run again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+
+from core.errors import ZooError
+from core.store.files import read_json, read_tensor_metadata, read_tensors, write_json, write_tensors
+from core.store.shards import SHARD_KEY, Shard, checked_shard
+from core.zoo.blocks import model_blocks
+from core.zoo.population import Population
+
+_NOTHING_FINISHED = {"blocks": 0, "models": 0, "rows": 0, "snapshots": {}}
+
+
+class Partial:
+    """What an unfinished generation has kept: `weights` ({architecture: [Shard]}, its snapshot files) and `rows`
+    (their table rows, in the same order), the share of both that finished blocks hold (`finished`), and the block
+    in training (`block`, a range of the plan's models) with its last committed `epoch`."""
+
+    def __init__(self, folder: Path, config):
+        self.folder, self.config = folder, config
+        self.path = folder / "state.safetensors"
+        self.resumed, self.replaces, self.zoo_id = False, {}, uuid.uuid4().hex
+        self._start_over()
+
+    def _start_over(self) -> None:
+        self.weights: dict[str, list[Shard]] = {}
+        self.rows: list[dict] = []
+        self.finished = dict(_NOTHING_FINISHED)
+        self.block: range | None = None
+        self.epoch = -1
+
+    def may_replace(self, stamp: dict) -> bool:
+        """Whether this (resumed) generation may write over the zoo of `stamp` without --replace."""
+        return self.resumed and stamp in (self.replaces, {**stamp, "zoo_id": self.zoo_id})
+
+    def resume(self, stamp: dict, widths: dict[str, int], models: int) -> None:
+        """Take up what an interrupted generation of the same settings (into `models` models) committed; anything
+        else here (other settings, an unreadable file, a crash before the first commit) is cleared."""
+        self.replaces = stamp
+        if not self.path.exists():
+            self.clear()  # anything else here is from an older layout or a crash before the first commit
+            return
+        try:
+            info = json.loads(read_tensor_metadata(self.path)["progress"])
+            if info.get("config_key") != self.config.key():
+                raise ValueError("different settings")
+            self.weights = self._listed_snapshots(info["snapshots"], widths)
+            self.rows = list(info["rows"])
+            # Before blocks, one block held every model and none had finished.
+            self.finished = {**_NOTHING_FINISHED, **info.get("finished", {})}
+            self.block, self.epoch = range(*info.get("block", (0, models))), int(info["epoch"])
+            self._check_progress(models)
+            self.replaces, self.zoo_id = info["replaces"], str(info["zoo_id"])
+        except (ValueError, KeyError, TypeError, AttributeError, ZooError):
+            self.clear()  # stale, unreadable or of the layout before snapshot files: start over, never mix runs
+            self._start_over()
+            return
+        self.resumed = True
+        if self.epoch >= self.config.epochs:
+            self.finish_block()
+
+    def _check_progress(self, models: int) -> None:
+        finished, block = self.finished, self.block
+        if not (finished["models"] == block.start < block.stop <= models and self.epoch >= 0):
+            raise ValueError("the block in training does not follow the finished ones")
+        counts = {name: len(shards) for name, shards in self.weights.items()}
+        if finished["rows"] > len(self.rows) or any(n > counts.get(k, 0) for k, n in finished["snapshots"].items()):
+            raise ValueError("the finished blocks list more snapshots than there are")
+
+    def blocks_to_train(self, costs: list[int], capacity: int) -> list[tuple[range, int]]:
+        """(models, first epoch) of every block still to train, given each model's training bytes and a block's
+        capacity: the interrupted block goes on where it stopped if it still fits (else it trains again, split
+        anew), and the models after it are split into blocks of `capacity`."""
+        if self.block is not None and sum(costs[self.block.start : self.block.stop]) <= capacity:
+            rest = model_blocks(costs, capacity, self.block.stop)
+            return [(self.block, self.epoch + 1)] + [(block, 0) for block in rest]
+        self.drop_unfinished()
+        return [(block, 0) for block in model_blocks(costs, capacity, self.finished["models"])]
+
+    def restore(self, populations: list[Population]) -> bool:
+        """Load the interrupted block's populations from the state file; False (and the block's snapshots
+        dropped, to train it again) where the file does not hold them, before any population is changed."""
+        try:
+            state = read_tensors(self.path)
+            parts = [{} for _ in populations]
+            for key, value in state.items():
+                index, name = key.split("/", 1)
+                parts[int(index)][name] = value
+            for population, part in zip(populations, parts):
+                shape = tuple(population.params.shape)
+                expected = {"params": shape, "exp_avg": shape, "exp_avg_sq": shape, "step": ()}
+                if {k: tuple(v.shape) for k, v in part.items()} != expected:
+                    raise ValueError("another block's state")
+        except (ValueError, IndexError, ZooError, RuntimeError):
+            self.drop_unfinished()
+            return False
+        for population, part in zip(populations, parts):
+            population.load_state(part)
+        return True
+
+    def drop_unfinished(self) -> None:
+        """Forget the block in training: its snapshots are left out (files of the same names are written over)."""
+        self.rows = self.rows[: self.finished["rows"]]
+        self.weights = {k: v[: self.finished["snapshots"].get(k, 0)] for k, v in self.weights.items()}
+        self.block, self.epoch = None, -1
+
+    def finish_block(self) -> None:
+        """Count the block in training, whose last epoch is committed, as finished."""
+        counts = {name: len(shards) for name, shards in self.weights.items()}
+        self.finished = {"blocks": self.finished["blocks"] + 1, "models": self.block.stop, "rows": len(self.rows)}
+        self.finished["snapshots"] = counts
+        self.block, self.epoch = None, -1
+
+    def _listed_snapshots(self, listed: dict, widths: dict[str, int]) -> dict[str, list[Shard]]:
+        """{architecture: [Shard]} of the snapshot files the progress lists, each checked to hold what it says."""
+        saved = {}
+        for name, entries in listed.items():
+            for entry in entries:
+                if Path(entry["file"]).name != entry["file"]:
+                    raise ValueError(f"{entry['file']}: not a file name")
+                shard = Shard(self.folder / entry["file"], SHARD_KEY, int(entry["rows"]))
+                saved.setdefault(name, []).append(checked_shard(shard, widths[name]))
+        return saved
+
+    def save_snapshot(
+        self, population: int, epoch: int, weights: torch.Tensor, shard: int | None = None, block: int = 0
+    ) -> Shard:
+        """One population's weights at a saved epoch (of the `block`-th block of models; of a Ray shard, with
+        `shard`), in a file of their own; the next `save` (`save_shard`) lists it."""
+        prefix = ("" if shard is None else f"shard-{shard}-") + (f"block-{block}-" if block else "")
+        path = self.folder / f"{prefix}snapshot-{epoch}-{population}.safetensors"
+        write_tensors(path, {SHARD_KEY: weights})
+        return Shard(path, SHARD_KEY, weights.shape[0])
+
+    def save(self, populations: list[Population], block: range, epoch: int) -> None:
+        """Commit the block's populations after `epoch`, with everything kept so far."""
+        self.block, self.epoch = block, epoch
+        tensors = {f"{i}/{k}": v for i, p in enumerate(populations) for k, v in p.state().items()}
+        progress = {"config_key": self.config.key(), "epoch": epoch, "rows": self.rows, "snapshots": self._listing()}
+        progress |= {"block": [block.start, block.stop], "finished": self.finished}
+        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id}
+        write_tensors(self.path, tensors, {"progress": json.dumps(progress)})
+
+    def _listing(self, weights: dict[str, list[Shard]] | None = None) -> dict[str, list[dict]]:
+        weights = self.weights if weights is None else weights
+        return {name: [{"file": s.path.name, "rows": s.rows} for s in shards] for name, shards in weights.items()}
+
+    def resume_shards(self, stamp: dict, shards: int, widths: dict[str, int]):
+        """{shard: ({architecture: [Shard] of its snapshot files}, snapshot rows)} of the shards a sharded
+        generation of these settings into `shards` shards finished before; anything else here (another split,
+        other settings, the state of an unsharded run, an unreadable or missing file) is cleared."""
+        self.replaces, found, owner = stamp, {}, None
+        try:
+            for path in sorted(self.folder.glob("shard-*.json")):
+                info = read_json(path)
+                if (info.get("config_key"), info.get("shards")) != (self.config.key(), shards):
+                    raise ValueError("different settings")
+                if owner not in (None, (info["replaces"], info["zoo_id"])):
+                    raise ValueError("shards of two generations")
+                owner = (info["replaces"], info["zoo_id"])
+                found[int(info["shard"])] = (self._listed_snapshots(info["snapshots"], widths), info["rows"])
+        except (ValueError, KeyError, TypeError, ZooError):
+            found = {}
+        if not found:
+            self.clear()
+            return {}
+        self.replaces, self.zoo_id = owner[0], str(owner[1])
+        self.resumed = True
+        return found
+
+    def save_shard(self, shard: int, shards: int, snapshots: dict[str, list[Shard]], rows: list[dict]) -> None:
+        """One finished shard, committed in one rename: its progress, listing the snapshot files it wrote."""
+        progress = {"config_key": self.config.key(), "shards": shards, "shard": shard, "rows": rows}
+        progress |= {"replaces": self.replaces, "zoo_id": self.zoo_id, "snapshots": self._listing(snapshots)}
+        write_json(self.folder / f"shard-{shard}.json", progress)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -147,8 +147,7 @@ def generate(
     generated, sampler, selected, sources = _draw(workspace, drawing, config, source, rng, device, table)
     preparing(1, 1, {})
     groups, selections = _groups(generated, sources, anchors, prepared, config, source, rng)
-    finetuning, classes = _phase(on_progress, "fine-tuning"), {}  # each group's test predictions as it started
-    finetuned_groups = _finetune(anchors, groups, config, source, device, finetuning, cluster, classes)
+    finetuned_groups = _finetune(anchors, groups, config, source, device, on_progress, cluster, classes := {})
     new_head, (curves, per_model, finetuned) = finetuned_groups
     measuring = _phase(on_progress, "novelty", {"curves": curves})  # the page keeps drawing the curves
     made = (run, anchors, prepared, device, codes)  # the generated models are also compared with the run's decodes
@@ -330,16 +329,18 @@ def _finetune(
 ):
     """(whether the output layer was drawn anew, finetune_groups' result): every group fine-tuned together on the
     target (the zoo's own dataset unless the config names another), with the zoo's recipe unless the config gives
-    one, reporting the curves so far after each epoch. A target of other classes gets a fresh output layer. Where
-    the target is the zoo's own task, `classes` is filled with each group's test predictions as it started."""
+    one, reporting the curves so far after each epoch (the "fine-tuning" phase of `on_progress`). A target of other
+    classes gets a fresh output layer. Where the target is the zoo's own task, `classes` is filled with each group's
+    test predictions as it started (the novelty figures need them)."""
     name = config.dataset
     target = source if name in (None, source.name) else load_dataset(name, seed=_seed(anchors.zoo.manifest))
     new_head = target.label_space != source.label_space
     lr, batch_size = zoo_recipe(anchors.zoo, config.lr, config.batch_size)
 
+    report = _phase(on_progress, "fine-tuning")
+
     def progress(epoch: int, curves: pl.DataFrame) -> None:
-        if on_progress:
-            on_progress(epoch + 1, config.finetune_epochs + 1, {"curves": curves})
+        report(epoch + 1, config.finetune_epochs + 1, {"curves": curves})
 
     epochs, seed = config.finetune_epochs, config.seed
     own = classes if target is source else None  # another task's predictions are not the zoo's test set's

@@ -3,11 +3,13 @@ and to run the command line in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from core.cli import main
 from core.gen import novelty
@@ -16,6 +18,20 @@ from core.rep.autoencoder import AEConfig
 from core.rep.loop import TrainConfig
 from core.store.workspace import Workspace
 from core.zoo.generate import ZooConfig, generate_zoo
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """One torch thread inside: with several, oneDNN splits a grouped convolution's work by its number of groups
+    (models), so a model's last bit may depend on the size of its population (2.4e-7 at most measured); at one
+    thread a model's arithmetic does not. For tests that compare models trained in populations of other sizes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 TINY = ZooConfig(models=6, epochs=3, save_epochs=(0, 1, 3), batch_size=32, seed=3, init_seeds=3)
 TINY_AE = AEConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, feedforward=64, latent_dim=8)

@@ -3,7 +3,6 @@ for bit; a killed worker costs its shard only, and the rerun finishes the identi
 models: the same curves and weights as one process. Needs ray (requirements-cluster.txt): skipped without it,
 except where HYPERREP_REQUIRE_RAY is set (CI), where a missing ray fails."""
 
-import contextlib
 import os
 import signal
 from pathlib import Path
@@ -22,6 +21,7 @@ from core.zoo.blocks import training_bytes
 from core.zoo.data import load_dataset
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos
+from tests.conftest import one_torch_thread
 from ui.jobs import Job
 
 try:
@@ -43,23 +43,10 @@ def local_cluster():
     ray.shutdown()
 
 
-@contextlib.contextmanager
-def one_thread():
-    """One torch thread here, like each shard's worker. (With several threads, oneDNN splits a grouped
-    convolution's work by its number of groups, so models may differ in the last bit: 2.4e-7 at most measured; at
-    one thread a model's arithmetic does not depend on its population.)"""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The zoo one process makes."""
-    with one_thread():
+    with one_torch_thread():
         return generate_zoo(Workspace(tmp_path_factory.mktemp("unsharded") / "ws"), CONFIG)[0]
 
 
@@ -136,7 +123,7 @@ def test_fine_tuning_in_three_shards_gives_the_curves_and_weights_of_one_process
     zoo = load_zoos(tiny_zoo_workspace)[0]
     groups = {"generated": zoo.weights[:5], "anchors": zoo.weights[5:9]}
     data = load_dataset("digits")
-    with one_thread():
+    with one_torch_thread():
         curves, per_model, final = finetune_groups(zoo.spec, groups, data, epochs=2, seed=1)
     seen = []
     sharded = finetune_groups(

@@ -4,11 +4,11 @@ A spread is measured in units of the anchors' typical spacing in latent space, a
 decoded model differs from zoo to zoo: spread 1.5 kept 101% of the anchors' accuracy on the digits default and
 75-84% on a shapes zoo. So instead of a fixed number, a run asks for a *share of the anchors' validation
 accuracy* to keep, and the spread is chosen here: the largest of `SPREADS` whose draws, kept as the run keeps them
-(the best of `candidates` on validation accuracy, or all of them), keep at least that share: the share is of what
-the run returns, not of draws it throws away, and it is measured against the anchors those draws came from (as a
-run's `source_ratio` is). Every spread is tried with the same random draws (common random
-numbers), so the measured curve moves with the spread alone and not with the luck of each draw. The trial, the
-choice and the reason go into the run's record.
+(the best 1 in `candidates` on validation accuracy, or all of them), keep at least that share: the share is of
+what the run returns, not of draws it throws away, and it is measured against the anchors those draws came from
+(as a run's `source_ratio` is). Every spread is tried with the same random draws (common random numbers), so the
+measured curve moves with the spread alone and not with the luck of each draw. The trial, the choice and the
+reason go into the run's record.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Calibration:
     target: float  # the share of their source anchors' validation accuracy the kept draws must keep
     anchors_val_acc: float  # the mean over all anchors, for the record
     candidates: int  # draws per kept one (the best on validation accuracy); 1: every draw counts
-    tried: tuple[tuple[float, float], ...]  # (spread, mean validation accuracy of its draws / the anchors')
+    tried: tuple[tuple[float, float], ...]  # (spread, its kept draws' validation accuracy / their source anchors')
     spread: float
     reason: str
 

@@ -9,7 +9,6 @@ groups (models in a population), even at one thread, and on our AMD EPYC a model
 populations of 1 to 3 models differed from the 6-model population's by 3.6e-7 to 7.3e-6 (bit for bit equal at
 other sizes). The backend's chunks of a large population (core/zoo/backend.py) differ the same way."""
 
-import contextlib
 import dataclasses
 import json
 
@@ -26,6 +25,7 @@ from core.zoo.blocks import model_blocks, training_bytes
 from core.zoo.generate import ZooConfig, generate_zoo
 from core.zoo.model_zoo import load_zoos
 from core.zoo.table import METRICS
+from tests.conftest import one_torch_thread
 from tests.faults import Crash, crash_at_commit
 
 # Two populations a block (two activations), three saved epochs of six models.
@@ -33,21 +33,9 @@ CONFIG = ZooConfig(models=6, epochs=2, save_epochs=(0, 1, 2), seed=5, init_seeds
 MODEL_BYTES = training_bytes(cnn_small(1, 10))
 
 
-@contextlib.contextmanager
-def single_thread():
-    """One torch thread, as in tests/test_cluster.py: with several, oneDNN splits a grouped convolution's work by
-    its number of groups (models), so a model's last bit may depend on the size of its population."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def one_thread_and_the_default_budget():
-    with single_thread():
+    with one_torch_thread():
         yield
     budget.set_memory_mb(budget.DEFAULT_MEMORY_MB)
 
@@ -57,7 +45,7 @@ def one_block(tmp_path_factory):
     """The zoo trained as one block (the default budget holds it many times over)."""
     workspace = Workspace(tmp_path_factory.mktemp("one-block") / "ws")
     seen = []
-    with single_thread():
+    with one_torch_thread():
         zoo = generate_zoo(workspace, CONFIG, on_progress=lambda done, total, info: seen.append((done, total, info)))
     assert [(done, total) for done, total, _ in seen] == [(1, 3), (2, 3), (3, 3)]
     assert all("block" not in info for _, _, info in seen)  # a zoo in one block reports as before

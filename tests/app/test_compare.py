@@ -16,6 +16,7 @@ def fake_run(
         method=method,
         n=2,
         config={"spread": 1.0},
+        spread=1.0,  # SamplesRun.spread: the spread drawn at
         selection={"mode": "none"},
         anchors={"count": 5},
         curves={"generated": curve, "random_init": [0.1, 0.5, 0.7]},

@@ -367,11 +367,10 @@ def _novelty_phase(workspace, made: tuple, measured: tuple, config, source, rng,
     predictions known of them; the generated models are also compared with the run's decodes of the anchors, a
     chunk of anchors at a time (core/gen/novelty.py)."""
     run, anchors, prepared, device, codes = made
-    groups, classes = measured
+    generated, spec = measured[0]["generated"], anchors.spec
     report(0, 2, {})
     reference = _zoo_reference(workspace, anchors, prepared, source, zoo_errors or ZooErrorSets())
     figures, predicted = _novelty_figures(anchors, prepared, measured, source, reference, with_agreement=True)
-    generated, spec = groups["generated"], anchors.spec
     decoded = _decoded_anchors(run, prepared, anchors, codes, source, device)
     decodes = ((chunk, error_sets(spec, chunk, source)) for chunk in decoded)
     figures["generated"] |= decoded_novelty(generated, predicted["generated"] != source.y_test, decodes)
@@ -404,13 +403,13 @@ def _novelty_figures(
     ({group: vectors}, {group: its predicted classes where known already}); `with_agreement`: the zoo's own median
     agreement beside them (once: it costs more than the rest). Random init is not a generator."""
     groups, known = measured
-    measured = {name: vectors for name, vectors in groups.items() if name != "random_init"}
+    generators = {name: vectors for name, vectors in groups.items() if name != "random_init"}
     predicted = {
         name: known[name] if name in known else predicted_classes(anchors.spec, vectors, source)
-        for name, vectors in measured.items()
+        for name, vectors in generators.items()
     }
     errors = {name: classes != source.y_test for name, classes in predicted.items()}
-    figures = groups_novelty(measured, errors, prepared, reference.errors, reference.figures)
+    figures = groups_novelty(generators, errors, prepared, reference.errors, reference.figures)
     zoo_figures = {}
     if with_agreement:
         zoo_figures["zoo_max_agreement_median"] = zoo_agreement_median(reference.predictions, reference.models)

@@ -101,17 +101,17 @@ def finetune_groups(
 
 
 def finetune_models(
-    spec, data: Dataset, lr: float, epochs: int, batch_size: int, vectors, seeds, device: str, classes=False
+    spec, data: Dataset, lr: float, epochs: int, batch_size: int, vectors, seeds, device: str, with_classes=False
 ):
     """Train models together (one population, each its own seed), here or in a Ray worker: yields each epoch's
-    {"epoch", "loss", "acc"} per model on the test set (epoch 0 before training; with `classes`, epoch 0 also
+    {"epoch", "loss", "acc"} per model on the test set (epoch 0 before training; `with_classes`: epoch 0 also
     brings "classes", each model's predicted class per test image), then {"weights"}."""
     n = len(vectors)
     population = Population(spec, vectors, seeds, [lr] * n, [0.0] * n, [0.0] * n, device)
     for epoch in range(epochs + 1):
         if epoch > 0:
             population.train_epoch(data.x_train, data.y_train, epoch, batch_size)
-        predicted = torch.zeros(n, len(data.y_test), dtype=torch.int16) if classes and epoch == 0 else None
+        predicted = torch.zeros(n, len(data.y_test), dtype=torch.int16) if with_classes and epoch == 0 else None
         loss, acc = population.evaluate(data.x_test, data.y_test, classes=predicted)
         yield {"epoch": epoch, "loss": loss, "acc": acc} | ({} if predicted is None else {"classes": predicted})
     yield {"weights": population.weights()}

@@ -17,7 +17,7 @@ the bench says "no measurable difference". A PNG shows the frontiers and the pro
 Scales: quick (a subset; the issue's budget is 15 minutes on 2 CPU cores), cpu (hours), gpu (the public zoo's size:
 about 1,000 models x 50 epochs on all 60,000 images; for a lent GPU).
 Usage: python bench/paper.py --scale quick [--dataset ../shared/data/mnist] [--seeds 0,1,2] [--workdir DIR]
-       [--png assets/paper.png] [--device auto]
+       [--png assets/paper.png] [--device auto] [--method kde|neighbour|...]
 The last line of stdout is JSON: scale, seeds, probe_test_acc {embedding, weights, stats}, generated_ratio,
 generated_iou, noise_iou, frontier_margin (each {"mean", "lo", "hi"}) and the rest of the figures.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -43,12 +44,13 @@ sleep_while_waiting()  # before torch loads: the machine may be busy
 from core.gen.config import SampleConfig  # noqa: E402
 from core.gen.frontier import frontier_envelope  # noqa: E402
 from core.gen.novelty import ZooErrorSets  # noqa: E402
+from core.gen.samplers import METHODS  # noqa: E402
 from core.pipeline import generate, train_and_map  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402
 from core.rep.loop import TrainConfig  # noqa: E402
 from core.runtime import resolve_device, tune_cpu_allocator  # noqa: E402
-from core.stats import as_json, format_interval, t_interval, verdict  # noqa: E402
+from core.stats import Interval, as_json, format_interval, t_interval, verdict  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
@@ -108,8 +110,9 @@ def zoo_config(scale: Scale, dataset: str, seed: int, recipe: str) -> ZooConfig:
     )
 
 
-def replicate(scale: Scale, dataset: str, recipe: str, seed: int, root: Path, device: str) -> dict:
-    """Every figure of one seed (zoo, autoencoder and sampler seed s), with the seconds each stage took."""
+def replicate(scale: Scale, dataset: str, recipe: str, seed: int, root: Path, device: str, method: str) -> dict:
+    """Every figure of one seed (zoo, autoencoder and sampler seed s; `method`: the sampler), with the seconds each
+    stage took."""
     workspace, seconds, started = Workspace(root / f"{recipe}-{seed}"), {}, time.monotonic()
 
     def lap(stage: str) -> None:
@@ -123,14 +126,15 @@ def replicate(scale: Scale, dataset: str, recipe: str, seed: int, root: Path, de
     run = train_and_map(workspace, AEConfig(), train, run="default", device=device)
     figures = {"probes": _probes(evaluate_run(workspace, run.name, device))}
     lap("autoencoder")
-    figures["frontier"] = _frontier(workspace, run.name, scale, seed, device)
+    sampling = SampleConfig(n=scale.n, method=method, finetune_epochs=0, seed=seed, baselines=False)
+    figures["frontier"] = _frontier(workspace, run.name, sampling, device)
     figures["ensembles"] = figures["frontier"]["default"].pop("ensembles")
-    figures["ensembles"]["generated_diverse"] = _diverse(workspace, run.name, scale, seed, device)
+    figures["ensembles"]["generated_diverse"] = _diverse(workspace, run.name, sampling, device)
     lap("generation")
     target = task(scale, dataset, TRANSFER_TASK, f"k={scale.transfer_k}")
-    figures["transfer"] = _transfer(workspace, run.name, scale, seed, target, device)
+    figures["transfer"] = _transfer(workspace, run.name, sampling, target, device)
     lap("transfer")
-    figures["ablation"] = _ablation(workspace, scale, train, seed, device)
+    figures["ablation"] = _ablation(workspace, sampling, train, device)
     lap("ablation")
     return figures | {"seconds": seconds}
 
@@ -146,15 +150,13 @@ def _sample(workspace: Workspace, run: str, config: SampleConfig, device: str) -
     return generate(workspace, config, run, device, zoo_errors=ZOO_ERRORS).to_json()
 
 
-def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: str) -> dict:
+def _frontier(workspace: Workspace, run: str, sampling: SampleConfig, device: str) -> dict:
     """The generator at each spread and the noise baseline at its scales, as generated, with the same selection;
     accuracy relative to the source anchors (the anchors the kept models were drawn around)."""
     points, noise, at_default = [], [], None
     for spread in SPREADS:
         default = spread is None  # the baselines and their frontier: once, at the default
-        config = SampleConfig(
-            n=scale.n, spread=spread, finetune_epochs=0, seed=seed, ensemble=default, baselines=default
-        )
+        config = replace(sampling, spread=spread, ensemble=default, baselines=default)
         result = _sample(workspace, run, config, device)
         source = result["curves"]["anchors"][0]  # the source anchors of the kept models
         point = {
@@ -166,7 +168,7 @@ def _frontier(workspace: Workspace, run: str, scale: Scale, seed: int, device: s
         points.append(point)
         if default:
             at_default = point | {"noise_iou": result["novelty_baselines"]["noise"]["max_iou_median"]}
-            at_default["ensembles"] = _ensembles_at(result, scale.n)
+            at_default["ensembles"] = _ensembles_at(result, sampling.n)
             noise = [{"acc": p["acc_mean"], "iou": p["max_iou_median"]} for p in result["noise_frontier"]]
     points.sort(key=lambda p: p["spread"])  # the default's chosen spread among the fixed ones
     return {"points": points, "noise": noise, "default": at_default, "margin": frontier_margin(points, noise)}
@@ -181,10 +183,10 @@ def _ensembles_at(result: dict, members: int) -> dict:
     }
 
 
-def _diverse(workspace: Workspace, run: str, scale: Scale, seed: int, device: str) -> dict:
+def _diverse(workspace: Workspace, run: str, sampling: SampleConfig, device: str) -> dict:
     """The generated ensemble whose members greedy selection chose for a low validation NLL (`diverse`)."""
-    config = SampleConfig(n=scale.n, finetune_epochs=0, seed=seed, ensemble=True, selection="diverse", baselines=False)
-    return _ensembles_at(_sample(workspace, run, config, device), scale.n)["generated"]
+    config = replace(sampling, ensemble=True, selection="diverse")
+    return _ensembles_at(_sample(workspace, run, config, device), sampling.n)["generated"]
 
 
 def frontier_margin(points: list[dict], noise: list[dict]) -> float:
@@ -207,16 +209,15 @@ def _envelope(points: list[dict]) -> tuple[list[float], list[float]]:
     return ious, accs
 
 
-def _transfer(workspace: Workspace, run: str, scale: Scale, seed: int, target: str, device: str) -> dict:
-    config = SampleConfig(
-        n=scale.n, finetune_epochs=max(TRANSFER_EPOCHS), dataset=target, seed=seed, baselines=False
-    )  # B_T (random init) and B_F (the source anchors) come with every generation
+def _transfer(workspace: Workspace, run: str, sampling: SampleConfig, target: str, device: str) -> dict:
+    # B_T (random init) and B_F (the source anchors) come with every generation
+    config = replace(sampling, finetune_epochs=max(TRANSFER_EPOCHS), dataset=target)
     curves = _sample(workspace, run, config, device)["curves"]
     groups = {"generated": "generated", "b_t": "random_init", "b_f": "anchors"}
     return {row: [curves[group][e] for e in TRANSFER_EPOCHS] for row, group in groups.items()}
 
 
-def _ablation(workspace: Workspace, scale: Scale, train: TrainConfig, seed: int, device: str) -> dict:
+def _ablation(workspace: Workspace, sampling: SampleConfig, train: TrainConfig, device: str) -> dict:
     """Generated accuracy as generated (relative to the anchors) from structure-only autoencoders, with and without
     layer-wise loss normalisation (the 2022 paper's ablation, as it defines it: the loss divides each layer's
     error by that layer's weight variance, or not)."""
@@ -224,8 +225,7 @@ def _ablation(workspace: Workspace, scale: Scale, train: TrainConfig, seed: int,
     for name, layer_norm in (("layer_norm", True), ("plain_mse", False)):
         config = replace(train, structure_weight=1.0, behaviour_weight=0.0, layer_norm=layer_norm)
         run = train_and_map(workspace, AEConfig(), config, run=f"structure-{name}", device=device, evaluate=False)
-        config = SampleConfig(n=scale.n, finetune_epochs=0, seed=seed, baselines=False)
-        result = _sample(workspace, run.name, config, device)
+        result = _sample(workspace, run.name, sampling, device)
         figures[name] = result["curves"]["generated"][0] / result["curves"]["anchors"][0]
     return figures
 
@@ -250,7 +250,11 @@ def summarise(per_seed: list[dict]) -> dict:
     summary["generated_ratio"] = over(lambda f: f["frontier"]["default"]["ratio"])
     summary["generated_iou"] = over(lambda f: f["frontier"]["default"]["iou"])
     summary["noise_iou"] = over(lambda f: f["frontier"]["default"]["noise_iou"])
-    summary["frontier_margin"] = over(lambda f: f["frontier"]["margin"])
+    # NaN where a zoo's two frontiers cover no common novelty range: the interval is over the zoos that compare
+    margins = [f["frontier"]["margin"] for f in per_seed]
+    finite = [m for m in margins if np.isfinite(m)]
+    summary["frontier_margin"] = t_interval(finite) if finite else Interval(math.nan, math.nan, math.nan, 0)
+    summary["frontier_margin_undefined"] = sum(not np.isfinite(m) for m in margins)
     summary["transfer"] = {
         row: [over(lambda f, r=row, i=i: f["transfer"][r][i]) for i in range(len(TRANSFER_EPOCHS))]
         for row in ("generated", "b_t", "b_f")
@@ -297,6 +301,8 @@ def report(summary: dict, members: int) -> None:
     show("median max error-IoU, noise 0.1", summary["noise_iou"])
     print(f"    {verdict(summary['generated_iou'], summary['noise_iou'], 'generated IoU', 'noise IoU')}")
     show("frontier margin (generated - noise)", summary["frontier_margin"])
+    if summary["frontier_margin_undefined"]:
+        print(f"    undefined on {summary['frontier_margin_undefined']} zoo(s): no novelty level both frontiers reach")
     print(f"\ntransfer to MNIST {TRANSFER_TASK} (accuracy after {', '.join(map(str, TRANSFER_EPOCHS))} epochs)")
     for row, figures in summary["transfer"].items():
         print(f"  {row:<12}" + "  ".join(format_interval(f) for f in figures))
@@ -333,6 +339,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep zoos and runs here (default: a temporary folder)")
     parser.add_argument("--png", default=None, help="write the frontiers and probe table here")
     parser.add_argument("--device", default="auto")
+    sampler = SampleConfig().method
+    parser.add_argument("--method", choices=METHODS, default=sampler, help=f"the sampler (default: {sampler})")
     args = parser.parse_args()
     tune_cpu_allocator()
     device = resolve_device(args.device)
@@ -340,7 +348,9 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="paper-")) / args.scale
     started, per_seed = time.monotonic(), []
     for seed in seeds:
-        per_seed.append(replicate(scale, args.dataset, args.recipe, seed, root, device))
+        per_seed.append(replicate(scale, args.dataset, args.recipe, seed, root, device, args.method))
+        # each seed's figures as soon as they are made: a later failure loses no seed's half hour
+        (root / f"{args.recipe}-{seed}-{args.method}.json").write_text(json.dumps(per_seed[-1]))
         print(f"seed {seed} done at {time.monotonic() - started:.0f} s", flush=True)
     summary = summarise(per_seed)
     report(summary, scale.n)

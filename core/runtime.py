@@ -56,19 +56,6 @@ def tune_cpu_allocator() -> None:
     _allocator_tuned = True
 
 
-def release_free_heap() -> None:
-    """Hand the free pages that `tune_cpu_allocator` keeps in the heap back to the OS (glibc's `malloc_trim`), at
-    the end of a phase whose tensors the next phase does not reuse.
-
-    Why: a generation's blocks of models each allocate their own populations and passes, and the free memory kept
-    from one block fits the next one's requests badly, so the heap grows block after block. Measured (36,000
-    cnn-small models in 49 blocks, --memory 128, traced in-process): RSS between blocks rose from 516 to 697 MB
-    and the peak reached 832 MB; trimmed after each block, RSS stayed at 510-523 MB and the peak at 679 MB (the
-    last block's evaluation passes), in the same time."""
-    if _allocator_tuned:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def use_numba_cache() -> Path:
     """Point numba (under umap-learn) at a persistent, writable cache folder before umap is imported, so its JIT
     compilation is paid once per machine rather than once per process. Keeps a folder the user already set."""

@@ -26,7 +26,6 @@ from core.cluster import ClusterConfig, connect, lost_message, placement, run_sh
 from core.errors import Interrupted, UserError
 from core.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_MODELS, MAX_SEED
 from core.parsing import float_list, int_list, str_list
-from core.runtime import release_free_heap
 from core.settings import setting
 from core.store.shards import ShardedRows
 from core.store.workspace import Workspace
@@ -263,7 +262,6 @@ def _train_here(work: _Work, partial: Partial, workspace, replace: bool, device:
 
     for number, (models, first_epoch) in enumerate(todo, start=partial.finished["blocks"]):
         _train_block(work, partial, models, first_epoch, number, device, started, report)
-        release_free_heap()  # the block's populations are gone; the next block's fit the kept heap badly
     return partial.weights
 
 
@@ -326,7 +324,6 @@ def train_shard(
                 yield taken.pop(0)
             yield info | ({"block": number + 1, "blocks": len(blocks)} if len(blocks) > 1 else {})
         del populations, compiler  # before the next block's are built
-        release_free_heap()
     yield {"finished": True}
 
 

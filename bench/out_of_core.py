@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.peak_rss import measured  # noqa: E402
+from bench.peak_rss import measured, usage  # noqa: E402
 from core.rep.sane import AGGREGATIONS  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.arch import ArchSpec, Conv, cnn_small  # noqa: E402
@@ -155,18 +155,21 @@ def stages(
 
 
 def generation(folder: Path, budget_mb: int, models: int, scales: list[int]) -> dict:
-    """Peak RSS and seconds of `zoo generate` of `models` x scale cnn-small models under `--memory budget_mb`, by
-    scale; prints a table and returns the figures the JSON line reports."""
+    """Peak RSS, wall and CPU seconds of `zoo generate` of `models` x scale cnn-small models under `--memory
+    budget_mb`, by scale; prints a table and returns the figures the JSON line reports."""
     state_mb = models * training_bytes(cnn_small(1, 2)) / 2**20
     print(f"zoo generate, {models:,} cnn-small models at 1x on {GENERATE_DATASET}: {state_mb:.0f} MB training state")
-    print(f"  {'scale':<6} {'models':>8} {'state / budget':>15} {'peak RSS MB':>12} {'seconds':>9}")
+    print(f"  {'scale':<6} {'models':>8} {'state / budget':>15} {'peak RSS MB':>12} {'seconds':>9} {'CPU s':>7}")
     found = {}
     for scale in scales:
         common = ["--workspace", str(folder / f"x{scale}"), "--json", "--quiet", "--memory", str(budget_mb)]
-        rss, seconds, _ = core_command(["zoo", "generate", "--models", str(models * scale), *GENERATE, *common])
-        found[f"{scale}x"] = {"training_state_mb": round(state_mb * scale, 1), "peak_rss_mb": round(rss, 1)}
-        found[f"{scale}x"]["seconds"] = round(seconds, 2)
-        print(f"  {scale:<6} {models * scale:>8,} {state_mb * scale / budget_mb:>15.1f} {rss:>12.0f} {seconds:>9.1f}")
+        used = usage(["-m", "core", "zoo", "generate", "--models", str(models * scale), *GENERATE, *common])
+        found[f"{scale}x"] = {"training_state_mb": round(state_mb * scale, 1), "seconds": round(used.seconds, 2)}
+        found[f"{scale}x"] |= {"peak_rss_mb": round(used.peak_rss_mb, 1), "cpu_seconds": round(used.cpu_seconds, 2)}
+        print(
+            f"  {scale:<6} {models * scale:>8,} {state_mb * scale / budget_mb:>15.1f} {used.peak_rss_mb:>12.0f} "
+            f"{used.seconds:>9.1f} {used.cpu_seconds:>7.1f}"
+        )
     return found
 
 

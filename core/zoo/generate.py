@@ -3,10 +3,10 @@ population trainer a block of models at a time (as many as the memory budget hol
 resuming an interrupted generation.
 
 The finished zoo replaces the workspace's old one in one swap (core/zoo/model_zoo.py `save_zoo`); until then
-the resumable state lives in `zoo.partial/` (core/zoo/partial.py): each saved epoch's weights in a file of their
-own, written once as the epoch is trained, and the block's populations with the progress in one file committed
-after every epoch. The zoo's shards are copied from those snapshot files a shard at a time, so the weights are
-never in memory whole.
+the resumable state lives in `zoo.partial/` (core/zoo/partial.py): each saved epoch's weights and their table rows
+in a file of their own, written once as the epoch is trained, and the block's populations with the progress in
+one file committed after every epoch. The zoo's shards are copied from those snapshot files a shard at a time, so
+the weights are never in memory whole, and its table is read from them when the last block has finished.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from core.zoo.compiling import CompileWhenItPays
 from core.zoo.data import Dataset, load_dataset
 from core.zoo.families import ARCH_NAMES, arch_by_name, family_of
 from core.zoo.model_zoo import Progress, Zoo, check_replacing, finish_table, save_zoo
-from core.zoo.partial import Partial
+from core.zoo.partial import SNAPSHOT_SCHEMA, Partial, snapshot_table
 from core.zoo.population import INITS, Population, init_vectors
 from core.zoo.tasks import parse_task
 
@@ -213,12 +213,10 @@ def generate_zoo(
     with workspace.lock():
         partial = Partial(workspace.root / "zoo.partial", config)
         if cluster is None:
-            saved_weights, saved_rows = _train_here(work, partial, workspace, replace, device, on_progress, should_stop)
+            saved = _train_here(work, partial, workspace, replace, device, on_progress, should_stop)
         else:
-            saved_weights, saved_rows = _train_on_cluster(
-                work, partial, workspace, replace, cluster, on_progress, should_stop
-            )
-        zoos = _assemble(specs, work.plan, saved_weights, saved_rows, config, data, partial.zoo_id)
+            saved = _train_on_cluster(work, partial, workspace, replace, cluster, on_progress, should_stop)
+        zoos = _assemble(specs, work.plan, saved, config, data, partial.zoo_id)
         save_zoo(workspace, zoos)
         partial.clear()
     return zoos
@@ -264,7 +262,7 @@ def _train_here(work: _Work, partial: Partial, workspace, replace: bool, device:
 
     for number, (models, first_epoch) in enumerate(todo, start=partial.finished["blocks"]):
         _train_block(work, partial, models, first_epoch, number, device, started, report)
-    return partial.weights, partial.rows
+    return partial.weights
 
 
 def _train_block(work: _Work, partial: Partial, models: range, first_epoch: int, number: int, device, started, report):
@@ -276,22 +274,22 @@ def _train_block(work: _Work, partial: Partial, models: range, first_epoch: int,
         first_epoch = 0  # the state file did not hold this block: it trains again from its start
     compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
 
-    def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
-        partial.weights.setdefault(name, []).append(partial.save_snapshot(index, epoch, weights, block=number))
+    def keep(index: int, name: str, epoch: int, weights: torch.Tensor, table: pl.DataFrame) -> None:
+        partial.weights.setdefault(name, []).append(partial.save_snapshot(index, epoch, weights, table, block=number))
 
     for epoch in range(first_epoch, config.epochs + 1):
-        info = _timed_epoch(populations, work.data, epoch, config, keep, partial.rows, compiler, started)
+        info = _timed_epoch(populations, work.data, epoch, config, keep, compiler, started)
         partial.save(populations, models, epoch)
         if epoch == config.epochs:
             partial.finish_block()
         report(number, epoch, info)
 
 
-def _timed_epoch(populations, data, epoch: int, config: ZooConfig, keep, saved_rows, compiler, started):
+def _timed_epoch(populations, data, epoch: int, config: ZooConfig, keep, compiler, started):
     """`_train_and_snapshot` and the epoch's progress info, which says what was decided about compiling at the
     epoch that decided it (the losses' transfer to the host ends the epoch's queued CUDA work, so the time is
     the training's)."""
-    losses, training_s = _train_and_snapshot(populations, data, epoch, config, keep, saved_rows)
+    losses, training_s = _train_and_snapshot(populations, data, epoch, config, keep)
     info = {"epoch": epoch, "elapsed_s": time.monotonic() - started}
     if losses:
         info["train_loss"] = float(torch.cat(losses).mean())
@@ -305,27 +303,28 @@ def train_shard(
 ):
     """One shard's models (rows of the plan) through every epoch, in a Ray worker, in blocks of `capacity` bytes
     of training state: yields each snapshot as it is taken ({"snapshot": (block, population index, architecture,
-    epoch), "weights": [models, params]}) and each epoch's progress ({"epoch", "elapsed_s", "train_loss", and
-    "block", "blocks" where there are several}), then {"rows": the snapshots' table rows}. It keeps no snapshot
-    and writes nothing: the driver, which holds the workspace's lock and may be on another machine, writes each
-    snapshot as it arrives."""
+    epoch), "weights": [models, params], "table": their table rows}) and each epoch's progress ({"epoch",
+    "elapsed_s", "train_loss", and "block", "blocks" where there are several}), then {"finished": True}. It keeps
+    no snapshot and writes nothing: the driver, which holds the workspace's lock and may be on another machine,
+    writes each snapshot as it arrives."""
     blocks = model_blocks([training_bytes(specs[name]) for name in plan["architecture"]], capacity)
-    taken, saved_rows = [], []
+    taken = []
     started = time.monotonic()
     for number, models in enumerate(blocks):
         populations = _populations(specs, plan[models.start : models.stop], device)
         compiler = CompileWhenItPays(config.compile_mode, device, [p.net for p in populations])
 
-        def keep(index: int, name: str, epoch: int, weights: torch.Tensor) -> None:
-            taken.append({"snapshot": (number, index, name, epoch), "weights": weights})  # noqa: B023 (used at once)
+        def keep(index: int, name: str, epoch: int, weights: torch.Tensor, table: pl.DataFrame) -> None:
+            snapshot = (number, index, name, epoch)  # noqa: B023 (used at once)
+            taken.append({"snapshot": snapshot, "weights": weights, "table": table})
 
         for epoch in range(config.epochs + 1):
-            info = _timed_epoch(populations, data, epoch, config, keep, saved_rows, compiler, started)
+            info = _timed_epoch(populations, data, epoch, config, keep, compiler, started)
             while taken:  # one at a time, each let go once yielded (`yield from` a list fails in Ray's wrapper)
                 yield taken.pop(0)
             yield info | ({"block": number + 1, "blocks": len(blocks)} if len(blocks) > 1 else {})
         del populations, compiler  # before the next block's are built
-    yield {"rows": saved_rows}
+    yield {"finished": True}
 
 
 def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: ClusterConfig, on_progress, stop):
@@ -347,15 +346,15 @@ def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: C
     def arrived(shard: int, item: dict) -> None:
         if "snapshot" in item:  # on disk at once: the driver holds one snapshot at a time
             block, index, name, epoch = item["snapshot"]
-            stored = partial.save_snapshot(index, epoch, item["weights"], shard=shard, block=block)
+            stored = partial.save_snapshot(index, epoch, item["weights"], item["table"], shard=shard, block=block)
             taken.setdefault(shard, {})[(block, epoch, index)] = (name, stored)
             return
-        if "rows" in item:
+        if "finished" in item:
             snapshots = {}
             for _, (name, stored) in sorted(taken.pop(shard, {}).items()):
                 snapshots.setdefault(name, []).append(stored)
-            partial.save_shard(shard, where.shards, snapshots, item["rows"])
-            finished[shard] = (snapshots, item["rows"])
+            partial.save_shard(shard, where.shards, snapshots)
+            finished[shard] = snapshots
         else:
             done[shard] = (item.get("block", 1) - 1) * epochs + item["epoch"] + 1
         if on_progress:
@@ -369,13 +368,11 @@ def _train_on_cluster(work: _Work, partial, workspace, replace: bool, cluster: C
     if lost:
         kept = f"the {len(finished)} finished are kept in zoo.partial/; run the same command again to train the rest"
         raise Interrupted(lost_message(lost, where.shards, kept))
-    saved_weights, saved_rows = {}, []
+    saved = {}
     for shard in sorted(finished):
-        snapshots, rows = finished[shard]
-        for name, stored in snapshots.items():
-            saved_weights.setdefault(name, []).extend(stored)
-        saved_rows += rows
-    return saved_weights, saved_rows
+        for name, stored in finished[shard].items():
+            saved.setdefault(name, []).extend(stored)
+    return saved
 
 
 def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> list[Population]:
@@ -389,10 +386,10 @@ def _populations(specs: dict[str, Spec], plan: pl.DataFrame, device: str) -> lis
     return populations
 
 
-def _train_and_snapshot(populations, data, epoch: int, config: ZooConfig, keep, saved_rows: list):
+def _train_and_snapshot(populations, data, epoch: int, config: ZooConfig, keep):
     """One epoch of every population (none at epoch 0), handing a snapshot to `keep(population index, architecture,
-    epoch, weights)` where the config saves the epoch; returns the per-model training losses and the seconds spent
-    training (the snapshots' evaluation left out: compiling speeds up training only)."""
+    epoch, weights, table rows)` where the config saves the epoch; returns the per-model training losses and the
+    seconds spent training (the snapshots' evaluation left out: compiling speeds up training only)."""
     losses, training_s = [], 0.0
     for index, population in enumerate(populations):
         if epoch > 0:
@@ -400,9 +397,8 @@ def _train_and_snapshot(populations, data, epoch: int, config: ZooConfig, keep, 
             losses.append(population.train_epoch(data.x_train, data.y_train, epoch, config.batch_size).cpu())
             training_s += time.monotonic() - started
         if epoch in config.save_epochs:
-            weights, rows = _snapshot(population, data, epoch)
-            keep(index, population.spec.name, epoch, weights)
-            saved_rows += rows
+            table = _snapshot_table(population, data, epoch)
+            keep(index, population.spec.name, epoch, population.weights(), table)
     return losses, training_s
 
 
@@ -411,28 +407,30 @@ def zoo_specs(config: ZooConfig, data) -> list[Spec]:
     return [arch_by_name(name, data.image_shape, data.n_classes, config.activations[0]) for name in config.arch_names]
 
 
-def _snapshot(population: Population, data, epoch: int) -> tuple[torch.Tensor, list[dict]]:
-    metrics = {}
+def _snapshot_table(population: Population, data, epoch: int) -> pl.DataFrame:
+    """The population's rows of the zoo's table at `epoch` (SNAPSHOT_SCHEMA): each model's seed and its loss and
+    accuracy on the three splits, as columns (a generation of many models holds no dict per checkpoint)."""
+    columns = {"seed": population.seeds.tolist(), "epoch": [epoch] * len(population.seeds)}
     for split, x, y in (
         ("train", data.x_train, data.y_train),
         ("val", data.x_val, data.y_val),
         ("test", data.x_test, data.y_test),
     ):
         loss, acc = population.evaluate(x, y)
-        metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss.tolist(), acc.tolist()
-    seeds = population.seeds.tolist()
-    rows = [{"seed": seeds[i], "epoch": epoch, **{k: v[i] for k, v in metrics.items()}} for i in range(len(seeds))]
-    return population.weights(), rows
+        columns[f"{split}_loss"], columns[f"{split}_acc"] = loss.tolist(), acc.tolist()
+    return pl.DataFrame(columns, schema=SNAPSHOT_SCHEMA)
 
 
-def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooConfig, data, zoo_id: str) -> list[Zoo]:
+def _assemble(specs: dict, plan, saved: dict, config: ZooConfig, data, zoo_id: str) -> list[Zoo]:
     """One Zoo per architecture, rows ordered by model and epoch, checkpoints numbered across all of them; each
-    reads its weights from the snapshot files `saved_weights` ({architecture: [Shard]}), whose rows appear in
-    `saved_rows` in the same order (epoch by epoch), so a zoo's `kept` maps its rows onto them."""
-    joined = pl.DataFrame(saved_rows, schema_overrides={"seed": pl.Int64}).join(plan, on="seed", how="left")
-    joined = joined.with_columns(pl.int_range(pl.len()).over("architecture").alias("row"))
-    order = joined.sort(["model_id", "epoch"])
-    table = finish_table(order.drop("row", "architecture").to_dicts())
+    reads its weights and table rows from the snapshot files `saved` ({architecture: [Shard]}, epoch by epoch),
+    and a zoo's `kept` maps its rows onto their rows."""
+    tables = [
+        pl.concat([snapshot_table(shard) for shard in saved[name]]).with_columns(pl.int_range(pl.len()).alias("row"))
+        for name in specs
+    ]
+    order = pl.concat(tables).join(plan, on="seed", how="left").sort(["model_id", "epoch"])
+    table = finish_table(order.drop("row", "architecture"))
     table = table.with_columns(order["architecture"], order["row"])
     manifest = {
         "dataset": {"name": config.dataset, "seed": config.data_seed, "n_classes": data.n_classes},
@@ -446,6 +444,6 @@ def _assemble(specs: dict, plan, saved_weights: dict, saved_rows, config: ZooCon
     zoos = []
     for name, spec in specs.items():
         part = table.filter(pl.col("architecture") == name)
-        snapshots = ShardedRows(saved_weights[name], spec.n_params, f"zoo.partial/ ({name})")
+        snapshots = ShardedRows(saved[name], spec.n_params, f"zoo.partial/ ({name})")
         zoos.append(Zoo(spec, snapshots, part.drop("row"), manifest, kept=part["row"].to_numpy().copy()))
     return zoos

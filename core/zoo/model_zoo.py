@@ -42,9 +42,11 @@ from core.zoo.table import COLUMNS, read_checkpoint_table
 Progress = Callable[[int, int, dict], None]
 
 
-def finish_table(rows: list[dict]) -> pl.DataFrame:
-    """Checkpoint rows (sorted by model and epoch) -> the stored table: numbered, with ggap, columns in order."""
-    table = pl.DataFrame(rows, infer_schema_length=None).with_row_index("checkpoint")
+def finish_table(rows: list[dict] | pl.DataFrame) -> pl.DataFrame:
+    """Checkpoint rows (sorted by model and epoch; dicts, or a frame, as a generation gives them) -> the stored
+    table: numbered, with ggap, columns in order."""
+    table = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
+    table = table.with_row_index("checkpoint")
     table = table.with_columns(
         pl.col("checkpoint").cast(pl.Int64), (pl.col("train_acc") - pl.col("test_acc")).alias("ggap")
     )

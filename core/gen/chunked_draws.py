@@ -16,6 +16,7 @@ ones, one thread or two), so a small budget's decodes can differ from one chunk'
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -58,8 +59,10 @@ class DecodedDraws:
         """Decoded weights [len(index), params] of the draws at `index` (repeats allowed). A draw is decoded again
         with the chunk it was first decoded in, so it gets the same numbers."""
         index = np.asarray(index, dtype=np.int64).reshape(-1)
+        starts = set((index // self.chunk * self.chunk).tolist())
+        held = [self._last] if self._last is not None and self._last[0] in starts else []  # used before it is let go
         found = None
-        for start, weights in self.chunks(sorted(set((index // self.chunk * self.chunk).tolist()))):
+        for start, weights in itertools.chain(held, self.chunks(sorted(starts - {s for s, _ in held}))):
             found = weights.new_empty((len(index), weights.shape[1])) if found is None else found
             here = np.flatnonzero((index >= start) & (index < start + len(weights)))
             found[torch.from_numpy(here)] = weights[torch.from_numpy(index[here] - start)]

@@ -25,6 +25,8 @@ no baseline holds them at once (core/gen/anchor_weights.py). Noise and average r
 centre on, a chunk at a time; the per-weight Gaussian fits on moments streamed over the anchors in chunks
 (core/rep/moments.py); a bootstrap round's refit works on its n kept draws. The draws are the same as from the
 whole tensor: bit for bit for noise and average, to float rounding for the Gaussian (its moments now in float64).
+The n x candidates draws a selection scores are made a chunk at a time, and made again where a pick is asked for
+(core/gen/samplers/draws.py, core/gen/chunked_draws.py): never all at once.
 """
 
 from __future__ import annotations

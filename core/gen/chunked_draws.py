@@ -51,7 +51,7 @@ class DecodedDraws:
         """(start, decoded weights of draws start..start + chunk) in order: every chunk, or those at `starts`."""
         for start, codes in self.draws.chunks(self.chunk, starts):
             if self._last is None or self._last[0] != start:
-                self._last = None  # freed before the next chunk is decoded
+                self._last = None  # let go before the next chunk is decoded (a caller may still hold it)
                 self._last = (start, self.decode(codes))
             yield self._last
 

@@ -25,6 +25,8 @@ no baseline holds them at once (core/gen/anchor_weights.py). Noise and average r
 centre on, a chunk at a time; the per-weight Gaussian fits on moments streamed over the anchors in chunks
 (core/rep/moments.py); a bootstrap round's refit works on its n kept draws. The draws are the same as from the
 whole tensor: bit for bit for noise and average, to float rounding for the Gaussian (its moments now in float64).
+The n x candidates draws a selection scores are made a chunk at a time, and made again where a pick is asked for
+(core/gen/samplers/draws.py, core/gen/chunked_draws.py): never all at once.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ import torch
 
 from core.gen.anchor_weights import AnchorWeights, HeldWeights
 from core.gen.anchors import Anchors
+from core.gen.chunked_draws import draw_chunk
 from core.gen.samplers.base import Sampler, ZooCodes
+from core.gen.samplers.draws import Draws, MakeRows, made_draws
 from core.gen.selection import Selection, select_models
 from core.rep.moments import ColumnMoments
 from core.rep.prepare import PreparedZoo
@@ -52,7 +56,22 @@ SIMPLE = ("noise", "average", "weight_gauss")
 GUIDED_NOTE = "guided selection ranks latent codes by a probe of the embedding; weight-space baselines have no code"
 
 
-class WeightNoise(Sampler):
+class WeightSampler(Sampler):
+    """A baseline whose codes are aligned weight vectors, fitted on `AnchorWeights`: its draws are made a chunk at
+    a time (core/gen/samplers/draws.py), held where they fit one chunk and made again when asked for beyond it."""
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        drawn = self._draws(n, rng, self.anchors.chunk, hold=True)
+        return drawn.codes, drawn.centres
+
+    def draws(self, n: int, rng: np.random.Generator, chunk: int) -> Draws:
+        return self._draws(n, rng, chunk, hold=n <= chunk)
+
+    def _draws(self, n: int, rng: np.random.Generator, chunk: int, hold: bool) -> Draws:
+        raise NotImplementedError
+
+
+class WeightNoise(WeightSampler):
     """The noise baseline as a sampler whose codes are aligned weight vectors: an anchor plus Gaussian noise of
     `scale` x each weight's layer std. Fitted on `AnchorWeights`, it reads only the anchors its draws centre on."""
 
@@ -71,13 +90,13 @@ class WeightNoise(Sampler):
         self.anchors = HeldWeights(codes)
         return self
 
-    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _draws(self, n: int, rng: np.random.Generator, chunk: int, hold: bool) -> Draws:
         centres = rng.integers(0, len(self.anchors), n)
-        draws = _noisy(n, self.anchors, lambda lo, hi: self.anchors.take(centres[lo:hi]), rng, self.scale, self.std)
-        return draws, centres
+        make = _noisy(lambda lo, hi: self.anchors.take(centres[lo:hi]), self.scale, self.std)
+        return made_draws(centres, make, rng, self.anchors.width, chunk, hold)
 
 
-class WeightAverage(Sampler):
+class WeightAverage(WeightSampler):
     """The average of three random aligned anchors (their first is the draw's centre), reading only those."""
 
     name: ClassVar[str] = "weight-average"
@@ -91,16 +110,20 @@ class WeightAverage(Sampler):
         self.anchors = HeldWeights(codes)
         return self
 
-    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _draws(self, n: int, rng: np.random.Generator, chunk: int, hold: bool) -> Draws:
         triples = rng.integers(0, len(self.anchors), (n, 3))
-        averages, step = torch.empty(n, self.anchors.width), max(1, self.anchors.chunk // 3)
-        for start in range(0, n, step):  # a chunk of anchors read at once: the three behind each of `step` draws
+        return made_draws(triples[:, 0], lambda lo, hi, _: self._averages(triples[lo:hi]), rng, 0, chunk, hold)
+
+    def _averages(self, triples: np.ndarray) -> np.ndarray:
+        """[len(triples), params]: the mean of the three anchors of each row of `triples`."""
+        averages, step = torch.empty(len(triples), self.anchors.width), max(1, self.anchors.chunk // 3)
+        for start in range(0, len(triples), step):  # a chunk of anchors read at once: the three behind each draw
             part = triples[start : start + step]
             averages[start : start + step] = self.anchors.take(part).view(len(part), 3, -1).mean(1)
-        return averages.numpy(), triples[:, 0]
+        return averages.numpy()
 
 
-class WeightGauss(Sampler):
+class WeightGauss(WeightSampler):
     """A per-weight Gaussian fitted to the aligned anchors (their moments streamed a chunk at a time; std 0 for
     one anchor); a bootstrap round moves its mean to the kept draws' and keeps the anchors' std. Every draw is
     centred on the mean (centre 0)."""
@@ -120,27 +143,18 @@ class WeightGauss(Sampler):
         self.mean = self.anchors.vectors.mean(0)
         return self
 
-    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy(n, self.anchors, lambda lo, hi: self.mean, rng, 1.0, self.std), np.zeros(n, dtype=np.int64)
+    def _draws(self, n: int, rng: np.random.Generator, chunk: int, hold: bool) -> Draws:
+        make = _noisy(lambda lo, hi: self.mean, 1.0, self.std)
+        return made_draws(np.zeros(n, dtype=np.int64), make, rng, self.anchors.width, chunk, hold)
 
 
-def _noisy(
-    n: int,
-    anchors: AnchorWeights | HeldWeights,
-    centres: Callable[[int, int], torch.Tensor],
-    rng: np.random.Generator,
-    scale: float,
-    std: torch.Tensor,
-) -> np.ndarray:
-    """[n, params]: draws lo..hi are `centres(lo, hi)` plus Gaussian noise of `scale` x `std`, made `anchors.chunk`
-    draws at a time. numpy fills a normal array row by row from one stream, so the draws are those of one call for
-    all n: the chunking saves the noise's memory (float64, twice the draws') and changes no value."""
-    draws = torch.empty(n, anchors.width)
-    for start in range(0, n, anchors.chunk):
-        stop = min(n, start + anchors.chunk)
-        noise = torch.from_numpy(rng.normal(size=(stop - start, anchors.width)).astype(np.float32))
-        draws[start:stop] = centres(start, stop) + scale * noise * std
-    return draws.numpy()
+def _noisy(centres: Callable[[int, int], torch.Tensor], scale: float, std: torch.Tensor) -> MakeRows:
+    """make(lo, hi, noise): draws lo..hi as `centres(lo, hi)` plus their Gaussian `noise` times `scale` x `std`."""
+
+    def make(lo: int, hi: int, noise: np.ndarray) -> np.ndarray:
+        return (centres(lo, hi) + scale * torch.from_numpy(noise) * std).numpy()
+
+    return make
 
 
 def baseline_selection(selection: Selection) -> Selection:
@@ -160,8 +174,9 @@ def selected_models(
     kept as `baseline_selection(selection)` says, scored by `scorers` (core/gen/ensemble.py `validation_scorers`)."""
     score, predictions = scorers
     applied = baseline_selection(selection)
+    chunk = draw_chunk(anchors.width)  # draws made and scored at once, within the memory budget
     models, info, _ = select_models(
-        sampler, anchors, anchors, n, rng, torch.from_numpy, score, applied, predictions=predictions
+        sampler, anchors, anchors, n, rng, torch.from_numpy, score, applied, predictions=predictions, chunk=chunk
     )
     if applied.mode != selection.mode:
         info = info | {"note": GUIDED_NOTE}

@@ -8,7 +8,8 @@ accuracy* to keep, and the spread is chosen here: the largest of `SPREADS` whose
 what the run returns, not of draws it throws away, and it is measured against the anchors those draws came from
 (as a run's `source_ratio` is). Every spread is tried with the same random draws (common random numbers), so the
 measured curve moves with the spread alone and not with the luck of each draw. The trial, the choice and the
-reason go into the run's record.
+reason go into the run's record. The trial draws are decoded and scored a chunk at a time within the memory budget
+(core/gen/chunked_draws.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.gen.chunked_draws import DecodedDraws, best_of, measured
 from core.gen.samplers.base import Sampler, ZooCodes
 
 SPREADS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -56,27 +58,28 @@ def calibrate_spread(
     score: Callable[[torch.Tensor], np.ndarray],
     candidates: int = 1,
     judge: Callable[[torch.Tensor], np.ndarray] | None = None,
+    chunk: int | None = None,
 ) -> Calibration:
     """Set `sampler.spread` to the largest spread in SPREADS whose kept draws' validation accuracy (`score` of the
     decoded weights) is at least `target` x that of the anchors they were drawn around (`anchor_scores`, one per
     row of `anchor_codes`). The draws are kept as the run keeps them: the best 1 in `candidates` of all draws on
-    validation accuracy (selection.py `_best`), or all of them. `judge`, where given, scores the kept draws and is
+    validation accuracy (as selection.py keeps them), or all of them. `judge`, where given, scores the kept draws and is
     what `anchor_scores` were scored by, on other validation images than `score`'s: draws kept for being best on
     some images are judged on others, so the share is not raised by the luck that made them best (judged on the
     images that chose them, a shapes zoo's 144 validation images read 1.01 at the spread chosen, where the run then
     kept 0.93 on the test split). The smallest spread when none keeps the share, and the record says so. Stops
-    at the first spread that falls short: a larger one is not expected to do better."""
+    at the first spread that falls short: a larger one is not expected to do better. `chunk`: how many draws are
+    decoded and scored at once (core/gen/chunked_draws.py `draw_chunk`; default: all)."""
     sampler.fit(anchor_codes, zoo_codes)
     kept_count = max(1, TRIAL_DRAWS // candidates)
+    size = chunk or kept_count * candidates
     tried, chosen = [], None
     for spread in SPREADS:
         sampler.spread = spread
         # the same draws at every spread (common random numbers)
-        codes, centres = sampler.draw(kept_count * candidates, np.random.default_rng([seed, 11]))
-        decoded = decode(codes)
-        best = np.argsort(-score(decoded), kind="stable")[:kept_count]
-        judged = (judge or score)(decoded[best])
-        kept = float(judged.mean()) / max(float(anchor_scores[centres[best]].mean()), 1e-12)
+        draws = sampler.draws(kept_count * candidates, np.random.default_rng([seed, 11]), size)
+        best, judged = _kept_and_judged(DecodedDraws(draws, decode, size), score, judge or score, kept_count)
+        kept = float(judged.mean()) / max(float(anchor_scores[draws.centres[best]].mean()), 1e-12)
         tried.append((spread, round(kept, 4)))
         if kept < target:
             break
@@ -91,6 +94,17 @@ def calibrate_spread(
         reason = f"the largest spread at which {how} kept {target:.0%} of their source anchors' validation accuracy"
     sampler.spread = chosen
     return Calibration(target, float(anchor_scores.mean()), candidates, tuple(tried), chosen, reason)
+
+
+def _kept_and_judged(decoded_draws: DecodedDraws, score, judge, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the `keep` best draws by `score`, best first; `judge`'s figures of them, in that order). Where every draw
+    is kept, each chunk is judged as it is decoded and none is held; else the best are held, then judged."""
+    if keep >= len(decoded_draws):
+        scores, judged = measured(decoded_draws, lambda weights: (score(weights), judge(weights)))
+        best = np.argsort(-scores, kind="stable")
+        return best, judged[best]
+    _, best, kept = best_of(decoded_draws, score, keep)
+    return best, np.concatenate([judge(part) for part in kept.split(decoded_draws.chunk)])
 
 
 def describe_calibration(record: dict) -> str:

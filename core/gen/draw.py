@@ -13,6 +13,7 @@ import torch
 
 from core.gen.anchors import Anchors
 from core.gen.calibrate import calibrate_spread
+from core.gen.chunked_draws import draw_chunk
 from core.gen.config import SampleConfig
 from core.gen.ensemble import SCORING_IMAGES, validation_scorers
 from core.gen.finite import check_codes, check_generated
@@ -74,6 +75,7 @@ def draw_models(
         return recalibrate_norm_statistics(spec, run.decode(prepared, codes, device), source.x_train)
 
     score, predictions = validation_scorers(spec, source.x_val, source.y_val)
+    chunk = draw_chunk(spec.n_params)  # draws decoded and scored at once, within the memory budget
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
     calibration, selection = None, config.selector
     if config.spread is None:  # chosen for the zoo (a path's point: scored against its ends, which are the anchors)
@@ -84,10 +86,10 @@ def draw_models(
         best_of = config.candidates if selection.mode in ("subsample", "bootstrap") else 1  # kept by validation
         target, seed = config.spread_keep, config.seed
         calibration = calibrate_spread(
-            sampler, anchor_codes, zoo_codes, anchor_scores, target, seed, decode, keep_by, best_of, judge
+            sampler, anchor_codes, zoo_codes, anchor_scores, target, seed, decode, keep_by, best_of, judge, chunk
         )
     weights, report, rows = select_models(
-        sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions
+        sampler, anchor_codes, zoo_codes, config.n, rng, decode, score, selection, predict, predictions, chunk
     )
     check_generated(weights, sampler.spread)
     if calibration is not None:

@@ -7,13 +7,15 @@ import torch
 from core.errors import UserError
 from core.gen.samplers import gauss as sample_module
 from core.gen.samplers import make_sampler
+from core.gen.samplers.base import Sampler
 from core.gen.selection import Selection, select_models
 
 
-class CountingSampler:
+class CountingSampler(Sampler):
     """Draws the codes 0, 1, 2, ... in a shuffled order (one dimension), and records what it was fitted on."""
 
     def __init__(self):
+        super().__init__()
         self.fits = []
 
     def fit(self, anchors, zoo):

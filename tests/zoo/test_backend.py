@@ -2,6 +2,7 @@
 as it does in one piece: the CPU proves here what the GPU's backend relies on. HYPERREP_TEST_DEVICE=cuda runs
 the training comparisons on a GPU (bench/gpu.py's device check); CI has none."""
 
+import gc
 import os
 
 import pytest
@@ -128,6 +129,21 @@ def test_memory_estimate_counts_what_the_step_keeps():
     # The unfold formulation keeps its patches too (k*k = 9 entries per input entry), and dropout its masks.
     assert step_bytes_per_image(stacked_net(spec, "unfold"), dropout=False) > 2 * grouped
     assert step_bytes_per_image(stacked_net(spec, "grouped"), dropout=True) > grouped
+
+
+def test_measuring_the_step_keeps_none_of_its_tensors_alive():
+    # Each evaluation measures it; a graph kept alive by a cycle cost a model's parameters per call, and sampling
+    # scores its draws a chunk at a time (1,000s of calls for ResNets under a small budget).
+    def live_tensors() -> int:
+        gc.collect()
+        return sum(1 for thing in gc.get_objects() if issubclass(type(thing), torch.Tensor))
+
+    net = stacked_net(cnn_small(), "grouped")
+    step_bytes_per_image(net, dropout=False)  # anything made once per process, made before counting
+    before = live_tensors()
+    for _ in range(3):
+        step_bytes_per_image(net, dropout=False)
+    assert live_tensors() == before
 
 
 def test_batch_norm_gets_aligned_memory_when_a_chunk_holds_one_model(digits, monkeypatch):

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from core.errors import UserError
+from core.gen.samplers.draws import Draws, HeldDraws
 
 # Points whose nearest-neighbour distance estimates the median (a fixed random subset beyond it), and the size of
 # one block of the distance matrix: memory stays at 8 x BLOCK_VALUES bytes (32 MiB) however many anchors there
@@ -99,6 +100,11 @@ class Sampler:
         centres = rng.integers(0, len(self.anchors), n)
         codes = self.anchors[centres] + self.spread * self.unit * self._noise(n, rng)
         return codes.astype(np.float32), centres
+
+    def draws(self, n: int, rng: np.random.Generator, chunk: int) -> Draws:
+        """`draw`'s n draws, to be handed out `chunk` at a time (core/gen/samplers/draws.py): a latent code is
+        small beside its decoded weights, so they are held."""
+        return HeldDraws(*self.draw(n, rng))
 
     def _fit(self) -> None:
         """Estimate the noise's shape from `self.anchors`."""

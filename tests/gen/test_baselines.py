@@ -36,16 +36,6 @@ from tests.gen.budgets import small_budget, whole_budget
 N = 6
 
 
-@pytest.fixture(scope="module")
-def setting(tiny_ae_workspace):
-    """The tiny trained workspace's run, prepared zoo, anchors (best half), zoo table and data."""
-    run = load_run(tiny_ae_workspace)
-    zoos = load_zoos(tiny_ae_workspace)
-    table = combined_table(zoos)
-    anchors = resolve_anchors(zoos, table, "top:0.5")
-    return run, run.prepare(anchors.zoo), anchors, table, load_dataset("digits")
-
-
 def _baselines(setting, mode: str, seed: int = 5, bootstrap_rounds: int = 3):
     _, prepared, anchors, _, data = setting
     scorers = validation_scorers(anchors.spec, data.x_val, data.y_val)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from core.gen import baselines as baselines_module
-from core.gen.anchors import resolve_anchors
 from core.gen.baselines import noise_frontier, simple_baselines
 from core.gen.calibrate import calibrate_spread
 from core.gen.chunked_draws import DecodedDraws, best_of, draw_chunk
@@ -16,9 +15,7 @@ from core.gen.draw import draw_models
 from core.gen.samplers import make_sampler
 from core.gen.samplers.draws import HeldDraws
 from core.gen.selection import Selection, select_models
-from core.rep.run import AERun, load_run
-from core.zoo.data import load_dataset
-from core.zoo.model_zoo import combined_table, load_zoos
+from core.rep.run import AERun
 from tests.gen.budgets import small_budget, whole_budget
 
 N, CANDIDATES = 5, 4
@@ -120,15 +117,6 @@ def test_the_calibration_in_chunks_chooses_as_one_chunk_did(candidates):
     whole = calibrate(None)
     assert 1 < len(whole.tried) < 8, whole.tried  # several spreads tried, and one fell short
     assert all(calibrate(chunk) == whole for chunk in (1, 5))
-
-
-@pytest.fixture(scope="module")
-def setting(tiny_ae_workspace):
-    run = load_run(tiny_ae_workspace)
-    zoos = load_zoos(tiny_ae_workspace)
-    table = combined_table(zoos)
-    anchors = resolve_anchors(zoos, table, "top:0.5")
-    return run, run.prepare(anchors.zoo), anchors, table, load_dataset("digits")
 
 
 @pytest.mark.parametrize("mode", MODES)

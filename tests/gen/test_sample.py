@@ -17,7 +17,6 @@ from core.gen.novelty import error_sets, novelty, predicted_classes
 from core.gen.samplers import METHODS, make_sampler
 from core.gen.samplers.base import median_nearest_distance
 from core.pipeline import generate
-from core.rep.run import load_run
 from core.store.runs import SamplesRun
 from core.zoo.arch import cnn_small, layer_slices
 from core.zoo.data import load_dataset
@@ -272,40 +271,30 @@ def test_sample_command_transfer_and_bad_input(tiny_ae_workspace, tmp_path, run_
     assert refused.code == 2 and "candidates" in refused.err
 
 
-@pytest.fixture(scope="module")
-def drawing(tiny_ae_workspace):
-    """What draw_models needs, on the tiny trained workspace."""
-    run = load_run(tiny_ae_workspace)
-    zoos = load_zoos(tiny_ae_workspace)
-    table = combined_table(zoos)
-    anchors = resolve_anchors(zoos, table, "top:0.5")
-    return run, run.prepare(anchors.zoo), anchors, table, load_dataset("digits")
-
-
-def _draw(drawing, **settings) -> torch.Tensor:
-    run, prepared, anchors, table, data = drawing
+def _draw(setting, **settings) -> torch.Tensor:
+    run, prepared, anchors, table, data = setting
     config = SampleConfig(anchors="top:0.5", n=6, seed=2, **settings)
     weights, _, report, _ = draw_models(run, prepared, anchors, config, data, np.random.default_rng(2), "cpu", table)
     return weights, report
 
 
-def test_spread_zero_decodes_the_anchors_and_the_public_kde_copies_them(drawing):
-    run, prepared, anchors, _, _ = drawing
+def test_spread_zero_decodes_the_anchors_and_the_public_kde_copies_them(setting):
+    run, prepared, anchors, _, _ = setting
     decoded_anchors = run.reconstruct(prepared, anchors.rows)
-    at_zero, _ = _draw(drawing, method="kde", spread=0.0)
+    at_zero, _ = _draw(setting, method="kde", spread=0.0)
     assert torch.cdist(at_zero, decoded_anchors).min(1).values.max() < 1e-4  # every one is an anchor's decode
-    copies, _ = _draw(drawing, method="kde-per-dim")
-    spread, _ = _draw(drawing, method="kde", spread=1.0)
+    copies, _ = _draw(setting, method="kde-per-dim")
+    spread, _ = _draw(setting, method="kde", spread=1.0)
     copy_distance = torch.cdist(copies, decoded_anchors).min(1).values
     new_distance = torch.cdist(spread, decoded_anchors).min(1).values
     assert copy_distance.max() < 0.1 * new_distance.median()  # the public sampler lands on decoded anchors
 
 
-def test_guided_selection_raises_the_predicted_accuracy(drawing):
-    run, prepared, _, table, _ = drawing
+def test_guided_selection_raises_the_predicted_accuracy(setting):
+    run, prepared, _, table, _ = setting
     predict = accuracy_predictor(run, prepared, table)
-    guided, report = _draw(drawing, method="kde", spread=2.0, selection="guided", candidates=8)
-    plain, _ = _draw(drawing, method="kde", spread=2.0)
+    guided, report = _draw(setting, method="kde", spread=2.0, selection="guided", candidates=8)
+    plain, _ = _draw(setting, method="kde", spread=2.0)
     step = report["history"][0]
     assert report["mode"] == "guided" and step["kept_mean"] > step["drawn_mean"]
     guided_pred = predict(run.encode(prepared, guided)).mean()

@@ -25,6 +25,14 @@ def table_of(seeds: list[int], epoch: int, values: list[float]) -> pl.DataFrame:
     return pl.DataFrame(columns, schema=SNAPSHOT_SCHEMA)
 
 
+def interrupted_after_first_epoch(workspace: Workspace):
+    """Generate CONFIG's zoo into `workspace`, stopped at the second check (after epoch 0): its zoo.partial/."""
+    calls = []
+    with pytest.raises(Interrupted):
+        generate_zoo(workspace, CONFIG, should_stop=lambda: calls.append(1) or len(calls) == 2)
+    return workspace.root / "zoo.partial"
+
+
 def test_a_snapshot_file_holds_its_table_rows_bit_for_bit(tmp_path):
     partial = Partial(tmp_path / "zoo.partial", CONFIG)
     # A diverged model's loss (nan, inf) and a float32 accuracy that JSON must not round.
@@ -45,10 +53,7 @@ def test_a_snapshot_needs_one_table_row_per_model(tmp_path):
 
 def test_the_progress_lists_the_snapshot_files_and_no_rows(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    calls = []
-    with pytest.raises(Interrupted):
-        generate_zoo(workspace, CONFIG, should_stop=lambda: calls.append(1) or len(calls) == 2)
-    folder = workspace.root / "zoo.partial"
+    folder = interrupted_after_first_epoch(workspace)
     progress = json.loads(read_tensor_metadata(folder / "state.safetensors")["progress"])
     assert "rows" not in progress and "rows" not in progress["finished"]
     assert progress["snapshots"] == {"cnn-small": [{"file": "snapshot-0-0.safetensors", "rows": 2}]}
@@ -66,10 +71,7 @@ def without_snapshot_tables(folder) -> None:
 
 def test_a_partial_run_with_rows_in_its_progress_starts_over(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    calls = []
-    with pytest.raises(Interrupted):
-        generate_zoo(workspace, CONFIG, should_stop=lambda: calls.append(1) or len(calls) == 2)
-    folder = workspace.root / "zoo.partial"
+    folder = interrupted_after_first_epoch(workspace)
     state = folder / "state.safetensors"
     progress = json.loads(read_tensor_metadata(state)["progress"])
     progress["rows"] = [{"seed": 1, "epoch": 0, **dict.fromkeys(METRICS, 0.5)}] * 2

@@ -35,6 +35,9 @@ class Calibration:
     tried: tuple[tuple[float, float], ...]  # (spread, its kept draws' validation accuracy / their source anchors')
     spread: float
     reason: str
+    # Where no spread kept the target: the same share for the anchors' own decodes (spread 0), which says whether
+    # the decoder alone already falls short (None where a spread kept it)
+    decodes_kept: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -44,6 +47,7 @@ class Calibration:
             "tried": [{"spread": s, "kept": k} for s, k in self.tried],
             "spread": self.spread,
             "reason": self.reason,
+            "decodes_kept": self.decodes_kept,
         }
 
 
@@ -73,27 +77,33 @@ def calibrate_spread(
     sampler.fit(anchor_codes, zoo_codes)
     kept_count = max(1, TRIAL_DRAWS // candidates)
     size = chunk or kept_count * candidates
-    tried, chosen = [], None
-    for spread in SPREADS:
+
+    def kept_share(spread: float) -> float:
+        """The kept draws' share of their source anchors' validation accuracy at `spread`."""
         sampler.spread = spread
         # the same draws at every spread (common random numbers)
         draws = sampler.draws(kept_count * candidates, np.random.default_rng([seed, 11]), size)
         best, judged = _kept_and_judged(DecodedDraws(draws, decode, size), score, judge or score, kept_count)
-        kept = float(judged.mean()) / max(float(anchor_scores[draws.centres[best]].mean()), 1e-12)
-        tried.append((spread, round(kept, 4)))
-        if kept < target:
+        return round(float(judged.mean()) / max(float(anchor_scores[draws.centres[best]].mean()), 1e-12), 4)
+
+    tried, chosen, decodes_kept = [], None, None
+    for spread in SPREADS:
+        tried.append((spread, kept_share(spread)))
+        if tried[-1][1] < target:
             break
         chosen = spread
     how = f"the best {kept_count} of {kept_count * candidates} draws" if candidates > 1 else f"{kept_count} draws"
     if chosen is None:
-        chosen = SPREADS[0]
+        chosen, decodes_kept = SPREADS[0], kept_share(0.0)
         reason = f"no spread kept {target:.0%} of the source anchors' validation accuracy; the smallest is used"
+        if decodes_kept < target:
+            reason += f" (the anchors' own decodes keep {decodes_kept:.1%}: the decoder falls short before any spread)"
     elif chosen == SPREADS[-1]:
         reason = f"every spread tried kept {target:.0%} of the source anchors' validation accuracy; the largest is used"
     else:
         reason = f"the largest spread at which {how} kept {target:.0%} of their source anchors' validation accuracy"
     sampler.spread = chosen
-    return Calibration(target, float(anchor_scores.mean()), candidates, tuple(tried), chosen, reason)
+    return Calibration(target, float(anchor_scores.mean()), candidates, tuple(tried), chosen, reason, decodes_kept)
 
 
 def _kept_and_judged(decoded_draws: DecodedDraws, score, judge, keep: int) -> tuple[np.ndarray, np.ndarray]:

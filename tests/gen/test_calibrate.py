@@ -51,6 +51,20 @@ def test_no_spread_keeping_the_share_falls_back_to_the_smallest_and_says_so():
     sampler, calibration = _calibrate(0.999)
     assert calibration.spread == SPREADS[0] == sampler.spread
     assert calibration.reason.startswith("no spread kept")
+    # the anchors' own decodes are the anchors here: they keep everything, so the spread is what falls short
+    assert calibration.decodes_kept == 1.0 and "decoder" not in calibration.reason
+
+
+def test_where_the_anchors_own_decodes_fall_short_the_record_says_the_decoder_does():
+    def shifted(codes: np.ndarray) -> torch.Tensor:  # every decode 0.5 from its code: 'accuracy' 0.95 at spread 0
+        return _decode(codes + np.array([0.3, 0.4]))
+
+    sampler = Neighbour(spread=9.0)
+    calibration = calibrate_spread(sampler, ANCHORS, ANCHORS, SCORES, 0.99, 0, shifted, _score)
+    assert calibration.spread == SPREADS[0] and calibration.decodes_kept == pytest.approx(0.95)
+    assert "the anchors' own decodes keep 95.0%: the decoder falls short" in calibration.reason
+    assert calibration.to_json()["decodes_kept"] == calibration.decodes_kept
+    assert all(spread > 0 for spread, _ in calibration.tried)  # the decodes' share is not a spread tried
 
 
 def test_with_selection_the_kept_draws_are_the_best_as_the_run_keeps_them():

@@ -34,7 +34,6 @@ from core.gen.novelty import (
     ZooReference,
     agreement,
     decoded_novelty,
-    error_sets,
     groups_novelty,
     novelty_plane,
     predicted_classes,
@@ -369,10 +368,11 @@ def _novelty_phase(workspace, made: tuple, measured: tuple, config, source, rng,
     run, anchors, prepared, device, codes = made
     generated, spec = measured[0]["generated"], anchors.spec
     report(0, 2, {})
-    reference = _zoo_reference(workspace, anchors, prepared, source, zoo_errors or ZooErrorSets())
+    zoo_errors = zoo_errors or ZooErrorSets()
+    reference = _zoo_reference(workspace, anchors, prepared, source, zoo_errors)
     figures, predicted = _novelty_figures(anchors, prepared, measured, source, reference, with_agreement=True)
     decoded = _decoded_anchors(run, prepared, anchors, codes, source, device)
-    decodes = ((chunk, error_sets(spec, chunk, source)) for chunk in decoded)
+    decodes = zoo_errors.decoded_errors(_decodes_key(workspace, run, anchors, source), spec, decoded, source)
     figures["generated"] |= decoded_novelty(generated, predicted["generated"] != source.y_test, decodes)
     report(1, 2, {})
     return figures, _frontier(anchors, prepared, config, source, rng, reference)
@@ -424,6 +424,13 @@ def _zoo_errors_key(workspace: Workspace, zoo: Zoo, source: Dataset) -> tuple:
     and the dataset."""
     version = zoo_stamp(zoo.manifest)["zoo_id"] or workspace.zoo_weights_path.stat().st_mtime_ns
     return (str(workspace.root), version, zoo.spec.name, source.name)
+
+
+def _decodes_key(workspace: Workspace, run: AERun, anchors: Anchors, source: Dataset) -> tuple:
+    """What the error sets of a run's decodes of the anchors are kept under: the zoo's key, the run (its name and
+    its weights file's time, so a run trained again under the name is seen) and the anchors."""
+    trained = run.files.model.stat().st_mtime_ns
+    return (*_zoo_errors_key(workspace, anchors.zoo, source), run.name, trained, anchors.activation, *anchors.ids)
 
 
 def precompute_zoo_errors(workspace: Workspace, zoo_errors: ZooErrorSets) -> None:

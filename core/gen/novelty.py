@@ -91,11 +91,9 @@ def _predicted(spec: Spec, vectors: torch.Tensor, data: Dataset, activations: li
         population = Population(
             spec.with_activation(activation), vectors[rows], [0] * n, [0.0] * n, [0.0] * n, [0.0] * n
         )
-        for start in range(0, len(data.y_test), 64):
-            x = data.x_test[start : start + 64]
-            index = torch.arange(start, start + len(x)).expand(n, -1)
-            logits = population.net.forward(population.params, population.net.batch_input(data.x_test, index))
-            predicted[rows, start : start + len(x)] = logits.argmax(-1).to(torch.int16)
+        classes = torch.empty(n, len(data.y_test), dtype=torch.int16)
+        population.evaluate(data.x_test, data.y_test, classes=classes)  # in passes sized by the backend's budget
+        predicted[rows] = classes
     return predicted
 
 
@@ -297,12 +295,15 @@ class ZooErrorSets:
     for its lifetime and fills it from a background thread; each CLI command makes its own. The key names the zoo
     (core/pipeline.py), so a new zoo is seen.
 
+    It also keeps the error sets of an autoencoder run's decodes of a generation's anchors (`decoded_errors`).
+
     Computing holds a lock: a generation that asks while the background thread computes the same zoo waits for
     that result instead of computing it a second time."""
 
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
         self._sets: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._decodes: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # apart: a region's never evicts a zoo's
         self._lock = threading.Lock()
 
     def predictions(
@@ -312,11 +313,35 @@ class ZooErrorSets:
         yet."""
         with self._lock:
             if key not in self._sets:
-                if len(self._sets) >= self.capacity:
-                    self._sets.popitem(last=False)
-                self._sets[key] = predicted_classes(spec, weights, data, activations)
+                self._keep(self._sets, key, predicted_classes(spec, weights, data, activations))
             self._sets.move_to_end(key)
             return self._sets[key]
+
+    def decoded_errors(
+        self, key: tuple, spec: Spec, decoded: Iterable[torch.Tensor], data: Dataset
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(decoded weights, their error sets) a chunk at a time, as `decoded_novelty` takes them: the error sets
+        of an autoencoder run's decodes of a generation's anchors, kept under `key` (the run and the anchors).
+        Every generation of a region compares its models with the same decodes, and evaluating them was a quarter
+        of a generation's time on an MNIST zoo; the decodes themselves are cheap and made again each time."""
+        with self._lock:
+            kept = self._decodes.get(key)
+            if kept is not None:
+                self._decodes.move_to_end(key)
+        made, start = [], 0
+        for chunk in decoded:
+            errors = error_sets(spec, chunk, data) if kept is None else kept[start : start + len(chunk)]
+            made.append(errors)
+            start += len(chunk)
+            yield chunk, errors
+        if kept is None:
+            with self._lock:
+                self._keep(self._decodes, key, torch.cat(made))
+
+    def _keep(self, kept: OrderedDict, key: tuple, value: torch.Tensor) -> None:
+        if len(kept) >= self.capacity:
+            kept.popitem(last=False)
+        kept[key] = value
 
     def get(self, key: tuple, spec: Spec, weights: ZooWeights, data: Dataset, activations: list[str]) -> torch.Tensor:
         """The zoo's error sets under `key` (from its kept predictions)."""

@@ -334,7 +334,9 @@ def step_bytes_per_image(net: StackedNet, dropout: bool, batch: int = 8) -> int:
         # a call for a ResNet-18). There is no backward pass to unpack for.
         return storage.nbytes()
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda packed: packed):
+    # With grad on whatever the caller's mode: under no_grad autograd saves nothing, the figure read 0 and every
+    # population built there (the zoo's error sets, evaluate_models) ran all its models in one pass.
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda packed: packed):
         logits, _ = net.train_forward(params, net.batch_input(x, index), masks)
         _cross_entropy(logits, torch.zeros(batch, dtype=torch.int64)).sum()
     alive.clear()  # the graph keeps `pack`, and with it this list: emptied, it holds none of the graph's tensors

@@ -2,6 +2,7 @@
 zoo's own weights) the same as a generation computes them (from aligned weights)."""
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +13,12 @@ from core.gen.config import SampleConfig
 from core.gen.novelty import ZooErrorSets, decoded_novelty, error_sets, nearest_l2, zoo_min_l2
 from core.pipeline import generate, precompute_zoo_errors
 from core.rep.run import load_run
-from core.zoo.data import load_dataset
+from core.zoo import population
+from core.zoo.arch import build_module, cnn_small
+from core.zoo.backend import CPU_EVAL_IMAGES, Backend
+from core.zoo.data import Dataset, load_dataset
 from core.zoo.model_zoo import load_zoos
+from core.zoo.population import stacked_net, step_bytes_per_image
 from tests.conftest import copy_workspace
 
 
@@ -94,3 +99,46 @@ def test_decodes_given_a_chunk_at_a_time_give_the_nearest_over_all_of_them():
     figures = decoded_novelty(generated, errors, iter(chunks))
     assert figures["decoded_min_l2"].tolist() == [1.0, 1.0]
     assert figures["decoded_max_iou"].tolist() == [0.5, 1.0]  # {0,1} with {0}: 1/2; {2} with {2}: 1
+
+
+def test_error_sets_are_each_models_own_mistakes_in_passes_of_a_few_models(monkeypatch):
+    """Predictions made a pass of two models at a time and per activation are each model's own, as a lone
+    nn.Module makes them."""
+    spec = cnn_small()
+    two_models = Backend(memory_budget=2 * CPU_EVAL_IMAGES * step_bytes_per_image(stacked_net(spec), False))
+    monkeypatch.setattr(population, "backend_for", lambda device: two_models)
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(7, spec.n_params, generator=generator) * 0.5
+    activations = ["relu", "tanh", "relu", "relu", "tanh", "relu", "relu"]
+    x, y = torch.randn(150, 1, 8, 8, generator=generator), torch.randint(0, 10, (150,), generator=generator)
+    wrong = error_sets(spec, vectors, Dataset("fixture", x, y, x, y, x, y, 10), activations)
+    for i, activation in enumerate(activations):
+        module = build_module(spec.with_activation(activation), vectors[i]).eval()
+        with torch.no_grad():
+            assert torch.equal(wrong[i], module(x).argmax(1) != y)
+    assert len(two_models.model_chunks(5, CPU_EVAL_IMAGES, step_bytes_per_image(stacked_net(spec), False))) == 3
+    assert 0 < wrong.float().mean() < 1
+
+
+def test_a_regions_decodes_are_evaluated_once_and_give_the_same_figures(tiny_ae_workspace, tmp_path, monkeypatch):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    evaluated, original = [], novelty.error_sets
+
+    def counting(spec, vectors, data, activations=None):
+        evaluated.append(len(vectors))
+        return original(spec, vectors, data, activations)
+
+    monkeypatch.setattr(novelty, "error_sets", counting)
+    config = SampleConfig(n=2, finetune_epochs=0, baselines=False, selection="none", spread=1.0)
+    kept = ZooErrorSets()
+    first = generate(workspace, config, zoo_errors=kept).to_json()
+    once = list(evaluated)
+    again = generate(workspace, replace(config, seed=1), zoo_errors=kept).to_json()
+    assert once and evaluated == once  # the second generation of the region evaluated no decode
+    fresh = generate(workspace, replace(config, seed=1), zoo_errors=ZooErrorSets()).to_json()
+    assert evaluated == once * 2  # without them kept, evaluated again
+    for key in ("decoded_max_iou_median", "decoded_min_l2_median"):
+        assert again["novelty"][key] == fresh["novelty"][key]
+    assert 0 <= first["novelty"]["decoded_max_iou_median"] <= 1
+    generate(workspace, replace(config, anchors="top:0.5"), zoo_errors=kept)
+    assert len(evaluated) > 2 * len(once)  # other anchors: their own decodes

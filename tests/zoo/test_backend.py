@@ -132,6 +132,16 @@ def test_memory_estimate_counts_what_the_step_keeps():
     assert step_bytes_per_image(stacked_net(spec, "grouped"), dropout=True) > grouped
 
 
+def test_a_population_built_under_no_grad_measures_its_step_as_any_other():
+    # Evaluation builds its populations under no_grad, where autograd saves nothing: the figure read 0 there and
+    # every such population ran all its models in one pass, past the budget (256 MNIST CNN-s at 288 MB a tensor).
+    spec, vectors = cnn_small(), init_vectors(cnn_small(), [1, 2], ["uniform"] * 2)
+    expected = step_bytes_per_image(stacked_net(spec, "grouped"), dropout=False)
+    with torch.no_grad():
+        built_there = Population(spec, vectors, [1, 2], [1e-3] * 2, [0.0] * 2, [0.0] * 2)
+    assert built_there.bytes_per_model_image == expected > 0
+
+
 def test_measuring_the_step_keeps_none_of_its_tensors_alive():
     # Each evaluation measures it; a graph kept alive by a cycle cost a model's parameters per call, and sampling
     # scores its draws a chunk at a time (1,000s of calls for ResNets under a small budget).

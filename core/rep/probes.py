@@ -76,7 +76,8 @@ def fit_ridge(features: np.ndarray, target: np.ndarray, sides: np.ndarray) -> Ri
     for lam in np.logspace(-3, 5, 17):
         coef = vt.T @ (singular / (singular**2 + lam) * uty)
         score = _r2(target[val], x[val] @ coef + y_mean)
-        if score > best[0]:
+        # A val target without spread scores every lambda NaN: the first lambda is kept rather than none.
+        if best[1] is None or score > best[0]:
             best = (score, coef)
     return Ridge(mean, std, best[1], y_mean)
 

@@ -59,6 +59,17 @@ def test_probe_scores_rank_and_fit_the_same_probe():
     assert both["r2"]["x"]["test_acc"] == pytest.approx(scores["r2"])
 
 
+def test_a_val_split_without_spread_still_gives_a_probe():
+    # Every lambda scores NaN on a constant val target (a zoo whose val models share a value): `ae train` ended in a
+    # traceback there, the probe holding no coefficients. The least regularised lambda is kept.
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(60, 3))
+    target = features @ np.array([2.0, -1.0, 0.5])
+    sides = np.array(["train"] * 40 + ["val"] * 10 + ["test"] * 10)
+    target[40:50] = 0.25
+    assert ridge_probe(features, target, sides) > 0.99
+
+
 def test_depth_parts_split_layers_by_relative_depth():
     eight = depth_parts(torch.tensor([0, 0, 1, 2, 3, 4, 5, 6, 7, 7]))  # eight layers: two per part
     assert [m.nonzero().flatten().tolist() for m in eight] == [[0, 1, 2], [3, 4], [5, 6], [7, 8, 9]]

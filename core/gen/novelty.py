@@ -322,8 +322,8 @@ class ZooErrorSets:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(decoded weights, their error sets) a chunk at a time, as `decoded_novelty` takes them: the error sets
         of an autoencoder run's decodes of a generation's anchors, kept under `key` (the run and the anchors).
-        Every generation of a region compares its models with the same decodes, and evaluating them was a quarter
-        of a generation's time on an MNIST zoo; the decodes themselves are cheap and made again each time."""
+        Every generation of a region compares its models with the same decodes, and evaluating them took a sixth
+        of bench/paper.py's generations on an MNIST zoo; the decodes themselves are cheap and made again each time."""
         with self._lock:
             kept = self._decodes.get(key)
             if kept is not None:

@@ -42,10 +42,11 @@ import torch.nn.functional as F
 
 # Bytes of activations one pass may keep on the CPU. glibc maps every allocation over 32 MB (the largest mmap
 # threshold it accepts, core/runtime.py) fresh from the kernel and returns it on free, so a pass whose tensors exceed
-# that page-faults and zeroes them on every call. At 64 MB a pass's largest tensor stays below it. Measured on our
-# 2-core CPU: evaluating 256 cnn-s models on 2,000 MNIST images took 25-26 s at 256 MB (3 chunks; 15 s of it system
-# time, 6 million page faults) against 16.6 s at 64 MB (11 chunks, none); 32 MB was no faster (more, smaller
-# calls); an epoch of 2,048 cnn-small models at batch 32 took 9.4 s at 256 MB and 8.2 s at 64 MB.
+# that page-faults and zeroes them on every call. At 64 MB the largest tensor of a CNN's pass stays below it (the
+# budget counts every tensor a training step saves). Measured on our 2-core CPU: evaluating 256 cnn-s models on
+# 2,000 MNIST images took 25-26 s at 256 MB (3 chunks; 15 s of it system time, 6 million page faults) against
+# 16.6 s at 64 MB (11 chunks, none); 32 MB was no faster (more, smaller calls); an epoch of 2,048 cnn-small models
+# at batch 32 took 9.4 s at 256 MB and 8.2 s at 64 MB.
 CPU_MEMORY_BUDGET = 64 * 2**20
 # Share of the GPU's free memory one pass may use for activations; the rest covers what the estimate leaves out
 # (gradients in flight during the backward pass, the allocator's rounding, cuBLAS workspaces).

@@ -118,13 +118,12 @@ def _diverse(sampler: Sampler, n: int, rng, decode, selection: Selection, predic
     decoded_draws = DecodedDraws(draws, decode, chunk)
     true_probs, accuracy = measured(decoded_draws, predictions)
     picks, path = greedy_ensemble(true_probs, n)
-    step = {"round": 0, "drawn_mean": float(np.mean(accuracy)), "kept_mean": float(np.mean(accuracy[picks]))}
     weights = decoded_draws.rows(picks)
     info = {
         "mode": "diverse",
         "candidates": selection.candidates,
         "rounds": 1,
-        "history": [step],
+        "history": [_step(np.asarray(accuracy, dtype=np.float64), picks, 0)],
         "scored_by": "validation accuracy",
         "candidates_scored": len(draws),
         "distinct": len(np.unique(picks)),

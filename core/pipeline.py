@@ -302,7 +302,7 @@ def _groups(generated, sources, anchors: Anchors, prepared, config: SampleConfig
     groups = {"generated": generated, **reference_groups(anchors, prepared, sources, config.n, rng)}
     selections = {"random_init": {"mode": "none"}, "anchors": {"mode": "source anchors of the generated models"}}
     if config.baselines:  # the weight-space baselines draw around the anchors, read a chunk at a time
-        scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
+        scorers = validation_scorers(anchors.spec, *source.scored_val)
         simple, reports = simple_baselines(prepared, anchors.rows, config.n, rng, scorers, config.selector)
         groups.update(simple)
         selections.update({name: selection_summary(info) for name, info in reports.items()})
@@ -449,7 +449,7 @@ def _frontier(anchors: Anchors, prepared, config, source: Dataset, rng, referenc
     page draws it as a line on the novelty plane); none when the baselines are off."""
     if not config.baselines:
         return []
-    scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
+    scorers = validation_scorers(anchors.spec, *source.scored_val)
     models, reports = noise_frontier(prepared, anchors.rows, config.n, rng, scorers, config.selector)
     groups = {str(k): v for k, v in models.items()}
     figures, predicted = _novelty_figures(anchors, prepared, (groups, {}), source, reference)

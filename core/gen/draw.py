@@ -15,7 +15,7 @@ from core.gen.anchors import Anchors
 from core.gen.calibrate import calibrate_spread
 from core.gen.chunked_draws import draw_chunk
 from core.gen.config import SampleConfig
-from core.gen.ensemble import SCORING_IMAGES, validation_scorers
+from core.gen.ensemble import validation_scorers
 from core.gen.finite import check_codes, check_generated
 from core.gen.path import on_line, require_ends
 from core.gen.samplers import Sampler, make_sampler
@@ -74,7 +74,7 @@ def draw_models(
         # Decoded BatchNorm statistics are unreliable: re-estimate them on training images (SANE does).
         return recalibrate_norm_statistics(spec, run.decode(prepared, codes, device), source.x_train)
 
-    score, predictions = validation_scorers(spec, source.x_val, source.y_val)
+    score, predictions = validation_scorers(spec, *source.scored_val)
     chunk = draw_chunk(spec.n_params)  # draws decoded and scored at once, within the memory budget
     predict = accuracy_predictor(run, prepared, table) if config.selection == "guided" and table is not None else None
     calibration, selection = None, config.selector
@@ -98,10 +98,10 @@ def draw_models(
 
 
 def split_scorers(spec, source: Dataset) -> tuple:
-    """Validation accuracy on alternate halves of the scored validation images (core/gen/ensemble.py
-    SCORING_IMAGES): the spread's calibration keeps draws by the first and judges them by the second. A split of
+    """Validation accuracy on alternate halves of the scored validation images (core/zoo/data.py
+    SCORED_VAL_IMAGES): the spread's calibration keeps draws by the first and judges them by the second. A split of
     fewer than two images is not halved."""
-    x, y = source.x_val[:SCORING_IMAGES], source.y_val[:SCORING_IMAGES]
+    x, y = source.scored_val
     if len(y) < 2:
         score = validation_scorers(spec, x, y)[0]
         return score, score

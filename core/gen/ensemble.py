@@ -187,17 +187,10 @@ def greedy_ensemble(true_probs: np.ndarray, n: int) -> tuple[np.ndarray, list[fl
     return np.array(picks, dtype=np.int64), path
 
 
-# Selection ranks draws by validation accuracy: SCORING_IMAGES of the validation split (a random subset: the split
-# is drawn at random) resolve 0.05 points, plenty to rank, where MNIST's whole split (6,000 images) made every
-# scored draw three times as costly; digits' and shapes' splits are smaller and used whole.
-SCORING_IMAGES = 2048
-
-
 def validation_scorers(spec: Spec, x: torch.Tensor, y: torch.Tensor) -> tuple[Callable, Callable]:
-    """(score, predictions) of decoded weights [C, params] on validation data (x, y), at most SCORING_IMAGES of
-    it: `score` gives each model's accuracy [C]; `predictions` gives (each model's probability of the true class
+    """(score, predictions) of decoded weights [C, params] on validation data (x, y), a dataset's `scored_val`:
+    `score` gives each model's accuracy [C]; `predictions` gives (each model's probability of the true class
     [C, N], accuracy [C]), what a greedy ensemble selection needs."""
-    x, y = x[:SCORING_IMAGES], y[:SCORING_IMAGES]
 
     def score(weights: torch.Tensor) -> np.ndarray:
         return evaluate_models(spec, weights, x, y)[1].numpy()

@@ -77,7 +77,7 @@ def ensemble_groups(
     known = all(int(s) in row_of for s in sources)
     picked = [row_of[int(s)] for s in sources] if known else rng.integers(0, len(weights), n).tolist()
     noise_selection = baseline_selection(selection)
-    scorers = validation_scorers(anchors.spec, source.x_val, source.y_val)
+    scorers = validation_scorers(anchors.spec, *source.scored_val)
     samplers = (("noise", WeightNoise(prepared.entry_std())), ("average", WeightAverage()))
     simple = {name: selected_models(sampler, weights, n, rng, scorers, selection)[0] for name, sampler in samplers}
     deep = deep_rows(anchors.zoo.table, anchors.activation, n, rng)

@@ -409,11 +409,12 @@ def zoo_specs(config: ZooConfig, data) -> list[Spec]:
 
 def _snapshot_table(population: Population, data, epoch: int) -> pl.DataFrame:
     """The population's rows of the zoo's table at `epoch` (SNAPSHOT_SCHEMA): each model's seed and its loss and
-    accuracy on the three splits, as columns (a generation of many models holds no dict per checkpoint)."""
+    accuracy on the three splits (validation: the images every validation accuracy is scored on, core/zoo/data.py
+    SCORED_VAL_IMAGES), as columns (a generation of many models holds no dict per checkpoint)."""
     columns = {"seed": population.seeds.tolist(), "epoch": [epoch] * len(population.seeds)}
     for split, x, y in (
         ("train", data.x_train, data.y_train),
-        ("val", data.x_val, data.y_val),
+        ("val", *data.scored_val),
         ("test", data.x_test, data.y_test),
     ):
         loss, acc = population.evaluate(x, y)

@@ -56,6 +56,21 @@ def test_stored_metrics_are_what_a_plain_module_measures(tiny_zoo_workspace):
         assert zoo.table["ggap"][row] == pytest.approx(zoo.table["train_acc"][row] - zoo.table["test_acc"][row])
 
 
+def test_validation_accuracy_is_scored_on_the_images_selection_scores_on(tmp_path, monkeypatch):
+    """The table's val_acc is measured on the dataset's `scored_val` (its first SCORED_VAL_IMAGES), the images the
+    generator ranks draws on, not on the whole split."""
+    monkeypatch.setattr("core.zoo.data.SCORED_VAL_IMAGES", 20)
+    config = ZooConfig(models=3, epochs=1, save_epochs=(0, 1), seed=4)
+    zoo = generate_zoo(Workspace(tmp_path / "ws"), config)[0]
+    data = load_dataset("digits", seed=0)
+    x, y = data.scored_val
+    assert len(y) == 20 < len(data.y_val)
+    for row in range(zoo.table.height):
+        model = build_module(zoo.spec_for(row), zoo.weights[row])
+        with torch.no_grad():
+            assert zoo.table["val_acc"][row] == pytest.approx((model(x).argmax(1) == y).float().mean().item())
+
+
 def test_same_seed_same_zoo_and_variations_are_drawn(tmp_path):
     config = ZooConfig(
         models=4,

@@ -17,7 +17,7 @@ the bench says "no measurable difference". A PNG shows the frontiers and the pro
 Scales: quick (a subset; the issue's budget is 15 minutes on 2 CPU cores), cpu (hours), gpu (the public zoo's size:
 about 1,000 models x 50 epochs on all 60,000 images; for a lent GPU).
 Usage: python bench/paper.py --scale quick [--dataset ../shared/data/mnist] [--seeds 0,1,2] [--workdir DIR]
-       [--png assets/paper.png] [--device auto] [--method kde|neighbour|...]
+       [--png assets/paper.png] [--device auto] [--method kde|neighbour|...] [--objective generate|probe]
 The last line of stdout is JSON: scale, seeds, probe_test_acc {embedding, weights, stats}, generated_ratio,
 generated_iou, noise_iou, frontier_margin (each {"mean", "lo", "hi"}) and the rest of the figures.
 """
@@ -47,7 +47,7 @@ from core.gen.samplers import METHODS  # noqa: E402
 from core.pipeline import generate, train_and_map  # noqa: E402
 from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402
-from core.rep.loop import TrainConfig  # noqa: E402
+from core.rep.loop import OBJECTIVES, TrainConfig  # noqa: E402
 from core.runtime import resolve_device, tune_cpu_allocator  # noqa: E402
 from core.stats import as_json, format_interval, t_interval, verdict  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
@@ -109,9 +109,11 @@ def zoo_config(scale: Scale, dataset: str, seed: int, recipe: str) -> ZooConfig:
     )
 
 
-def replicate(scale: Scale, dataset: str, recipe: str, seed: int, root: Path, device: str, method: str) -> dict:
-    """Every figure of one seed (zoo, autoencoder and sampler seed s; `method`: the sampler), with the seconds each
-    stage took."""
+def replicate(
+    scale: Scale, dataset: str, recipe: str, seed: int, root: Path, device: str, method: str, objective: str
+) -> dict:
+    """Every figure of one seed (zoo, autoencoder and sampler seed s; `method`: the sampler; `objective`: what the
+    autoencoder is trained for, core/rep/loop.py OBJECTIVES), with the seconds each stage took."""
     workspace, seconds, started = Workspace(root / f"{recipe}-{seed}"), {}, time.monotonic()
 
     def lap(stage: str) -> None:
@@ -121,8 +123,9 @@ def replicate(scale: Scale, dataset: str, recipe: str, seed: int, root: Path, de
     if not workspace.exists():
         generate_zoo(workspace, zoo_config(scale, dataset, seed, recipe), device)
     lap("zoo")
-    train = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed)
-    run = train_and_map(workspace, AEConfig(), train, run="default", device=device)
+    train = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed, objective=objective)
+    name = "default" if objective == TrainConfig().objective else objective
+    run = train_and_map(workspace, AEConfig(), train, run=name, device=device)
     figures = {"probes": _probes(evaluate_run(workspace, run.name, device))}
     lap("autoencoder")
     sampling = SampleConfig(n=scale.n, method=method, finetune_epochs=0, seed=seed, baselines=False)
@@ -334,6 +337,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     sampler = SampleConfig().method
     parser.add_argument("--method", choices=METHODS, default=sampler, help=f"the sampler (default: {sampler})")
+    objective = TrainConfig().objective
+    parser.add_argument(
+        "--objective", choices=tuple(OBJECTIVES), default=objective, help=f"the autoencoder's (default: {objective})"
+    )
     args = parser.parse_args()
     tune_cpu_allocator()
     device = resolve_device(args.device)
@@ -341,9 +348,10 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="paper-")) / args.scale
     started, per_seed = time.monotonic(), []
     for seed in seeds:
-        per_seed.append(replicate(scale, args.dataset, args.recipe, seed, root, device, args.method))
+        per_seed.append(replicate(scale, args.dataset, args.recipe, seed, root, device, args.method, args.objective))
         # each seed's figures as soon as they are made: a later failure loses no seed's half hour
-        (root / f"{args.recipe}-{seed}-{args.method}.json").write_text(json.dumps(per_seed[-1]))
+        name = "-".join([args.recipe, str(seed), args.method, *[args.objective] * (args.objective != objective)])
+        (root / f"{name}.json").write_text(json.dumps(per_seed[-1]))
         print(f"seed {seed} done at {time.monotonic() - started:.0f} s", flush=True)
     summary = summarise(per_seed)
     report(summary, scale.n)
@@ -351,7 +359,11 @@ def main() -> None:
         plot(per_seed, summary, Path(args.png))
     seconds = round(time.monotonic() - started, 1)
     print(
-        json.dumps({"scale": args.scale, "seeds": seeds, "seconds": seconds, **as_json(summary), "per_seed": per_seed})
+        json.dumps(
+            {"scale": args.scale, "seeds": seeds, "objective": args.objective, "seconds": seconds}
+            | as_json(summary)
+            | {"per_seed": per_seed}
+        )
     )
 
 

@@ -30,6 +30,7 @@ ZOO_TARGET = "zoo-target"  # Zoo: the workspace a zoo job is filling (a name: th
 # State of one workspace: names for `scoped`.
 MAP = "map"  # Explore: the chart (its selection, copied into `selection`)
 AE_KIND = "ae-kind"  # Autoencoder: the kind to train
+AE_OBJECTIVE = "ae-objective"  # Autoencoder: what the run to train is for (its contrastive weight)
 COMPARE_RUNS = "compare-runs"  # Generate: the samples runs compared
 PATH = "latent-path"  # Explore: (run, ends, accuracies) of the latent path shown
 PATH_T = "latent-path-t"  # Explore: the point of the latent path to decode

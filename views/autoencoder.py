@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from core.errors import UserError
-from core.rep.loop import TrainConfig
+from core.rep.loop import OBJECTIVES, TrainConfig
 from core.rep.methods import KINDS, METHODS
 from core.store.files import read_json
 from core.store.runs import AERunFiles, ae_run_statuses
@@ -18,6 +18,8 @@ from ui.figures import LOSS_COLUMNS, loss_figure
 from ui.jobs import Job
 from ui.texts import held_out_note, loss_caption
 from ui.widgets import or_stop, page_start, run_picker, start, watch
+
+OBJECTIVE_TITLES = {"generate": "Generate models (γ 0.05)", "probe": "Probe properties (γ 0.5)"}
 
 workspace = page_start(
     "Autoencoder",
@@ -136,12 +138,21 @@ def kind_inputs(config_type: type, columns) -> dict:
 
 def train_form() -> None:
     kind = st.radio("Kind", KINDS, format_func=lambda k: METHODS[k].title, key=session.state(workspace, keys.AE_KIND))
+    objective = st.radio(
+        "Objective",
+        tuple(OBJECTIVES),
+        format_func=OBJECTIVE_TITLES.get,
+        horizontal=True,
+        key=session.state(workspace, keys.AE_OBJECTIVE),
+        help="The best embedding for probes and the best decoder for generation are not one run (README, "
+        "'Choices worth knowing'): the objective sets the contrastive weight γ below.",
+    )
     config_type, train_defaults = METHODS[kind].config_type, TrainConfig()
     with st.form(keys.form(session.workspace_id(workspace), "train-ae")):
         c1, c2, c3, c4 = st.columns(4)
         epochs = c1.number_input("Epochs", 1, 2000, train_defaults.epochs)
         sizes = kind_inputs(config_type, [c1, c2, c3])
-        gamma = c2.slider("Contrastive weight γ", 0.0, 1.0, train_defaults.gamma)
+        gamma = c2.slider("Contrastive weight γ", 0.0, 1.0, OBJECTIVES[objective])
         permute = c3.slider("Permutation augmentation p", 0.0, 1.0, train_defaults.permute_probability)
         erase = c3.slider("Random erasing p", 0.0, 1.0, train_defaults.erase_probability)
         layer_norm = c4.checkbox("Layer-wise loss normalisation", value=train_defaults.layer_norm)
@@ -154,6 +165,7 @@ def train_form() -> None:
         ae = config_type(**{name: int(value) for name, value in sizes.items()})
         train = TrainConfig(
             epochs=int(epochs),
+            objective=objective,
             gamma=float(gamma),
             permute_probability=float(permute),
             erase_probability=float(erase),

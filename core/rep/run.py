@@ -114,7 +114,7 @@ class AERun:
 
 # Training settings added after runs were first named, with the value that means "as before": left out of the name
 # there, so a command that named a run before they existed still resumes it (and the shipped workspace keeps its).
-_LATER_SETTINGS = {"lr_floor": 0.0}
+_LATER_SETTINGS = {"lr_floor": 0.0, "objective": "generate"}
 
 
 def run_name(ae_config, train_config: TrainConfig) -> str:
@@ -127,6 +127,11 @@ def run_name(ae_config, train_config: TrainConfig) -> str:
             del train[name]
     digest = hashlib.sha256(json.dumps([asdict(ae_config), train], sort_keys=True).encode())
     return f"{method_for(ae_config).kind}-{digest.hexdigest()[:8]}"
+
+
+def with_later_settings(train: dict) -> dict:
+    """A stored run's training settings with those added since it was made, at the value that means "as before"."""
+    return {**_LATER_SETTINGS, **train}
 
 
 def train_config_from_json(data: dict) -> TrainConfig:

@@ -23,7 +23,7 @@ from core.rep.learning_check import check_epoch, learning_warning
 from core.rep.loop import TrainConfig, fit
 from core.rep.methods import method_for, with_kind_defaults
 from core.rep.prepare import Split, prepare, split_models
-from core.rep.run import AERun, load_run, run_name, stats_tensors
+from core.rep.run import AERun, load_run, run_name, stats_tensors, with_later_settings
 from core.store.files import read_torch, write_tensors
 from core.store.runs import AERunFiles
 from core.store.workspace import Workspace, zoo_stamp
@@ -128,7 +128,8 @@ def _resume_state(files: AERunFiles, ae_config, train_config: TrainConfig) -> di
     if not files.exists():
         return None
     config = files.read_config()
-    if config.get("ae") != ae_config.to_json() or config.get("train") != json.loads(json.dumps(asdict(train_config))):
+    stored = with_later_settings(config.get("train", {}))
+    if config.get("ae") != ae_config.to_json() or stored != json.loads(json.dumps(asdict(train_config))):
         raise UserError(f"{files.folder}: a run of that name exists with other settings; choose another --run")
     if not files.state.exists():
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.errors import UserError
-from core.rep.loop import TrainConfig
+from core.rep.loop import OBJECTIVES, TrainConfig
 from core.rep.methods.base import Method
 from core.rep.methods.hyperrep import HyperRep
 from core.rep.methods.sane import Sane
@@ -49,6 +49,9 @@ def method_for(config) -> Method:
 
 
 def with_kind_defaults(ae_config, train: TrainConfig) -> TrainConfig:
-    """The training settings with the kind's own loss weights wherever the user gave none."""
+    """The training settings with the kind's own loss weights, and the objective's contrastive weight, wherever the
+    user gave none."""
     missing = {k: v for k, v in method_for(ae_config).loss_weights.items() if getattr(train, k) is None}
+    if train.gamma is None:
+        missing["gamma"] = OBJECTIVES[train.objective]
     return replace(train, **missing) if missing else train

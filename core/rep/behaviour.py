@@ -95,9 +95,10 @@ class Behaviour:
             conv = backend_for(self.device).conv  # the formulation this device runs fastest
             self.nets[activation] = stacked_net(self.spec.with_activation(activation), conv)
         net = self.nets[activation]
+        if not batch_statistics:
+            return net.forward(weights, queries, shared=True)
         index = torch.arange(len(queries), device=queries.device).expand(len(weights), -1)
-        inputs = net.batch_input(queries, index)
-        return net.train_forward(weights, inputs)[0] if batch_statistics else net.forward(weights, inputs)
+        return net.train_forward(weights, net.batch_input(queries, index))[0]
 
     def loss(
         self, decoded: torch.Tensor, original: torch.Tensor, rows: torch.Tensor, queries: torch.Tensor

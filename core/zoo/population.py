@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from core.errors import ArchitectureError
 from core.zoo.arch import ArchSpec, Spec, build_module, flatten, layer_slices, trainable_mask
-from core.zoo.backend import CONVS, Backend, backend_for
+from core.zoo.backend import CONVS, Backend, backend_for, shared_input_conv
 from core.zoo.resnet import ResNetSpec
 
 INITS = ("uniform", "normal", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")
@@ -165,16 +165,24 @@ class StackedNet:
         params: torch.Tensor,
         x: torch.Tensor,
         dropout: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+        shared: bool = False,
     ) -> torch.Tensor:
-        """Logits [M, B, classes] for per-model batches `x` from `batch_input`.
+        """Logits [M, B, classes] for per-model batches `x` from `batch_input`, or with `shared` for one batch of
+        images [B, C, H, W] that every model sees (evaluation, the behavioural loss's queries): its first
+        convolution is then one matrix product (core/zoo/backend.py `shared_input_conv`), the same figures.
 
         `dropout` = (seeds, rates, step) switches dropout on.
         """
         models = params.shape[0]
         batch = x.shape[0]
+        if shared and not self.spec.convs:
+            x = self.batch_input(x, torch.arange(batch, device=x.device).expand(models, -1))
         for index, conv in enumerate(self.spec.convs):
             weight, bias = self._weights(params, index)
-            x = self.formulation.run(x, weight, bias, 1, conv.padding)
+            if shared and index == 0:
+                x = shared_input_conv(x, weight, bias, conv.padding, self.formulation.memory_format)
+            else:
+                x = self.formulation.run(x, weight, bias, 1, conv.padding)
             if conv.pool > 1:
                 x = F.max_pool2d(x, conv.pool)
             x = self.act(x)
@@ -224,7 +232,9 @@ class StackedResNet(StackedNet):
         self.span = {layer.key: span for layer, span in zip(self.spec.layers, self.slices)}
         self.shape = {layer.key: layer.weight_shape for layer in self.spec.layers}
 
-    def forward(self, params: torch.Tensor, x: torch.Tensor, dropout=None) -> torch.Tensor:
+    def forward(self, params: torch.Tensor, x: torch.Tensor, dropout=None, shared: bool = False) -> torch.Tensor:
+        if shared:  # one batch for every model: copied per model (its stem is normalised, not a plain convolution)
+            x = self.batch_input(x, torch.arange(x.shape[0], device=x.device).expand(params.shape[0], -1))
         return self._run(params, x, None, 0.0)
 
     def train_forward(
@@ -427,16 +437,15 @@ class Population:
 
     def _passes(self, x: torch.Tensor, chunk: int | None):
         """(models, images, logits [models, images, classes]) over every chunk of models and of images: each model
-        sees the same images through the training path's layout, `chunk` images at a time (default: the backend's
-        choice, small on the CPU, as many as fit on CUDA)."""
+        sees the same images (`forward`'s shared batch: one first convolution for all), `chunk` images at a time
+        (default: the backend's choice, small on the CPU, as many as fit on CUDA)."""
         x = x.to(self.device)
         chunk = chunk or self.backend.images_per_pass(self.size, x.shape[0], self.bytes_per_model_image)
         for rows in self.model_chunks(chunk):
             params = self.params[rows]
             for start in range(0, x.shape[0], chunk):
                 stop = min(start + chunk, x.shape[0])
-                index = torch.arange(start, stop, device=self.device).expand(params.shape[0], -1)
-                yield rows, slice(start, stop), self.net.forward(params, self.net.batch_input(x, index))
+                yield rows, slice(start, stop), self.net.forward(params, x[start:stop], shared=True)
 
     @torch.no_grad()
     def evaluate(

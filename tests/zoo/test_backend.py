@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from core.zoo.arch import ArchSpec, Conv, cnn_small
-from core.zoo.backend import Backend, backend_for, grouped_conv, unfolded_conv
+from core.zoo.backend import Backend, backend_for, grouped_conv, shared_input_conv, unfolded_conv
 from core.zoo.data import load_dataset
 from core.zoo.families import arch_by_name
 from core.zoo.population import Population, epoch_orders, init_vectors, stacked_net, step_bytes_per_image
@@ -82,6 +82,36 @@ def test_unfolded_conv_computes_the_grouped_convolution_and_its_gradients(stride
     torch.testing.assert_close(y_unfolded, y_grouped, atol=1e-5, rtol=1e-5)
     for a, b_ in zip(grads_unfolded, grads_grouped):
         torch.testing.assert_close(a, b_, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding, bias", [(0, True), (1, True), (2, False)])
+def test_the_shared_input_convolution_is_the_grouped_one_over_copies_with_its_gradients(padding, bias):
+    generator = torch.Generator().manual_seed(padding)
+    models, channels, out, kernel, batch = 3, 2, 4, 3, 5
+    images = torch.randn(batch, channels, 9, 7, generator=generator)
+    weight = torch.randn(models, out, channels, kernel, kernel, generator=generator).requires_grad_(True)
+    b = torch.randn(models, out, generator=generator).requires_grad_(True) if bias else None
+    copies = images.repeat(1, models, 1, 1).contiguous(memory_format=torch.channels_last)  # [B, M*C, H, W]
+    grouped = grouped_conv(copies, weight, b, 1, padding)
+    shared = shared_input_conv(images, weight, b, padding, torch.channels_last)
+    assert shared.shape == grouped.shape and shared.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(shared, grouped, atol=1e-5, rtol=1e-5)
+    inputs = [weight] + ([b] if bias else [])
+    for a, b_ in zip(torch.autograd.grad((shared**2).sum(), inputs), torch.autograd.grad((grouped**2).sum(), inputs)):
+        torch.testing.assert_close(a, b_, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("spec", [ODD, SMALL_RESNET, cnn_small()], ids=["odd", "resnet", "cnn-small"])
+@pytest.mark.parametrize("conv", ["grouped", "unfold"])
+def test_a_shared_batch_gives_the_logits_of_per_model_copies(spec, conv):
+    net = stacked_net(spec, conv)
+    generator = torch.Generator().manual_seed(1)
+    params = torch.rand(4, spec.n_params, generator=generator) * 0.3  # positive: BatchNorm variances among them
+    images = torch.randn(6, spec.in_channels, spec.in_size, spec.in_size, generator=generator)
+    copies = net.batch_input(images, torch.arange(6).expand(4, -1))
+    torch.testing.assert_close(
+        net.forward(params, images, shared=True), net.forward(params, copies), atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("spec, dropouts", [(ODD, [0.2, 0.0, 0.4]), (SMALL_RESNET, [0.0, 0.0, 0.0])])

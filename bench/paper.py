@@ -123,9 +123,9 @@ def replicate(
     if not workspace.exists():
         generate_zoo(workspace, zoo_config(scale, dataset, seed, recipe), device)
     lap("zoo")
-    train = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed, objective=objective)
-    name = "default" if objective == TrainConfig().objective else objective
-    run = train_and_map(workspace, AEConfig(), train, run=name, device=device)
+    base = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed)
+    name = "default" if objective == base.objective else objective
+    run = train_and_map(workspace, AEConfig(), replace(base, objective=objective), run=name, device=device)
     figures = {"probes": _probes(evaluate_run(workspace, run.name, device))}
     lap("autoencoder")
     sampling = SampleConfig(n=scale.n, method=method, finetune_epochs=0, seed=seed, baselines=False)
@@ -136,7 +136,7 @@ def replicate(
     target = task(scale, dataset, TRANSFER_TASK, f"k={scale.transfer_k}")
     figures["transfer"] = _transfer(workspace, run.name, sampling, target, device)
     lap("transfer")
-    figures["ablation"] = _ablation(workspace, sampling, train, device)
+    figures["ablation"] = _ablation(workspace, sampling, base, device)  # the default objective's, whatever the run's
     lap("ablation")
     return figures | {"seconds": seconds}
 

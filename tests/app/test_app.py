@@ -523,6 +523,8 @@ def test_export_page_offers_the_bundle(app_root):
 def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_generate(app_root):
     at = page("autoencoder").run()
     at.radio(key=state(app_root, keys.AE_KIND)).set_value("sane").run()
+    at.radio(key=state(app_root, keys.AE_OBJECTIVE)).set_value("probe").run()
+    assert next(s for s in at.slider if s.label == "Contrastive weight γ").value == 0.5  # the objective's
     numbers = {n.label: n for n in at.number_input}
     for label, value in (
         ("Epochs", 2),
@@ -536,9 +538,11 @@ def test_a_sane_run_is_trained_from_the_page_mapped_on_explore_and_generates_on_
     button(at, "Train autoencoder").click()
     run_until(at, lambda at: any(s.startswith("Trained `sane-") for s in texts(at.success)))
     assert "sane" in at.dataframe[0].value["kind"].to_list()
+    run_key = keys.chosen_run(workspace_id(Workspace(app_root / "digits")))
+    trained = json.loads((app_root / "digits" / "ae" / at.session_state[run_key] / "config.json").read_text())
+    assert (trained["train"]["objective"], trained["train"]["gamma"]) == ("probe", 0.5)
 
     explore = page("explore")
-    run_key = keys.chosen_run(workspace_id(Workspace(app_root / "digits")))
     explore.session_state[run_key] = at.session_state[run_key]
     explore.run()
     assert not explore.exception and len(explore.get("plotly_chart")) == 1

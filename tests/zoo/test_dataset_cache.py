@@ -53,6 +53,14 @@ def test_the_least_recently_used_goes_first_and_one_too_large_is_not_kept():
     assert loads[-2:] == ["big", "big"]
 
 
+def test_what_is_kept_follows_the_memory_budget(monkeypatch):
+    monkeypatch.setattr("core.store.budget._budget_mb", [64])  # --memory 64: 8 MB kept at most
+    cache, loads = DatasetCache(), []
+    for _ in range(2):
+        cache.get(("big",), lambda: loads.append(1) or Tiny("big", torch.zeros(3 * 2**20)))  # 12 MB
+    assert len(loads) == 2
+
+
 def test_load_dataset_reads_a_folder_again_when_its_files_change(tmp_path, monkeypatch):
     parsed = []
     real = data_module._idx_folder

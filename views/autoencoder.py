@@ -19,7 +19,7 @@ from ui.jobs import Job
 from ui.texts import held_out_note, loss_caption
 from ui.widgets import or_stop, page_start, run_picker, start, watch
 
-OBJECTIVE_TITLES = {"generate": "Generate models (γ 0.05)", "probe": "Probe properties (γ 0.5)"}
+OBJECTIVE_TITLES = {"generate": "Generate models", "probe": "Probe properties"}
 
 workspace = page_start(
     "Autoencoder",
@@ -141,7 +141,7 @@ def train_form() -> None:
     objective = st.radio(
         "Objective",
         tuple(OBJECTIVES),
-        format_func=OBJECTIVE_TITLES.get,
+        format_func=lambda objective: f"{OBJECTIVE_TITLES[objective]} (γ {OBJECTIVES[objective]:g})",
         horizontal=True,
         key=session.state(workspace, keys.AE_OBJECTIVE),
         help="The best embedding for probes and the best decoder for generation are not one run (README, "

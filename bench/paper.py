@@ -393,7 +393,12 @@ def plot(per_seed: list[dict], summary: dict, path: Path) -> None:
     ]
     cells = [[format_interval(f) for f in figures] for _, figures in rows]
     right.axis("off")
-    right.table(cellText=cells, rowLabels=[r[0] for r in rows], colLabels=["embedding", "W", "s(W)"], loc="center")
+    table = right.table(
+        cellText=cells, rowLabels=[r[0] for r in rows], colLabels=["embedding", "W", "s(W)"], loc="center"
+    )
+    table.auto_set_font_size(False)  # matplotlib shrinks the text to the cells otherwise: unreadable
+    table.set_fontsize(8)
+    table.scale(1.0, 1.8)
     right.set_title("probe R^2 on held-out models (mean [95% interval])")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -49,12 +49,13 @@ def test_a_run_trained_probe_first_records_its_objective_and_gamma(tiny_zoo_work
 
 
 def test_a_run_stored_before_objectives_existed_is_found_again(tiny_ae_workspace, tmp_path):
-    """A finished run whose record has no `objective` (written before it existed) is the run the same settings
-    name: asked for again it is loaded, not refused as a run of other settings."""
+    """A finished run whose record has no `objective` nor `lr_floor` (written before they existed, as the shipped
+    digits workspace's run was) is the run the same settings name: asked for again it is loaded, not refused as a
+    run of other settings (the shipped workspace's `ae train` with the defaults was refused before)."""
     workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
     files = load_run(workspace).files
     record = json.loads(files.config.read_text())
-    del record["train"]["objective"]
+    del record["train"]["objective"], record["train"]["lr_floor"]
     files.config.write_text(json.dumps(record))
     again = train_and_map(workspace, TINY_AE, TINY_TRAIN, evaluate=False)
     assert again.name == files.name == run_name(TINY_AE, TINY_TRAIN)

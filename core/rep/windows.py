@@ -107,7 +107,7 @@ def window_tokens(
 def splice(flat: torch.Tensor, entry: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Rows of `flat` [W, params] with the entries each window read (`entry` [W, L, width], where `mask`) replaced
     by `values` [W, L, width]. Entries read through a permutation go back where it took them from, so a row stays
-    the unpermuted model; padding and uncounted entries leave the row as it was."""
-    padded = torch.nn.functional.pad(flat, (0, 1))  # a spare last column takes the writes that do not count
-    target = torch.where(mask, entry, flat.shape[1]).flatten(1)
-    return padded.scatter(1, target, values.to(flat.dtype).flatten(1))[:, :-1]
+    the unpermuted model; padding and uncounted entries leave the row as it was. One copy of `flat` (contiguous),
+    and a gradient for `values` alone where `flat` needs none."""
+    row = torch.arange(len(flat), device=flat.device).view(-1, 1, 1).expand_as(entry)
+    return flat.index_put((row[mask], entry[mask]), values.to(flat.dtype)[mask])

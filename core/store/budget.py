@@ -27,10 +27,10 @@ def memory_mb() -> int:
     return _budget_mb[0]
 
 
-def chunk_rows(row_values: int, copies: int = 4) -> int:
+def chunk_rows(row_values: int, copies: int = 4, share: float | None = None) -> int:
     """How many rows of `row_values` float32 values a chunk holds, so that it and `copies` more of its size stay
-    within the chunk's share of the budget (at least one row: a single checkpoint is the smallest unit)."""
-    allowed = memory_mb() * (1 << 20) * CHUNK_SHARE
+    within `share` of the budget (by default CHUNK_SHARE; at least one row: a checkpoint is the smallest unit)."""
+    allowed = memory_mb() * (1 << 20) * (CHUNK_SHARE if share is None else share)
     return max(1, int(allowed // (4 * max(1, row_values) * (1 + copies))))
 
 

@@ -146,6 +146,12 @@ class StackedNet:
         self.act = _ACT[self.spec.activation]
         self.formulation = CONVS[self.conv]
 
+    def layer_params(self, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each layer's columns of `params` [M, P], split in one call. Its backward writes the gradient of `params`
+        once; a slice per layer made each layer's backward fill a zero tensor the size of all of `params` and add
+        them up (for decoded weights of large models, most of a behavioural-loss step's time)."""
+        return params.split([piece.stop - piece.start for piece in self.slices], dim=1)
+
     def batch_input(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Per-model batches [B, M*C, H, W] from images [N, C, H, W] and indices [M, B], in the memory layout of
         the convolution formulation."""
@@ -154,11 +160,12 @@ class StackedNet:
         picked = x[index.T.reshape(-1)].view(batch, models * channels, height, width)
         return picked.contiguous(memory_format=self.formulation.memory_format)
 
-    def _weights(self, params: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _weights(self, spans: tuple[torch.Tensor, ...], index: int) -> tuple[torch.Tensor, torch.Tensor]:
         layer = self.spec.layers[index]
-        span = params[:, self.slices[index]]
-        n_weight = math.prod(layer.weight_shape)
-        return span[:, :n_weight].reshape(-1, *layer.weight_shape), span[:, n_weight:]
+        weight, bias = spans[index].split(
+            [math.prod(layer.weight_shape), layer.n_params - math.prod(layer.weight_shape)], dim=1
+        )
+        return weight.reshape(-1, *layer.weight_shape), bias
 
     def forward(
         self,
@@ -175,10 +182,11 @@ class StackedNet:
         """
         models = params.shape[0]
         batch = x.shape[0]
+        spans = self.layer_params(params)
         if shared and not self.spec.convs:
             x = self.batch_input(x, torch.arange(batch, device=x.device).expand(models, -1))
         for index, conv in enumerate(self.spec.convs):
-            weight, bias = self._weights(params, index)
+            weight, bias = self._weights(spans, index)
             if shared and index == 0:
                 x = shared_input_conv(x, weight, bias, conv.padding, self.formulation.memory_format)
             else:
@@ -197,7 +205,7 @@ class StackedNet:
         h = h.permute(3, 0, 1, 2, 4).reshape(models, batch, -1)
         n_conv = len(self.spec.convs)
         for index in range(n_conv, len(self.spec.layers)):
-            weight, bias = self._weights(params, index)
+            weight, bias = self._weights(spans, index)
             if index == n_conv:
                 weight = weight.reshape(models, -1, channels, height, width).permute(0, 1, 3, 4, 2)
                 weight = weight.reshape(models, -1, channels * height * width)
@@ -246,8 +254,10 @@ class StackedResNet(StackedNet):
         return self._run(params, x, updates, momentum), updates
 
     def _run(self, params, x, updates: list | None, momentum: float) -> torch.Tensor:
+        spans = dict(zip(self.span, self.layer_params(params)))
+
         def conv_norm(x: torch.Tensor, conv: str, norm: str, stride: int = 1) -> torch.Tensor:
-            return self._norm(params, self._conv(params, x, conv, stride), norm, updates, momentum)
+            return self._norm(spans, self._conv(spans, x, conv, stride), norm, updates, momentum)
 
         x = self.act(conv_norm(x, "conv1", "bn1"))
         for block in self.spec.block_plan():
@@ -259,19 +269,19 @@ class StackedResNet(StackedNet):
             x = self.act(out + x)
         models, batch = params.shape[0], x.shape[0]
         features = x.mean((2, 3)).view(batch, models, -1).transpose(0, 1)  # [M, B, C]
-        span = params[:, self.span["fc"]]
         classes, width = self.shape["fc"]
-        weight, bias = span[:, : classes * width].view(models, classes, width), span[:, classes * width :]
+        weight, bias = spans["fc"].split([classes * width, classes], dim=1)
+        weight = weight.view(models, classes, width)
         return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2))
 
-    def _conv(self, params: torch.Tensor, x: torch.Tensor, key: str, stride: int) -> torch.Tensor:
+    def _conv(self, spans: dict[str, torch.Tensor], x: torch.Tensor, key: str, stride: int) -> torch.Tensor:
         shape = self.shape[key]
-        weight = params[:, self.span[key]].view(params.shape[0], *shape)
+        weight = spans[key].view(spans[key].shape[0], *shape)
         return self.formulation.run(x, weight, None, stride, shape[-1] // 2)
 
-    def _norm(self, params, x, key: str, updates: list | None, momentum: float) -> torch.Tensor:
-        span, channels = self.span[key], self.shape[key][0]
-        weight, bias, mean, var = params[:, span].view(params.shape[0], 4, channels).unbind(1)
+    def _norm(self, spans: dict[str, torch.Tensor], x, key: str, updates: list | None, momentum: float):
+        span, channels, models = self.span[key], self.shape[key][0], spans[key].shape[0]
+        weight, bias, mean, var = spans[key].view(models, 4, channels).unbind(1)
         # Copies, not views: a chunk of one model starts at any float offset of the flat vector, and cuDNN's batch
         # norm failed on such pointers ("misaligned address" on an H200, a ResNet population one model per chunk).
         weight, bias = _standalone(weight), _standalone(bias)
@@ -287,7 +297,7 @@ class StackedResNet(StackedNet):
         running_mean, running_var = mean.detach().clone().reshape(-1), var.detach().clone().reshape(-1)
         out = F.batch_norm(x, running_mean, running_var, weight, bias, training=True, momentum=momentum)
         stats = torch.stack([running_mean, running_var]).view(2, -1, channels).transpose(0, 1)
-        updates.append((slice(span.start + 2 * channels, span.stop), stats.reshape(params.shape[0], -1)))
+        updates.append((slice(span.start + 2 * channels, span.stop), stats.reshape(models, -1)))
         return out
 
 

@@ -12,6 +12,7 @@ from core.pipeline import train_and_map
 from core.rep.autoencoder import AEConfig
 from core.rep.behaviour import Behaviour, output_distance
 from core.rep.loop import TrainConfig
+from core.rep.methods import sane as sane_method
 from core.rep.methods.hyperrep import HyperRepTrainer
 from core.rep.prepare import prepare, split_models
 from core.rep.sane import SANEConfig
@@ -87,6 +88,31 @@ def test_the_gradient_reaches_the_decoder(zoo):
     assert parts["loss"].item() == pytest.approx(parts["behaviour"].item())  # structure and contrast weigh 0
     parts["loss"].backward()
     assert model.unembed.weight.grad.abs().sum() > 0 and model.linear_decoder.weight.grad.abs().sum() > 0
+
+
+def test_sane_s_behaviour_term_is_the_same_in_chunks_of_models(zoo, monkeypatch):
+    """Large models come a chunk at a time, recomputed in the backward pass: the same loss and gradients."""
+    split = split_models(list(range(6)), (0.5, 0.25, 0.25), 0)
+    prepared = prepare(zoo, split, align=True)
+    config = SANEConfig(token_width=16, window=8, halo=2, d_model=16, heads=2, encoder_layers=1, decoder_layers=1,
+                        feedforward=32, latent_dim=4, projection_dim=4)  # fmt: skip
+    train = TrainConfig(batch_size=5, gamma=0.0, structure_weight=0.0, behaviour_weight=1.0, query_batch=8)
+    found = []
+    for chunk_bytes in (1 << 30, 2 * 4 * zoo.spec.n_params):  # the whole batch at once; two models a chunk
+        monkeypatch.setattr(sane_method, "BEHAVIOUR_CHUNK_BYTES", chunk_bytes)
+        torch.manual_seed(0)
+        trainer = sane_method.SANETrainer([prepared], config, train, torch.Generator().manual_seed(0), "cpu")
+        model = trainer.build()
+        batch = trainer.batches()[0]
+        assert len(batch[1]) == 5  # chunks of 2, 2 and 1
+        loss = trainer.losses(model, batch)["behaviour"]
+        loss.backward()
+        found.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (whole, whole_grads), (chunked, chunked_grads) = found
+    assert whole.item() > 0 and chunked.item() == pytest.approx(whole.item(), rel=1e-5)
+    assert len(whole_grads) == len(chunked_grads) > 0
+    for a, b in zip(whole_grads, chunked_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_without_the_zoos_dataset_train_queries_are_refused_with_a_way_out(zoo):

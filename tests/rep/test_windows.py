@@ -58,3 +58,17 @@ def test_window_tokens_are_the_sequence_s_tokens_read_through_the_permutation():
         expected = torch.zeros(spec.n_params)
         expected[read[i][mask[i]]] = 1.0
         torch.testing.assert_close(changed[i], expected)  # the counted entries moved, nothing else
+
+
+def test_splice_gives_its_gradient_to_the_counted_values_only():
+    flat = torch.randn(2, 6)
+    entry = torch.tensor([[[4, 1, 5]], [[0, 2, 3]]])  # two windows of one token of width 3
+    mask = torch.tensor([[[True, True, False]], [[True, False, True]]])
+    values = torch.randn(2, 1, 3, requires_grad=True)
+    out = splice(flat, entry, mask, values)
+    assert out[0, 4] == values[0, 0, 0] and out[0, 1] == values[0, 0, 1] and out[0, 5] == flat[0, 5]
+    assert out[1, 0] == values[1, 0, 0] and out[1, 3] == values[1, 0, 2] and out[1, 2] == flat[1, 2]
+    upstream = torch.arange(12.0).view(2, 6)
+    (out * upstream).sum().backward()
+    expected = torch.tensor([[4.0, 1.0, 0.0], [6.0, 0.0, 9.0]])  # upstream at each counted entry, 0 elsewhere
+    assert torch.equal(values.grad.view(2, 3), expected)

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from core.errors import UserError
 from core.rep.augment import Permuter
@@ -39,6 +40,15 @@ from core.rep.windows import StoredEntries, Windows, epoch_windows, splice, wind
 from core.store.budget import chunk_rows
 from core.zoo.arch import Spec, param_names
 from core.zoo.model_zoo import Zoo
+
+# Whole-model copies a behavioural-loss step holds per window: the standardised rows, the aligned and the decoded
+# models, each layer's weights as the forward reads them, and the gradients of the last two.
+BEHAVIOUR_COPIES = 8
+# A chunk's copy of its whole models is also kept under 16 MB: larger tensors come from glibc's mmap (page faults on
+# every step) instead of its reused heap. Measured on the 1.2 M-parameter models of bench/out_of_core.py, 32 windows a
+# step on our 2-core CPU: chunks of 3-4 models 0.62-0.72 s a step, of 6 0.89 s, of 8-12 1.26-1.38 s, the whole batch
+# of 32 at once 0.77-0.84 s (and 3-6x the step's memory).
+BEHAVIOUR_CHUNK_BYTES = 16 << 20
 
 
 def sane_layout(spec: Spec, config: SANEConfig) -> SequenceLayout:
@@ -72,14 +82,44 @@ class _Part:
         """Aligned (not standardised) flat weights of standardised token sequences."""
         return from_sequence(self.layout, sequence) * self.entry_std + self.entry_mean
 
-    def spliced(self, picked: Windows, entry: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Aligned weights of each window's model with the window's counted entries replaced by their
-        reconstruction: the window's share of the function."""
-        return splice(self.models(picked.model), entry, mask, recon) * self.entry_std + self.entry_mean
+    def aligned_models(self, model: torch.Tensor) -> torch.Tensor:
+        """Whole aligned (not standardised) training models [len(model), params]."""
+        return torch.addcmul(self.entry_mean, self.models(model), self.entry_std)
+
+    def spliced(self, aligned: torch.Tensor, entry: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor):
+        """`aligned` (each window's whole model) with the window's counted entries replaced by their reconstruction:
+        the window's share of the function. Only the window's entries are destandardised, so the whole-model
+        arithmetic stays out of autograd (a window is a few percent of a large model: the full-size products and
+        their gradients were most of a step's time)."""
+        at = torch.where(mask, entry, 0)
+        return splice(aligned, entry, mask, recon * self.entry_std[at] + self.entry_mean[at])
 
     def models(self, model: torch.Tensor) -> torch.Tensor:
         """Whole standardised training models [len(model), params], from memory or from the store."""
         return model_rows(self.flat, model)
+
+    def behaviour_loss(self, model: torch.Tensor, entry: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor):
+        """Mean behavioural distance between each window's model with the window decoded (every other entry clean)
+        and the model itself: the forward pass runs over whole models, the decoder over one window. Whole models
+        come a chunk at a time, within a quarter of the memory budget (and BEHAVIOUR_CHUNK_BYTES); where a batch
+        needs several chunks, each chunk's whole-model tensors are made again in the backward pass (activation
+        checkpointing) rather than kept for every window at once (32 ResNet-18s are 1.4 GB a copy)."""
+        queries = self.behaviour.queries()
+        n_params = self.prepared.zoo.spec.n_params
+        step = min(chunk_rows(n_params, BEHAVIOUR_COPIES, share=0.25), max(1, BEHAVIOUR_CHUNK_BYTES // (4 * n_params)))
+        if step >= len(model):
+            return self._behaviour(model, entry, mask, recon, queries)
+        total = recon.new_zeros(())
+        for start in range(0, len(model), step):
+            piece = slice(start, start + step)
+            args = (model[piece], entry[piece], mask[piece], recon[piece], queries)
+            total = total + checkpoint(self._behaviour, *args, use_reentrant=False) * len(args[0])
+        return total / len(model)
+
+    def _behaviour(self, model, entry, mask, recon, queries) -> torch.Tensor:
+        original = self.aligned_models(model)
+        decoded = self.spliced(original, entry, mask, recon)
+        return self.behaviour.loss(decoded, original, self.rows[model], queries)
 
 
 class SANETrainer:
@@ -126,11 +166,7 @@ class SANETrainer:
         parts = {"loss": gamma * con + (1 - gamma) * self.train.structure_weight * rec}
         parts |= {"reconstruction": rec, "contrastive": con}
         if part.behaviour is not None:
-            # The model with its window decoded and every other entry clean; the forward pass runs over whole
-            # models, the decoder over one window.
-            original = part.models(picked.model) * part.entry_std + part.entry_mean
-            decoded = part.spliced(picked, entry, mask, recon_a)
-            beh = part.behaviour.loss(decoded, original, part.rows[picked.model], part.behaviour.queries())
+            beh = part.behaviour_loss(picked.model, entry, mask, recon_a)
             parts["loss"] = parts["loss"] + self.train.behaviour_weight * beh
             parts["behaviour"] = beh
         return parts

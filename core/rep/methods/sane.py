@@ -71,6 +71,7 @@ class _Part:
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std, self.entry_mean = prepared.entry_std().to(device), prepared.entry_mean().to(device)
         self.length = min(config.window, self.layout.n_tokens)
+        self.on_cpu = torch.device(device).type == "cpu"
 
     def windows(self, picked: Windows):
         """(tokens, positions, loss mask, flat entries) of a batch of windows, each model permuted or not."""
@@ -101,12 +102,14 @@ class _Part:
     def behaviour_loss(self, model: torch.Tensor, entry: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor):
         """Mean behavioural distance between each window's model with the window decoded (every other entry clean)
         and the model itself: the forward pass runs over whole models, the decoder over one window. Whole models
-        come a chunk at a time, within a quarter of the memory budget (and BEHAVIOUR_CHUNK_BYTES); where a batch
-        needs several chunks, each chunk's whole-model tensors are made again in the backward pass (activation
-        checkpointing) rather than kept for every window at once (32 ResNet-18s are 1.4 GB a copy)."""
+        come a chunk at a time, within a quarter of the memory budget (and on the CPU BEHAVIOUR_CHUNK_BYTES); where
+        a batch needs several chunks, each chunk's whole-model tensors are made again in the backward pass
+        (activation checkpointing) rather than kept for every window at once (32 ResNet-18s are 1.4 GB a copy)."""
         queries = self.behaviour.queries()
         n_params = self.prepared.zoo.spec.n_params
-        step = min(chunk_rows(n_params, BEHAVIOUR_COPIES, share=0.25), max(1, BEHAVIOUR_CHUNK_BYTES // (4 * n_params)))
+        step = chunk_rows(n_params, BEHAVIOUR_COPIES, share=0.25)
+        if self.on_cpu:
+            step = min(step, max(1, BEHAVIOUR_CHUNK_BYTES // (4 * n_params)))
         if step >= len(model):
             return self._behaviour(model, entry, mask, recon, queries)
         total = recon.new_zeros(())

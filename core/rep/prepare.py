@@ -73,8 +73,12 @@ class PreparedZoo:
         if self.family is None or not len(index):
             return weights
         # One gather per family in the chunk: a per-row index [rows, params] of int64 would take twice the chunk.
-        family, aligned = self.family[index], torch.empty_like(weights)
-        for f in np.unique(family).tolist():
+        family = self.family[index]
+        families = np.unique(family).tolist()
+        if len(families) == 1:
+            return weights[:, self.indices[families[0]]]
+        aligned = torch.empty_like(weights)
+        for f in families:
             at = torch.from_numpy(np.flatnonzero(family == f))
             aligned[at] = weights[at][:, self.indices[f]]
         return aligned

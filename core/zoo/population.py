@@ -162,9 +162,8 @@ class StackedNet:
 
     def _weights(self, spans: tuple[torch.Tensor, ...], index: int) -> tuple[torch.Tensor, torch.Tensor]:
         layer = self.spec.layers[index]
-        weight, bias = spans[index].split(
-            [math.prod(layer.weight_shape), layer.n_params - math.prod(layer.weight_shape)], dim=1
-        )
+        n_weight = math.prod(layer.weight_shape)
+        weight, bias = spans[index].split([n_weight, layer.n_params - n_weight], dim=1)
         return weight.reshape(-1, *layer.weight_shape), bias
 
     def forward(

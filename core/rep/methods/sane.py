@@ -71,7 +71,11 @@ class _Part:
         self.behaviour = make_behaviour(prepared, train, generator, device)
         self.entry_std, self.entry_mean = prepared.entry_std().to(device), prepared.entry_mean().to(device)
         self.length = min(config.window, self.layout.n_tokens)
-        self.on_cpu = torch.device(device).type == "cpu"
+        # How many whole models a chunk of the behavioural loss holds (`behaviour_loss`).
+        n_params = prepared.zoo.spec.n_params
+        self.behaviour_chunk = chunk_rows(n_params, BEHAVIOUR_COPIES, share=0.25)
+        if torch.device(device).type == "cpu":
+            self.behaviour_chunk = min(self.behaviour_chunk, max(1, BEHAVIOUR_CHUNK_BYTES // (4 * n_params)))
 
     def windows(self, picked: Windows):
         """(tokens, positions, loss mask, flat entries) of a batch of windows, each model permuted or not."""
@@ -105,11 +109,7 @@ class _Part:
         come a chunk at a time, within a quarter of the memory budget (and on the CPU BEHAVIOUR_CHUNK_BYTES); where
         a batch needs several chunks, each chunk's whole-model tensors are made again in the backward pass
         (activation checkpointing) rather than kept for every window at once (32 ResNet-18s are 1.4 GB a copy)."""
-        queries = self.behaviour.queries()
-        n_params = self.prepared.zoo.spec.n_params
-        step = chunk_rows(n_params, BEHAVIOUR_COPIES, share=0.25)
-        if self.on_cpu:
-            step = min(step, max(1, BEHAVIOUR_CHUNK_BYTES // (4 * n_params)))
+        queries, step = self.behaviour.queries(), self.behaviour_chunk
         if step >= len(model):
             return self._behaviour(model, entry, mask, recon, queries)
         total = recon.new_zeros(())

@@ -13,10 +13,12 @@ training set kept whole, one chunk per stage), for the time ratio streamed / in-
 
 Usage: python bench/out_of_core.py [--budget-mb 256] [--zoo-mb 96] [--scales 1,2,4] [--hidden 512]
                                    [--kind sane|hyperrep] [--until STAGE] [--baselines] [--generate-models N]
-                                   [--no-in-memory]
+                                   [--no-in-memory] [--behaviour-weight W]
 `--kind hyperrep` trains the per-neuron autoencoder instead (a few epochs of a small one); `--until "ae train"`
 stops the chain after that stage; `--baselines` makes `sample` also build the weight-space baselines and the noise
-frontier (off by default: they fit on the anchors, a third of the zoo here, and score many draws).
+frontier (off by default: they fit on the anchors, a third of the zoo here, and score many draws);
+`--behaviour-weight 0` trains SANE without the behavioural loss, as its paper does (on large models that loss runs
+each window's whole model, most of a step's time).
 `--generate-models N` measures `zoo generate` instead of the chain: N x scale cnn-small models on a small digits
 task (two classes, 3 training images each, so that evaluating the snapshots dominates and stays short) for one
 epoch, whose training state (core/zoo/blocks.py) is then compared with the budget. The children run `python -m
@@ -128,18 +130,25 @@ def import_floor_mb() -> float:
 
 
 def stages(
-    root: Path, budget_mb: int, kind: str = "sane", until: str = STAGES[-1], baselines: bool = False
+    root: Path,
+    budget_mb: int,
+    kind: str = "sane",
+    until: str = STAGES[-1],
+    baselines: bool = False,
+    behaviour_weight: float | None = None,
 ) -> dict[str, tuple]:
     """{stage: (peak RSS MB, seconds)} of the command chain on the workspace `root`, up to the stage `until`; `ae
     train` also gives the seconds of its training loop alone (the run's history), since the command also maps and
     evaluates, and evaluation probes the flat weights only where they fit the budget. `baselines`: `sample` makes
-    the weight-space baselines and the noise frontier too."""
+    the weight-space baselines and the noise frontier too; `behaviour_weight`: `ae train --behaviour-weight` (left to
+    the command's default when None)."""
     common = ["--workspace", str(root), "--json", "--quiet", "--memory", str(budget_mb)]
     found = {}
     found["zoo info"] = core_command(["zoo", "info", *common])[:2]
     if until == "zoo info":
         return found
     train = ["ae", "train", "--kind", kind, *KIND_OPTIONS[kind], "--device", "cpu", *common]
+    train += [] if behaviour_weight is None else ["--behaviour-weight", str(behaviour_weight)]
     rss, seconds, trained = core_command(train)
     found["ae train"] = (rss, seconds, trained["train_seconds"])
     if until == "ae train":
@@ -196,6 +205,12 @@ def main() -> None:
     parser.add_argument("--kind", choices=sorted(KIND_OPTIONS), default="sane", help="the autoencoder trained")
     parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="the last stage of the chain run")
     parser.add_argument("--baselines", action="store_true", help="sample with the weight-space baselines")
+    parser.add_argument(
+        "--behaviour-weight",
+        type=float,
+        help="ae train's behavioural loss weight (default: the command's for sane, 0 for hyperrep); 0 trains as"
+        " the SANE paper does (on large models this loss costs checkpoints x parameters^2)",
+    )
     parser.add_argument("--generate-models", type=int, default=0, help="measure zoo generate of N models x scale")
     parser.add_argument(
         "--no-in-memory",
@@ -209,7 +224,7 @@ def main() -> None:
     if args.generate_models:
         report_generation(args.budget_mb, args.generate_models, scales, floor)
         return
-    chain = (args.kind, args.until, args.baselines)
+    chain = (args.kind, args.until, args.baselines, args.behaviour_weight)
     print(f"model: {spec.name}, {spec.n_params:,} parameters ({4 * spec.n_params / 2**20:.2f} MB a checkpoint)")
     print(f"budget {args.budget_mb} MB; import floor (torch, UMAP, the engine) {floor:.0f} MB peak RSS")
     results, in_memory = {}, {}

@@ -1,6 +1,8 @@
 """The streamed paths give the figures of the in-memory ones on a zoo that fits: SANE's windows read from the shards,
 a SANE run and a per-neuron run trained from the shards, and the map embedded in chunks and fitted on a sample."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from core.rep import embed as embed_module
 from core.rep import training_rows
 from core.rep.augment import Permuter
 from core.rep.embed import embedding_matrix, load_embeddings, project_2d
-from core.rep.methods import hyperrep
+from core.rep.methods import hyperrep, method_for, with_kind_defaults
 from core.rep.prepare import prepare, split_models
 from core.rep.run import load_run
 from core.rep.sequence import sequence_layout
@@ -38,6 +40,26 @@ def test_windows_read_from_the_store_equal_the_windows_of_the_rows_in_memory(tin
         for a, b in zip(window_tokens(layout, stored, tiled, 8, entries), expected, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(stored.models(tiled.model[:3]), memory[tiled.model[:3]])
+
+
+@pytest.mark.parametrize("permute, reads_per_step", [(0.0, 1), (0.5, 2)])
+def test_a_streamed_sane_step_reads_its_windows_once_unless_the_two_views_are_permuted_apart(
+    tiny_zoo_workspace, monkeypatch, permute, reads_per_step
+):
+    """Reading windows from the store is most of a streamed step: the second contrastive view reads them again only
+    when a permutation may make it differ."""
+    zoo = load_zoos(tiny_zoo_workspace)[0]
+    split = split_models(zoo.table["model_id"].unique().to_list(), (0.6, 0.2, 0.2), seed=0)
+    prepared = prepare(zoo, split, align=True)
+    monkeypatch.setattr(training_rows, "fits", lambda n_bytes: False)
+    reads, read = [], StoredEntries.entries
+    monkeypatch.setattr(StoredEntries, "entries", lambda self, *args: reads.append(1) or read(self, *args))
+    train = with_kind_defaults(TINY, dataclasses.replace(TRAIN, permute_probability=permute, behaviour_weight=0.0))
+    trainer = method_for(TINY).trainer([prepared], TINY, train, torch.Generator().manual_seed(0), "cpu")
+    batches = trainer.batches()[:3]
+    for batch in batches:
+        trainer.losses(trainer.build(), batch)["loss"].backward()
+    assert len(reads) == reads_per_step * len(batches)
 
 
 def test_a_sane_run_trained_from_the_shards_equals_the_one_trained_in_memory(tiny_zoo_workspace, tmp_path, monkeypatch):

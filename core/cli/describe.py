@@ -23,6 +23,8 @@ def describe_eval(result: dict) -> list[str]:
             f"reconstructed accuracy / original: {result['recon_acc_ratio']:.3f} "
             f"(keep >= 90%: {result['recon_keep90_fraction']:.0%} of checkpoints)"
         )
+    elif result.get("recon_acc_note"):
+        lines.append(f"reconstructed accuracy / original: not measured ({result['recon_acc_note']})")
     if "recon_acc_ratio_recalibrated" in result:
         lines.append(f"... with BatchNorm statistics re-estimated: {result['recon_acc_ratio_recalibrated']:.3f}")
     for measure, title in (("r2", "probe R^2"), ("tau", "probe tau")):

@@ -230,6 +230,9 @@ def _accuracy_retention(accuracies: list) -> dict:
     acc_original = torch.cat([a[0] for a in accuracies])
     acc_rebuilt = torch.cat([a[1] for a in accuracies])
     learned = acc_original >= 2.0 / accuracies[0][2]
+    if not learned.any():  # e.g. a zoo of untrained checkpoints: no ratio to average
+        note = "no test checkpoint reaches twice chance accuracy"
+        return {"recon_acc_ratio": None, "recon_keep90_fraction": None, "recon_acc_note": note}
     ratio = (acc_rebuilt[learned] / acc_original[learned]).numpy()
     figures = {
         "recon_acc_ratio": float(ratio.mean()),

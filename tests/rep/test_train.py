@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from core.cli.describe import describe_eval
 from core.errors import Interrupted
 from core.pipeline import train_and_map
 from core.rep import evaluate, loop
@@ -196,3 +197,18 @@ def test_cuda_scales_the_default_batch_and_learning_rate_and_nothing_else():
     chosen = TrainConfig(batch_size=32)
     assert settings_for_device(chosen, "cuda") == chosen  # a batch size or rate the user chose stays
     assert settings_for_device(TrainConfig(lr=3e-4), "cuda:0") == TrainConfig(lr=3e-4)
+
+
+@pytest.mark.filterwarnings("error")  # numpy's "mean of empty slice" would be a warning on the user's screen
+def test_accuracy_kept_by_reconstructions_counts_only_checkpoints_that_learned():
+    # 10 classes: a checkpoint learned something at accuracy >= 0.2
+    first = (torch.tensor([0.8, 0.1]), torch.tensor([0.6, 0.1]), 10, None)
+    second = (torch.tensor([0.5]), torch.tensor([0.5]), 10, None)
+    figures = evaluate._accuracy_retention([first, second])
+    assert figures["recon_acc_ratio"] == pytest.approx((0.75 + 1.0) / 2)
+    assert figures["recon_keep90_fraction"] == pytest.approx(0.5) and figures["recon_acc_checkpoints"] == 2
+    untrained = evaluate._accuracy_retention([(torch.tensor([0.1, 0.12]), torch.tensor([0.1, 0.1]), 10, None)])
+    assert untrained["recon_acc_ratio"] is None and untrained["recon_keep90_fraction"] is None
+    assert "twice chance" in untrained["recon_acc_note"]
+    result = {"run": "r", "test_models": 1, "test_checkpoints": 2, "recon_r2": 0.5, "recon_r2_per_layer": {}}
+    assert any("not measured (no test checkpoint" in line for line in describe_eval(result | untrained))

@@ -49,6 +49,10 @@ def project_2d(embeddings: np.ndarray, seed: int, fit_max: int = MAP_FIT_MAX) ->
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         # from 4,096 points on, NN-descent compiles in every process (core/runtime.py `cache_jit_functions`)
         warnings.filterwarnings("ignore", message="Cannot cache compiled function")
+        # A zoo of separate init families makes a neighbourhood graph of separate components; UMAP lays them out
+        # one by one and places them by a spectral embedding of their centres, whose affinities between far
+        # centres are 0: scikit-learn then warns about a graph UMAP meant to be disconnected.
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
         if len(embeddings) <= fit_max:
             return reducer.fit_transform(embeddings), pca
         fitted = np.sort(np.random.default_rng([seed, 3]).choice(len(embeddings), fit_max, replace=False))

@@ -111,3 +111,16 @@ def test_the_map_fitted_on_a_sample_places_the_rest_near_their_cluster(fit_max):
     middle = [xy[labels == k].mean(0) for k in (0, 1)]
     nearest = np.argmin([np.linalg.norm(xy - m, axis=1) for m in middle], axis=0)
     assert (nearest == labels).all()  # transformed points land with the cluster they belong to
+
+
+@pytest.mark.filterwarnings("error:Graph is not fully connected")
+def test_a_map_of_separate_families_draws_each_as_its_own_cluster_without_a_library_warning():
+    """Separate init families make separate neighbourhood graphs; UMAP lays them out apart by design, and
+    scikit-learn's warning about a disconnected graph said nothing a user could act on."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 20)
+    points = (60.0 * labels[:, None] + rng.normal(size=(120, 5))).astype(np.float32)
+    xy, _ = project_2d(points, seed=0)
+    assert np.isfinite(xy).all()
+    middle = np.stack([xy[labels == k].mean(0) for k in range(6)])
+    assert (np.argmin(np.linalg.norm(xy[:, None] - middle[None], axis=2), axis=1) == labels).all()

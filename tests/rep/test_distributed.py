@@ -1,7 +1,7 @@
 """Autoencoder training over 2 gloo processes on the CPU (core/rep/distributed.py) against one process with the same
 global batch: the same loss history within RTOL, through torchrun's own command line and through `ae train --nproc`,
-which also resumes a run that one process stopped. Augmentation noise and the behavioural loss (whose queries
-each process draws for itself) are off, so what remains is floating-point order."""
+which also resumes a run that one process stopped. Augmentation noise, random erasing and the behavioural loss
+(whose draws each process makes for itself) are off, so what remains is floating-point order."""
 
 import json
 import subprocess
@@ -18,10 +18,31 @@ from core.rep.train import train_autoencoder
 from tests.conftest import copy_workspace
 
 AE = AEConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, feedforward=64, latent_dim=8)
-TRAIN = TrainConfig(epochs=3, batch_size=8, warmup_epochs=1, noise=0.0, behaviour_weight=0.0, structure_weight=1.0)
+TRAIN = TrainConfig(
+    epochs=3,
+    batch_size=8,
+    warmup_epochs=1,
+    noise=0.0,
+    erase_probability=0.0,
+    behaviour_weight=0.0,
+    structure_weight=1.0,
+)
 OPTIONS = [
     *("--d-model", "32", "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1", "--feedforward", "64"),
-    *("--latent-dim", "8", "--epochs", "3", "--batch-size", "8", "--warmup-epochs", "1", "--noise", "0"),
+    *(
+        "--latent-dim",
+        "8",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--warmup-epochs",
+        "1",
+        "--noise",
+        "0",
+        "--erase",
+        "0",
+    ),
     *("--behaviour-weight", "0", "--structure-weight", "1", "--device", "cpu", "--quiet", "--json"),
 ]
 # Measured: 2 processes matched one to 4e-7 relative over 3 epochs of an 8-model zoo; the gradients are summed across

@@ -56,9 +56,9 @@ def test_a_streamed_sane_step_reads_its_windows_once_unless_the_two_views_are_pe
     monkeypatch.setattr(StoredEntries, "entries", lambda self, *args: reads.append(1) or read(self, *args))
     train = with_kind_defaults(TINY, dataclasses.replace(TRAIN, permute_probability=permute, behaviour_weight=0.0))
     trainer = method_for(TINY).trainer([prepared], TINY, train, torch.Generator().manual_seed(0), "cpu")
-    batches = trainer.batches()[:3]
+    model, batches = trainer.build(), trainer.batches()[:3]
     for batch in batches:
-        trainer.losses(trainer.build(), batch)["loss"].backward()
+        trainer.losses(model, batch)["loss"].backward()
     assert len(reads) == reads_per_step * len(batches)
 
 

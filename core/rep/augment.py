@@ -24,9 +24,14 @@ class Permuter:
             draw = random_permutation_indices if spec.plain_units else random_resnet_permutations
             self.permutations = draw(spec, PERMUTATION_POOL, cpu).to(device)
 
+    @property
+    def active(self) -> bool:
+        """Whether any model may be permuted (augmentation on)."""
+        return self.permutations is not None
+
     def draw(self, count: int) -> torch.Tensor | None:
         """For each of `count` models, the pool index of its permutation, or -1 for none (None: augmentation off)."""
-        if self.permutations is None:
+        if not self.active:
             return None
         pick = torch.randint(0, len(self.permutations), (count,), generator=self.generator, device=self.device)
         permute = torch.rand(count, generator=self.generator, device=self.device) < self.probability

@@ -162,7 +162,7 @@ class SANETrainer:
         target_a, positions, mask, entry = part.windows(picked)
         # The same windows, through another permutation when augmenting; without augmentation the very same
         # entries, read once (from the store, reading them is most of a streamed step).
-        target_b = part.windows(picked)[0] if part.permute.permutations is not None else target_a
+        target_b = part.windows(picked)[0] if part.permute.active else target_a
         noise, real = self.train.noise, part.device_layout.mask[positions[..., 0]]
         view_a = target_a + noise * torch.randn(target_a.shape, generator=self.generator, device=self.device) * real
         view_b = target_b + noise * torch.randn(target_b.shape, generator=self.generator, device=self.device) * real

@@ -49,7 +49,7 @@ from core.rep.autoencoder import AEConfig  # noqa: E402
 from core.rep.evaluate import evaluate_run  # noqa: E402
 from core.rep.loop import OBJECTIVES, TrainConfig  # noqa: E402
 from core.runtime import resolve_device, tune_cpu_allocator  # noqa: E402
-from core.stats import as_json, format_interval, t_interval, verdict  # noqa: E402
+from core.stats import NO_DIFFERENCE, as_json, compare_paired, format_interval, t_interval, verdict  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
@@ -273,7 +273,7 @@ def summarise(per_seed: list[dict]) -> dict:
 
 def _paired(lead) -> str:
     """What a paired lead's interval says."""
-    return "no measurable difference" if lead.lo <= 0 <= lead.hi else ("ahead" if lead.lo > 0 else "behind")
+    return {"higher": "ahead", "lower": "behind"}.get(compare_paired(lead), NO_DIFFERENCE)
 
 
 def report(summary: dict, members: int) -> None:

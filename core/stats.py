@@ -116,10 +116,33 @@ def compare(a: Interval, b: Interval) -> str:
     return NO_DIFFERENCE
 
 
+def compare_paired(difference: Interval) -> str:
+    """What the interval of paired differences a - b (one per seed, both sides on the same zoo) says: "higher" if
+    it lies wholly above 0, "lower" if wholly below, else NO_DIFFERENCE (it holds 0, or has no ends). Pairing
+    cancels what the two sides share (the zoo, its held-out models), so it can separate what unpaired intervals
+    cannot."""
+    if not difference.known:
+        return NO_DIFFERENCE
+    if difference.lo > 0:
+        return "higher"
+    if difference.hi < 0:
+        return "lower"
+    return NO_DIFFERENCE
+
+
 def verdict(a: Interval, b: Interval, a_name: str, b_name: str) -> str:
     """The comparison as a sentence: "generated higher than anchors", or "generated vs anchors: no measurable
     difference"."""
-    said = compare(a, b)
+    return _sentence(compare(a, b), a_name, b_name)
+
+
+def paired_verdict(difference: Interval, a_name: str, b_name: str) -> str:
+    """`compare_paired` as a sentence: "latent-double higher than default (paired)", or "... vs ...: no measurable
+    difference (paired)"."""
+    return _sentence(compare_paired(difference), a_name, b_name) + " (paired)"
+
+
+def _sentence(said: str, a_name: str, b_name: str) -> str:
     return f"{a_name} vs {b_name}: {NO_DIFFERENCE}" if said == NO_DIFFERENCE else f"{a_name} {said} than {b_name}"
 
 

@@ -13,9 +13,11 @@ from core.stats import (
     as_json,
     bootstrap_interval,
     compare,
+    compare_paired,
     format_interval,
     intervals_over,
     means,
+    paired_verdict,
     t_interval,
     verdict,
 )
@@ -92,6 +94,23 @@ def test_verdict_and_format():
     assert format_interval(hi) == "0.912 ± 0.004 [0.908, 0.916]"
     assert verdict(hi, lo, "generated", "random init") == "generated higher than random init"
     assert verdict(hi, hi, "generated", "anchors") == f"generated vs anchors: {NO_DIFFERENCE}"
+
+
+def test_paired_differences_separate_what_overlapping_intervals_cannot():
+    # Three zoos: the variant beats the defaults on each by 0.02 to 0.03, but the zoos differ by 0.1, so the two
+    # unpaired intervals overlap; the differences' interval (t, 2 degrees of freedom) lies above 0.
+    defaults, variant = [0.80, 0.90, 0.85], [0.82, 0.93, 0.875]
+    assert compare(t_interval(variant), t_interval(defaults)) == NO_DIFFERENCE
+    differences = t_interval(np.subtract(variant, defaults))
+    assert differences.estimate == pytest.approx(0.025)  # (0.02 + 0.03 + 0.025) / 3
+    assert differences.lo == pytest.approx(0.025 - 4.302653 * 0.005 / math.sqrt(3), abs=1e-6)
+    assert compare_paired(differences) == "higher"
+    assert paired_verdict(differences, "latent-double", "default") == "latent-double higher than default (paired)"
+    assert compare_paired(Interval(-0.01, -0.02, -0.001, 3)) == "lower"
+    holds_zero = Interval(0.01, -0.02, 0.04, 3)
+    assert paired_verdict(holds_zero, "a", "b") == f"a vs b: {NO_DIFFERENCE} (paired)"
+    assert compare_paired(Interval(0.0, 0.0, 0.02, 3)) == NO_DIFFERENCE  # touching 0
+    assert compare_paired(t_interval([0.5])) == NO_DIFFERENCE  # one seed: no ends
 
 
 def test_intervals_over_seeds_keep_the_nesting_of_the_records():

@@ -85,13 +85,15 @@ def _jobs(args) -> list[tuple]:
     jobs = []
     for size in [int(s) for s in args.sizes.split(",")]:
         zoo_config = replace(base_zoo, models=size)
-        label, stem = f"{size} models, {args.init_seeds} inits", f"zoo-{_slug(args.dataset)}-{size}-k{args.init_seeds}"
+        stem = f"zoo-{_slug(args.dataset)}-{args.arch}-{size}-k{args.init_seeds}"  # a --workdir reuses it
+        label = f"{size} models, {args.init_seeds} inits"
         jobs += [(label, stem, zoo_config, v, *c) for v, c in variants.items()]
     if not args.no_seed_zoo:
         seed_zoo = replace(base_zoo, models=256, init_seeds=0)
         own = [v for v in ("default", "no-align") if v in variants]
         jobs += [
-            ("256 models, own inits", f"zoo-{_slug(args.dataset)}-256-own", seed_zoo, v, *variants[v]) for v in own
+            ("256 models, own inits", f"zoo-{_slug(args.dataset)}-{args.arch}-256-own", seed_zoo, v, *variants[v])
+            for v in own
         ]
     return jobs
 

@@ -79,6 +79,8 @@ def show_run(name: str) -> None:
             if too_few:
                 st.warning(too_few, icon=":material/warning:")
             st.dataframe(reconstruction, hide_index=True, width="stretch")
+            if result.get("recon_acc_note"):  # why the accuracy kept is empty (as `ae eval` says it)
+                st.caption(f"Accuracy kept by reconstructions: not measured ({result['recon_acc_note']})")
             st.markdown("**Linear probes (R² on held-out models)**: embedding against the two baselines")
             st.dataframe(probes, hide_index=True, width="stretch")
             for note in result.get("probe_notes", {}).values():  # why a baseline's row is empty

@@ -257,6 +257,14 @@ def test_autoencoder_page_says_why_the_flat_weights_probe_is_empty(app_root, mon
     assert not at.exception and len(notes) == 1 and "--memory" in notes[0]
 
 
+def test_autoencoder_page_says_why_the_accuracy_kept_is_empty(app_root, monkeypatch):
+    monkeypatch.setattr(evaluate, "_test_accuracies", lambda *args: None)  # as if the zoo's dataset were gone
+    evaluate_run(Workspace(app_root / "digits"), refresh=True)
+    at = page("autoencoder").run()
+    notes = [c for c in texts(at.caption) if c.startswith("Accuracy kept by reconstructions: not measured")]
+    assert not at.exception and notes == ["Accuracy kept by reconstructions: not measured (dataset not available)"]
+
+
 def test_autoencoder_page_on_a_workspace_without_a_zoo_says_so(app_root):
     (app_root / "empty").mkdir()
     at = page("autoencoder", "empty").run()

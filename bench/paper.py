@@ -222,12 +222,16 @@ def _transfer(workspace: Workspace, run: str, sampling: SampleConfig, target: st
 def _ablation(workspace: Workspace, sampling: SampleConfig, train: TrainConfig, device: str) -> dict:
     """Generated accuracy as generated (relative to the anchors) from structure-only autoencoders, with and without
     layer-wise loss normalisation (the 2022 paper's ablation, as it defines it: the loss divides each layer's
-    error by that layer's weight variance, or not)."""
+    error by that layer's weight variance, or not). Both sample around every anchor: the default leaves out the
+    anchors a decoder does not reproduce (core/gen/fidelity.py), which would hide the worse decoder's loss in fewer
+    anchors (the quick zoos: plain MSE 0.950 / 0.935 / 0.977 of the anchors with it, 0.957 / 0.944 / 0.937
+    without)."""
     figures = {}
+    every_anchor = replace(sampling, anchor_fidelity=0.0)
     for name, layer_norm in (("layer_norm", True), ("plain_mse", False)):
         config = replace(train, structure_weight=1.0, behaviour_weight=0.0, layer_norm=layer_norm)
         run = train_and_map(workspace, AEConfig(), config, run=f"structure-{name}", device=device, evaluate=False)
-        result = _sample(workspace, run.name, sampling, device)
+        result = _sample(workspace, run.name, every_anchor, device)
         figures[name] = result["curves"]["generated"][0] / result["curves"]["anchors"][0]
     return figures
 

@@ -10,6 +10,7 @@ from core.errors import UserError
 from core.gen.anchors import anchor_warnings, resolve_anchors
 from core.gen.calibrate import describe_calibration
 from core.gen.config import SampleConfig
+from core.gen.fidelity import describe_fidelity
 from core.gen.samplers import METHODS, SAMPLERS
 from core.gen.selection import SELECTIONS
 from core.rep.methods import method_named
@@ -128,6 +129,8 @@ def show_result(result: SamplesRun) -> None:
     )
     if calibration := result.selection.get("spread_calibration"):
         st.caption(f"Chosen for this zoo: {describe_calibration(calibration)}.")
+    if fidelity := result.selection.get("anchor_fidelity"):
+        st.caption(f"Anchors: {describe_fidelity(fidelity)}.")
     first = {g: v[0] for g, v in result.curves.items()}
     last = {g: v[-1] for g, v in result.curves.items()}
     ensemble = ensemble_metric(result)
@@ -267,6 +270,12 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             "Candidates per kept model", 1, 32, defaults.candidates, help="guided, subsample, bootstrap and diverse"
         )
         rounds = c3.number_input("Bootstrap rounds", 1, 10, defaults.rounds)
+        faithful = c2.checkbox(
+            "Only anchors the autoencoder reproduces",
+            defaults.anchor_fidelity > 0,
+            help=f"leave out anchors whose own decodes keep less than {defaults.anchor_fidelity:.0%} of their "
+            "validation accuracy: every draw around them would lose it too (the results say how many were left out)",
+        )
         ensemble = c3.checkbox(
             "Also evaluate as an ensemble",
             defaults.ensemble,
@@ -293,6 +302,7 @@ def settings_form(rule: str | None) -> SampleConfig | None:
             candidates=int(candidates),
             rounds=int(rounds),
             ensemble=bool(ensemble),
+            anchor_fidelity=defaults.anchor_fidelity if faithful else 0.0,
         )
     except UserError as exc:
         st.error(str(exc))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.cli.terminal import printable
 from core.gen.calibrate import describe_calibration
+from core.gen.fidelity import describe_fidelity
 from core.stats import Interval, format_interval, verdict
 
 
@@ -56,6 +57,9 @@ def describe_samples(result: dict) -> list[str]:
     if result["fallback"]:
         lines.append(f"note: {result['fallback']}")
     lines += [f"warning: {message}" for message in result.get("anchor_warnings", [])]
+    fidelity = result["selection"].get("anchor_fidelity")
+    if fidelity and fidelity["note"]:  # what it left out is among the warnings above
+        lines.append(f"anchors: {describe_fidelity(fidelity)}")
     calibration = result["selection"].get("spread_calibration")
     if calibration:
         lines.append(describe_calibration(calibration))

@@ -43,6 +43,13 @@ class SampleConfig:
         "in the run",
         parse=float,
     )
+    # core/gen/fidelity.py: what the decoder loses on an anchor, every draw around it loses too.
+    anchor_fidelity: float = setting(
+        0.97,
+        "leave out anchors whose own decodes keep less than this share of their validation accuracy (0: keep "
+        "every anchor); not applied at spread 0 or on a latent path",
+        parse=float,
+    )
     baselines: bool = setting(True, "also make the simple weight-space baselines (noise, average, per-weight Gaussian)")
     lr: float | None = setting(
         None, "fine-tuning learning rate (default: the zoo's)", flag="--finetune-lr", parse=float
@@ -97,6 +104,8 @@ class SampleConfig:
             raise UserError(f"the spread must be a finite number in 0..{MAX_SPREAD:g}, got {self.spread}")
         if not (math.isfinite(self.spread_keep) and 0 < self.spread_keep <= 1.5):
             raise UserError(f"the share of accuracy to keep must lie in (0, 1.5], got {self.spread_keep}")
+        if not (math.isfinite(self.anchor_fidelity) and 0 <= self.anchor_fidelity <= 1.5):
+            raise UserError(f"the anchors' decode fidelity must lie in 0..1.5, got {self.anchor_fidelity}")
         if self.path_t is not None and not (math.isfinite(self.path_t) and 0 <= self.path_t <= 1):
             raise UserError(f"the position on the path must lie in 0..1, got {self.path_t}")
         if self.path_to is not None:

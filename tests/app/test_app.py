@@ -435,6 +435,7 @@ def test_generate_page_generates_from_the_map_selection_and_shows_curves_and_nov
     assert "Dashed: the upper envelope of anchor + noise at 5 noise scales" in captions  # which line it is
     assert "source anchors, one per generated model" in at.metric[1].proto.help  # what "Anchors, as is" averages
     assert "Chosen for this zoo: spread " in captions and "kept at each spread tried: 0.25: " in captions
+    assert "Anchors: every anchor kept: none's decode keeps 97% of its validation accuracy (best " in captions
     results = list((app_root / "digits" / "samples").glob("*/result.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["anchors"]["ids"] == [3, 4, 5, 6]
     assert json.loads(results[0].read_text())["config"]["spread"] is None  # chosen for the zoo, as the box said
@@ -457,13 +458,15 @@ def test_generate_page_generates_with_ensembles_and_shows_them(app_root):
     next(n for n in at.number_input if n.label == "Fine-tuning epochs").set_value(1)
     next(c for c in at.checkbox if c.label == "Also evaluate as an ensemble").check()
     next(c for c in at.checkbox if c.label == "Choose the spread for this zoo").uncheck()
+    next(c for c in at.checkbox if c.label == "Only anchors the autoencoder reproduces").uncheck()
     next(s for s in at.slider if s.label.startswith("Spread")).set_value(0.5)
     button(at, "Generate").click()
     run_until(at, lambda at: "Results" in texts(at.header))
     assert "As an ensemble" in texts(at.subheader) and not at.error
-    assert "Chosen for this zoo" not in " ".join(texts(at.caption))
+    assert "Chosen for this zoo" not in " ".join(texts(at.caption)) and "Anchors: " not in " ".join(texts(at.caption))
     (record,) = (json.loads(p.read_text()) for p in (app_root / "digits" / "samples").glob("*/result.json"))
     assert record["config"]["spread"] == 0.5  # the spread set by hand, not chosen
+    assert record["config"]["anchor_fidelity"] == 0 and "anchor_fidelity" not in record["selection"]  # box off
     metric = next(m for m in at.metric if m.label == "Ensemble of 4")
     assert " points vs anchors" in str(metric.proto.delta) and "NLL " in " ".join(texts(at.caption))
     assert "Evaluate as an ensemble" not in [b.label for b in at.button]

@@ -172,21 +172,25 @@ def _paired(records: list[dict], defaults: list[dict] | None, variant: str) -> d
 
 
 def _figures(record: dict) -> dict:
-    return {k: record[k] for k in PAIRED[:2]} | {"probe_test_acc": record["probe_r2"]["embedding"].get("test_acc")}
+    """The PAIRED figures of one run."""
+    return {"recon_r2": record["recon_r2"], "recon_acc_ratio": record["recon_acc_ratio"]} | {
+        "probe_test_acc": record["probe_r2"]["embedding"].get("test_acc")
+    }
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    """a - b; None where either is missing (`intervals_over` leaves it out)."""
+    return None if a is None or b is None else a - b
 
 
 def _differences(a: dict, b: dict) -> dict:
-    """a - b for each key both hold a number for (None where either has none: `intervals_over` leaves it out)."""
-    return {k: a[k] - b[k] if a[k] is not None and b[k] is not None else None for k in a}
+    return {k: _minus(a[k], b[k]) for k in a}
 
 
 def _leads(probe_r2: dict) -> dict:
-    """The embedding's accuracy probe R^2 minus each weight baseline's (None where either is missing)."""
-    embedding, leads = probe_r2["embedding"].get("test_acc"), {}
-    for baseline in ("weights", "stats"):
-        other = probe_r2[baseline].get("test_acc")
-        leads[f"embedding - {baseline}"] = None if embedding is None or other is None else embedding - other
-    return leads
+    """The embedding's accuracy probe R^2 minus each weight baseline's."""
+    embedding = probe_r2["embedding"].get("test_acc")
+    return {f"embedding - {b}": _minus(embedding, probe_r2[b].get("test_acc")) for b in ("weights", "stats")}
 
 
 def _cell(interval, width: int = 15) -> str:

@@ -121,13 +121,10 @@ def compare_paired(difference: Interval) -> str:
     it lies wholly above 0, "lower" if wholly below, else NO_DIFFERENCE (it holds 0, or has no ends). Pairing
     cancels what the two sides share (the zoo, its held-out models), so it can separate what unpaired intervals
     cannot."""
-    if not difference.known:
-        return NO_DIFFERENCE
-    if difference.lo > 0:
-        return "higher"
-    if difference.hi < 0:
-        return "lower"
-    return NO_DIFFERENCE
+    return compare(difference, _ZERO)
+
+
+_ZERO = Interval(0.0, 0.0, 0.0, 1)  # what a paired difference is compared with
 
 
 def verdict(a: Interval, b: Interval, a_name: str, b_name: str) -> str:

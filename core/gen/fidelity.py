@@ -15,7 +15,7 @@ generation says how many it left out and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ class Fidelity:
     note: str = ""
 
     def to_json(self) -> dict:
-        return {f: getattr(self, f) for f in ("threshold", "anchors", "judged", "kept", "note")}
+        return asdict(self)
 
 
 def describe_fidelity(record: dict) -> str:

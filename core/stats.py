@@ -116,15 +116,15 @@ def compare(a: Interval, b: Interval) -> str:
     return NO_DIFFERENCE
 
 
+_ZERO = Interval(0.0, 0.0, 0.0, 1)  # what a paired difference is compared with
+
+
 def compare_paired(difference: Interval) -> str:
     """What the interval of paired differences a - b (one per seed, both sides on the same zoo) says: "higher" if
     it lies wholly above 0, "lower" if wholly below, else NO_DIFFERENCE (it holds 0, or has no ends). Pairing
     cancels what the two sides share (the zoo, its held-out models), so it can separate what unpaired intervals
     cannot."""
     return compare(difference, _ZERO)
-
-
-_ZERO = Interval(0.0, 0.0, 0.0, 1)  # what a paired difference is compared with
 
 
 def verdict(a: Interval, b: Interval, a_name: str, b_name: str) -> str:

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -26,7 +27,7 @@ from core.gen.config import SampleConfig
 from core.gen.draw import draw_models
 from core.gen.ensemble import validation_scorers
 from core.gen.ensemble_groups import ensemble_groups, ensemble_section
-from core.gen.fidelity import faithful_anchors
+from core.gen.fidelity import Fidelity, faithful_anchors
 from core.gen.finetune import finetune_groups, transfer_summary, zoo_recipe
 from core.gen.finite import check_results
 from core.gen.intervals import accuracy_intervals, novelty_intervals
@@ -48,6 +49,7 @@ from core.rep.distributed import place
 from core.rep.embed import compute_map, embedding_matrix, load_embeddings, place_on_map
 from core.rep.evaluate import evaluate_run
 from core.rep.loop import TrainConfig
+from core.rep.prepare import PreparedZoo
 from core.rep.run import AERun, load_run, run_name
 from core.rep.train import settings_for_device, train_autoencoder
 from core.store import packing
@@ -143,7 +145,7 @@ def generate(
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
     drawing = _drawing(run, prepared, anchors, config, source, device)
-    _, _, anchors, codes, _ = drawing  # the anchors the autoencoder reproduces
+    anchors, codes = drawing.anchors, drawing.codes  # the anchors the autoencoder reproduces
     generated, sampler, selected, sources = _draw(workspace, drawing, config, source, rng, device, table)
     preparing(1, 1, {})
     groups, selections = _groups(generated, sources, anchors, prepared, config, source, rng)
@@ -254,21 +256,31 @@ def _anchors(zoos: list, table: pl.DataFrame, config: SampleConfig) -> Anchors:
     return anchors
 
 
-def _drawing(run: AERun, prepared, anchors: Anchors, config: SampleConfig, source: Dataset, device: str) -> tuple:
-    """(run, prepared zoo, anchors, their codes, the fidelity check or None): the anchors encoded once (drawing and
-    the anchors' decodes both need the codes), then narrowed to those the autoencoder reproduces
-    (core/gen/fidelity.py), except where the run decodes given points (spread 0, or a point of a latent path)."""
+class Drawing(NamedTuple):
+    """What drawing around the anchors starts from: the anchors encoded once (drawing and the anchors' decodes both
+    need the codes), after the fidelity check (core/gen/fidelity.py) where it ran."""
+
+    run: AERun
+    prepared: PreparedZoo
+    anchors: Anchors  # those the autoencoder reproduces, where the check ran
+    codes: np.ndarray  # [anchors, code]
+    fidelity: Fidelity | None  # the check's record; None where it did not run
+
+
+def _drawing(run: AERun, prepared, anchors: Anchors, config: SampleConfig, source: Dataset, device: str) -> Drawing:
+    """The anchors encoded, then narrowed to those the autoencoder reproduces, except where the run decodes given
+    points (spread 0, or a point of a latent path)."""
     codes = run.encode_rows(prepared, anchors.rows, device)
     if config.spread == 0 or config.path_t is not None:
-        return run, prepared, anchors, codes, None
+        return Drawing(run, prepared, anchors, codes, None)
     anchors, codes, found = faithful_anchors(run, prepared, (anchors, codes), source, config.anchor_fidelity, device)
-    return run, prepared, anchors, codes, found
+    return Drawing(run, prepared, anchors, codes, found)
 
 
-def _draw(workspace, drawing: tuple, config: SampleConfig, source, rng, device, table):
-    """draw_models (core/gen/draw.py) with the run, prepared zoo, anchors and their codes of `drawing`, its report
-    with the fidelity check's record; for a point of a latent path to a generated model, on the path's ends, the
-    second read from its samples run here (a path between two checkpoints runs between the anchors themselves)."""
+def _draw(workspace, drawing: Drawing, config: SampleConfig, source, rng, device, table):
+    """draw_models (core/gen/draw.py) from `drawing`, its report with the fidelity check's record; for a point of a
+    latent path to a generated model, on the path's ends, the second read from its samples run here (a path between
+    two checkpoints runs between the anchors themselves)."""
     run, prepared, anchors, codes, found = drawing
     ends = path_ends(workspace, run, prepared, anchors, config.path_to) if config.path_to is not None else None
     drawn = draw_models(run, prepared, anchors, config, source, rng, device, table, ends, codes)

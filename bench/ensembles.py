@@ -5,7 +5,8 @@ one) and each seed, one generation with the defaults (neighbour sampler, subsamp
 `diverse` selection (greedy ensemble selection on validation NLL), both with their ensembles
 (core/gen/ensemble.py, core/gen/ensemble_groups.py). Table: groups x accuracy and NLL of the ensemble of N = --n
 members on the zoo's test split; each figure the mean over seeds with a 95% t-interval over seeds, and beside it
-how it compares with the generated models' ensemble ("no measurable difference" where the intervals overlap).
+how it compares with the generated models' ensemble ("no measurable difference" where the intervals overlap);
+the fine-tuned generated models' ensemble is compared with their source anchors' after the same fine-tuning.
 Also the cost: seconds of the ensemble evaluation (its forward passes apart) against the whole generation.
 
 Usage: python bench/ensembles.py [--only digits|mnist] [--seeds 3] [--n 16] [--dataset ../shared/data/mnist:k=100]
@@ -42,7 +43,7 @@ from core.store.runs import finished_ae_runs  # noqa: E402
 from core.store.workspace import Workspace  # noqa: E402
 from core.zoo.generate import ZooConfig, generate_zoo  # noqa: E402
 
-GROUPS = ("generated", "generated_diverse", "finetuned", "anchors", "noise", "average", "deep")
+GROUPS = ("generated", "generated_diverse", "finetuned", "anchors", "anchors_finetuned", "noise", "average", "deep")
 FIGURES = ("acc", "nll")
 BOUNDS = {"acc": (0.0, 1.0), "nll": (0.0, float("inf"))}
 
@@ -98,14 +99,15 @@ def interval(values: list[float], bounds: tuple[float, float]) -> dict[str, floa
     return {"mean": mean, "lo": max(bounds[0], mean - half), "hi": min(bounds[1], mean + half)}
 
 
-def compared(mine: dict, theirs: dict, lower_is_better: bool) -> str:
-    """How a group's figure stands against the generated models': overlap means no measurable difference."""
+def compared(mine: dict, theirs: dict, lower_is_better: bool, reference: str = "generated") -> str:
+    """How a group's figure stands against the reference group's (the generated models'): overlap means no
+    measurable difference."""
     if mine is theirs:
         return "(reference)"
     if mine["lo"] <= theirs["hi"] and theirs["lo"] <= mine["hi"]:
         return "no measurable difference"
     better = (mine["mean"] < theirs["mean"]) == lower_is_better
-    return "better than generated" if better else "worse than generated"
+    return f"better than {reference}" if better else f"worse than {reference}"
 
 
 def report(name: str, table: dict, cost: dict, args: argparse.Namespace) -> None:
@@ -119,6 +121,10 @@ def report(name: str, table: dict, cost: dict, args: argparse.Namespace) -> None
             cells.append(f"{f['mean']:.4f} [{f['lo']:.4f}, {f['hi']:.4f}]".rjust(26))
             cells.append("  " + compared(f, reference[figure], lower).ljust(26))
         print(f"{group:<19}" + "".join(cells))
+    if "finetuned" in table and "anchors_finetuned" in table:  # like for like: both fine-tuned alike
+        pair = (table["anchors_finetuned"], table["finetuned"])
+        said = [compared(pair[0][f], pair[1][f], f == "nll", "finetuned") for f in FIGURES]
+        print(f"anchors_finetuned against finetuned (the same fine-tuning): accuracy {said[0]}, NLL {said[1]}")
     ratio = np.mean(cost["ensemble_s"]) / np.mean(cost["generation_s"])
     print(
         f"cost: ensembles {np.mean(cost['ensemble_s']):.2f} s (forward passes {np.mean(cost['forward_s']):.2f} s) "

@@ -8,8 +8,10 @@ For each seed s (the zoo's, the autoencoder's and the sampler's seed at once), o
      accuracy against the *source* anchors of the kept models, median max error-IoU with the zoo, and the noise
      baseline (anchor + noise) at its scales, with the generator's own selection, so that the two frontiers are
      compared like for like;
-  4. transfer to another MNIST task (B_T: random init; B_F: the anchors fine-tuned) after 0, 1 and 5 epochs;
-  5. the 2022 paper's ablation: the weight-space (structure) loss alone, with and without layer-wise loss
+  4. ensembles of the generated models beside their source anchors, anchor + noise, averages and a deep ensemble,
+     as generated and after one epoch of fine-tuning on the zoo's own task (the source anchors fine-tuned alike);
+  5. transfer to another MNIST task (B_T: random init; B_F: the anchors fine-tuned) after 0, 1 and 5 epochs;
+  6. the 2022 paper's ablation: the weight-space (structure) loss alone, with and without layer-wise loss
      normalisation, judged by the accuracy of generated models as generated.
 Every figure is printed as mean ± 95% t-interval over the seeds; where two compared figures' intervals overlap
 the bench says "no measurable difference". A PNG shows the frontiers and the probe table.
@@ -57,7 +59,11 @@ MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mni
 SPREADS = (None, 0.25, 1.0, 1.5, 2.0)  # the generator's novelty levels: None is the default (chosen for the zoo)
 TRANSFER_TASK = "noise=0.5"  # MNIST with pixel noise of std 0.5: the zoo's classes, so the output layer is kept
 TRANSFER_EPOCHS = (0, 1, 5)
-ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "average", "deep")
+FINETUNED_PAIR = ("finetuned", "anchors_finetuned")
+ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "average", "deep", *FINETUNED_PAIR)
+ENSEMBLE_EPOCHS = 1  # fine-tuning epochs of the fine-tuned ensembles (generated and source anchors alike)
+# Each pair paired by seed: the generated ensemble against its source anchors', as generated and fine-tuned.
+ENSEMBLE_PAIRS = (("generated", "anchors"), FINETUNED_PAIR)
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,7 @@ def replicate(
     figures["frontier"] = _frontier(workspace, run.name, sampling, device)
     figures["ensembles"] = figures["frontier"]["default"].pop("ensembles")
     figures["ensembles"]["generated_diverse"] = _diverse(workspace, run.name, sampling, device)
+    figures["ensembles"] |= _finetuned_ensembles(workspace, run.name, sampling, device)
     lap("generation")
     target = task(scale, dataset, TRANSFER_TASK, f"k={scale.transfer_k}")
     figures["transfer"] = _transfer(workspace, run.name, sampling, target, device)
@@ -211,6 +218,15 @@ def _envelope(points: list[dict]) -> tuple[list[float], list[float]]:
     return ious, accs
 
 
+def _finetuned_ensembles(workspace: Workspace, run: str, sampling: SampleConfig, device: str) -> dict:
+    """The ensembles of the generated models at the default spread and of their source anchors, both after
+    ENSEMBLE_EPOCHS of fine-tuning on the zoo's own task in one population: one more epoch of training changes an
+    ensemble whatever it starts from, so the fine-tuned generated models are compared with fine-tuned anchors."""
+    config = replace(sampling, finetune_epochs=ENSEMBLE_EPOCHS, ensemble=True)
+    tables = _ensembles_at(_sample(workspace, run, config, device), sampling.n)
+    return {group: tables[group] for group in FINETUNED_PAIR}
+
+
 def _transfer(workspace: Workspace, run: str, sampling: SampleConfig, target: str, device: str) -> dict:
     # B_T (random init) and B_F (the source anchors) come with every generation
     config = replace(sampling, finetune_epochs=max(TRANSFER_EPOCHS), dataset=target)
@@ -265,6 +281,12 @@ def summarise(per_seed: list[dict]) -> dict:
     summary["ensembles"] = {
         g: {m: over(lambda f, g=g, m=m: f["ensembles"][g][m]) for m in ("acc", "nll")} for g in groups
     }
+
+    def lead(a: str, b: str, m: str):
+        return over(lambda f: f["ensembles"][a][m] - f["ensembles"][b][m])
+
+    pairs = [(a, b) for a, b in ENSEMBLE_PAIRS if a in groups and b in groups]
+    summary["ensemble_lead"] = {f"{a} - {b}": {m: lead(a, b, m) for m in ("acc", "nll")} for a, b in pairs}
     summary["ablation"] = {name: over(lambda f, n=name: f["ablation"][n]) for name in ("layer_norm", "plain_mse")}
     # Paired by seed as well (the same zoo, run and draws on both sides): what the unpaired intervals hide.
     summary["transfer_lead"] = {
@@ -273,6 +295,9 @@ def summarise(per_seed: list[dict]) -> dict:
     }
     summary["ablation_lead"] = over(lambda f: f["ablation"]["layer_norm"] - f["ablation"]["plain_mse"])
     return summary
+
+
+_PAIRED_NLL = {"higher": "higher NLL: behind", "lower": "lower NLL: ahead"}  # a paired NLL lead's reading
 
 
 def _paired(lead) -> str:
@@ -321,6 +346,13 @@ def report(summary: dict, members: int) -> None:
         if other in ensembles and "generated" in ensembles:
             said = [verdict(ensembles["generated"][m], ensembles[other][m], "generated", other) for m in ("acc", "nll")]
             print(f"    accuracy: {said[0]}; NLL: {said[1]}")
+    if summary["ensemble_lead"]:
+        print("  the generated ensemble against its source anchors', paired by seed")
+    for pair, leads in summary["ensemble_lead"].items():  # NLL: lower is better, so a lead below 0 is ahead
+        show(f"{pair}, acc", leads["acc"])
+        print(f"    {_paired(leads['acc'])}")
+        show(f"{pair}, nll", leads["nll"])
+        print(f"    {_PAIRED_NLL.get(compare_paired(leads['nll']), NO_DIFFERENCE)}")
     print("\nablation: structure loss alone, generated accuracy / anchors'")
     for name, figure in summary["ablation"].items():
         show(name, figure)

@@ -155,9 +155,9 @@ def generate(
     made = (run, anchors, prepared, device, codes)  # the generated models are also compared with the run's decodes
     figures, frontier = _novelty_phase(workspace, made, (groups, classes), config, source, rng, zoo_errors, measuring)
     map_xy = _map_positions(run, zoos, prepared, generated, device, _phase(on_progress, "placing", {"curves": curves}))
-    drawn = (generated, finetuned[: config.n], sources)
-    results = _checked_results(config, groups, curves, figures, drawn, sampler.spread)
-    ensembles = _ensembles(anchors, prepared, drawn, config, source, device, _phase(on_progress, "ensembles"))
+    kept = _kept_weights(config, source, groups, finetuned)
+    results = _checked_results(config, groups, curves, figures, (generated, kept["finetuned"]), sampler.spread)
+    ensembles = _ensembles(anchors, prepared, (kept, sources), config, source, device, _phase(on_progress, "ensembles"))
     samples = SamplesRun(
         folder=folder,
         ae_run=run.name,
@@ -179,19 +179,35 @@ def generate(
         **results,
     )
     tables = (_samples_table(per_model["generated"], figures["generated"], map_xy, sources), curves)
-    weights = {"generated": generated, "finetuned": finetuned[: config.n]}
     meta = {"architecture": anchors.spec.to_json(), "method": config.method}
-    samples.write(weights, meta, (*tables, novelty_plane(per_model, figures)), seen)
+    samples.write(kept, meta, (*tables, novelty_plane(per_model, figures)), seen)
     return samples
 
 
-def _checked_results(config: SampleConfig, groups: dict, curves, figures: dict, drawn: tuple, spread: float) -> dict:
+def _own_task(config: SampleConfig, source: Dataset) -> bool:
+    """Whether the run fine-tunes on the zoo's own task (its test split is then the ensembles' for every group)."""
+    return config.finetune_epochs > 0 and config.dataset in (None, source.name)
+
+
+def _kept_weights(config: SampleConfig, source: Dataset, groups: dict, final: torch.Tensor) -> dict:
+    """The weights a samples run keeps: the generated models as drawn and after fine-tuning (`final` holds every
+    group's, in the order of `groups`); where the run evaluates its ensembles on the zoo's own task, also its
+    source anchors after the same fine-tuning, the fine-tuned ensemble's like-for-like line (`ensemble` reads
+    them again)."""
+    rows = dict(zip(groups, torch.split(final, [len(members) for members in groups.values()]), strict=True))
+    kept = {"generated": groups["generated"], "finetuned": rows["generated"]}
+    if config.ensemble and _own_task(config, source):
+        kept["anchors_finetuned"] = rows["anchors"]
+    return kept
+
+
+def _checked_results(config: SampleConfig, groups: dict, curves, figures: dict, models: tuple, spread: float) -> dict:
     """The run's {"curves": mean accuracy per group and epoch, "novelty": the generated models' medians}, checked
-    finite with the generated and fine-tuned weights before anything is written (core/gen/finite.py). `spread`:
-    the one the models were drawn at (given, or chosen for the zoo), which a message about them names."""
+    finite with the generated and fine-tuned weights (`models`) before anything is written (core/gen/finite.py).
+    `spread`: the one the models were drawn at (given, or chosen for the zoo), which a message about them names."""
     group_curves = {g: curves.filter(pl.col("group") == g).sort("epoch")["acc_mean"].to_list() for g in groups}
     results = {"curves": group_curves, "novelty": _medians(figures["generated"])}
-    generated, finetuned, _ = drawn
+    generated, finetuned = models
     check_results(generated, finetuned, results, spread, config.lr)
     return results
 
@@ -199,16 +215,15 @@ def _checked_results(config: SampleConfig, groups: dict, curves, figures: dict, 
 def _ensembles(
     anchors: Anchors, prepared, drawn: tuple, config: SampleConfig, source: Dataset, device, report: Progress
 ) -> dict:
-    """The run's ensemble fields (core/gen/ensemble_groups.py), if the config asks for them: generated, fine-tuned
-    (on the zoo's own task only: the section evaluates every group on its test split), source anchors, noise,
-    deep ensemble."""
+    """The run's ensemble fields (core/gen/ensemble_groups.py), if the config asks for them: generated, source
+    anchors, both fine-tuned (on the zoo's own task only: the section evaluates every group on its test split),
+    noise, deep ensemble. `drawn`: (the weights the run keeps, `_kept_weights`; each generated model's source)."""
     if not config.ensemble:
         return {}
     report(0, 1, {})
-    generated, finetuned, sources = drawn
-    own_task = config.finetune_epochs > 0 and config.dataset in (None, source.name)
-    finetuned = finetuned if own_task else None
-    seed = config.seed
+    kept, sources = drawn
+    generated, seed = kept["generated"], config.seed
+    finetuned = {name: kept[name] for name in kept if name != "generated"} if _own_task(config, source) else {}
     groups, notes = ensemble_groups(anchors, prepared, generated, finetuned, sources, config.selector, source, seed)
     return ensemble_section(anchors.spec, groups, notes, source, seed, device)
 
@@ -231,7 +246,8 @@ def ensembles(workspace: Workspace, samples_run: str, device: str = "cpu", refre
     config = samples.config
     selection = Selection(config.get("selection", "none"), config.get("candidates", 4), config.get("rounds", 3))
     tensors = samples.weights()
-    finetuned = tensors["finetuned"] if config["finetune_epochs"] > 0 and not samples.transfer else None
+    own_task = config["finetune_epochs"] > 0 and not samples.transfer
+    finetuned = {name: tensors[name] for name in tensors if name != "generated"} if own_task else {}
     sources = np.array([-1 if s is None else s for s in samples.source_anchors()], dtype=np.int64)
     seed = int(config.get("seed", 0))
     generated = tensors["generated"]

@@ -15,6 +15,12 @@ ENSEMBLE_STYLE = {
     "generated": ("generated", "#d62728", "solid", "the generated models as decoded, before fine-tuning"),
     "finetuned": ("generated, fine-tuned", "#ff7f0e", "solid", "the same models after fine-tuning"),
     "anchors": ("source anchors", "#1f77b4", "solid", "the zoo checkpoint each generated model was drawn around"),
+    "anchors_finetuned": (
+        "source anchors, fine-tuned",
+        "#17becf",
+        "solid",
+        "the same anchors after the same fine-tuning: what the fine-tuned generated models are compared with",
+    ),
     "noise": ("anchor + noise", "#9467bd", "dot", "an anchor plus noise, kept by the same selection"),
     "average": ("average of 3 anchors", "#8c564b", "dot", "the mean of three random anchors, same selection"),
     "deep": ("deep ensemble", "#2ca02c", "dash", "N zoo models trained independently: the ensemble to reach"),

@@ -145,13 +145,15 @@ def describe_ensembles(result: dict) -> list[str]:
     lines = [
         f"ensembles on {how.get('split', 'the test split')} (mean over random subsets of each size; acc range: 95% "
         f"of the subsets); anchors: {how.get('anchors', '?')}; noise selection: {how.get('noise_selection', '?')}",
-        f"  {'group':<11}{'N':>4}" + "".join(f"{name:>10}" for name, _ in _ENSEMBLE_COLUMNS) + f"{'acc range':>16}",
+        f"  {'group':<19}{'N':>4}" + "".join(f"{name:>10}" for name, _ in _ENSEMBLE_COLUMNS) + f"{'acc range':>16}",
     ]
     for group, table in result["ensembles"].items():
         for size, row in sorted(table.items(), key=lambda item: int(item[0])):  # JSON keeps sizes as text
             cells = "".join(f"{row[key]['mean']:>10.3f}" for _, key in _ENSEMBLE_COLUMNS)
             spread = f"{row['acc']['lo']:.3f}-{row['acc']['hi']:.3f}"
-            lines.append(f"  {group:<11}{size:>4}{cells}{spread:>16}")
+            lines.append(f"  {group:<19}{size:>4}{cells}{spread:>16}")
+    if how.get("anchors_finetuned"):  # why the fine-tuned line has no like-for-like anchors beside it
+        lines.append(f"source anchors, fine-tuned: {how['anchors_finetuned']}")
     distinct = how.get("distinct")
     if distinct:
         lines.append("distinct models per group: " + ", ".join(f"{g} {k}" for g, k in distinct.items()))

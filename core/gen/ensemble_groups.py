@@ -6,6 +6,10 @@ evaluates them):
 - `anchors`: each generated model's source anchor, the checkpoint it was drawn around (so an anchor behind
   several generated models counts as often); a run from before provenance was recorded, or a point of a latent
   path, has none: then N anchors drawn at random, and the settings say so;
+- `anchors_finetuned`: the source anchors the run fine-tuned beside its generated models, in the same population
+  (like for like with `finetuned`: training changes an ensemble's members whatever they start from). Kept by a run
+  that fine-tuned on the zoo's own task and evaluated its ensembles; a run evaluated later, without them, has
+  none, and the settings say so;
 - `noise`: an anchor plus Gaussian noise of 10% of each layer's std (core/gen/baselines.py `WeightNoise`), drawn
   as a sampler in weight space and kept by the generated models' own selection on the same validation data (best
   n of n x candidates for `subsample`, greedy ensemble selection for `diverse`, bootstrap rounds for `bootstrap`,
@@ -17,11 +21,11 @@ evaluates them):
   as the zoo has them (Lakshminarayanan et al. 2017's baseline for ensembles).
 
 Why ensembles are not computed by every `sample` (SampleConfig.ensemble, off by default): every group's members
-(up to 6 x n models) need a forward pass over the whole test split, and the noise group's selection scores
+(up to 7 x n models) need a forward pass over the whole test split, and the noise group's selection scores
 n x candidates more models on validation data. On the default digits zoo that is cheap (bench/ensembles.py, 8
 models, subsample 4: 0.2 s beside a generation of 8.9 s), but it grows with the test set: 32 CNN-s models over
 MNIST's 10,000 test images took 17 s of forward passes on the shared 2-core CPU (load 5; the tables from the
-stored probabilities: 0.3 s), so six groups of 16 would add about 50 s to a generation the Generate page aims to
+stored probabilities: 0.3 s), so seven groups of 16 would add about 60 s to a generation the Generate page aims to
 finish in 10. Ask for them with `sample --ensemble`, or afterwards with `python -m core ensemble`.
 """
 
@@ -43,7 +47,7 @@ from core.rep.prepare import PreparedZoo
 from core.zoo.arch import Spec
 from core.zoo.data import Dataset
 
-GROUPS = ("generated", "finetuned", "anchors", "noise", "average", "deep")
+GROUPS = ("generated", "finetuned", "anchors", "anchors_finetuned", "noise", "average", "deep")
 
 
 def deep_rows(table: pl.DataFrame, activation: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -63,14 +67,16 @@ def ensemble_groups(
     anchors: Anchors,
     prepared: PreparedZoo,
     generated: torch.Tensor,
-    finetuned: torch.Tensor | None,
+    finetuned: dict[str, torch.Tensor],
     sources: np.ndarray,
     selection: Selection,
     source: Dataset,
     seed: int,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """({group: members [n, params]}, notes on how they were made) for n generated models drawn around
-    `anchors`, each from the anchor whose checkpoint id `sources` gives (-1: unknown)."""
+    `anchors`, each from the anchor whose checkpoint id `sources` gives (-1: unknown). `finetuned`: the groups
+    after the run's fine-tuning on the zoo's own task, by name (`finetuned`, `anchors_finetuned`; empty where the
+    run did not fine-tune there)."""
     started, n, rng = time.perf_counter(), len(generated), np.random.default_rng([seed, 27])
     weights = AnchorWeights(prepared, anchors.rows)  # read where a group needs them, a chunk at a time
     row_of = {c: i for i, c in enumerate(anchors.ids)}
@@ -81,7 +87,7 @@ def ensemble_groups(
     samplers = (("noise", WeightNoise(prepared.entry_std())), ("average", WeightAverage()))
     simple = {name: selected_models(sampler, weights, n, rng, scorers, selection)[0] for name, sampler in samplers}
     deep = deep_rows(anchors.zoo.table, anchors.activation, n, rng)
-    groups = {"generated": generated, "finetuned": finetuned, "anchors": weights.take(picked)}
+    groups = {"generated": generated, "anchors": weights.take(picked), **finetuned}
     groups |= {**simple, "deep": anchors.zoo.rows(deep)}
     init = "init_seed" if "init_seed" in anchors.zoo.table.columns else "seed"
     notes = {
@@ -90,7 +96,9 @@ def ensemble_groups(
         "deep_inits": len(np.unique(anchors.zoo.table[init].to_numpy()[deep])),
         "seconds_groups": round(time.perf_counter() - started, 3),  # the noise group's selection, mostly
     }
-    return {k: v for k, v in groups.items() if v is not None}, notes
+    if "finetuned" in finetuned and "anchors_finetuned" not in finetuned:
+        notes["anchors_finetuned"] = "not kept: the run did not evaluate its ensembles when it fine-tuned"
+    return {name: groups[name] for name in GROUPS if name in groups}, notes
 
 
 def ensemble_section(

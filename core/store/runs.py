@@ -370,12 +370,13 @@ class SamplesRun:
         self.write_record()
 
     def weights(self) -> dict:
-        """{"generated": [n, params], "finetuned": [n, params']} float32."""
+        """{"generated": [n, params], "finetuned": [n, params']} float32, and "anchors_finetuned" [n, params'] where
+        the run kept its source anchors after fine-tuning (core/pipeline.py `_kept_weights`)."""
         tensors = read_tensors(self.weights_path)
-        for key in ("generated", "finetuned"):
+        for key in ("generated", "finetuned", *(k for k in KEPT_OPTIONAL if k in tensors)):
             if key not in tensors or tensors[key].dim() != 2 or len(tensors[key]) != self.n:
                 raise ZooError(f"{self.weights_path}: expected a tensor {key!r} of {self.n} rows")
-        return tensors
+        return {key: tensors[key] for key in ("generated", "finetuned", *KEPT_OPTIONAL) if key in tensors}
 
     def weights_metadata(self) -> dict[str, str]:
         metadata = read_tensor_metadata(self.weights_path)
@@ -419,6 +420,7 @@ _OPTIONAL_DICT = ("intervals", "novelty_intervals")
 INTERVAL_ROW = ("mean", "lo", "hi", "std", "min", "max")
 NOVELTY_INTERVAL = ("median", "lo", "hi")
 _OPTIONAL_STR = ("source_dataset", "fallback", "zoo_id", "zoo_created")
+KEPT_OPTIONAL = ("anchors_finetuned",)  # weights a samples run may keep beside its generated and fine-tuned models
 ENSEMBLE_FIGURES = ("acc", "vote_acc", "nll", "ece", "brier", "disagreement", "gain")  # core/gen/ensemble.py
 NOVELTY_MEDIANS = ("min_l2_median", "zoo_min_l2_median", "max_iou_median", "zoo_max_iou_median")
 

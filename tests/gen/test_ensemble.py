@@ -153,7 +153,7 @@ def with_ensembles(tiny_ae_workspace, tmp_path_factory):
 
 def test_a_samples_run_records_its_ensembles_and_reloads(with_ensembles):
     workspace, run = with_ensembles
-    assert set(run.ensembles) == {"generated", "finetuned", "anchors", "noise", "average", "deep"}
+    assert set(run.ensembles) == {"generated", "finetuned", "anchors", "anchors_finetuned", "noise", "average", "deep"}
     assert list(run.ensembles["generated"]) == ["1", "2", "4"]
     reloaded = SamplesRun.load(workspace, run.name)
     assert reloaded.ensembles == json.loads(json.dumps(run.ensembles))
@@ -168,7 +168,7 @@ def test_the_average_group_is_means_of_three_anchors(tiny_ae_workspace):
     aligned = prepared.aligned[torch.from_numpy(anchors.rows)]
     sources = np.array(anchors.ids[:3])
     groups, _ = ensemble_groups(
-        anchors, prepared, aligned[:3], None, sources, Selection("none"), load_dataset("digits"), seed=2
+        anchors, prepared, aligned[:3], {}, sources, Selection("none"), load_dataset("digits"), seed=2
     )
     triples = torch.stack([aligned[[a, b, c]].mean(0) for a in range(len(aligned)) for b in range(len(aligned))
                            for c in range(len(aligned))])  # fmt: skip
@@ -176,6 +176,32 @@ def test_the_average_group_is_means_of_three_anchors(tiny_ae_workspace):
     for member in groups["average"]:
         assert (triples - member).abs().amax(1).min() < 1e-5  # the mean of some three anchors
     assert not torch.equal(groups["average"], groups["noise"])
+
+
+def test_the_fine_tuned_anchors_are_the_source_anchors_after_the_runs_own_fine_tuning(with_ensembles):
+    workspace, run = with_ensembles
+    kept = SamplesRun.load(workspace, run.name).weights()
+    zoo, data = load_zoos(workspace)[0], load_dataset("digits")
+    spec = zoo.spec.with_activation(run.activation)
+    accuracy = (model_probabilities(spec, kept["anchors_finetuned"], data.x_test).argmax(-1) == data.y_test).double()
+    assert accuracy.mean(1).mean().item() == pytest.approx(run.curves["anchors"][-1], abs=1e-6)  # the curve's end
+    row_of = {c: r for r, c in enumerate(zoo.table["checkpoint"].to_list())}
+    sources = SamplesRun.load(workspace, run.name).source_anchors()
+    before = load_run(workspace).prepare(zoo).aligned[torch.tensor([row_of[c] for c in sources])]
+    assert before.shape == kept["anchors_finetuned"].shape and not torch.allclose(before, kept["anchors_finetuned"])
+
+
+def test_a_run_fine_tuned_without_ensembles_gains_them_later_without_fine_tuned_anchors(
+    tiny_ae_workspace, tmp_path, run_cli
+):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    run = generate(workspace, SampleConfig(n=2, finetune_epochs=1, baselines=False, anchors="top:0.5"))
+    assert set(SamplesRun.load(workspace, run.name).weights()) == {"generated", "finetuned"}  # nothing more kept
+    text = run_cli("ensemble", "--workspace", workspace.root, "--samples", run.name)
+    assert text.code == 0 and "source anchors, fine-tuned: not kept" in text.out
+    later = SamplesRun.load(workspace, run.name)
+    assert "finetuned" in later.ensembles and "anchors_finetuned" not in later.ensembles
+    assert later.ensemble_settings["anchors_finetuned"].startswith("not kept")
 
 
 def test_every_generated_model_names_its_source_anchor(with_ensembles):

@@ -155,7 +155,7 @@ def generate(
     made = (run, anchors, prepared, device, codes)  # the generated models are also compared with the run's decodes
     figures, frontier = _novelty_phase(workspace, made, (groups, classes), config, source, rng, zoo_errors, measuring)
     map_xy = _map_positions(run, zoos, prepared, generated, device, _phase(on_progress, "placing", {"curves": curves}))
-    kept = _kept_weights(config, source, groups, finetuned)
+    kept = _kept_weights(config, source, groups, finetuned, sources)
     results = _checked_results(config, groups, curves, figures, (generated, kept["finetuned"]), sampler.spread)
     ensembles = _ensembles(anchors, prepared, (kept, sources), config, source, device, _phase(on_progress, "ensembles"))
     samples = SamplesRun(
@@ -189,14 +189,15 @@ def _own_task(config: SampleConfig, source: Dataset) -> bool:
     return config.finetune_epochs > 0 and config.dataset in (None, source.name)
 
 
-def _kept_weights(config: SampleConfig, source: Dataset, groups: dict, final: torch.Tensor) -> dict:
+def _kept_weights(config: SampleConfig, source: Dataset, groups: dict, final: torch.Tensor, sources) -> dict:
     """The weights a samples run keeps: the generated models as drawn and after fine-tuning (`final` holds every
     group's, in the order of `groups`); where the run evaluates its ensembles on the zoo's own task, also its
     source anchors after the same fine-tuning, the fine-tuned ensemble's like-for-like line (`ensemble` reads
-    them again)."""
+    them again). Only where every generated model has a source anchor (`sources`, -1: a point of a latent path,
+    whose anchors group holds both ends): one anchor per generated model."""
     rows = dict(zip(groups, torch.split(final, [len(members) for members in groups.values()]), strict=True))
     kept = {"generated": groups["generated"], "finetuned": rows["generated"]}
-    if config.ensemble and _own_task(config, source):
+    if config.ensemble and _own_task(config, source) and (np.asarray(sources) >= 0).all():
         kept["anchors_finetuned"] = rows["anchors"]
     return kept
 

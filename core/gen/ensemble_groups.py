@@ -97,7 +97,10 @@ def ensemble_groups(
         "seconds_groups": round(time.perf_counter() - started, 3),  # the noise group's selection, mostly
     }
     if "finetuned" in finetuned and "anchors_finetuned" not in finetuned:
-        notes["anchors_finetuned"] = "not kept: the run did not evaluate its ensembles when it fine-tuned"
+        notes["anchors_finetuned"] = (
+            "not kept: a run keeps them where it evaluates its ensembles as it fine-tunes, each generated model "
+            "drawn around an anchor"
+        )
     return {name: groups[name] for name in GROUPS if name in groups}, notes
 
 

@@ -4,6 +4,7 @@ provenance, the record, the CLI and the exported ensemble)."""
 import json
 import math
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -202,6 +203,14 @@ def test_a_run_fine_tuned_without_ensembles_gains_them_later_without_fine_tuned_
     later = SamplesRun.load(workspace, run.name)
     assert "finetuned" in later.ensembles and "anchors_finetuned" not in later.ensembles
     assert later.ensemble_settings["anchors_finetuned"].startswith("not kept")
+
+
+def test_a_point_of_a_latent_path_keeps_no_fine_tuned_anchors_and_reads_back(tiny_ae_workspace, tmp_path):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    config = SampleConfig(anchors="ids:5,14", n=1, spread=0.0, selection="none", path_t=0.5, baselines=False)
+    run = generate(workspace, replace(config, finetune_epochs=1, ensemble=True))  # its anchors group: both ends
+    assert set(SamplesRun.load(workspace, run.name).weights()) == {"generated", "finetuned"}
+    assert "finetuned" in run.ensembles and "anchors_finetuned" not in run.ensembles
 
 
 def test_every_generated_model_names_its_source_anchor(with_ensembles):

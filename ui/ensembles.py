@@ -87,6 +87,8 @@ def ensemble_caption(settings: dict | None, n: int) -> str:
     ]
     if how.get("anchors"):
         parts.append(f"anchors: {how['anchors']}")
+    if how.get("anchors_finetuned"):  # why a fine-tuned run has no fine-tuned anchors' line
+        parts.append(f"source anchors, fine-tuned: {how['anchors_finetuned']}")
     if how.get("deep_inits") is not None:
         parts.append(f"deep ensemble: {how['deep_inits']} distinct initialisations")
     distinct = how.get("distinct", {}).get("generated")

@@ -85,3 +85,6 @@ def test_the_caption_says_how_the_ensembles_were_made_and_what_a_selection_repea
     assert "anchors: source anchors" in caption and "deep ensemble: 3 distinct initialisations" in caption
     assert "4 distinct of the 5 generated models" in caption
     assert "distinct of the" not in ensemble_caption(settings, 4) and ensemble_caption(None, 4).startswith("On the")
+    assert "fine-tuned" not in caption
+    later = ensemble_caption(settings | {"anchors_finetuned": "not kept: a run keeps them where ..."}, 5)
+    assert "source anchors, fine-tuned: not kept" in later

@@ -30,6 +30,7 @@ def ensembles() -> dict:
         "finetuned": table([1, 2, 4, 6], 0.85, 0.6),
         "anchors": table([1, 2, 4, 6], 0.82, 0.8),
         "noise": table([1, 2, 4, 6], 0.78, 1.0),
+        "average": table([1, 2, 4, 6], 0.30, 2.0),
         "deep": table([1, 2, 4], 0.88, 0.5),  # a zoo with fewer models than the run's n
     }
 
@@ -42,8 +43,10 @@ def run(ensembles: dict | None, n: int = 6) -> SimpleNamespace:
 def test_the_chart_has_one_trace_per_group_over_the_member_counts(ensembles, figure):
     chart = ensemble_figure(ensembles, figure)
     names = [t.name for t in chart.data]
-    assert names == [ENSEMBLE_STYLE[g][0] for g in ensembles] and len(set(names)) == 5
-    assert [list(t.x) for t in chart.data] == [[1, 2, 4, 6]] * 4 + [[1, 2, 4]]
+    assert names == [ENSEMBLE_STYLE[g][0] for g in ensembles] and len(set(names)) == 6
+    assert [list(t.x) for t in chart.data] == [[1, 2, 4, 6]] * 5 + [[1, 2, 4]]
+    shown = {t.name: t.visible for t in chart.data}  # the averages far below: from the legend only
+    assert shown.pop("average of 3 anchors") == "legendonly" and set(shown.values()) == {True}
     generated = chart.data[0]
     assert list(generated.y) == pytest.approx([ensembles["generated"][str(n)][figure]["mean"] for n in (1, 2, 4, 6)])
     assert chart.layout.xaxis.type == "log" and list(chart.layout.xaxis.tickvals) == [1, 2, 4, 6]

@@ -227,6 +227,13 @@ def test_samples_tables_and_weights_are_checked_as_they_are_read(workspace):
         run.weights_metadata()
     with pytest.raises(ZooError, match="weights.safetensors: expected a tensor 'finetuned'"):
         run.weights()
+    rows = run.n
+    kept = {"generated": torch.zeros(rows, 3), "finetuned": torch.zeros(rows, 3), "stray": torch.zeros(1, 1)}
+    save_file(kept | {"anchors_finetuned": torch.zeros(rows + 1, 3)}, run.weights_path)
+    with pytest.raises(ZooError, match=f"expected a tensor 'anchors_finetuned' of {rows} rows"):
+        run.weights()
+    save_file(kept | {"anchors_finetuned": torch.ones(rows, 3)}, run.weights_path)
+    assert set(run.weights()) == {"generated", "finetuned", "anchors_finetuned"}  # a stray tensor is not a group
 
 
 # ---------------------------------------------------------------- a replaced zoo

@@ -189,7 +189,9 @@ def _own_task(config: SampleConfig, source: Dataset) -> bool:
     return config.finetune_epochs > 0 and config.dataset in (None, source.name)
 
 
-def _kept_weights(config: SampleConfig, source: Dataset, groups: dict, final: torch.Tensor, sources) -> dict:
+def _kept_weights(
+    config: SampleConfig, source: Dataset, groups: dict, final: torch.Tensor, sources: np.ndarray
+) -> dict:
     """The weights a samples run keeps: the generated models as drawn and after fine-tuning (`final` holds every
     group's, in the order of `groups`); where the run evaluates its ensembles on the zoo's own task, also its
     source anchors after the same fine-tuning, the fine-tuned ensemble's like-for-like line (`ensemble` reads

@@ -111,17 +111,23 @@ def ensemble_row(run: SamplesRun, group: str = "generated", size: int | None = N
 
 def ensemble_metric(run: SamplesRun) -> dict | None:
     """The metric "Ensemble of N" (N: the run's n): the generated ensemble's accuracy and NLL, and the same of the
-    source anchors' ensemble of as many, to compare with; None where either is missing."""
+    source anchors' ensemble of as many, to compare with; None where either is missing. Where the run kept both
+    fine-tuned groups, also their accuracies ("finetuned_acc", "anchors_finetuned_acc"): like for like after
+    fine-tuning."""
     generated, anchors = ensemble_row(run, "generated"), ensemble_row(run, "anchors")
     if generated is None or anchors is None:
         return None
-    return {
+    metric = {
         "n": run.n,
         "acc": generated["acc"]["mean"],
         "nll": generated["nll"]["mean"],
         "anchors_acc": anchors["acc"]["mean"],
         "anchors_nll": anchors["nll"]["mean"],
     }
+    tuned, tuned_anchors = ensemble_row(run, "finetuned"), ensemble_row(run, "anchors_finetuned")
+    if tuned is not None and tuned_anchors is not None:
+        metric |= {"finetuned_acc": tuned["acc"]["mean"], "anchors_finetuned_acc": tuned_anchors["acc"]["mean"]}
+    return metric
 
 
 def ensemble_columns(run: SamplesRun) -> dict:

@@ -209,6 +209,9 @@ def ensemble_metric_cell(col, ensemble: dict) -> None:
         "lower is better) against the anchors' ensemble",
     )
     col.caption(f"NLL {ensemble['nll']:.3f}, {ensemble['nll'] - ensemble['anchors_nll']:+.3f} vs anchors")
+    if "finetuned_acc" in ensemble:  # like for like after fine-tuning: the anchors trained alike
+        tuned = 100 * (ensemble["finetuned_acc"] - ensemble["anchors_finetuned_acc"])
+        col.caption(f"fine-tuned {ensemble['finetuned_acc']:.1%}, {tuned:+.1f} points vs anchors fine-tuned alike")
 
 
 def ensemble_section(result: SamplesRun) -> None:

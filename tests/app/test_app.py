@@ -469,6 +469,7 @@ def test_generate_page_generates_with_ensembles_and_shows_them(app_root):
     assert record["config"]["anchor_fidelity"] == 0 and "anchor_fidelity" not in record["selection"]  # box off
     metric = next(m for m in at.metric if m.label == "Ensemble of 4")
     assert " points vs anchors" in str(metric.proto.delta) and "NLL " in " ".join(texts(at.caption))
+    assert " points vs anchors fine-tuned alike" in " ".join(texts(at.caption))  # fine-tuned 1 epoch: both kept
     assert "Evaluate as an ensemble" not in [b.label for b in at.button]
     assert len(at.get("plotly_chart")) == 3  # curves, novelty plane, ensembles
     next(r for r in at.radio if r.label == "Ensemble figure").set_value("nll").run()

@@ -73,6 +73,8 @@ def test_the_metric_compares_the_generated_ensemble_of_n_with_the_anchors(ensemb
     metric = ensemble_metric(run(ensembles))
     assert metric == pytest.approx({"n": 6, "acc": 0.83, "nll": 0.6, "anchors_acc": 0.85, "anchors_nll": 0.5})
     assert ensemble_metric(run(None)) is None
+    both = ensemble_metric(run(ensembles | {"anchors_finetuned": table([1, 2, 4, 6], 0.86, 0.7)}))
+    assert both == pytest.approx(metric | {"finetuned_acc": 0.88, "anchors_finetuned_acc": 0.89})
 
 
 def test_comparison_cells_hold_the_ensemble_of_n_and_are_empty_for_old_runs(ensembles):

@@ -373,10 +373,11 @@ class SamplesRun:
         """{"generated": [n, params], "finetuned": [n, params']} float32, and "anchors_finetuned" [n, params'] where
         the run kept its source anchors after fine-tuning (core/pipeline.py `_kept_weights`)."""
         tensors = read_tensors(self.weights_path)
-        for key in ("generated", "finetuned", *(k for k in KEPT_OPTIONAL if k in tensors)):
+        kept = ("generated", "finetuned", *(key for key in KEPT_OPTIONAL if key in tensors))
+        for key in kept:
             if key not in tensors or tensors[key].dim() != 2 or len(tensors[key]) != self.n:
                 raise ZooError(f"{self.weights_path}: expected a tensor {key!r} of {self.n} rows")
-        return {key: tensors[key] for key in ("generated", "finetuned", *KEPT_OPTIONAL) if key in tensors}
+        return {key: tensors[key] for key in kept}
 
     def weights_metadata(self) -> dict[str, str]:
         metadata = read_tensor_metadata(self.weights_path)

@@ -138,7 +138,6 @@ def replicate(
     figures["frontier"] = _frontier(workspace, run.name, sampling, device)
     figures["ensembles"] = figures["frontier"]["default"].pop("ensembles")
     figures["ensembles"]["generated_diverse"] = _diverse(workspace, run.name, sampling, device)
-    figures["ensembles"] |= _finetuned_ensembles(workspace, run.name, sampling, device)
     lap("generation")
     target = task(scale, dataset, TRANSFER_TASK, f"k={scale.transfer_k}")
     figures["transfer"] = _transfer(workspace, run.name, sampling, target, device)
@@ -164,8 +163,11 @@ def _frontier(workspace: Workspace, run: str, sampling: SampleConfig, device: st
     accuracy relative to the source anchors (the anchors the kept models were drawn around)."""
     points, noise, at_default = [], [], None
     for spread in SPREADS:
-        default = spread is None  # the baselines and their frontier: once, at the default
-        config = replace(sampling, spread=spread, ensemble=default, baselines=default)
+        default = spread is None  # the baselines, their frontier and the ensembles: once, at the default
+        # At the default the models are also fine-tuned (ENSEMBLE_EPOCHS), beside their source anchors fine-tuned
+        # alike: the figures as generated are the curves' epoch 0, the same draws either way.
+        epochs = ENSEMBLE_EPOCHS if default else 0
+        config = replace(sampling, spread=spread, ensemble=default, baselines=default, finetune_epochs=epochs)
         result = _sample(workspace, run, config, device)
         source = result["curves"]["anchors"][0]  # the source anchors of the kept models
         point = {
@@ -216,15 +218,6 @@ def frontier_margin(points: list[dict], noise: list[dict]) -> float:
 def _envelope(points: list[dict]) -> tuple[list[float], list[float]]:
     ious, accs, _ = frontier_envelope([{"max_iou_median": p["iou"], "acc_mean": p["acc"], "scale": 0} for p in points])
     return ious, accs
-
-
-def _finetuned_ensembles(workspace: Workspace, run: str, sampling: SampleConfig, device: str) -> dict:
-    """The ensembles of the generated models at the default spread and of their source anchors, both after
-    ENSEMBLE_EPOCHS of fine-tuning on the zoo's own task in one population: one more epoch of training changes an
-    ensemble whatever it starts from, so the fine-tuned generated models are compared with fine-tuned anchors."""
-    config = replace(sampling, finetune_epochs=ENSEMBLE_EPOCHS, ensemble=True)
-    tables = _ensembles_at(_sample(workspace, run, config, device), sampling.n)
-    return {group: tables[group] for group in FINETUNED_PAIR}
 
 
 def _transfer(workspace: Workspace, run: str, sampling: SampleConfig, target: str, device: str) -> dict:

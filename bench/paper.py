@@ -42,6 +42,7 @@ from core.runtime import sleep_while_waiting  # noqa: E402
 
 sleep_while_waiting()  # before torch loads: the machine may be busy
 
+from core.cli.progress import with_progress  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
 from core.gen.frontier import frontier_envelope  # noqa: E402
 from core.gen.novelty import ZooErrorSets  # noqa: E402
@@ -123,16 +124,26 @@ def replicate(
     workspace, seconds, started = Workspace(root / f"{recipe}-{seed}"), {}, time.monotonic()
 
     def lap(stage: str) -> None:
+        """The stage's seconds, kept and printed at once: a run stopped mid-seed (a lent machine's time limit)
+        still says how far it got and how fast."""
         nonlocal started
         seconds[stage], started = round(time.monotonic() - started, 1), time.monotonic()
+        print(f"seed {seed}: {stage} took {seconds[stage]:.0f} s", flush=True)
 
     if not workspace.exists():
-        generate_zoo(workspace, zoo_config(scale, dataset, seed, recipe), device)
+        config = zoo_config(scale, dataset, seed, recipe)
+        with_progress(f"seed {seed} zoo", False, lambda bar: generate_zoo(workspace, config, device, on_progress=bar))
     lap("zoo")
     base = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed)
     name = "default" if objective == base.objective else objective
-    run = train_and_map(workspace, AEConfig(), replace(base, objective=objective), run=name, device=device)
+    train = replace(base, objective=objective)
+    run = with_progress(
+        f"seed {seed} autoencoder",
+        False,
+        lambda bar: train_and_map(workspace, AEConfig(), train, run=name, device=device, on_progress=bar),
+    )
     figures = {"probes": _probes(evaluate_run(workspace, run.name, device))}
+    print(f"seed {seed}: probe R^2 of test accuracy {_probe_line(figures['probes'])}", flush=True)
     lap("autoencoder")
     sampling = SampleConfig(n=scale.n, method=method, finetune_epochs=0, seed=seed, baselines=False)
     figures["frontier"] = _frontier(workspace, run.name, sampling, device)
@@ -149,6 +160,14 @@ def replicate(
 
 def _probes(result: dict) -> dict:
     return {m: result[f"probe_{m}"] for m in ("r2", "tau")}
+
+
+def _probe_line(probes: dict) -> str:
+    """'embedding 0.942, weights 0.892, stats 0.903' (a feature set left out shows as None)."""
+    return ", ".join(
+        f"{name} {by['test_acc']:.3f}" if by["test_acc"] is not None else f"{name} None"
+        for name, by in probes["r2"].items()
+    )
 
 
 ZOO_ERRORS = ZooErrorSets()  # the zoos' error sets on the test split, computed once per zoo (as the app keeps them)

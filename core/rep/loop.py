@@ -41,7 +41,9 @@ STATE_COST_FACTOR = 10.0
 # The contrastive weight (gamma) each objective trains with. Measured on five quick MNIST zoos (README, "Choices
 # worth knowing"): gamma 0.5 probed test accuracy better on four (R^2 0.906 on average against 0.867 at 0.05, the
 # weight statistics 0.896) and cost the decoder up to a quarter of the accuracy it kept on two; the best embedding
-# for probes and the best decoder for generation are not one run, so the user says which the run is for.
+# for probes and the best decoder for generation are not one run, so the user says which the run is for. On ten
+# cpu-scale MNIST zoos (256 models) gamma 0.5 probed 0.950 against 0.946 (no measurable difference, but its lead
+# over W and s(W) is measurable where the default's is not) at no cost to the decoder.
 OBJECTIVES = {"generate": 0.05, "probe": 0.5}
 
 

@@ -19,9 +19,11 @@ the bench says "no measurable difference". A PNG shows the frontiers and the pro
 Scales: quick (a subset; the issue's budget is 15 minutes on 2 CPU cores), cpu (hours), gpu (the public zoo's size:
 about 1,000 models x 50 epochs on all 60,000 images; for a lent GPU).
 Usage: python bench/paper.py --scale quick [--dataset ../shared/data/mnist] [--seeds 0,1,2] [--workdir DIR]
-       [--png assets/paper.png] [--device auto] [--method kde|neighbour|...] [--objective generate|probe]
-The last line of stdout is JSON: scale, seeds, probe_test_acc {embedding, weights, stats}, generated_ratio,
-generated_iou, noise_iou, frontier_margin (each {"mean", "lo", "hi"}) and the rest of the figures.
+       [--models N] [--epochs E] [--png assets/paper.png] [--device auto] [--method kde|neighbour|...]
+       [--objective generate|probe]
+`--models` / `--epochs` shrink or grow the scale's zoos (what a 15-minute GPU lease allows); the JSON records them
+as "sizes". The last line of stdout is JSON: scale, sizes, seeds, probe_test_acc {embedding, weights, stats},
+generated_ratio, generated_iou, noise_iou, frontier_margin (each {"mean", "lo", "hi"}) and the rest of the figures.
 """
 
 from __future__ import annotations
@@ -383,6 +385,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep zoos and runs here (default: a temporary folder)")
     parser.add_argument("--png", default=None, help="write the frontiers and probe table here")
     parser.add_argument("--device", default="auto")
+    for name, what in (("models", "models in each zoo"), ("epochs", "training epochs of each zoo")):
+        parser.add_argument(f"--{name}", type=int, help=f"{what} instead of the scale's (a short lease of a GPU)")
     sampler = SampleConfig().method
     parser.add_argument("--method", choices=METHODS, default=sampler, help=f"the sampler (default: {sampler})")
     objective = TrainConfig().objective
@@ -392,8 +396,13 @@ def main() -> None:
     args = parser.parse_args()
     tune_cpu_allocator()
     device = resolve_device(args.device)
-    scale, seeds = SCALES[args.scale], [int(s) for s in args.seeds.split(",")]
-    root = Path(args.workdir or tempfile.mkdtemp(prefix="paper-")) / args.scale
+    sizes = {name: value for name in ("models", "epochs") if (value := getattr(args, name)) is not None}
+    if any(value < 1 for value in sizes.values()):
+        parser.error("--models and --epochs take a positive number")
+    scale, seeds = replace(SCALES[args.scale], **sizes), [int(s) for s in args.seeds.split(",")]
+    # A zoo of other sizes gets a folder of its own: a kept --workdir never hands one size's zoo to another.
+    label = "-".join([args.scale, *(f"{name}{value}" for name, value in sizes.items())])
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="paper-")) / label
     started, per_seed = time.monotonic(), []
     for seed in seeds:
         per_seed.append(replicate(scale, args.dataset, args.recipe, seed, root, device, args.method, args.objective))
@@ -408,7 +417,7 @@ def main() -> None:
     seconds = round(time.monotonic() - started, 1)
     print(
         json.dumps(
-            {"scale": args.scale, "seeds": seeds, "objective": args.objective, "seconds": seconds}
+            {"scale": args.scale, "sizes": sizes, "seeds": seeds, "objective": args.objective, "seconds": seconds}
             | as_json(summary)
             | {"per_seed": per_seed}
         )

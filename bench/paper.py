@@ -9,7 +9,8 @@ For each seed s (the zoo's, the autoencoder's and the sampler's seed at once), o
      baseline (anchor + noise) at its scales, with the generator's own selection, so that the two frontiers are
      compared like for like;
   4. ensembles of the generated models beside their source anchors, anchor + noise, averages and a deep ensemble,
-     as generated and after one epoch of fine-tuning on the zoo's own task (the source anchors fine-tuned alike);
+     as generated and after one epoch of fine-tuning on the zoo's own task (the source anchors fine-tuned alike),
+     with their members' own accuracy and how often two members disagree (what an ensemble's accuracy is made of);
   5. transfer to another MNIST task (B_T: random init; B_F: the anchors fine-tuned) after 0, 1 and 5 epochs;
   6. the 2022 paper's ablation: the weight-space (structure) loss alone, with and without layer-wise loss
      normalisation, judged by the accuracy of generated models as generated.
@@ -67,6 +68,9 @@ ENSEMBLE_GROUPS = ("generated", "generated_diverse", "anchors", "noise", "averag
 ENSEMBLE_EPOCHS = 1  # fine-tuning epochs of the fine-tuned ensembles (generated and source anchors alike)
 # Each pair paired by seed: the generated ensemble against its source anchors', as generated and fine-tuned.
 ENSEMBLE_PAIRS = (("generated", "anchors"), FINETUNED_PAIR)
+# An ensemble's accuracy and NLL, and what they come from: how good its members are one by one (their mean test
+# accuracy) and how often two of them disagree (core/gen/ensemble.py).
+ENSEMBLE_FIGURES = ("acc", "nll", "member_acc", "disagreement")
 
 
 @dataclass(frozen=True)
@@ -207,12 +211,14 @@ def _frontier(workspace: Workspace, run: str, sampling: SampleConfig, device: st
 
 
 def _ensembles_at(result: dict, members: int) -> dict:
-    """{group: {"acc", "nll"}} of the run's ensembles of `members` members (each a mean over member draws)."""
-    return {
-        group: {figure: sizes[str(members)][figure]["mean"] for figure in ("acc", "nll")}
-        for group, sizes in result["ensembles"].items()
-        if str(members) in sizes
-    }
+    """{group: ENSEMBLE_FIGURES} of the run's ensembles of `members` members (each a mean over member draws; the
+    members' own accuracy is the ensemble's less its gain)."""
+    figures = {}
+    for group, sizes in result["ensembles"].items():
+        if str(members) in sizes:
+            at = {figure: value["mean"] for figure, value in sizes[str(members)].items()}
+            figures[group] = {"member_acc": at["acc"] - at["gain"]} | {f: at[f] for f in ("acc", "nll", "disagreement")}
+    return figures
 
 
 def _diverse(workspace: Workspace, run: str, sampling: SampleConfig, device: str) -> dict:
@@ -293,14 +299,14 @@ def summarise(per_seed: list[dict]) -> dict:
     }
     groups = [g for g in ENSEMBLE_GROUPS if all(g in f["ensembles"] for f in per_seed)]
     summary["ensembles"] = {
-        g: {m: over(lambda f, g=g, m=m: f["ensembles"][g][m]) for m in ("acc", "nll")} for g in groups
+        g: {m: over(lambda f, g=g, m=m: f["ensembles"][g][m]) for m in ENSEMBLE_FIGURES} for g in groups
     }
 
     def lead(a: str, b: str, m: str):
         return over(lambda f: f["ensembles"][a][m] - f["ensembles"][b][m])
 
     pairs = [(a, b) for a, b in ENSEMBLE_PAIRS if a in groups and b in groups]
-    summary["ensemble_lead"] = {f"{a} - {b}": {m: lead(a, b, m) for m in ("acc", "nll")} for a, b in pairs}
+    summary["ensemble_lead"] = {f"{a} - {b}": {m: lead(a, b, m) for m in ENSEMBLE_FIGURES} for a, b in pairs}
     summary["ablation"] = {name: over(lambda f, n=name: f["ablation"][n]) for name in ("layer_norm", "plain_mse")}
     # Paired by seed as well (the same zoo, run and draws on both sides): what the unpaired intervals hide.
     summary["transfer_lead"] = {
@@ -360,13 +366,22 @@ def report(summary: dict, members: int) -> None:
         if other in ensembles and "generated" in ensembles:
             said = [verdict(ensembles["generated"][m], ensembles[other][m], "generated", other) for m in ("acc", "nll")]
             print(f"    accuracy: {said[0]}; NLL: {said[1]}")
+    print("  what they are made of: the members' own mean test accuracy, and how often two of them disagree")
+    for group, figures in ensembles.items():
+        print(f"  {group:<18} {format_interval(figures['member_acc'])}   {format_interval(figures['disagreement'])}")
     if summary["ensemble_lead"]:
         print("  the generated ensemble against its source anchors', paired by seed")
-    for pair, leads in summary["ensemble_lead"].items():  # NLL: lower is better, so a lead below 0 is ahead
-        show(f"{pair}, acc", leads["acc"])
-        print(f"    {_paired(leads['acc'])}")
-        show(f"{pair}, nll", leads["nll"])
-        print(f"    {_PAIRED_NLL.get(compare_paired(leads['nll']), NO_DIFFERENCE)}")
+    for pair, leads in summary["ensemble_lead"].items():
+        print(f"  {pair}")
+        readings = {
+            "acc": _paired(leads["acc"]),
+            "nll": _PAIRED_NLL.get(compare_paired(leads["nll"]), NO_DIFFERENCE),  # lower is better
+            # higher or lower: neither better nor worse by itself
+            **{figure: compare_paired(leads[figure]) for figure in ("member_acc", "disagreement")},
+        }
+        for figure, reading in readings.items():
+            show(f"  {figure}", leads[figure])
+            print(f"      {reading}")
     print("\nablation: structure loss alone, generated accuracy / anchors'")
     for name, figure in summary["ablation"].items():
         show(name, figure)

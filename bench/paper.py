@@ -46,6 +46,7 @@ from core.runtime import sleep_while_waiting  # noqa: E402
 sleep_while_waiting()  # before torch loads: the machine may be busy
 
 from core.cli.progress import with_progress  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
 from core.gen.frontier import frontier_envelope  # noqa: E402
 from core.gen.novelty import ZooErrorSets  # noqa: E402
@@ -136,8 +137,10 @@ def replicate(
         seconds[stage], started = round(time.monotonic() - started, 1), time.monotonic()
         print(f"seed {seed}: {stage} took {seconds[stage]:.0f} s", flush=True)
 
-    if not workspace.exists():
-        config = zoo_config(scale, dataset, seed, recipe)
+    config = zoo_config(scale, dataset, seed, recipe)
+    if workspace.exists():
+        _check_kept_zoo(workspace, config)
+    else:
         with_progress(f"seed {seed} zoo", False, lambda bar: generate_zoo(workspace, config, device, on_progress=bar))
     lap("zoo")
     base = replace(TrainConfig(), epochs=scale.ae_epochs, seed=seed)
@@ -162,6 +165,19 @@ def replicate(
     figures["ablation"] = _ablation(workspace, sampling, base, device)  # the default objective's, whatever the run's
     lap("ablation")
     return figures | {"seconds": seconds}
+
+
+def _check_kept_zoo(workspace: Workspace, config: ZooConfig) -> None:
+    """A kept --workdir's zoo is reused only if it was made with this run's settings (the same digest,
+    ZooConfig.key, with the settings older code did not record at their defaults); a zoo of another dataset,
+    recipe, size or code stops the bench, naming the folder, rather than being measured as this one."""
+    stored = workspace.manifest().get("zoo", {}).get("config")
+    try:
+        same = stored is not None and ZooConfig(**stored).key() == config.key()
+    except (TypeError, UserError):  # settings this code does not know, or no longer accepts
+        same = False
+    if not same:
+        sys.exit(f"{workspace.root}: holds a zoo made with other settings than this run's; give another --workdir")
 
 
 def _probes(result: dict) -> dict:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from core.zoo.arch import ArchSpec, Conv, cnn_small
-from core.zoo.backend import Backend, backend_for, grouped_conv, shared_input_conv, unfolded_conv
+from core.zoo.backend import Backend, backend_for, grouped_conv, image_patches, shared_input_conv, unfolded_conv
 from core.zoo.data import load_dataset
 from core.zoo.families import arch_by_name
 from core.zoo.population import Population, epoch_orders, init_vectors, stacked_net, step_bytes_per_image
@@ -82,6 +82,14 @@ def test_unfolded_conv_computes_the_grouped_convolution_and_its_gradients(stride
     torch.testing.assert_close(y_unfolded, y_grouped, atol=1e-5, rtol=1e-5)
     for a, b_ in zip(grads_unfolded, grads_grouped):
         torch.testing.assert_close(a, b_, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, padding", [(1, 0), (2, 0), (3, 1), (5, 2)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_image_patches_are_unfolds_rows_in_its_order(kernel, padding, layout):
+    images = torch.randn(4, 3, 9, 7, generator=torch.Generator().manual_seed(kernel)).contiguous(memory_format=layout)
+    expected = F.unfold(images, kernel, padding=padding).transpose(1, 2).reshape(-1, 3 * kernel * kernel)
+    assert torch.equal(image_patches(images, kernel, padding), expected)
 
 
 @pytest.mark.parametrize("padding, bias", [(0, True), (1, True), (2, False)])

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -144,7 +145,7 @@ def generate(
     prepared = run.prepare(anchors.zoo)
     source_name, source = _source_dataset(anchors.zoo.manifest)
     rng = np.random.default_rng(config.seed)
-    drawing = _drawing(run, prepared, anchors, config, source, device)
+    drawing = _drawing(workspace, run, prepared, anchors, config, source, device, zoo_errors)
     anchors, codes = drawing.anchors, drawing.codes  # the anchors the autoencoder reproduces
     generated, sampler, selected, sources = _draw(workspace, drawing, config, source, rng, device, table)
     preparing(1, 1, {})
@@ -286,13 +287,19 @@ class Drawing(NamedTuple):
     fidelity: Fidelity | None  # the check's record; None where it did not run
 
 
-def _drawing(run: AERun, prepared, anchors: Anchors, config: SampleConfig, source: Dataset, device: str) -> Drawing:
+def _drawing(
+    workspace: Workspace, run: AERun, prepared, anchors: Anchors, config, source: Dataset, device: str, zoo_errors
+) -> Drawing:
     """The anchors encoded, then narrowed to those the autoencoder reproduces, except where the run decodes given
-    points (spread 0, or a point of a latent path)."""
+    points (spread 0, or a point of a latent path). `zoo_errors`, where given, keeps the check's measurements for
+    the next generation around the same anchors."""
     codes = run.encode_rows(prepared, anchors.rows, device)
     if config.spread == 0 or config.path_t is not None:
         return Drawing(run, prepared, anchors, codes, None)
-    anchors, codes, found = faithful_anchors(run, prepared, (anchors, codes), source, config.anchor_fidelity, device)
+    key = _decodes_key(workspace, run, anchors, source)
+    kept = partial(zoo_errors.decoded_shares, key) if zoo_errors is not None else None
+    drawn_from, threshold = (anchors, codes), config.anchor_fidelity
+    anchors, codes, found = faithful_anchors(run, prepared, drawn_from, source, threshold, device, kept)
     return Drawing(run, prepared, anchors, codes, found)
 
 

@@ -15,6 +15,7 @@ generation says how many it left out and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -89,11 +90,14 @@ def faithful_anchors(
     source: Dataset,
     threshold: float,
     device: str,
+    kept: Callable[[Callable[[], np.ndarray]], np.ndarray] | None = None,
 ) -> tuple[Anchors, np.ndarray, Fidelity | None]:
     """(the anchors whose decodes keep at least `threshold` of their validation accuracy, their codes, what the
     check found) from `drawn_from` (anchors, their codes); anchors below twice chance accuracy are kept unjudged.
     Where no judged anchor keeps the share, every anchor is kept and the record says so (the spread's calibration
-    then says the decoder falls short). Not checked (None): threshold 0 or one anchor; above CHECK_LIMIT, said."""
+    then says the decoder falls short). Not checked (None): threshold 0 or one anchor; above CHECK_LIMIT, said.
+    `kept` (given the measurement, returns its result kept from an earlier generation around the same anchors, or
+    makes it) spares measuring again what depends only on the run and the anchors."""
     anchors, codes = drawn_from
     count = len(anchors.ids)
     if threshold <= 0 or count < 2:
@@ -101,8 +105,12 @@ def faithful_anchors(
     if count > CHECK_LIMIT:
         note = f"not checked: {count:,} anchors, more than {CHECK_LIMIT:,} (name fewer to check them)"
         return anchors, codes, Fidelity(threshold, count, 0, count, note)
-    with torch.no_grad():
-        shares = decoded_shares(run, prepared, anchors, codes, source, device)
+
+    def measure() -> np.ndarray:
+        with torch.no_grad():
+            return decoded_shares(run, prepared, anchors, codes, source, device)
+
+    shares = kept(measure) if kept is not None else measure()
     judged = ~np.isnan(shares)
     passed = judged & (shares >= threshold)
     if not passed.any():

@@ -1,6 +1,8 @@
 """Anchors the autoencoder reproduces (core/gen/fidelity.py): the check alone on a decoder that breaks chosen
 anchors, and a generation that leaves out the anchors the tiny run's decoder does not reproduce."""
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -10,6 +12,7 @@ from core.gen import fidelity
 from core.gen.anchors import resolve_anchors
 from core.gen.config import SampleConfig
 from core.gen.fidelity import decoded_shares, describe_fidelity, faithful_anchors
+from core.gen.novelty import ZooErrorSets
 from core.pipeline import generate
 from core.rep.run import load_run
 from core.store.runs import SamplesRun
@@ -131,3 +134,24 @@ def test_anchors_at_chance_are_kept_unjudged(setting):
     everything_broken = BreakingDecoder(prepared, mixed.rows, [0, 1, 2, 3, 4])
     kept, _, found = faithful_anchors(everything_broken, prepared, (mixed, codes), data, 0.97, "cpu")
     assert kept is mixed and found.note.startswith("every anchor kept: none's decode keeps 97%")  # not the 2 at chance
+
+
+def test_a_kept_check_spares_the_next_generation_around_the_same_anchors(tiny_ae_workspace, tmp_path, monkeypatch):
+    workspace = copy_workspace(tiny_ae_workspace, tmp_path / "ws")
+    measured, original = [], fidelity.decoded_shares
+
+    def counting(run, prepared, anchors, *rest):
+        measured.append(tuple(anchors.ids))
+        return original(run, prepared, anchors, *rest)
+
+    monkeypatch.setattr(fidelity, "decoded_shares", counting)
+    config = SampleConfig(n=2, finetune_epochs=0, baselines=False, anchors="top:0.5", anchor_fidelity=0.99)
+    kept = ZooErrorSets()
+    first = generate(workspace, config, zoo_errors=kept)
+    again = generate(workspace, replace(config, seed=1, spread=0.5), zoo_errors=kept)
+    assert len(measured) == 1  # the second generation around the same anchors measured no decode
+    assert again.anchors == first.anchors and again.selection["anchor_fidelity"] == first.selection["anchor_fidelity"]
+    generate(workspace, replace(config, anchors="top:0.3"), zoo_errors=kept)
+    assert len(measured) == 2 and measured[1] != measured[0]  # other anchors: measured
+    generate(workspace, replace(config, seed=1, spread=0.5), zoo_errors=ZooErrorSets())
+    assert measured[2] == measured[0]  # nothing kept: measured again

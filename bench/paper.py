@@ -15,7 +15,8 @@ For each seed s (the zoo's, the autoencoder's and the sampler's seed at once), o
   6. the 2022 paper's ablation: the weight-space (structure) loss alone, with and without layer-wise loss
      normalisation, judged by the accuracy of generated models as generated.
 Every figure is printed as mean ± 95% t-interval over the seeds; where two compared figures' intervals overlap
-the bench says "no measurable difference". A PNG shows the frontiers and the probe table.
+the bench says "no measurable difference". A PNG shows the frontiers and the probe table. Last come the papers'
+own published MNIST figures beside ours, where they exist (bench/published.py, which says how theirs differ).
 
 Scales: quick (a subset; the issue's budget is 15 minutes on 2 CPU cores), cpu (hours), gpu (the public zoo's size:
 about 1,000 models x 50 epochs on all 60,000 images; for a lent GPU).
@@ -45,6 +46,7 @@ from core.runtime import sleep_while_waiting  # noqa: E402
 
 sleep_while_waiting()  # before torch loads: the machine may be busy
 
+from bench import published  # noqa: E402
 from core.cli.progress import with_progress  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.gen.config import SampleConfig  # noqa: E402
@@ -73,6 +75,8 @@ ENSEMBLE_PAIRS = (("generated", "anchors"), FINETUNED_PAIR)
 # An ensemble's accuracy and NLL, and what they come from: how good its members are one by one (their mean test
 # accuracy) and how often two of them disagree (core/gen/ensemble.py).
 ENSEMBLE_FIGURES = ("acc", "nll", "member_acc", "disagreement")
+# The default generation's curves kept (epochs 0 and ENSEMBLE_EPOCHS): set beside the 2022 paper's (bench/published.py).
+CURVE_GROUPS = ("generated", "anchors", "random_init")
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ def _frontier(workspace: Workspace, run: str, sampling: SampleConfig, device: st
         points.append(point)
         if default:
             at_default = point | {"noise_iou": result["novelty_baselines"]["noise"]["max_iou_median"]}
+            at_default["curves"] = {group: result["curves"][group] for group in CURVE_GROUPS}
             at_default["ensembles"] = _ensembles_at(result, sampling.n)
             noise = [{"acc": p["acc_mean"], "iou": p["max_iou_median"]} for p in result["noise_frontier"]]
     points.sort(key=lambda p: p["spread"])  # the default's chosen spread among the fixed ones
@@ -314,6 +319,11 @@ def summarise(per_seed: list[dict]) -> dict:
     summary["generated_iou"] = over(lambda f: f["frontier"]["default"]["iou"])
     summary["noise_iou"] = over(lambda f: f["frontier"]["default"]["noise_iou"])
     summary["frontier_margin"] = over(lambda f: f["frontier"]["margin"])
+    if all("curves" in f["frontier"]["default"] for f in per_seed):  # per-seed files of older runs have none
+        summary["generation_curves"] = {
+            g: [over(lambda f, g=g, e=e: f["frontier"]["default"]["curves"][g][e]) for e in (0, ENSEMBLE_EPOCHS)]
+            for g in CURVE_GROUPS
+        }
     summary["transfer"] = {
         row: [over(lambda f, r=row, i=i: f["transfer"][r][i]) for i in range(len(TRANSFER_EPOCHS))]
         for row in ("generated", "b_t", "b_f")
@@ -462,6 +472,7 @@ def main() -> None:
         print(f"seed {seed} done at {time.monotonic() - started:.0f} s", flush=True)
     summary = summarise(per_seed)
     report(summary, scale.n)
+    published.report(summary, args.recipe)
     if args.png:
         plot(per_seed, summary, Path(args.png))
     seconds = round(time.monotonic() - started, 1)
@@ -469,7 +480,7 @@ def main() -> None:
         json.dumps(
             {"scale": args.scale, "sizes": sizes, "seeds": seeds, "objective": args.objective, "seconds": seconds}
             | as_json(summary)
-            | {"per_seed": per_seed}
+            | {"published": published.as_json(), "per_seed": per_seed}
         )
     )
 

@@ -66,6 +66,6 @@ def report(summary: dict, recipe: str) -> None:
         group = OURS[row]
         mine = " / ".join(format_interval(f) for f in curves[group]) if group in curves else "not measured"
         published = " / ".join(f"{theirs[e][0]:.3f} ± {theirs[e][1]:.3f}" if e in theirs else "-" for e in (0, 1))
-        print(f"    {row}\n      ours {mine}\n      theirs {published}")
+        print(f"    {row}\n      ours ({group or 'no such group'}) {mine}\n      theirs {published}")
     if "anchors" in curves:
         print(f"    the source anchors (ours): {' / '.join(format_interval(f) for f in curves['anchors'])}")

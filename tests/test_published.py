@@ -16,8 +16,8 @@ def test_our_figures_stand_beside_theirs(capsys):
     text = capsys.readouterr().out
     assert "test_acc embedding 0.920 | 0.949  weights 0.810 | 0.747  stats 0.900 | 0.815" in text
     assert "theirs 0.686 ± 0.067 / 0.837 ± 0.013" in text  # S_KDE30 as generated and after one epoch
-    assert "ours 0.810 ± " in text and "theirs - / 0.206 ± 0.016" in text  # B_T has no epoch-0 figure of theirs
-    assert text.count("ours not measured") == 1  # B_KDE30: no such group here
+    assert "ours (generated) 0.810 ± " in text and "theirs - / 0.206 ± 0.016" in text  # their B_T: no epoch 0
+    assert text.count("ours (no such group) not measured") == 1  # B_KDE30: we have no such group
 
 
 def test_the_json_keeps_each_figure_with_its_source():

@@ -93,7 +93,7 @@ class Scale:
 
 SCALES = {
     # Five seeds at the quick scale: three leave the frontier margin's interval across 0 (stop 43: [-0.021, 0.123]
-    # over seeds 0-2, [0.023, 0.090] over 0-4), and five fresh take 11 min 42 s on our 2 idle cores.
+    # over seeds 0-2, [0.023, 0.090] over 0-4), and five fresh take 8 min 25 s on our 2 idle cores (stop 44).
     "quick": Scale(models=64, k=100, epochs=6, ae_epochs=30, n=16, transfer_k=10, test=2000, seeds=(0, 1, 2, 3, 4)),
     "cpu": Scale(models=256, k=500, epochs=15, ae_epochs=60, n=32, transfer_k=10),
     "gpu": Scale(models=1000, k=None, epochs=50, ae_epochs=60, n=32, transfer_k=10),

@@ -288,7 +288,14 @@ class Drawing(NamedTuple):
 
 
 def _drawing(
-    workspace: Workspace, run: AERun, prepared, anchors: Anchors, config, source: Dataset, device: str, zoo_errors
+    workspace: Workspace,
+    run: AERun,
+    prepared,
+    anchors: Anchors,
+    config: SampleConfig,
+    source: Dataset,
+    device: str,
+    zoo_errors: ZooErrorSets | None,
 ) -> Drawing:
     """The anchors encoded, then narrowed to those the autoencoder reproduces, except where the run decodes given
     points (spread 0, or a point of a latent path). `zoo_errors`, where given, keeps the check's measurements for
